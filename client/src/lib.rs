@@ -1,0 +1,17 @@
+//! franzy: a pure-Rust, async Kafka client that speaks the wire protocol itself.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`proto`] | the wire: frames, headers, messages, record batches, compression. No IO. |
+//!
+//! ```text
+//! user ── Producer/Consumer (async API) ── engine (state machines, no IO) ── io (tokio) ── broker
+//!                                              │
+//!                                            proto (bytes <-> values)
+//! ```
+
+pub mod proto;
+
+/// Re-export of the `kafka-protocol` crate whose generated message structs franzy uses, so
+/// that callers name the same types without a version mismatch.
+pub use kafka_protocol;

@@ -1,0 +1,25 @@
+//! The wire: frames, headers, messages, record batches and compression.
+//!
+//! Nothing here does IO, reads a clock or draws random numbers: every function maps bytes
+//! to values or values to bytes, so the same code serves the client, the harness and the
+//! fuzz targets.
+//!
+//! | module | what | spec |
+//! |---|---|---|
+//! | [`frame`] | `int32` size-prefixed frames | protocol guide, "Common Request and Response Structure" |
+//! | [`message`] | request/response headers and bodies | protocol guide, "Headers"; KIP-482 |
+//! | [`versions`] | version negotiation | KIP-35, KIP-511 |
+//! | [`batch_header`] | the 61-byte record batch header | protocol guide, "Record Batch"; KIP-98 |
+//! | [`compression`] | batch compression codecs | KIP-110 (zstd) |
+
+pub mod batch_header;
+pub mod compression;
+pub mod frame;
+pub mod message;
+pub mod versions;
+
+pub use kafka_protocol::error::ResponseError as ErrorCode;
+pub use kafka_protocol::messages::{
+    ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
+};
+pub use kafka_protocol::protocol::StrBytes;

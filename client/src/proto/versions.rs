@@ -1,0 +1,70 @@
+//! Version negotiation (KIP-35, KIP-511): for each API, use the highest version that both the
+//! client and the broker support; if the ranges do not overlap, the API cannot be used with
+//! that broker.
+
+use kafka_protocol::messages::ApiKey;
+pub use kafka_protocol::protocol::VersionRange;
+
+/// The highest version in both `ours` and `theirs`, or `None` when they do not overlap.
+pub fn negotiate(ours: VersionRange, theirs: VersionRange) -> Option<i16> {
+    let max = ours.max.min(theirs.max);
+    let min = ours.min.max(theirs.min);
+    (min <= max).then_some(max)
+}
+
+/// What a broker said it supports, per API, as read from an ApiVersions response.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BrokerVersions {
+    ranges: Vec<(i16, VersionRange)>,
+}
+
+impl BrokerVersions {
+    /// Builds the table from `(api_key, min, max)` triples as the response lists them.
+    /// Unknown API keys are kept (a newer broker may list APIs we do not know) but never
+    /// chosen.
+    pub fn new(entries: impl IntoIterator<Item = (i16, i16, i16)>) -> Self {
+        let mut ranges: Vec<(i16, VersionRange)> = entries
+            .into_iter()
+            .map(|(key, min, max)| (key, VersionRange { min, max }))
+            .collect();
+        ranges.sort_by_key(|(key, _)| *key);
+        ranges.dedup_by_key(|(key, _)| *key);
+        Self { ranges }
+    }
+
+    /// The broker's range for `api`, if it listed one.
+    pub fn range(&self, api: ApiKey) -> Option<VersionRange> {
+        let key = api as i16;
+        self.ranges
+            .binary_search_by_key(&key, |(k, _)| *k)
+            .ok()
+            .map(|i| self.ranges[i].1)
+    }
+
+    /// The version to use for `api`: the highest that both this codec and the broker support.
+    pub fn choose(&self, api: ApiKey) -> Option<i16> {
+        negotiate(api.valid_versions(), self.range(api)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_the_highest_common_version_or_none() {
+        let r = |min, max| VersionRange { min, max };
+        assert_eq!(negotiate(r(0, 9), r(3, 12)), Some(9));
+        assert_eq!(negotiate(r(3, 12), r(0, 9)), Some(9));
+        assert_eq!(negotiate(r(0, 2), r(3, 12)), None);
+        assert_eq!(negotiate(r(4, 4), r(4, 4)), Some(4));
+    }
+
+    #[test]
+    fn broker_table_ignores_apis_it_does_not_list() {
+        let produce = ApiKey::Produce as i16;
+        let table = BrokerVersions::new([(produce, 0, 9), (999, 0, 1)]);
+        assert_eq!(table.choose(ApiKey::Produce), Some(9));
+        assert_eq!(table.choose(ApiKey::Fetch), None);
+    }
+}

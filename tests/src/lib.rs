@@ -1,0 +1,1 @@
+//! franzy-tests: fixtures shared by the end-to-end tests.
