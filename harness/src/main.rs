@@ -1,1 +1,3 @@
+//! The `franzy` command line.
+
 fn main() {}
