@@ -125,11 +125,11 @@ done
 capture librdkafka_metadata librdkafka '' kcat -b "$bootstrap" -L
 pick librdkafka_metadata librdkafka \
     ApiVersions/3:request librdkafka_api_versions_v{v}_request.bin \
-    ApiVersions/3:response librdkafka_api_versions_v{v}_unsupported_response.bin \
+    ApiVersions/3:response:pair librdkafka_api_versions_v{v}_unsupported_response.bin \
     ApiVersions/0:request librdkafka_api_versions_v{v}_request.bin \
-    ApiVersions/0:response librdkafka_api_versions_v{v}_response.bin \
-    Metadata:request librdkafka_metadata_v{v}_request.bin \
-    Metadata:response:largest librdkafka_metadata_v{v}_response.bin
+    ApiVersions/0:response:pair librdkafka_api_versions_v{v}_response.bin \
+    Metadata:response:largest librdkafka_metadata_v{v}_response.bin \
+    Metadata:request:pair librdkafka_metadata_v{v}_request.bin
 
 # librdkafka: one uncompressed batch of three keyed records with two headers each.
 capture librdkafka_produce librdkafka RECORDS \
@@ -137,7 +137,7 @@ capture librdkafka_produce librdkafka RECORDS \
 pick librdkafka_produce librdkafka \
     Metadata:request librdkafka_metadata_v{v}_topics_request.bin \
     Produce:request librdkafka_produce_v{v}_request.bin \
-    Produce:response librdkafka_produce_v{v}_response.bin
+    Produce:response:pair librdkafka_produce_v{v}_response.bin
 
 # librdkafka: the same shape of batch under each compression codec, for the record batch codec.
 for codec in gzip snappy lz4 zstd; do
@@ -145,7 +145,7 @@ for codec in gzip snappy lz4 zstd; do
         kcat -b "$bootstrap" -P -t golden -p 1 -K: -H trace=abc -H source=kcat -z "$codec" -X linger.ms=200
     pick "librdkafka_produce_$codec" librdkafka \
         Produce:request "librdkafka_produce_v{v}_${codec}_request.bin" \
-        Produce:response "librdkafka_produce_v{v}_${codec}_response.bin"
+        Produce:response:pair "librdkafka_produce_v{v}_${codec}_response.bin"
 done
 
 # librdkafka: ListOffsets and Fetch of partition 0 (the uncompressed batch) ...
@@ -154,16 +154,15 @@ capture librdkafka_fetch librdkafka '' \
 [[ "$(wc -l <"$work/librdkafka_fetch.out")" == 3 ]] || die "kcat read back: $(cat "$work/librdkafka_fetch.out")"
 pick librdkafka_fetch librdkafka \
     ListOffsets:request librdkafka_list_offsets_v{v}_request.bin \
-    ListOffsets:response librdkafka_list_offsets_v{v}_response.bin \
-    Fetch:request librdkafka_fetch_v{v}_request.bin \
-    Fetch:response:largest librdkafka_fetch_v{v}_response.bin
+    ListOffsets:response:pair librdkafka_list_offsets_v{v}_response.bin \
+    Fetch:response:largest librdkafka_fetch_v{v}_response.bin \
+    Fetch:request:pair librdkafka_fetch_v{v}_request.bin
 
 # ... and of partition 1 (the four compressed batches). The mock cluster answers each Fetch
 # with at most one batch per partition, so the first four responses hold one codec each.
 capture librdkafka_fetch_compressed librdkafka '' \
     kcat -b "$bootstrap" -C -t golden -p 1 -o beginning -e -f '%p %o %k %s %h\n'
 [[ "$(wc -l <"$work/librdkafka_fetch_compressed.out")" == 12 ]] || die "kcat read back: $(cat "$work/librdkafka_fetch_compressed.out")"
-python3 "$here/extract_frames.py" "$work/librdkafka_fetch_compressed.pcap" --ports "$ports" --list
 pick librdkafka_fetch_compressed librdkafka \
     'Fetch:response:#0' librdkafka_fetch_v{v}_gzip_response.bin \
     'Fetch:response:#1' librdkafka_fetch_v{v}_snappy_response.bin \
@@ -172,26 +171,19 @@ pick librdkafka_fetch_compressed librdkafka \
 
 # kafka-python: idempotent producer and a consumer with a manual assignment, on partition 2.
 capture kafka_python kafka-python '' python3 "$here/kafka_python_golden.py" "$bootstrap" golden 2
-python3 "$here/extract_frames.py" "$work/kafka_python.pcap" --ports "$ports" --list >"$work/kafka_python.frames"
-pick_args=(
-    ApiVersions:request kafka_python_api_versions_v{v}_request.bin
-    ApiVersions:response kafka_python_api_versions_v{v}_response.bin
-    Metadata:request kafka_python_metadata_v{v}_request.bin
-    Metadata:response:largest kafka_python_metadata_v{v}_response.bin
-    Produce:request kafka_python_produce_v{v}_request.bin
-    Produce:response kafka_python_produce_v{v}_response.bin
-    ListOffsets:request kafka_python_list_offsets_v{v}_request.bin
-    ListOffsets:response kafka_python_list_offsets_v{v}_response.bin
-    Fetch:request kafka_python_fetch_v{v}_request.bin
-    Fetch:response:largest kafka_python_fetch_v{v}_response.bin
-)
-if grep -q InitProducerId "$work/kafka_python.frames"; then
-    pick_args+=(
-        InitProducerId:request kafka_python_init_producer_id_v{v}_request.bin
-        InitProducerId:response kafka_python_init_producer_id_v{v}_response.bin
-    )
-fi
-pick kafka_python kafka-python "${pick_args[@]}"
+pick kafka_python kafka-python \
+    ApiVersions:request kafka_python_api_versions_v{v}_request.bin \
+    ApiVersions:response:pair kafka_python_api_versions_v{v}_response.bin \
+    InitProducerId:request kafka_python_init_producer_id_v{v}_request.bin \
+    InitProducerId:response:pair kafka_python_init_producer_id_v{v}_response.bin \
+    Metadata:request:largest kafka_python_metadata_v{v}_request.bin \
+    Metadata:response:pair kafka_python_metadata_v{v}_response.bin \
+    Produce:request kafka_python_produce_v{v}_request.bin \
+    Produce:response:pair kafka_python_produce_v{v}_response.bin \
+    ListOffsets:request kafka_python_list_offsets_v{v}_request.bin \
+    ListOffsets:response:pair kafka_python_list_offsets_v{v}_response.bin \
+    Fetch:response:largest kafka_python_fetch_v{v}_response.bin \
+    Fetch:request:pair kafka_python_fetch_v{v}_request.bin
 
 exec 3>&- # closes the mock cluster's stdin: it stops
 wait "$mock_pid" || die "mock cluster exited with an error: $(cat "$work/mock.err")"
@@ -212,7 +204,9 @@ mock_pid=""
     echo "#            then tests/interop/extract_frames.py STEP.pcap --ports $ports --pick ..."
     echo "#   responses are matched to requests by correlation id on the same connection; when a"
     echo "#   step has several frames of one kind, the column pick says which was kept: the first"
-    echo "#   in capture order, or the largest (the Fetch response with the records in it)."
+    echo "#   or last in capture order, the largest (the Fetch response with the records in it), the"
+    echo "#   N-th (#N), or the pair of the frame on the line above (same connection and correlation"
+    echo "#   id: a request and its response)."
     echo "#"
     echo "# Steps (command run with the capture on; \$BOOTSTRAP is the address above):"
     echo "#   RECORDS='$RECORDS'"

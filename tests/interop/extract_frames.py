@@ -22,7 +22,8 @@ DIR/NNN_cCONN_API_vVER_DIRECTION.bin. --pick (repeatable) writes one frame chose
 with that API name (as --list prints it: Produce, Fetch, ApiVersions, ...), optionally that
 version, and that direction (request or response). RULE "first" (default) takes the first in
 capture order (connection by connection), "largest" the largest (the Fetch response that
-carries records, the full Metadata response), "last" the last, "#N" the N-th (from 0). "{v}" in OUTFILE is replaced by
+carries records, the full Metadata response), "last" the last, "#N" the N-th (from 0), "pair" the other half of the pick before it (the response
+to the request just picked, or the request of the response just picked). "{v}" in OUTFILE is replaced by
 the frame's version, since the version is whatever the two sides negotiated. The frame body is
 written without its 4-byte size prefix. With --manifest, each pick appends a tab-separated
 line: file, source, api key, api name, version, direction, correlation id, size, rule.
@@ -263,7 +264,7 @@ def describe(frame):
     )
 
 
-def pick(frames, spec):
+def pick(frames, spec, previous=None):
     parts = spec.split(":")
     if len(parts) not in (2, 3):
         raise CaptureError(f"bad pick {spec!r}: want API[/VERSION]:DIRECTION[:RULE]")
@@ -277,6 +278,18 @@ def pick(frames, spec):
         and f["direction"] == direction
         and (not version or f["version"] == int(version))
     ]
+    if rule == "pair":
+        # The other half of the previous pick: same connection, same correlation id.
+        if previous is None:
+            raise CaptureError(f"{spec!r}: 'pair' needs a pick before it")
+        matching = [
+            f
+            for f in matching
+            if f["conn"] == previous["conn"]
+            and f["correlation"] == previous["correlation"]
+            and f["direction"] != previous["direction"]
+        ]
+        rule = "first"
     if not matching:
         raise CaptureError(f"no {parts[0]} {direction} in the capture")
     if rule == "first":
@@ -317,8 +330,9 @@ def main():
                 )
                 with open(os.path.join(args.dump, name), "wb") as f:
                     f.write(frame["body"])
+        frame = None
         for spec, outfile in args.pick or []:
-            frame = pick(frames, spec)
+            frame = pick(frames, spec, frame)
             outfile = outfile.replace("{v}", str(frame["version"]))
             with open(outfile, "wb") as f:
                 f.write(frame["body"])
