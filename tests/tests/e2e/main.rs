@@ -1,0 +1,5 @@
+//! End-to-end tests: the harness on the wire, and (later) the client against the harness.
+//! One test binary; one module per subject.
+
+mod faults;
+mod hostile_input;
