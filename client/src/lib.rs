@@ -3,6 +3,8 @@
 //! | module | what |
 //! |---|---|
 //! | [`proto`] | the wire: frames, headers, messages, record batches, compression. No IO. |
+//! | [`engine`] | state machines: connections, metadata, accumulator. No IO, no clock. |
+//! | [`error`] | [`Error`] and its classification (retriable, abortable, fatal) |
 //!
 //! ```text
 //! user ── Producer/Consumer (async API) ── engine (state machines, no IO) ── io (tokio) ── broker
@@ -10,7 +12,11 @@
 //!                                            proto (bytes <-> values)
 //! ```
 
+pub mod engine;
+pub mod error;
 pub mod proto;
+
+pub use error::{Error, Persisted, Result};
 
 /// Re-export of the `kafka-protocol` crate whose generated message structs franzy uses, so
 /// that callers name the same types without a version mismatch.

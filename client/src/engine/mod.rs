@@ -1,0 +1,7 @@
+//! State machines with no IO: time comes in as an argument, outputs are polled.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`connection`] | one broker connection: correlation ids, in-flight requests, negotiation, timeouts |
+
+pub mod connection;
