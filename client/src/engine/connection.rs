@@ -66,8 +66,8 @@ pub enum ConnectionEvent {
         token: u64,
         /// The version the request was sent with.
         version: i16,
-        /// The decoded body.
-        response: ResponseKind,
+        /// The decoded body (boxed: response structs are large, events are many).
+        response: Box<ResponseKind>,
     },
     /// The request sent with `token` failed; `sent` tells whether its bytes were handed
     /// to the driver (so the broker may have acted on it).
@@ -351,7 +351,7 @@ impl Connection {
                 self.events.push_back(ConnectionEvent::Response {
                     token,
                     version: request.version,
-                    response,
+                    response: Box::new(response),
                 });
                 Ok(())
             }
