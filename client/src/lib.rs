@@ -4,6 +4,7 @@
 //! |---|---|
 //! | [`proto`] | the wire: frames, headers, messages, record batches, compression. No IO. |
 //! | [`engine`] | state machines: connections, metadata, accumulator. No IO, no clock. |
+//! | [`config`] | [`Config`]: typed setters and Kafka property names |
 //! | [`error`] | [`Error`] and its classification (retriable, abortable, fatal) |
 //!
 //! ```text
@@ -12,10 +13,12 @@
 //!                                            proto (bytes <-> values)
 //! ```
 
+pub mod config;
 pub mod engine;
 pub mod error;
 pub mod proto;
 
+pub use config::{Acks, Config, IsolationLevel, OffsetReset, Partitioner};
 pub use error::{Error, Persisted, Result};
 
 /// Re-export of the `kafka-protocol` crate whose generated message structs franzy uses, so

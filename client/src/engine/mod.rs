@@ -3,5 +3,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`connection`] | one broker connection: correlation ids, in-flight requests, negotiation, timeouts |
+//! | [`metadata`] | the cluster view: brokers, topics, leaders, leader epochs, refresh |
 
 pub mod connection;
+pub mod metadata;
