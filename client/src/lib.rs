@@ -5,6 +5,7 @@
 //! | [`proto`] | the wire: frames, headers, messages, record batches, compression. No IO. |
 //! | [`engine`] | state machines: connections, metadata, accumulator. No IO, no clock. |
 //! | [`config`] | [`Config`]: typed setters and Kafka property names |
+//! | [`io`] | tokio drivers: transports, broker connections, the shared cluster client |
 //! | [`error`] | [`Error`] and its classification (retriable, abortable, fatal) |
 //!
 //! ```text
@@ -16,6 +17,7 @@
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod io;
 pub mod proto;
 
 pub use config::{Acks, Config, IsolationLevel, OffsetReset, Partitioner};

@@ -287,10 +287,12 @@ impl ClusterBuilder {
                 .unwrap_or(0),
         });
         let cluster = Cluster {
-            shared,
-            root: CancellationToken::new(),
-            brokers: Mutex::new(Vec::new()),
-            transport: self.transport.clone(),
+            inner: Arc::new(Inner {
+                shared,
+                root: CancellationToken::new(),
+                brokers: Mutex::new(Vec::new()),
+                transport: self.transport.clone(),
+            }),
         };
         for id in 0..self.brokers {
             let (host, port) = match &self.transport {
@@ -321,10 +323,48 @@ impl ClusterBuilder {
 /// A running cluster. Dropping it (or [`Cluster::shutdown`]) stops every listener and
 /// closes every connection.
 pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+/// The cluster's brokers and state; every [`Cluster`] method is defined here.
+pub struct Inner {
     shared: Arc<Shared>,
     root: CancellationToken,
     brokers: Mutex<Vec<BrokerSlot>>,
     transport: Transport,
+}
+
+impl std::ops::Deref for Cluster {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+/// A [`franzy::io::Connector`] that opens in-memory connections to the cluster's brokers by
+/// their advertised address, so that a franzy client reaches the harness without sockets.
+#[derive(Clone)]
+pub struct InMemoryConnector {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for InMemoryConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InMemoryConnector")
+    }
+}
+
+impl franzy::io::Connector for InMemoryConnector {
+    fn connect<'a>(&'a self, address: &'a str) -> franzy::io::ConnectFuture<'a> {
+        Box::pin(async move {
+            self.inner
+                .connect_to(address)
+                .map(|stream| Box::new(stream) as franzy::io::BoxedStream)
+                .map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::ConnectionRefused, e.to_string())
+                })
+        })
+    }
 }
 
 impl std::fmt::Debug for Cluster {
@@ -341,6 +381,23 @@ impl Cluster {
         ClusterBuilder::default()
     }
 
+    /// A connector for franzy clients that reaches the brokers in memory, by the addresses
+    /// they advertise (works for TCP clusters too).
+    pub fn connector(&self) -> InMemoryConnector {
+        InMemoryConnector {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// Stops every broker and closes every connection.
+    pub async fn shutdown(self) {
+        self.inner.root.cancel();
+        // Let the connection tasks observe the cancellation and close their sockets.
+        tokio::task::yield_now().await;
+    }
+}
+
+impl Inner {
     fn lock_brokers(&self) -> MutexGuard<'_, Vec<BrokerSlot>> {
         self.brokers
             .lock()
@@ -518,13 +575,6 @@ impl Cluster {
         Ok(())
     }
 
-    /// Stops every broker and closes every connection.
-    pub async fn shutdown(self) {
-        self.root.cancel();
-        // Let the connection tasks observe the cancellation and close their sockets.
-        tokio::task::yield_now().await;
-    }
-
     /// How long the cluster has been running, in tokio time.
     pub fn uptime(&self) -> Duration {
         self.shared.started.elapsed()
@@ -533,6 +583,6 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        self.root.cancel();
+        self.inner.root.cancel();
     }
 }

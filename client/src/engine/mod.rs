@@ -2,8 +2,10 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`backoff`] | exponential backoff with jitter, seeded |
 //! | [`connection`] | one broker connection: correlation ids, in-flight requests, negotiation, timeouts |
 //! | [`metadata`] | the cluster view: brokers, topics, leaders, leader epochs, refresh |
 
+pub mod backoff;
 pub mod connection;
 pub mod metadata;
