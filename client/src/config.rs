@@ -106,6 +106,7 @@ pub struct Config {
     pub(crate) reconnect_backoff: Duration,
     pub(crate) reconnect_backoff_max: Duration,
     pub(crate) max_response_size: usize,
+    pub(crate) enable_partition_eof: bool,
 }
 
 impl Default for Config {
@@ -136,6 +137,7 @@ impl Default for Config {
             reconnect_backoff: Duration::from_millis(50),
             reconnect_backoff_max: Duration::from_millis(1000),
             max_response_size: 100 * 1024 * 1024,
+            enable_partition_eof: false,
         }
     }
 }
@@ -215,6 +217,9 @@ impl Config {
         /// Largest response frame accepted (`receive.message.max.bytes` in librdkafka).
         /// Default 100 MiB.
         max_response_size: usize,
+        /// `enable.partition.eof` (librdkafka): the consumer reports reaching the end of
+        /// each assigned partition. Default false.
+        enable_partition_eof: bool,
     }
 
     /// `bootstrap.servers`: comma-separated `host:port` list.
@@ -308,6 +313,7 @@ impl Config {
             "reconnect.backoff.ms" => self.reconnect_backoff = millis(key, v)?,
             "reconnect.backoff.max.ms" => self.reconnect_backoff_max = millis(key, v)?,
             "receive.message.max.bytes" => self.max_response_size = number(key, v)?,
+            "enable.partition.eof" => self.enable_partition_eof = boolean(key, v)?,
             _ => return Err(Error::config(key, "unknown configuration key")),
         }
         Ok(self)
@@ -413,6 +419,14 @@ fn millis(key: &str, value: &str) -> Result<Duration, Error> {
                 format!("{value:?} is not a whole number of milliseconds"),
             )
         })
+}
+
+fn boolean(key: &str, value: &str) -> Result<bool, Error> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(Error::config(key, format!("{value:?} is not true or false"))),
+    }
 }
 
 fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, Error> {
