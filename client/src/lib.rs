@@ -3,6 +3,10 @@
 //! | module | what |
 //! |---|---|
 //! | [`proto`] | the wire: frames, headers, messages, record batches, compression. No IO. |
+//! | [`engine`] | state machines: connections, metadata, accumulator. No IO, no clock. |
+//! | [`config`] | [`Config`]: typed setters and Kafka property names |
+//! | [`io`] | tokio drivers: transports, broker connections, the shared cluster client |
+//! | [`error`] | [`Error`] and its classification (retriable, abortable, fatal) |
 //!
 //! ```text
 //! user ── Producer/Consumer (async API) ── engine (state machines, no IO) ── io (tokio) ── broker
@@ -10,7 +14,14 @@
 //!                                            proto (bytes <-> values)
 //! ```
 
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod io;
 pub mod proto;
+
+pub use config::{Acks, Config, IsolationLevel, OffsetReset, Partitioner};
+pub use error::{Error, Persisted, Result};
 
 /// Re-export of the `kafka-protocol` crate whose generated message structs franzy uses, so
 /// that callers name the same types without a version mismatch.

@@ -1,5 +1,588 @@
-//! franzy-harness: an in-process, multi-broker Kafka cluster with deterministic fault
-//! injection.
+//! franzy-harness: an in-process, multi-broker Kafka cluster that any Kafka client can use,
+//! with deterministic fault injection.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`cluster`] | pure broker state: brokers, topics, partitions, logs. No IO. |
+//! | [`handlers`] | one file per API key: request + state -> response. No IO. |
+//! | [`control`] | fault injection (interceptors) and the record of requests |
+//! | `server` | the thin tokio loop: socket -> frame -> handler -> frame -> socket |
+//!
+//! ```text
+//!  client ──TCP or in-memory──▶ server.rs ──RequestKind──▶ control.rs (faults?)
+//!                                  ▲                            │
+//!                                  │                            ▼
+//!                              response ◀── handlers/<api>.rs ◀─ ClusterState (cluster/)
+//! ```
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), franzy_harness::HarnessError> {
+//! use franzy_harness::{Action, Cluster, Interceptor};
+//! use franzy::proto::{ApiKey, ErrorCode};
+//!
+//! let cluster = Cluster::builder().brokers(3).topic("orders", 6).build().await?;
+//! println!("bootstrap.servers={}", cluster.bootstrap());
+//! // The next produce naming orders/0 gets NOT_LEADER_OR_FOLLOWER for that partition.
+//! cluster.intercept(
+//!     Interceptor::new(ApiKey::Produce, Action::Error(ErrorCode::NotLeaderOrFollower))
+//!         .on_partition("orders", 0),
+//! );
+//! cluster.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use franzy::proto::frame::DEFAULT_MAX_FRAME_SIZE;
+use franzy::proto::ErrorCode;
+use tokio::io::DuplexStream;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 pub mod cluster;
+pub mod control;
 pub mod handlers;
+mod server;
+
+pub use cluster::{ClusterConfig, ClusterState};
+pub use control::{Action, Interceptor, RecordedRequest};
+
+use control::{Control, DEFAULT_RECORD_LIMIT};
+
+/// Errors of the harness API.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HarnessError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {address}")]
+    Bind {
+        /// The address asked for.
+        address: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No broker has this id.
+    #[error("no broker with id {0}")]
+    UnknownBroker(i32),
+    /// The broker is stopped.
+    #[error("broker {0} is stopped")]
+    BrokerStopped(i32),
+    /// No broker advertises this address.
+    #[error("no broker advertises {0}")]
+    UnknownAddress(String),
+    /// The cluster refused a topic operation.
+    #[error("topic {topic}: {code:?}")]
+    Topic {
+        /// The topic.
+        topic: String,
+        /// Kafka's error for it.
+        code: ErrorCode,
+    },
+    /// The builder was given settings that cannot work together.
+    #[error("invalid cluster settings: {0}")]
+    Config(String),
+}
+
+/// How clients reach the brokers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// Real TCP listeners on `host`, any Kafka client can connect. Broker `i` listens on
+    /// `base_port + i`, or on an ephemeral port when `base_port` is 0.
+    Tcp {
+        /// The IP address to bind and advertise.
+        host: String,
+        /// First port, or 0 for ephemeral ports.
+        base_port: u16,
+    },
+    /// No sockets: brokers advertise `broker-<id>.franzy.invalid:9092` and are reached
+    /// through [`Cluster::connect`], so tests can run under a paused tokio clock.
+    InMemory,
+}
+
+/// State shared by the cluster handle and every connection task.
+pub(crate) struct Shared {
+    state: Mutex<ClusterState>,
+    control: Mutex<Control>,
+    /// Woken after every request that may have changed the state, for parked fetches.
+    pub(crate) changed: Notify,
+    pub(crate) max_frame_size: usize,
+    pub(crate) started: tokio::time::Instant,
+    started_wall_ms: i64,
+}
+
+impl Shared {
+    pub(crate) fn lock_state(&self) -> MutexGuard<'_, ClusterState> {
+        // A panic while holding the lock cannot leave the state half-written in a way that
+        // matters more than stopping every later test, so keep serving.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn lock_control(&self) -> MutexGuard<'_, Control> {
+        self.control
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Wall-clock milliseconds, advanced by tokio time: under a paused clock, timestamps
+    /// move only when the test advances time.
+    pub(crate) fn now_ms(&self) -> i64 {
+        let elapsed = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        self.started_wall_ms.saturating_add(elapsed)
+    }
+}
+
+struct BrokerSlot {
+    id: i32,
+    /// Where the broker listens (TCP) or what it advertises (in-memory).
+    host: String,
+    port: u16,
+    cancel: Option<CancellationToken>,
+}
+
+/// Builds a [`Cluster`].
+#[derive(Debug, Clone)]
+pub struct ClusterBuilder {
+    config: ClusterConfig,
+    brokers: i32,
+    topics: Vec<(String, i32, BTreeMap<String, String>)>,
+    transport: Transport,
+    max_frame_size: usize,
+    record_limit: usize,
+    seed: u64,
+}
+
+impl Default for ClusterBuilder {
+    fn default() -> Self {
+        Self {
+            config: ClusterConfig::default(),
+            brokers: 3,
+            topics: Vec::new(),
+            transport: Transport::Tcp {
+                host: "127.0.0.1".into(),
+                base_port: 0,
+            },
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            record_limit: DEFAULT_RECORD_LIMIT,
+            seed: 0,
+        }
+    }
+}
+
+impl ClusterBuilder {
+    /// Number of brokers, with ids 0..n. Default 3.
+    pub fn brokers(mut self, n: i32) -> Self {
+        self.brokers = n;
+        self
+    }
+
+    /// Creates `name` with `partitions` partitions at start.
+    pub fn topic(self, name: impl Into<String>, partitions: i32) -> Self {
+        self.topic_with_configs(name, partitions, BTreeMap::new())
+    }
+
+    /// Creates `name` with topic configs such as `message.timestamp.type`.
+    pub fn topic_with_configs(
+        mut self,
+        name: impl Into<String>,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Self {
+        self.topics.push((name.into(), partitions, configs));
+        self
+    }
+
+    /// Whether Metadata requests create unknown topics (`auto.create.topics.enable`).
+    /// Default true, as in Kafka.
+    pub fn auto_create_topics(mut self, enabled: bool) -> Self {
+        self.config.auto_create_topics = enabled;
+        self
+    }
+
+    /// Partitions of auto-created topics (`num.partitions`). Default 1.
+    pub fn default_partitions(mut self, n: i32) -> Self {
+        self.config.default_partitions = n;
+        self
+    }
+
+    /// Largest record batch Produce accepts (`message.max.bytes`). Default 1 MiB.
+    pub fn message_max_bytes(mut self, n: usize) -> Self {
+        self.config.message_max_bytes = n;
+        self
+    }
+
+    /// Largest request frame accepted (`socket.request.max.bytes`). Default 100 MiB.
+    pub fn max_frame_size(mut self, n: usize) -> Self {
+        self.max_frame_size = n;
+        self
+    }
+
+    /// Listen on real TCP sockets on `host` (default 127.0.0.1), ephemeral ports.
+    pub fn tcp(mut self, host: impl Into<String>, base_port: u16) -> Self {
+        self.transport = Transport::Tcp {
+            host: host.into(),
+            base_port,
+        };
+        self
+    }
+
+    /// No sockets at all: clients connect through [`Cluster::connect`].
+    pub fn in_memory(mut self) -> Self {
+        self.transport = Transport::InMemory;
+        self
+    }
+
+    /// Seed for everything random in the cluster (fault probabilities). Default 0.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// How many requests are kept for [`Cluster::requests`]. Default 100,000.
+    pub fn record_limit(mut self, n: usize) -> Self {
+        self.record_limit = n;
+        self
+    }
+
+    /// Starts the brokers.
+    pub async fn build(self) -> Result<Cluster, HarnessError> {
+        if self.brokers < 1 || self.brokers > 1024 {
+            return Err(HarnessError::Config(format!(
+                "brokers must be 1 to 1024, got {}",
+                self.brokers
+            )));
+        }
+        if self.max_frame_size < 1024 {
+            return Err(HarnessError::Config(
+                "max frame size below 1024 bytes".into(),
+            ));
+        }
+        let mut config = self.config;
+        config.broker_ids = (0..self.brokers).collect();
+        let mut state = ClusterState::new(config);
+        for (name, partitions, configs) in &self.topics {
+            state
+                .create_topic(name, *partitions, configs.clone())
+                .map_err(|code| HarnessError::Topic {
+                    topic: name.clone(),
+                    code,
+                })?;
+        }
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            control: Mutex::new(Control::new(self.seed, self.record_limit)),
+            changed: Notify::new(),
+            max_frame_size: self.max_frame_size,
+            started: tokio::time::Instant::now(),
+            started_wall_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                .unwrap_or(0),
+        });
+        let cluster = Cluster {
+            inner: Arc::new(Inner {
+                shared,
+                root: CancellationToken::new(),
+                brokers: Mutex::new(Vec::new()),
+                transport: self.transport.clone(),
+            }),
+        };
+        for id in 0..self.brokers {
+            let (host, port) = match &self.transport {
+                Transport::Tcp { host, base_port } => {
+                    let port = if *base_port == 0 {
+                        0
+                    } else {
+                        u16::try_from(i32::from(*base_port) + id).map_err(|_| {
+                            HarnessError::Config(format!("port {base_port}+{id} out of range"))
+                        })?
+                    };
+                    (host.clone(), port)
+                }
+                Transport::InMemory => (format!("broker-{id}.franzy.invalid"), 9092),
+            };
+            cluster.lock_brokers().push(BrokerSlot {
+                id,
+                host,
+                port,
+                cancel: None,
+            });
+            cluster.start_broker(id).await?;
+        }
+        Ok(cluster)
+    }
+}
+
+/// A running cluster. Dropping it (or [`Cluster::shutdown`]) stops every listener and
+/// closes every connection.
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+/// The cluster's brokers and state; every [`Cluster`] method is defined here.
+pub struct Inner {
+    shared: Arc<Shared>,
+    root: CancellationToken,
+    brokers: Mutex<Vec<BrokerSlot>>,
+    transport: Transport,
+}
+
+impl std::ops::Deref for Cluster {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+/// A [`franzy::io::Connector`] that opens in-memory connections to the cluster's brokers by
+/// their advertised address, so that a franzy client reaches the harness without sockets.
+#[derive(Clone)]
+pub struct InMemoryConnector {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for InMemoryConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InMemoryConnector")
+    }
+}
+
+impl franzy::io::Connector for InMemoryConnector {
+    fn connect<'a>(&'a self, address: &'a str) -> franzy::io::ConnectFuture<'a> {
+        Box::pin(async move {
+            self.inner
+                .connect_to(address)
+                .map(|stream| Box::new(stream) as franzy::io::BoxedStream)
+                .map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::ConnectionRefused, e.to_string())
+                })
+        })
+    }
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("bootstrap", &self.bootstrap())
+            .finish()
+    }
+}
+
+impl Cluster {
+    /// A builder with Kafka's defaults: 3 brokers on 127.0.0.1, ephemeral ports.
+    pub fn builder() -> ClusterBuilder {
+        ClusterBuilder::default()
+    }
+
+    /// A connector for franzy clients that reaches the brokers in memory, by the addresses
+    /// they advertise (works for TCP clusters too).
+    pub fn connector(&self) -> InMemoryConnector {
+        InMemoryConnector {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// Stops every broker and closes every connection.
+    pub async fn shutdown(self) {
+        self.inner.root.cancel();
+        // Let the connection tasks observe the cancellation and close their sockets.
+        tokio::task::yield_now().await;
+    }
+}
+
+impl Inner {
+    fn lock_brokers(&self) -> MutexGuard<'_, Vec<BrokerSlot>> {
+        self.brokers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The `bootstrap.servers` string: every broker's `host:port`, comma-separated.
+    pub fn bootstrap(&self) -> String {
+        self.lock_brokers()
+            .iter()
+            .map(|b| format!("{}:{}", b.host, b.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The broker ids.
+    pub fn broker_ids(&self) -> Vec<i32> {
+        self.lock_brokers().iter().map(|b| b.id).collect()
+    }
+
+    /// Where broker `id` listens, for TCP clusters.
+    pub fn broker_address(&self, id: i32) -> Option<SocketAddr> {
+        let brokers = self.lock_brokers();
+        let broker = brokers.iter().find(|b| b.id == id)?;
+        format!("{}:{}", broker.host, broker.port).parse().ok()
+    }
+
+    /// Opens an in-memory connection to broker `id` (works for TCP clusters too). The
+    /// stream speaks the Kafka protocol exactly as a socket would.
+    pub fn connect(&self, id: i32) -> Result<DuplexStream, HarnessError> {
+        let cancel = {
+            let brokers = self.lock_brokers();
+            let broker = brokers
+                .iter()
+                .find(|b| b.id == id)
+                .ok_or(HarnessError::UnknownBroker(id))?;
+            broker
+                .cancel
+                .clone()
+                .ok_or(HarnessError::BrokerStopped(id))?
+        };
+        let (client, server) = tokio::io::duplex(256 * 1024);
+        tokio::spawn(server::serve_connection(
+            self.shared.clone(),
+            id,
+            server,
+            "in-memory".to_string(),
+            cancel,
+        ));
+        Ok(client)
+    }
+
+    /// Opens an in-memory connection to the broker that advertises `address`
+    /// (`host:port`), as a client transport resolving Metadata addresses would.
+    pub fn connect_to(&self, address: &str) -> Result<DuplexStream, HarnessError> {
+        let id = self
+            .lock_brokers()
+            .iter()
+            .find(|b| format!("{}:{}", b.host, b.port) == address)
+            .map(|b| b.id)
+            .ok_or_else(|| HarnessError::UnknownAddress(address.to_string()))?;
+        self.connect(id)
+    }
+
+    /// Adds a fault-injection rule after those already registered.
+    pub fn intercept(&self, interceptor: Interceptor) {
+        self.shared.lock_control().add(interceptor);
+    }
+
+    /// Removes every interceptor.
+    pub fn clear_interceptors(&self) {
+        self.shared.lock_control().clear();
+    }
+
+    /// Interceptors that have not yet fired as often as they were told to.
+    pub fn pending_interceptors(&self) -> usize {
+        self.shared.lock_control().pending()
+    }
+
+    /// Every request received so far (up to the record limit), oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.lock_control().recorded()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        self.shared.lock_control().clear_recorded();
+    }
+
+    /// Runs `f` on the cluster state (to inspect logs or change leaders), then wakes any
+    /// parked fetch so it sees the change.
+    pub fn with_state<R>(&self, f: impl FnOnce(&mut ClusterState) -> R) -> R {
+        let result = f(&mut self.shared.lock_state());
+        self.shared.changed.notify_waiters();
+        result
+    }
+
+    /// Creates a topic, as CreateTopics would.
+    pub fn create_topic(&self, name: &str, partitions: i32) -> Result<(), HarnessError> {
+        self.with_state(|state| state.create_topic(name, partitions, BTreeMap::new()))
+            .map(|_| ())
+            .map_err(|code| HarnessError::Topic {
+                topic: name.to_string(),
+                code,
+            })
+    }
+
+    /// Stops broker `id`: its listener closes, its connections drop, and leadership of its
+    /// partitions moves to live replicas. [`Cluster::start_broker`] brings it back on the
+    /// same address.
+    pub fn stop_broker(&self, id: i32) -> Result<(), HarnessError> {
+        {
+            let mut brokers = self.lock_brokers();
+            let broker = brokers
+                .iter_mut()
+                .find(|b| b.id == id)
+                .ok_or(HarnessError::UnknownBroker(id))?;
+            if let Some(cancel) = broker.cancel.take() {
+                cancel.cancel();
+            }
+        }
+        self.with_state(|state| state.set_broker_up(id, false));
+        Ok(())
+    }
+
+    /// Starts broker `id` (again), on the address it had.
+    pub async fn start_broker(&self, id: i32) -> Result<(), HarnessError> {
+        let (host, port) = {
+            let brokers = self.lock_brokers();
+            let broker = brokers
+                .iter()
+                .find(|b| b.id == id)
+                .ok_or(HarnessError::UnknownBroker(id))?;
+            if broker.cancel.is_some() {
+                return Ok(());
+            }
+            (broker.host.clone(), broker.port)
+        };
+        let cancel = self.root.child_token();
+        let port = match &self.transport {
+            Transport::Tcp { .. } => {
+                let address = format!("{host}:{port}");
+                let listener =
+                    TcpListener::bind(&address)
+                        .await
+                        .map_err(|source| HarnessError::Bind {
+                            address: address.clone(),
+                            source,
+                        })?;
+                let port = listener
+                    .local_addr()
+                    .map_err(|source| HarnessError::Bind { address, source })?
+                    .port();
+                tokio::spawn(server::run_listener(
+                    self.shared.clone(),
+                    id,
+                    listener,
+                    cancel.clone(),
+                ));
+                port
+            }
+            Transport::InMemory => port,
+        };
+        {
+            let mut brokers = self.lock_brokers();
+            if let Some(broker) = brokers.iter_mut().find(|b| b.id == id) {
+                broker.port = port;
+                broker.cancel = Some(cancel);
+            }
+        }
+        self.with_state(|state| {
+            state.set_broker_address(id, &host, port);
+            state.set_broker_up(id, true);
+        });
+        Ok(())
+    }
+
+    /// How long the cluster has been running, in tokio time.
+    pub fn uptime(&self) -> Duration {
+        self.shared.started.elapsed()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.inner.root.cancel();
+    }
+}

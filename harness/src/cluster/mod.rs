@@ -83,6 +83,16 @@ impl ClusterState {
         }
     }
 
+    /// Placeholder until the topic model lands: refuses every topic.
+    pub fn create_topic(
+        &mut self,
+        _name: &str,
+        _partitions: i32,
+        _configs: std::collections::BTreeMap<String, String>,
+    ) -> Result<uuid::Uuid, franzy::proto::ErrorCode> {
+        Err(franzy::proto::ErrorCode::InvalidRequest)
+    }
+
     /// Marks broker `id` up or down.
     pub fn set_broker_up(&mut self, id: i32, up: bool) {
         if let Some(b) = self.brokers.iter_mut().find(|b| b.id == id) {

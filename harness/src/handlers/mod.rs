@@ -41,6 +41,7 @@ pub struct RequestContext {
 
 /// A handler's answer.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // short-lived, one per request
 pub enum Reply {
     /// Send this response.
     Respond(ResponseKind),

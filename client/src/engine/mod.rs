@@ -1,0 +1,13 @@
+//! State machines with no IO: time comes in as an argument, outputs are polled.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`backoff`] | exponential backoff with jitter, seeded |
+//! | [`connection`] | one broker connection: correlation ids, in-flight requests, negotiation, timeouts |
+//! | [`partitioner`] | Java-compatible murmur2 and uniform sticky partitioning |
+//! | [`metadata`] | the cluster view: brokers, topics, leaders, leader epochs, refresh |
+
+pub mod backoff;
+pub mod connection;
+pub mod metadata;
+pub mod partitioner;

@@ -1,0 +1,227 @@
+//! The client's error type and its classification.
+//!
+//! Errors are classified as librdkafka does:
+//! - [`Error::is_retriable`]: trying the same operation again may succeed (a leader moved, a
+//!   connection dropped, a request timed out);
+//! - [`Error::requires_abort`]: inside a transaction, the transaction cannot commit and must be
+//!   aborted, after which the producer is usable again;
+//! - [`Error::is_fatal`]: the producer or consumer instance can no longer be used (fenced by a
+//!   newer instance, a broken sequence that idempotence cannot repair, a broker that breaks the
+//!   protocol in a way we cannot recover from).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::proto::{ApiKey, ErrorCode};
+
+/// A shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Whether a record that failed may nonetheless be in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Persisted {
+    /// The record was never acknowledged and cannot be in the log (it was never sent, or the
+    /// broker answered with an error that means it was not written).
+    No,
+    /// The record may be in the log: a request carrying it was sent and no answer came back
+    /// (timeout, dropped connection). Without idempotence, a retry may duplicate it.
+    Possibly,
+}
+
+/// Errors of the franzy client.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration key has an unknown name or a bad value.
+    #[error("invalid configuration {key}: {reason}")]
+    Config {
+        /// The Kafka property name (or builder method) at fault.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The broker answered with an error code.
+    #[error("broker error {code}{}", context.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
+    Broker {
+        /// Kafka's error code.
+        code: ErrorCode,
+        /// What the error applies to (topic-partition, group) or the broker's message.
+        context: Option<String>,
+    },
+    /// A connection could not be opened.
+    #[error("cannot connect to {address}")]
+    Connect {
+        /// `host:port`.
+        address: String,
+        /// The cause.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// The connection broke while the request was in flight or queued.
+    #[error("connection to {address} lost")]
+    Disconnected {
+        /// `host:port`.
+        address: String,
+    },
+    /// No response arrived within `request.timeout.ms`.
+    #[error("request timed out after {0:?}")]
+    RequestTimeout(Duration),
+    /// A record could not be delivered within `delivery.timeout.ms`.
+    #[error("delivery timed out after {0:?}")]
+    DeliveryTimeout(Duration),
+    /// The peer sent bytes that are not valid Kafka protocol.
+    #[error("protocol violation by {peer}: {reason}")]
+    Protocol {
+        /// `host:port` of the peer.
+        peer: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The broker supports no version of an API that franzy needs.
+    #[error("{address} supports no version of {api:?} that franzy speaks")]
+    UnsupportedVersion {
+        /// `host:port` of the broker.
+        address: String,
+        /// The API.
+        api: ApiKey,
+    },
+    /// A record or request is larger than a configured or broker limit.
+    #[error("record of {size} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// Size of the record or batch.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The position is out of range and `auto.offset.reset` is `none`.
+    #[error("offset {offset} out of range for {topic}/{partition} and auto.offset.reset is none")]
+    OffsetOutOfRange {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The offset that was out of range.
+        offset: i64,
+    },
+    /// A record, fetch response or batch could not be decoded.
+    #[error("corrupt record data in {topic}/{partition}: {reason}")]
+    CorruptRecord {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// What was wrong.
+        reason: String,
+    },
+    /// An operation on a partition the client does not know or is not assigned.
+    #[error("unknown or unassigned partition {topic}/{partition}")]
+    UnknownPartition {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+    },
+    /// The client was closed.
+    #[error("client is closed")]
+    Closed,
+}
+
+impl Error {
+    /// A broker error without context.
+    pub fn broker(code: ErrorCode) -> Self {
+        Self::Broker {
+            code,
+            context: None,
+        }
+    }
+
+    /// A configuration error for `key`.
+    pub fn config(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Config {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The broker error code, if this is a broker error.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Broker { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// Trying again may succeed.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Self::Broker { code, .. } => code.is_retriable(),
+            Self::Connect { .. } | Self::Disconnected { .. } | Self::RequestTimeout(_) => true,
+            _ => false,
+        }
+    }
+
+    /// The instance can no longer be used and must be recreated.
+    pub fn is_fatal(&self) -> bool {
+        match self {
+            Self::Broker { code, .. } => matches!(
+                code,
+                ErrorCode::ProducerFenced
+                    | ErrorCode::InvalidProducerEpoch
+                    | ErrorCode::TransactionalIdAuthorizationFailed
+                    | ErrorCode::ClusterAuthorizationFailed
+                    | ErrorCode::FencedInstanceId
+                    | ErrorCode::UnsupportedForMessageFormat
+            ),
+            _ => false,
+        }
+    }
+
+    /// Inside a transaction, this error means the transaction must be aborted; the producer
+    /// stays usable afterwards. Fatal errors are not abortable: the producer is gone.
+    pub fn requires_abort(&self) -> bool {
+        !self.is_fatal()
+            && !self.is_retriable()
+            && !matches!(self, Self::Config { .. } | Self::Closed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_is_send_sync_static() {
+        fn assert_bounds<T: Send + Sync + 'static + std::error::Error>() {}
+        assert_bounds::<Error>();
+    }
+
+    #[test]
+    fn classification_follows_librdkafka() {
+        assert!(Error::broker(ErrorCode::NotLeaderOrFollower).is_retriable());
+        assert!(!Error::broker(ErrorCode::NotLeaderOrFollower).requires_abort());
+        assert!(Error::RequestTimeout(Duration::from_secs(30)).is_retriable());
+        assert!(Error::broker(ErrorCode::ProducerFenced).is_fatal());
+        assert!(!Error::broker(ErrorCode::ProducerFenced).requires_abort());
+        assert!(Error::broker(ErrorCode::MessageTooLarge).requires_abort());
+        assert!(Error::DeliveryTimeout(Duration::from_secs(120)).requires_abort());
+        assert!(!Error::config("linger.ms", "not a number").requires_abort());
+    }
+
+    #[test]
+    fn messages_are_lowercase_without_trailing_period() {
+        let samples = [
+            Error::config("acks", "must be all, 0, 1 or -1"),
+            Error::broker(ErrorCode::NotLeaderOrFollower),
+            Error::Closed,
+            Error::RequestTimeout(Duration::from_millis(5)),
+        ];
+        for e in samples {
+            let text = e.to_string();
+            assert!(!text.ends_with('.'), "{text}");
+            assert!(
+                text.chars().next().is_some_and(|c| !c.is_uppercase()),
+                "{text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! The part of a client that every role shares: the metadata cache, one connection per
+//! broker (opened on demand, reopened with exponential backoff and jitter), and requests
+//! routed to a broker by id or to any broker.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{MetadataRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use tracing::{debug, warn};
+
+use super::broker::{BrokerConnection, BuildRequest, RequestError, Response};
+use super::transport::Connector;
+use crate::config::Config;
+use crate::engine::backoff::{Backoff, Rng};
+use crate::engine::connection::ConnectionConfig;
+use crate::engine::metadata::Metadata;
+use crate::error::Error;
+use crate::proto::{ApiKey, RequestKind, ResponseKind};
+
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+struct Slot {
+    connection: Option<BrokerConnection>,
+    backoff: Backoff,
+    retry_at: Option<tokio::time::Instant>,
+}
+
+/// Shared client core: configuration, connections, metadata.
+pub struct ClusterClient {
+    config: Config,
+    connector: Arc<dyn Connector>,
+    metadata: Mutex<Metadata>,
+    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Slot>>>>,
+    rng: Mutex<Rng>,
+    /// Serializes metadata refreshes; holds the number of refreshes done so far.
+    refresh: tokio::sync::Mutex<u64>,
+    /// Rotates the broker tried first by [`ClusterClient::request_any`].
+    rotation: Mutex<usize>,
+}
+
+impl std::fmt::Debug for ClusterClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterClient")
+            .field("bootstrap", &self.config.bootstrap_servers)
+            .finish()
+    }
+}
+
+impl ClusterClient {
+    /// A client core; `seed` drives backoff jitter.
+    pub fn new(config: Config, connector: Arc<dyn Connector>, seed: u64) -> Result<Self, Error> {
+        config.validate()?;
+        Ok(Self {
+            metadata: Mutex::new(Metadata::new(config.metadata_max_age)),
+            config,
+            connector,
+            slots: Mutex::new(HashMap::new()),
+            rng: Mutex::new(Rng::new(seed)),
+            refresh: tokio::sync::Mutex::new(0),
+            rotation: Mutex::new(0),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Locks the metadata cache. Never hold the guard across an await.
+    pub fn metadata(&self) -> MutexGuard<'_, Metadata> {
+        self.metadata.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn connection_config(&self) -> ConnectionConfig {
+        ConnectionConfig {
+            client_id: self.config.client_id.clone(),
+            request_timeout: self.config.request_timeout,
+            max_response_size: self.config.max_response_size,
+        }
+    }
+
+    /// The live connection to `address`, opening one if needed (after the reconnect
+    /// backoff of a previous failure).
+    pub async fn connection(&self, address: &str) -> Result<BrokerConnection, Error> {
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots
+                .entry(address.to_string())
+                .or_insert_with(|| {
+                    Arc::new(tokio::sync::Mutex::new(Slot {
+                        connection: None,
+                        backoff: Backoff::new(
+                            self.config.reconnect_backoff,
+                            self.config.reconnect_backoff_max,
+                        ),
+                        retry_at: None,
+                    }))
+                })
+                .clone()
+        };
+        let mut slot = slot.lock().await;
+        if let Some(connection) = &slot.connection {
+            if !connection.is_closed() {
+                return Ok(connection.clone());
+            }
+            slot.connection = None;
+        }
+        if let Some(at) = slot.retry_at {
+            tokio::time::sleep_until(at).await;
+        }
+        match BrokerConnection::open(
+            self.connector.as_ref(),
+            address,
+            self.connection_config(),
+            self.config.max_in_flight,
+        )
+        .await
+        {
+            Ok(connection) => {
+                debug!(%address, "connected");
+                slot.backoff.reset();
+                slot.retry_at = None;
+                slot.connection = Some(connection.clone());
+                Ok(connection)
+            }
+            Err(error) => {
+                let delay = {
+                    let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+                    slot.backoff.next_delay(&mut rng)
+                };
+                debug!(%address, %error, ?delay, "connection failed");
+                slot.retry_at = Some(tokio::time::Instant::now() + delay);
+                Err(error)
+            }
+        }
+    }
+
+    /// Sends a request to broker `broker_id` (looked up in the metadata).
+    pub async fn request_broker(
+        &self,
+        broker_id: i32,
+        api: ApiKey,
+        build: BuildRequest,
+        expect_response: bool,
+    ) -> Result<Option<Response>, RequestError> {
+        let address = self
+            .metadata()
+            .broker(broker_id)
+            .map(|b| b.address())
+            .ok_or_else(|| Error::Protocol {
+                peer: format!("broker {broker_id}"),
+                reason: "broker not in metadata".into(),
+            })?;
+        let connection = self.connection(&address).await?;
+        connection.request(api, build, expect_response).await
+    }
+
+    /// Sends a request that any broker can answer, trying known brokers (or the bootstrap
+    /// servers) in turn until one answers.
+    pub async fn request_any<F>(&self, api: ApiKey, build: F) -> Result<Response, Error>
+    where
+        F: Fn(i16) -> Result<RequestKind, Error> + Send + Sync + Clone + 'static,
+    {
+        let mut candidates: Vec<String> = self.metadata().brokers().map(|b| b.address()).collect();
+        for server in &self.config.bootstrap_servers {
+            if !candidates.contains(server) {
+                candidates.push(server.clone());
+            }
+        }
+        let start = {
+            let mut rotation = self.rotation.lock().unwrap_or_else(|p| p.into_inner());
+            *rotation = rotation.wrapping_add(1);
+            *rotation
+        };
+        let mut last_error = Error::Closed;
+        for i in 0..candidates.len() {
+            let address = &candidates[(start + i) % candidates.len()];
+            let connection = match self.connection(address).await {
+                Ok(connection) => connection,
+                Err(error) => {
+                    last_error = error;
+                    continue;
+                }
+            };
+            let build = build.clone();
+            match connection.request(api, Box::new(build), true).await {
+                Ok(Some(response)) => return Ok(response),
+                Ok(None) => {
+                    return Err(Error::Protocol {
+                        peer: address.clone(),
+                        reason: "no response to a request that expects one".into(),
+                    })
+                }
+                Err(RequestError { error, .. }) => last_error = error,
+            }
+        }
+        Err(last_error)
+    }
+
+    /// Refreshes the metadata for the wanted topics. Concurrent callers share one refresh.
+    pub async fn refresh_metadata(&self) -> Result<(), Error> {
+        let seen = *self.refresh.lock().await;
+        let mut done = self.refresh.lock().await;
+        if *done != seen {
+            // Someone refreshed while we waited for the lock.
+            return Ok(());
+        }
+        let topics = self.metadata().request_topics();
+        let build = move |_version: i16| {
+            let requested: Vec<MetadataRequestTopic> = topics
+                .iter()
+                .map(|t| {
+                    MetadataRequestTopic::default()
+                        .with_name(Some(TopicName(StrBytes::from_string(t.clone()))))
+                })
+                .collect();
+            // Never null ("all topics" from v1 on): franzy names its topics. An empty list
+            // asks only for the brokers (v0 reads it as "all topics", which is harmless).
+            let topics = Some(requested);
+            Ok(RequestKind::Metadata(
+                MetadataRequest::default()
+                    .with_topics(topics)
+                    .with_allow_auto_topic_creation(true),
+            ))
+        };
+        let response = self.request_any(ApiKey::Metadata, build).await?;
+        let ResponseKind::Metadata(body) = *response.body else {
+            return Err(Error::Protocol {
+                peer: "broker".into(),
+                reason: "Metadata answered with another API".into(),
+            });
+        };
+        self.metadata().handle_response(&body, now());
+        *done += 1;
+        Ok(())
+    }
+
+    /// Refreshes the metadata if it is stale or due, backing off between failed attempts.
+    pub async fn ensure_metadata(&self) -> Result<(), Error> {
+        let due = self.metadata().refresh_due(now());
+        if due <= now() {
+            if let Err(error) = self.refresh_metadata().await {
+                warn!(%error, "metadata refresh failed");
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,13 @@
+//! The only place that owns sockets and tokio timers: thin drivers around the engines.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`transport`] | [`Connector`]: how a `host:port` becomes a byte stream (TCP by default) |
+//! | [`broker`] | one connection per broker: a task driving the connection engine |
+//! | [`cluster`] | metadata + connections shared by producer, consumer and admin |
+
+pub mod broker;
+pub mod cluster;
+pub mod transport;
+
+pub use transport::{BoxedStream, BrokerStream, ConnectFuture, Connector, TcpConnector};

@@ -1,0 +1,6 @@
+//! End-to-end tests: the harness on the wire, and (later) the client against the harness.
+//! One test binary; one module per subject.
+
+mod client_core;
+mod faults;
+mod hostile_input;
