@@ -48,13 +48,15 @@ const KAFKA_PYTHON_PRODUCER_ID: i64 = 304_796_000;
 const MOCK_LOG_APPEND_TIME: i64 = 1234;
 
 /// Bytes that the librdkafka 2.0.2 mock cluster writes after the end of a message, which the
-/// decoder leaves unread (it does not require a frame to be consumed to its end, and neither do
-/// the Java client or kafka-python, which read these frames without complaint), and which a
-/// re-encoding therefore cannot reproduce. The comparison covers everything before them, and
+/// decoder leaves unread (it does not require a frame to be consumed to its end; kafka-python
+/// read the ListOffsets one below without complaint), and which a re-encoding therefore cannot
+/// reproduce. The comparison covers everything before them, and
 /// the test checks that they are exactly these bytes, so that any other difference still fails.
 const TRAILING_BYTES: &[(&str, &[u8])] = &[
     // ListOffsets v4+ partitions end with leader_epoch (int32). The mock writes four more bytes
-    // of 0xff after it (its v5 writer emits an extra int32 -1); the fields before are correct.
+    // of 0xff after each partition; the fields before them are correct. With one partition,
+    // as here, they trail the message; with several, they shift every partition after the
+    // first, and no client can read the response (tests/interop/interop.py steps around it).
     ("kafka_python_list_offsets_v5_response.bin", &[0xff; 4]),
     // An ApiVersions request at a version the mock does not support (v3 here) gets a body
     // that is neither the v0 layout that KIP-511 prescribes for this case nor a valid v3 one:
