@@ -30,6 +30,8 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 /// What a handler knows about the request besides its body.
 #[derive(Debug, Clone)]
