@@ -241,3 +241,321 @@ fn failed(partition: i32, code: ErrorCode) -> PartitionData {
         .with_aborted_transactions(None)
         .with_records(Some(Bytes::new()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::test_batches::BatchBuilder;
+    use crate::handlers::test_support::{assert_encodes, cluster_with, ctx, NOW};
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use uuid::Uuid;
+
+    fn fetch_req(
+        topic_id: Uuid,
+        parts: &[(i32, i64, i32)],
+        max_bytes: i32,
+        min_bytes: i32,
+    ) -> FetchRequest {
+        let partitions = parts
+            .iter()
+            .map(|&(p, offset, max)| {
+                FetchPartition::default()
+                    .with_partition(p)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(max)
+            })
+            .collect();
+        FetchRequest::default()
+            .with_replica_id((-1).into())
+            .with_max_wait_ms(500)
+            .with_min_bytes(min_bytes)
+            .with_max_bytes(max_bytes)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(super::super::topic_name("t"))
+                .with_topic_id(topic_id)
+                .with_partitions(partitions)])
+    }
+
+    fn respond(
+        cluster: &ClusterState,
+        context: &RequestContext,
+        req: FetchRequest,
+    ) -> FetchResponse {
+        match handle(cluster, context, req) {
+            Reply::Respond(r) => {
+                assert_encodes(&r, context.api_version);
+                match r {
+                    ResponseKind::Fetch(r) => r,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            other => panic!("expected a response, got {other:?}"),
+        }
+    }
+
+    fn seeded() -> (ClusterState, Vec<usize>) {
+        let mut c = cluster_with(2);
+        let mut sizes = Vec::new();
+        for size in [100, 2000, 100] {
+            let batch = BatchBuilder::new(NOW).records(1, size).build();
+            sizes.push(batch.len());
+            c.append_records("t", 0, &batch, NOW).expect("append p0");
+        }
+        c.append_records("t", 1, &BatchBuilder::new(NOW).records(1, 10).build(), NOW)
+            .expect("append p1");
+        (c, sizes)
+    }
+
+    #[test]
+    fn every_version_fetches_and_encodes() {
+        let (c, sizes) = seeded();
+        let id = c.topic("t").map_or(Uuid::nil(), |t| t.id());
+        for version in 4..=18 {
+            let r = respond(
+                &c,
+                &ctx(0, version),
+                fetch_req(id, &[(0, 0, 1 << 20)], 1 << 20, 1),
+            );
+            let p = &r.responses[0].partitions[0];
+            assert_eq!(p.error_code, 0, "v{version}");
+            assert_eq!(
+                (p.high_watermark, p.last_stable_offset, p.log_start_offset),
+                (3, 3, 0)
+            );
+            assert_eq!(p.records.as_ref().map(Bytes::len), Some(sizes.iter().sum()));
+            assert_eq!(p.aborted_transactions, None);
+            assert_eq!(r.session_id, 0);
+        }
+    }
+
+    #[test]
+    fn limits_cut_batches_but_the_first_batch_comes_whole() {
+        let (c, sizes) = seeded();
+        // Starting at the 2000-byte batch with a 500-byte budget: KIP-74 returns it whole,
+        // and the next partition gets nothing since the budget is spent.
+        let r = respond(
+            &c,
+            &ctx(0, 12),
+            fetch_req(Uuid::nil(), &[(0, 1, 500), (1, 0, 500)], 500, 1),
+        );
+        let records = |i: usize| {
+            r.responses[0].partitions[i]
+                .records
+                .as_ref()
+                .map_or(0, Bytes::len)
+        };
+        assert_eq!((records(0), records(1)), (sizes[1], 0));
+        // A partition limit inside the second batch cuts it there.
+        let cut = sizes[0] + 50;
+        let r = respond(
+            &c,
+            &ctx(0, 12),
+            fetch_req(Uuid::nil(), &[(0, 0, cut as i32)], 1 << 20, 1),
+        );
+        assert_eq!(
+            r.responses[0].partitions[0]
+                .records
+                .as_ref()
+                .map(Bytes::len),
+            Some(cut)
+        );
+        // Once a partition returned data, later partitions are held to the budget left.
+        let p1_len = c
+            .partition_log("t", 1)
+            .map_or(0, |l| l.batches()[0].bytes().len());
+        let budget = sizes[2] + 20;
+        let r = respond(
+            &c,
+            &ctx(0, 12),
+            fetch_req(Uuid::nil(), &[(0, 2, 1000), (1, 0, 1000)], budget as i32, 1),
+        );
+        let got: Vec<usize> = r.responses[0]
+            .partitions
+            .iter()
+            .map(|p| p.records.as_ref().map_or(0, Bytes::len))
+            .collect();
+        assert_eq!(got, vec![sizes[2], 20.min(p1_len)]);
+    }
+
+    #[test]
+    fn out_of_range_offsets_are_refused() {
+        let (c, _) = seeded();
+        for offset in [-1, 4] {
+            let r = respond(
+                &c,
+                &ctx(0, 12),
+                fetch_req(Uuid::nil(), &[(0, offset, 1000)], 1000, 0),
+            );
+            let p = &r.responses[0].partitions[0];
+            assert_eq!(p.error_code, ErrorCode::OffsetOutOfRange.code());
+            assert_eq!((p.high_watermark, p.log_start_offset), (-1, -1));
+        }
+        // The high watermark itself is a valid, empty position.
+        let r = respond(
+            &c,
+            &ctx(0, 12),
+            fetch_req(Uuid::nil(), &[(0, 3, 1000)], 1000, 0),
+        );
+        assert_eq!(r.responses[0].partitions[0].error_code, 0);
+    }
+
+    #[test]
+    fn followers_serve_consumers_from_v11_only() {
+        let (c, _) = seeded();
+        let r = respond(
+            &c,
+            &ctx(1, 10),
+            fetch_req(Uuid::nil(), &[(0, 0, 1000)], 1000, 0),
+        );
+        assert_eq!(
+            r.responses[0].partitions[0].error_code,
+            ErrorCode::NotLeaderOrFollower.code()
+        );
+        let r = respond(
+            &c,
+            &ctx(1, 11),
+            fetch_req(Uuid::nil(), &[(0, 0, 1000)], 1000, 0),
+        );
+        assert_eq!(r.responses[0].partitions[0].error_code, 0);
+        // A replica fetching (replica_id >= 0) must ask the leader.
+        let req = fetch_req(Uuid::nil(), &[(0, 0, 1000)], 1000, 0).with_replica_id(2.into());
+        let r = respond(&c, &ctx(1, 12), req);
+        assert_eq!(
+            r.responses[0].partitions[0].error_code,
+            ErrorCode::NotLeaderOrFollower.code()
+        );
+    }
+
+    #[test]
+    fn stale_epochs_are_fenced_and_v16_names_the_leader() {
+        let (mut c, _) = seeded();
+        c.set_leader("t", 0, 2).expect("move leader");
+        let mut req = fetch_req(Uuid::nil(), &[(0, 0, 1000)], 1000, 0);
+        req.topics[0].partitions[0].current_leader_epoch = 0;
+        let r = respond(&c, &ctx(2, 12), req.clone());
+        assert_eq!(
+            r.responses[0].partitions[0].error_code,
+            ErrorCode::FencedLeaderEpoch.code()
+        );
+        req.topics[0].partitions[0].current_leader_epoch = 1;
+        let id = c.topic("t").map_or(Uuid::nil(), |t| t.id());
+        req.topics[0].topic_id = id;
+        // A follower serves consumers (KIP-392), so ask as a replica would.
+        req.replica_state.replica_id = 1.into();
+        let r = respond(&c, &ctx(0, 16), req);
+        let p = &r.responses[0].partitions[0];
+        assert_eq!(p.error_code, ErrorCode::NotLeaderOrFollower.code());
+        assert_eq!(
+            (p.current_leader.leader_id.0, p.current_leader.leader_epoch),
+            (2, 1)
+        );
+        assert_eq!(
+            r.node_endpoints
+                .iter()
+                .map(|n| n.node_id.0)
+                .collect::<Vec<_>>(),
+            vec![2]
+        );
+    }
+
+    #[test]
+    fn topic_ids_resolve_from_v13() {
+        let (c, _) = seeded();
+        let id = c.topic("t").map_or(Uuid::nil(), |t| t.id());
+        let r = respond(&c, &ctx(0, 13), fetch_req(id, &[(0, 0, 1000)], 1000, 0));
+        assert_eq!(r.responses[0].topic_id, id);
+        assert_eq!(r.responses[0].partitions[0].error_code, 0);
+        let r = respond(
+            &c,
+            &ctx(0, 13),
+            fetch_req(Uuid::from_u128(7), &[(0, 0, 1000)], 1000, 0),
+        );
+        assert_eq!(
+            r.responses[0].partitions[0].error_code,
+            ErrorCode::UnknownTopicId.code()
+        );
+        assert_eq!(
+            partitions(&c, &fetch_req(id, &[(1, 0, 1)], 1, 0), 13),
+            vec![("t".to_string(), 1)]
+        );
+    }
+
+    #[test]
+    fn waits_for_min_bytes_until_data_or_deadline() {
+        let (mut c, _) = seeded();
+        let req = fetch_req(Uuid::nil(), &[(0, 3, 1000)], 1000, 1);
+        assert!(matches!(
+            handle(&c, &ctx(0, 12), req.clone()),
+            Reply::Park { max_wait } if max_wait == Duration::from_millis(500)
+        ));
+        let mut last_call = ctx(0, 12);
+        last_call.deadline_reached = true;
+        let r = respond(&c, &last_call, req.clone());
+        assert_eq!(
+            r.responses[0].partitions[0]
+                .records
+                .as_ref()
+                .map(Bytes::len),
+            Some(0)
+        );
+        c.append_records("t", 0, &BatchBuilder::new(NOW).record(b"x").build(), NOW)
+            .expect("append");
+        let r = respond(&c, &ctx(0, 12), req);
+        assert!(r.responses[0].partitions[0]
+            .records
+            .as_ref()
+            .is_some_and(|b| !b.is_empty()));
+        // An error answers at once.
+        let req = fetch_req(Uuid::nil(), &[(0, 99, 1000)], 1000, 1);
+        assert!(matches!(handle(&c, &ctx(0, 12), req), Reply::Respond(_)));
+    }
+
+    #[test]
+    fn incremental_sessions_are_not_found_and_read_committed_lists_no_aborts() {
+        let (c, _) = seeded();
+        let req = fetch_req(Uuid::nil(), &[(0, 0, 1000)], 1000, 0)
+            .with_session_id(12)
+            .with_session_epoch(3);
+        let r = respond(&c, &ctx(0, 12), req);
+        assert_eq!(r.error_code, ErrorCode::FetchSessionIdNotFound.code());
+        assert!(r.responses.is_empty());
+        let req = fetch_req(Uuid::nil(), &[(0, 0, 1000)], 1000, 0)
+            .with_session_epoch(0)
+            .with_isolation_level(1);
+        let r = respond(&c, &ctx(0, 12), req);
+        assert_eq!(r.session_id, 0);
+        assert_eq!(
+            r.responses[0].partitions[0].aborted_transactions,
+            Some(Vec::new())
+        );
+    }
+
+    #[test]
+    fn absurd_limits_do_not_panic() {
+        let (c, sizes) = seeded();
+        let r = respond(
+            &c,
+            &ctx(0, 12),
+            fetch_req(Uuid::nil(), &[(0, 0, -5), (0, 0, i32::MAX)], i32::MIN, 0),
+        );
+        // Negative budgets count as zero; the first batch still comes whole.
+        assert_eq!(
+            r.responses[0].partitions[0]
+                .records
+                .as_ref()
+                .map(Bytes::len),
+            Some(sizes[0])
+        );
+        let r = error_response(
+            &fetch_req(Uuid::nil(), &[(0, 0, 1)], 1, 0),
+            12,
+            ErrorCode::NotController,
+        );
+        assert_eq!(
+            r.responses[0].partitions[0].error_code,
+            ErrorCode::NotController.code()
+        );
+        assert_encodes(&ResponseKind::Fetch(r), 12);
+    }
+}

@@ -242,12 +242,14 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn request(acks: i16, topic: &str, id: Uuid, partition: i32, records: Bytes) -> ProduceRequest {
-        ProduceRequest::default().with_acks(acks).with_topic_data(vec![TopicProduceData::default()
-            .with_name(super::super::topic_name(topic))
-            .with_topic_id(id)
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(records))])])
+        ProduceRequest::default()
+            .with_acks(acks)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(super::super::topic_name(topic))
+                .with_topic_id(id)
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(records))])])
     }
 
     fn produce_at(
@@ -281,13 +283,23 @@ mod tests {
         let mut c = cluster_with(1);
         let mut expected = 0;
         for version in 3..=13 {
-            let r = produce_at(&mut c, 0, version, -1, 0, BatchBuilder::new(NOW).records(2, 3).bytes());
+            let r = produce_at(
+                &mut c,
+                0,
+                version,
+                -1,
+                0,
+                BatchBuilder::new(NOW).records(2, 3).bytes(),
+            );
             let p = first(&r);
             assert_eq!((p.error_code, p.base_offset), (0, expected), "v{version}");
             assert_eq!((p.log_append_time_ms, p.log_start_offset), (-1, 0));
             expected += 2;
         }
-        assert_eq!(c.partition_log("t", 0).map(|l| l.high_watermark()), Some(expected));
+        assert_eq!(
+            c.partition_log("t", 0).map(|l| l.high_watermark()),
+            Some(expected)
+        );
     }
 
     #[test]
@@ -295,7 +307,9 @@ mod tests {
         let mut c = cluster_with(1);
         let batch = BatchBuilder::new(NOW).records(3, 10).build();
         produce_at(&mut c, 0, 9, 1, 0, Bytes::from(batch.clone()));
-        let stored = c.partition_log("t", 0).expect("log").batches()[0].bytes().clone();
+        let stored = c.partition_log("t", 0).expect("log").batches()[0]
+            .bytes()
+            .clone();
         assert_eq!(stored.len(), batch.len());
         assert_eq!(stored[16..], batch[16..]);
         assert_eq!(stored[8..12], batch[8..12]);
@@ -307,7 +321,13 @@ mod tests {
         let mut c = cluster_with(1);
         let configs = BTreeMap::from([("message.timestamp.type".into(), "LogAppendTime".into())]);
         c.create_topic("lat", 1, configs).expect("create");
-        let req = request(1, "lat", Uuid::nil(), 0, BatchBuilder::new(5).record(b"x").bytes());
+        let req = request(
+            1,
+            "lat",
+            Uuid::nil(),
+            0,
+            BatchBuilder::new(5).record(b"x").bytes(),
+        );
         let leader = c.partition("lat", 0).map_or(-1, |p| p.leader());
         let Reply::Respond(ResponseKind::Produce(r)) = handle(&mut c, &ctx(leader, 9), req) else {
             panic!("expected a produce response");
@@ -323,7 +343,10 @@ mod tests {
         bad[last] ^= 0x55;
         let r = produce_at(&mut c, 0, 9, 1, 0, Bytes::from(bad));
         assert_eq!(first(&r).error_code, ErrorCode::CorruptMessage.code());
-        assert_eq!((first(&r).base_offset, first(&r).log_start_offset), (-1, -1));
+        assert_eq!(
+            (first(&r).base_offset, first(&r).log_start_offset),
+            (-1, -1)
+        );
         assert!(first(&r).error_message.is_some());
 
         let big = BatchBuilder::new(NOW).records(2, 600_000).bytes();
@@ -332,7 +355,13 @@ mod tests {
 
         let configs = BTreeMap::from([("max.message.bytes".into(), "100".into())]);
         c.create_topic("small", 1, configs).expect("create");
-        let req = request(1, "small", Uuid::nil(), 0, BatchBuilder::new(NOW).records(3, 30).bytes());
+        let req = request(
+            1,
+            "small",
+            Uuid::nil(),
+            0,
+            BatchBuilder::new(NOW).records(3, 30).bytes(),
+        );
         let leader = c.partition("small", 0).map_or(-1, |p| p.leader());
         let Reply::Respond(ResponseKind::Produce(r)) = handle(&mut c, &ctx(leader, 9), req) else {
             panic!("expected a produce response");
@@ -344,9 +373,15 @@ mod tests {
         let r = produce_at(&mut c, 0, 9, 1, 0, Bytes::from(v1));
         assert_eq!(first(&r).error_code, ErrorCode::InvalidRecord.code());
 
-        let zstd = BatchBuilder::new(NOW).record(b"x").compression_id(4).bytes();
+        let zstd = BatchBuilder::new(NOW)
+            .record(b"x")
+            .compression_id(4)
+            .bytes();
         let r = produce_at(&mut c, 0, 6, 1, 0, zstd.clone());
-        assert_eq!(first(&r).error_code, ErrorCode::UnsupportedCompressionType.code());
+        assert_eq!(
+            first(&r).error_code,
+            ErrorCode::UnsupportedCompressionType.code()
+        );
         let r = produce_at(&mut c, 0, 7, 1, 0, zstd);
         assert_eq!(first(&r).error_code, 0);
 
@@ -358,47 +393,108 @@ mod tests {
     #[test]
     fn a_follower_refuses_and_names_the_leader_from_v10() {
         let mut c = cluster_with(1);
-        let r = produce_at(&mut c, 1, 9, 1, 0, BatchBuilder::new(NOW).record(b"x").bytes());
+        let r = produce_at(
+            &mut c,
+            1,
+            9,
+            1,
+            0,
+            BatchBuilder::new(NOW).record(b"x").bytes(),
+        );
         assert_eq!(first(&r).error_code, ErrorCode::NotLeaderOrFollower.code());
         assert_eq!(first(&r).current_leader, LeaderIdAndEpoch::default());
-        let r = produce_at(&mut c, 1, 10, 1, 0, BatchBuilder::new(NOW).record(b"x").bytes());
+        let r = produce_at(
+            &mut c,
+            1,
+            10,
+            1,
+            0,
+            BatchBuilder::new(NOW).record(b"x").bytes(),
+        );
         assert_eq!(first(&r).current_leader.leader_id, 0);
         assert_eq!(r.node_endpoints.len(), 1);
-        assert_eq!((r.node_endpoints[0].node_id.0, r.node_endpoints[0].port), (0, 9092));
+        assert_eq!(
+            (r.node_endpoints[0].node_id.0, r.node_endpoints[0].port),
+            (0, 9092)
+        );
     }
 
     #[test]
     fn unknown_topics_ids_partitions_and_bad_acks() {
         let mut c = cluster_with(1);
-        let r = produce_at(&mut c, 0, 9, 1, 3, BatchBuilder::new(NOW).record(b"x").bytes());
-        assert_eq!(first(&r).error_code, ErrorCode::UnknownTopicOrPartition.code());
-        let req = request(1, "nope", Uuid::nil(), 0, BatchBuilder::new(NOW).record(b"x").bytes());
+        let r = produce_at(
+            &mut c,
+            0,
+            9,
+            1,
+            3,
+            BatchBuilder::new(NOW).record(b"x").bytes(),
+        );
+        assert_eq!(
+            first(&r).error_code,
+            ErrorCode::UnknownTopicOrPartition.code()
+        );
+        let req = request(
+            1,
+            "nope",
+            Uuid::nil(),
+            0,
+            BatchBuilder::new(NOW).record(b"x").bytes(),
+        );
         let Reply::Respond(ResponseKind::Produce(r)) = handle(&mut c, &ctx(0, 9), req) else {
             panic!("expected a produce response");
         };
-        assert_eq!(first(&r).error_code, ErrorCode::UnknownTopicOrPartition.code());
+        assert_eq!(
+            first(&r).error_code,
+            ErrorCode::UnknownTopicOrPartition.code()
+        );
         assert!(c.topic("nope").is_none(), "produce never creates topics");
-        let req = request(1, "", Uuid::from_u128(42), 0, BatchBuilder::new(NOW).record(b"x").bytes());
+        let req = request(
+            1,
+            "",
+            Uuid::from_u128(42),
+            0,
+            BatchBuilder::new(NOW).record(b"x").bytes(),
+        );
         let Reply::Respond(ResponseKind::Produce(r)) = handle(&mut c, &ctx(0, 13), req) else {
             panic!("expected a produce response");
         };
         assert_eq!(first(&r).error_code, ErrorCode::UnknownTopicId.code());
         assert_eq!(r.responses[0].topic_id, Uuid::from_u128(42));
-        let r = produce_at(&mut c, 0, 9, 2, 0, BatchBuilder::new(NOW).record(b"x").bytes());
+        let r = produce_at(
+            &mut c,
+            0,
+            9,
+            2,
+            0,
+            BatchBuilder::new(NOW).record(b"x").bytes(),
+        );
         assert_eq!(first(&r).error_code, ErrorCode::InvalidRequiredAcks.code());
     }
 
     #[test]
     fn acks_zero_is_never_answered_and_injected_errors_win() {
         let mut c = cluster_with(1);
-        let req = request(0, "t", Uuid::nil(), 0, BatchBuilder::new(NOW).record(b"x").bytes());
+        let req = request(
+            0,
+            "t",
+            Uuid::nil(),
+            0,
+            BatchBuilder::new(NOW).record(b"x").bytes(),
+        );
         assert!(matches!(handle(&mut c, &ctx(0, 9), req), Reply::NoResponse));
         assert_eq!(c.partition_log("t", 0).map(|l| l.log_end_offset()), Some(1));
         let mut context = ctx(0, 9);
         context
             .partition_errors
             .insert(("t".into(), 0), ErrorCode::NotEnoughReplicas);
-        let req = request(1, "t", Uuid::nil(), 0, BatchBuilder::new(NOW).record(b"x").bytes());
+        let req = request(
+            1,
+            "t",
+            Uuid::nil(),
+            0,
+            BatchBuilder::new(NOW).record(b"x").bytes(),
+        );
         let Reply::Respond(ResponseKind::Produce(r)) = handle(&mut c, &context, req) else {
             panic!("expected a produce response");
         };
@@ -414,8 +510,15 @@ mod tests {
         c.set_broker_up(2, false);
         let leader = c.partition("strict", 0).map_or(-1, |p| p.leader());
         for (acks, code) in [(-1, ErrorCode::NotEnoughReplicas.code()), (1, 0)] {
-            let req = request(acks, "strict", Uuid::nil(), 0, BatchBuilder::new(NOW).record(b"x").bytes());
-            let Reply::Respond(ResponseKind::Produce(r)) = handle(&mut c, &ctx(leader, 9), req) else {
+            let req = request(
+                acks,
+                "strict",
+                Uuid::nil(),
+                0,
+                BatchBuilder::new(NOW).record(b"x").bytes(),
+            );
+            let Reply::Respond(ResponseKind::Produce(r)) = handle(&mut c, &ctx(leader, 9), req)
+            else {
                 panic!("expected a produce response");
             };
             assert_eq!(first(&r).error_code, code, "acks={acks}");
@@ -426,7 +529,10 @@ mod tests {
     fn whole_request_errors_cover_every_partition() {
         let req = request(1, "t", Uuid::nil(), 0, Bytes::new());
         let r = error_response(&req, 9, ErrorCode::ClusterAuthorizationFailed);
-        assert_eq!(first(&r).error_code, ErrorCode::ClusterAuthorizationFailed.code());
+        assert_eq!(
+            first(&r).error_code,
+            ErrorCode::ClusterAuthorizationFailed.code()
+        );
         assert_encodes(&ResponseKind::Produce(r), 9);
     }
 }
