@@ -172,3 +172,83 @@ fn failed(partition: i32, code: ErrorCode) -> ListOffsetsPartitionResponse {
         .with_timestamp(-1)
         .with_offset(-1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::test_batches::BatchBuilder;
+    use crate::handlers::test_support::{assert_encodes, cluster_with, ctx};
+    use franzy::proto::ResponseKind;
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+
+    fn req(parts: &[(i32, i64)]) -> ListOffsetsRequest {
+        let partitions = parts
+            .iter()
+            .map(|&(p, t)| ListOffsetsPartition::default().with_partition_index(p).with_timestamp(t))
+            .collect();
+        ListOffsetsRequest::default()
+            .with_replica_id((-1).into())
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(super::super::topic_name("t"))
+                .with_partitions(partitions)])
+    }
+
+    fn answers(c: &ClusterState, broker: i32, version: i16, r: ListOffsetsRequest) -> Vec<(i16, i64, i64, i32)> {
+        let response = handle(c, &ctx(broker, version), r);
+        let out = response.topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.error_code, p.offset, p.timestamp, p.leader_epoch))
+            .collect();
+        assert_encodes(&ResponseKind::ListOffsets(response), version);
+        out
+    }
+
+    fn seeded() -> ClusterState {
+        let mut c = cluster_with(1);
+        let a = BatchBuilder::new(0).record_at(100, b"a").record_at(300, b"b").record_at(200, b"c").build();
+        c.append_records("t", 0, &a, 1000).expect("append");
+        c.set_leader("t", 0, 0).expect("bump epoch");
+        let b = BatchBuilder::new(0).record_at(250, b"d").record_at(400, b"e").build();
+        c.append_records("t", 0, &b, 1000).expect("append");
+        c
+    }
+
+    #[test]
+    fn earliest_latest_and_by_timestamp() {
+        let c = seeded();
+        let got = answers(&c, 0, 7, req(&[(0, EARLIEST_TIMESTAMP)]));
+        assert_eq!(got, vec![(0, 0, -1, 0)]);
+        let got = answers(&c, 0, 7, req(&[(0, LATEST_TIMESTAMP)]));
+        assert_eq!(got, vec![(0, 5, -1, 1)]);
+        let got = answers(&c, 0, 7, req(&[(0, MAX_TIMESTAMP)]));
+        assert_eq!(got, vec![(0, 4, 400, 1)]);
+        let got = answers(&c, 0, 7, req(&[(0, 150)]));
+        assert_eq!(got, vec![(0, 1, 300, 0)]);
+        let got = answers(&c, 0, 7, req(&[(0, 301)]));
+        assert_eq!(got, vec![(0, 4, 400, 1)]);
+        let got = answers(&c, 0, 7, req(&[(0, 401)]));
+        assert_eq!(got, vec![(0, -1, -1, -1)]);
+        // Before v4 there is no leader epoch in the answer.
+        let got = answers(&c, 0, 1, req(&[(0, 150)]));
+        assert_eq!(got, vec![(0, 1, 300, -1)]);
+    }
+
+    #[test]
+    fn errors_per_partition() {
+        let c = seeded();
+        let got = answers(&c, 1, 7, req(&[(0, EARLIEST_TIMESTAMP)]));
+        assert_eq!(got[0].0, ErrorCode::NotLeaderOrFollower.code());
+        let got = answers(&c, 1, 7, req(&[(0, EARLIEST_TIMESTAMP)]).with_replica_id((-2).into()));
+        assert_eq!(got[0].0, 0, "debugging tools may ask a follower");
+        let got = answers(&c, 0, 7, req(&[(3, EARLIEST_TIMESTAMP)]));
+        assert_eq!(got[0].0, ErrorCode::UnknownTopicOrPartition.code());
+        let got = answers(&c, 0, 7, req(&[(0, -1), (0, -2)]));
+        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![ErrorCode::InvalidRequest.code(); 2]);
+        let mut fenced = req(&[(0, -1)]);
+        fenced.topics[0].partitions[0].current_leader_epoch = 0;
+        assert_eq!(answers(&c, 0, 7, fenced)[0].0, ErrorCode::FencedLeaderEpoch.code());
+        let r = error_response(&req(&[(0, -1)]), 7, ErrorCode::NotController);
+        assert_eq!(r.topics[0].partitions[0].error_code, ErrorCode::NotController.code());
+    }
+}

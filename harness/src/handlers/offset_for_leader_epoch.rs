@@ -119,3 +119,42 @@ pub fn partitions(req: &OffsetForLeaderEpochRequest) -> Vec<(String, i32)> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::test_batches::BatchBuilder;
+    use crate::handlers::test_support::{assert_encodes, cluster_with, ctx};
+    use franzy::proto::ResponseKind;
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+
+    fn ask(c: &ClusterState, broker: i32, epoch: i32, current: i32) -> (i16, i32, i64) {
+        let req = OffsetForLeaderEpochRequest::default()
+            .with_replica_id((-1).into())
+            .with_topics(vec![OffsetForLeaderTopic::default()
+                .with_topic(super::super::topic_name("t"))
+                .with_partitions(vec![OffsetForLeaderPartition::default()
+                    .with_partition(0)
+                    .with_leader_epoch(epoch)
+                    .with_current_leader_epoch(current)])]);
+        let r = handle(c, &ctx(broker, 4), req);
+        let p = &r.topics[0].partitions[0];
+        let out = (p.error_code, p.leader_epoch, p.end_offset);
+        assert_encodes(&ResponseKind::OffsetForLeaderEpoch(r), 4);
+        out
+    }
+
+    #[test]
+    fn epochs_end_where_the_next_began() {
+        let mut c = cluster_with(1);
+        c.append_records("t", 0, &BatchBuilder::new(0).records(3, 1).build(), 0).expect("append");
+        c.set_broker_up(0, false);
+        c.append_records("t", 0, &BatchBuilder::new(0).records(2, 1).build(), 0).expect("append");
+        assert_eq!(ask(&c, 1, 0, 1), (0, 0, 3));
+        assert_eq!(ask(&c, 1, 1, 1), (0, 1, 5));
+        assert_eq!(ask(&c, 1, 2, -1), (0, -1, -1));
+        assert_eq!(ask(&c, 1, 0, 0).0, ErrorCode::FencedLeaderEpoch.code());
+        assert_eq!(ask(&c, 1, 0, 2).0, ErrorCode::UnknownLeaderEpoch.code());
+        assert_eq!(ask(&c, 2, 0, 1).0, ErrorCode::NotLeaderOrFollower.code());
+    }
+}
