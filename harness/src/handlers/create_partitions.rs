@@ -75,3 +75,59 @@ pub fn partitions(req: &CreatePartitionsRequest) -> Vec<(String, i32)> {
         .map(|t| (t.name.0.as_str().to_string(), -1))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::test_support::{assert_encodes, cluster_with, ctx};
+    use crate::handlers::topic_name;
+    use franzy::proto::ResponseKind;
+    use kafka_protocol::messages::create_partitions_request::{
+        CreatePartitionsAssignment, CreatePartitionsTopic,
+    };
+
+    fn grow(name: &str, count: i32) -> CreatePartitionsTopic {
+        CreatePartitionsTopic::default()
+            .with_name(topic_name(name))
+            .with_count(count)
+            .with_assignments(None)
+    }
+
+    #[test]
+    fn increases_only() {
+        let mut c = cluster_with(2);
+        let assigned =
+            grow("t", 4).with_assignments(Some(vec![CreatePartitionsAssignment::default()
+                .with_broker_ids(vec![0.into(), 1.into(), 2.into()])]));
+        let req =
+            CreatePartitionsRequest::default().with_topics(vec![grow("t", 3), grow("nope", 3)]);
+        let r = handle(&mut c, &ctx(0, 3), req);
+        assert_eq!(r.results[0].error_code, 0);
+        assert_eq!(
+            r.results[1].error_code,
+            ErrorCode::UnknownTopicOrPartition.code()
+        );
+        assert_encodes(&ResponseKind::CreatePartitions(r), 3);
+        assert_eq!(c.topic("t").map(|t| t.partitions().len()), Some(3));
+        let req = CreatePartitionsRequest::default().with_topics(vec![grow("t", 2)]);
+        let r = handle(&mut c, &ctx(0, 3), req);
+        assert_eq!(r.results[0].error_code, ErrorCode::InvalidPartitions.code());
+        assert!(r.results[0].error_message.is_some());
+        let req = CreatePartitionsRequest::default().with_topics(vec![assigned]);
+        let r = handle(&mut c, &ctx(0, 3), req);
+        assert_eq!(r.results[0].error_code, 0);
+        assert_eq!(
+            c.partition("t", 3).map(|p| p.replicas().to_vec()),
+            Some(vec![0, 1, 2])
+        );
+        let req = CreatePartitionsRequest::default().with_topics(vec![grow("t", 9), grow("t", 9)]);
+        let r = handle(&mut c, &ctx(0, 3), req);
+        assert!(r
+            .results
+            .iter()
+            .all(|t| t.error_code == ErrorCode::InvalidRequest.code()));
+        let req = CreatePartitionsRequest::default().with_topics(vec![grow("t", -3)]);
+        let r = handle(&mut c, &ctx(0, 3), req);
+        assert_eq!(r.results[0].error_code, ErrorCode::InvalidPartitions.code());
+    }
+}

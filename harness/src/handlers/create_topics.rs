@@ -149,3 +149,136 @@ fn failed(name: kafka_protocol::messages::TopicName, error: &ClusterError) -> Cr
         .with_error_message(error.message.as_deref().map(text))
         .with_configs(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::test_support::{assert_encodes, cluster_with, ctx};
+    use crate::handlers::topic_name;
+    use franzy::proto::ResponseKind;
+    use kafka_protocol::messages::create_topics_request::{
+        CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
+    };
+
+    fn topic(name: &str, partitions: i32, factor: i16) -> CreatableTopic {
+        CreatableTopic::default()
+            .with_name(topic_name(name))
+            .with_num_partitions(partitions)
+            .with_replication_factor(factor)
+    }
+
+    fn run(
+        c: &mut ClusterState,
+        version: i16,
+        topics: Vec<CreatableTopic>,
+        validate_only: bool,
+    ) -> Vec<CreatableTopicResult> {
+        let req = CreateTopicsRequest::default()
+            .with_topics(topics)
+            .with_validate_only(validate_only);
+        let r = handle(c, &ctx(0, version), req);
+        let kind = ResponseKind::CreateTopics(r);
+        assert_encodes(&kind, version);
+        match kind {
+            ResponseKind::CreateTopics(r) => r.topics,
+            _ => unreachable!("built above"),
+        }
+    }
+
+    #[test]
+    fn creates_with_defaults_configs_and_ids() {
+        let mut c = cluster_with(1);
+        let with_config = topic("c", 2, 2).with_configs(vec![CreatableTopicConfig::default()
+            .with_name(text("retention.ms"))
+            .with_value(Some(text("1000")))]);
+        let r = run(&mut c, 7, vec![topic("a", -1, -1), with_config], false);
+        assert_eq!(
+            (
+                r[0].error_code,
+                r[0].num_partitions,
+                r[0].replication_factor
+            ),
+            (0, 1, 3)
+        );
+        assert_eq!(Some(r[0].topic_id), c.topic("a").map(|t| t.id()));
+        assert_eq!((r[1].num_partitions, r[1].replication_factor), (2, 2));
+        let retention = r[1]
+            .configs
+            .iter()
+            .flatten()
+            .find(|e| e.name.as_str() == "retention.ms")
+            .map(|e| (e.value.clone(), e.config_source));
+        assert_eq!(retention, Some((Some(text("1000")), 1)));
+        assert_eq!(
+            c.topic("c").and_then(|t| t.config("retention.ms")),
+            Some("1000")
+        );
+        for version in 2..=7 {
+            let r = run(
+                &mut c,
+                version,
+                vec![topic(&format!("v{version}"), 1, 1)],
+                false,
+            );
+            assert_eq!(r[0].error_code, 0);
+        }
+    }
+
+    #[test]
+    fn validate_only_creates_nothing() {
+        let mut c = cluster_with(1);
+        let r = run(&mut c, 7, vec![topic("dry", 3, 1)], true);
+        assert_eq!((r[0].error_code, r[0].num_partitions), (0, 3));
+        assert!(c.topic("dry").is_none());
+    }
+
+    #[test]
+    fn errors_per_topic() {
+        let mut c = cluster_with(1);
+        let assigned = topic("m", -1, -1).with_assignments(vec![
+            CreatableReplicaAssignment::default()
+                .with_partition_index(0)
+                .with_broker_ids(vec![2.into()]),
+            CreatableReplicaAssignment::default()
+                .with_partition_index(1)
+                .with_broker_ids(vec![9.into()]),
+        ]);
+        let bad_config = topic("x", 1, 1).with_configs(vec![CreatableTopicConfig::default()
+            .with_name(text("no.such"))
+            .with_value(Some(text("1")))]);
+        let r = run(
+            &mut c,
+            7,
+            vec![
+                topic("t", 1, 1),
+                topic("d", 1, 1),
+                topic("d", 1, 1),
+                topic("p", 0, 1),
+                topic("r", 1, 4),
+                topic("r0", 1, 0),
+                topic("bad/name", 1, 1),
+                assigned,
+                bad_config,
+                topic("mixed", 2, -1).with_assignments(vec![CreatableReplicaAssignment::default()]),
+            ],
+            false,
+        );
+        let codes: Vec<i16> = r.iter().map(|t| t.error_code).collect();
+        assert_eq!(
+            codes,
+            vec![
+                ErrorCode::TopicAlreadyExists.code(),
+                ErrorCode::InvalidRequest.code(),
+                ErrorCode::InvalidPartitions.code(),
+                ErrorCode::InvalidReplicationFactor.code(),
+                ErrorCode::InvalidReplicationFactor.code(),
+                ErrorCode::InvalidTopicException.code(),
+                ErrorCode::InvalidReplicaAssignment.code(),
+                ErrorCode::InvalidConfig.code(),
+                ErrorCode::InvalidRequest.code(),
+            ]
+        );
+        assert!(r.iter().all(|t| t.error_message.is_some()));
+        assert!(c.topic("d").is_none() && c.topic("m").is_none());
+    }
+}

@@ -132,3 +132,52 @@ fn targets(req: &DeleteTopicsRequest, version: i16) -> Vec<(Option<String>, Uuid
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::test_support::{assert_encodes, cluster_with, ctx};
+    use franzy::proto::ResponseKind;
+    use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+
+    #[test]
+    fn deletes_by_name_and_by_id() {
+        let mut c = cluster_with(1);
+        c.create_topic("u", 1, Default::default()).expect("create");
+        let id = c.topic("u").map_or(Uuid::nil(), |t| t.id());
+        let req = DeleteTopicsRequest::default()
+            .with_topic_names(vec![topic_name("t"), topic_name("nope")]);
+        let r = handle(&mut c, &ctx(0, 5), req);
+        let codes: Vec<i16> = r.responses.iter().map(|t| t.error_code).collect();
+        assert_eq!(codes, vec![0, ErrorCode::UnknownTopicOrPartition.code()]);
+        assert_encodes(&ResponseKind::DeleteTopics(r), 5);
+        assert!(c.topic("t").is_none());
+        let req = DeleteTopicsRequest::default().with_topics(vec![
+            DeleteTopicState::default()
+                .with_name(None)
+                .with_topic_id(id),
+            DeleteTopicState::default()
+                .with_name(None)
+                .with_topic_id(Uuid::from_u128(5)),
+            DeleteTopicState::default()
+                .with_name(Some(topic_name("x")))
+                .with_topic_id(Uuid::from_u128(5)),
+        ]);
+        let r = handle(&mut c, &ctx(0, 6), req);
+        let got: Vec<(i16, Option<&str>)> = r
+            .responses
+            .iter()
+            .map(|t| (t.error_code, t.name.as_ref().map(|n| n.0.as_str())))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, Some("u")),
+                (ErrorCode::UnknownTopicId.code(), None),
+                (ErrorCode::InvalidRequest.code(), Some("x")),
+            ]
+        );
+        assert_encodes(&ResponseKind::DeleteTopics(r), 6);
+        assert!(c.topics().next().is_none());
+    }
+}

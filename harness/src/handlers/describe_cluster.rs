@@ -67,3 +67,47 @@ pub fn error_response(
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::test_support::{assert_encodes, cluster_with, ctx};
+    use franzy::proto::ResponseKind;
+
+    #[test]
+    fn live_brokers_and_fenced_ones_on_request() {
+        let mut c = cluster_with(1);
+        c.set_broker_up(0, false);
+        for version in 0..=2 {
+            let r = handle(&c, &ctx(1, version), DescribeClusterRequest::default());
+            assert_eq!(
+                r.brokers.iter().map(|b| b.broker_id.0).collect::<Vec<_>>(),
+                vec![1, 2]
+            );
+            assert_eq!(
+                (r.controller_id.0, r.cluster_id.as_str()),
+                (1, "franzy-harness")
+            );
+            assert_encodes(&ResponseKind::DescribeCluster(r), version);
+        }
+        let r = handle(
+            &c,
+            &ctx(1, 2),
+            DescribeClusterRequest::default().with_include_fenced_brokers(true),
+        );
+        assert_eq!(
+            r.brokers
+                .iter()
+                .map(|b| (b.broker_id.0, b.is_fenced))
+                .collect::<Vec<_>>(),
+            vec![(0, true), (1, false), (2, false)]
+        );
+        let r = handle(
+            &c,
+            &ctx(1, 1),
+            DescribeClusterRequest::default().with_endpoint_type(2),
+        );
+        assert_eq!(r.error_code, ErrorCode::UnsupportedEndpointType.code());
+        assert_encodes(&ResponseKind::DescribeCluster(r), 1);
+    }
+}

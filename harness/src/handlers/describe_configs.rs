@@ -257,3 +257,127 @@ fn encode(
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::test_support::{assert_encodes, cluster_with, ctx};
+    use franzy::proto::ResponseKind;
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use std::collections::BTreeMap;
+
+    fn resource(kind: i8, name: &str, keys: Option<&[&str]>) -> DescribeConfigsResource {
+        DescribeConfigsResource::default()
+            .with_resource_type(kind)
+            .with_resource_name(text(name))
+            .with_configuration_keys(keys.map(|k| k.iter().map(|s| text(s)).collect()))
+    }
+
+    #[test]
+    fn topic_configs_with_sources_and_synonyms() {
+        let mut c = cluster_with(1);
+        let configs = BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]);
+        c.create_topic("r", 1, configs).expect("create");
+        let req = DescribeConfigsRequest::default()
+            .with_include_synonyms(true)
+            .with_resources(vec![
+                resource(
+                    RESOURCE_TOPIC,
+                    "r",
+                    Some(&["retention.ms", "max.message.bytes", "cleanup.policy"]),
+                ),
+                resource(RESOURCE_TOPIC, "nope", None),
+            ]);
+        for version in 1..=4 {
+            let r = handle(&c, &ctx(0, version), req.clone());
+            let found = &r.results[0];
+            assert_eq!(found.error_code, 0);
+            let got: Vec<(&str, Option<&str>, i8, usize)> = found
+                .configs
+                .iter()
+                .map(|e| {
+                    (
+                        e.name.as_str(),
+                        e.value.as_ref().map(|v| v.as_str()),
+                        e.config_source,
+                        e.synonyms.len(),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                got,
+                vec![
+                    ("cleanup.policy", Some("delete"), 5, 1),
+                    ("max.message.bytes", Some("1048588"), 5, 1),
+                    ("retention.ms", Some("1000"), 1, 2),
+                ]
+            );
+            assert_eq!(
+                r.results[1].error_code,
+                ErrorCode::UnknownTopicOrPartition.code()
+            );
+            assert_encodes(&ResponseKind::DescribeConfigs(r), version);
+        }
+        let all = handle(
+            &c,
+            &ctx(0, 4),
+            DescribeConfigsRequest::default().with_resources(vec![resource(
+                RESOURCE_TOPIC,
+                "r",
+                None,
+            )]),
+        );
+        assert_eq!(all.results[0].configs.len(), TOPIC_CONFIGS.len());
+        assert!(all.results[0].configs.iter().all(|e| e.synonyms.is_empty()));
+    }
+
+    #[test]
+    fn broker_configs_for_the_receiving_broker_only() {
+        let c = cluster_with(1);
+        let req = DescribeConfigsRequest::default().with_resources(vec![
+            resource(
+                RESOURCE_BROKER,
+                "1",
+                Some(&[
+                    "num.partitions",
+                    "default.replication.factor",
+                    "message.max.bytes",
+                ]),
+            ),
+            resource(RESOURCE_BROKER, "2", None),
+            resource(RESOURCE_BROKER, "", None),
+            resource(8, "1", None),
+        ]);
+        let r = handle(&c, &ctx(1, 4), req);
+        let got: Vec<(&str, Option<&str>, i8)> = r.results[0]
+            .configs
+            .iter()
+            .map(|e| {
+                (
+                    e.name.as_str(),
+                    e.value.as_ref().map(|v| v.as_str()),
+                    e.config_source,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("default.replication.factor", Some("3"), 4),
+                ("message.max.bytes", Some("1048588"), 5),
+                ("num.partitions", Some("1"), 5),
+            ]
+        );
+        let codes: Vec<i16> = r.results.iter().map(|x| x.error_code).collect();
+        assert_eq!(
+            codes,
+            vec![
+                0,
+                ErrorCode::InvalidRequest.code(),
+                0,
+                ErrorCode::InvalidRequest.code()
+            ]
+        );
+        assert_encodes(&ResponseKind::DescribeConfigs(r), 4);
+    }
+}

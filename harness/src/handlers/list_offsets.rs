@@ -184,7 +184,11 @@ mod tests {
     fn req(parts: &[(i32, i64)]) -> ListOffsetsRequest {
         let partitions = parts
             .iter()
-            .map(|&(p, t)| ListOffsetsPartition::default().with_partition_index(p).with_timestamp(t))
+            .map(|&(p, t)| {
+                ListOffsetsPartition::default()
+                    .with_partition_index(p)
+                    .with_timestamp(t)
+            })
             .collect();
         ListOffsetsRequest::default()
             .with_replica_id((-1).into())
@@ -193,7 +197,12 @@ mod tests {
                 .with_partitions(partitions)])
     }
 
-    fn answers(c: &ClusterState, broker: i32, version: i16, r: ListOffsetsRequest) -> Vec<(i16, i64, i64, i32)> {
+    fn answers(
+        c: &ClusterState,
+        broker: i32,
+        version: i16,
+        r: ListOffsetsRequest,
+    ) -> Vec<(i16, i64, i64, i32)> {
         let response = handle(c, &ctx(broker, version), r);
         let out = response.topics[0]
             .partitions
@@ -206,10 +215,17 @@ mod tests {
 
     fn seeded() -> ClusterState {
         let mut c = cluster_with(1);
-        let a = BatchBuilder::new(0).record_at(100, b"a").record_at(300, b"b").record_at(200, b"c").build();
+        let a = BatchBuilder::new(0)
+            .record_at(100, b"a")
+            .record_at(300, b"b")
+            .record_at(200, b"c")
+            .build();
         c.append_records("t", 0, &a, 1000).expect("append");
         c.set_leader("t", 0, 0).expect("bump epoch");
-        let b = BatchBuilder::new(0).record_at(250, b"d").record_at(400, b"e").build();
+        let b = BatchBuilder::new(0)
+            .record_at(250, b"d")
+            .record_at(400, b"e")
+            .build();
         c.append_records("t", 0, &b, 1000).expect("append");
         c
     }
@@ -239,16 +255,30 @@ mod tests {
         let c = seeded();
         let got = answers(&c, 1, 7, req(&[(0, EARLIEST_TIMESTAMP)]));
         assert_eq!(got[0].0, ErrorCode::NotLeaderOrFollower.code());
-        let got = answers(&c, 1, 7, req(&[(0, EARLIEST_TIMESTAMP)]).with_replica_id((-2).into()));
+        let got = answers(
+            &c,
+            1,
+            7,
+            req(&[(0, EARLIEST_TIMESTAMP)]).with_replica_id((-2).into()),
+        );
         assert_eq!(got[0].0, 0, "debugging tools may ask a follower");
         let got = answers(&c, 0, 7, req(&[(3, EARLIEST_TIMESTAMP)]));
         assert_eq!(got[0].0, ErrorCode::UnknownTopicOrPartition.code());
         let got = answers(&c, 0, 7, req(&[(0, -1), (0, -2)]));
-        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![ErrorCode::InvalidRequest.code(); 2]);
+        assert_eq!(
+            got.iter().map(|g| g.0).collect::<Vec<_>>(),
+            vec![ErrorCode::InvalidRequest.code(); 2]
+        );
         let mut fenced = req(&[(0, -1)]);
         fenced.topics[0].partitions[0].current_leader_epoch = 0;
-        assert_eq!(answers(&c, 0, 7, fenced)[0].0, ErrorCode::FencedLeaderEpoch.code());
+        assert_eq!(
+            answers(&c, 0, 7, fenced)[0].0,
+            ErrorCode::FencedLeaderEpoch.code()
+        );
         let r = error_response(&req(&[(0, -1)]), 7, ErrorCode::NotController);
-        assert_eq!(r.topics[0].partitions[0].error_code, ErrorCode::NotController.code());
+        assert_eq!(
+            r.topics[0].partitions[0].error_code,
+            ErrorCode::NotController.code()
+        );
     }
 }

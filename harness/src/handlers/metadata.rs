@@ -195,3 +195,149 @@ fn describe(
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{ClusterConfig, ClusterState};
+    use crate::handlers::test_support::{assert_encodes, cluster_with, ctx};
+    use franzy::proto::ResponseKind;
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use uuid::Uuid;
+
+    fn named(names: &[&str]) -> MetadataRequest {
+        MetadataRequest::default()
+            .with_allow_auto_topic_creation(true)
+            .with_topics(Some(
+                names
+                    .iter()
+                    .map(|n| MetadataRequestTopic::default().with_name(Some(topic_name(n))))
+                    .collect(),
+            ))
+    }
+
+    fn run(c: &mut ClusterState, version: i16, req: MetadataRequest) -> MetadataResponse {
+        let r = handle(c, &ctx(0, version), req);
+        let kind = ResponseKind::Metadata(r);
+        assert_encodes(&kind, version);
+        match kind {
+            ResponseKind::Metadata(r) => r,
+            _ => unreachable!("built above"),
+        }
+    }
+
+    #[test]
+    fn every_version_describes_all_topics() {
+        let mut c = cluster_with(3);
+        for version in 0..=13 {
+            let req = if version == 0 {
+                MetadataRequest::default().with_topics(Some(Vec::new()))
+            } else {
+                MetadataRequest::default().with_topics(None)
+            };
+            let r = run(&mut c, version, req);
+            assert_eq!(r.brokers.len(), 3, "v{version}");
+            assert_eq!(r.controller_id.0, 0);
+            assert_eq!(
+                r.cluster_id.as_ref().map(|s| s.as_str()),
+                Some("franzy-harness")
+            );
+            let t = &r.topics[0];
+            assert_eq!(t.partitions.len(), 3);
+            let p = &t.partitions[1];
+            assert_eq!((p.leader_id.0, p.leader_epoch), (1, 0));
+            assert_eq!(p.replica_nodes.len(), 3);
+            if version >= 10 {
+                assert_eq!(Some(t.topic_id), c.topic("t").map(|t| t.id()));
+            }
+        }
+    }
+
+    #[test]
+    fn a_down_broker_leaves_and_its_partitions_move() {
+        let mut c = cluster_with(3);
+        c.set_broker_up(1, false);
+        let r = run(&mut c, 12, named(&["t"]));
+        assert_eq!(
+            r.brokers.iter().map(|b| b.node_id.0).collect::<Vec<_>>(),
+            vec![0, 2]
+        );
+        let p = &r.topics[0].partitions[1];
+        assert_eq!((p.error_code, p.leader_id.0, p.leader_epoch), (0, 2, 1));
+        assert_eq!(
+            p.offline_replicas.iter().map(|b| b.0).collect::<Vec<_>>(),
+            vec![1]
+        );
+        assert!(!p.isr_nodes.iter().any(|b| b.0 == 1));
+        c.set_broker_up(0, false);
+        c.set_broker_up(2, false);
+        let r = run(&mut c, 12, named(&["t"]));
+        assert!(r.brokers.is_empty());
+        assert_eq!(r.controller_id.0, -1);
+        let p = &r.topics[0].partitions[0];
+        assert_eq!(
+            (p.error_code, p.leader_id.0),
+            (ErrorCode::LeaderNotAvailable.code(), -1)
+        );
+    }
+
+    #[test]
+    fn unknown_topics_are_created_only_when_both_sides_allow() {
+        let mut c = cluster_with(1);
+        let r = run(&mut c, 12, named(&["fresh"]));
+        assert_eq!(r.topics[0].error_code, ErrorCode::LeaderNotAvailable.code());
+        assert!(c.topic("fresh").is_some());
+        let r = run(&mut c, 12, named(&["fresh"]));
+        assert_eq!(r.topics[0].error_code, 0);
+        let r = run(
+            &mut c,
+            12,
+            named(&["other"]).with_allow_auto_topic_creation(false),
+        );
+        assert_eq!(
+            r.topics[0].error_code,
+            ErrorCode::UnknownTopicOrPartition.code()
+        );
+        let r = run(&mut c, 12, named(&["bad name"]));
+        assert_eq!(
+            r.topics[0].error_code,
+            ErrorCode::InvalidTopicException.code()
+        );
+        let mut off = ClusterState::new(ClusterConfig {
+            auto_create_topics: false,
+            ..ClusterConfig::default()
+        });
+        let r = run(&mut off, 12, named(&["fresh"]));
+        assert_eq!(
+            r.topics[0].error_code,
+            ErrorCode::UnknownTopicOrPartition.code()
+        );
+    }
+
+    #[test]
+    fn topic_ids_resolve_from_v12_and_are_refused_before() {
+        let mut c = cluster_with(1);
+        let id = c.topic("t").map_or(Uuid::nil(), |t| t.id());
+        let by_id = |id| {
+            MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default()
+                .with_topic_id(id)
+                .with_name(None)]))
+        };
+        let r = run(&mut c, 12, by_id(id));
+        assert_eq!(r.topics[0].name.as_ref().map(|n| n.0.as_str()), Some("t"));
+        let r = run(&mut c, 12, by_id(Uuid::from_u128(9)));
+        assert_eq!(r.topics[0].error_code, ErrorCode::UnknownTopicId.code());
+        let r = run(
+            &mut c,
+            13,
+            by_id(id).with_topics(Some(vec![MetadataRequestTopic::default()
+                .with_topic_id(id)
+                .with_name(None)])),
+        );
+        assert_eq!(r.topics[0].error_code, 0);
+        let r = run(&mut c, 11, by_id(id));
+        assert_eq!(r.topics[0].error_code, ErrorCode::InvalidRequest.code());
+        let r = error_response(&by_id(id), 13, ErrorCode::NotController);
+        assert_eq!(r.error_code, ErrorCode::NotController.code());
+    }
+}

@@ -126,7 +126,9 @@ mod tests {
     use crate::cluster::test_batches::BatchBuilder;
     use crate::handlers::test_support::{assert_encodes, cluster_with, ctx};
     use franzy::proto::ResponseKind;
-    use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
 
     fn ask(c: &ClusterState, broker: i32, epoch: i32, current: i32) -> (i16, i32, i64) {
         let req = OffsetForLeaderEpochRequest::default()
@@ -147,9 +149,11 @@ mod tests {
     #[test]
     fn epochs_end_where_the_next_began() {
         let mut c = cluster_with(1);
-        c.append_records("t", 0, &BatchBuilder::new(0).records(3, 1).build(), 0).expect("append");
+        c.append_records("t", 0, &BatchBuilder::new(0).records(3, 1).build(), 0)
+            .expect("append");
         c.set_broker_up(0, false);
-        c.append_records("t", 0, &BatchBuilder::new(0).records(2, 1).build(), 0).expect("append");
+        c.append_records("t", 0, &BatchBuilder::new(0).records(2, 1).build(), 0)
+            .expect("append");
         assert_eq!(ask(&c, 1, 0, 1), (0, 0, 3));
         assert_eq!(ask(&c, 1, 1, 1), (0, 1, 5));
         assert_eq!(ask(&c, 1, 2, -1), (0, -1, -1));
