@@ -322,6 +322,18 @@ mod tests {
             ErrorCode::InvalidRecord
         );
 
+        let orphan = BatchBuilder::new(NOW).record(b"x").transactional().build();
+        assert_eq!(
+            code(validate_for_append(&orphan, &limits(), NOW)),
+            ErrorCode::InvalidRecord
+        );
+        let transactional = BatchBuilder::new(NOW)
+            .record(b"x")
+            .producer(7, 0, 0)
+            .transactional()
+            .build();
+        assert!(validate_for_append(&transactional, &limits(), NOW).is_ok());
+
         let no_sequence = BatchBuilder::new(NOW)
             .record(b"x")
             .producer(7, 0, -1)
