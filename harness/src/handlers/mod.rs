@@ -249,3 +249,82 @@ pub fn partitions_of(cluster: &ClusterState, request: &RequestKind) -> Vec<(Stri
         _ => Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{assert_encodes, cluster_with, ctx};
+    use super::*;
+
+    fn default_request(api: ApiKey) -> RequestKind {
+        use kafka_protocol::messages::*;
+        match api {
+            ApiKey::Produce => RequestKind::Produce(ProduceRequest::default().with_acks(1)),
+            ApiKey::Fetch => RequestKind::Fetch(FetchRequest::default()),
+            ApiKey::ListOffsets => RequestKind::ListOffsets(ListOffsetsRequest::default()),
+            ApiKey::Metadata => RequestKind::Metadata(MetadataRequest::default()),
+            ApiKey::ApiVersions => RequestKind::ApiVersions(ApiVersionsRequest::default()),
+            ApiKey::CreateTopics => RequestKind::CreateTopics(CreateTopicsRequest::default()),
+            ApiKey::DeleteTopics => RequestKind::DeleteTopics(DeleteTopicsRequest::default()),
+            ApiKey::OffsetForLeaderEpoch => {
+                RequestKind::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::default())
+            }
+            ApiKey::DescribeConfigs => {
+                RequestKind::DescribeConfigs(DescribeConfigsRequest::default())
+            }
+            ApiKey::CreatePartitions => {
+                RequestKind::CreatePartitions(CreatePartitionsRequest::default())
+            }
+            ApiKey::DescribeCluster => {
+                RequestKind::DescribeCluster(DescribeClusterRequest::default())
+            }
+            other => panic!("no default request for {other:?}"),
+        }
+    }
+
+    #[test]
+    fn advertised_ranges_are_decodable_and_every_api_is_served() {
+        for (api, range) in supported_versions() {
+            let valid = api.valid_versions();
+            assert!(range.min >= valid.min && range.max <= valid.max, "{api:?}");
+            assert_eq!(supported_range(*api), Some(*range));
+            for version in range.min..=range.max {
+                let mut cluster = cluster_with(1);
+                let mut context = ctx(0, version);
+                context.deadline_reached = true;
+                match dispatch(&mut cluster, &context, default_request(*api)) {
+                    Reply::Respond(r) => assert_encodes(&r, version),
+                    other => panic!("{api:?} v{version}: {other:?}"),
+                }
+                let error =
+                    error_response(&default_request(*api), version, ErrorCode::NotController);
+                match error {
+                    Some(r) => assert_encodes(&r, version),
+                    None => panic!("{api:?} v{version} has no error response"),
+                }
+            }
+        }
+        assert_eq!(supported_range(ApiKey::FindCoordinator), None);
+    }
+
+    #[test]
+    fn partitions_of_resolves_names_and_ids() {
+        use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+        use kafka_protocol::messages::FetchRequest;
+        let cluster = cluster_with(2);
+        let id = cluster.topic("t").map(|t| t.id()).unwrap_or_default();
+        let by_id = FetchRequest::default().with_topics(vec![FetchTopic::default()
+            .with_topic_id(id)
+            .with_partitions(vec![FetchPartition::default().with_partition(1)])]);
+        assert_eq!(
+            partitions_of(&cluster, &RequestKind::Fetch(by_id)),
+            vec![("t".to_string(), 1)]
+        );
+        let by_name = FetchRequest::default().with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name("x"))
+            .with_partitions(vec![FetchPartition::default().with_partition(0)])]);
+        assert_eq!(
+            partitions_of(&cluster, &RequestKind::Fetch(by_name)),
+            vec![("x".to_string(), 0)]
+        );
+    }
+}
