@@ -9,6 +9,7 @@
 //! | [`frame`] | `int32` size-prefixed frames | protocol guide, "Common Request and Response Structure" |
 //! | [`message`] | request/response headers and bodies | protocol guide, "Headers"; KIP-482 |
 //! | [`versions`] | version negotiation | KIP-35, KIP-511 |
+//! | [`varint`] | zig-zag varints and varlongs, unsigned varints | protocol guide, "Record"; KIP-482 |
 //! | [`batch_header`] | the 61-byte record batch header | protocol guide, "Record Batch"; KIP-98 |
 //! | [`compression`] | batch compression codecs | KIP-110 (zstd) |
 
@@ -16,6 +17,7 @@ pub mod batch_header;
 pub mod compression;
 pub mod frame;
 pub mod message;
+pub mod varint;
 pub mod versions;
 
 pub use kafka_protocol::error::ResponseError as ErrorCode;
