@@ -11,7 +11,7 @@
 //! | [`versions`] | version negotiation | KIP-35, KIP-511 |
 //! | [`varint`] | zig-zag varints and varlongs, unsigned varints | protocol guide, "Record"; KIP-482 |
 //! | [`batch_header`] | the 61-byte record batch header | protocol guide, "Record Batch"; KIP-98 |
-//! | [`compression`] | batch compression codecs | KIP-110 (zstd) |
+//! | [`compression`] | batch compression codecs: gzip, xerial snappy, lz4 frames, zstd | protocol guide, "Compression"; KIP-57 (lz4); KIP-110 (zstd) |
 
 pub mod batch_header;
 pub mod compression;
