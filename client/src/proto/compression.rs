@@ -410,8 +410,18 @@ mod tests {
     fn every_codec_round_trips_empty_small_and_multi_block_inputs() {
         // 100 KiB crosses snappy's 32 KiB and lz4's 64 KiB block boundaries.
         let mixed: Vec<u8> = (0..100 * 1024u32).map(|i| (i * 7 / 3) as u8).collect();
+        // 300 KiB that does not compress: several zstd blocks stored raw.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let noise: Vec<u8> = (0..300 * 1024)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 32) as u8
+            })
+            .collect();
         for codec in ALL {
-            for input in [&b""[..], b"a", b"hello hello hello hello", &mixed] {
+            for input in [&b""[..], b"a", b"hello hello hello hello", &mixed, &noise] {
                 let packed = compress(codec, input).expect("compresses");
                 let unpacked = decompress(codec, &packed, input.len()).expect("decompresses");
                 assert_eq!(&unpacked[..], input, "{codec:?}, {} bytes", input.len());
