@@ -1201,6 +1201,73 @@ mod tests {
         assert_eq!(ControlRecord::decode(&decoded.records[0]), Ok(Some(marker)));
     }
 
+    /// Batches written by Sarama, the Go client (from its `record_batch_test.go`), so that a
+    /// mistake this codec shares between its encoder and decoder still shows: one record,
+    /// key 01020304, value 050607, header 08090a = 0b0c, timestamp delta 5 ms, raw and
+    /// compressed with gzip, raw (unframed) snappy, and lz4 with a content checksum.
+    #[test]
+    fn decodes_batches_written_by_another_client() {
+        let header = |length: u8, crc: [u8; 4], codec: u8| {
+            let mut b = vec![0; 8];
+            b.extend([0, 0, 0, length, 0, 0, 0, 0, 2]);
+            b.extend(crc);
+            b.extend([0, codec, 0, 0, 0, 0]);
+            b.extend([0, 0, 1, 88, 141, 205, 89, 56]); // baseTimestamp 1479847795000
+            b.extend([0; 8 + 8 + 2 + 4]); // maxTimestamp, producer id, epoch, sequence: 0
+            b.extend([0, 0, 0, 1]);
+            b
+        };
+        let record: &[u8] = &[
+            40, 0, 10, 0, 8, 1, 2, 3, 4, 6, 5, 6, 7, 2, 6, 8, 9, 10, 4, 11, 12,
+        ];
+        let plain = [&header(70, [84, 121, 97, 253], 0)[..], record].concat();
+        let gzip = [
+            &header(95, [231, 74, 206, 165], 1)[..],
+            &[
+                31, 139, 8, 0, 0, 9, 110, 136, 0, 255, 0, 21, 0, 234, 255, 40, 0, 10, 0, 8, 1, 2,
+                3, 4, 6, 5, 6, 7, 2, 6, 8, 9, 10, 4, 11, 12, 3, 0, 173, 201, 88, 103, 21, 0, 0, 0,
+            ],
+        ]
+        .concat();
+        let snappy = [
+            &header(72, [21, 0, 159, 97], 2)[..],
+            &[
+                21, 80, 40, 0, 10, 0, 8, 1, 2, 3, 4, 6, 5, 6, 7, 2, 6, 8, 9, 10, 4, 11, 12,
+            ],
+        ]
+        .concat();
+        let lz4 = [
+            &header(89, [169, 74, 119, 197], 3)[..],
+            &[
+                4, 34, 77, 24, 100, 112, 185, 21, 0, 0, 128, 40, 0, 10, 0, 8, 1, 2, 3, 4, 6, 5, 6,
+                7, 2, 6, 8, 9, 10, 4, 11, 12, 0, 0, 0, 0, 12, 59, 239, 146,
+            ],
+        ]
+        .concat();
+        let expected = Record {
+            offset_delta: 0,
+            timestamp_delta: 5,
+            key: Some(Bytes::from_static(&[1, 2, 3, 4])),
+            value: Some(Bytes::from_static(&[5, 6, 7])),
+            headers: vec![Header::new(&[8u8, 9, 10][..], &[11u8, 12][..])],
+        };
+        for (codec, wire) in [
+            (Compression::None, &plain),
+            (Compression::Gzip, &gzip),
+            (Compression::Snappy, &snappy),
+            (Compression::Lz4, &lz4),
+        ] {
+            let batch = decode(wire).unwrap_or_else(|e| panic!("{codec:?}: {e}"));
+            assert_eq!(batch.compression, codec);
+            assert_eq!(batch.base_timestamp, 1_479_847_795_000);
+            assert_eq!(batch.records, std::slice::from_ref(&expected), "{codec:?}");
+        }
+        assert_eq!(
+            decode(&plain).expect("decodes").encode().expect("encodes")[..],
+            plain[..]
+        );
+    }
+
     #[test]
     fn control_record_variants() {
         let record = |key: &[u8], value: Option<&[u8]>| Record {
