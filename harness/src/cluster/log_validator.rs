@@ -141,20 +141,17 @@ pub fn validate_for_append(
             "Invalid transactional record batch without a producer id",
         ));
     }
-    let stamps = record_stamps(&header, batch);
-    if header.attributes.compression_id() == 0 {
-        match &stamps {
-            Some(s) if s.len() == header.record_count as usize => {}
-            _ => {
-                return Err(ClusterError::new(
-                    ErrorCode::CorruptMessage,
-                    "Found invalid record structure in the record batch",
-                ))
-            }
+    let stamps = match record_stamps(&header, batch) {
+        Some(s) if s.len() == header.record_count as usize => s,
+        _ => {
+            return Err(ClusterError::new(
+                ErrorCode::CorruptMessage,
+                "Found invalid record structure in the record batch",
+            ))
         }
-    }
+    };
     if !limits.log_append_time {
-        check_timestamps(&header, stamps.as_deref(), limits, now_ms)?;
+        check_timestamps(&header, Some(&stamps), limits, now_ms)?;
     }
     Ok(header)
 }

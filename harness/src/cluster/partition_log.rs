@@ -335,23 +335,29 @@ mod tests {
 
     #[test]
     fn timestamp_lookup_finds_the_first_record_at_or_after() {
-        let a = BatchBuilder::new(0)
-            .record_at(100, b"a")
-            .record_at(300, b"b")
-            .record_at(200, b"c")
-            .build();
-        let b = BatchBuilder::new(0)
-            .record_at(250, b"d")
-            .record_at(400, b"e")
-            .build();
-        let log = log_with(&[a, b]);
-        let at = |t| log.offset_for_timestamp(t).map(|f| (f.offset, f.timestamp));
-        assert_eq!(at(0), Some((0, 100)));
-        assert_eq!(at(150), Some((1, 300)));
-        assert_eq!(at(301), Some((4, 400)));
-        assert_eq!(at(401), None);
-        let max = log.max_timestamp_offset().expect("max");
-        assert_eq!((max.offset, max.timestamp), (4, 400));
+        // Every codec: compressed batches are opened, so the answer is record-exact.
+        for codec in 0..=4 {
+            let a = BatchBuilder::new(0)
+                .compression_id(codec)
+                .record_at(100, b"a")
+                .record_at(300, b"b")
+                .record_at(200, b"c")
+                .build();
+            let b = BatchBuilder::new(0)
+                .compression_id(codec)
+                .record_at(250, b"d")
+                .record_at(400, b"e")
+                .build();
+            let log = log_with(&[a, b]);
+            let at = |t| log.offset_for_timestamp(t).map(|f| (f.offset, f.timestamp));
+            assert_eq!(at(0), Some((0, 100)), "codec {codec}");
+            assert_eq!(at(150), Some((1, 300)), "codec {codec}");
+            assert_eq!(at(260), Some((1, 300)), "codec {codec}");
+            assert_eq!(at(301), Some((4, 400)), "codec {codec}");
+            assert_eq!(at(401), None, "codec {codec}");
+            let max = log.max_timestamp_offset().expect("max");
+            assert_eq!((max.offset, max.timestamp), (4, 400), "codec {codec}");
+        }
     }
 
     #[test]

@@ -1,16 +1,17 @@
-//! Builds magic-v2 record batches for tests, as a producer would send them (base offset 0,
-//! partition leader epoch -1). Records are written uncompressed even when a compression id
-//! is set: the broker never opens compressed records, so only the attribute bits matter.
-//! To be replaced by the record codec in `franzy::proto` once it lands.
+//! Builds record batches for tests, as a producer would send them (base offset 0,
+//! partition leader epoch -1), with franzy's record codec: compression is real.
 
-use franzy::proto::batch_header::{compute_crc, BATCH_HEADER_LEN, LOG_OVERHEAD};
+use bytes::Bytes;
+use franzy::proto::batch_header::compute_crc;
+use franzy::proto::compression::Compression;
+use franzy::proto::record_batch::RecordBatchBuilder;
 
 /// A record batch under construction.
 #[derive(Debug, Clone)]
 pub struct BatchBuilder {
     records: Vec<(i64, Vec<u8>)>,
     default_timestamp: i64,
-    compression_id: u8,
+    compression: Compression,
     producer: (i64, i16, i32),
     transactional: bool,
 }
@@ -21,7 +22,7 @@ impl BatchBuilder {
         Self {
             records: Vec::new(),
             default_timestamp: timestamp,
-            compression_id: 0,
+            compression: Compression::None,
             producer: (-1, -1, -1),
             transactional: false,
         }
@@ -48,9 +49,9 @@ impl BatchBuilder {
         self
     }
 
-    /// Sets the compression bits of the attributes.
+    /// Compresses the records with the codec of attribute id `id` (0-4).
     pub fn compression_id(mut self, id: u8) -> Self {
-        self.compression_id = id;
+        self.compression = Compression::from_id(id).expect("test batches use codec ids 0-4");
         self
     }
 
@@ -66,56 +67,34 @@ impl BatchBuilder {
         self
     }
 
-    /// The encoded batch with a valid CRC.
+    /// The encoded batch with a valid CRC. An empty builder gives a header-only batch with
+    /// zero records (which brokers refuse), for tests of that rule.
     pub fn build(&self) -> Vec<u8> {
-        let base_timestamp = self.records.first().map_or(self.default_timestamp, |r| r.0);
-        let max_timestamp = self
-            .records
-            .iter()
-            .map(|r| r.0)
-            .max()
-            .unwrap_or(self.default_timestamp);
-        let mut body = Vec::new();
-        for (delta, (timestamp, value)) in self.records.iter().enumerate() {
-            let mut record = vec![0u8];
-            put_varlong(&mut record, timestamp - base_timestamp);
-            put_varlong(&mut record, delta as i64);
-            put_varlong(&mut record, -1);
-            put_varlong(&mut record, value.len() as i64);
-            record.extend_from_slice(value);
-            put_varlong(&mut record, 0);
-            put_varlong(&mut body, record.len() as i64);
-            body.extend(record);
+        let mut builder = RecordBatchBuilder::new()
+            .compression(self.compression)
+            .producer(self.producer.0, self.producer.1, self.producer.2)
+            .transactional(self.transactional);
+        for (timestamp, value) in &self.records {
+            builder
+                .append(
+                    *timestamp,
+                    None,
+                    Some(Bytes::from(value.clone())),
+                    Vec::new(),
+                )
+                .expect("test records fit a batch");
         }
-        let count = self.records.len() as i32;
-        let mut attributes = i16::from(self.compression_id);
-        if self.transactional {
-            attributes |= 1 << 4;
+        let mut batch = builder.build();
+        if self.records.is_empty() {
+            batch.base_timestamp = self.default_timestamp;
+            batch.max_timestamp = self.default_timestamp;
         }
-        let mut b = Vec::with_capacity(BATCH_HEADER_LEN + body.len());
-        b.extend_from_slice(&0i64.to_be_bytes());
-        let length = (BATCH_HEADER_LEN - LOG_OVERHEAD + body.len()) as i32;
-        b.extend_from_slice(&length.to_be_bytes());
-        b.extend_from_slice(&(-1i32).to_be_bytes());
-        b.push(2);
-        b.extend_from_slice(&0u32.to_be_bytes());
-        b.extend_from_slice(&attributes.to_be_bytes());
-        b.extend_from_slice(&(count - 1).max(0).to_be_bytes());
-        b.extend_from_slice(&base_timestamp.to_be_bytes());
-        b.extend_from_slice(&max_timestamp.to_be_bytes());
-        b.extend_from_slice(&self.producer.0.to_be_bytes());
-        b.extend_from_slice(&self.producer.1.to_be_bytes());
-        b.extend_from_slice(&self.producer.2.to_be_bytes());
-        b.extend_from_slice(&count.to_be_bytes());
-        b.extend(body);
-        let crc = compute_crc(&b);
-        b[17..21].copy_from_slice(&crc.to_be_bytes());
-        b
+        batch.encode().expect("test batches encode").to_vec()
     }
 
     /// The encoded batch as `Bytes`.
-    pub fn bytes(&self) -> bytes::Bytes {
-        bytes::Bytes::from(self.build())
+    pub fn bytes(&self) -> Bytes {
+        Bytes::from(self.build())
     }
 }
 
@@ -123,13 +102,4 @@ impl BatchBuilder {
 pub fn fix_crc(batch: &mut [u8]) {
     let crc = compute_crc(batch);
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
-}
-
-fn put_varlong(out: &mut Vec<u8>, value: i64) {
-    let mut v = ((value << 1) ^ (value >> 63)) as u64;
-    while v >= 0x80 {
-        out.push((v as u8 & 0x7f) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }

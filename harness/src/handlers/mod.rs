@@ -61,6 +61,12 @@ pub enum Reply {
     Respond(ResponseKind),
     /// Send nothing (a produce with acks=0).
     NoResponse,
+    /// Close the connection without answering, as Kafka does when an acks=0 produce fails:
+    /// the client has no other way to learn of the failure.
+    Close {
+        /// Why, for the broker's log.
+        reason: String,
+    },
     /// Not enough data for a fetch yet: call again when a log grows, and once more with
     /// `deadline_reached` after `max_wait`.
     Park {

@@ -5,8 +5,8 @@
 //! request-level record checks (exactly one magic-v2 batch; no zstd before v7), acks,
 //! leadership, `min.insync.replicas` for acks=-1, then the log's own checks and the append.
 //! Replication is instant, so acks=1 and acks=-1 answer the same. Produce never creates
-//! topics (Kafka only auto-creates on Metadata). acks=0 gets no response at all, even on
-//! error (Kafka would also close the connection then; the handler contract cannot say so).
+//! topics (Kafka only auto-creates on Metadata). acks=0 gets no response at all; when a
+//! partition of an acks=0 request fails, the connection is closed instead, as Kafka does.
 
 use std::collections::BTreeSet;
 
@@ -86,7 +86,19 @@ pub fn handle(cluster: &mut ClusterState, ctx: &RequestContext, req: ProduceRequ
         responses.push(response);
     }
     if req.acks == 0 {
-        return Reply::NoResponse;
+        let failed = responses
+            .iter()
+            .flat_map(|t| &t.partition_responses)
+            .find(|p| p.error_code != 0);
+        return match failed {
+            Some(p) => Reply::Close {
+                reason: format!(
+                    "acks=0 produce failed on partition {} with error {}",
+                    p.index, p.error_code
+                ),
+            },
+            None => Reply::NoResponse,
+        };
     }
     let node_endpoints = leaders
         .into_iter()
@@ -484,6 +496,18 @@ mod tests {
         );
         assert!(matches!(handle(&mut c, &ctx(0, 9), req), Reply::NoResponse));
         assert_eq!(c.partition_log("t", 0).map(|l| l.log_end_offset()), Some(1));
+        // A failing acks=0 produce closes the connection: the only signal the client gets.
+        let req = request(
+            0,
+            "t",
+            Uuid::nil(),
+            5,
+            BatchBuilder::new(NOW).record(b"x").bytes(),
+        );
+        assert!(matches!(
+            handle(&mut c, &ctx(0, 9), req),
+            Reply::Close { .. }
+        ));
         let mut context = ctx(0, 9);
         context
             .partition_errors
