@@ -169,11 +169,11 @@ pub fn dispatch(cluster: &mut ClusterState, ctx: &RequestContext, request: Reque
         RequestKind::DescribeCluster(req) => respond(ResponseKind::DescribeCluster(
             describe_cluster::handle(cluster, ctx, req),
         )),
-        other => {
-            // The server only dispatches APIs listed in `supported_versions`.
-            tracing::error!(request = ?std::mem::discriminant(&other), "no handler for request");
-            Reply::NoResponse
-        }
+        // The server only dispatches APIs listed in `supported_versions`; anything else is
+        // a bug in that table, and a closed connection is a clearer symptom than a hang.
+        other => Reply::Close {
+            reason: format!("no handler for {:?}", std::mem::discriminant(&other)),
+        },
     }
 }
 
