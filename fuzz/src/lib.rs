@@ -203,48 +203,35 @@ pub mod batch {
         batch[17..21].copy_from_slice(&crc.to_be_bytes());
         Some(batch)
     }
-}
 
-pub mod known_issues {
-    //! Findings reported to their owners and not fixed yet. A target consults these only
-    //! after a check has failed, to tell a known finding from a new one, so that a fuzzing
-    //! run goes on looking for new ones. Set `FRANZY_FUZZ_STRICT=1` to turn every known
-    //! issue back into a failure (to check a fix: replay `fuzz/regressions/<target>/`).
-    //! Remove an entry, and its callers, once the fix has landed.
+    /// Decodes a shaped batch with the full record decoder and checks what must hold for
+    /// any batch it accepts: offsets and timestamps inside the header's bounds, the declared
+    /// record count, and a re-encoding that decodes to the same batch.
+    pub fn check_record_batch(batch: &[u8]) {
+        use bytes::Bytes;
+        use franzy::proto::record_batch::{validate, DecodeLimits, RecordBatch, ValidationLevel};
 
-    use std::sync::OnceLock;
-
-    /// True when `FRANZY_FUZZ_STRICT` is set to anything but "0" or "".
-    pub fn strict() -> bool {
-        static STRICT: OnceLock<bool> = OnceLock::new();
-        *STRICT.get_or_init(|| {
-            std::env::var("FRANZY_FUZZ_STRICT").is_ok_and(|v| !v.is_empty() && v != "0")
-        })
-    }
-
-    /// Known issue "negative tag" (vendored kafka-protocol 0.18.0): a tagged-field tag is
-    /// read as an unsigned varint (which also accepts five bytes that all have the
-    /// continuation bit) and stored as `tag as i32`, so a tag of 2^31 or more becomes a
-    /// negative key in `unknown_tagged_fields`. The encoders write the field count as
-    /// `unknown_tagged_fields.len()` but then write only the keys in `0..`, so the
-    /// re-encoded message announces more tagged fields than it holds and does not decode.
-    /// Reproducers: `fuzz/regressions/{request,response}_decode/negative-tag-*`.
-    ///
-    /// `debug` is the `{:?}` form of the decoded message. A negative key prints as
-    /// `-N: b"` inside a map; that sequence cannot occur inside a printed string or byte
-    /// string, whose `"` prints escaped.
-    pub fn negative_tag(debug: &str) -> bool {
-        if strict() {
-            return false;
+        let limits = DecodeLimits::new(DECOMPRESSED_LIMIT);
+        let bytes = Bytes::copy_from_slice(batch);
+        let decoded = RecordBatch::decode(&bytes, &limits);
+        let validated = validate(batch, ValidationLevel::Records, &limits);
+        assert_eq!(
+            decoded.is_ok(),
+            validated.is_ok(),
+            "decode and validate disagree: {:?} vs {:?}",
+            decoded.as_ref().err(),
+            validated.as_ref().err()
+        );
+        let Ok(decoded) = decoded else { return };
+        let header = BatchHeader::parse(batch).expect("a decoded batch has a header");
+        assert_eq!(decoded.records.len(), header.record_count as usize);
+        for record in &decoded.records {
+            let offset = decoded.record_offset(record);
+            assert!(offset >= decoded.base_offset && offset <= decoded.last_offset());
         }
-        let bytes = debug.as_bytes();
-        debug.match_indices(": b\"").any(|(at, _)| {
-            let digits = bytes[..at]
-                .iter()
-                .rev()
-                .take_while(|b| b.is_ascii_digit())
-                .count();
-            digits > 0 && at > digits && bytes[at - digits - 1] == b'-'
-        })
+        let encoded = decoded.encode().expect("a decoded batch re-encodes");
+        let again = RecordBatch::decode(&encoded, &limits).expect("a re-encoded batch decodes");
+        assert_eq!(again.records, decoded.records, "round trip changed the records");
+        assert_eq!(again.last_offset_delta, decoded.last_offset_delta);
     }
 }
