@@ -425,7 +425,10 @@ fn boolean(key: &str, value: &str) -> Result<bool, Error> {
     match value {
         "true" => Ok(true),
         "false" => Ok(false),
-        _ => Err(Error::config(key, format!("{value:?} is not true or false"))),
+        _ => Err(Error::config(
+            key,
+            format!("{value:?} is not true or false"),
+        )),
     }
 }
 

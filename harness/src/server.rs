@@ -218,6 +218,7 @@ async fn handle_frame(shared: &Shared, broker_id: i32, frame: Bytes) -> Outcome 
         let response = match reply {
             Reply::Respond(response) => response,
             Reply::NoResponse => return Outcome::Nothing,
+            Reply::Close { reason } => return Outcome::Close(reason),
             Reply::Park { .. } => return Outcome::Close("handler parked past its deadline".into()),
         };
         match action {

@@ -156,6 +156,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RawConnection<S> {
     }
 }
 
+/// An ApiVersions request as a well-behaved client sends it: v3+ requires a software name
+/// and version (KIP-511).
+pub fn api_versions_request() -> RequestKind {
+    RequestKind::ApiVersions(
+        franzy::kafka_protocol::messages::ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("franzy-tests"))
+            .with_client_software_version(StrBytes::from_static_str("1.0")),
+    )
+}
+
 /// Installs a tracing subscriber for a test binary once (`RUST_LOG` sets the filter).
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()

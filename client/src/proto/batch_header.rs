@@ -80,6 +80,34 @@ pub enum BatchError {
     /// Compression failed.
     #[error("compression failed: {0}")]
     Compression(String),
+    /// Decompressed records would exceed the caller's limit.
+    #[error("decompressed records exceed the limit of {limit} bytes")]
+    DecompressionLimit {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// `recordCount` disagrees with the records in the batch.
+    #[error("record count {declared} but {found} records present")]
+    RecordCountMismatch {
+        /// `recordCount`.
+        declared: i32,
+        /// Records parsed before the bytes ran out.
+        found: usize,
+    },
+    /// `baseOffset + lastOffsetDelta` overflows `int64`.
+    #[error("base offset {base_offset} plus last offset delta {last_offset_delta} overflows")]
+    OffsetOverflow {
+        /// `baseOffset`.
+        base_offset: i64,
+        /// `lastOffsetDelta`.
+        last_offset_delta: i32,
+    },
+    /// Bytes follow the batch where exactly one batch was expected.
+    #[error("{0} bytes after the end of the record batch")]
+    TrailingBytes(usize),
+    /// A batch being encoded does not fit the `int32` length and count fields.
+    #[error("record batch too large to encode: {0}")]
+    TooLarge(String),
 }
 
 /// The attributes field of a batch.
@@ -116,6 +144,14 @@ impl BatchAttributes {
     /// The base timestamp is a delete horizon (KIP-534).
     pub fn has_delete_horizon(self) -> bool {
         self.0 & Self::DELETE_HORIZON != 0
+    }
+    /// These attributes with the delete-horizon flag (KIP-534) set or cleared.
+    pub fn with_delete_horizon(self, delete_horizon: bool) -> Self {
+        if delete_horizon {
+            Self(self.0 | Self::DELETE_HORIZON)
+        } else {
+            Self(self.0 & !Self::DELETE_HORIZON)
+        }
     }
     /// Builds attributes from their parts.
     pub fn new(

@@ -116,15 +116,19 @@ pub fn decode_request_header(frame: &mut Bytes) -> Result<(ApiKey, RequestHeader
 
 /// Decodes a whole request frame.
 pub fn decode_request(mut frame: Bytes) -> Result<DecodedRequest, DecodeError> {
+    // The version decides the header layout, so it is checked before the header is read.
+    let prefix = peek_request_prefix(&frame)?;
+    if let Ok(api) = ApiKey::try_from(prefix.api_key) {
+        let range = api.valid_versions();
+        if prefix.api_version < range.min || prefix.api_version > range.max {
+            return Err(DecodeError::UnsupportedVersion {
+                api,
+                version: prefix.api_version,
+            });
+        }
+    }
     let (api_key, header) = decode_request_header(&mut frame)?;
     let version = header.request_api_version;
-    let range = api_key.valid_versions();
-    if version < range.min || version > range.max {
-        return Err(DecodeError::UnsupportedVersion {
-            api: api_key,
-            version,
-        });
-    }
     let body =
         RequestKind::decode(api_key, &mut frame, version).map_err(|e| DecodeError::Malformed {
             what: format!("{api_key:?} v{version} request body"),
@@ -213,4 +217,81 @@ pub fn decode_response(
             reason: e.to_string(),
         })?;
     Ok((header, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
+
+    fn hex(s: &str) -> Bytes {
+        let digits: Vec<u8> = s
+            .split_whitespace()
+            .map(|b| u8::from_str_radix(b, 16).expect("test hex"))
+            .collect();
+        Bytes::from(digits)
+    }
+
+    #[test]
+    fn requests_and_responses_round_trip_with_headers() {
+        let header = RequestHeader::default()
+            .with_request_api_key(ApiKey::Metadata as i16)
+            .with_request_api_version(12)
+            .with_correlation_id(77)
+            .with_client_id(Some(kafka_protocol::protocol::StrBytes::from_static_str(
+                "me",
+            )));
+        let body = RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![])));
+        let mut out = BytesMut::new();
+        encode_request(&mut out, &header, &body).expect("encodes");
+        let frame = out.freeze().slice(4..);
+        let decoded = decode_request(frame).expect("decodes");
+        assert_eq!(
+            (decoded.api_key, decoded.header, decoded.body),
+            (ApiKey::Metadata, header, body)
+        );
+
+        let response =
+            ResponseKind::Metadata(MetadataResponse::default().with_controller_id(3.into()));
+        let mut out = BytesMut::new();
+        encode_response(&mut out, ApiKey::Metadata, 12, 77, &response).expect("encodes");
+        let (h, r) =
+            decode_response(out.freeze().slice(4..), ApiKey::Metadata, 12).expect("decodes");
+        assert_eq!((h.correlation_id, r), (77, response));
+    }
+
+    /// Fuzzer findings (fuzz/regressions/*/negative-tag-*): a tag above i32::MAX used to be
+    /// accepted and then dropped on re-encoding. It is now refused on decode.
+    #[test]
+    fn tags_beyond_i32_and_overlong_varints_are_refused() {
+        let request = hex("00 12 00 03 00 00 00 01 ff ff 00 01 01 01 80 80 80 80 08 00");
+        assert!(matches!(
+            decode_request(request),
+            Err(DecodeError::Malformed { .. })
+        ));
+        let response = hex("00 00 00 01 00 00 01 00 00 00 00 01 80 80 80 80 08 00");
+        assert!(decode_response(response, ApiKey::ApiVersions, 3).is_err());
+        // Five varint bytes that all carry the continuation bit: Java refuses them.
+        let overlong = hex("00 12 00 03 00 00 00 01 ff ff 00 ff ff ff ff ff 00 00");
+        assert!(decode_request(overlong).is_err());
+    }
+
+    #[test]
+    fn unknown_keys_short_frames_and_bad_versions_are_distinct_errors() {
+        assert!(matches!(
+            decode_request(hex("00 12 00")),
+            Err(DecodeError::Truncated(3))
+        ));
+        assert!(matches!(
+            decode_request(hex("03 e7 00 00 00 00 00 01 ff ff")),
+            Err(DecodeError::UnknownApiKey(999))
+        ));
+        assert!(matches!(
+            decode_request(hex("00 03 00 63 00 00 00 01 ff ff")),
+            Err(DecodeError::UnsupportedVersion {
+                api: ApiKey::Metadata,
+                version: 99
+            })
+        ));
+    }
 }

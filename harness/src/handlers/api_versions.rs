@@ -11,13 +11,34 @@ use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 use super::{supported_versions, RequestContext};
 use crate::cluster::ClusterState;
 
-/// Answers with every API and version range in [`supported_versions`].
+/// Answers with every API and version range in [`supported_versions`]. From v3 the client
+/// software name and version must match Kafka's pattern (KIP-511), else INVALID_REQUEST
+/// with no API list, as Kafka answers.
 pub fn handle(
     _cluster: &ClusterState,
-    _ctx: &RequestContext,
-    _req: ApiVersionsRequest,
+    ctx: &RequestContext,
+    req: ApiVersionsRequest,
 ) -> ApiVersionsResponse {
+    if ctx.api_version >= 3
+        && !(valid_software_field(req.client_software_name.as_str())
+            && valid_software_field(req.client_software_version.as_str()))
+    {
+        return ApiVersionsResponse::default().with_error_code(ErrorCode::InvalidRequest.code());
+    }
     ApiVersionsResponse::default().with_api_keys(advertised())
+}
+
+/// Kafka's `[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?`.
+fn valid_software_field(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    let (Some(first), Some(last)) = (bytes.first(), bytes.last()) else {
+        return false;
+    };
+    first.is_ascii_alphanumeric()
+        && last.is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'.')
 }
 
 /// The error answer for a whole ApiVersions request.
@@ -43,4 +64,33 @@ fn advertised() -> Vec<ApiVersion> {
                 .with_max_version(range.max)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::test_support::{cluster_with, ctx};
+    use franzy::proto::StrBytes;
+
+    #[test]
+    fn lists_every_supported_api_and_checks_software_names() {
+        let c = cluster_with(1);
+        let req = |name: &'static str| {
+            ApiVersionsRequest::default()
+                .with_client_software_name(StrBytes::from_static_str(name))
+                .with_client_software_version(StrBytes::from_static_str("2.3.0"))
+        };
+        let r = handle(&c, &ctx(0, 3), req("librdkafka"));
+        assert_eq!(r.error_code, 0);
+        assert_eq!(r.api_keys.len(), supported_versions().len());
+        let r = handle(&c, &ctx(0, 3), req("bad name!"));
+        assert_eq!(r.error_code, ErrorCode::InvalidRequest.code());
+        assert!(r.api_keys.is_empty());
+        // Before v3 the fields do not exist.
+        assert_eq!(handle(&c, &ctx(0, 2), req("")).error_code, 0);
+        assert_eq!(
+            unsupported_version_response().error_code,
+            ErrorCode::UnsupportedVersion.code()
+        );
+    }
 }

@@ -13,12 +13,25 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use franzy::proto::{ApiKey, ErrorCode, RequestKind, ResponseKind};
+use franzy::proto::{ApiKey, ErrorCode, RequestKind, ResponseKind, StrBytes};
+use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::VersionRange;
 
 use crate::cluster::ClusterState;
 
 pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod offset_for_leader_epoch;
+pub mod produce;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 /// What a handler knows about the request besides its body.
 #[derive(Debug, Clone)]
@@ -40,13 +53,20 @@ pub struct RequestContext {
 }
 
 /// A handler's answer.
+// Responses are built once and moved straight to the encoder: boxing them buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-#[allow(clippy::large_enum_variant)] // short-lived, one per request
 pub enum Reply {
     /// Send this response.
     Respond(ResponseKind),
     /// Send nothing (a produce with acks=0).
     NoResponse,
+    /// Close the connection without answering, as Kafka does when an acks=0 produce fails:
+    /// the client has no other way to learn of the failure.
+    Close {
+        /// Why, for the broker's log.
+        reason: String,
+    },
     /// Not enough data for a fetch yet: call again when a log grows, and once more with
     /// `deadline_reached` after `max_wait`.
     Park {
@@ -65,7 +85,48 @@ const fn range(min: i16, max: i16) -> VersionRange {
     VersionRange { min, max }
 }
 
-static SUPPORTED: &[(ApiKey, VersionRange)] = &[(ApiKey::ApiVersions, range(0, 4))];
+/// Each range is what the handler implements, within what `kafka-protocol` can decode: the
+/// full decodable range for every API served (Kafka 4.x dropped the older versions too).
+static SUPPORTED: &[(ApiKey, VersionRange)] = &[
+    (ApiKey::Produce, range(3, 13)),
+    (ApiKey::Fetch, range(4, 18)),
+    (ApiKey::ListOffsets, range(1, 10)),
+    (ApiKey::Metadata, range(0, 13)),
+    (ApiKey::ApiVersions, range(0, 4)),
+    (ApiKey::CreateTopics, range(2, 7)),
+    (ApiKey::DeleteTopics, range(1, 6)),
+    (ApiKey::OffsetForLeaderEpoch, range(2, 4)),
+    (ApiKey::DescribeConfigs, range(1, 4)),
+    (ApiKey::CreatePartitions, range(0, 3)),
+    (ApiKey::DescribeCluster, range(0, 2)),
+];
+
+/// Every operation on a topic, as an authorized-operations bit set (READ, WRITE, CREATE,
+/// DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS): there are no ACLs here.
+pub(crate) const TOPIC_OPERATIONS: i32 = bits(&[3, 4, 5, 6, 7, 8, 10, 11]);
+/// Every operation on the cluster (CREATE, ALTER, DESCRIBE, CLUSTER_ACTION,
+/// DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE).
+pub(crate) const CLUSTER_OPERATIONS: i32 = bits(&[5, 7, 8, 9, 10, 11, 12]);
+
+const fn bits(operations: &[i32]) -> i32 {
+    let mut out = 0;
+    let mut i = 0;
+    while i < operations.len() {
+        out |= 1 << operations[i];
+        i += 1;
+    }
+    out
+}
+
+/// A protocol string.
+pub(crate) fn text(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+/// A protocol topic name.
+pub(crate) fn topic_name(s: &str) -> TopicName {
+    TopicName(text(s))
+}
 
 /// The supported range for `api`, if the harness serves it.
 pub fn supported_range(api: ApiKey) -> Option<VersionRange> {
@@ -77,37 +138,199 @@ pub fn supported_range(api: ApiKey) -> Option<VersionRange> {
 
 /// Runs the handler for `request`.
 pub fn dispatch(cluster: &mut ClusterState, ctx: &RequestContext, request: RequestKind) -> Reply {
+    let respond = Reply::Respond;
     match request {
-        RequestKind::ApiVersions(req) => Reply::Respond(ResponseKind::ApiVersions(
-            api_versions::handle(cluster, ctx, req),
-        )),
-        other => {
-            // The server only dispatches APIs listed in `supported_versions`.
-            tracing::error!(request = ?std::mem::discriminant(&other), "no handler for request");
-            Reply::NoResponse
+        RequestKind::Produce(req) => produce::handle(cluster, ctx, req),
+        RequestKind::Fetch(req) => fetch::handle(cluster, ctx, req),
+        RequestKind::ListOffsets(req) => respond(ResponseKind::ListOffsets(list_offsets::handle(
+            cluster, ctx, req,
+        ))),
+        RequestKind::Metadata(req) => {
+            respond(ResponseKind::Metadata(metadata::handle(cluster, ctx, req)))
         }
+        RequestKind::ApiVersions(req) => respond(ResponseKind::ApiVersions(api_versions::handle(
+            cluster, ctx, req,
+        ))),
+        RequestKind::CreateTopics(req) => respond(ResponseKind::CreateTopics(
+            create_topics::handle(cluster, ctx, req),
+        )),
+        RequestKind::DeleteTopics(req) => respond(ResponseKind::DeleteTopics(
+            delete_topics::handle(cluster, ctx, req),
+        )),
+        RequestKind::OffsetForLeaderEpoch(req) => respond(ResponseKind::OffsetForLeaderEpoch(
+            offset_for_leader_epoch::handle(cluster, ctx, req),
+        )),
+        RequestKind::DescribeConfigs(req) => respond(ResponseKind::DescribeConfigs(
+            describe_configs::handle(cluster, ctx, req),
+        )),
+        RequestKind::CreatePartitions(req) => respond(ResponseKind::CreatePartitions(
+            create_partitions::handle(cluster, ctx, req),
+        )),
+        RequestKind::DescribeCluster(req) => respond(ResponseKind::DescribeCluster(
+            describe_cluster::handle(cluster, ctx, req),
+        )),
+        // The server only dispatches APIs listed in `supported_versions`; anything else is
+        // a bug in that table, and a closed connection is a clearer symptom than a hang.
+        other => Reply::Close {
+            reason: format!("no handler for {:?}", std::mem::discriminant(&other)),
+        },
     }
 }
 
 /// The response to `request` that reports `code` for the whole request (every topic and
 /// partition it names, or its top-level error field), as a broker that fails the request
-/// would send. `None` for APIs that have no way to report an error.
+/// would send. `None` for APIs that have no way to report an error, and for a produce with
+/// acks=0, which is never answered.
 pub fn error_response(
     request: &RequestKind,
     api_version: i16,
     code: ErrorCode,
 ) -> Option<ResponseKind> {
-    match request {
-        RequestKind::ApiVersions(_) => Some(ResponseKind::ApiVersions(
-            api_versions::error_response(api_version, code),
-        )),
-        _ => None,
-    }
+    let v = api_version;
+    Some(match request {
+        RequestKind::Produce(req) if req.acks == 0 => return None,
+        RequestKind::Produce(req) => ResponseKind::Produce(produce::error_response(req, v, code)),
+        RequestKind::Fetch(req) => ResponseKind::Fetch(fetch::error_response(req, v, code)),
+        RequestKind::ListOffsets(req) => {
+            ResponseKind::ListOffsets(list_offsets::error_response(req, v, code))
+        }
+        RequestKind::Metadata(req) => {
+            ResponseKind::Metadata(metadata::error_response(req, v, code))
+        }
+        RequestKind::ApiVersions(_) => {
+            ResponseKind::ApiVersions(api_versions::error_response(v, code))
+        }
+        RequestKind::CreateTopics(req) => {
+            ResponseKind::CreateTopics(create_topics::error_response(req, v, code))
+        }
+        RequestKind::DeleteTopics(req) => {
+            ResponseKind::DeleteTopics(delete_topics::error_response(req, v, code))
+        }
+        RequestKind::OffsetForLeaderEpoch(req) => ResponseKind::OffsetForLeaderEpoch(
+            offset_for_leader_epoch::error_response(req, v, code),
+        ),
+        RequestKind::DescribeConfigs(req) => {
+            ResponseKind::DescribeConfigs(describe_configs::error_response(req, v, code))
+        }
+        RequestKind::CreatePartitions(req) => {
+            ResponseKind::CreatePartitions(create_partitions::error_response(req, v, code))
+        }
+        RequestKind::DescribeCluster(req) => {
+            ResponseKind::DescribeCluster(describe_cluster::error_response(req, v, code))
+        }
+        _ => return None,
+    })
 }
 
 /// The (topic name, partition) pairs a request names, for interceptors narrowed to a
-/// partition. Requests that name topics by id (Fetch v13+, Produce v13+) are resolved
-/// through `cluster`.
-pub fn partitions_of(_cluster: &ClusterState, _request: &RequestKind) -> Vec<(String, i32)> {
-    Vec::new()
+/// partition; whole-topic requests (Metadata, CreateTopics, ...) give partition -1. Requests
+/// that name topics by id (Fetch v13+, Produce v13+, DeleteTopics v6, Metadata v12+) are
+/// resolved through `cluster`; unknown ids are left out. The version is read off the body:
+/// a request carries ids exactly when their field is set.
+pub fn partitions_of(cluster: &ClusterState, request: &RequestKind) -> Vec<(String, i32)> {
+    match request {
+        RequestKind::Produce(req) => {
+            let by_id = req.topic_data.iter().any(|t| !t.topic_id.is_nil());
+            produce::partitions(cluster, req, if by_id { 13 } else { 12 })
+        }
+        RequestKind::Fetch(req) => {
+            let by_id = req.topics.iter().any(|t| !t.topic_id.is_nil());
+            fetch::partitions(cluster, req, if by_id { 13 } else { 12 })
+        }
+        RequestKind::ListOffsets(req) => list_offsets::partitions(req),
+        RequestKind::Metadata(req) => metadata::partitions(cluster, req),
+        RequestKind::CreateTopics(req) => create_topics::partitions(req),
+        RequestKind::DeleteTopics(req) => {
+            let version = if req.topics.is_empty() { 5 } else { 6 };
+            delete_topics::partitions(cluster, req, version)
+        }
+        RequestKind::OffsetForLeaderEpoch(req) => offset_for_leader_epoch::partitions(req),
+        RequestKind::DescribeConfigs(req) => req
+            .resources
+            .iter()
+            .filter(|r| r.resource_type == describe_configs::RESOURCE_TOPIC)
+            .map(|r| (r.resource_name.as_str().to_string(), -1))
+            .collect(),
+        RequestKind::CreatePartitions(req) => create_partitions::partitions(req),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{assert_encodes, cluster_with, ctx};
+    use super::*;
+
+    fn default_request(api: ApiKey) -> RequestKind {
+        use kafka_protocol::messages::*;
+        match api {
+            ApiKey::Produce => RequestKind::Produce(ProduceRequest::default().with_acks(1)),
+            ApiKey::Fetch => RequestKind::Fetch(FetchRequest::default()),
+            ApiKey::ListOffsets => RequestKind::ListOffsets(ListOffsetsRequest::default()),
+            ApiKey::Metadata => RequestKind::Metadata(MetadataRequest::default()),
+            ApiKey::ApiVersions => RequestKind::ApiVersions(ApiVersionsRequest::default()),
+            ApiKey::CreateTopics => RequestKind::CreateTopics(CreateTopicsRequest::default()),
+            ApiKey::DeleteTopics => RequestKind::DeleteTopics(DeleteTopicsRequest::default()),
+            ApiKey::OffsetForLeaderEpoch => {
+                RequestKind::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::default())
+            }
+            ApiKey::DescribeConfigs => {
+                RequestKind::DescribeConfigs(DescribeConfigsRequest::default())
+            }
+            ApiKey::CreatePartitions => {
+                RequestKind::CreatePartitions(CreatePartitionsRequest::default())
+            }
+            ApiKey::DescribeCluster => {
+                RequestKind::DescribeCluster(DescribeClusterRequest::default())
+            }
+            other => panic!("no default request for {other:?}"),
+        }
+    }
+
+    #[test]
+    fn advertised_ranges_are_decodable_and_every_api_is_served() {
+        for (api, range) in supported_versions() {
+            let valid = api.valid_versions();
+            assert!(range.min >= valid.min && range.max <= valid.max, "{api:?}");
+            assert_eq!(supported_range(*api), Some(*range));
+            for version in range.min..=range.max {
+                let mut cluster = cluster_with(1);
+                let mut context = ctx(0, version);
+                context.deadline_reached = true;
+                match dispatch(&mut cluster, &context, default_request(*api)) {
+                    Reply::Respond(r) => assert_encodes(&r, version),
+                    other => panic!("{api:?} v{version}: {other:?}"),
+                }
+                let error =
+                    error_response(&default_request(*api), version, ErrorCode::NotController);
+                match error {
+                    Some(r) => assert_encodes(&r, version),
+                    None => panic!("{api:?} v{version} has no error response"),
+                }
+            }
+        }
+        assert_eq!(supported_range(ApiKey::FindCoordinator), None);
+    }
+
+    #[test]
+    fn partitions_of_resolves_names_and_ids() {
+        use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+        use kafka_protocol::messages::FetchRequest;
+        let cluster = cluster_with(2);
+        let id = cluster.topic("t").map(|t| t.id()).unwrap_or_default();
+        let by_id = FetchRequest::default().with_topics(vec![FetchTopic::default()
+            .with_topic_id(id)
+            .with_partitions(vec![FetchPartition::default().with_partition(1)])]);
+        assert_eq!(
+            partitions_of(&cluster, &RequestKind::Fetch(by_id)),
+            vec![("t".to_string(), 1)]
+        );
+        let by_name = FetchRequest::default().with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name("x"))
+            .with_partitions(vec![FetchPartition::default().with_partition(0)])]);
+        assert_eq!(
+            partitions_of(&cluster, &RequestKind::Fetch(by_name)),
+            vec![("x".to_string(), 0)]
+        );
+    }
 }

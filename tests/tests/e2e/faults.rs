@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use franzy::kafka_protocol::messages::ApiVersionsRequest;
 use franzy::proto::{ApiKey, ErrorCode, RequestKind, ResponseKind};
 use franzy_harness::{Action, Cluster, Interceptor};
 use franzy_tests::{init_tracing, FixtureError, RawConnection};
@@ -21,7 +20,7 @@ async fn cluster() -> Cluster {
 }
 
 fn api_versions() -> RequestKind {
-    RequestKind::ApiVersions(ApiVersionsRequest::default())
+    franzy_tests::api_versions_request()
 }
 
 fn error_code(response: &ResponseKind) -> i16 {

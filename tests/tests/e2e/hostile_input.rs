@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use franzy::kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest};
+use franzy::kafka_protocol::messages::MetadataRequest;
 use franzy::proto::{ApiKey, ErrorCode, RequestKind, ResponseKind};
 use franzy_harness::Cluster;
 use franzy_tests::{init_tracing, RawConnection};
@@ -28,7 +28,7 @@ async fn connect(cluster: &Cluster) -> RawConnection<TcpStream> {
 /// The broker still answers a well-formed ApiVersions on a new connection.
 async fn assert_still_serving(cluster: &Cluster) {
     let mut conn = connect(cluster).await;
-    let request = RequestKind::ApiVersions(ApiVersionsRequest::default());
+    let request = franzy_tests::api_versions_request();
     let (_, response) = conn
         .request(ApiKey::ApiVersions, 3, &request)
         .await

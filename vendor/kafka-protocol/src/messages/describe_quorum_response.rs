@@ -177,7 +177,9 @@ impl Decodable for DescribeQuorumResponse {
             let tag: u32 = types::UnsignedVarInt.decode(buf)?;
             let size: u32 = types::UnsignedVarInt.decode(buf)?;
             let unknown_value = buf.try_get_bytes(size as usize)?;
-            unknown_tagged_fields.insert(tag as i32, unknown_value);
+            // franzy patch: a tag above i32::MAX would be re-encoded out of order.
+                let tag = i32::try_from(tag).map_err(|_| anyhow::anyhow!("tagged field {tag} out of range"))?;
+                unknown_tagged_fields.insert(tag, unknown_value);
         }
         Ok(Self {
             error_code,
@@ -372,7 +374,9 @@ impl Decodable for Listener {
             let tag: u32 = types::UnsignedVarInt.decode(buf)?;
             let size: u32 = types::UnsignedVarInt.decode(buf)?;
             let unknown_value = buf.try_get_bytes(size as usize)?;
-            unknown_tagged_fields.insert(tag as i32, unknown_value);
+            // franzy patch: a tag above i32::MAX would be re-encoded out of order.
+                let tag = i32::try_from(tag).map_err(|_| anyhow::anyhow!("tagged field {tag} out of range"))?;
+                unknown_tagged_fields.insert(tag, unknown_value);
         }
         Ok(Self {
             name,
@@ -533,7 +537,9 @@ impl Decodable for Node {
             let tag: u32 = types::UnsignedVarInt.decode(buf)?;
             let size: u32 = types::UnsignedVarInt.decode(buf)?;
             let unknown_value = buf.try_get_bytes(size as usize)?;
-            unknown_tagged_fields.insert(tag as i32, unknown_value);
+            // franzy patch: a tag above i32::MAX would be re-encoded out of order.
+                let tag = i32::try_from(tag).map_err(|_| anyhow::anyhow!("tagged field {tag} out of range"))?;
+                unknown_tagged_fields.insert(tag, unknown_value);
         }
         Ok(Self {
             node_id,
@@ -771,7 +777,9 @@ impl Decodable for PartitionData {
             let tag: u32 = types::UnsignedVarInt.decode(buf)?;
             let size: u32 = types::UnsignedVarInt.decode(buf)?;
             let unknown_value = buf.try_get_bytes(size as usize)?;
-            unknown_tagged_fields.insert(tag as i32, unknown_value);
+            // franzy patch: a tag above i32::MAX would be re-encoded out of order.
+                let tag = i32::try_from(tag).map_err(|_| anyhow::anyhow!("tagged field {tag} out of range"))?;
+                unknown_tagged_fields.insert(tag, unknown_value);
         }
         Ok(Self {
             partition_index,
@@ -992,7 +1000,9 @@ impl Decodable for ReplicaState {
             let tag: u32 = types::UnsignedVarInt.decode(buf)?;
             let size: u32 = types::UnsignedVarInt.decode(buf)?;
             let unknown_value = buf.try_get_bytes(size as usize)?;
-            unknown_tagged_fields.insert(tag as i32, unknown_value);
+            // franzy patch: a tag above i32::MAX would be re-encoded out of order.
+                let tag = i32::try_from(tag).map_err(|_| anyhow::anyhow!("tagged field {tag} out of range"))?;
+                unknown_tagged_fields.insert(tag, unknown_value);
         }
         Ok(Self {
             replica_id,
@@ -1125,7 +1135,9 @@ impl Decodable for TopicData {
             let tag: u32 = types::UnsignedVarInt.decode(buf)?;
             let size: u32 = types::UnsignedVarInt.decode(buf)?;
             let unknown_value = buf.try_get_bytes(size as usize)?;
-            unknown_tagged_fields.insert(tag as i32, unknown_value);
+            // franzy patch: a tag above i32::MAX would be re-encoded out of order.
+                let tag = i32::try_from(tag).map_err(|_| anyhow::anyhow!("tagged field {tag} out of range"))?;
+                unknown_tagged_fields.insert(tag, unknown_value);
         }
         Ok(Self {
             topic_name,

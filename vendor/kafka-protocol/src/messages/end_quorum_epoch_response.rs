@@ -189,7 +189,9 @@ impl Decodable for EndQuorumEpochResponse {
                     }
                     _ => {
                         let unknown_value = buf.try_get_bytes(size as usize)?;
-                        unknown_tagged_fields.insert(tag as i32, unknown_value);
+                        // franzy patch: a tag above i32::MAX would be re-encoded out of order.
+                let tag = i32::try_from(tag).map_err(|_| anyhow::anyhow!("tagged field {tag} out of range"))?;
+                unknown_tagged_fields.insert(tag, unknown_value);
                     }
                 }
             }
@@ -390,7 +392,9 @@ impl Decodable for NodeEndpoint {
                 let tag: u32 = types::UnsignedVarInt.decode(buf)?;
                 let size: u32 = types::UnsignedVarInt.decode(buf)?;
                 let unknown_value = buf.try_get_bytes(size as usize)?;
-                unknown_tagged_fields.insert(tag as i32, unknown_value);
+                // franzy patch: a tag above i32::MAX would be re-encoded out of order.
+                let tag = i32::try_from(tag).map_err(|_| anyhow::anyhow!("tagged field {tag} out of range"))?;
+                unknown_tagged_fields.insert(tag, unknown_value);
             }
         }
         Ok(Self {
@@ -558,7 +562,9 @@ impl Decodable for PartitionData {
                 let tag: u32 = types::UnsignedVarInt.decode(buf)?;
                 let size: u32 = types::UnsignedVarInt.decode(buf)?;
                 let unknown_value = buf.try_get_bytes(size as usize)?;
-                unknown_tagged_fields.insert(tag as i32, unknown_value);
+                // franzy patch: a tag above i32::MAX would be re-encoded out of order.
+                let tag = i32::try_from(tag).map_err(|_| anyhow::anyhow!("tagged field {tag} out of range"))?;
+                unknown_tagged_fields.insert(tag, unknown_value);
             }
         }
         Ok(Self {
@@ -719,7 +725,9 @@ impl Decodable for TopicData {
                 let tag: u32 = types::UnsignedVarInt.decode(buf)?;
                 let size: u32 = types::UnsignedVarInt.decode(buf)?;
                 let unknown_value = buf.try_get_bytes(size as usize)?;
-                unknown_tagged_fields.insert(tag as i32, unknown_value);
+                // franzy patch: a tag above i32::MAX would be re-encoded out of order.
+                let tag = i32::try_from(tag).map_err(|_| anyhow::anyhow!("tagged field {tag} out of range"))?;
+                unknown_tagged_fields.insert(tag, unknown_value);
             }
         }
         Ok(Self {

@@ -257,7 +257,9 @@ impl Decodable for OffsetFetchRequest {
                 let tag: u32 = types::UnsignedVarInt.decode(buf)?;
                 let size: u32 = types::UnsignedVarInt.decode(buf)?;
                 let unknown_value = buf.try_get_bytes(size as usize)?;
-                unknown_tagged_fields.insert(tag as i32, unknown_value);
+                // franzy patch: a tag above i32::MAX would be re-encoded out of order.
+                let tag = i32::try_from(tag).map_err(|_| anyhow::anyhow!("tagged field {tag} out of range"))?;
+                unknown_tagged_fields.insert(tag, unknown_value);
             }
         }
         Ok(Self {
@@ -486,7 +488,9 @@ impl Decodable for OffsetFetchRequestGroup {
                 let tag: u32 = types::UnsignedVarInt.decode(buf)?;
                 let size: u32 = types::UnsignedVarInt.decode(buf)?;
                 let unknown_value = buf.try_get_bytes(size as usize)?;
-                unknown_tagged_fields.insert(tag as i32, unknown_value);
+                // franzy patch: a tag above i32::MAX would be re-encoded out of order.
+                let tag = i32::try_from(tag).map_err(|_| anyhow::anyhow!("tagged field {tag} out of range"))?;
+                unknown_tagged_fields.insert(tag, unknown_value);
             }
         }
         Ok(Self {
@@ -679,7 +683,9 @@ impl Decodable for OffsetFetchRequestTopic {
                 let tag: u32 = types::UnsignedVarInt.decode(buf)?;
                 let size: u32 = types::UnsignedVarInt.decode(buf)?;
                 let unknown_value = buf.try_get_bytes(size as usize)?;
-                unknown_tagged_fields.insert(tag as i32, unknown_value);
+                // franzy patch: a tag above i32::MAX would be re-encoded out of order.
+                let tag = i32::try_from(tag).map_err(|_| anyhow::anyhow!("tagged field {tag} out of range"))?;
+                unknown_tagged_fields.insert(tag, unknown_value);
             }
         }
         Ok(Self {
@@ -851,7 +857,9 @@ impl Decodable for OffsetFetchRequestTopics {
                 let tag: u32 = types::UnsignedVarInt.decode(buf)?;
                 let size: u32 = types::UnsignedVarInt.decode(buf)?;
                 let unknown_value = buf.try_get_bytes(size as usize)?;
-                unknown_tagged_fields.insert(tag as i32, unknown_value);
+                // franzy patch: a tag above i32::MAX would be re-encoded out of order.
+                let tag = i32::try_from(tag).map_err(|_| anyhow::anyhow!("tagged field {tag} out of range"))?;
+                unknown_tagged_fields.insert(tag, unknown_value);
             }
         }
         Ok(Self {

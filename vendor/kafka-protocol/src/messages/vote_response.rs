@@ -183,7 +183,9 @@ impl Decodable for NodeEndpoint {
             let tag: u32 = types::UnsignedVarInt.decode(buf)?;
             let size: u32 = types::UnsignedVarInt.decode(buf)?;
             let unknown_value = buf.try_get_bytes(size as usize)?;
-            unknown_tagged_fields.insert(tag as i32, unknown_value);
+            // franzy patch: a tag above i32::MAX would be re-encoded out of order.
+                let tag = i32::try_from(tag).map_err(|_| anyhow::anyhow!("tagged field {tag} out of range"))?;
+                unknown_tagged_fields.insert(tag, unknown_value);
         }
         Ok(Self {
             node_id,
@@ -362,7 +364,9 @@ impl Decodable for PartitionData {
             let tag: u32 = types::UnsignedVarInt.decode(buf)?;
             let size: u32 = types::UnsignedVarInt.decode(buf)?;
             let unknown_value = buf.try_get_bytes(size as usize)?;
-            unknown_tagged_fields.insert(tag as i32, unknown_value);
+            // franzy patch: a tag above i32::MAX would be re-encoded out of order.
+                let tag = i32::try_from(tag).map_err(|_| anyhow::anyhow!("tagged field {tag} out of range"))?;
+                unknown_tagged_fields.insert(tag, unknown_value);
         }
         Ok(Self {
             partition_index,
@@ -495,7 +499,9 @@ impl Decodable for TopicData {
             let tag: u32 = types::UnsignedVarInt.decode(buf)?;
             let size: u32 = types::UnsignedVarInt.decode(buf)?;
             let unknown_value = buf.try_get_bytes(size as usize)?;
-            unknown_tagged_fields.insert(tag as i32, unknown_value);
+            // franzy patch: a tag above i32::MAX would be re-encoded out of order.
+                let tag = i32::try_from(tag).map_err(|_| anyhow::anyhow!("tagged field {tag} out of range"))?;
+                unknown_tagged_fields.insert(tag, unknown_value);
         }
         Ok(Self {
             topic_name,
@@ -684,7 +690,9 @@ impl Decodable for VoteResponse {
                 }
                 _ => {
                     let unknown_value = buf.try_get_bytes(size as usize)?;
-                    unknown_tagged_fields.insert(tag as i32, unknown_value);
+                    // franzy patch: a tag above i32::MAX would be re-encoded out of order.
+                let tag = i32::try_from(tag).map_err(|_| anyhow::anyhow!("tagged field {tag} out of range"))?;
+                unknown_tagged_fields.insert(tag, unknown_value);
                 }
             }
         }

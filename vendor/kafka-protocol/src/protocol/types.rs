@@ -119,9 +119,14 @@ impl<T: NewType<u32>> Encoder<&T> for UnsignedVarInt {
 
 impl<T: NewType<u32>> Decoder<T> for UnsignedVarInt {
     fn decode<B: ByteBuf>(&self, buf: &mut B) -> Result<T> {
+        // franzy patch: like Java's readUnsignedVarint, refuse a fifth byte with bits that
+        // do not fit 32 bits (or a continuation bit) instead of dropping them.
         let mut value = 0;
         for i in 0..5 {
             let b = buf.try_get_u8()? as u32;
+            if i == 4 && b > 0x0f {
+                bail!("unsigned varint does not fit in 32 bits");
+            }
             value |= (b & 0x7F) << (i * 7);
             if b < 0x80 {
                 break;
@@ -166,9 +171,13 @@ impl<T: NewType<u64>> Encoder<&T> for UnsignedVarLong {
 
 impl<T: NewType<u64>> Decoder<T> for UnsignedVarLong {
     fn decode<B: ByteBuf>(&self, buf: &mut B) -> Result<T> {
+        // franzy patch: refuse a tenth byte with bits that do not fit 64 bits.
         let mut value = 0;
         for i in 0..10 {
             let b = buf.try_get_u8()? as u64;
+            if i == 9 && b > 0x01 {
+                bail!("unsigned varlong does not fit in 64 bits");
+            }
             value |= (b & 0x7F) << (i * 7);
             if b < 0x80 {
                 break;

@@ -1,0 +1,343 @@
+//! Metadata (key 3), v0-13: live brokers, cluster and controller ids, and topics with their
+//! partitions, leaders, leader epochs (KIP-320), replicas, ISR and offline replicas; topic
+//! ids in v10+ (KIP-516), lookups by id in v12+.
+//!
+//! Unknown topics are created when the request allows it (v4+ `allow_auto_topic_creation`;
+//! always before v4) and [`crate::cluster::ClusterConfig::auto_create_topics`] is on. As in
+//! Kafka, where creation goes through the controller, the request that triggers it is
+//! answered LEADER_NOT_AVAILABLE for that topic; the next Metadata request sees it.
+
+use franzy::proto::{ErrorCode, StrBytes};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
+
+use super::{text, topic_name, RequestContext, TOPIC_OPERATIONS};
+use crate::cluster::topic::{is_internal_topic, validate_topic_name};
+use crate::cluster::{ClusterState, Topic};
+
+/// `topic_authorized_operations` when not requested.
+const OPERATIONS_OMITTED: i32 = i32::MIN;
+
+/// Serves a Metadata request.
+pub fn handle(
+    cluster: &mut ClusterState,
+    ctx: &RequestContext,
+    req: MetadataRequest,
+) -> MetadataResponse {
+    let version = ctx.api_version;
+    if version < 12 {
+        if let Some(topics) = &req.topics {
+            if topics
+                .iter()
+                .any(|t| t.name.is_none() || !t.topic_id.is_nil())
+            {
+                // Kafka refuses topic ids (and so null names) before v12.
+                return error_response(&req, version, ErrorCode::InvalidRequest);
+            }
+        }
+    }
+    let include_operations = version >= 8 && req.include_topic_authorized_operations;
+    let all_topics = match &req.topics {
+        None => true,
+        Some(t) => version == 0 && t.is_empty(),
+    };
+    let allow_create =
+        cluster.config().auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+    let mut topics = Vec::new();
+    if all_topics {
+        topics.extend(
+            cluster
+                .topics()
+                .map(|t| describe(cluster, t, version, include_operations)),
+        );
+    } else {
+        for requested in req.topics.iter().flatten() {
+            let by_id = requested.name.is_none() || !requested.topic_id.is_nil();
+            if by_id {
+                let response = match cluster.topic_by_id(requested.topic_id) {
+                    Some(t) => describe(cluster, t, version, include_operations),
+                    None => MetadataResponseTopic::default()
+                        .with_error_code(ErrorCode::UnknownTopicId.code())
+                        .with_name(None)
+                        .with_topic_id(requested.topic_id),
+                };
+                topics.push(response);
+                continue;
+            }
+            let name = requested.name.as_ref().map_or("", |n| n.0.as_str());
+            if let Some(t) = cluster.topic(name) {
+                topics.push(describe(cluster, t, version, include_operations));
+                continue;
+            }
+            let code = if validate_topic_name(name).is_err() {
+                ErrorCode::InvalidTopicException
+            } else if !allow_create {
+                ErrorCode::UnknownTopicOrPartition
+            } else {
+                let partitions = cluster.config().default_partitions;
+                match cluster.create_topic(name, partitions, Default::default()) {
+                    Ok(_) => ErrorCode::LeaderNotAvailable,
+                    Err(code) => code,
+                }
+            };
+            topics.push(
+                MetadataResponseTopic::default()
+                    .with_error_code(code.code())
+                    .with_name(Some(topic_name(name)))
+                    .with_is_internal(is_internal_topic(name)),
+            );
+        }
+    }
+    let brokers = cluster
+        .live_brokers()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(b.id.into())
+                .with_host(text(&b.host))
+                .with_port(b.port)
+        })
+        .collect();
+    let mut response = MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_cluster_id(Some(StrBytes::from_string(
+            cluster.config().cluster_id.clone(),
+        )))
+        .with_controller_id(cluster.controller_id().into())
+        .with_topics(topics);
+    if (8..=10).contains(&version) && req.include_cluster_authorized_operations {
+        response.cluster_authorized_operations = super::CLUSTER_OPERATIONS;
+    }
+    response
+}
+
+/// The answer that fails `req` with `code`: every requested topic carries it, and the
+/// top-level error (v13) too, as Kafka's `MetadataRequest.getErrorResponse`.
+pub fn error_response(req: &MetadataRequest, version: i16, code: ErrorCode) -> MetadataResponse {
+    let topics = req
+        .topics
+        .iter()
+        .flatten()
+        .map(|t| {
+            let mut topic = MetadataResponseTopic::default()
+                .with_error_code(code.code())
+                .with_name(t.name.clone());
+            if version >= 10 {
+                topic.topic_id = t.topic_id;
+            }
+            topic
+        })
+        .collect();
+    let mut response = MetadataResponse::default().with_topics(topics);
+    if version >= 13 {
+        response.error_code = code.code();
+    }
+    response
+}
+
+/// The topics `req` names (partition -1: the whole topic), ids resolved through `cluster`.
+pub fn partitions(cluster: &ClusterState, req: &MetadataRequest) -> Vec<(String, i32)> {
+    req.topics
+        .iter()
+        .flatten()
+        .filter_map(|t| match &t.name {
+            Some(name) => Some((name.0.as_str().to_string(), -1)),
+            None => cluster
+                .topic_by_id(t.topic_id)
+                .map(|topic| (topic.name().to_string(), -1)),
+        })
+        .collect()
+}
+
+fn describe(
+    cluster: &ClusterState,
+    topic: &Topic,
+    version: i16,
+    include_operations: bool,
+) -> MetadataResponseTopic {
+    let partitions = topic
+        .partitions()
+        .iter()
+        .map(|p| {
+            let offline: Vec<_> = p
+                .replicas()
+                .iter()
+                .filter(|&&b| !cluster.is_broker_up(b))
+                .map(|&b| b.into())
+                .collect();
+            let leader_up = p.leader() >= 0 && cluster.is_broker_up(p.leader());
+            MetadataResponsePartition::default()
+                .with_error_code(if leader_up {
+                    0
+                } else {
+                    ErrorCode::LeaderNotAvailable.code()
+                })
+                .with_partition_index(p.index())
+                .with_leader_id(if leader_up { p.leader() } else { -1 }.into())
+                .with_leader_epoch(p.leader_epoch())
+                .with_replica_nodes(p.replicas().iter().map(|&b| b.into()).collect())
+                .with_isr_nodes(p.isr().iter().map(|&b| b.into()).collect())
+                .with_offline_replicas(offline)
+        })
+        .collect();
+    let mut response = MetadataResponseTopic::default()
+        .with_name(Some(topic_name(topic.name())))
+        .with_is_internal(topic.is_internal())
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(if include_operations {
+            TOPIC_OPERATIONS
+        } else {
+            OPERATIONS_OMITTED
+        });
+    if version >= 10 {
+        response.topic_id = topic.id();
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{ClusterConfig, ClusterState};
+    use crate::handlers::test_support::{assert_encodes, cluster_with, ctx};
+    use franzy::proto::ResponseKind;
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use uuid::Uuid;
+
+    fn named(names: &[&str]) -> MetadataRequest {
+        MetadataRequest::default()
+            .with_allow_auto_topic_creation(true)
+            .with_topics(Some(
+                names
+                    .iter()
+                    .map(|n| MetadataRequestTopic::default().with_name(Some(topic_name(n))))
+                    .collect(),
+            ))
+    }
+
+    fn run(c: &mut ClusterState, version: i16, req: MetadataRequest) -> MetadataResponse {
+        let r = handle(c, &ctx(0, version), req);
+        let kind = ResponseKind::Metadata(r);
+        assert_encodes(&kind, version);
+        match kind {
+            ResponseKind::Metadata(r) => r,
+            _ => unreachable!("built above"),
+        }
+    }
+
+    #[test]
+    fn every_version_describes_all_topics() {
+        let mut c = cluster_with(3);
+        for version in 0..=13 {
+            let req = if version == 0 {
+                MetadataRequest::default().with_topics(Some(Vec::new()))
+            } else {
+                MetadataRequest::default().with_topics(None)
+            };
+            let r = run(&mut c, version, req);
+            assert_eq!(r.brokers.len(), 3, "v{version}");
+            assert_eq!(r.controller_id.0, 0);
+            assert_eq!(
+                r.cluster_id.as_ref().map(|s| s.as_str()),
+                Some("franzy-harness")
+            );
+            let t = &r.topics[0];
+            assert_eq!(t.partitions.len(), 3);
+            let p = &t.partitions[1];
+            assert_eq!((p.leader_id.0, p.leader_epoch), (1, 0));
+            assert_eq!(p.replica_nodes.len(), 3);
+            if version >= 10 {
+                assert_eq!(Some(t.topic_id), c.topic("t").map(|t| t.id()));
+            }
+        }
+    }
+
+    #[test]
+    fn a_down_broker_leaves_and_its_partitions_move() {
+        let mut c = cluster_with(3);
+        c.set_broker_up(1, false);
+        let r = run(&mut c, 12, named(&["t"]));
+        assert_eq!(
+            r.brokers.iter().map(|b| b.node_id.0).collect::<Vec<_>>(),
+            vec![0, 2]
+        );
+        let p = &r.topics[0].partitions[1];
+        assert_eq!((p.error_code, p.leader_id.0, p.leader_epoch), (0, 2, 1));
+        assert_eq!(
+            p.offline_replicas.iter().map(|b| b.0).collect::<Vec<_>>(),
+            vec![1]
+        );
+        assert!(!p.isr_nodes.iter().any(|b| b.0 == 1));
+        c.set_broker_up(0, false);
+        c.set_broker_up(2, false);
+        let r = run(&mut c, 12, named(&["t"]));
+        assert!(r.brokers.is_empty());
+        assert_eq!(r.controller_id.0, -1);
+        let p = &r.topics[0].partitions[0];
+        assert_eq!(
+            (p.error_code, p.leader_id.0),
+            (ErrorCode::LeaderNotAvailable.code(), -1)
+        );
+    }
+
+    #[test]
+    fn unknown_topics_are_created_only_when_both_sides_allow() {
+        let mut c = cluster_with(1);
+        let r = run(&mut c, 12, named(&["fresh"]));
+        assert_eq!(r.topics[0].error_code, ErrorCode::LeaderNotAvailable.code());
+        assert!(c.topic("fresh").is_some());
+        let r = run(&mut c, 12, named(&["fresh"]));
+        assert_eq!(r.topics[0].error_code, 0);
+        let r = run(
+            &mut c,
+            12,
+            named(&["other"]).with_allow_auto_topic_creation(false),
+        );
+        assert_eq!(
+            r.topics[0].error_code,
+            ErrorCode::UnknownTopicOrPartition.code()
+        );
+        let r = run(&mut c, 12, named(&["bad name"]));
+        assert_eq!(
+            r.topics[0].error_code,
+            ErrorCode::InvalidTopicException.code()
+        );
+        let mut off = ClusterState::new(ClusterConfig {
+            auto_create_topics: false,
+            ..ClusterConfig::default()
+        });
+        let r = run(&mut off, 12, named(&["fresh"]));
+        assert_eq!(
+            r.topics[0].error_code,
+            ErrorCode::UnknownTopicOrPartition.code()
+        );
+    }
+
+    #[test]
+    fn topic_ids_resolve_from_v12_and_are_refused_before() {
+        let mut c = cluster_with(1);
+        let id = c.topic("t").map_or(Uuid::nil(), |t| t.id());
+        let by_id = |id| {
+            MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default()
+                .with_topic_id(id)
+                .with_name(None)]))
+        };
+        let r = run(&mut c, 12, by_id(id));
+        assert_eq!(r.topics[0].name.as_ref().map(|n| n.0.as_str()), Some("t"));
+        let r = run(&mut c, 12, by_id(Uuid::from_u128(9)));
+        assert_eq!(r.topics[0].error_code, ErrorCode::UnknownTopicId.code());
+        let r = run(
+            &mut c,
+            13,
+            by_id(id).with_topics(Some(vec![MetadataRequestTopic::default()
+                .with_topic_id(id)
+                .with_name(None)])),
+        );
+        assert_eq!(r.topics[0].error_code, 0);
+        let r = run(&mut c, 11, by_id(id));
+        assert_eq!(r.topics[0].error_code, ErrorCode::InvalidRequest.code());
+        let r = error_response(&by_id(id), 13, ErrorCode::NotController);
+        assert_eq!(r.error_code, ErrorCode::NotController.code());
+    }
+}
