@@ -11,6 +11,8 @@
 #   FRANZY_BIN        harness binary to run (default: built with cargo into the target dir)
 #   INTEROP_MESSAGES  records per client (default 10000)
 #   INTEROP_TIMEOUT   seconds allowed for each client step (default 120)
+#   INTEROP_IDEMPOTENT=1  make kafka-python's producer idempotent (needs InitProducerId, which
+#                     the harness does not offer yet; default off)
 #
 # Needs kcat, python3 with tests/interop/requirements.txt, and for `mock` gcc, pkg-config and
 # librdkafka-dev. Exits non-zero with a MISMATCH or FAIL line on the first problem; the broker
