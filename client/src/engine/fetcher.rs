@@ -972,9 +972,7 @@ impl Fetcher {
                 return None;
             }
             let index = self.drain_cursor % count;
-            let Some((tp, state)) = self.partitions.get_index_mut(index) else {
-                return None;
-            };
+            let (tp, state) = self.partitions.get_index_mut(index)?;
             if !state.paused {
                 let (event, finished_batch) = Self::next_from(tp, state);
                 if finished_batch {

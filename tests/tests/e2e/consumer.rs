@@ -63,7 +63,7 @@ struct Sent {
 
 fn sent(i: usize, partition: i32) -> Sent {
     Sent {
-        key: (i % 5 != 0).then(|| Bytes::from(format!("key-{partition}-{i}"))),
+        key: (!i.is_multiple_of(5)).then(|| Bytes::from(format!("key-{partition}-{i}"))),
         value: (i % 7 != 3)
             .then(|| Bytes::from(format!("value-{partition}-{i}-{}", "x".repeat(i % 13)))),
         headers: (0..i % 3)
