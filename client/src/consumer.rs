@@ -76,8 +76,9 @@ impl ConsumerBuilder {
         self
     }
 
-    /// Validates the configuration and starts the consumer's background task. Must be
-    /// called within a tokio runtime.
+    /// Validates the configuration (as [`Config::validate`], and `fetch.max.wait.ms` below
+    /// `request.timeout.ms`) and starts the consumer's background task. Must be called
+    /// within a tokio runtime.
     pub fn build(self) -> Result<Consumer, Error> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             Error::InvalidArgument("a consumer must be built within a tokio runtime".into())
@@ -87,6 +88,13 @@ impl ConsumerBuilder {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64)
         });
+        if self.config.fetch_max_wait >= self.config.request_timeout {
+            // A long poll would outlast its own request and break the connection.
+            return Err(Error::config(
+                "fetch.max.wait.ms",
+                "must be less than request.timeout.ms",
+            ));
+        }
         let connector = self.connector.unwrap_or_else(|| Arc::new(TcpConnector));
         let fetcher = Fetcher::new(FetcherConfig::from_config(&self.config), seed);
         let cluster = Arc::new(ClusterClient::new(self.config, connector, seed)?);
@@ -274,5 +282,36 @@ impl futures_core::Stream for Consumer {
 impl Drop for Consumer {
     fn drop(&mut self) {
         self.shared.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn building_needs_a_tokio_runtime() {
+        let result = Consumer::new(Config::new("localhost:9092"));
+        assert!(
+            matches!(result, Err(Error::InvalidArgument(_))),
+            "{result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_long_poll_must_end_before_the_request_times_out() {
+        let config = Config::new("localhost:9092")
+            .fetch_max_wait(Duration::from_secs(30))
+            .request_timeout(Duration::from_secs(30));
+        let result = Consumer::new(config);
+        assert!(
+            matches!(&result, Err(Error::Config { key, .. }) if key == "fetch.max.wait.ms"),
+            "{result:?}"
+        );
+        let result = Consumer::new(Config::new("not an address"));
+        assert!(matches!(result, Err(Error::Config { .. })), "{result:?}");
+        let consumer = Consumer::new(Config::new("localhost:9092")).expect("valid");
+        consumer.close().await.expect("closes");
     }
 }

@@ -297,8 +297,9 @@ impl ListOffsetsPlan {
     }
 
     /// The request at `version` (1 and later): as a consumer (replica id -1), with the
-    /// isolation level (v2+) and current leader epochs (v4+).
-    pub fn request(&self, _version: i16) -> ListOffsetsRequest {
+    /// isolation level (v2+; brokers older than that have no transactions) and current
+    /// leader epochs (v4+).
+    pub fn request(&self, version: i16) -> ListOffsetsRequest {
         let mut topics: Vec<ListOffsetsTopic> = Vec::new();
         for planned in &self.partitions {
             let partition = ListOffsetsPartition::default()
@@ -319,7 +320,11 @@ impl ListOffsetsPlan {
         }
         ListOffsetsRequest::default()
             .with_replica_id((-1).into())
-            .with_isolation_level(self.isolation_level)
+            .with_isolation_level(if version >= 2 {
+                self.isolation_level
+            } else {
+                0
+            })
             .with_timeout_ms(self.timeout_ms)
             .with_topics(topics)
     }
@@ -561,6 +566,11 @@ impl Fetcher {
     /// The assigned partitions, in assignment order.
     pub fn assignment(&self) -> Vec<TopicPartition> {
         self.partitions.keys().cloned().collect()
+    }
+
+    /// True when at least one partition is assigned.
+    pub fn has_assignment(&self) -> bool {
+        !self.partitions.is_empty()
     }
 
     /// The topics of the assignment.
@@ -1951,6 +1961,24 @@ mod tests {
             &events[1],
             Ok(ConsumerEvent::PartitionEof { offset: 3, .. })
         ));
+    }
+
+    #[test]
+    fn read_committed_is_sent_where_the_version_has_it() {
+        let now = Instant::now();
+        let md = metadata(&[("t", &[0])]);
+        let p = tp("t", 0);
+        let mut c = config();
+        c.isolation_level = IsolationLevel::ReadCommitted;
+        let mut f = Fetcher::new(c, 1);
+        f.assign(std::slice::from_ref(&p));
+        let lookups = f.poll_list_offsets(now, &md);
+        assert_eq!(lookups[0].request(1).isolation_level, 0);
+        assert_eq!(lookups[0].request(2).isolation_level, 1);
+        assert_eq!(lookups[0].request(10).timeout_ms, 30_000);
+        f.seek(&p, Offset::At(0)).expect("seek");
+        let plan = only_plan(&mut f, now, &md);
+        assert_eq!(plan.request(4).expect("builds").isolation_level, 1);
     }
 
     #[test]

@@ -119,8 +119,10 @@ pub(crate) async fn run(shared: Arc<Shared>, seed: u64) {
             let lookups = state.fetcher.poll_list_offsets(now.into_std(), &metadata);
             let fetches = state.fetcher.poll_fetches(now.into_std(), &metadata);
             refresh_wanted |= state.fetcher.poll_metadata_refresh();
-            // First use, a stale cache or `metadata.max.age.ms` passed.
-            refresh_wanted |= metadata.refresh_due(now.into_std()) <= now.into_std();
+            // First use, a stale cache or `metadata.max.age.ms` passed; nothing to look up
+            // before something is assigned.
+            refresh_wanted |= state.fetcher.has_assignment()
+                && metadata.refresh_due(now.into_std()) <= now.into_std();
             let deadline = state
                 .fetcher
                 .poll_timeout(now.into_std())
