@@ -773,3 +773,116 @@ async fn an_unknown_topic_is_waited_for() {
     append_values(&cluster, "later", 0, &["x"]);
     assert_eq!(value(&next_record(&mut consumer).await), "x");
 }
+
+/// Leader moves, dropped connections, slow answers and NOT_LEADER_OR_FOLLOWER at random,
+/// with batches cut by small fetch limits: every record still arrives once, in order.
+/// Set `FRANZY_SEED` to replay a run.
+#[tokio::test(start_paused = true)]
+async fn under_random_faults_every_record_arrives_once_in_order() {
+    let seed: u64 = std::env::var("FRANZY_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed);
+    eprintln!("FRANZY_SEED={seed}");
+    init_tracing();
+    let cluster = Cluster::builder()
+        .brokers(3)
+        .topic("c", 4)
+        .seed(seed)
+        .in_memory()
+        .build()
+        .await
+        .expect("cluster starts");
+    cluster.intercept(
+        Interceptor::new(ApiKey::Fetch, Action::Disconnect)
+            .with_probability(0.05)
+            .keep(),
+    );
+    cluster.intercept(
+        Interceptor::new(ApiKey::Fetch, Action::Delay(Duration::from_millis(300)))
+            .with_probability(0.05)
+            .keep(),
+    );
+    for p in 0..4 {
+        cluster.intercept(
+            Interceptor::new(ApiKey::Fetch, Action::Error(ErrorCode::NotLeaderOrFollower))
+                .on_partition("c", p)
+                .with_probability(0.05)
+                .keep(),
+        );
+    }
+    let mut consumer = Consumer::builder(
+        config(&cluster)
+            .max_partition_fetch_bytes(700)
+            .fetch_max_bytes(1500),
+    )
+    .connector(Arc::new(cluster.connector()))
+    .seed(seed)
+    .build()
+    .expect("consumer builds");
+    consumer
+        .assign(
+            &(0..4)
+                .map(|p| TopicPartition::new("c", p))
+                .collect::<Vec<_>>(),
+        )
+        .expect("assign");
+    let mut rng = franzy::engine::backoff::Rng::new(seed);
+    let mut written: Vec<Vec<String>> = vec![Vec::new(); 4];
+    let mut got: Vec<Vec<ConsumerRecord>> = vec![Vec::new(); 4];
+    let mut received = 0usize;
+    for _round in 0..25 {
+        for p in 0..4 {
+            for _ in 0..rng.below(3) {
+                let values: Vec<String> = (0..1 + rng.below(5))
+                    .map(|_| {
+                        let n = written[p as usize].len();
+                        let padding = "z".repeat(rng.below(300) as usize);
+                        let value = format!("{p}-{n}-{padding}");
+                        written[p as usize].push(value.clone());
+                        value
+                    })
+                    .collect();
+                let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+                append_values(&cluster, "c", p, &refs);
+            }
+        }
+        if rng.below(3) == 0 {
+            let p = rng.below(4) as i32;
+            let to = rng.below(3) as i32;
+            cluster
+                .with_state(|s| s.set_leader("c", p, to))
+                .expect("every broker is a replica");
+        }
+        let total: usize = written.iter().map(Vec::len).sum();
+        let take = rng.below((total - received) as u64 + 1) as usize;
+        for r in records(&mut consumer, take).await {
+            got[r.partition as usize].push(r);
+        }
+        received += take;
+    }
+    let total: usize = written.iter().map(Vec::len).sum();
+    for r in records(&mut consumer, total - received).await {
+        got[r.partition as usize].push(r);
+    }
+    for p in 0..4 {
+        assert_eq!(
+            offsets(&got[p]),
+            (0..written[p].len() as i64).collect::<Vec<_>>(),
+            "partition {p}, seed {seed}"
+        );
+        assert_eq!(
+            got[p].iter().map(value).collect::<Vec<_>>(),
+            written[p],
+            "partition {p}, seed {seed}"
+        );
+    }
+    let reconnects = cluster
+        .requests()
+        .iter()
+        .filter(|r| r.api_key == ApiKey::ApiVersions)
+        .count();
+    assert!(reconnects > 3, "dropped connections were reopened: {reconnects}");
+    cluster.clear_interceptors();
+    quiet(&mut consumer, Duration::from_secs(3)).await;
+}
