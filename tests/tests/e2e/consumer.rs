@@ -882,7 +882,10 @@ async fn under_random_faults_every_record_arrives_once_in_order() {
         .iter()
         .filter(|r| r.api_key == ApiKey::ApiVersions)
         .count();
-    assert!(reconnects > 3, "dropped connections were reopened: {reconnects}");
+    assert!(
+        reconnects > 3,
+        "dropped connections were reopened: {reconnects}"
+    );
     cluster.clear_interceptors();
     quiet(&mut consumer, Duration::from_secs(3)).await;
 }
