@@ -142,6 +142,13 @@ impl Consumer {
         }
     }
 
+    /// The number of partitions of `topic`, from the cluster's metadata (waiting up to
+    /// `request.timeout.ms` for a topic that does not exist yet to appear).
+    pub async fn partitions_for(&self, topic: &str) -> Result<usize, Error> {
+        let timeout = self.shared.cluster.config().request_timeout;
+        self.shared.cluster.partitions_for(topic, timeout).await
+    }
+
     /// Replaces the assignment. Partitions that were already assigned keep their position
     /// and buffered records; new ones start at `auto.offset.reset` unless [`Consumer::seek`]
     /// says otherwise before the first fetch. A topic or partition that does not exist is
