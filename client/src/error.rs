@@ -124,6 +124,9 @@ pub enum Error {
     /// The client was closed.
     #[error("client is closed")]
     Closed,
+    /// An argument passed to a client method is not valid (a negative offset to seek to, ...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
 }
 
 impl Error {
@@ -181,7 +184,10 @@ impl Error {
     pub fn requires_abort(&self) -> bool {
         !self.is_fatal()
             && !self.is_retriable()
-            && !matches!(self, Self::Config { .. } | Self::Closed)
+            && !matches!(
+                self,
+                Self::Config { .. } | Self::Closed | Self::InvalidArgument(_)
+            )
     }
 }
 

@@ -4,9 +4,11 @@
 //! |---|---|
 //! | [`proto`] | the wire: frames, headers, messages, record batches, compression. No IO. |
 //! | [`engine`] | state machines: connections, metadata, accumulator. No IO, no clock. |
+//! | [`consumer`] | [`Consumer`]: manual assignment, seek, pause, prefetching `recv` / `Stream` |
 //! | [`config`] | [`Config`]: typed setters and Kafka property names |
 //! | [`io`] | tokio drivers: transports, broker connections, the shared cluster client |
 //! | [`error`] | [`Error`] and its classification (retriable, abortable, fatal) |
+//! | [`topic_partition`] | [`TopicPartition`]: one partition of one topic |
 //!
 //! ```text
 //! user ── Producer/Consumer (async API) ── engine (state machines, no IO) ── io (tokio) ── broker
@@ -15,13 +17,17 @@
 //! ```
 
 pub mod config;
+pub mod consumer;
 pub mod engine;
 pub mod error;
 pub mod io;
 pub mod proto;
+pub mod topic_partition;
 
 pub use config::{Acks, Config, IsolationLevel, OffsetReset, Partitioner};
+pub use consumer::{Consumer, ConsumerEvent, ConsumerRecord, Offset};
 pub use error::{Error, Persisted, Result};
+pub use topic_partition::TopicPartition;
 
 /// Re-export of the `kafka-protocol` crate whose generated message structs franzy uses, so
 /// that callers name the same types without a version mismatch.

@@ -4,10 +4,12 @@
 //! |---|---|
 //! | [`backoff`] | exponential backoff with jitter, seeded |
 //! | [`connection`] | one broker connection: correlation ids, in-flight requests, negotiation, timeouts |
+//! | [`fetcher`] | the consumer: positions, Fetch/ListOffsets planning, prefetch buffer, resets |
 //! | [`partitioner`] | Java-compatible murmur2 and uniform sticky partitioning |
 //! | [`metadata`] | the cluster view: brokers, topics, leaders, leader epochs, refresh |
 
 pub mod backoff;
 pub mod connection;
+pub mod fetcher;
 pub mod metadata;
 pub mod partitioner;

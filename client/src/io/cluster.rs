@@ -239,6 +239,48 @@ impl ClusterClient {
         Ok(())
     }
 
+    /// The number of partitions of `topic`, refreshing the metadata (with backoff) until the
+    /// topic is known, a non-retriable error comes back, or `timeout` passes.
+    pub async fn partitions_for(
+        &self,
+        topic: &str,
+        timeout: std::time::Duration,
+    ) -> Result<usize, Error> {
+        self.metadata().want(topic);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut backoff = Backoff::new(self.config.retry_backoff, self.config.retry_backoff_max);
+        loop {
+            if let Some(count) = self.metadata().partition_count(topic) {
+                return Ok(count);
+            }
+            let refreshed = self.refresh_metadata().await;
+            if let Some(count) = self.metadata().partition_count(topic) {
+                return Ok(count);
+            }
+            let topic_error = self.metadata().topic_error(topic);
+            if let Some(code) = topic_error.filter(|code| !code.is_retriable()) {
+                return Err(Error::Broker {
+                    code,
+                    context: Some(topic.to_string()),
+                });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(match (refreshed, topic_error) {
+                    (Err(error), _) => error,
+                    (Ok(()), code) => Error::Broker {
+                        code: code.unwrap_or(crate::proto::ErrorCode::UnknownTopicOrPartition),
+                        context: Some(topic.to_string()),
+                    },
+                });
+            }
+            let delay = {
+                let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+                backoff.next_delay(&mut rng)
+            };
+            tokio::time::sleep_until((tokio::time::Instant::now() + delay).min(deadline)).await;
+        }
+    }
+
     /// Refreshes the metadata if it is stale or due, backing off between failed attempts.
     pub async fn ensure_metadata(&self) -> Result<(), Error> {
         let due = self.metadata().refresh_due(now());

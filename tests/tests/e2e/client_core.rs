@@ -105,3 +105,49 @@ async fn reconnects_back_off_exponentially_with_jitter() {
         .await
         .expect("connects once the broker is back");
 }
+
+#[tokio::test(start_paused = true)]
+async fn partitions_for_waits_for_metadata_and_reports_unknown_topics() {
+    init_tracing();
+    let cluster = Cluster::builder()
+        .brokers(3)
+        .topic("orders", 6)
+        .auto_create_topics(false)
+        .in_memory()
+        .build()
+        .await
+        .expect("cluster starts");
+    let config = Config::new("broker-0.franzy.invalid:9092");
+    let client =
+        ClusterClient::new(config, Arc::new(cluster.connector()), 1).expect("valid config");
+    assert_eq!(
+        client
+            .partitions_for("orders", Duration::from_secs(5))
+            .await
+            .expect("known"),
+        6
+    );
+    let start = tokio::time::Instant::now();
+    let missing = client.partitions_for("nope", Duration::from_secs(5)).await;
+    assert!(
+        matches!(
+            &missing,
+            Err(Error::Broker {
+                code: franzy::proto::ErrorCode::UnknownTopicOrPartition,
+                ..
+            })
+        ),
+        "{missing:?}"
+    );
+    // UNKNOWN_TOPIC_OR_PARTITION is retriable: the client kept asking until the timeout.
+    assert!(start.elapsed() >= Duration::from_secs(5));
+    // A topic created meanwhile is found on the next refresh.
+    cluster.create_topic("later", 2).expect("created");
+    assert_eq!(
+        client
+            .partitions_for("later", Duration::from_secs(5))
+            .await
+            .expect("known"),
+        2
+    );
+}

@@ -2,5 +2,6 @@
 //! One test binary; one module per subject.
 
 mod client_core;
+mod consumer;
 mod faults;
 mod hostile_input;

@@ -1,0 +1,324 @@
+//! The consumer: reads records of the partitions it is assigned (manual assignment, as the
+//! Java consumer's `assign`; consumer groups come later).
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), franzy::Error> {
+//! use franzy::consumer::{Consumer, ConsumerEvent, Offset};
+//! use franzy::{Config, OffsetReset, TopicPartition};
+//!
+//! let config = Config::new("localhost:9092").auto_offset_reset(OffsetReset::Earliest);
+//! let mut consumer = Consumer::new(config)?;
+//! consumer.assign(&[TopicPartition::new("orders", 0), TopicPartition::new("orders", 1)])?;
+//! consumer.seek(&TopicPartition::new("orders", 1), Offset::At(42))?;
+//! loop {
+//!     match consumer.recv().await? {
+//!         ConsumerEvent::Record(record) => println!("{} {:?}", record.offset, record.value),
+//!         ConsumerEvent::PartitionEof { .. } => {}
+//!     }
+//! }
+//! # }
+//! ```
+//!
+//! A background task (see [`crate::io::fetch_loop`]) fetches ahead of [`Consumer::recv`]
+//! into a bounded buffer; `recv` hands out what is buffered, waiting only when nothing is.
+//! Records of one partition come in offset order, without gaps other than those of the log
+//! (compaction, transaction markers) and without duplicates, across leader changes and
+//! reconnections. Errors that concern one partition ([`Error::OffsetOutOfRange`] with
+//! `auto.offset.reset=none`, [`Error::CorruptRecord`], a non-retriable broker error) come
+//! out of `recv` in that partition's place in the stream, once; the partition then stays
+//! stopped until [`Consumer::seek`] moves it.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::engine::fetcher::{Fetcher, FetcherConfig};
+use crate::error::Error;
+use crate::io::cluster::ClusterClient;
+use crate::io::fetch_loop::{self, Shared};
+use crate::io::transport::{Connector, TcpConnector};
+use crate::topic_partition::TopicPartition;
+
+pub use crate::engine::fetcher::{ConsumerEvent, ConsumerRecord, Offset};
+pub use crate::proto::record_batch::{Header, TimestampType};
+
+/// Builds a [`Consumer`] with a custom transport or seed.
+pub struct ConsumerBuilder {
+    config: Config,
+    connector: Option<Arc<dyn Connector>>,
+    seed: Option<u64>,
+}
+
+impl std::fmt::Debug for ConsumerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerBuilder")
+            .field("config", &self.config)
+            .field("seed", &self.seed)
+            .finish()
+    }
+}
+
+impl ConsumerBuilder {
+    /// How connections to brokers are opened. Default: TCP.
+    pub fn connector(mut self, connector: Arc<dyn Connector>) -> Self {
+        self.connector = Some(connector);
+        self
+    }
+
+    /// Seeds the jitter of backoffs, so that a run can be replayed. Default: from the clock.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Validates the configuration (as [`Config::validate`], and `fetch.max.wait.ms` below
+    /// `request.timeout.ms`) and starts the consumer's background task. Must be called
+    /// within a tokio runtime.
+    pub fn build(self) -> Result<Consumer, Error> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::InvalidArgument("a consumer must be built within a tokio runtime".into())
+        })?;
+        let seed = self.seed.unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        });
+        if self.config.fetch_max_wait >= self.config.request_timeout {
+            // A long poll would outlast its own request and break the connection.
+            return Err(Error::config(
+                "fetch.max.wait.ms",
+                "must be less than request.timeout.ms",
+            ));
+        }
+        let connector = self.connector.unwrap_or_else(|| Arc::new(TcpConnector));
+        let fetcher = Fetcher::new(FetcherConfig::from_config(&self.config), seed);
+        let cluster = Arc::new(ClusterClient::new(self.config, connector, seed)?);
+        let shared = Arc::new(Shared::new(fetcher, cluster));
+        let span = tracing::debug_span!("consumer");
+        let driver = runtime.spawn(tracing::Instrument::instrument(
+            fetch_loop::run(shared.clone(), seed.rotate_left(17)),
+            span,
+        ));
+        Ok(Consumer {
+            shared,
+            driver: Some(driver),
+        })
+    }
+}
+
+/// A Kafka consumer with manual partition assignment. See the [module](self) documentation.
+///
+/// Also a [`futures_core::Stream`] of `recv`'s results.
+pub struct Consumer {
+    shared: Arc<Shared>,
+    driver: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("cluster", &self.shared.cluster)
+            .finish()
+    }
+}
+
+impl Consumer {
+    /// A consumer that reaches the brokers over TCP. Must be called within a tokio runtime.
+    pub fn new(config: Config) -> Result<Self, Error> {
+        Self::builder(config).build()
+    }
+
+    /// A builder, for a custom [`Connector`] or seed.
+    pub fn builder(config: Config) -> ConsumerBuilder {
+        ConsumerBuilder {
+            config,
+            connector: None,
+            seed: None,
+        }
+    }
+
+    /// The number of partitions of `topic`, from the cluster's metadata (waiting up to
+    /// `request.timeout.ms` for a topic that does not exist yet to appear).
+    pub async fn partitions_for(&self, topic: &str) -> Result<usize, Error> {
+        let timeout = self.shared.cluster.config().request_timeout;
+        self.shared.cluster.partitions_for(topic, timeout).await
+    }
+
+    /// Replaces the assignment. Partitions that were already assigned keep their position
+    /// and buffered records; new ones start at `auto.offset.reset` unless [`Consumer::seek`]
+    /// says otherwise before the first fetch. A topic or partition that does not exist is
+    /// waited for (the metadata is refreshed with backoff), as the Java consumer does.
+    pub fn assign(&self, partitions: &[TopicPartition]) -> Result<(), Error> {
+        if let Some(tp) = partitions
+            .iter()
+            .find(|tp| tp.topic.is_empty() || tp.partition < 0)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "cannot assign {tp:?}: empty topic or negative partition"
+            )));
+        }
+        {
+            let mut state = self.shared.lock();
+            state.fetcher.assign(partitions);
+            let mut metadata = self.shared.cluster.metadata();
+            for topic in state.fetcher.topics() {
+                metadata.want(&topic);
+            }
+        }
+        self.shared.wake_driver();
+        Ok(())
+    }
+
+    /// Drops the whole assignment and everything buffered.
+    pub fn unassign(&self) {
+        self.shared.lock().fetcher.assign(&[]);
+        self.shared.wake_driver();
+    }
+
+    /// The assigned partitions, in the order given to [`Consumer::assign`].
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        self.shared.lock().fetcher.assignment()
+    }
+
+    /// Moves the position of an assigned partition: records buffered for it are dropped and
+    /// the next one `recv` returns from it is at `offset`. [`Offset::Beginning`],
+    /// [`Offset::End`] and [`Offset::Timestamp`] are looked up by the background task;
+    /// [`Consumer::position`] is `None` until then. Also restarts a partition stopped by an
+    /// error. Errors: [`Error::UnknownPartition`] if `tp` is not assigned,
+    /// [`Error::InvalidArgument`] for a negative [`Offset::At`].
+    pub fn seek(&self, tp: &TopicPartition, offset: Offset) -> Result<(), Error> {
+        self.shared.lock().fetcher.seek(tp, offset)?;
+        self.shared.wake_driver();
+        Ok(())
+    }
+
+    /// The offset of the next record `recv` returns from `tp`; `None` if `tp` is not
+    /// assigned or its position is still being looked up.
+    pub fn position(&self, tp: &TopicPartition) -> Option<i64> {
+        self.shared.lock().fetcher.position(tp)
+    }
+
+    /// Log start offset and high watermark of `tp` as the last fetch saw them.
+    pub fn watermarks(&self, tp: &TopicPartition) -> Option<(i64, i64)> {
+        self.shared.lock().fetcher.watermarks(tp)
+    }
+
+    /// Stops fetching `partitions`; records already buffered for them are held back (not
+    /// dropped) until [`Consumer::resume`]. Errors with [`Error::UnknownPartition`], changing
+    /// nothing, if one is not assigned.
+    pub fn pause(&self, partitions: &[TopicPartition]) -> Result<(), Error> {
+        self.shared.lock().fetcher.pause(partitions)?;
+        self.shared.wake_driver();
+        Ok(())
+    }
+
+    /// Undoes [`Consumer::pause`].
+    pub fn resume(&self, partitions: &[TopicPartition]) -> Result<(), Error> {
+        self.shared.lock().fetcher.resume(partitions)?;
+        self.shared.wake_driver();
+        Ok(())
+    }
+
+    /// The paused partitions.
+    pub fn paused(&self) -> Vec<TopicPartition> {
+        self.shared.lock().fetcher.paused()
+    }
+
+    /// The next record, end-of-partition event (with `enable.partition.eof`), or partition
+    /// error; waits until there is one. Fails with [`Error::Closed`] after the consumer was
+    /// closed. Cancel-safe: dropping the future loses nothing.
+    pub async fn recv(&mut self) -> Result<ConsumerEvent, Error> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The polling form of [`Consumer::recv`].
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<ConsumerEvent, Error>> {
+        let mut state = self.shared.lock();
+        if state.closed {
+            return Poll::Ready(Err(Error::Closed));
+        }
+        let event = state.fetcher.poll_event();
+        let freed = state.fetcher.poll_space_freed();
+        match event {
+            Some(event) => {
+                drop(state);
+                if freed {
+                    self.shared.wake_driver();
+                }
+                Poll::Ready(event)
+            }
+            None => {
+                state.waker = Some(cx.waker().clone());
+                drop(state);
+                if freed {
+                    self.shared.wake_driver();
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Stops the background task and closes the consumer. Buffered records are dropped.
+    pub async fn close(mut self) -> Result<(), Error> {
+        self.shared.close();
+        if let Some(driver) = self.driver.take() {
+            let _ = tokio::time::timeout(fetch_loop::CLOSE_TIMEOUT, driver).await;
+        }
+        Ok(())
+    }
+}
+
+impl futures_core::Stream for Consumer {
+    type Item = Result<ConsumerEvent, Error>;
+
+    /// Yields what [`Consumer::recv`] returns; ends once the consumer is closed.
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.get_mut().poll_recv(cx) {
+            Poll::Ready(Err(Error::Closed)) => Poll::Ready(None),
+            Poll::Ready(result) => Poll::Ready(Some(result)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.shared.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn building_needs_a_tokio_runtime() {
+        let result = Consumer::new(Config::new("localhost:9092"));
+        assert!(
+            matches!(result, Err(Error::InvalidArgument(_))),
+            "{result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_long_poll_must_end_before_the_request_times_out() {
+        let config = Config::new("localhost:9092")
+            .fetch_max_wait(Duration::from_secs(30))
+            .request_timeout(Duration::from_secs(30));
+        let result = Consumer::new(config);
+        assert!(
+            matches!(&result, Err(Error::Config { key, .. }) if key == "fetch.max.wait.ms"),
+            "{result:?}"
+        );
+        let result = Consumer::new(Config::new("not an address"));
+        assert!(matches!(result, Err(Error::Config { .. })), "{result:?}");
+        let consumer = Consumer::new(Config::new("localhost:9092")).expect("valid");
+        consumer.close().await.expect("closes");
+    }
+}

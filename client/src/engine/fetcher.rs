@@ -1,0 +1,2061 @@
+//! The consumer's fetch engine, without IO: per-partition positions, which Fetch and
+//! ListOffsets requests to send to which broker, and a bounded buffer of fetched batches
+//! from which records are handed out in offset order (protocol guide, "Fetch API" and
+//! "ListOffsets"; KIP-74 byte limits, KIP-320 leader epochs, KIP-516 topic ids).
+//!
+//! Behaviour follows Apache Kafka's Java consumer (`AbstractFetch`, `FetchCollector`,
+//! `SubscriptionState`) and librdkafka where the Java client has no equivalent
+//! (`enable.partition.eof`, prefetching).
+//!
+//! # Call order
+//!
+//! 1. Change the assignment with [`Fetcher::assign`], [`Fetcher::seek`],
+//!    [`Fetcher::pause`], [`Fetcher::resume`] at any time.
+//! 2. The driver loops: [`Fetcher::poll_list_offsets`] and [`Fetcher::poll_fetches`] (given
+//!    the metadata cache) say which requests to send; [`FetchPlan::request`] /
+//!    [`ListOffsetsPlan::request`] build them for the negotiated version. Feed each answer
+//!    to [`Fetcher::handle_fetch_response`] / [`Fetcher::handle_list_offsets_response`], or
+//!    its failure to [`Fetcher::handle_fetch_failure`] / [`Fetcher::handle_list_offsets_failure`].
+//!    When [`Fetcher::poll_metadata_refresh`] says so, refresh the metadata. Sleep until
+//!    [`Fetcher::poll_timeout`] or the next answer.
+//! 3. The user drains [`Fetcher::poll_event`]: records, end-of-partition events and
+//!    per-partition errors, in offset order within each partition.
+//!
+//! # Positions
+//!
+//! Each partition has two offsets: the *position*, the next offset to hand to the user, and
+//! the *fetch offset*, the next offset to ask the broker for. Fetched batches wait in the
+//! partition's buffer between the two, so the next fetch can be on its way while the user is
+//! still reading the last one (librdkafka's prefetching). A partition is fetched while its
+//! buffer holds less than `max.partition.fetch.bytes`, and a broker is sent a fetch (one at a
+//! time) while the unpaused partitions it leads hold less than `fetch.max.bytes`.
+//!
+//! Every seek, reset or reassignment bumps the partition's *generation*; answers to
+//! requests sent for an older generation are ignored, so nothing from before a seek can leak
+//! into what follows it.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use indexmap::IndexMap;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::{
+    FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use tracing::{debug, warn};
+use uuid::Uuid;
+
+use super::backoff::{Backoff, Rng};
+use super::metadata::Metadata;
+use crate::config::{Config, IsolationLevel, OffsetReset};
+use crate::error::Error;
+use crate::proto::batch_header::Batches;
+use crate::proto::record_batch::{DecodeLimits, Header, Record, RecordBatch, TimestampType};
+use crate::proto::ErrorCode;
+use crate::topic_partition::TopicPartition;
+
+/// ListOffsets timestamp for the log start offset.
+const EARLIEST_TIMESTAMP: i64 = -2;
+/// ListOffsets timestamp for the end of the log (high watermark, or LSO for read_committed).
+const LATEST_TIMESTAMP: i64 = -1;
+
+/// Where [`Fetcher::seek`] moves a partition's position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Offset {
+    /// The log start offset (looked up with ListOffsets).
+    Beginning,
+    /// The end of the log: the high watermark, or the last stable offset with
+    /// `read_committed` (looked up with ListOffsets).
+    End,
+    /// This offset. An offset outside the log triggers `auto.offset.reset` on the next fetch.
+    At(i64),
+    /// The first offset whose record timestamp is at or after this one, in milliseconds
+    /// since the epoch; the end of the log when there is none (ListOffsets, KIP-79).
+    Timestamp(i64),
+}
+
+/// A record handed to the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    /// The topic.
+    pub topic: Arc<str>,
+    /// The partition.
+    pub partition: i32,
+    /// The record's offset.
+    pub offset: i64,
+    /// The record's timestamp (ms since the epoch), as [`ConsumerRecord::timestamp_type`] says.
+    pub timestamp: i64,
+    /// Whether the producer or the broker set the timestamp.
+    pub timestamp_type: TimestampType,
+    /// The key; `None` is a null key. A slice of the fetch response when uncompressed.
+    pub key: Option<Bytes>,
+    /// The value; `None` is a null value (a tombstone). A slice of the fetch response when
+    /// uncompressed.
+    pub value: Option<Bytes>,
+    /// The headers, in wire order; keys may repeat.
+    pub headers: Vec<Header>,
+    /// The leader epoch the batch was written in (KIP-320), if the broker stamped one.
+    pub leader_epoch: Option<i32>,
+}
+
+/// What the consumer hands to the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsumerEvent {
+    /// A record.
+    Record(ConsumerRecord),
+    /// The consumer reached the end of a partition (`enable.partition.eof`): the position is
+    /// `offset`, the high watermark (or last stable offset with `read_committed`). Sent once
+    /// each time the end is reached, as librdkafka does.
+    PartitionEof {
+        /// The topic.
+        topic: Arc<str>,
+        /// The partition.
+        partition: i32,
+        /// The end offset reached.
+        offset: i64,
+    },
+}
+
+/// The settings the fetcher uses, taken from [`Config`].
+#[derive(Debug, Clone)]
+pub struct FetcherConfig {
+    /// `fetch.min.bytes`.
+    pub min_bytes: i32,
+    /// `fetch.max.wait.ms`.
+    pub max_wait: Duration,
+    /// `fetch.max.bytes`: per request, and the prefetch bound per broker.
+    pub max_bytes: i32,
+    /// `max.partition.fetch.bytes`: per partition and request, and the prefetch bound per
+    /// partition.
+    pub partition_max_bytes: i32,
+    /// `isolation.level`.
+    pub isolation_level: IsolationLevel,
+    /// `auto.offset.reset`.
+    pub auto_offset_reset: OffsetReset,
+    /// `enable.partition.eof`.
+    pub partition_eof: bool,
+    /// `retry.backoff.ms`: first wait after a failed fetch or lookup.
+    pub retry_backoff: Duration,
+    /// `retry.backoff.max.ms`: cap of that wait.
+    pub retry_backoff_max: Duration,
+    /// `request.timeout.ms`, sent as ListOffsets' `timeout_ms`.
+    pub request_timeout: Duration,
+    /// Bounds on decompression.
+    pub decode_limits: DecodeLimits,
+}
+
+impl FetcherConfig {
+    /// The fetch settings of `config`. Decompressed batches may reach
+    /// `max(64 MiB, 16 * max.partition.fetch.bytes)`.
+    pub fn from_config(config: &Config) -> Self {
+        let partition_bytes = usize::try_from(config.max_partition_fetch_bytes).unwrap_or(0);
+        let decode_limits = DecodeLimits::new(
+            DecodeLimits::default()
+                .max_decompressed_bytes
+                .max(partition_bytes.saturating_mul(16)),
+        );
+        Self {
+            min_bytes: config.fetch_min_bytes,
+            max_wait: config.fetch_max_wait,
+            max_bytes: config.fetch_max_bytes,
+            partition_max_bytes: config.max_partition_fetch_bytes,
+            isolation_level: config.isolation_level,
+            auto_offset_reset: config.auto_offset_reset,
+            partition_eof: config.enable_partition_eof,
+            retry_backoff: config.retry_backoff,
+            retry_backoff_max: config.retry_backoff_max,
+            request_timeout: config.request_timeout,
+            decode_limits,
+        }
+    }
+}
+
+/// One Fetch request to send: build it with [`FetchPlan::request`] for the negotiated
+/// version, and hand the answer back with [`FetchPlan::id`].
+#[derive(Debug, Clone)]
+pub struct FetchPlan {
+    id: u64,
+    broker: i32,
+    max_wait_ms: i32,
+    min_bytes: i32,
+    max_bytes: i32,
+    isolation_level: i8,
+    partitions: Vec<PlannedFetch>,
+}
+
+#[derive(Debug, Clone)]
+struct PlannedFetch {
+    tp: TopicPartition,
+    topic_id: Uuid,
+    leader_epoch: i32,
+    fetch_offset: i64,
+    max_bytes: i32,
+    generation: u64,
+}
+
+impl FetchPlan {
+    /// The id to hand back with the answer.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The broker to send it to.
+    pub fn broker(&self) -> i32 {
+        self.broker
+    }
+
+    /// The partitions and fetch offsets, in request order.
+    pub fn partitions(&self) -> impl Iterator<Item = (&TopicPartition, i64)> {
+        self.partitions.iter().map(|p| (&p.tp, p.fetch_offset))
+    }
+
+    /// The request at `version`: topic names before v13, topic ids from v13 on (an error if
+    /// the metadata had none), the current leader epoch from v9 on, and no fetch session
+    /// (session id 0, epoch -1: a full fetch every time).
+    pub fn request(&self, version: i16) -> Result<FetchRequest, Error> {
+        let mut topics: Vec<FetchTopic> = Vec::new();
+        for planned in &self.partitions {
+            let partition = FetchPartition::default()
+                .with_partition(planned.tp.partition)
+                .with_current_leader_epoch(planned.leader_epoch)
+                .with_fetch_offset(planned.fetch_offset)
+                .with_partition_max_bytes(planned.max_bytes);
+            let same_topic = topics.last().is_some_and(|t| {
+                if version >= 13 {
+                    t.topic_id == planned.topic_id
+                } else {
+                    t.topic.0.as_str() == planned.tp.topic
+                }
+            });
+            if same_topic {
+                if let Some(topic) = topics.last_mut() {
+                    topic.partitions.push(partition);
+                }
+                continue;
+            }
+            let mut topic = FetchTopic::default().with_partitions(vec![partition]);
+            if version >= 13 {
+                if planned.topic_id.is_nil() {
+                    return Err(Error::Protocol {
+                        peer: format!("broker {}", self.broker),
+                        reason: format!(
+                            "Fetch v{version} needs a topic id, and metadata gave none for {}",
+                            planned.tp.topic
+                        ),
+                    });
+                }
+                topic.topic_id = planned.topic_id;
+            } else {
+                topic.topic = TopicName(StrBytes::from_string(planned.tp.topic.clone()));
+            }
+            topics.push(topic);
+        }
+        Ok(FetchRequest::default()
+            .with_replica_id((-1).into())
+            .with_max_wait_ms(self.max_wait_ms)
+            .with_min_bytes(self.min_bytes)
+            .with_max_bytes(self.max_bytes)
+            .with_isolation_level(self.isolation_level)
+            .with_session_id(0)
+            .with_session_epoch(-1)
+            .with_topics(topics))
+    }
+}
+
+/// One ListOffsets request to send; see [`FetchPlan`].
+#[derive(Debug, Clone)]
+pub struct ListOffsetsPlan {
+    id: u64,
+    broker: i32,
+    isolation_level: i8,
+    timeout_ms: i32,
+    partitions: Vec<PlannedLookup>,
+}
+
+#[derive(Debug, Clone)]
+struct PlannedLookup {
+    tp: TopicPartition,
+    leader_epoch: i32,
+    target: LookupTarget,
+    generation: u64,
+}
+
+impl ListOffsetsPlan {
+    /// The id to hand back with the answer.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The broker to send it to.
+    pub fn broker(&self) -> i32 {
+        self.broker
+    }
+
+    /// The request at `version` (1 and later): as a consumer (replica id -1), with the
+    /// isolation level (v2+; brokers older than that have no transactions) and current
+    /// leader epochs (v4+).
+    pub fn request(&self, version: i16) -> ListOffsetsRequest {
+        let mut topics: Vec<ListOffsetsTopic> = Vec::new();
+        for planned in &self.partitions {
+            let partition = ListOffsetsPartition::default()
+                .with_partition_index(planned.tp.partition)
+                .with_current_leader_epoch(planned.leader_epoch)
+                .with_timestamp(planned.target.timestamp());
+            match topics
+                .iter_mut()
+                .find(|t| t.name.0.as_str() == planned.tp.topic)
+            {
+                Some(topic) => topic.partitions.push(partition),
+                None => topics.push(
+                    ListOffsetsTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(planned.tp.topic.clone())))
+                        .with_partitions(vec![partition]),
+                ),
+            }
+        }
+        ListOffsetsRequest::default()
+            .with_replica_id((-1).into())
+            .with_isolation_level(if version >= 2 {
+                self.isolation_level
+            } else {
+                0
+            })
+            .with_timeout_ms(self.timeout_ms)
+            .with_topics(topics)
+    }
+}
+
+/// The consumer's fetch state: see the module documentation.
+#[derive(Debug)]
+pub struct Fetcher {
+    config: FetcherConfig,
+    partitions: IndexMap<TopicPartition, PartitionState>,
+    rng: Rng,
+    next_request_id: u64,
+    fetches: HashMap<u64, InFlightFetch>,
+    lookups: HashMap<u64, InFlightLookup>,
+    brokers_fetching: HashSet<i32>,
+    brokers_looking_up: HashSet<i32>,
+    broker_backoff: HashMap<i32, RetryState>,
+    metadata_refresh: bool,
+    /// Index of the partition records are being drained from.
+    drain_cursor: usize,
+    /// Where the next fetch starts its partition list, so that every partition gets to be
+    /// first (KIP-74 returns the first partition's first batch whole).
+    fetch_rotation: usize,
+    space_freed: bool,
+}
+
+#[derive(Debug)]
+struct InFlightFetch {
+    broker: i32,
+    partitions: Vec<PlannedFetch>,
+}
+
+#[derive(Debug)]
+struct InFlightLookup {
+    broker: i32,
+    partitions: Vec<PlannedLookup>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LookupTarget {
+    Earliest,
+    Latest,
+    Timestamp(i64),
+}
+
+impl LookupTarget {
+    fn timestamp(self) -> i64 {
+        match self {
+            Self::Earliest => EARLIEST_TIMESTAMP,
+            Self::Latest => LATEST_TIMESTAMP,
+            Self::Timestamp(t) => t,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FetchState {
+    /// The position must be looked up with ListOffsets first.
+    Lookup {
+        target: LookupTarget,
+        in_flight: bool,
+    },
+    /// Has a position and is fetched (unless paused or backing off).
+    Fetching,
+    /// Stopped by an error the user is (or was) told about; a seek restarts it.
+    Halted,
+}
+
+#[derive(Debug)]
+struct RetryState {
+    backoff: Backoff,
+    retry_at: Option<Instant>,
+}
+
+impl RetryState {
+    fn new(config: &FetcherConfig) -> Self {
+        Self {
+            backoff: Backoff::new(config.retry_backoff, config.retry_backoff_max),
+            retry_at: None,
+        }
+    }
+
+    fn fail(&mut self, rng: &mut Rng, now: Instant) {
+        self.retry_at = Some(now + self.backoff.next_delay(rng));
+    }
+
+    fn succeed(&mut self) {
+        self.backoff.reset();
+        self.retry_at = None;
+    }
+
+    /// Ready to try; clears a wait that has passed.
+    fn ready(&mut self, now: Instant) -> bool {
+        match self.retry_at {
+            Some(at) if at > now => false,
+            _ => {
+                self.retry_at = None;
+                true
+            }
+        }
+    }
+
+    fn pending(&self, now: Instant) -> Option<Instant> {
+        self.retry_at.filter(|at| *at > now)
+    }
+}
+
+#[derive(Debug)]
+struct PartitionState {
+    topic: Arc<str>,
+    /// Next offset to hand to the user; `None` until looked up.
+    position: Option<i64>,
+    /// Next offset to fetch; `position` plus what is buffered.
+    fetch_offset: i64,
+    state: FetchState,
+    generation: u64,
+    paused: bool,
+    buffer: VecDeque<Buffered>,
+    buffered_bytes: usize,
+    /// The fetch request this partition is part of.
+    fetch_in_flight: Option<u64>,
+    retry: RetryState,
+    /// End offset at which the last end-of-partition event was queued.
+    eof_offset: Option<i64>,
+    high_watermark: i64,
+    last_stable_offset: i64,
+    log_start_offset: i64,
+}
+
+#[derive(Debug)]
+enum Buffered {
+    Batch(BufferedBatch),
+    Eof(i64),
+    Error(Error),
+}
+
+#[derive(Debug)]
+struct BufferedBatch {
+    /// The batch without its records (they are in `records`), for offsets and timestamps.
+    batch: RecordBatch,
+    records: std::vec::IntoIter<Record>,
+    /// Fetch response bytes released when this batch is done.
+    bytes: usize,
+}
+
+impl PartitionState {
+    fn new(topic: &str, config: &FetcherConfig) -> Self {
+        Self {
+            topic: topic.into(),
+            position: None,
+            fetch_offset: 0,
+            state: FetchState::Halted,
+            generation: 0,
+            paused: false,
+            buffer: VecDeque::new(),
+            buffered_bytes: 0,
+            fetch_in_flight: None,
+            retry: RetryState::new(config),
+            eof_offset: None,
+            high_watermark: -1,
+            last_stable_offset: -1,
+            log_start_offset: -1,
+        }
+    }
+
+    /// Forgets everything fetched and everything in flight: a new generation.
+    fn restart(&mut self) {
+        self.generation += 1;
+        self.buffer.clear();
+        self.buffered_bytes = 0;
+        self.fetch_in_flight = None;
+        self.retry.succeed();
+        self.eof_offset = None;
+    }
+
+    fn set_position(&mut self, offset: i64) {
+        self.position = Some(offset);
+        self.fetch_offset = offset;
+        self.state = FetchState::Fetching;
+    }
+
+    fn look_up(&mut self, target: LookupTarget) {
+        self.position = None;
+        self.state = FetchState::Lookup {
+            target,
+            in_flight: false,
+        };
+    }
+}
+
+impl Fetcher {
+    /// A fetcher with nothing assigned; `seed` drives backoff jitter.
+    pub fn new(config: FetcherConfig, seed: u64) -> Self {
+        Self {
+            config,
+            partitions: IndexMap::new(),
+            rng: Rng::new(seed),
+            next_request_id: 0,
+            fetches: HashMap::new(),
+            lookups: HashMap::new(),
+            brokers_fetching: HashSet::new(),
+            brokers_looking_up: HashSet::new(),
+            broker_backoff: HashMap::new(),
+            metadata_refresh: false,
+            drain_cursor: 0,
+            fetch_rotation: 0,
+            space_freed: false,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &FetcherConfig {
+        &self.config
+    }
+
+    /// Replaces the assignment. Partitions that stay keep their position, buffer and pause
+    /// state (as the Java consumer's `assign` does); new ones start from
+    /// `auto.offset.reset`; dropped ones are forgotten with whatever was buffered.
+    pub fn assign(&mut self, partitions: &[TopicPartition]) {
+        let mut next = IndexMap::with_capacity(partitions.len());
+        for tp in partitions {
+            if next.contains_key(tp) {
+                continue;
+            }
+            let state = match self.partitions.swap_remove(tp) {
+                Some(state) => state,
+                None => {
+                    let mut state = PartitionState::new(&tp.topic, &self.config);
+                    self.reset_by_policy(&mut state, tp, None);
+                    state
+                }
+            };
+            next.insert(tp.clone(), state);
+        }
+        self.partitions = next;
+        self.drain_cursor = 0;
+    }
+
+    /// The assigned partitions, in assignment order.
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        self.partitions.keys().cloned().collect()
+    }
+
+    /// True when at least one partition is assigned.
+    pub fn has_assignment(&self) -> bool {
+        !self.partitions.is_empty()
+    }
+
+    /// The topics of the assignment.
+    pub fn topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self.partitions.keys().map(|tp| tp.topic.clone()).collect();
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+
+    /// Moves the position of an assigned partition, dropping what was buffered for it and
+    /// ignoring answers to requests already sent. Restarts a partition halted by an error.
+    pub fn seek(&mut self, tp: &TopicPartition, offset: Offset) -> Result<(), Error> {
+        if let Offset::At(at) = offset {
+            if at < 0 {
+                return Err(Error::InvalidArgument(format!(
+                    "cannot seek {tp} to negative offset {at}"
+                )));
+            }
+        }
+        let state = self
+            .partitions
+            .get_mut(tp)
+            .ok_or_else(|| unknown_partition(tp))?;
+        state.restart();
+        match offset {
+            Offset::At(at) => state.set_position(at),
+            Offset::Beginning => state.look_up(LookupTarget::Earliest),
+            Offset::End => state.look_up(LookupTarget::Latest),
+            Offset::Timestamp(t) => state.look_up(LookupTarget::Timestamp(t)),
+        }
+        Ok(())
+    }
+
+    /// The next offset the user will get from `tp`; `None` when not assigned or while the
+    /// position is being looked up (after a seek to the beginning, end or a timestamp, or a
+    /// reset).
+    pub fn position(&self, tp: &TopicPartition) -> Option<i64> {
+        let state = self.partitions.get(tp)?;
+        match state.state {
+            FetchState::Lookup { .. } => None,
+            _ => state.position,
+        }
+    }
+
+    /// Log start offset and high watermark of `tp` as of the last fetch, if any.
+    pub fn watermarks(&self, tp: &TopicPartition) -> Option<(i64, i64)> {
+        let state = self.partitions.get(tp)?;
+        (state.high_watermark >= 0).then_some((state.log_start_offset, state.high_watermark))
+    }
+
+    /// Stops fetching `partitions` and holds back what is buffered for them.
+    pub fn pause(&mut self, partitions: &[TopicPartition]) -> Result<(), Error> {
+        self.set_paused(partitions, true)
+    }
+
+    /// Undoes [`Fetcher::pause`]: buffered records flow again and fetching resumes.
+    pub fn resume(&mut self, partitions: &[TopicPartition]) -> Result<(), Error> {
+        self.set_paused(partitions, false)
+    }
+
+    fn set_paused(&mut self, partitions: &[TopicPartition], paused: bool) -> Result<(), Error> {
+        if let Some(tp) = partitions
+            .iter()
+            .find(|tp| !self.partitions.contains_key(*tp))
+        {
+            return Err(unknown_partition(tp));
+        }
+        for tp in partitions {
+            if let Some(state) = self.partitions.get_mut(tp) {
+                state.paused = paused;
+            }
+        }
+        Ok(())
+    }
+
+    /// The paused partitions.
+    pub fn paused(&self) -> Vec<TopicPartition> {
+        self.partitions
+            .iter()
+            .filter(|(_, s)| s.paused)
+            .map(|(tp, _)| tp.clone())
+            .collect()
+    }
+
+    /// True once since buffered data was consumed: the driver may be able to fetch again.
+    pub fn poll_space_freed(&mut self) -> bool {
+        std::mem::take(&mut self.space_freed)
+    }
+
+    /// True once each time a leader was missing or a broker said the metadata is stale.
+    pub fn poll_metadata_refresh(&mut self) -> bool {
+        std::mem::take(&mut self.metadata_refresh)
+    }
+
+    /// The earliest future time at which a backoff ends; `None` when nothing waits.
+    pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
+        let partitions = self
+            .partitions
+            .values()
+            .filter_map(|s| s.retry.pending(now));
+        let brokers = self.broker_backoff.values().filter_map(|r| r.pending(now));
+        partitions.chain(brokers).min()
+    }
+
+    /// The ListOffsets requests to send now: one per broker leading partitions whose
+    /// position must be looked up, unless one is in flight to that broker already.
+    pub fn poll_list_offsets(&mut self, now: Instant, metadata: &Metadata) -> Vec<ListOffsetsPlan> {
+        let mut groups: BTreeMap<i32, Vec<PlannedLookup>> = BTreeMap::new();
+        let mut missing_leader = false;
+        for (tp, state) in &mut self.partitions {
+            let FetchState::Lookup {
+                target,
+                in_flight: false,
+            } = state.state
+            else {
+                continue;
+            };
+            if !state.retry.ready(now) {
+                continue;
+            }
+            let Some(info) = metadata.leader(&tp.topic, tp.partition) else {
+                missing_leader = true;
+                continue;
+            };
+            if self.brokers_looking_up.contains(&info.leader) {
+                continue;
+            }
+            groups.entry(info.leader).or_default().push(PlannedLookup {
+                tp: tp.clone(),
+                leader_epoch: info.leader_epoch,
+                target,
+                generation: state.generation,
+            });
+        }
+        self.metadata_refresh |= missing_leader;
+        let mut plans = Vec::with_capacity(groups.len());
+        for (broker, partitions) in groups {
+            for planned in &partitions {
+                if let Some(state) = self.partitions.get_mut(&planned.tp) {
+                    state.state = FetchState::Lookup {
+                        target: planned.target,
+                        in_flight: true,
+                    };
+                }
+            }
+            let id = self.next_id();
+            self.brokers_looking_up.insert(broker);
+            self.lookups.insert(
+                id,
+                InFlightLookup {
+                    broker,
+                    partitions: partitions.clone(),
+                },
+            );
+            plans.push(ListOffsetsPlan {
+                id,
+                broker,
+                isolation_level: self.config.isolation_level.wire_value(),
+                timeout_ms: millis_i32(self.config.request_timeout),
+                partitions,
+            });
+        }
+        plans
+    }
+
+    /// Applies the answer to the ListOffsets request `id`.
+    pub fn handle_list_offsets_response(
+        &mut self,
+        id: u64,
+        response: &ListOffsetsResponse,
+        now: Instant,
+    ) {
+        let Some(flight) = self.lookups.remove(&id) else {
+            return;
+        };
+        self.brokers_looking_up.remove(&flight.broker);
+        let mut answered = HashSet::new();
+        for topic in &response.topics {
+            for data in &topic.partitions {
+                let tp = TopicPartition::new(topic.name.0.as_str(), data.partition_index);
+                let Some(planned) = flight.partitions.iter().find(|p| p.tp == tp) else {
+                    continue;
+                };
+                answered.insert(tp.clone());
+                let Some(state) = current_lookup(&mut self.partitions, planned) else {
+                    continue;
+                };
+                match ErrorCode::try_from_code(data.error_code) {
+                    None if data.offset >= 0 => {
+                        debug!(%tp, offset = data.offset, target = ?planned.target, "position looked up");
+                        state.retry.succeed();
+                        state.set_position(data.offset);
+                    }
+                    None => {
+                        // No record at or after the timestamp: the end of the log, as the
+                        // Java consumer's offsetsForTimes + seekToEnd would give.
+                        state.look_up(LookupTarget::Latest);
+                        if planned.target == LookupTarget::Latest {
+                            state.retry.fail(&mut self.rng, now);
+                        }
+                    }
+                    Some(code) => {
+                        let refresh = Self::partition_error(&mut self.rng, state, &tp, code, now);
+                        if matches!(state.state, FetchState::Lookup { .. }) {
+                            state.look_up(planned.target);
+                        }
+                        self.metadata_refresh |= refresh;
+                    }
+                }
+            }
+        }
+        // Partitions the broker left out are asked again.
+        for planned in &flight.partitions {
+            if answered.contains(&planned.tp) {
+                continue;
+            }
+            if let Some(state) = current_lookup(&mut self.partitions, planned) {
+                state.look_up(planned.target);
+            }
+        }
+    }
+
+    /// The ListOffsets request `id` failed as a whole (disconnect, timeout, ...): back off
+    /// and refresh the metadata.
+    pub fn handle_list_offsets_failure(&mut self, id: u64, error: &Error, now: Instant) {
+        let Some(flight) = self.lookups.remove(&id) else {
+            return;
+        };
+        debug!(broker = flight.broker, %error, "ListOffsets failed");
+        self.brokers_looking_up.remove(&flight.broker);
+        self.metadata_refresh = true;
+        for planned in &flight.partitions {
+            if let Some(state) = self.partitions.get_mut(&planned.tp) {
+                if state.generation == planned.generation {
+                    state.look_up(planned.target);
+                    state.retry.fail(&mut self.rng, now);
+                }
+            }
+        }
+    }
+
+    /// The Fetch requests to send now: one per broker without a fetch in flight, for the
+    /// partitions it leads that have a position, are not paused or backing off, and whose
+    /// buffers are below the bounds (see the module documentation).
+    pub fn poll_fetches(&mut self, now: Instant, metadata: &Metadata) -> Vec<FetchPlan> {
+        let partition_limit = usize::try_from(self.config.partition_max_bytes).unwrap_or(0);
+        let broker_limit = usize::try_from(self.config.max_bytes).unwrap_or(0);
+        let mut buffered_by_broker: HashMap<i32, usize> = HashMap::new();
+        for (tp, state) in &self.partitions {
+            if state.paused || state.buffered_bytes == 0 {
+                continue;
+            }
+            if let Some(info) = metadata.leader(&tp.topic, tp.partition) {
+                *buffered_by_broker.entry(info.leader).or_default() += state.buffered_bytes;
+            }
+        }
+        let mut groups: BTreeMap<i32, Vec<PlannedFetch>> = BTreeMap::new();
+        let mut missing_leader = false;
+        let count = self.partitions.len();
+        for i in 0..count {
+            let index = (self.fetch_rotation + i) % count;
+            let Some((tp, state)) = self.partitions.get_index_mut(index) else {
+                continue;
+            };
+            if state.state != FetchState::Fetching
+                || state.paused
+                || state.fetch_in_flight.is_some()
+                || state.buffered_bytes >= partition_limit
+                || !state.retry.ready(now)
+            {
+                continue;
+            }
+            let Some(info) = metadata.leader(&tp.topic, tp.partition) else {
+                missing_leader = true;
+                continue;
+            };
+            let broker = info.leader;
+            if self.brokers_fetching.contains(&broker)
+                || buffered_by_broker.get(&broker).copied().unwrap_or(0) >= broker_limit
+                || !self
+                    .broker_backoff
+                    .get_mut(&broker)
+                    .is_none_or(|r| r.ready(now))
+            {
+                continue;
+            }
+            let topic_id = metadata.topic(&tp.topic).map_or(Uuid::nil(), |t| t.id);
+            groups.entry(broker).or_default().push(PlannedFetch {
+                tp: tp.clone(),
+                topic_id,
+                leader_epoch: info.leader_epoch,
+                fetch_offset: state.fetch_offset,
+                max_bytes: self.config.partition_max_bytes,
+                generation: state.generation,
+            });
+        }
+        self.metadata_refresh |= missing_leader;
+        if !groups.is_empty() {
+            self.fetch_rotation = self.fetch_rotation.wrapping_add(1);
+        }
+        let mut plans = Vec::with_capacity(groups.len());
+        for (broker, partitions) in groups {
+            let id = self.next_id();
+            for planned in &partitions {
+                if let Some(state) = self.partitions.get_mut(&planned.tp) {
+                    state.fetch_in_flight = Some(id);
+                }
+            }
+            self.brokers_fetching.insert(broker);
+            self.fetches.insert(
+                id,
+                InFlightFetch {
+                    broker,
+                    partitions: partitions.clone(),
+                },
+            );
+            plans.push(FetchPlan {
+                id,
+                broker,
+                max_wait_ms: millis_i32(self.config.max_wait),
+                min_bytes: self.config.min_bytes,
+                max_bytes: self.config.max_bytes,
+                isolation_level: self.config.isolation_level.wire_value(),
+                partitions,
+            });
+        }
+        plans
+    }
+
+    /// Applies the answer to the Fetch request `id`, sent at `version`.
+    pub fn handle_fetch_response(
+        &mut self,
+        id: u64,
+        version: i16,
+        response: FetchResponse,
+        now: Instant,
+    ) {
+        let Some(flight) = self.fetches.remove(&id) else {
+            return;
+        };
+        self.brokers_fetching.remove(&flight.broker);
+        for planned in &flight.partitions {
+            if let Some(state) = self.partitions.get_mut(&planned.tp) {
+                if state.fetch_in_flight == Some(id) {
+                    state.fetch_in_flight = None;
+                }
+            }
+        }
+        if let Some(code) = ErrorCode::try_from_code(response.error_code) {
+            warn!(broker = flight.broker, %code, "fetch failed");
+            self.fail_broker(flight.broker, now);
+            return;
+        }
+        self.broker_backoff
+            .entry(flight.broker)
+            .or_insert_with(|| RetryState::new(&self.config))
+            .succeed();
+        let planned_by_tp: HashMap<&TopicPartition, &PlannedFetch> =
+            flight.partitions.iter().map(|p| (&p.tp, p)).collect();
+        for topic in response.responses {
+            let name = if version >= 13 {
+                flight
+                    .partitions
+                    .iter()
+                    .find(|p| p.topic_id == topic.topic_id)
+                    .map(|p| p.tp.topic.clone())
+            } else {
+                Some(topic.topic.0.as_str().to_string())
+            };
+            let Some(name) = name else {
+                continue;
+            };
+            for data in topic.partitions {
+                let tp = TopicPartition::new(name.clone(), data.partition_index);
+                if let Some(planned) = planned_by_tp.get(&tp) {
+                    self.apply_partition(planned, data, now);
+                }
+            }
+        }
+    }
+
+    /// The Fetch request `id` failed as a whole (disconnect, timeout, ...): back off from
+    /// that broker and refresh the metadata; nothing was consumed, so the same offsets are
+    /// fetched again.
+    pub fn handle_fetch_failure(&mut self, id: u64, error: &Error, now: Instant) {
+        let Some(flight) = self.fetches.remove(&id) else {
+            return;
+        };
+        debug!(broker = flight.broker, %error, "fetch failed");
+        self.brokers_fetching.remove(&flight.broker);
+        for planned in &flight.partitions {
+            if let Some(state) = self.partitions.get_mut(&planned.tp) {
+                if state.fetch_in_flight == Some(id) {
+                    state.fetch_in_flight = None;
+                }
+            }
+        }
+        self.fail_broker(flight.broker, now);
+    }
+
+    /// The next thing for the user, if any: a record, an end-of-partition event, or a
+    /// partition's error. Partitions take turns batch by batch; paused ones are skipped.
+    pub fn poll_event(&mut self) -> Option<Result<ConsumerEvent, Error>> {
+        let count = self.partitions.len();
+        // One full turn over the partitions, plus the one we started at.
+        for _ in 0..=count {
+            if count == 0 {
+                return None;
+            }
+            let index = self.drain_cursor % count;
+            let (tp, state) = self.partitions.get_index_mut(index)?;
+            if !state.paused {
+                let (event, finished_batch) = Self::next_from(tp, state);
+                if finished_batch {
+                    self.space_freed = true;
+                }
+                if let Some(event) = event {
+                    if finished_batch {
+                        self.drain_cursor = index + 1;
+                    }
+                    return Some(event);
+                }
+            }
+            self.drain_cursor = index + 1;
+        }
+        None
+    }
+
+    /// The next event of one partition; also whether a buffered batch was finished.
+    fn next_from(
+        tp: &TopicPartition,
+        state: &mut PartitionState,
+    ) -> (Option<Result<ConsumerEvent, Error>>, bool) {
+        let mut finished = false;
+        loop {
+            let Some(front) = state.buffer.front_mut() else {
+                return (None, finished);
+            };
+            match front {
+                Buffered::Eof(offset) => {
+                    let offset = *offset;
+                    state.buffer.pop_front();
+                    let event = ConsumerEvent::PartitionEof {
+                        topic: state.topic.clone(),
+                        partition: tp.partition,
+                        offset,
+                    };
+                    return (Some(Ok(event)), finished);
+                }
+                Buffered::Error(_) => {
+                    let Some(Buffered::Error(error)) = state.buffer.pop_front() else {
+                        return (None, finished);
+                    };
+                    return (Some(Err(error)), finished);
+                }
+                Buffered::Batch(buffered) => {
+                    let position = state.position.unwrap_or(0);
+                    let mut record = None;
+                    for candidate in buffered.records.by_ref() {
+                        let offset = buffered.batch.record_offset(&candidate);
+                        if offset >= position {
+                            record = Some((offset, candidate));
+                            break;
+                        }
+                    }
+                    let batch_done = buffered.records.len() == 0;
+                    let event = record.map(|(offset, r)| {
+                        let timestamp = buffered.batch.record_timestamp(&r);
+                        let epoch = buffered.batch.partition_leader_epoch;
+                        ConsumerEvent::Record(ConsumerRecord {
+                            topic: state.topic.clone(),
+                            partition: tp.partition,
+                            offset,
+                            timestamp,
+                            timestamp_type: buffered.batch.timestamp_type,
+                            key: r.key,
+                            value: r.value,
+                            headers: r.headers,
+                            leader_epoch: (epoch >= 0).then_some(epoch),
+                        })
+                    });
+                    if let Some(ConsumerEvent::Record(r)) = &event {
+                        state.position = Some(r.offset + 1);
+                    }
+                    if batch_done {
+                        let next = buffered.batch.next_offset();
+                        let bytes = buffered.bytes;
+                        state.buffer.pop_front();
+                        state.buffered_bytes = state.buffered_bytes.saturating_sub(bytes);
+                        state.position = Some(state.position.map_or(next, |p| p.max(next)));
+                        finished = true;
+                    }
+                    if let Some(event) = event {
+                        return (Some(Ok(event)), finished);
+                    }
+                }
+            }
+        }
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.next_request_id += 1;
+        self.next_request_id
+    }
+
+    fn fail_broker(&mut self, broker: i32, now: Instant) {
+        self.metadata_refresh = true;
+        let retry = self
+            .broker_backoff
+            .entry(broker)
+            .or_insert_with(|| RetryState::new(&self.config));
+        retry.fail(&mut self.rng, now);
+    }
+
+    /// Starts a reset by `auto.offset.reset`: a lookup, or with `none` an error for the
+    /// user. `offset` is the out-of-range offset (`None` when there was no position).
+    fn reset_by_policy(
+        &self,
+        state: &mut PartitionState,
+        tp: &TopicPartition,
+        offset: Option<i64>,
+    ) {
+        match self.config.auto_offset_reset {
+            OffsetReset::Earliest => state.look_up(LookupTarget::Earliest),
+            OffsetReset::Latest => state.look_up(LookupTarget::Latest),
+            OffsetReset::None => {
+                state.position = offset;
+                state.state = FetchState::Halted;
+                state
+                    .buffer
+                    .push_back(Buffered::Error(Error::OffsetOutOfRange {
+                        topic: tp.topic.clone(),
+                        partition: tp.partition,
+                        offset: offset.unwrap_or(-1),
+                    }));
+            }
+        }
+    }
+
+    /// Handles a partition-level error code of a Fetch or ListOffsets answer. Returns
+    /// whether the metadata should be refreshed.
+    fn partition_error(
+        rng: &mut Rng,
+        state: &mut PartitionState,
+        tp: &TopicPartition,
+        code: ErrorCode,
+        now: Instant,
+    ) -> bool {
+        match code {
+            ErrorCode::NotLeaderOrFollower
+            | ErrorCode::FencedLeaderEpoch
+            | ErrorCode::UnknownTopicOrPartition
+            | ErrorCode::UnknownTopicId
+            | ErrorCode::InconsistentTopicId
+            | ErrorCode::LeaderNotAvailable
+            | ErrorCode::ReplicaNotAvailable
+            | ErrorCode::KafkaStorageError
+            | ErrorCode::OffsetNotAvailable => {
+                debug!(%tp, %code, "partition error; refreshing metadata");
+                state.retry.fail(rng, now);
+                true
+            }
+            // Our metadata is newer than the broker's; it will catch up.
+            ErrorCode::UnknownLeaderEpoch => {
+                state.retry.fail(rng, now);
+                false
+            }
+            ErrorCode::CorruptMessage => {
+                state.state = FetchState::Halted;
+                state
+                    .buffer
+                    .push_back(Buffered::Error(Error::CorruptRecord {
+                        topic: tp.topic.clone(),
+                        partition: tp.partition,
+                        reason: "broker reported a corrupt message".into(),
+                    }));
+                false
+            }
+            code if code.is_retriable() => {
+                debug!(%tp, %code, "retriable partition error");
+                state.retry.fail(rng, now);
+                false
+            }
+            code => {
+                warn!(%tp, %code, "partition error; partition stopped until the next seek");
+                state.state = FetchState::Halted;
+                state.buffer.push_back(Buffered::Error(Error::Broker {
+                    code,
+                    context: Some(tp.to_string()),
+                }));
+                false
+            }
+        }
+    }
+
+    fn apply_partition(&mut self, planned: &PlannedFetch, data: PartitionData, now: Instant) {
+        let tp = &planned.tp;
+        let reset = self.config.auto_offset_reset;
+        let Some(state) = self.partitions.get_mut(tp) else {
+            return;
+        };
+        if state.generation != planned.generation
+            || state.state != FetchState::Fetching
+            || state.fetch_offset != planned.fetch_offset
+        {
+            // Answer to a request sent before a seek or reset.
+            return;
+        }
+        match ErrorCode::try_from_code(data.error_code) {
+            None => {}
+            Some(ErrorCode::OffsetOutOfRange) => {
+                warn!(%tp, offset = planned.fetch_offset, policy = ?reset, "fetch offset out of range");
+                state.restart();
+                let offset = planned.fetch_offset;
+                match reset {
+                    OffsetReset::Earliest => state.look_up(LookupTarget::Earliest),
+                    OffsetReset::Latest => state.look_up(LookupTarget::Latest),
+                    OffsetReset::None => {
+                        state.position = Some(offset);
+                        state.state = FetchState::Halted;
+                        state
+                            .buffer
+                            .push_back(Buffered::Error(Error::OffsetOutOfRange {
+                                topic: tp.topic.clone(),
+                                partition: tp.partition,
+                                offset,
+                            }));
+                    }
+                }
+                return;
+            }
+            Some(code) => {
+                self.metadata_refresh |= Self::partition_error(&mut self.rng, state, tp, code, now);
+                return;
+            }
+        }
+        state.retry.succeed();
+        if data.high_watermark >= 0 {
+            state.high_watermark = data.high_watermark;
+        }
+        if data.last_stable_offset >= 0 {
+            state.last_stable_offset = data.last_stable_offset;
+        }
+        if data.log_start_offset >= 0 {
+            state.log_start_offset = data.log_start_offset;
+        }
+        let end = match self.config.isolation_level {
+            IsolationLevel::ReadCommitted if data.last_stable_offset >= 0 => {
+                data.last_stable_offset
+            }
+            _ => data.high_watermark,
+        };
+        if self.config.partition_eof && planned.fetch_offset == end && state.eof_offset != Some(end)
+        {
+            state.eof_offset = Some(end);
+            state.buffer.push_back(Buffered::Eof(end));
+        }
+        let records = data.records.unwrap_or_default();
+        let mut next = planned.fetch_offset;
+        let mut start = 0usize;
+        let mut last_pushed: Option<usize> = None;
+        let mut batches = Batches::new(&records);
+        for item in batches.by_ref() {
+            let (header, bytes) = match item {
+                Ok(found) => found,
+                Err(error) => {
+                    Self::corrupt(state, tp, error.to_string());
+                    break;
+                }
+            };
+            let range = start..start + bytes.len();
+            start = range.end;
+            if header.next_offset() <= next {
+                // Wholly before the fetch offset: nothing in it for us.
+                continue;
+            }
+            let mut batch =
+                match RecordBatch::decode(&records.slice(range), &self.config.decode_limits) {
+                    Ok(batch) => batch,
+                    Err(error) => {
+                        Self::corrupt(state, tp, error.to_string());
+                        break;
+                    }
+                };
+            next = batch.next_offset();
+            let batch_records = if batch.is_control {
+                // Transaction markers are not for the user; read_committed's filtering of
+                // aborted transactions builds on them later.
+                Vec::new()
+            } else {
+                std::mem::take(&mut batch.records)
+            };
+            state.buffer.push_back(Buffered::Batch(BufferedBatch {
+                batch,
+                records: batch_records.into_iter(),
+                bytes: 0,
+            }));
+            last_pushed = Some(state.buffer.len() - 1);
+        }
+        // The whole response's bytes stay alive until its last batch is consumed.
+        if let Some(Buffered::Batch(last)) = last_pushed.and_then(|i| state.buffer.get_mut(i)) {
+            last.bytes = records.len();
+            state.buffered_bytes += records.len();
+        }
+        if batches.truncated_tail() && last_pushed.is_none() {
+            debug!(%tp, offset = next, bytes = records.len(), "only a partial batch fetched; fetching again");
+        }
+        state.fetch_offset = next;
+    }
+
+    fn corrupt(state: &mut PartitionState, tp: &TopicPartition, reason: String) {
+        warn!(%tp, %reason, "corrupt record batch; partition stopped until the next seek");
+        state.state = FetchState::Halted;
+        state
+            .buffer
+            .push_back(Buffered::Error(Error::CorruptRecord {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                reason,
+            }));
+    }
+}
+
+/// The partition a lookup was planned for, if it still waits for that lookup.
+fn current_lookup<'a>(
+    partitions: &'a mut IndexMap<TopicPartition, PartitionState>,
+    planned: &PlannedLookup,
+) -> Option<&'a mut PartitionState> {
+    let state = partitions.get_mut(&planned.tp)?;
+    let waiting = state.generation == planned.generation
+        && matches!(
+            state.state,
+            FetchState::Lookup {
+                in_flight: true,
+                ..
+            }
+        );
+    waiting.then_some(state)
+}
+
+fn unknown_partition(tp: &TopicPartition) -> Error {
+    Error::UnknownPartition {
+        topic: tp.topic.clone(),
+        partition: tp.partition,
+    }
+}
+
+fn millis_i32(duration: Duration) -> i32 {
+    i32::try_from(duration.as_millis()).unwrap_or(i32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::record_batch::{ControlRecord, ControlRecordKind, RecordBatchBuilder};
+    use kafka_protocol::messages::fetch_response::FetchableTopicResponse;
+    use kafka_protocol::messages::list_offsets_response::{
+        ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+    };
+    use kafka_protocol::messages::metadata_response::{
+        MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+    };
+    use kafka_protocol::messages::{BrokerId, MetadataResponse};
+
+    const T0: u128 = 0x70;
+
+    fn tp(topic: &str, partition: i32) -> TopicPartition {
+        TopicPartition::new(topic, partition)
+    }
+
+    fn topic_id(topic: &str) -> Uuid {
+        Uuid::from_u128(T0 + topic.len() as u128)
+    }
+
+    /// Metadata where `topic` has partitions led by `leaders[i]` in epoch 5.
+    fn metadata(topics: &[(&str, &[i32])]) -> Metadata {
+        let brokers = (0..3)
+            .map(|id| {
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(id))
+                    .with_host(StrBytes::from_static_str("localhost"))
+                    .with_port(9092 + id)
+            })
+            .collect();
+        let topics = topics
+            .iter()
+            .map(|(name, leaders)| {
+                let partitions = leaders
+                    .iter()
+                    .enumerate()
+                    .map(|(i, leader)| {
+                        MetadataResponsePartition::default()
+                            .with_partition_index(i as i32)
+                            .with_leader_id(BrokerId(*leader))
+                            .with_leader_epoch(5)
+                    })
+                    .collect();
+                MetadataResponseTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))))
+                    .with_topic_id(topic_id(name))
+                    .with_partitions(partitions)
+            })
+            .collect();
+        let response = MetadataResponse::default()
+            .with_brokers(brokers)
+            .with_topics(topics);
+        let mut md = Metadata::new(Duration::from_secs(300));
+        md.handle_response(&response, Instant::now());
+        md
+    }
+
+    fn config() -> FetcherConfig {
+        FetcherConfig::from_config(&Config::new("localhost:9092"))
+    }
+
+    fn fetcher(config: FetcherConfig, partitions: &[TopicPartition]) -> Fetcher {
+        let mut f = Fetcher::new(config, 1);
+        f.assign(partitions);
+        for p in partitions {
+            f.seek(p, Offset::At(0)).expect("assigned");
+        }
+        f
+    }
+
+    fn batch(base_offset: i64, values: &[&str]) -> Vec<u8> {
+        let mut builder = RecordBatchBuilder::new().base_offset(base_offset);
+        for (i, v) in values.iter().enumerate() {
+            builder
+                .append(
+                    1_000 + i as i64,
+                    Some(Bytes::from(format!("k{i}"))),
+                    Some(Bytes::from(v.to_string())),
+                    vec![Header::new("h", v.to_string())],
+                )
+                .expect("appends");
+        }
+        let mut batch = builder.build();
+        batch.partition_leader_epoch = 5;
+        batch.encode().expect("encodes").to_vec()
+    }
+
+    fn control_batch(base_offset: i64) -> Vec<u8> {
+        let mut batch = RecordBatch::transaction_marker(
+            ControlRecord::new(ControlRecordKind::Commit, 0),
+            9,
+            0,
+            1_000,
+        );
+        batch.base_offset = base_offset;
+        batch.encode().expect("encodes").to_vec()
+    }
+
+    /// A batch whose records were all compacted away: offsets `base..=base + delta`.
+    fn empty_batch(base_offset: i64, last_offset_delta: i32) -> Vec<u8> {
+        let mut batch = RecordBatchBuilder::new().base_offset(base_offset).build();
+        batch.last_offset_delta = last_offset_delta;
+        batch.encode().expect("encodes").to_vec()
+    }
+
+    fn partition(
+        index: i32,
+        error: Option<ErrorCode>,
+        high_watermark: i64,
+        records: Vec<u8>,
+    ) -> PartitionData {
+        PartitionData::default()
+            .with_partition_index(index)
+            .with_error_code(error.map_or(0, |e| e.code()))
+            .with_high_watermark(high_watermark)
+            .with_last_stable_offset(high_watermark)
+            .with_log_start_offset(0)
+            .with_records(Some(Bytes::from(records)))
+    }
+
+    fn ok(index: i32, high_watermark: i64, records: Vec<u8>) -> PartitionData {
+        partition(index, None, high_watermark, records)
+    }
+
+    /// A v13+ response for `topic`.
+    fn response(topic: &str, partitions: Vec<PartitionData>) -> FetchResponse {
+        FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+            .with_topic_id(topic_id(topic))
+            .with_partitions(partitions)])
+    }
+
+    fn drain(f: &mut Fetcher) -> Vec<Result<ConsumerEvent, Error>> {
+        let mut out = Vec::new();
+        while let Some(event) = f.poll_event() {
+            out.push(event);
+            assert!(out.len() < 10_000, "poll_event does not end");
+        }
+        out
+    }
+
+    fn record_offsets(events: &[Result<ConsumerEvent, Error>]) -> Vec<(i32, i64)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Ok(ConsumerEvent::Record(r)) => Some((r.partition, r.offset)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn only_plan(f: &mut Fetcher, now: Instant, md: &Metadata) -> FetchPlan {
+        let mut plans = f.poll_fetches(now, md);
+        assert_eq!(plans.len(), 1, "{plans:?}");
+        plans.remove(0)
+    }
+
+    #[test]
+    fn one_fetch_per_broker_built_for_the_negotiated_version() {
+        let now = Instant::now();
+        let md = metadata(&[("orders", &[0, 1, 0]), ("audit", &[1])]);
+        let parts = [
+            tp("orders", 0),
+            tp("orders", 1),
+            tp("orders", 2),
+            tp("audit", 0),
+        ];
+        let mut f = fetcher(config(), &parts);
+        let plans = f.poll_fetches(now, &md);
+        assert_eq!(
+            plans.iter().map(FetchPlan::broker).collect::<Vec<_>>(),
+            vec![0, 1]
+        );
+        assert!(
+            f.poll_fetches(now, &md).is_empty(),
+            "one fetch in flight per broker"
+        );
+
+        let broker0 = &plans[0];
+        let v13 = broker0.request(13).expect("builds");
+        assert_eq!(v13.topics.len(), 1);
+        assert_eq!(v13.topics[0].topic_id, topic_id("orders"));
+        assert_eq!(v13.topics[0].topic.0.as_str(), "");
+        let indexes: Vec<i32> = v13.topics[0]
+            .partitions
+            .iter()
+            .map(|p| p.partition)
+            .collect();
+        assert_eq!(indexes.len(), 2);
+        assert!(indexes.contains(&0) && indexes.contains(&2));
+        let p = &v13.topics[0].partitions[0];
+        assert_eq!(
+            (
+                p.current_leader_epoch,
+                p.fetch_offset,
+                p.partition_max_bytes
+            ),
+            (5, 0, 1 << 20)
+        );
+        assert_eq!(p.last_fetched_epoch, -1);
+        assert_eq!((v13.session_id, v13.session_epoch), (0, -1));
+        assert_eq!(
+            (v13.min_bytes, v13.max_wait_ms, v13.max_bytes),
+            (1, 500, 50 << 20)
+        );
+        assert_eq!((v13.replica_id.0, v13.isolation_level), (-1, 0));
+
+        let v12 = plans[1].request(12).expect("builds");
+        let names: Vec<&str> = v12.topics.iter().map(|t| t.topic.0.as_str()).collect();
+        assert_eq!(names.len(), 2);
+        assert!(names.contains(&"orders") && names.contains(&"audit"));
+        assert!(v12.topics.iter().all(|t| t.topic_id.is_nil()));
+
+        let mut no_ids = metadata(&[]);
+        let mut response =
+            MetadataResponse::default().with_brokers(vec![MetadataResponseBroker::default()
+                .with_node_id(BrokerId(0))
+                .with_host(StrBytes::from_static_str("localhost"))
+                .with_port(9092)]);
+        response.topics.push(
+            MetadataResponseTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_static_str("old"))))
+                .with_partitions(vec![
+                    MetadataResponsePartition::default().with_leader_id(BrokerId(0))
+                ]),
+        );
+        no_ids.handle_response(&response, now);
+        let mut f = fetcher(config(), &[tp("old", 0)]);
+        let plan = only_plan(&mut f, now, &no_ids);
+        assert!(plan.request(12).is_ok());
+        assert!(matches!(plan.request(13), Err(Error::Protocol { .. })));
+    }
+
+    #[test]
+    fn skips_records_before_the_position_control_and_compacted_batches_and_a_partial_tail() {
+        let now = Instant::now();
+        let md = metadata(&[("t", &[0])]);
+        let p = tp("t", 0);
+        let mut f = fetcher(config(), std::slice::from_ref(&p));
+        f.seek(&p, Offset::At(3)).expect("seek");
+        let plan = only_plan(&mut f, now, &md);
+        let mut records = batch(0, &["a", "b", "c", "d", "e"]);
+        records.extend(control_batch(5));
+        records.extend(empty_batch(6, 2));
+        records.extend(batch(9, &["j", "k"]));
+        let tail = batch(11, &["l"]);
+        records.extend(&tail[..tail.len() - 3]);
+        f.handle_fetch_response(plan.id(), 18, response("t", vec![ok(0, 12, records)]), now);
+
+        let plan = only_plan(&mut f, now, &md);
+        assert_eq!(
+            plan.partitions().collect::<Vec<_>>(),
+            vec![(&p, 11)],
+            "pipelined at the partial batch"
+        );
+        assert_eq!(f.position(&p), Some(3), "nothing consumed yet");
+        let events = drain(&mut f);
+        assert_eq!(
+            record_offsets(&events),
+            vec![(0, 3), (0, 4), (0, 9), (0, 10)]
+        );
+        let Some(Ok(ConsumerEvent::Record(r))) = events.first() else {
+            panic!("{events:?}");
+        };
+        assert_eq!(r.value.as_deref(), Some(&b"d"[..]));
+        assert_eq!(r.key.as_deref(), Some(&b"k3"[..]));
+        assert_eq!(r.headers, vec![Header::new("h", "d")]);
+        assert_eq!(
+            (r.timestamp, r.leader_epoch, &*r.topic),
+            (1_003, Some(5), "t")
+        );
+        assert_eq!(f.position(&p), Some(11));
+
+        // Only control and compacted batches: the position still moves past them.
+        f.handle_fetch_response(
+            plan.id(),
+            18,
+            response(
+                "t",
+                vec![ok(
+                    0,
+                    15,
+                    [batch(11, &["l"]), control_batch(12), empty_batch(13, 1)].concat(),
+                )],
+            ),
+            now,
+        );
+        assert_eq!(record_offsets(&drain(&mut f)), vec![(0, 11)]);
+        assert_eq!(f.position(&p), Some(15));
+    }
+
+    #[test]
+    fn prefetching_is_bounded_per_partition_and_resumes_once_drained() {
+        let now = Instant::now();
+        let md = metadata(&[("t", &[0, 0])]);
+        let mut small = config();
+        small.partition_max_bytes = 150;
+        let (p0, p1) = (tp("t", 0), tp("t", 1));
+        let mut f = fetcher(small, &[p0.clone(), p1.clone()]);
+        let plan = only_plan(&mut f, now, &md);
+        let big = batch(0, &["x".repeat(200).as_str()]);
+        let little = batch(0, &["y"]);
+        assert!(big.len() > 150 && little.len() < 150);
+        f.handle_fetch_response(
+            plan.id(),
+            18,
+            response("t", vec![ok(0, 10, big), ok(1, 10, little)]),
+            now,
+        );
+        let plan = only_plan(&mut f, now, &md);
+        assert_eq!(
+            plan.partitions().collect::<Vec<_>>(),
+            vec![(&p1, 1)],
+            "p0's buffer is full"
+        );
+        assert!(!f.poll_space_freed());
+        let first = f.poll_event();
+        assert!(matches!(&first, Some(Ok(ConsumerEvent::Record(r))) if r.partition == 0));
+        assert!(f.poll_space_freed(), "p0's only batch is done");
+        f.handle_fetch_response(
+            plan.id(),
+            18,
+            response("t", vec![ok(1, 10, Vec::new())]),
+            now,
+        );
+        let plan = only_plan(&mut f, now, &md);
+        let mut fetched: Vec<_> = plan.partitions().collect();
+        fetched.sort();
+        assert_eq!(fetched, vec![(&p0, 1), (&p1, 1)]);
+    }
+
+    #[test]
+    fn the_broker_bound_counts_only_unpaused_partitions() {
+        let now = Instant::now();
+        let md = metadata(&[("t", &[0, 0])]);
+        let mut small = config();
+        small.max_bytes = 100;
+        let (p0, p1) = (tp("t", 0), tp("t", 1));
+        let mut f = fetcher(small, &[p0.clone(), p1.clone()]);
+        let plan = only_plan(&mut f, now, &md);
+        f.handle_fetch_response(
+            plan.id(),
+            18,
+            response("t", vec![ok(0, 10, batch(0, &["x".repeat(120).as_str()]))]),
+            now,
+        );
+        assert!(
+            f.poll_fetches(now, &md).is_empty(),
+            "broker 0's buffers are full"
+        );
+        f.pause(std::slice::from_ref(&p0)).expect("pause");
+        let plan = only_plan(&mut f, now, &md);
+        assert_eq!(plan.partitions().collect::<Vec<_>>(), vec![(&p1, 0)]);
+    }
+
+    #[test]
+    fn answers_from_before_a_seek_are_ignored() {
+        let now = Instant::now();
+        let md = metadata(&[("t", &[0])]);
+        let p = tp("t", 0);
+        let mut f = fetcher(config(), std::slice::from_ref(&p));
+        let old = only_plan(&mut f, now, &md);
+        f.seek(&p, Offset::At(7)).expect("seek");
+        assert!(
+            f.poll_fetches(now, &md).is_empty(),
+            "broker 0 still has the old fetch"
+        );
+        f.handle_fetch_response(
+            old.id(),
+            18,
+            response("t", vec![ok(0, 10, batch(0, &["a", "b"]))]),
+            now,
+        );
+        assert!(drain(&mut f).is_empty());
+        let plan = only_plan(&mut f, now, &md);
+        assert_eq!(plan.partitions().collect::<Vec<_>>(), vec![(&p, 7)]);
+        // And an out-of-range answer to the old position does not reset the new one.
+        f.seek(&p, Offset::At(8)).expect("seek");
+        f.handle_fetch_response(
+            plan.id(),
+            18,
+            response(
+                "t",
+                vec![partition(
+                    0,
+                    Some(ErrorCode::OffsetOutOfRange),
+                    -1,
+                    Vec::new(),
+                )],
+            ),
+            now,
+        );
+        assert_eq!(f.position(&p), Some(8));
+        assert!(drain(&mut f).is_empty());
+    }
+
+    #[test]
+    fn paused_partitions_are_not_fetched_and_keep_their_records() {
+        let now = Instant::now();
+        let md = metadata(&[("t", &[0, 0])]);
+        let (p0, p1) = (tp("t", 0), tp("t", 1));
+        let mut f = fetcher(config(), &[p0.clone(), p1.clone()]);
+        let plan = only_plan(&mut f, now, &md);
+        f.handle_fetch_response(
+            plan.id(),
+            18,
+            response(
+                "t",
+                vec![
+                    ok(0, 2, batch(0, &["a", "b"])),
+                    ok(1, 2, batch(0, &["c", "d"])),
+                ],
+            ),
+            now,
+        );
+        f.pause(std::slice::from_ref(&p1)).expect("pause");
+        assert_eq!(f.paused(), vec![p1.clone()]);
+        assert_eq!(record_offsets(&drain(&mut f)), vec![(0, 0), (0, 1)]);
+        let plan = only_plan(&mut f, now, &md);
+        assert_eq!(plan.partitions().collect::<Vec<_>>(), vec![(&p0, 2)]);
+        f.resume(std::slice::from_ref(&p1)).expect("resume");
+        assert_eq!(record_offsets(&drain(&mut f)), vec![(1, 0), (1, 1)]);
+        assert!(f.pause(&[tp("t", 5)]).is_err());
+        assert_eq!(f.paused(), Vec::<TopicPartition>::new());
+    }
+
+    #[test]
+    fn out_of_range_resets_by_policy() {
+        let now = Instant::now();
+        let md = metadata(&[("t", &[0])]);
+        let p = tp("t", 0);
+        for (policy, lookup) in [
+            (OffsetReset::Earliest, Some(EARLIEST_TIMESTAMP)),
+            (OffsetReset::Latest, Some(LATEST_TIMESTAMP)),
+            (OffsetReset::None, None),
+        ] {
+            let mut c = config();
+            c.auto_offset_reset = policy;
+            let mut f = fetcher(c, std::slice::from_ref(&p));
+            f.seek(&p, Offset::At(3)).expect("seek");
+            let plan = only_plan(&mut f, now, &md);
+            f.handle_fetch_response(
+                plan.id(),
+                18,
+                response(
+                    "t",
+                    vec![partition(
+                        0,
+                        Some(ErrorCode::OffsetOutOfRange),
+                        -1,
+                        Vec::new(),
+                    )],
+                ),
+                now,
+            );
+            assert!(f.poll_fetches(now, &md).is_empty());
+            let lookups = f.poll_list_offsets(now, &md);
+            match lookup {
+                Some(timestamp) => {
+                    assert_eq!(lookups.len(), 1);
+                    let request = lookups[0].request(9);
+                    assert_eq!(request.replica_id.0, -1);
+                    assert_eq!(request.topics[0].partitions[0].timestamp, timestamp);
+                    assert_eq!(request.topics[0].partitions[0].current_leader_epoch, 5);
+                    assert_eq!(f.position(&p), None);
+                    let answer = ListOffsetsResponse::default().with_topics(vec![
+                        ListOffsetsTopicResponse::default()
+                            .with_name(TopicName(StrBytes::from_static_str("t")))
+                            .with_partitions(vec![
+                                ListOffsetsPartitionResponse::default().with_offset(9)
+                            ]),
+                    ]);
+                    f.handle_list_offsets_response(lookups[0].id(), &answer, now);
+                    assert_eq!(f.position(&p), Some(9));
+                    assert_eq!(
+                        only_plan(&mut f, now, &md).partitions().collect::<Vec<_>>(),
+                        vec![(&p, 9)]
+                    );
+                }
+                None => {
+                    assert!(lookups.is_empty());
+                    let events = drain(&mut f);
+                    assert!(
+                        matches!(
+                            events.as_slice(),
+                            [Err(Error::OffsetOutOfRange { offset: 3, .. })]
+                        ),
+                        "{events:?}"
+                    );
+                    assert!(f.poll_fetches(now, &md).is_empty(), "stopped until a seek");
+                    f.seek(&p, Offset::At(0)).expect("seek");
+                    assert_eq!(only_plan(&mut f, now, &md).partitions().count(), 1);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn without_a_position_none_is_an_error_until_a_seek() {
+        let now = Instant::now();
+        let md = metadata(&[("t", &[0])]);
+        let mut c = config();
+        c.auto_offset_reset = OffsetReset::None;
+        let p = tp("t", 0);
+        let mut f = Fetcher::new(c.clone(), 1);
+        f.assign(std::slice::from_ref(&p));
+        assert!(f.poll_list_offsets(now, &md).is_empty());
+        assert!(matches!(
+            drain(&mut f).as_slice(),
+            [Err(Error::OffsetOutOfRange { offset: -1, .. })]
+        ));
+        // A seek right after assign pre-empts the error.
+        let mut f = Fetcher::new(c, 1);
+        f.assign(std::slice::from_ref(&p));
+        f.seek(&p, Offset::Beginning).expect("seek");
+        assert!(drain(&mut f).is_empty());
+        assert_eq!(f.poll_list_offsets(now, &md).len(), 1);
+    }
+
+    #[test]
+    fn leadership_errors_refresh_metadata_and_back_off() {
+        let now = Instant::now();
+        let md = metadata(&[("t", &[0])]);
+        let p = tp("t", 0);
+        let mut f = fetcher(config(), std::slice::from_ref(&p));
+        for code in [
+            ErrorCode::NotLeaderOrFollower,
+            ErrorCode::FencedLeaderEpoch,
+            ErrorCode::UnknownLeaderEpoch,
+        ] {
+            let plan = only_plan(&mut f, now, &md);
+            f.handle_fetch_response(
+                plan.id(),
+                18,
+                response("t", vec![partition(0, Some(code), -1, Vec::new())]),
+                now,
+            );
+            assert_eq!(
+                f.poll_metadata_refresh(),
+                code != ErrorCode::UnknownLeaderEpoch,
+                "{code:?}"
+            );
+            assert!(f.poll_fetches(now, &md).is_empty(), "backing off");
+            let at = f.poll_timeout(now).expect("a backoff deadline");
+            assert!(at > now && at <= now + Duration::from_millis(1200));
+            let plan = only_plan(&mut f, at, &md);
+            assert_eq!(
+                plan.partitions().collect::<Vec<_>>(),
+                vec![(&p, 0)],
+                "the same offset again"
+            );
+            f.handle_fetch_response(plan.id(), 18, response("t", vec![ok(0, 0, Vec::new())]), at);
+        }
+        // A failed request backs off the broker.
+        let plan = only_plan(&mut f, now, &md);
+        f.handle_fetch_failure(
+            plan.id(),
+            &Error::Disconnected {
+                address: "b0".into(),
+            },
+            now,
+        );
+        assert!(f.poll_metadata_refresh());
+        assert!(f.poll_fetches(now, &md).is_empty());
+        let at = f.poll_timeout(now).expect("broker backoff");
+        assert_eq!(
+            only_plan(&mut f, at, &md).partitions().collect::<Vec<_>>(),
+            vec![(&p, 0)]
+        );
+    }
+
+    #[test]
+    fn unknown_leaders_ask_for_metadata() {
+        let now = Instant::now();
+        let md = metadata(&[("t", &[0])]);
+        let mut f = fetcher(config(), &[tp("missing", 0), tp("t", 3)]);
+        assert!(f.poll_fetches(now, &md).is_empty());
+        assert!(f.poll_metadata_refresh());
+        assert!(!f.poll_metadata_refresh(), "once per request");
+        assert_eq!(f.topics(), vec!["missing".to_string(), "t".to_string()]);
+    }
+
+    #[test]
+    fn partition_eof_is_queued_once_per_end_offset_after_the_records() {
+        let now = Instant::now();
+        let md = metadata(&[("t", &[0])]);
+        let mut c = config();
+        c.partition_eof = true;
+        let p = tp("t", 0);
+        let mut f = fetcher(c, std::slice::from_ref(&p));
+        let plan = only_plan(&mut f, now, &md);
+        f.handle_fetch_response(
+            plan.id(),
+            18,
+            response("t", vec![ok(0, 2, batch(0, &["a", "b"]))]),
+            now,
+        );
+        for _ in 0..2 {
+            let plan = only_plan(&mut f, now, &md);
+            f.handle_fetch_response(
+                plan.id(),
+                18,
+                response("t", vec![ok(0, 2, Vec::new())]),
+                now,
+            );
+        }
+        let events = drain(&mut f);
+        assert_eq!(events.len(), 3, "{events:?}");
+        assert!(matches!(
+            &events[2],
+            Ok(ConsumerEvent::PartitionEof {
+                partition: 0,
+                offset: 2,
+                ..
+            })
+        ));
+        let plan = only_plan(&mut f, now, &md);
+        f.handle_fetch_response(
+            plan.id(),
+            18,
+            response("t", vec![ok(0, 3, batch(2, &["c"]))]),
+            now,
+        );
+        let plan = only_plan(&mut f, now, &md);
+        f.handle_fetch_response(
+            plan.id(),
+            18,
+            response("t", vec![ok(0, 3, Vec::new())]),
+            now,
+        );
+        let events = drain(&mut f);
+        assert_eq!(record_offsets(&events), vec![(0, 2)]);
+        assert!(matches!(
+            &events[1],
+            Ok(ConsumerEvent::PartitionEof { offset: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn read_committed_is_sent_where_the_version_has_it() {
+        let now = Instant::now();
+        let md = metadata(&[("t", &[0])]);
+        let p = tp("t", 0);
+        let mut c = config();
+        c.isolation_level = IsolationLevel::ReadCommitted;
+        let mut f = Fetcher::new(c, 1);
+        f.assign(std::slice::from_ref(&p));
+        let lookups = f.poll_list_offsets(now, &md);
+        assert_eq!(lookups[0].request(1).isolation_level, 0);
+        assert_eq!(lookups[0].request(2).isolation_level, 1);
+        assert_eq!(lookups[0].request(10).timeout_ms, 30_000);
+        f.seek(&p, Offset::At(0)).expect("seek");
+        let plan = only_plan(&mut f, now, &md);
+        assert_eq!(plan.request(4).expect("builds").isolation_level, 1);
+    }
+
+    #[test]
+    fn a_timestamp_without_a_record_looks_up_the_end() {
+        let now = Instant::now();
+        let md = metadata(&[("t", &[0])]);
+        let p = tp("t", 0);
+        let mut f = fetcher(config(), std::slice::from_ref(&p));
+        f.seek(&p, Offset::Timestamp(5_000)).expect("seek");
+        let lookups = f.poll_list_offsets(now, &md);
+        assert_eq!(
+            lookups[0].request(9).topics[0].partitions[0].timestamp,
+            5_000
+        );
+        let none =
+            ListOffsetsResponse::default().with_topics(vec![ListOffsetsTopicResponse::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partitions(vec![ListOffsetsPartitionResponse::default()
+                    .with_offset(-1)
+                    .with_timestamp(-1)])]);
+        f.handle_list_offsets_response(lookups[0].id(), &none, now);
+        let lookups = f.poll_list_offsets(now, &md);
+        assert_eq!(
+            lookups[0].request(9).topics[0].partitions[0].timestamp,
+            LATEST_TIMESTAMP
+        );
+    }
+
+    #[test]
+    fn a_corrupt_batch_is_an_error_after_the_good_records_and_stops_the_partition() {
+        let now = Instant::now();
+        let md = metadata(&[("t", &[0])]);
+        let p = tp("t", 0);
+        let mut f = fetcher(config(), std::slice::from_ref(&p));
+        let plan = only_plan(&mut f, now, &md);
+        let mut bad = batch(2, &["c"]);
+        let last = bad.len() - 1;
+        bad[last] ^= 0x55;
+        let records = [batch(0, &["a", "b"]), bad, batch(3, &["d"])].concat();
+        f.handle_fetch_response(plan.id(), 18, response("t", vec![ok(0, 4, records)]), now);
+        let events = drain(&mut f);
+        assert_eq!(record_offsets(&events), vec![(0, 0), (0, 1)]);
+        assert!(
+            matches!(
+                events.last(),
+                Some(Err(Error::CorruptRecord { partition: 0, .. }))
+            ),
+            "{events:?}"
+        );
+        assert_eq!(events.len(), 3);
+        assert_eq!(f.position(&p), Some(2));
+        assert!(f.poll_fetches(now, &md).is_empty());
+        f.seek(&p, Offset::At(3)).expect("seek");
+        assert_eq!(
+            only_plan(&mut f, now, &md).partitions().collect::<Vec<_>>(),
+            vec![(&p, 3)]
+        );
+    }
+
+    #[test]
+    fn reassigning_keeps_the_state_of_partitions_that_stay() {
+        let p0 = tp("t", 0);
+        let mut f = fetcher(config(), std::slice::from_ref(&p0));
+        f.seek(&p0, Offset::At(42)).expect("seek");
+        f.assign(&[tp("t", 1), p0.clone(), p0.clone()]);
+        assert_eq!(f.assignment(), vec![tp("t", 1), p0.clone()]);
+        assert_eq!(f.position(&p0), Some(42));
+        assert_eq!(f.position(&tp("t", 1)), None);
+        f.assign(&[]);
+        assert!(f.assignment().is_empty());
+        assert!(matches!(
+            f.seek(&p0, Offset::At(1)),
+            Err(Error::UnknownPartition { .. })
+        ));
+        assert!(matches!(
+            f.seek(&p0, Offset::At(-5)),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+}

@@ -1,0 +1,293 @@
+//! The consumer's driver: a tokio task around the sans-IO [`Fetcher`] that sends the Fetch
+//! and ListOffsets requests it plans, feeds their answers back, and refreshes the metadata
+//! when it asks.
+//!
+//! ```text
+//! Consumer::recv ──lock──> Fetcher::poll_event            (records out)
+//!        │ notify                 ^
+//!        v                        │ handle_* (answers in)
+//! driver task ──> poll_fetches / poll_list_offsets ──> ClusterClient::request_broker
+//!                                                      (one task per request)
+//! ```
+//!
+//! The fetcher and the user's waker sit behind one mutex, held only for engine calls, never
+//! across an await. Each request runs as its own task, so one broker's long poll never holds
+//! back another's fetch; the fetcher keeps at most one Fetch and one ListOffsets in flight per
+//! broker.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{debug, Instrument};
+
+use super::broker::{RequestError, Response};
+use super::cluster::ClusterClient;
+use crate::engine::backoff::{Backoff, Rng};
+use crate::engine::fetcher::{FetchPlan, Fetcher, ListOffsetsPlan};
+use crate::error::Error;
+use crate::proto::{ApiKey, RequestKind, ResponseKind};
+
+/// What the consumer handle and its driver share.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    /// Wakes the driver: the assignment changed, buffer space was freed, or the consumer
+    /// is closing.
+    driver_wake: Notify,
+    pub(crate) cluster: Arc<ClusterClient>,
+}
+
+/// The part behind the mutex.
+pub(crate) struct State {
+    /// The engine.
+    pub(crate) fetcher: Fetcher,
+    /// The task waiting in `recv`, woken whenever an answer was applied.
+    pub(crate) waker: Option<Waker>,
+    /// Set by `close` or drop; the driver stops, `recv` fails with [`Error::Closed`].
+    pub(crate) closed: bool,
+}
+
+impl Shared {
+    pub(crate) fn new(fetcher: Fetcher, cluster: Arc<ClusterClient>) -> Self {
+        Self {
+            state: Mutex::new(State {
+                fetcher,
+                waker: None,
+                closed: false,
+            }),
+            driver_wake: Notify::new(),
+            cluster,
+        }
+    }
+
+    /// Locks the state. Never hold the guard across an await.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tells the driver to look at the fetcher again.
+    pub(crate) fn wake_driver(&self) {
+        self.driver_wake.notify_one();
+    }
+
+    /// Stops the driver and fails the waiting `recv`.
+    pub(crate) fn close(&self) {
+        let waker = {
+            let mut state = self.lock();
+            state.closed = true;
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        self.wake_driver();
+    }
+}
+
+enum Completion {
+    Fetch {
+        id: u64,
+        result: Result<Option<Response>, RequestError>,
+    },
+    ListOffsets {
+        id: u64,
+        result: Result<Option<Response>, RequestError>,
+    },
+    Metadata(Result<(), Error>),
+}
+
+/// Runs until the consumer is closed or dropped.
+pub(crate) async fn run(shared: Arc<Shared>, seed: u64) {
+    let config = shared.cluster.config().clone();
+    let mut tasks: JoinSet<Completion> = JoinSet::new();
+    let mut rng = Rng::new(seed);
+    let mut refresh_backoff = Backoff::new(config.retry_backoff, config.retry_backoff_max);
+    let mut refresh_in_flight = false;
+    let mut refresh_wanted = false;
+    let mut refresh_not_before: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        let (fetches, lookups, deadline) = {
+            let mut state = shared.lock();
+            if state.closed {
+                break;
+            }
+            let metadata = shared.cluster.metadata();
+            let lookups = state.fetcher.poll_list_offsets(now.into_std(), &metadata);
+            let fetches = state.fetcher.poll_fetches(now.into_std(), &metadata);
+            refresh_wanted |= state.fetcher.poll_metadata_refresh();
+            // First use, a stale cache or `metadata.max.age.ms` passed; nothing to look up
+            // before something is assigned.
+            refresh_wanted |= state.fetcher.has_assignment()
+                && metadata.refresh_due(now.into_std()) <= now.into_std();
+            let deadline = state
+                .fetcher
+                .poll_timeout(now.into_std())
+                .map(Instant::from_std);
+            (fetches, lookups, deadline)
+        };
+        for plan in lookups {
+            spawn_list_offsets(&mut tasks, &shared.cluster, plan);
+        }
+        for plan in fetches {
+            spawn_fetch(&mut tasks, &shared.cluster, plan);
+        }
+        let refresh_allowed = refresh_not_before.is_none_or(|at| at <= now);
+        if refresh_wanted && !refresh_in_flight && refresh_allowed {
+            refresh_wanted = false;
+            refresh_in_flight = true;
+            shared.cluster.metadata().invalidate();
+            let cluster = shared.cluster.clone();
+            tasks.spawn(async move { Completion::Metadata(cluster.refresh_metadata().await) });
+        }
+        let refresh_deadline = if refresh_wanted && !refresh_in_flight {
+            refresh_not_before
+        } else {
+            None
+        };
+        let deadline = match (deadline, refresh_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        tokio::select! {
+            done = tasks.join_next(), if !tasks.is_empty() => {
+                let Some(Ok(done)) = done else { continue };
+                let now = Instant::now();
+                match done {
+                    Completion::Metadata(result) => {
+                        refresh_in_flight = false;
+                        let still_stale = shared.cluster.metadata().refresh_due(now.into_std()) <= now.into_std();
+                        let wait = match result {
+                            Ok(()) if !still_stale => {
+                                refresh_backoff.reset();
+                                config.retry_backoff
+                            }
+                            Ok(()) => refresh_backoff.next_delay(&mut rng),
+                            Err(error) => {
+                                debug!(%error, "metadata refresh failed");
+                                refresh_backoff.next_delay(&mut rng)
+                            }
+                        };
+                        refresh_not_before = Some(now + wait);
+                    }
+                    Completion::Fetch { id, result } => {
+                        let mut state = shared.lock();
+                        match into_body(result, ApiKey::Fetch) {
+                            Ok((version, ResponseKind::Fetch(body))) => {
+                                state.fetcher.handle_fetch_response(id, version, body, now.into_std());
+                            }
+                            Ok(_) => {
+                                let error = unexpected_body(ApiKey::Fetch);
+                                state.fetcher.handle_fetch_failure(id, &error, now.into_std());
+                            }
+                            Err(error) => state.fetcher.handle_fetch_failure(id, &error, now.into_std()),
+                        }
+                        wake_user(state);
+                    }
+                    Completion::ListOffsets { id, result } => {
+                        let mut state = shared.lock();
+                        match into_body(result, ApiKey::ListOffsets) {
+                            Ok((_, ResponseKind::ListOffsets(body))) => {
+                                state.fetcher.handle_list_offsets_response(id, &body, now.into_std());
+                            }
+                            Ok(_) => {
+                                let error = unexpected_body(ApiKey::ListOffsets);
+                                state.fetcher.handle_list_offsets_failure(id, &error, now.into_std());
+                            }
+                            Err(error) => {
+                                state.fetcher.handle_list_offsets_failure(id, &error, now.into_std());
+                            }
+                        }
+                        wake_user(state);
+                    }
+                }
+            }
+            () = shared.driver_wake.notified() => {}
+            () = sleep_until_opt(deadline) => {}
+        }
+    }
+    tasks.abort_all();
+    debug!("consumer driver stopped");
+}
+
+fn wake_user(mut state: MutexGuard<'_, State>) {
+    let waker = state.waker.take();
+    drop(state);
+    if let Some(waker) = waker {
+        waker.wake();
+    }
+}
+
+fn into_body(
+    result: Result<Option<Response>, RequestError>,
+    api: ApiKey,
+) -> Result<(i16, ResponseKind), Error> {
+    match result {
+        Ok(Some(response)) => Ok((response.version, *response.body)),
+        Ok(None) => Err(Error::Protocol {
+            peer: "broker".into(),
+            reason: format!("no response to {api:?}"),
+        }),
+        Err(RequestError { error, .. }) => Err(error),
+    }
+}
+
+fn unexpected_body(api: ApiKey) -> Error {
+    Error::Protocol {
+        peer: "broker".into(),
+        reason: format!("{api:?} answered with another API"),
+    }
+}
+
+fn spawn_fetch(tasks: &mut JoinSet<Completion>, cluster: &Arc<ClusterClient>, plan: FetchPlan) {
+    let cluster = cluster.clone();
+    let id = plan.id();
+    let broker = plan.broker();
+    let span = tracing::debug_span!("fetch", broker, id);
+    tasks.spawn(
+        async move {
+            let build =
+                Box::new(move |version: i16| Ok(RequestKind::Fetch(plan.request(version)?)));
+            let result = cluster
+                .request_broker(broker, ApiKey::Fetch, build, true)
+                .await;
+            Completion::Fetch { id, result }
+        }
+        .instrument(span),
+    );
+}
+
+fn spawn_list_offsets(
+    tasks: &mut JoinSet<Completion>,
+    cluster: &Arc<ClusterClient>,
+    plan: ListOffsetsPlan,
+) {
+    let cluster = cluster.clone();
+    let id = plan.id();
+    let broker = plan.broker();
+    let span = tracing::debug_span!("list_offsets", broker, id);
+    tasks.spawn(
+        async move {
+            let build =
+                Box::new(move |version: i16| Ok(RequestKind::ListOffsets(plan.request(version))));
+            let result = cluster
+                .request_broker(broker, ApiKey::ListOffsets, build, true)
+                .await;
+            Completion::ListOffsets { id, result }
+        }
+        .instrument(span),
+    );
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How long `close` waits for the driver to stop.
+pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
