@@ -7,6 +7,7 @@
 //! | [`config`] | [`Config`]: typed setters and Kafka property names |
 //! | [`io`] | tokio drivers: transports, broker connections, the shared cluster client |
 //! | [`error`] | [`Error`] and its classification (retriable, abortable, fatal) |
+//! | [`producer`] | [`Producer`]: `send` records, await their delivery; `flush`, `close` |
 //!
 //! ```text
 //! user ── Producer/Consumer (async API) ── engine (state machines, no IO) ── io (tokio) ── broker
@@ -18,10 +19,14 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod io;
+pub mod producer;
 pub mod proto;
 
 pub use config::{Acks, Config, IsolationLevel, OffsetReset, Partitioner};
 pub use error::{Error, Persisted, Result};
+pub use producer::{
+    DeliveryFuture, ProduceError, Producer, ProducerBuilder, ProducerRecord, RecordMetadata,
+};
 
 /// Re-export of the `kafka-protocol` crate whose generated message structs franzy uses, so
 /// that callers name the same types without a version mismatch.

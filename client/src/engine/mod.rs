@@ -6,7 +6,9 @@
 //! | [`connection`] | one broker connection: correlation ids, in-flight requests, negotiation, timeouts |
 //! | [`partitioner`] | Java-compatible murmur2 and uniform sticky partitioning |
 //! | [`metadata`] | the cluster view: brokers, topics, leaders, leader epochs, refresh |
+//! | [`accumulator`] | producer batches: partitioning, linger, sizes, drain per leader, retries |
 
+pub mod accumulator;
 pub mod backoff;
 pub mod connection;
 pub mod metadata;

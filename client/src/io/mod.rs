@@ -5,9 +5,11 @@
 //! | [`transport`] | [`Connector`]: how a `host:port` becomes a byte stream (TCP by default) |
 //! | [`broker`] | one connection per broker: a task driving the connection engine |
 //! | [`cluster`] | metadata + connections shared by producer, consumer and admin |
+//! | [`sender`] | the producer's task: drains the accumulator into Produce requests |
 
 pub mod broker;
 pub mod cluster;
+pub mod sender;
 pub mod transport;
 
 pub use transport::{BoxedStream, BrokerStream, ConnectFuture, Connector, TcpConnector};

@@ -4,3 +4,4 @@
 mod client_core;
 mod faults;
 mod hostile_input;
+mod producer;
