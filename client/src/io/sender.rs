@@ -1,5 +1,5 @@
 //! The producer's sender task: a thin tokio driver around the
-//! [`Accumulator`](crate::engine::accumulator::Accumulator) engine.
+//! [`Accumulator`] engine.
 //!
 //! One task per producer owns the accumulator. It takes records from the producer's
 //! command channel, refreshes metadata when the accumulator or the `metadata.max.age.ms`
@@ -9,9 +9,9 @@
 //! or delivery deadline, a command, an answer, or a `send` that waits for buffer space.
 //!
 //! A request is built by the broker connection when it is about to write it (see
-//! [`BrokerConnection::request`]); at that moment each batch is marked written. A batch whose
+//! [`BrokerConnection::request`](super::broker::BrokerConnection::request)); at that moment each batch is marked written. A batch whose
 //! delivery timeout passes before that is taken out of the request, so it is reported as
-//! [`Persisted::No`](crate::Persisted::No) with certainty; after it, as `Possibly`.
+//! [`Persisted::No`] with certainty; after it, as `Possibly`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
