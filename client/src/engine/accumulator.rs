@@ -1566,6 +1566,49 @@ mod tests {
     }
 
     #[test]
+    fn the_partitioner_setting_decides_for_keyless_and_keyed_records() {
+        let t0 = Instant::now();
+        let md = metadata(&[0, 1, 2, 0, 1, 2]);
+        let keyless = |n| {
+            let mut new = record(n, None, 10, t0);
+            new.record.key = None;
+            new
+        };
+        let mut acc = Accumulator::new(
+            AccumulatorConfig {
+                partitioner: Partitioner::Murmur2,
+                ..config()
+            },
+            1,
+        );
+        let empty_key = Placement::Partition(partition_for_key(b"", 6));
+        for n in 0..5 {
+            assert_eq!(acc.append(keyless(n), &md, t0), empty_key);
+        }
+        // `random` ignores keys: every record sticks to one partition until the batch fills.
+        let mut acc = Accumulator::new(
+            AccumulatorConfig {
+                partitioner: Partitioner::Random,
+                ..config()
+            },
+            1,
+        );
+        let placements: Vec<Placement> = (0..10)
+            .map(|n| acc.append(record(n, None, 10, t0), &md, t0))
+            .collect();
+        assert!(
+            placements.windows(2).all(|w| w[0] == w[1]),
+            "{placements:?}"
+        );
+        // Sticky choices only go to partitions with a leader.
+        let md = metadata(&[-1, -1, 2, -1, -1, -1]);
+        let mut acc = Accumulator::new(config(), 5);
+        for n in 0..10 {
+            assert_eq!(acc.append(keyless(n), &md, t0), Placement::Partition(2));
+        }
+    }
+
+    #[test]
     fn an_unknown_topic_waits_for_metadata_and_a_missing_partition_fails() {
         let t0 = Instant::now();
         let empty = Metadata::new(Duration::from_secs(300));

@@ -709,6 +709,121 @@ async fn flush_sends_without_lingering_and_close_finishes_everything() {
     delivered(second).await;
 }
 
+/// The ordering guarantee under random faults: with one batch per partition in flight, a
+/// retried batch can only be repeated right after itself (a lost answer), never reordered.
+/// So each partition's log, with immediately repeated batches collapsed, is exactly the
+/// send order. `FRANZY_SEED` picks the fault pattern and the producer's jitter.
+#[tokio::test(start_paused = true)]
+async fn per_partition_order_survives_random_faults() {
+    let seed: u64 = std::env::var("FRANZY_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_240_601);
+    init_tracing();
+    let cluster = Cluster::builder()
+        .brokers(3)
+        .topic("orders", 6)
+        .in_memory()
+        .seed(seed)
+        .build()
+        .await
+        .expect("cluster starts");
+    let producer = Producer::builder(
+        config(&cluster)
+            .batch_size(300)
+            .request_timeout(Duration::from_secs(2)),
+    )
+    .connector(Arc::new(cluster.connector()))
+    .seed(seed)
+    .build()
+    .expect("valid config");
+    for action in [
+        Action::DisconnectAfterHandling,
+        Action::Error(ErrorCode::NotLeaderOrFollower),
+        Action::Disconnect,
+        Action::Delay(Duration::from_secs(3)),
+    ] {
+        cluster.intercept(
+            Interceptor::new(ApiKey::Produce, action)
+                .keep()
+                .with_probability(0.1),
+        );
+    }
+    let mut deliveries = Vec::new();
+    for i in 0..300 {
+        let record = ProducerRecord::new("orders")
+            .with_key(format!("k{}", i % 17))
+            .with_value(format!("v{i}"));
+        deliveries.push((record.clone(), send(&producer, record).await));
+        if i % 50 == 49 {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+    let mut expected: Vec<Vec<String>> = vec![Vec::new(); 6];
+    for (record, delivery) in deliveries {
+        let metadata = outcome(delivery)
+            .await
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let value =
+            String::from_utf8_lossy(record.value.as_deref().unwrap_or_default()).into_owned();
+        let stored = log(&cluster, "orders", metadata.partition);
+        let at = stored
+            .iter()
+            .find(|(offset, ..)| *offset == metadata.offset)
+            .and_then(|(_, _, v, _)| v.clone());
+        assert_eq!(
+            at.as_deref(),
+            Some(value.as_bytes()),
+            "seed {seed}: reported offset holds the record"
+        );
+        expected[metadata.partition as usize].push(value);
+    }
+    cluster.clear_interceptors();
+    let mut duplicates = 0;
+    for (partition, expected) in expected.iter().enumerate() {
+        let mut collapsed: Vec<Vec<String>> = Vec::new();
+        for batch in batches(&cluster, "orders", partition as i32) {
+            let values: Vec<String> = batch
+                .records
+                .iter()
+                .map(|r| {
+                    String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()
+                })
+                .collect();
+            if collapsed.last() == Some(&values) {
+                duplicates += 1;
+            } else {
+                collapsed.push(values);
+            }
+        }
+        let flat: Vec<String> = collapsed.into_iter().flatten().collect();
+        assert_eq!(&flat, expected, "seed {seed}: partition {partition}");
+    }
+    assert!(
+        duplicates > 0,
+        "seed {seed}: the faults caused some retries of written batches"
+    );
+    producer.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_producer_still_delivers_what_it_accepted() {
+    let cluster = cluster(3).await;
+    let producer = producer(&cluster, config(&cluster).linger(Duration::from_secs(5)));
+    let clone = producer.clone();
+    let first = send(&producer, ProducerRecord::new("orders").with_value("a")).await;
+    drop(producer);
+    let second = send(&clone, ProducerRecord::new("orders").with_value("b")).await;
+    drop(clone);
+    let start = Instant::now();
+    delivered(first).await;
+    delivered(second).await;
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "sent without lingering"
+    );
+}
+
 #[test]
 fn config_errors_name_the_key() {
     let runtime = tokio::runtime::Builder::new_current_thread()
