@@ -436,11 +436,6 @@ impl Producer {
             let _ = task.await;
         }
     }
-
-    /// The shared client core (metadata and connections), for inspection.
-    pub fn cluster(&self) -> &ClusterClient {
-        &self.inner.cluster
-    }
 }
 
 /// Counts a `send` waiting for buffer space for as long as it waits, also when the

@@ -93,6 +93,7 @@ pub(crate) fn spawn(
         refresh: JoinSet::new(),
         metadata_backoff,
         metadata_not_before: None,
+        refresh_again: false,
         rng: Rng::new(seed.rotate_left(17) ^ 0x6d65_7461),
         flushes: Vec::new(),
         closes: Vec::new(),
@@ -115,6 +116,9 @@ struct Sender {
     refresh: JoinSet<Result<(), Error>>,
     metadata_backoff: Backoff,
     metadata_not_before: Option<Instant>,
+    /// Fresh metadata was asked for while a refresh was in flight, whose answer may
+    /// predate the reason: refresh again after it.
+    refresh_again: bool,
     rng: Rng,
     flushes: Vec<(u64, oneshot::Sender<()>)>,
     closes: Vec<oneshot::Sender<()>>,
@@ -224,7 +228,11 @@ impl Sender {
 
     fn refresh_metadata_if_needed(&mut self, now: Instant) {
         if self.accumulator.take_metadata_refresh() {
-            self.cluster.metadata().invalidate();
+            if self.refresh.is_empty() {
+                self.cluster.metadata().invalidate();
+            } else {
+                self.refresh_again = true;
+            }
         }
         if !self.refresh.is_empty() || self.metadata_not_before.is_some_and(|at| at > now) {
             return;
@@ -244,7 +252,10 @@ impl Sender {
 
     fn handle_refresh(&mut self, result: Result<(), Error>) {
         let now = now();
-        let metadata = self.cluster.metadata();
+        let mut metadata = self.cluster.metadata();
+        if std::mem::take(&mut self.refresh_again) {
+            metadata.invalidate();
+        }
         let settled = match &result {
             Ok(()) => {
                 self.accumulator.handle_metadata(&metadata, now);
@@ -558,5 +569,82 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn batch(topic: &str, id: u128, partition: i32) -> DrainedBatch {
+        DrainedBatch {
+            batch_id: partition as u64,
+            topic: topic.into(),
+            topic_id: Uuid::from_u128(id),
+            partition,
+            records: Bytes::from_static(b"batch"),
+            record_count: 1,
+        }
+    }
+
+    #[test]
+    fn requests_name_topics_before_v13_and_use_ids_from_v13() -> Result<(), Error> {
+        let batches = [batch("a", 1, 0), batch("b", 2, 0), batch("a", 1, 3)];
+        let refs: Vec<&DrainedBatch> = batches.iter().collect();
+        let v12 = build_request(12, Acks::All, 30_000, &refs)?;
+        assert_eq!((v12.acks, v12.timeout_ms), (-1, 30_000));
+        let names: Vec<(&str, Vec<i32>)> = v12
+            .topic_data
+            .iter()
+            .map(|t| {
+                (
+                    t.name.0.as_str(),
+                    t.partition_data.iter().map(|p| p.index).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(names, vec![("a", vec![0, 3]), ("b", vec![0])]);
+        let v13 = build_request(13, Acks::Leader, 5, &refs)?;
+        let ids: Vec<Uuid> = v13.topic_data.iter().map(|t| t.topic_id).collect();
+        assert_eq!(ids, vec![Uuid::from_u128(1), Uuid::from_u128(2)]);
+        assert!(v13.topic_data.iter().all(|t| t.name.0.is_empty()));
+        let unknown = [batch("c", 0, 0)];
+        let refs: Vec<&DrainedBatch> = unknown.iter().collect();
+        assert!(build_request(13, Acks::All, 5, &refs).is_err());
+        assert!(build_request(9, Acks::All, 5, &refs).is_ok());
+        Ok(())
+    }
+
+    #[test]
+    fn responses_map_topic_ids_back_to_names() {
+        use kafka_protocol::messages::produce_response::{
+            PartitionProduceResponse, TopicProduceResponse,
+        };
+        let body = ProduceResponse::default().with_responses(vec![
+            TopicProduceResponse::default()
+                .with_topic_id(Uuid::from_u128(1))
+                .with_partition_responses(vec![PartitionProduceResponse::default()
+                    .with_index(2)
+                    .with_error_code(ErrorCode::NotLeaderOrFollower.code())
+                    .with_base_offset(-1)
+                    .with_log_append_time_ms(-1)]),
+            TopicProduceResponse::default()
+                .with_topic_id(Uuid::from_u128(99))
+                .with_partition_responses(vec![PartitionProduceResponse::default()]),
+        ]);
+        let names = HashMap::from([(Uuid::from_u128(1), "a".to_string())]);
+        let parsed = partition_responses(body, 13, &names);
+        assert_eq!(
+            parsed,
+            vec![PartitionResponse {
+                topic: "a".into(),
+                partition: 2,
+                error: Some(ErrorCode::NotLeaderOrFollower),
+                error_message: None,
+                base_offset: -1,
+                log_append_time: -1,
+            }]
+        );
     }
 }

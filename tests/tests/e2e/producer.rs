@@ -807,6 +807,41 @@ async fn per_partition_order_survives_random_faults() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn metadata_is_refreshed_every_max_age_and_produce_uses_v13_topic_ids() {
+    let cluster = cluster(3).await;
+    let producer = producer(
+        &cluster,
+        config(&cluster).metadata_max_age(Duration::from_secs(10)),
+    );
+    send_all(&producer, numbered("orders", 0, 1)).await;
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    let fetches: Vec<Duration> = cluster
+        .requests()
+        .iter()
+        .filter(|r| r.api_key == ApiKey::Metadata)
+        .map(|r| r.at)
+        .collect();
+    let refreshes: Vec<Duration> = fetches.iter().map(|at| *at - fetches[0]).collect();
+    assert_eq!(
+        refreshes,
+        vec![
+            Duration::ZERO,
+            Duration::from_secs(10),
+            Duration::from_secs(20),
+            Duration::from_secs(30)
+        ]
+    );
+    let produce = cluster
+        .requests()
+        .into_iter()
+        .find(|r| r.api_key == ApiKey::Produce)
+        .expect("one produce");
+    assert_eq!(produce.api_version, 13);
+    assert_eq!(produce.partitions, vec![("orders".to_string(), 0)]);
+    producer.close().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn dropping_the_producer_still_delivers_what_it_accepted() {
     let cluster = cluster(3).await;
     let producer = producer(&cluster, config(&cluster).linger(Duration::from_secs(5)));
