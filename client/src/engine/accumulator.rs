@@ -672,7 +672,7 @@ impl<T> Accumulator<T> {
         }
         for batch in expired_batches {
             let persisted = batch.persisted();
-            warn!(topic = %batch.topic, partition = batch.partition, records = batch.entries.len(),
+            debug!(topic = %batch.topic, partition = batch.partition, records = batch.entries.len(),
                 ?persisted, "batch expired before it could be sent");
             self.fail_batch(batch, &timeout, persisted);
         }
@@ -687,7 +687,7 @@ impl<T> Accumulator<T> {
                     } else {
                         Persisted::No
                     };
-                    warn!(topic = %batch.topic, partition = batch.partition,
+                    debug!(topic = %batch.topic, partition = batch.partition,
                         records = batch.entries.len(), ?persisted, "batch expired in flight");
                     expired_in_flight.push((std::mem::take(&mut batch.entries), persisted));
                 }
