@@ -9,6 +9,7 @@
 //! | [`io`] | tokio drivers: transports, broker connections, the shared cluster client |
 //! | [`error`] | [`Error`] and its classification (retriable, abortable, fatal) |
 //! | [`topic_partition`] | [`TopicPartition`]: one partition of one topic |
+//! | [`producer`] | [`Producer`]: `send` records, await their delivery; `flush`, `close` |
 //!
 //! ```text
 //! user ── Producer/Consumer (async API) ── engine (state machines, no IO) ── io (tokio) ── broker
@@ -21,6 +22,7 @@ pub mod consumer;
 pub mod engine;
 pub mod error;
 pub mod io;
+pub mod producer;
 pub mod proto;
 pub mod topic_partition;
 
@@ -28,6 +30,9 @@ pub use config::{Acks, Config, IsolationLevel, OffsetReset, Partitioner};
 pub use consumer::{Consumer, ConsumerEvent, ConsumerRecord, Offset};
 pub use error::{Error, Persisted, Result};
 pub use topic_partition::TopicPartition;
+pub use producer::{
+    DeliveryFuture, ProduceError, Producer, ProducerBuilder, ProducerRecord, RecordMetadata,
+};
 
 /// Re-export of the `kafka-protocol` crate whose generated message structs franzy uses, so
 /// that callers name the same types without a version mismatch.

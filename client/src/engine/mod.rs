@@ -7,7 +7,9 @@
 //! | [`fetcher`] | the consumer: positions, Fetch/ListOffsets planning, prefetch buffer, resets |
 //! | [`partitioner`] | Java-compatible murmur2 and uniform sticky partitioning |
 //! | [`metadata`] | the cluster view: brokers, topics, leaders, leader epochs, refresh |
+//! | [`accumulator`] | producer batches: partitioning, linger, sizes, drain per leader, retries |
 
+pub mod accumulator;
 pub mod backoff;
 pub mod connection;
 pub mod fetcher;

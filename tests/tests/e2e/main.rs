@@ -5,3 +5,4 @@ mod client_core;
 mod consumer;
 mod faults;
 mod hostile_input;
+mod producer;

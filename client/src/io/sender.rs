@@ -1,0 +1,650 @@
+//! The producer's sender task: a thin tokio driver around the
+//! [`Accumulator`] engine.
+//!
+//! One task per producer owns the accumulator. It takes records from the producer's
+//! command channel, refreshes metadata when the accumulator or the `metadata.max.age.ms`
+//! clock asks (one refresh at a time, `retry.backoff.ms` apart, backing off exponentially
+//! while it fails), sends each drained request on its own sub-task (so a slow broker never
+//! delays another), and feeds their outcomes back. It sleeps until the next linger, backoff
+//! or delivery deadline, a command, an answer, or a `send` that waits for buffer space.
+//!
+//! A request is built by the broker connection when it is about to write it (see
+//! [`BrokerConnection::request`](super::broker::BrokerConnection::request)); at that moment each batch is marked written. A batch whose
+//! delivery timeout passes before that is taken out of the request, so it is reported as
+//! [`Persisted::No`] with certainty; after it, as `Possibly`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{debug, warn, Instrument, Span};
+use uuid::Uuid;
+
+use super::broker::{BuildRequest, RequestError};
+use super::cluster::ClusterClient;
+use crate::config::Acks;
+use crate::engine::accumulator::{
+    Accumulator, AccumulatorConfig, BatchId, Completion, DrainedBatch, NewRecord,
+    PartitionResponse, ProduceOutcome, ProduceRequestPlan, RequestId,
+};
+use crate::engine::backoff::{Backoff, Rng};
+use crate::error::{Error, Persisted};
+use crate::producer::{DeliveryResult, ProduceError, RecordMetadata};
+use crate::proto::{ApiKey, ErrorCode, RequestKind, ResponseKind, StrBytes};
+
+/// What a record's completion is: the channel to its `DeliveryFuture`.
+pub(crate) type DeliverySender = oneshot::Sender<DeliveryResult>;
+
+/// Messages from producer handles to the sender task.
+pub(crate) enum Command {
+    /// A record, with its buffer space already reserved.
+    Send(Box<NewRecord<DeliverySender>>),
+    /// Answer once everything sent before has completed.
+    Flush(oneshot::Sender<()>),
+    /// Finish everything, answer, and stop.
+    Close(oneshot::Sender<()>),
+}
+
+/// State shared by the producer handles and the sender task.
+#[derive(Debug)]
+pub(crate) struct SenderShared {
+    /// `buffer.memory`, in bytes: a `send` takes a record's size, its completion gives it
+    /// back.
+    pub(crate) buffer: Semaphore,
+    /// Sends waiting for buffer space.
+    pub(crate) waiters: AtomicUsize,
+    /// Wakes the sender task when a send starts waiting.
+    pub(crate) wake: Notify,
+    /// `close` was called.
+    pub(crate) closed: AtomicBool,
+}
+
+/// Not yet handed to the connection.
+const PENDING: u8 = 0;
+/// Built into a request that went to the connection: the broker may see it.
+const WRITTEN: u8 = 1;
+/// Expired before being written: must never be.
+const ABANDONED: u8 = 2;
+
+/// Starts the sender task on `runtime`.
+pub(crate) fn spawn(
+    runtime: &tokio::runtime::Handle,
+    cluster: Arc<ClusterClient>,
+    shared: Arc<SenderShared>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    seed: u64,
+    span: Span,
+) -> tokio::task::JoinHandle<()> {
+    let config = cluster.config();
+    let accumulator = Accumulator::new(AccumulatorConfig::from_config(config), seed);
+    let metadata_backoff = Backoff::new(config.retry_backoff, config.retry_backoff_max);
+    let sender = Sender {
+        accumulator,
+        shared,
+        commands,
+        requests: JoinSet::new(),
+        dispatch: HashMap::new(),
+        request_batches: HashMap::new(),
+        refresh: JoinSet::new(),
+        metadata_backoff,
+        metadata_not_before: None,
+        refresh_again: false,
+        rng: Rng::new(seed.rotate_left(17) ^ 0x6d65_7461),
+        flushes: Vec::new(),
+        closes: Vec::new(),
+        closing: false,
+        commands_done: false,
+        cluster,
+    };
+    runtime.spawn(sender.run().instrument(span))
+}
+
+struct Sender {
+    accumulator: Accumulator<DeliverySender>,
+    cluster: Arc<ClusterClient>,
+    shared: Arc<SenderShared>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    requests: JoinSet<(RequestId, ProduceOutcome)>,
+    /// Written/abandoned state of each batch in a request not yet answered.
+    dispatch: HashMap<BatchId, Arc<AtomicU8>>,
+    request_batches: HashMap<RequestId, Vec<BatchId>>,
+    refresh: JoinSet<Result<(), Error>>,
+    metadata_backoff: Backoff,
+    metadata_not_before: Option<Instant>,
+    /// Fresh metadata was asked for while a refresh was in flight, whose answer may
+    /// predate the reason: refresh again after it.
+    refresh_again: bool,
+    rng: Rng,
+    flushes: Vec<(u64, oneshot::Sender<()>)>,
+    closes: Vec<oneshot::Sender<()>>,
+    closing: bool,
+    /// The command channel is closed and empty.
+    commands_done: bool,
+}
+
+/// Commands handled per wake-up before the accumulator is drained.
+const COMMAND_BURST: usize = 1024;
+
+impl Sender {
+    async fn run(mut self) {
+        loop {
+            let now = now();
+            self.expire(now);
+            self.refresh_metadata_if_needed(now);
+            self.send_ready(now);
+            self.deliver();
+            if self.closing && self.accumulator.is_idle() && self.requests.is_empty() {
+                break;
+            }
+            let deadline = self.next_deadline(now);
+            tokio::select! {
+                command = self.commands.recv(), if !self.commands_done => match command {
+                    Some(command) => {
+                        self.handle_command(command);
+                        for _ in 0..COMMAND_BURST {
+                            match self.commands.try_recv() {
+                                Ok(command) => self.handle_command(command),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    // Every producer handle is gone, or close was called: finish what we
+                    // hold, then stop.
+                    None => {
+                        self.commands_done = true;
+                        self.begin_close();
+                    }
+                },
+                Some(joined) = self.requests.join_next() => match joined {
+                    Ok((request_id, outcome)) => self.handle_outcome(request_id, outcome),
+                    Err(error) => warn!(%error, "produce request task failed"),
+                },
+                Some(joined) = self.refresh.join_next() => {
+                    let result = joined.unwrap_or_else(|error| Err(Error::Protocol {
+                        peer: "metadata".into(),
+                        reason: format!("refresh task failed: {error}"),
+                    }));
+                    self.handle_refresh(result);
+                }
+                () = self.shared.wake.notified() => {}
+                () = sleep_until(deadline) => {}
+            }
+        }
+        self.finish();
+    }
+
+    fn handle_command(&mut self, command: Command) {
+        match command {
+            Command::Send(new) => {
+                let now = now();
+                let topic = new.record.topic.clone();
+                let mut metadata = self.cluster.metadata();
+                metadata.want(&topic);
+                self.accumulator.append(*new, &metadata, now);
+            }
+            Command::Flush(reply) => {
+                let token = self.accumulator.begin_flush();
+                self.flushes.push((token, reply));
+            }
+            Command::Close(reply) => {
+                self.closes.push(reply);
+                self.begin_close();
+            }
+        }
+    }
+
+    fn begin_close(&mut self) {
+        if !self.closing {
+            debug!("closing: sending everything");
+            self.closing = true;
+            self.accumulator.close();
+        }
+        // No new commands; those already queued are still handled (a send that raced
+        // with close is delivered). A send after this gets its record back as Closed.
+        self.commands.close();
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let dispatch = &self.dispatch;
+        self.accumulator.handle_timeout(now, |batch| {
+            dispatch.get(&batch).is_none_or(|state| {
+                match state.compare_exchange(
+                    PENDING,
+                    ABANDONED,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => false,
+                    Err(previous) => previous == WRITTEN,
+                }
+            })
+        });
+    }
+
+    fn refresh_metadata_if_needed(&mut self, now: Instant) {
+        if self.accumulator.take_metadata_refresh() {
+            if self.refresh.is_empty() {
+                self.cluster.metadata().invalidate();
+            } else {
+                self.refresh_again = true;
+            }
+        }
+        if !self.refresh.is_empty() || self.metadata_not_before.is_some_and(|at| at > now) {
+            return;
+        }
+        let due = {
+            let metadata = self.cluster.metadata();
+            !metadata.request_topics().is_empty() && metadata.refresh_due(now) <= now
+        };
+        if due {
+            let cluster = self.cluster.clone();
+            self.refresh.spawn(
+                async move { cluster.refresh_metadata().await }
+                    .instrument(tracing::debug_span!("metadata_refresh")),
+            );
+        }
+    }
+
+    fn handle_refresh(&mut self, result: Result<(), Error>) {
+        let now = now();
+        let mut metadata = self.cluster.metadata();
+        if std::mem::take(&mut self.refresh_again) {
+            metadata.invalidate();
+        }
+        let settled = match &result {
+            Ok(()) => {
+                self.accumulator.handle_metadata(&metadata, now);
+                metadata.refresh_due(now) > now
+            }
+            Err(error) => {
+                warn!(%error, "metadata refresh failed");
+                false
+            }
+        };
+        drop(metadata);
+        // Kafka's clients space refreshes `retry.backoff.ms` apart, and back off further
+        // while refreshes fail or leave leaders unknown.
+        let wait = if settled {
+            self.metadata_backoff.reset();
+            self.cluster.config().retry_backoff
+        } else {
+            self.metadata_backoff.next_delay(&mut self.rng)
+        };
+        self.metadata_not_before = Some(now + wait);
+    }
+
+    fn send_ready(&mut self, now: Instant) {
+        let exhausted = self.shared.waiters.load(Ordering::Acquire) > 0;
+        let plans = {
+            let metadata = self.cluster.metadata();
+            let plans = self.accumulator.drain(now, &metadata, exhausted);
+            plans
+                .into_iter()
+                .map(|plan| {
+                    let address = metadata.broker(plan.broker).map(|b| b.address());
+                    (plan, address)
+                })
+                .collect::<Vec<_>>()
+        };
+        for (plan, address) in plans {
+            self.dispatch_request(plan, address);
+        }
+    }
+
+    fn dispatch_request(&mut self, plan: ProduceRequestPlan, address: Option<String>) {
+        let request_id = plan.request_id;
+        let states: Vec<Arc<AtomicU8>> = plan
+            .batches
+            .iter()
+            .map(|_| Arc::new(AtomicU8::new(PENDING)))
+            .collect();
+        for (batch, state) in plan.batches.iter().zip(&states) {
+            self.dispatch.insert(batch.batch_id, state.clone());
+        }
+        self.request_batches.insert(
+            request_id,
+            plan.batches.iter().map(|b| b.batch_id).collect(),
+        );
+        let cluster = self.cluster.clone();
+        let config = cluster.config();
+        let timeout_ms = i32::try_from(config.request_timeout.as_millis()).unwrap_or(i32::MAX);
+        let span = tracing::debug_span!(
+            "produce",
+            broker = plan.broker,
+            request = request_id,
+            batches = plan.batches.len()
+        );
+        self.requests.spawn(
+            async move {
+                let outcome = match address {
+                    Some(address) => {
+                        send_request(&cluster, &address, plan, states, timeout_ms).await
+                    }
+                    None => ProduceOutcome::Failed {
+                        error: Error::Protocol {
+                            peer: format!("broker {}", plan.broker),
+                            reason: "broker not in metadata".into(),
+                        },
+                        sent: false,
+                    },
+                };
+                (request_id, outcome)
+            }
+            .instrument(span),
+        );
+    }
+
+    fn handle_outcome(&mut self, request_id: RequestId, outcome: ProduceOutcome) {
+        for batch in self.request_batches.remove(&request_id).unwrap_or_default() {
+            self.dispatch.remove(&batch);
+        }
+        self.accumulator.handle_response(request_id, outcome, now());
+    }
+
+    fn deliver(&mut self) {
+        while let Some(completion) = self.accumulator.poll_completion() {
+            deliver(&self.shared, completion);
+        }
+        let accumulator = &self.accumulator;
+        let flushes = std::mem::take(&mut self.flushes);
+        for (token, reply) in flushes {
+            if accumulator.is_flushed(token) {
+                let _ = reply.send(());
+            } else {
+                self.flushes.push((token, reply));
+            }
+        }
+    }
+
+    fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        let mut next = self.accumulator.poll_timeout(now);
+        if self.refresh.is_empty() {
+            let metadata = self.cluster.metadata();
+            if !metadata.request_topics().is_empty() {
+                let mut due = metadata.refresh_due(now);
+                if let Some(at) = self.metadata_not_before {
+                    due = due.max(at);
+                }
+                if due > now {
+                    next = Some(next.map_or(due, |n| n.min(due)));
+                }
+            }
+        }
+        next
+    }
+
+    /// Answers what is left after the loop: records that raced with close, flushes and
+    /// closes.
+    fn finish(mut self) {
+        while let Ok(command) = self.commands.try_recv() {
+            match command {
+                Command::Send(new) => {
+                    self.shared.buffer.add_permits(new.reserved);
+                    let error = ProduceError {
+                        error: Error::Closed,
+                        persisted: Persisted::No,
+                        record: Box::new(new.record),
+                    };
+                    let _ = new.completion.send(Err(error));
+                }
+                Command::Flush(reply) => {
+                    let _ = reply.send(());
+                }
+                Command::Close(reply) => self.closes.push(reply),
+            }
+        }
+        for (_, reply) in self.flushes.drain(..) {
+            let _ = reply.send(());
+        }
+        for reply in self.closes.drain(..) {
+            let _ = reply.send(());
+        }
+        debug!("sender stopped");
+    }
+}
+
+fn deliver(shared: &SenderShared, completion: Completion<DeliverySender>) {
+    shared.buffer.add_permits(completion.reserved);
+    let record = completion.record;
+    let result = match completion.result {
+        Ok(delivered) => Ok(RecordMetadata {
+            topic: record.topic,
+            partition: delivered.partition,
+            offset: delivered.offset,
+            timestamp: delivered.timestamp,
+        }),
+        Err(failure) => Err(ProduceError {
+            error: failure.error,
+            persisted: failure.persisted,
+            record: Box::new(record),
+        }),
+    };
+    // The future may have been dropped: nobody wants the answer then.
+    let _ = completion.completion.send(result);
+}
+
+/// Sends one Produce request and turns whatever happens into a [`ProduceOutcome`].
+async fn send_request(
+    cluster: &ClusterClient,
+    address: &str,
+    plan: ProduceRequestPlan,
+    states: Vec<Arc<AtomicU8>>,
+    timeout_ms: i32,
+) -> ProduceOutcome {
+    let connection = match cluster.connection(address).await {
+        Ok(connection) => connection,
+        Err(error) => return ProduceOutcome::Failed { error, sent: false },
+    };
+    let acks = plan.acks;
+    let names: HashMap<Uuid, String> = plan
+        .batches
+        .iter()
+        .map(|b| (b.topic_id, b.topic.clone()))
+        .collect();
+    let batches = plan.batches;
+    let build: BuildRequest = Box::new(move |version| {
+        // Called by the connection right before it writes the request: from here on the
+        // broker may see each batch kept.
+        let kept: Vec<&DrainedBatch> = batches
+            .iter()
+            .zip(&states)
+            .filter(|(_, state)| {
+                state
+                    .compare_exchange(PENDING, WRITTEN, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            })
+            .map(|(batch, _)| batch)
+            .collect();
+        if kept.is_empty() {
+            return Err(Error::DeliveryTimeout(Duration::ZERO));
+        }
+        build_request(version, acks, timeout_ms, &kept).map(RequestKind::Produce)
+    });
+    let expect_response = acks != Acks::None;
+    match connection
+        .request(ApiKey::Produce, build, expect_response)
+        .await
+    {
+        Ok(None) => ProduceOutcome::Written,
+        Ok(Some(response)) => match *response.body {
+            ResponseKind::Produce(body) => {
+                ProduceOutcome::Answered(partition_responses(body, response.version, &names))
+            }
+            _ => ProduceOutcome::Failed {
+                error: Error::Protocol {
+                    peer: address.to_string(),
+                    reason: "Produce answered with another API".into(),
+                },
+                sent: true,
+            },
+        },
+        Err(RequestError { error, sent }) => ProduceOutcome::Failed { error, sent },
+    }
+}
+
+/// The Produce request for `version`: topics by name, or by id from v13 (KIP-516).
+fn build_request(
+    version: i16,
+    acks: Acks,
+    timeout_ms: i32,
+    batches: &[&DrainedBatch],
+) -> Result<ProduceRequest, Error> {
+    let mut topics: Vec<TopicProduceData> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for batch in batches {
+        let position = match index.get(batch.topic.as_str()) {
+            Some(&position) => position,
+            None => {
+                let mut topic = TopicProduceData::default();
+                if version >= 13 {
+                    if batch.topic_id.is_nil() {
+                        return Err(Error::Protocol {
+                            peer: "franzy".into(),
+                            reason: format!(
+                                "Produce v{version} needs the id of topic {}, which metadata did not give",
+                                batch.topic
+                            ),
+                        });
+                    }
+                    topic.topic_id = batch.topic_id;
+                } else {
+                    topic.name = TopicName(StrBytes::from_string(batch.topic.clone()));
+                }
+                topics.push(topic);
+                index.insert(&batch.topic, topics.len() - 1);
+                topics.len() - 1
+            }
+        };
+        topics[position].partition_data.push(
+            PartitionProduceData::default()
+                .with_index(batch.partition)
+                .with_records(Some(batch.records.clone())),
+        );
+    }
+    Ok(ProduceRequest::default()
+        .with_acks(acks.wire_value())
+        .with_timeout_ms(timeout_ms)
+        .with_topic_data(topics))
+}
+
+fn partition_responses(
+    body: ProduceResponse,
+    version: i16,
+    names: &HashMap<Uuid, String>,
+) -> Vec<PartitionResponse> {
+    let mut out = Vec::new();
+    for topic in body.responses {
+        let name = if version >= 13 {
+            match names.get(&topic.topic_id) {
+                Some(name) => name.clone(),
+                None => continue,
+            }
+        } else {
+            topic.name.0.to_string()
+        };
+        for partition in topic.partition_responses {
+            out.push(PartitionResponse {
+                topic: name.clone(),
+                partition: partition.index,
+                error: ErrorCode::try_from_code(partition.error_code),
+                error_message: partition.error_message.map(|m| m.to_string()),
+                base_offset: partition.base_offset,
+                log_append_time: partition.log_append_time_ms,
+            });
+        }
+    }
+    out
+}
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn batch(topic: &str, id: u128, partition: i32) -> DrainedBatch {
+        DrainedBatch {
+            batch_id: partition as u64,
+            topic: topic.into(),
+            topic_id: Uuid::from_u128(id),
+            partition,
+            records: Bytes::from_static(b"batch"),
+            record_count: 1,
+        }
+    }
+
+    #[test]
+    fn requests_name_topics_before_v13_and_use_ids_from_v13() -> Result<(), Error> {
+        let batches = [batch("a", 1, 0), batch("b", 2, 0), batch("a", 1, 3)];
+        let refs: Vec<&DrainedBatch> = batches.iter().collect();
+        let v12 = build_request(12, Acks::All, 30_000, &refs)?;
+        assert_eq!((v12.acks, v12.timeout_ms), (-1, 30_000));
+        let names: Vec<(&str, Vec<i32>)> = v12
+            .topic_data
+            .iter()
+            .map(|t| {
+                (
+                    t.name.0.as_str(),
+                    t.partition_data.iter().map(|p| p.index).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(names, vec![("a", vec![0, 3]), ("b", vec![0])]);
+        let v13 = build_request(13, Acks::Leader, 5, &refs)?;
+        let ids: Vec<Uuid> = v13.topic_data.iter().map(|t| t.topic_id).collect();
+        assert_eq!(ids, vec![Uuid::from_u128(1), Uuid::from_u128(2)]);
+        assert!(v13.topic_data.iter().all(|t| t.name.0.is_empty()));
+        let unknown = [batch("c", 0, 0)];
+        let refs: Vec<&DrainedBatch> = unknown.iter().collect();
+        assert!(build_request(13, Acks::All, 5, &refs).is_err());
+        assert!(build_request(9, Acks::All, 5, &refs).is_ok());
+        Ok(())
+    }
+
+    #[test]
+    fn responses_map_topic_ids_back_to_names() {
+        use kafka_protocol::messages::produce_response::{
+            PartitionProduceResponse, TopicProduceResponse,
+        };
+        let body = ProduceResponse::default().with_responses(vec![
+            TopicProduceResponse::default()
+                .with_topic_id(Uuid::from_u128(1))
+                .with_partition_responses(vec![PartitionProduceResponse::default()
+                    .with_index(2)
+                    .with_error_code(ErrorCode::NotLeaderOrFollower.code())
+                    .with_base_offset(-1)
+                    .with_log_append_time_ms(-1)]),
+            TopicProduceResponse::default()
+                .with_topic_id(Uuid::from_u128(99))
+                .with_partition_responses(vec![PartitionProduceResponse::default()]),
+        ]);
+        let names = HashMap::from([(Uuid::from_u128(1), "a".to_string())]);
+        let parsed = partition_responses(body, 13, &names);
+        assert_eq!(
+            parsed,
+            vec![PartitionResponse {
+                topic: "a".into(),
+                partition: 2,
+                error: Some(ErrorCode::NotLeaderOrFollower),
+                error_message: None,
+                base_offset: -1,
+                log_append_time: -1,
+            }]
+        );
+    }
+}

@@ -1,0 +1,527 @@
+//! The producer: [`Producer::send`] a [`ProducerRecord`], await its [`DeliveryFuture`].
+//!
+//! ```text
+//! send() ──(buffer.memory permits)──▶ command channel ──▶ sender task (io::sender)
+//!   │                                                       │ engine::accumulator: partition,
+//!   ▼                                                       │ batch, linger, drain per leader
+//! DeliveryFuture ◀── RecordMetadata / ProduceError ◀────────┘ Produce requests, retries
+//! ```
+//!
+//! `send(record).await` waits only for buffer space: records that are waiting to be sent may
+//! take at most `buffer.memory` bytes, and a `send` beyond that waits (asynchronously) until
+//! deliveries free space. It never fails with "queue full". The [`DeliveryFuture`] it returns
+//! resolves once the broker has acknowledged the record (per `acks`), or once the record has
+//! failed for good: a non-retriable error, `retries` exhausted, or `delivery.timeout.ms` since
+//! `send` returned. A failure gives the record back ([`ProduceError::record`]) together with
+//! whether it may nonetheless be in the log ([`Persisted`]).
+//!
+//! Ordering: records of one partition are written in the order `send` returned, also across
+//! retries, because at most one batch per partition is in flight (see
+//! [`engine::accumulator`](crate::engine::accumulator)). Without idempotence a retry after a
+//! lost response may write a batch twice; such failures report [`Persisted::Possibly`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use franzy::producer::{Producer, ProducerRecord};
+//! use franzy::Config;
+//!
+//! let producer = Producer::new(Config::new("localhost:9092").set("linger.ms", "10")?)?;
+//! let delivery = producer
+//!     .send(ProducerRecord::new("orders").with_key("order-1").with_value("{}"))
+//!     .await?;
+//! let metadata = delivery.await?;
+//! println!("written at {}/{} offset {}", metadata.topic, metadata.partition, metadata.offset);
+//! producer.close().await;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+
+use crate::config::Config;
+use crate::engine::accumulator::{self, NewRecord};
+use crate::error::{Error, Persisted};
+use crate::io::cluster::ClusterClient;
+use crate::io::sender::{self, Command, SenderShared};
+use crate::io::transport::{Connector, TcpConnector};
+
+pub use crate::proto::record_batch::Header;
+
+/// A record to send.
+///
+/// ```
+/// use franzy::producer::ProducerRecord;
+/// let record = ProducerRecord::new("orders")
+///     .with_key("customer-7")
+///     .with_value("{\"total\": 12}")
+///     .with_header("trace-id", "abc");
+/// assert_eq!(record.partition, None);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProducerRecord {
+    /// The topic.
+    pub topic: String,
+    /// The partition, or `None` to let the partitioner choose (by key, or sticky).
+    pub partition: Option<i32>,
+    /// The key; `None` is a null key.
+    pub key: Option<Bytes>,
+    /// The value; `None` is a null value (a tombstone on compacted topics).
+    pub value: Option<Bytes>,
+    /// Headers, in order; keys may repeat.
+    pub headers: Vec<Header>,
+    /// The create time in milliseconds since the epoch, or `None` for the time of `send`.
+    pub timestamp: Option<i64>,
+}
+
+impl ProducerRecord {
+    /// A record for `topic` with no key, value, headers, partition or timestamp.
+    pub fn new(topic: impl Into<String>) -> Self {
+        Self {
+            topic: topic.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the key.
+    pub fn with_key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Sets the value.
+    pub fn with_value(mut self, value: impl Into<Bytes>) -> Self {
+        self.value = Some(value.into());
+        self
+    }
+
+    /// Sends to this partition rather than the partitioner's choice.
+    pub fn with_partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Appends a header.
+    pub fn with_header(mut self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
+        self.headers.push(Header::new(key, value));
+        self
+    }
+
+    /// Replaces the headers.
+    pub fn with_headers(mut self, headers: Vec<Header>) -> Self {
+        self.headers = headers;
+        self
+    }
+
+    /// Sets the create time (milliseconds since the Unix epoch).
+    pub fn with_timestamp(mut self, timestamp: i64) -> Self {
+        self.timestamp = Some(timestamp);
+        self
+    }
+}
+
+/// Where a record was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The record's offset, or -1 with `acks=0` (the broker does not answer).
+    pub offset: i64,
+    /// The broker's append time for `LogAppendTime` topics, else the record's create time.
+    pub timestamp: i64,
+}
+
+/// A record that could not be sent, with the reason and the record itself (for a retry by
+/// the application or a dead-letter topic).
+#[derive(Debug, Clone)]
+pub struct ProduceError {
+    /// Why.
+    pub error: Error,
+    /// Whether the record may be in the log despite the failure.
+    pub persisted: Persisted,
+    /// The record, as given to `send` (boxed: it is large and errors travel in `Result`s).
+    pub record: Box<ProducerRecord>,
+}
+
+impl ProduceError {
+    fn new(error: Error, persisted: Persisted, record: ProducerRecord) -> Self {
+        Self {
+            error,
+            persisted,
+            record: Box::new(record),
+        }
+    }
+}
+
+impl std::fmt::Display for ProduceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot produce to {}: {}", self.record.topic, self.error)
+    }
+}
+
+impl std::error::Error for ProduceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// How a delivery is reported back from the sender task.
+pub(crate) type DeliveryResult = Result<RecordMetadata, ProduceError>;
+
+/// Resolves when the record has been acknowledged or has failed for good.
+#[derive(Debug)]
+#[must_use = "a DeliveryFuture tells whether the record was written"]
+pub struct DeliveryFuture {
+    receiver: oneshot::Receiver<DeliveryResult>,
+}
+
+impl Future for DeliveryFuture {
+    type Output = DeliveryResult;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.receiver).poll(cx).map(|result| {
+            // The sender task answers every record it accepted, also on close; only a
+            // panic in it drops an answer, and then the record is gone with it.
+            result.unwrap_or_else(|_| {
+                Err(ProduceError::new(
+                    Error::Closed,
+                    Persisted::Possibly,
+                    ProducerRecord::default(),
+                ))
+            })
+        })
+    }
+}
+
+/// Builds a [`Producer`] with a custom transport or seed.
+pub struct ProducerBuilder {
+    config: Config,
+    connector: Option<Arc<dyn Connector>>,
+    seed: Option<u64>,
+}
+
+impl std::fmt::Debug for ProducerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProducerBuilder")
+            .field("config", &self.config)
+            .field("seed", &self.seed)
+            .finish()
+    }
+}
+
+impl ProducerBuilder {
+    /// How connections are opened. Default [`TcpConnector`].
+    pub fn connector(mut self, connector: Arc<dyn Connector>) -> Self {
+        self.connector = Some(connector);
+        self
+    }
+
+    /// Seed of everything random in the producer (backoff jitter, sticky partition choice),
+    /// so that a test replays the same run. Default: drawn from the clock.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Validates the configuration and starts the sender task. Must be called inside a
+    /// tokio runtime (a `Config` error with key `tokio runtime` otherwise).
+    pub fn build(self) -> Result<Producer, Error> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::config(
+                "tokio runtime",
+                "Producer::build must be called inside a tokio runtime",
+            )
+        })?;
+        let seed = self.seed.unwrap_or_else(seed_from_clock);
+        let connector = self
+            .connector
+            .unwrap_or_else(|| Arc::new(TcpConnector) as Arc<dyn Connector>);
+        let cluster = Arc::new(ClusterClient::new(self.config.clone(), connector, seed)?);
+        let shared = Arc::new(SenderShared {
+            buffer: Semaphore::new(self.config.buffer_memory.min(Semaphore::MAX_PERMITS)),
+            waiters: AtomicUsize::new(0),
+            wake: Notify::new(),
+            closed: AtomicBool::new(false),
+        });
+        let clock = WallClock::new();
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let span = tracing::debug_span!("producer", client_id = %self.config.client_id);
+        let task = sender::spawn(
+            &runtime,
+            cluster.clone(),
+            shared.clone(),
+            receiver,
+            seed,
+            span,
+        );
+        Ok(Producer {
+            inner: Arc::new(Inner {
+                config: self.config,
+                cluster,
+                shared,
+                commands,
+                clock,
+                task: Mutex::new(Some(task)),
+            }),
+        })
+    }
+}
+
+/// An asynchronous Kafka producer. Cheap to clone: clones share one sender task, one buffer
+/// and one set of connections. Dropping the last clone lets the sender finish what it holds
+/// (as [`Producer::close`] does) in the background.
+#[derive(Clone)]
+pub struct Producer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    cluster: Arc<ClusterClient>,
+    shared: Arc<SenderShared>,
+    commands: mpsc::UnboundedSender<Command>,
+    clock: WallClock,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("cluster", &self.inner.cluster)
+            .finish()
+    }
+}
+
+impl Producer {
+    /// A producer over TCP; see [`Producer::builder`] for other transports.
+    pub fn new(config: Config) -> Result<Self, Error> {
+        Self::builder(config).build()
+    }
+
+    /// A builder, to set the transport or the seed.
+    pub fn builder(config: Config) -> ProducerBuilder {
+        ProducerBuilder {
+            config,
+            connector: None,
+            seed: None,
+        }
+    }
+
+    /// Hands `record` to the producer. Waits only while `buffer.memory` is used up by records
+    /// not yet delivered. Fails at once, giving the record back, when the producer is closed
+    /// ([`Error::Closed`]), when the record cannot fit a request of `max.request.size`
+    /// ([`Error::TooLarge`]), or when its explicit partition does not exist in a topic whose
+    /// metadata is known ([`Error::UnknownPartition`]). Everything else is reported by the
+    /// returned [`DeliveryFuture`].
+    pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture, ProduceError> {
+        let inner = &self.inner;
+        if inner.shared.closed.load(Ordering::Acquire) {
+            return Err(ProduceError::new(Error::Closed, Persisted::No, record));
+        }
+        let size = accumulator::record_size_upper_bound(&record);
+        let limit = accumulator::max_batch_bytes(
+            inner.config.max_request_size,
+            inner.config.client_id.len(),
+            &record.topic,
+        );
+        let batch_size = accumulator::single_record_batch_bytes(size);
+        let permits = u32::try_from(size).ok().filter(|_| batch_size <= limit);
+        let Some(permits) = permits else {
+            let error = Error::TooLarge {
+                size: batch_size,
+                max: limit,
+            };
+            return Err(ProduceError::new(error, Persisted::No, record));
+        };
+        if let Some(partition) = record.partition {
+            let count = inner.cluster.metadata().partition_count(&record.topic);
+            let known = count.map(|count| usize::try_from(partition).is_ok_and(|p| p < count));
+            if partition < 0 || known == Some(false) {
+                let error = Error::UnknownPartition {
+                    topic: record.topic.clone(),
+                    partition,
+                };
+                return Err(ProduceError::new(error, Persisted::No, record));
+            }
+        }
+        if !self.reserve(permits).await {
+            return Err(ProduceError::new(Error::Closed, Persisted::No, record));
+        }
+        let (completion, receiver) = oneshot::channel();
+        let timestamp = record.timestamp.unwrap_or_else(|| inner.clock.now_ms());
+        let new = NewRecord {
+            record,
+            completion,
+            sent_at: tokio::time::Instant::now().into_std(),
+            timestamp,
+            reserved: size,
+        };
+        match inner.commands.send(Command::Send(Box::new(new))) {
+            Ok(()) => Ok(DeliveryFuture { receiver }),
+            Err(mpsc::error::SendError(command)) => {
+                inner.shared.buffer.add_permits(size);
+                let record = match command {
+                    Command::Send(new) => new.record,
+                    _ => ProducerRecord::default(),
+                };
+                Err(ProduceError::new(Error::Closed, Persisted::No, record))
+            }
+        }
+    }
+
+    /// Takes `permits` bytes of buffer, waiting if needed; false once the producer closed.
+    async fn reserve(&self, permits: u32) -> bool {
+        let shared = &self.inner.shared;
+        let acquired = match shared.buffer.try_acquire_many(permits) {
+            Ok(permit) => Some(permit),
+            Err(tokio::sync::TryAcquireError::Closed) => None,
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                // Tell the sender that someone waits: it then sends batches without
+                // waiting for linger.ms, as the Java client does when its pool is exhausted.
+                let _waiting = WaiterGuard::new(shared);
+                shared.wake.notify_one();
+                shared.buffer.acquire_many(permits).await.ok()
+            }
+        };
+        match acquired {
+            Some(permit) => {
+                // Returned by the sender when the record is delivered or fails.
+                permit.forget();
+                if shared.closed.load(Ordering::Acquire) {
+                    shared.buffer.add_permits(permits as usize);
+                    return false;
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sends every record handed over so far without waiting for `linger.ms`, and waits
+    /// until each has been delivered or has failed.
+    pub async fn flush(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.inner.commands.send(Command::Flush(reply)).is_ok() {
+            // An error means the sender task ended, and with it every record it held.
+            let _ = done.await;
+        }
+    }
+
+    /// Flushes, then stops the sender task. Later sends fail with [`Error::Closed`];
+    /// sends waiting for buffer space fail at once. Records still waiting for metadata or
+    /// for a retry are given until `delivery.timeout.ms`.
+    pub async fn close(&self) {
+        let inner = &self.inner;
+        inner.shared.closed.store(true, Ordering::Release);
+        inner.shared.buffer.close();
+        let (reply, done) = oneshot::channel();
+        if inner.commands.send(Command::Close(reply)).is_ok() {
+            let _ = done.await;
+        }
+        let task = inner
+            .task
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Counts a `send` waiting for buffer space for as long as it waits, also when the
+/// waiting future is dropped.
+struct WaiterGuard<'a> {
+    shared: &'a SenderShared,
+}
+
+impl<'a> WaiterGuard<'a> {
+    fn new(shared: &'a SenderShared) -> Self {
+        shared.waiters.fetch_add(1, Ordering::AcqRel);
+        Self { shared }
+    }
+}
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        self.shared.waiters.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Wall-clock milliseconds that advance with tokio time, so that record timestamps follow
+/// a paused test clock (as the harness's broker clock does).
+#[derive(Debug, Clone, Copy)]
+struct WallClock {
+    started: tokio::time::Instant,
+    started_ms: i64,
+}
+
+impl WallClock {
+    fn new() -> Self {
+        let started_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        Self {
+            started: tokio::time::Instant::now(),
+            started_ms,
+        }
+    }
+
+    fn now_ms(&self) -> i64 {
+        let elapsed = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        self.started_ms.saturating_add(elapsed)
+    }
+}
+
+fn seed_from_clock() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0x5eed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn produce_error_is_an_error_with_the_record() {
+        fn assert_bounds<T: Send + Sync + 'static + std::error::Error>() {}
+        assert_bounds::<ProduceError>();
+        let error = ProduceError::new(
+            Error::Closed,
+            Persisted::No,
+            ProducerRecord::new("t").with_value("v"),
+        );
+        assert_eq!(error.to_string(), "cannot produce to t: client is closed");
+        assert_eq!(error.record.value.as_deref(), Some(&b"v"[..]));
+        assert!(std::error::Error::source(&error).is_some());
+    }
+
+    #[test]
+    fn record_builders_set_each_field() {
+        let record = ProducerRecord::new("t")
+            .with_key("k")
+            .with_value("v")
+            .with_partition(2)
+            .with_header("h", "1")
+            .with_timestamp(5);
+        assert_eq!(record.topic, "t");
+        assert_eq!(record.key.as_deref(), Some(&b"k"[..]));
+        assert_eq!(record.partition, Some(2));
+        assert_eq!(record.headers, vec![Header::new("h", "1")]);
+        assert_eq!(record.timestamp, Some(5));
+        let record = record.with_headers(Vec::new());
+        assert!(record.headers.is_empty());
+    }
+}
