@@ -228,6 +228,11 @@ impl Config {
         self
     }
 
+    /// The configured `batch.size` in bytes.
+    pub fn batch_size_bytes(&self) -> usize {
+        self.batch_size
+    }
+
     /// Sets a property by its Kafka name, e.g. `.set("linger.ms", "5")`.
     pub fn set(mut self, key: &str, value: &str) -> Result<Self, Error> {
         let v = value.trim();

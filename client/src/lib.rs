@@ -29,10 +29,10 @@ pub mod topic_partition;
 pub use config::{Acks, Config, IsolationLevel, OffsetReset, Partitioner};
 pub use consumer::{Consumer, ConsumerEvent, ConsumerRecord, Offset};
 pub use error::{Error, Persisted, Result};
-pub use topic_partition::TopicPartition;
 pub use producer::{
     DeliveryFuture, ProduceError, Producer, ProducerBuilder, ProducerRecord, RecordMetadata,
 };
+pub use topic_partition::TopicPartition;
 
 /// Re-export of the `kafka-protocol` crate whose generated message structs franzy uses, so
 /// that callers name the same types without a version mismatch.

@@ -406,6 +406,13 @@ impl Producer {
         }
     }
 
+    /// The number of partitions of `topic`, from the cluster's metadata (waiting up to
+    /// `request.timeout.ms` for a topic that does not exist yet to appear).
+    pub async fn partitions_for(&self, topic: &str) -> Result<usize, Error> {
+        let timeout = self.inner.config.request_timeout;
+        self.inner.cluster.partitions_for(topic, timeout).await
+    }
+
     /// Sends every record handed over so far without waiting for `linger.ms`, and waits
     /// until each has been delivered or has failed.
     pub async fn flush(&self) {

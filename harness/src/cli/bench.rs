@@ -1,0 +1,185 @@
+//! `franzy bench produce|consume`: throughput and acknowledgement latency.
+//!
+//! Produce: `--count` records of `--size` bytes, keyless, spread over the topic's partitions
+//! in runs of one batch (as the sticky partitioner does), with the client defaults
+//! (acks=all, linger 5 ms) unless `-X` says otherwise. Each partition's acknowledgements are
+//! awaited in order by their own task, which is exact because a partition's records are
+//! acknowledged in order. Consume: reads `--count` records from the beginning; without
+//! `-b` the embedded topic is first filled by an untimed produce run.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use franzy::consumer::{Consumer, ConsumerEvent, Offset};
+use franzy::producer::{DeliveryFuture, Producer, ProducerRecord};
+use franzy::TopicPartition;
+use tokio::sync::mpsc;
+
+use super::{ClientArgs, Target};
+
+/// `franzy bench` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Measure produce throughput and acknowledgement latency.
+    Produce(BenchArgs),
+    /// Measure consume throughput.
+    Consume(BenchArgs),
+}
+
+/// Options of `franzy bench`.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Number of records.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub count: u64,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    /// Partitions of the embedded topic (without -b).
+    #[arg(long, default_value_t = 6)]
+    pub partitions: i32,
+}
+
+/// Runs a benchmark and prints its figures.
+pub async fn run(command: BenchCommand) -> Result<(), String> {
+    match command {
+        BenchCommand::Produce(args) => {
+            let target = Target::resolve(&args.client, args.partitions).await?;
+            let report = produce(&target, &args).await?;
+            println!("{report}");
+            target.shutdown().await;
+        }
+        BenchCommand::Consume(args) => {
+            let target = Target::resolve(&args.client, args.partitions).await?;
+            if target.embedded.is_some() {
+                produce(&target, &args).await?;
+            }
+            let report = consume(&target, &args).await?;
+            println!("{report}");
+            target.shutdown().await;
+        }
+    }
+    Ok(())
+}
+
+async fn produce(target: &Target, args: &BenchArgs) -> Result<String, String> {
+    let config = target.config(&args.client)?;
+    let batch_records = (config_batch_size(&config) / args.size.max(1)).max(1) as u64;
+    let producer = Producer::new(config).map_err(|e| e.to_string())?;
+    let partitions = producer
+        .partitions_for(&args.client.topic)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut senders = Vec::new();
+    let mut collectors = Vec::new();
+    for _ in 0..partitions {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, DeliveryFuture)>();
+        senders.push(tx);
+        collectors.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut failures = 0u64;
+            while let Some((sent, delivery)) = rx.recv().await {
+                match delivery.await {
+                    Ok(_) => latencies.push(sent.elapsed()),
+                    Err(_) => failures += 1,
+                }
+            }
+            (latencies, failures)
+        }));
+    }
+    let value = Bytes::from(vec![b'x'; args.size]);
+    let start = Instant::now();
+    for i in 0..args.count {
+        let partition = ((i / batch_records) % partitions as u64) as usize;
+        let record = ProducerRecord::new(args.client.topic.clone())
+            .with_value(value.clone())
+            .with_partition(partition as i32);
+        let sent = Instant::now();
+        let delivery = producer.send(record).await.map_err(|e| e.to_string())?;
+        if senders[partition].send((sent, delivery)).is_err() {
+            return Err("latency collector stopped".into());
+        }
+    }
+    drop(senders);
+    let mut latencies = Vec::with_capacity(args.count as usize);
+    let mut failures = 0;
+    for collector in collectors {
+        let (l, f) = collector.await.map_err(|e| e.to_string())?;
+        latencies.extend(l);
+        failures += f;
+    }
+    let elapsed = start.elapsed();
+    producer.close().await;
+    if failures > 0 {
+        return Err(format!("{failures} records failed"));
+    }
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        let i = ((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1));
+        latencies.get(i).copied().unwrap_or_default()
+    };
+    Ok(format!(
+        "produce: {} records of {} bytes in {:.3} s: {:.0} records/s, {:.1} MB/s\n\
+         ack latency: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+        args.count,
+        args.size,
+        elapsed.as_secs_f64(),
+        args.count as f64 / elapsed.as_secs_f64(),
+        (args.count as f64 * args.size as f64) / elapsed.as_secs_f64() / 1e6,
+        ms(pct(0.50)),
+        ms(pct(0.99)),
+        ms(pct(0.999)),
+        ms(latencies.last().copied().unwrap_or_default()),
+    ))
+}
+
+async fn consume(target: &Target, args: &BenchArgs) -> Result<String, String> {
+    let config = target.config(&args.client)?;
+    let mut consumer = Consumer::new(config).map_err(|e| e.to_string())?;
+    let partitions = consumer
+        .partitions_for(&args.client.topic)
+        .await
+        .map_err(|e| e.to_string())?;
+    let assignment: Vec<TopicPartition> = (0..partitions as i32)
+        .map(|p| TopicPartition::new(args.client.topic.clone(), p))
+        .collect();
+    consumer.assign(&assignment).map_err(|e| e.to_string())?;
+    for tp in &assignment {
+        consumer
+            .seek(tp, Offset::Beginning)
+            .map_err(|e| e.to_string())?;
+    }
+    let mut received = 0u64;
+    let mut bytes = 0u64;
+    let mut start = None;
+    while received < args.count {
+        if let ConsumerEvent::Record(record) = consumer.recv().await.map_err(|e| e.to_string())? {
+            start.get_or_insert_with(Instant::now);
+            received += 1;
+            bytes += record.value.as_ref().map_or(0, |v| v.len() as u64);
+        }
+    }
+    let elapsed = start
+        .map(|s| s.elapsed())
+        .unwrap_or_default()
+        .max(Duration::from_micros(1));
+    consumer.close().await.map_err(|e| e.to_string())?;
+    Ok(format!(
+        "consume: {} records ({} value bytes) in {:.3} s: {:.0} records/s, {:.1} MB/s",
+        received,
+        bytes,
+        elapsed.as_secs_f64(),
+        received as f64 / elapsed.as_secs_f64(),
+        bytes as f64 / elapsed.as_secs_f64() / 1e6,
+    ))
+}
+
+fn config_batch_size(config: &franzy::Config) -> usize {
+    config.batch_size_bytes()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
