@@ -6,6 +6,10 @@
 //! cargo run --release --example quickstart
 //! ```
 //!
+//! With `--bootstrap HOST:PORT[,...]` it runs the same job against an existing cluster
+//! instead (whose topic `orders` must have 6 partitions and start empty), which is how CI
+//! runs franzy against librdkafka's mock cluster (tests/interop/client_vs_mock.sh).
+//!
 //! Exits non-zero if any record is missing, duplicated, altered or on the wrong partition.
 
 use std::collections::HashMap;
@@ -34,16 +38,32 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), String> {
-    let cluster = Cluster::builder()
-        .brokers(3)
-        .topic(TOPIC, PARTITIONS)
-        .build()
-        .await
-        .map_err(|e| e.to_string())?;
-    println!("harness: 3 brokers at {}", cluster.bootstrap());
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (cluster, bootstrap) = match args.as_slice() {
+        [] => {
+            let cluster = Cluster::builder()
+                .brokers(3)
+                .topic(TOPIC, PARTITIONS)
+                .build()
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("harness: 3 brokers at {}", cluster.bootstrap());
+            let bootstrap = cluster.bootstrap();
+            (Some(cluster), bootstrap)
+        }
+        [flag, bootstrap] if flag == "--bootstrap" => {
+            println!("external cluster at {bootstrap}");
+            (None, bootstrap.clone())
+        }
+        _ => return Err("usage: quickstart [--bootstrap HOST:PORT[,...]]".into()),
+    };
 
-    let config = Config::new(&cluster.bootstrap()).client_id("quickstart".to_string());
+    let config = Config::new(&bootstrap).client_id("quickstart".to_string());
     let producer = Producer::new(config.clone()).map_err(|e| e.to_string())?;
+    let partitions = producer.partitions_for(TOPIC).await.map_err(|e| e.to_string())?;
+    if partitions != PARTITIONS as usize {
+        return Err(format!("topic {TOPIC} has {partitions} partitions, not {PARTITIONS}"));
+    }
     let start = Instant::now();
     let mut deliveries = Vec::with_capacity(RECORDS);
     for i in 0..RECORDS {
@@ -130,7 +150,9 @@ async fn run() -> Result<(), String> {
     );
     println!("records per partition: {per_partition:?}");
     println!("every record came back once, unaltered, on its key's partition, at its acknowledged offset");
-    cluster.shutdown().await;
+    if let Some(cluster) = cluster {
+        cluster.shutdown().await;
+    }
     Ok(())
 }
 
