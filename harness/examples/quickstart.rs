@@ -60,9 +60,14 @@ async fn run() -> Result<(), String> {
 
     let config = Config::new(&bootstrap).client_id("quickstart".to_string());
     let producer = Producer::new(config.clone()).map_err(|e| e.to_string())?;
-    let partitions = producer.partitions_for(TOPIC).await.map_err(|e| e.to_string())?;
+    let partitions = producer
+        .partitions_for(TOPIC)
+        .await
+        .map_err(|e| e.to_string())?;
     if partitions != PARTITIONS as usize {
-        return Err(format!("topic {TOPIC} has {partitions} partitions, not {PARTITIONS}"));
+        return Err(format!(
+            "topic {TOPIC} has {partitions} partitions, not {PARTITIONS}"
+        ));
     }
     let start = Instant::now();
     let mut deliveries = Vec::with_capacity(RECORDS);
