@@ -287,7 +287,7 @@ impl ClusterBuilder {
                 .unwrap_or(0),
         });
         let cluster = Cluster {
-            inner: Arc::new(Inner {
+            inner: Arc::new(ClusterHandle {
                 shared,
                 root: CancellationToken::new(),
                 brokers: Mutex::new(Vec::new()),
@@ -323,11 +323,14 @@ impl ClusterBuilder {
 /// A running cluster. Dropping it (or [`Cluster::shutdown`]) stops every listener and
 /// closes every connection.
 pub struct Cluster {
-    inner: Arc<Inner>,
+    inner: Arc<ClusterHandle>,
 }
 
-/// The cluster's brokers and state; every [`Cluster`] method is defined here.
-pub struct Inner {
+/// The running cluster's brokers, state and controls, shared by [`Cluster`] (which derefs
+/// to it and owns the cluster's lifetime) and by [`InMemoryConnector`]s. Its methods are the
+/// cluster's API: addresses, in-memory connections, interceptors, the request record, the
+/// state, and stopping or starting brokers.
+pub struct ClusterHandle {
     shared: Arc<Shared>,
     root: CancellationToken,
     brokers: Mutex<Vec<BrokerSlot>>,
@@ -335,8 +338,8 @@ pub struct Inner {
 }
 
 impl std::ops::Deref for Cluster {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
+    type Target = ClusterHandle;
+    fn deref(&self) -> &ClusterHandle {
         &self.inner
     }
 }
@@ -345,7 +348,7 @@ impl std::ops::Deref for Cluster {
 /// their advertised address, so that a franzy client reaches the harness without sockets.
 #[derive(Clone)]
 pub struct InMemoryConnector {
-    inner: Arc<Inner>,
+    inner: Arc<ClusterHandle>,
 }
 
 impl std::fmt::Debug for InMemoryConnector {
@@ -397,7 +400,7 @@ impl Cluster {
     }
 }
 
-impl Inner {
+impl ClusterHandle {
     fn lock_brokers(&self) -> MutexGuard<'_, Vec<BrokerSlot>> {
         self.brokers
             .lock()
