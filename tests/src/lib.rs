@@ -176,3 +176,49 @@ pub fn init_tracing() {
         .with_test_writer()
         .try_init();
 }
+
+/// Tracing events captured by [`capture_events`]: one line per event, `LEVEL message k=v ...`.
+#[derive(Clone, Default, Debug)]
+pub struct CapturedEvents(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl CapturedEvents {
+    /// The events so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+struct CaptureLayer(CapturedEvents);
+
+struct LineVisitor<'a>(&'a mut String);
+
+impl tracing::field::Visit for LineVisitor<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write;
+        let _ = write!(self.0, " {}={:?}", field.name(), value);
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CaptureLayer {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut line = event.metadata().level().to_string();
+        event.record(&mut LineVisitor(&mut line));
+        if let Ok(mut lines) = (self.0).0.lock() {
+            lines.push(line);
+        }
+    }
+}
+
+/// Captures every tracing event on this thread until the guard is dropped (a
+/// `#[tokio::test]` runs its tasks on the test's thread, so the harness's events land here).
+pub fn capture_events() -> (CapturedEvents, tracing::subscriber::DefaultGuard) {
+    use tracing_subscriber::layer::SubscriberExt;
+    let events = CapturedEvents::default();
+    let subscriber = tracing_subscriber::registry().with(CaptureLayer(events.clone()));
+    let guard = tracing::subscriber::set_default(subscriber);
+    (events, guard)
+}

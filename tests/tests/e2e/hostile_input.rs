@@ -50,6 +50,33 @@ async fn assert_closed_after(cluster: &Cluster, bytes: &[u8]) {
 }
 
 #[tokio::test]
+async fn every_refusal_leaves_a_tracing_event_naming_the_reason() {
+    let (events, _guard) = franzy_tests::capture_events();
+    let cluster = Cluster::builder()
+        .brokers(1)
+        .build()
+        .await
+        .expect("cluster starts");
+    assert_closed_after(&cluster, b"GET / HTTP/1.1\r\n\r\n").await;
+    assert_closed_after(&cluster, &(-7i32).to_be_bytes()).await;
+    let lines = events.lines();
+    let refusals: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("WARN") && l.contains("closing connection"))
+        .collect();
+    assert!(
+        refusals.iter().any(|l| l.contains("exceeds the maximum")),
+        "{lines:#?}"
+    );
+    assert!(
+        refusals
+            .iter()
+            .any(|l| l.contains("negative frame length -7")),
+        "{lines:#?}"
+    );
+}
+
+#[tokio::test]
 async fn http_and_tls_bytes_are_refused() {
     let cluster = cluster().await;
     assert_closed_after(&cluster, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
