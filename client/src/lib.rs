@@ -1,5 +1,29 @@
 //! franzy: a pure-Rust, async Kafka client that speaks the wire protocol itself.
 //!
+//! ```no_run
+//! use franzy::{Config, Consumer, ConsumerEvent, Offset, Producer, ProducerRecord, TopicPartition};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::new("localhost:9092").set("linger.ms", "5")?;
+//! let producer = Producer::new(config.clone())?;
+//! let delivery = producer
+//!     .send(ProducerRecord::new("orders").with_key("customer-7").with_value("{}"))
+//!     .await?;
+//! let written = delivery.await?;
+//! println!("written to {}/{} at {}", written.topic, written.partition, written.offset);
+//! producer.close().await;
+//!
+//! let mut consumer = Consumer::new(config)?;
+//! let tp = TopicPartition::new("orders", written.partition);
+//! consumer.assign(&[tp.clone()])?;
+//! consumer.seek(&tp, Offset::At(written.offset))?;
+//! if let ConsumerEvent::Record(record) = consumer.recv().await? {
+//!     assert_eq!(record.key.as_deref(), Some(&b"customer-7"[..]));
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! | module | what |
 //! |---|---|
 //! | [`proto`] | the wire: frames, headers, messages, record batches, compression. No IO. |
