@@ -393,6 +393,8 @@ pub struct Accumulator<T> {
     closing: bool,
     buffered: usize,
     metadata_refresh: bool,
+    /// An append created or closed a batch, queued a record for metadata or completed one.
+    wake: bool,
     producer_id: i64,
     producer_epoch: i16,
 }
@@ -418,6 +420,7 @@ impl<T> Accumulator<T> {
             closing: false,
             buffered: 0,
             metadata_refresh: false,
+            wake: false,
             producer_id: -1,
             producer_epoch: -1,
         }
@@ -454,6 +457,15 @@ impl<T> Accumulator<T> {
     /// connection).
     pub fn take_metadata_refresh(&mut self) -> bool {
         std::mem::take(&mut self.metadata_refresh)
+    }
+
+    /// True once since the last call if an [`Accumulator::append`] changed what the sender
+    /// must do or when it must wake up: it created or closed a batch, queued a record for
+    /// metadata, or completed one at once. Appends to an open batch leave it false, so a
+    /// producer that appends from other threads wakes the sender once per batch, not once
+    /// per record.
+    pub fn take_wake(&mut self) -> bool {
+        std::mem::take(&mut self.wake)
     }
 
     /// Every batch is sendable from now on, and stays so; what follows drains the
@@ -495,14 +507,14 @@ impl<T> Accumulator<T> {
         *self.outstanding.entry(entry.epoch).or_default() += 1;
         self.buffered = self.buffered.saturating_add(entry.reserved);
         let topic = entry.record.topic.as_str();
-        if self.waiting.contains_key(topic) || metadata.topic(topic).is_none() {
+        if let Some(waiting) = self.waiting.get_mut(topic) {
+            // Behind records of the same topic that wait: keep the order.
             self.metadata_refresh = true;
-            self.waiting
-                .entry(topic.to_string())
-                .or_default()
-                .push_back(entry);
+            self.wake = true;
+            waiting.push_back(entry);
             return Placement::WaitingForMetadata;
         }
+        // `place` queues the record for metadata if the topic is unknown.
         self.place(entry, metadata, now)
     }
 
@@ -528,8 +540,8 @@ impl<T> Accumulator<T> {
     fn place(&mut self, entry: Entry<T>, metadata: &Metadata, now: Instant) -> Placement {
         let topic = entry.record.topic.as_str();
         let Some(info) = metadata.topic(topic) else {
-            // Callers checked; keep the record rather than lose it.
             self.metadata_refresh = true;
+            self.wake = true;
             self.waiting
                 .entry(topic.to_string())
                 .or_default()
@@ -573,6 +585,7 @@ impl<T> Accumulator<T> {
                 partition,
             };
             self.complete_failed(entry, error, Persisted::No);
+            self.wake = true;
             return Placement::Failed;
         }
         self.append_to_partition(entry, partition, now);
@@ -581,15 +594,20 @@ impl<T> Accumulator<T> {
 
     fn append_to_partition(&mut self, entry: Entry<T>, partition: i32, now: Instant) {
         let limit = self.batch_limit(&entry.record.topic);
-        let queue = self
-            .queues
-            .entry(entry.record.topic.clone())
-            .or_default()
-            .entry(partition)
-            .or_default();
+        // Look the topic up before cloning its name: a clone per record is measurable.
+        let partitions = match self.queues.get_mut(entry.record.topic.as_str()) {
+            Some(partitions) => partitions,
+            None => self.queues.entry(entry.record.topic.clone()).or_default(),
+        };
+        let queue = partitions.entry(partition).or_default();
         let entry = match queue.batches.back_mut() {
             Some(batch) => match try_append(batch, entry) {
-                None => return,
+                None => {
+                    if batch.closed {
+                        self.wake = true;
+                    }
+                    return;
+                }
                 Some(entry) => {
                     batch.closed = true;
                     entry
@@ -597,19 +615,28 @@ impl<T> Accumulator<T> {
             },
             None => entry,
         };
+        self.wake = true;
         let id = self.next_batch_id;
         self.next_batch_id += 1;
-        let size = BATCH_HEADER_LEN + record_size(&entry.record, 0, 0);
+        let record_size = record_size(&entry.record, 0, 0);
+        let size = BATCH_HEADER_LEN + record_size;
+        // Room for as many records of this size as the batch takes, so that appends do not
+        // move the entries again and again (bounded: a batch of tiny records grows).
+        let capacity = (limit.saturating_sub(BATCH_HEADER_LEN) / record_size.max(1)).clamp(1, 1024);
+        let topic = entry.record.topic.clone();
+        let (deadline, base_timestamp) = (entry.deadline, entry.timestamp);
+        let mut entries = Vec::with_capacity(capacity);
+        entries.push(entry);
         let batch = Batch {
             id,
-            topic: entry.record.topic.clone(),
+            topic,
             partition,
             size,
             limit,
             closed: size >= limit,
             created: now,
-            deadline: entry.deadline,
-            base_timestamp: entry.timestamp,
+            deadline,
+            base_timestamp,
             attempts: 0,
             retry_at: None,
             backoff: Backoff::new(self.config.retry_backoff, self.config.retry_backoff_max),
@@ -618,7 +645,7 @@ impl<T> Accumulator<T> {
             producer_id: -1,
             producer_epoch: -1,
             base_sequence: -1,
-            entries: vec![entry],
+            entries,
         };
         queue.batches.push_back(batch);
     }
@@ -1397,6 +1424,48 @@ mod tests {
         }
         let encoded = builder.build().encode().expect("encode");
         assert_eq!(encoded.len(), expected);
+    }
+
+    #[test]
+    fn appends_ask_for_a_wake_up_only_when_a_batch_opens_or_closes() {
+        let t0 = Instant::now();
+        let md = metadata(&[0, 1]);
+        let mut config = config();
+        config.batch_size = 400;
+        let mut acc = Accumulator::new(config, 1);
+        acc.append(record(1, Some(0), 100, t0), &md, t0);
+        assert!(
+            acc.take_wake(),
+            "a new batch: the sender must arm its linger timer"
+        );
+        assert!(!acc.take_wake(), "once per cause");
+        acc.append(record(2, Some(0), 100, t0), &md, t0);
+        assert!(
+            !acc.take_wake(),
+            "an append to an open batch changes no deadline"
+        );
+        acc.append(record(3, Some(0), 100, t0), &md, t0);
+        acc.append(record(4, Some(0), 100, t0), &md, t0);
+        assert!(
+            acc.take_wake(),
+            "the batch filled up (closed, or a second one opened)"
+        );
+        acc.append(record(5, Some(1), 100, t0), &md, t0);
+        assert!(acc.take_wake(), "another partition's first batch");
+        acc.append(record(6, Some(7), 100, t0), &md, t0);
+        assert!(
+            acc.take_wake(),
+            "a record failed at once: its completion is to deliver"
+        );
+        let mut acc = Accumulator::new(self::config(), 1);
+        let unknown = Metadata::new(Duration::from_secs(300));
+        acc.append(record(7, None, 10, t0), &unknown, t0);
+        assert!(
+            acc.take_wake(),
+            "a record waits for metadata: the sender must refresh"
+        );
+        acc.append(record(8, None, 10, t0), &unknown, t0);
+        assert!(acc.take_wake(), "behind it, too");
     }
 
     #[test]

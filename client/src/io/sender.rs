@@ -1,21 +1,24 @@
 //! The producer's sender task: a thin tokio driver around the
 //! [`Accumulator`] engine.
 //!
-//! One task per producer owns the accumulator. It takes records from the producer's
-//! command channel, refreshes metadata when the accumulator or the `metadata.max.age.ms`
-//! clock asks (one refresh at a time, `retry.backoff.ms` apart, backing off exponentially
-//! while it fails), sends each drained request on its own sub-task (so a slow broker never
-//! delays another), and feeds their outcomes back. It sleeps until the next linger, backoff
-//! or delivery deadline, a command, an answer, or a `send` that waits for buffer space.
+//! One task per producer drives the accumulator, which it shares with the producer handles
+//! behind one mutex ([`SenderShared::engine`]): `send` appends records itself and wakes the
+//! task only when a batch was created or closed. The task refreshes metadata when the
+//! accumulator or the `metadata.max.age.ms` clock asks (one refresh at a time,
+//! `retry.backoff.ms` apart, backing off exponentially while it fails), sends each drained
+//! request on its own sub-task (so a slow broker never delays another), and feeds their
+//! outcomes back. It sleeps until the next linger, backoff or delivery deadline, a command
+//! (flush, close), an answer, or a wake-up from `send` (a new batch, or a `send` waiting for
+//! buffer space). Lock order: the engine, then the metadata.
 //!
 //! A request is built by the broker connection when it is about to write it (see
 //! [`BrokerConnection::request`](super::broker::BrokerConnection::request)); at that moment each batch is marked written. A batch whose
 //! delivery timeout passes before that is taken out of the request, so it is reported as
 //! [`Persisted::No`] with certainty; after it, as `Possibly`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -29,25 +32,59 @@ use super::broker::{BuildRequest, RequestError};
 use super::cluster::ClusterClient;
 use crate::config::Acks;
 use crate::engine::accumulator::{
-    Accumulator, AccumulatorConfig, BatchId, Completion, DrainedBatch, NewRecord,
-    PartitionResponse, ProduceOutcome, ProduceRequestPlan, RequestId,
+    Accumulator, BatchId, Completion, DrainedBatch, PartitionResponse, ProduceOutcome,
+    ProduceRequestPlan, RequestId,
 };
 use crate::engine::backoff::{Backoff, Rng};
-use crate::error::{Error, Persisted};
-use crate::producer::{DeliveryResult, ProduceError, RecordMetadata};
+use crate::error::Error;
+use crate::producer::{
+    DeliveryChunk, DeliveryFuture, DeliveryTicket, ProduceError, RecordMetadata, CHUNK_SLOTS,
+};
 use crate::proto::{ApiKey, ErrorCode, RequestKind, ResponseKind, StrBytes};
 
-/// What a record's completion is: the channel to its `DeliveryFuture`.
-pub(crate) type DeliverySender = oneshot::Sender<DeliveryResult>;
-
-/// Messages from producer handles to the sender task.
+/// Messages from producer handles to the sender task (records do not travel this way:
+/// `send` appends them to the shared accumulator).
 pub(crate) enum Command {
-    /// A record, with its buffer space already reserved.
-    Send(Box<NewRecord<DeliverySender>>),
-    /// Answer once everything sent before has completed.
-    Flush(oneshot::Sender<()>),
+    /// Answer once every record appended before flush `token` began has completed.
+    Flush(u64, oneshot::Sender<()>),
     /// Finish everything, answer, and stop.
     Close(oneshot::Sender<()>),
+}
+
+/// The accumulator and what goes with it, behind [`SenderShared::engine`].
+#[derive(Debug)]
+pub(crate) struct ProducerEngine {
+    /// Partitions, batches and retries.
+    pub(crate) accumulator: Accumulator<DeliveryTicket>,
+    /// The sender task has stopped: an append now would never be sent.
+    pub(crate) stopped: bool,
+    /// Topics already handed to `Metadata::want`.
+    pub(crate) wanted: HashSet<String>,
+    chunk: Arc<DeliveryChunk>,
+    next_slot: usize,
+}
+
+impl ProducerEngine {
+    pub(crate) fn new(accumulator: Accumulator<DeliveryTicket>) -> Self {
+        Self {
+            accumulator,
+            stopped: false,
+            wanted: HashSet::new(),
+            chunk: DeliveryChunk::new(),
+            next_slot: 0,
+        }
+    }
+
+    /// The next record's ticket and future, in the current chunk or a new one.
+    pub(crate) fn ticket(&mut self) -> (DeliveryTicket, DeliveryFuture) {
+        if self.next_slot == CHUNK_SLOTS {
+            self.chunk = DeliveryChunk::new();
+            self.next_slot = 0;
+        }
+        let index = self.next_slot;
+        self.next_slot += 1;
+        DeliveryTicket::new(&self.chunk, index)
+    }
 }
 
 /// State shared by the producer handles and the sender task.
@@ -62,6 +99,16 @@ pub(crate) struct SenderShared {
     pub(crate) wake: Notify,
     /// `close` was called.
     pub(crate) closed: AtomicBool,
+    /// The accumulator, shared by `send` (appends) and the sender task (everything else).
+    pub(crate) engine: Mutex<ProducerEngine>,
+}
+
+impl SenderShared {
+    /// Locks the engine. Never hold the guard across an await; take the metadata lock only
+    /// after this one.
+    pub(crate) fn lock_engine(&self) -> MutexGuard<'_, ProducerEngine> {
+        self.engine.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Not yet handed to the connection.
@@ -81,10 +128,8 @@ pub(crate) fn spawn(
     span: Span,
 ) -> tokio::task::JoinHandle<()> {
     let config = cluster.config();
-    let accumulator = Accumulator::new(AccumulatorConfig::from_config(config), seed);
     let metadata_backoff = Backoff::new(config.retry_backoff, config.retry_backoff_max);
     let sender = Sender {
-        accumulator,
         shared,
         commands,
         requests: JoinSet::new(),
@@ -105,7 +150,6 @@ pub(crate) fn spawn(
 }
 
 struct Sender {
-    accumulator: Accumulator<DeliverySender>,
     cluster: Arc<ClusterClient>,
     shared: Arc<SenderShared>,
     commands: mpsc::UnboundedReceiver<Command>,
@@ -127,9 +171,6 @@ struct Sender {
     commands_done: bool,
 }
 
-/// Commands handled per wake-up before the accumulator is drained.
-const COMMAND_BURST: usize = 1024;
-
 impl Sender {
     async fn run(mut self) {
         loop {
@@ -138,19 +179,22 @@ impl Sender {
             self.refresh_metadata_if_needed(now);
             self.send_ready(now);
             self.deliver();
-            if self.closing && self.accumulator.is_idle() && self.requests.is_empty() {
-                break;
+            if self.closing && self.requests.is_empty() {
+                // Decided under the lock `send` appends under: a record is either appended
+                // before this (and the accumulator is not idle) or refused after it.
+                let mut engine = self.shared.lock_engine();
+                if engine.accumulator.is_idle() {
+                    engine.stopped = true;
+                    break;
+                }
             }
             let deadline = self.next_deadline(now);
             tokio::select! {
                 command = self.commands.recv(), if !self.commands_done => match command {
                     Some(command) => {
                         self.handle_command(command);
-                        for _ in 0..COMMAND_BURST {
-                            match self.commands.try_recv() {
-                                Ok(command) => self.handle_command(command),
-                                Err(_) => break,
-                            }
+                        while let Ok(command) = self.commands.try_recv() {
+                            self.handle_command(command);
                         }
                     }
                     // Every producer handle is gone, or close was called: finish what we
@@ -180,17 +224,7 @@ impl Sender {
 
     fn handle_command(&mut self, command: Command) {
         match command {
-            Command::Send(new) => {
-                let now = now();
-                let topic = new.record.topic.clone();
-                let mut metadata = self.cluster.metadata();
-                metadata.want(&topic);
-                self.accumulator.append(*new, &metadata, now);
-            }
-            Command::Flush(reply) => {
-                let token = self.accumulator.begin_flush();
-                self.flushes.push((token, reply));
-            }
+            Command::Flush(token, reply) => self.flushes.push((token, reply)),
             Command::Close(reply) => {
                 self.closes.push(reply);
                 self.begin_close();
@@ -202,7 +236,7 @@ impl Sender {
         if !self.closing {
             debug!("closing: sending everything");
             self.closing = true;
-            self.accumulator.close();
+            self.shared.lock_engine().accumulator.close();
         }
         // No new commands; those already queued are still handled (a send that raced
         // with close is delivered). A send after this gets its record back as Closed.
@@ -211,7 +245,8 @@ impl Sender {
 
     fn expire(&mut self, now: Instant) {
         let dispatch = &self.dispatch;
-        self.accumulator.handle_timeout(now, |batch| {
+        let mut engine = self.shared.lock_engine();
+        engine.accumulator.handle_timeout(now, |batch| {
             dispatch.get(&batch).is_none_or(|state| {
                 match state.compare_exchange(
                     PENDING,
@@ -227,7 +262,12 @@ impl Sender {
     }
 
     fn refresh_metadata_if_needed(&mut self, now: Instant) {
-        if self.accumulator.take_metadata_refresh() {
+        let wanted = self
+            .shared
+            .lock_engine()
+            .accumulator
+            .take_metadata_refresh();
+        if wanted {
             if self.refresh.is_empty() {
                 self.cluster.metadata().invalidate();
             } else {
@@ -252,13 +292,14 @@ impl Sender {
 
     fn handle_refresh(&mut self, result: Result<(), Error>) {
         let now = now();
+        let mut engine = self.shared.lock_engine();
         let mut metadata = self.cluster.metadata();
         if std::mem::take(&mut self.refresh_again) {
             metadata.invalidate();
         }
         let settled = match &result {
             Ok(()) => {
-                self.accumulator.handle_metadata(&metadata, now);
+                engine.accumulator.handle_metadata(&metadata, now);
                 metadata.refresh_due(now) > now
             }
             Err(error) => {
@@ -267,6 +308,7 @@ impl Sender {
             }
         };
         drop(metadata);
+        drop(engine);
         // Kafka's clients space refreshes `retry.backoff.ms` apart, and back off further
         // while refreshes fail or leave leaders unknown.
         let wait = if settled {
@@ -281,8 +323,9 @@ impl Sender {
     fn send_ready(&mut self, now: Instant) {
         let exhausted = self.shared.waiters.load(Ordering::Acquire) > 0;
         let plans = {
+            let mut engine = self.shared.lock_engine();
             let metadata = self.cluster.metadata();
-            let plans = self.accumulator.drain(now, &metadata, exhausted);
+            let plans = engine.accumulator.drain(now, &metadata, exhausted);
             plans
                 .into_iter()
                 .map(|plan| {
@@ -343,17 +386,38 @@ impl Sender {
         for batch in self.request_batches.remove(&request_id).unwrap_or_default() {
             self.dispatch.remove(&batch);
         }
-        self.accumulator.handle_response(request_id, outcome, now());
+        self.shared
+            .lock_engine()
+            .accumulator
+            .handle_response(request_id, outcome, now());
     }
 
     fn deliver(&mut self) {
-        while let Some(completion) = self.accumulator.poll_completion() {
-            deliver(&self.shared, completion);
+        // Taken out under the lock, resolved outside it: waking futures never holds up a
+        // `send`.
+        let (completions, flushed) = {
+            let mut engine = self.shared.lock_engine();
+            let completions: Vec<_> =
+                std::iter::from_fn(|| engine.accumulator.poll_completion()).collect();
+            let flushed: Vec<bool> = self
+                .flushes
+                .iter()
+                .map(|(token, _)| engine.accumulator.is_flushed(*token))
+                .collect();
+            (completions, flushed)
+        };
+        let mut released = 0usize;
+        for completion in completions {
+            released = released.saturating_add(completion.reserved);
+            deliver(completion);
         }
-        let accumulator = &self.accumulator;
+        if released > 0 {
+            // Once per wake-up rather than per record: the semaphore takes a lock.
+            self.shared.buffer.add_permits(released);
+        }
         let flushes = std::mem::take(&mut self.flushes);
-        for (token, reply) in flushes {
-            if accumulator.is_flushed(token) {
+        for ((token, reply), flushed) in flushes.into_iter().zip(flushed) {
+            if flushed {
                 let _ = reply.send(());
             } else {
                 self.flushes.push((token, reply));
@@ -362,7 +426,7 @@ impl Sender {
     }
 
     fn next_deadline(&self, now: Instant) -> Option<Instant> {
-        let mut next = self.accumulator.poll_timeout(now);
+        let mut next = self.shared.lock_engine().accumulator.poll_timeout(now);
         if self.refresh.is_empty() {
             let metadata = self.cluster.metadata();
             if !metadata.request_topics().is_empty() {
@@ -383,16 +447,7 @@ impl Sender {
     fn finish(mut self) {
         while let Ok(command) = self.commands.try_recv() {
             match command {
-                Command::Send(new) => {
-                    self.shared.buffer.add_permits(new.reserved);
-                    let error = ProduceError {
-                        error: Error::Closed,
-                        persisted: Persisted::No,
-                        record: Box::new(new.record),
-                    };
-                    let _ = new.completion.send(Err(error));
-                }
-                Command::Flush(reply) => {
+                Command::Flush(_, reply) => {
                     let _ = reply.send(());
                 }
                 Command::Close(reply) => self.closes.push(reply),
@@ -408,8 +463,7 @@ impl Sender {
     }
 }
 
-fn deliver(shared: &SenderShared, completion: Completion<DeliverySender>) {
-    shared.buffer.add_permits(completion.reserved);
+fn deliver(completion: Completion<DeliveryTicket>) {
     let record = completion.record;
     let result = match completion.result {
         Ok(delivered) => Ok(RecordMetadata {
@@ -424,8 +478,8 @@ fn deliver(shared: &SenderShared, completion: Completion<DeliverySender>) {
             record: Box::new(record),
         }),
     };
-    // The future may have been dropped: nobody wants the answer then.
-    let _ = completion.completion.send(result);
+    // The future may have been dropped: nobody reads the answer then.
+    completion.completion.complete(result);
 }
 
 /// Sends one Produce request and turns whatever happens into a [`ProduceOutcome`].
