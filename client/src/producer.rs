@@ -251,20 +251,7 @@ impl DeliveryChunk {
     /// Writes the outcome of slot `index` (once: later writes are ignored) and wakes its
     /// future.
     fn complete(&self, index: usize, result: DeliveryResult) {
-        let waker = {
-            let mut slots = self.lock();
-            let Some(slot) = slots.get_mut(index) else {
-                return;
-            };
-            match slot {
-                Slot::Pending(waker) => {
-                    let waker = waker.take();
-                    *slot = Slot::Done(result);
-                    waker
-                }
-                Slot::Done(_) | Slot::Taken => None,
-            }
-        };
+        let waker = fill(&mut self.lock(), index, result);
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -287,6 +274,70 @@ impl DeliveryChunk {
             },
             Slot::Taken => Poll::Ready(Err(polled_again())),
         }
+    }
+}
+
+/// Writes slot `index` if it has no outcome yet; returns the waker to wake.
+fn fill(slots: &mut [Slot], index: usize, result: DeliveryResult) -> Option<Waker> {
+    let slot = slots.get_mut(index)?;
+    match slot {
+        Slot::Pending(waker) => {
+            let waker = waker.take();
+            *slot = Slot::Done(result);
+            waker
+        }
+        Slot::Done(_) | Slot::Taken => None,
+    }
+}
+
+/// Resolves tickets in bulk: the outcomes of consecutive tickets of one chunk are written
+/// under one lock, and their futures woken after it is released.
+#[derive(Default)]
+pub(crate) struct DeliveryBatcher {
+    chunk: Option<Arc<DeliveryChunk>>,
+    pending: Vec<(usize, DeliveryResult)>,
+    wakers: Vec<Waker>,
+}
+
+impl DeliveryBatcher {
+    /// Resolves `ticket`'s future with `result`, now or at the next [`DeliveryBatcher::flush`].
+    pub(crate) fn complete(&mut self, mut ticket: DeliveryTicket, result: DeliveryResult) {
+        let Some(chunk) = ticket.chunk.take() else {
+            return;
+        };
+        if !self
+            .chunk
+            .as_ref()
+            .is_some_and(|current| Arc::ptr_eq(current, &chunk))
+        {
+            self.flush();
+            self.chunk = Some(chunk);
+        }
+        self.pending.push((ticket.index, result));
+    }
+
+    /// Writes what is pending and wakes the futures.
+    pub(crate) fn flush(&mut self) {
+        let Some(chunk) = self.chunk.take() else {
+            return;
+        };
+        {
+            let mut slots = chunk.lock();
+            for (index, result) in self.pending.drain(..) {
+                if let Some(waker) = fill(&mut slots, index, result) {
+                    self.wakers.push(waker);
+                }
+            }
+        }
+        for waker in self.wakers.drain(..) {
+            waker.wake();
+        }
+    }
+}
+
+impl Drop for DeliveryBatcher {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
@@ -329,7 +380,8 @@ impl DeliveryTicket {
         (ticket, future)
     }
 
-    /// Resolves the record's future.
+    /// Resolves the record's future (the sender resolves through a [`DeliveryBatcher`]).
+    #[cfg(test)]
     pub(crate) fn complete(mut self, result: DeliveryResult) {
         if let Some(chunk) = self.chunk.take() {
             chunk.complete(self.index, result);
@@ -754,6 +806,41 @@ mod tests {
             Pin::new(&mut second).poll(&mut cx),
             Poll::Ready(Err(_))
         ));
+    }
+
+    #[test]
+    fn the_batcher_resolves_runs_of_a_chunk_and_crosses_chunks() {
+        let chunks = [DeliveryChunk::new(), DeliveryChunk::new()];
+        let mut tickets = Vec::new();
+        let mut futures = Vec::new();
+        for (c, i) in [(0, 0), (0, 1), (1, 0), (0, 2)] {
+            let (ticket, future) = DeliveryTicket::new(&chunks[c], i);
+            tickets.push(ticket);
+            futures.push(future);
+        }
+        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let waker = Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        for future in &mut futures {
+            assert!(Pin::new(future).poll(&mut cx).is_pending());
+        }
+        let mut batcher = DeliveryBatcher::default();
+        for (n, ticket) in tickets.into_iter().enumerate() {
+            batcher.complete(ticket, metadata(0, n as i64));
+        }
+        assert_eq!(
+            counter.0.load(Ordering::SeqCst),
+            3,
+            "chunks already left are written and woken"
+        );
+        batcher.flush();
+        assert_eq!(counter.0.load(Ordering::SeqCst), 4);
+        for (n, future) in futures.iter_mut().enumerate() {
+            match Pin::new(future).poll(&mut cx) {
+                Poll::Ready(Ok(m)) => assert_eq!(m.offset, n as i64),
+                other => panic!("record {n}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -214,6 +214,70 @@ pub struct Completion<T> {
     pub result: Result<Delivered, Failure>,
 }
 
+/// Records that completed together, in order: a batch, or a single record. An iterator
+/// of their [`Completion`]s.
+#[derive(Debug)]
+pub struct CompletedBatch<T> {
+    entries: std::vec::IntoIter<Entry<T>>,
+    outcome: Outcome,
+    /// Index in the batch of the next entry.
+    index: i64,
+}
+
+#[derive(Debug)]
+enum Outcome {
+    Delivered {
+        partition: i32,
+        /// -1 when unknown (`acks=0`).
+        base_offset: i64,
+        /// -1 unless the topic uses log append time.
+        log_append_time: i64,
+    },
+    Failed(Failure),
+}
+
+impl<T> Iterator for CompletedBatch<T> {
+    type Item = Completion<T>;
+
+    fn next(&mut self) -> Option<Completion<T>> {
+        let entry = self.entries.next()?;
+        let index = self.index;
+        self.index += 1;
+        let result = match &self.outcome {
+            Outcome::Delivered {
+                partition,
+                base_offset,
+                log_append_time,
+            } => Ok(Delivered {
+                partition: *partition,
+                offset: if *base_offset >= 0 {
+                    base_offset.saturating_add(index)
+                } else {
+                    -1
+                },
+                timestamp: if *log_append_time != -1 {
+                    *log_append_time
+                } else {
+                    entry.timestamp
+                },
+            }),
+            Outcome::Failed(failure) => Err(failure.clone()),
+        };
+        Some(Completion {
+            completion: entry.completion,
+            record: entry.record,
+            reserved: entry.reserved,
+            result,
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.entries.size_hint()
+    }
+}
+
+impl<T> ExactSizeIterator for CompletedBatch<T> {}
+
 /// Where a record was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Delivered {
@@ -378,7 +442,7 @@ pub struct Accumulator<T> {
     waiting: BTreeMap<String, VecDeque<Entry<T>>>,
     in_flight: BTreeMap<RequestId, InFlight<T>>,
     in_flight_per_broker: HashMap<i32, usize>,
-    completions: VecDeque<Completion<T>>,
+    completions: VecDeque<CompletedBatch<T>>,
     sticky: StickyPartitioner,
     rng: Rng,
     next_batch_id: BatchId,
@@ -721,9 +785,11 @@ impl<T> Accumulator<T> {
             }
         }
         for (entries, persisted) in expired_in_flight {
-            for entry in entries {
-                self.complete_failed(entry, timeout.clone(), persisted);
-            }
+            let failure = Failure {
+                error: timeout.clone(),
+                persisted,
+            };
+            self.finish(entries, Outcome::Failed(failure));
         }
     }
 
@@ -1110,59 +1176,85 @@ impl<T> Accumulator<T> {
     }
 
     fn complete_batch(&mut self, batch: Batch<T>, base_offset: i64, log_append_time: i64) {
-        let partition = batch.partition;
-        for (index, entry) in batch.entries.into_iter().enumerate() {
-            let offset = if base_offset >= 0 {
-                base_offset.saturating_add(index as i64)
-            } else {
-                -1
-            };
-            let timestamp = if log_append_time != -1 {
-                log_append_time
-            } else {
-                entry.timestamp
-            };
-            self.finish(
-                entry,
-                Ok(Delivered {
-                    partition,
-                    offset,
-                    timestamp,
-                }),
-            );
-        }
+        let outcome = Outcome::Delivered {
+            partition: batch.partition,
+            base_offset,
+            log_append_time,
+        };
+        self.finish(batch.entries, outcome);
     }
 
     fn fail_batch(&mut self, batch: Batch<T>, error: &Error, persisted: Persisted) {
         warn!(topic = %batch.topic, partition = batch.partition, records = batch.entries.len(),
             %error, ?persisted, "batch failed");
-        for entry in batch.entries {
-            self.complete_failed(entry, error.clone(), persisted);
-        }
+        let failure = Failure {
+            error: error.clone(),
+            persisted,
+        };
+        self.finish(batch.entries, Outcome::Failed(failure));
     }
 
     fn complete_failed(&mut self, entry: Entry<T>, error: Error, persisted: Persisted) {
-        self.finish(entry, Err(Failure { error, persisted }));
+        self.finish(vec![entry], Outcome::Failed(Failure { error, persisted }));
     }
 
-    fn finish(&mut self, entry: Entry<T>, result: Result<Delivered, Failure>) {
-        if let Some(count) = self.outstanding.get_mut(&entry.epoch) {
-            *count = count.saturating_sub(1);
+    /// Queues the outcome of `entries` (in order) and stops counting them as outstanding.
+    fn finish(&mut self, entries: Vec<Entry<T>>, outcome: Outcome) {
+        if entries.is_empty() {
+            return;
+        }
+        // Entries of a batch mostly share an epoch: count runs, not records.
+        let mut run: Option<(u64, usize)> = None;
+        let mut reserved = 0usize;
+        for entry in &entries {
+            reserved = reserved.saturating_add(entry.reserved);
+            run = match run {
+                Some((epoch, count)) if epoch == entry.epoch => Some((epoch, count + 1)),
+                Some((epoch, count)) => {
+                    self.uncount(epoch, count);
+                    Some((entry.epoch, 1))
+                }
+                None => Some((entry.epoch, 1)),
+            };
+        }
+        if let Some((epoch, count)) = run {
+            self.uncount(epoch, count);
+        }
+        self.buffered = self.buffered.saturating_sub(reserved);
+        self.completions.push_back(CompletedBatch {
+            entries: entries.into_iter(),
+            outcome,
+            index: 0,
+        });
+    }
+
+    fn uncount(&mut self, epoch: u64, records: usize) {
+        if let Some(count) = self.outstanding.get_mut(&epoch) {
+            *count = count.saturating_sub(records);
             if *count == 0 {
-                self.outstanding.remove(&entry.epoch);
+                self.outstanding.remove(&epoch);
             }
         }
-        self.buffered = self.buffered.saturating_sub(entry.reserved);
-        self.completions.push_back(Completion {
-            completion: entry.completion,
-            record: entry.record,
-            reserved: entry.reserved,
-            result,
-        });
     }
 
     /// The next completed record.
     pub fn poll_completion(&mut self) -> Option<Completion<T>> {
+        loop {
+            let front = self.completions.front_mut()?;
+            if let Some(completion) = front.next() {
+                if front.entries.as_slice().is_empty() {
+                    self.completions.pop_front();
+                }
+                return Some(completion);
+            }
+            self.completions.pop_front();
+        }
+    }
+
+    /// The records that completed together next (a batch, or a single record), to take
+    /// out at once and go through later: cheaper than [`Accumulator::poll_completion`] per
+    /// record when the accumulator sits behind a lock.
+    pub fn poll_completed_batch(&mut self) -> Option<CompletedBatch<T>> {
         self.completions.pop_front()
     }
 

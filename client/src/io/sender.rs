@@ -38,7 +38,8 @@ use crate::engine::accumulator::{
 use crate::engine::backoff::{Backoff, Rng};
 use crate::error::Error;
 use crate::producer::{
-    DeliveryChunk, DeliveryFuture, DeliveryTicket, ProduceError, RecordMetadata, CHUNK_SLOTS,
+    DeliveryBatcher, DeliveryChunk, DeliveryFuture, DeliveryTicket, ProduceError, RecordMetadata,
+    CHUNK_SLOTS,
 };
 use crate::proto::{ApiKey, ErrorCode, RequestKind, ResponseKind, StrBytes};
 
@@ -398,7 +399,7 @@ impl Sender {
         let (completions, flushed) = {
             let mut engine = self.shared.lock_engine();
             let completions: Vec<_> =
-                std::iter::from_fn(|| engine.accumulator.poll_completion()).collect();
+                std::iter::from_fn(|| engine.accumulator.poll_completed_batch()).collect();
             let flushed: Vec<bool> = self
                 .flushes
                 .iter()
@@ -407,10 +408,12 @@ impl Sender {
             (completions, flushed)
         };
         let mut released = 0usize;
-        for completion in completions {
+        let mut batcher = DeliveryBatcher::default();
+        for completion in completions.into_iter().flatten() {
             released = released.saturating_add(completion.reserved);
-            deliver(completion);
+            deliver(&mut batcher, completion);
         }
+        batcher.flush();
         if released > 0 {
             // Once per wake-up rather than per record: the semaphore takes a lock.
             self.shared.buffer.add_permits(released);
@@ -463,7 +466,7 @@ impl Sender {
     }
 }
 
-fn deliver(completion: Completion<DeliveryTicket>) {
+fn deliver(batcher: &mut DeliveryBatcher, completion: Completion<DeliveryTicket>) {
     let record = completion.record;
     let result = match completion.result {
         Ok(delivered) => Ok(RecordMetadata {
@@ -479,7 +482,7 @@ fn deliver(completion: Completion<DeliveryTicket>) {
         }),
     };
     // The future may have been dropped: nobody reads the answer then.
-    completion.completion.complete(result);
+    batcher.complete(completion.completion, result);
 }
 
 /// Sends one Produce request and turns whatever happens into a [`ProduceOutcome`].

@@ -10,6 +10,9 @@
 //! reports are at most one run's send time too long). Consume: reads `--count` records from
 //! the beginning; without `-b` the embedded topic is first filled by an untimed produce run.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -84,9 +87,27 @@ async fn produce(target: &Target, args: &BenchArgs) -> Result<String, String> {
             let mut latencies = Vec::new();
             let mut failures = 0u64;
             while let Some((sent, deliveries)) = rx.recv().await {
-                for delivery in deliveries {
-                    match delivery.await {
-                        Ok(_) => latencies.push(sent.elapsed()),
+                // Futures already resolved when the previous one was are stamped with its
+                // time: a batch's records are acknowledged at the same moment.
+                let mut latency = None;
+                for mut delivery in deliveries {
+                    let result = match std::future::poll_fn(|cx| {
+                        Poll::Ready(Pin::new(&mut delivery).poll(cx))
+                    })
+                    .await
+                    {
+                        Poll::Ready(result) => {
+                            latency.get_or_insert_with(|| sent.elapsed());
+                            result
+                        }
+                        Poll::Pending => {
+                            let result = delivery.await;
+                            latency = Some(sent.elapsed());
+                            result
+                        }
+                    };
+                    match result {
+                        Ok(_) => latencies.push(latency.unwrap_or_default()),
                         Err(_) => failures += 1,
                     }
                 }
