@@ -548,19 +548,28 @@ impl Producer {
             };
             return Err(ProduceError::new(error, Persisted::No, record));
         };
-        if let Some(partition) = record.partition {
-            let count = inner.cluster.metadata().partition_count(&record.topic);
-            let known = count.map(|count| usize::try_from(partition).is_ok_and(|p| p < count));
-            if partition < 0 || known == Some(false) {
-                let error = Error::UnknownPartition {
-                    topic: record.topic.clone(),
-                    partition,
-                };
-                return Err(ProduceError::new(error, Persisted::No, record));
-            }
+        if record.partition.is_some_and(|p| p < 0) {
+            return Err(unknown_partition(record));
         }
-        if !self.reserve(permits).await {
-            return Err(ProduceError::new(Error::Closed, Persisted::No, record));
+        // With buffer space at hand (the usual case) the explicit partition is checked below,
+        // with the append, under one metadata lookup; before waiting for space it is checked
+        // here, so that a bad partition never waits.
+        match self.try_reserve(permits) {
+            Some(true) => {}
+            Some(false) => {
+                if let Some(partition) = record.partition {
+                    let count = inner.cluster.metadata().partition_count(&record.topic);
+                    if count.is_some_and(|count| {
+                        usize::try_from(partition).map_or(true, |p| p >= count)
+                    }) {
+                        return Err(unknown_partition(record));
+                    }
+                }
+                if !self.reserve(permits).await {
+                    return Err(ProduceError::new(Error::Closed, Persisted::No, record));
+                }
+            }
+            None => return Err(ProduceError::new(Error::Closed, Persisted::No, record)),
         }
         let now = tokio::time::Instant::now();
         let timestamp = record.timestamp.unwrap_or_else(|| inner.clock.ms_at(now));
@@ -575,10 +584,7 @@ impl Producer {
         let (completion, future) = engine.ticket();
         // Lock order: the engine, then the metadata (as the sender task takes them).
         let mut metadata = inner.cluster.metadata();
-        if !engine.wanted.contains(record.topic.as_str()) {
-            metadata.want(&record.topic);
-            engine.wanted.insert(record.topic.clone());
-        }
+        engine.want(&mut metadata, &record.topic);
         let new = NewRecord {
             record,
             completion,
@@ -586,7 +592,16 @@ impl Producer {
             timestamp,
             reserved: size,
         };
-        engine.accumulator.append(new, &metadata, now.into_std());
+        if let Err(rejected) = engine
+            .accumulator
+            .append_or_reject(new, &metadata, now.into_std())
+        {
+            drop(metadata);
+            drop(guard);
+            inner.shared.buffer.add_permits(size);
+            // The ticket goes with the record unanswered; its future is dropped unpolled.
+            return Err(unknown_partition(rejected.record));
+        }
         drop(metadata);
         let wake = engine.accumulator.take_wake();
         drop(guard);
@@ -594,6 +609,25 @@ impl Producer {
             inner.shared.wake.notify_one();
         }
         Ok(future)
+    }
+
+    /// Takes `permits` bytes of buffer if they are free now: `Some(true)` when taken,
+    /// `Some(false)` when they are not free, `None` once the producer closed.
+    fn try_reserve(&self, permits: u32) -> Option<bool> {
+        let shared = &self.inner.shared;
+        match shared.buffer.try_acquire_many(permits) {
+            Ok(permit) => {
+                // Returned by the sender when the record is delivered or fails.
+                permit.forget();
+                if shared.closed.load(Ordering::Acquire) {
+                    shared.buffer.add_permits(permits as usize);
+                    return None;
+                }
+                Some(true)
+            }
+            Err(tokio::sync::TryAcquireError::NoPermits) => Some(false),
+            Err(tokio::sync::TryAcquireError::Closed) => None,
+        }
     }
 
     /// Takes `permits` bytes of buffer, waiting if needed; false once the producer closed.
@@ -673,6 +707,14 @@ impl Producer {
             let _ = task.await;
         }
     }
+}
+
+fn unknown_partition(record: ProducerRecord) -> ProduceError {
+    let error = Error::UnknownPartition {
+        topic: record.topic.clone(),
+        partition: record.partition.unwrap_or(-1),
+    };
+    ProduceError::new(error, Persisted::No, record)
 }
 
 /// Counts a `send` waiting for buffer space for as long as it waits, also when the

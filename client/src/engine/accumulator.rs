@@ -41,14 +41,14 @@ use tracing::{debug, warn};
 use uuid::Uuid;
 
 use super::backoff::{Backoff, Rng};
-use super::metadata::Metadata;
+use super::metadata::{Metadata, TopicInfo};
 use super::partitioner::{partition_for_key, StickyPartitioner};
 use crate::config::{Acks, Config, Partitioner};
 use crate::error::{Error, Persisted};
 use crate::producer::ProducerRecord;
 use crate::proto::batch_header::BATCH_HEADER_LEN;
 use crate::proto::compression::Compression;
-use crate::proto::record_batch::RecordBatchBuilder;
+use crate::proto::record_batch::{RecordBatchBuilder, RecordBatchWriter};
 use crate::proto::varint;
 use crate::proto::ErrorCode;
 
@@ -560,6 +560,36 @@ impl<T> Accumulator<T> {
     /// new one) if the topic's metadata is known, else queues it until
     /// [`Accumulator::handle_metadata`]. Records of a topic keep their order either way.
     pub fn append(&mut self, new: NewRecord<T>, metadata: &Metadata, now: Instant) -> Placement {
+        let info = metadata.topic(&new.record.topic);
+        self.append_known(new, info, metadata, now)
+    }
+
+    /// As [`Accumulator::append`], except that a record whose explicit partition the topic's
+    /// known metadata does not have is given back rather than failed through its
+    /// completion: for a `send` that reports that at once. Looks the topic up once.
+    #[allow(clippy::result_large_err)] // the record goes back to the caller as it came
+    pub fn append_or_reject(
+        &mut self,
+        new: NewRecord<T>,
+        metadata: &Metadata,
+        now: Instant,
+    ) -> Result<Placement, NewRecord<T>> {
+        let info = metadata.topic(&new.record.topic);
+        if let (Some(partition), Some(info)) = (new.record.partition, info) {
+            if usize::try_from(partition).map_or(true, |p| p >= info.partitions.len()) {
+                return Err(new);
+            }
+        }
+        Ok(self.append_known(new, info, metadata, now))
+    }
+
+    fn append_known(
+        &mut self,
+        new: NewRecord<T>,
+        info: Option<&TopicInfo>,
+        metadata: &Metadata,
+        now: Instant,
+    ) -> Placement {
         let entry = Entry {
             deadline: new.sent_at + self.config.delivery_timeout,
             record: new.record,
@@ -578,8 +608,8 @@ impl<T> Accumulator<T> {
             waiting.push_back(entry);
             return Placement::WaitingForMetadata;
         }
-        // `place` queues the record for metadata if the topic is unknown.
-        self.place(entry, metadata, now)
+        // `place_in` queues the record for metadata if the topic is unknown.
+        self.place_in(entry, info, metadata, now)
     }
 
     /// Partitions the records whose topic `metadata` now knows.
@@ -602,8 +632,20 @@ impl<T> Accumulator<T> {
     }
 
     fn place(&mut self, entry: Entry<T>, metadata: &Metadata, now: Instant) -> Placement {
+        let info = metadata.topic(&entry.record.topic);
+        self.place_in(entry, info, metadata, now)
+    }
+
+    /// Places `entry` in its topic described by `info` (`None`: unknown yet).
+    fn place_in(
+        &mut self,
+        entry: Entry<T>,
+        info: Option<&TopicInfo>,
+        metadata: &Metadata,
+        now: Instant,
+    ) -> Placement {
         let topic = entry.record.topic.as_str();
-        let Some(info) = metadata.topic(topic) else {
+        let Some(info) = info else {
             self.metadata_refresh = true;
             self.wake = true;
             self.waiting
@@ -1334,6 +1376,21 @@ fn encode<T>(
     batch: &Batch<T>,
     compression: Compression,
 ) -> Result<Bytes, crate::proto::batch_header::BatchError> {
+    if compression == Compression::None {
+        // Straight into a buffer of the batch's exact size (`batch.size` is computed as
+        // encoded), without copying the records into a `RecordBatch` first.
+        let mut writer = RecordBatchWriter::with_capacity(batch.size);
+        for entry in &batch.entries {
+            let record = &entry.record;
+            writer.append(
+                entry.timestamp,
+                record.key.as_deref(),
+                record.value.as_deref(),
+                &record.headers,
+            )?;
+        }
+        return writer.finish(batch.producer_id, batch.producer_epoch, batch.base_sequence);
+    }
     let mut builder = RecordBatchBuilder::new().compression(compression).producer(
         batch.producer_id,
         batch.producer_epoch,

@@ -36,6 +36,7 @@ use crate::engine::accumulator::{
     ProduceRequestPlan, RequestId,
 };
 use crate::engine::backoff::{Backoff, Rng};
+use crate::engine::metadata::Metadata;
 use crate::error::Error;
 use crate::producer::{
     DeliveryBatcher, DeliveryChunk, DeliveryFuture, DeliveryTicket, ProduceError, RecordMetadata,
@@ -60,7 +61,9 @@ pub(crate) struct ProducerEngine {
     /// The sender task has stopped: an append now would never be sent.
     pub(crate) stopped: bool,
     /// Topics already handed to `Metadata::want`.
-    pub(crate) wanted: HashSet<String>,
+    wanted: HashSet<String>,
+    /// The topic of the last `want`, checked before `wanted` (no hashing per record).
+    last_wanted: String,
     chunk: Arc<DeliveryChunk>,
     next_slot: usize,
 }
@@ -71,9 +74,23 @@ impl ProducerEngine {
             accumulator,
             stopped: false,
             wanted: HashSet::new(),
+            last_wanted: String::new(),
             chunk: DeliveryChunk::new(),
             next_slot: 0,
         }
+    }
+
+    /// Makes sure the metadata refreshes cover `topic`.
+    pub(crate) fn want(&mut self, metadata: &mut Metadata, topic: &str) {
+        if self.last_wanted == topic {
+            return;
+        }
+        if !self.wanted.contains(topic) {
+            metadata.want(topic);
+            self.wanted.insert(topic.to_string());
+        }
+        self.last_wanted.clear();
+        self.last_wanted.push_str(topic);
     }
 
     /// The next record's ticket and future, in the current chunk or a new one.
