@@ -727,6 +727,67 @@ impl RecordBatchWriter {
     }
 }
 
+/// Offset and timestamp deltas of every record of `batch`, in order, after the checks of
+/// [`RecordBatch::decode`] other than the CRC: for a broker that checked the CRC already
+/// ([`validate_batch`]) and needs only offsets and times (timestamp validation, time
+/// indexes), without a copy of the batch or of its keys, values and headers. `header` is
+/// `batch`'s own; compressed records are inflated within `limits`.
+pub fn record_deltas(
+    header: &BatchHeader,
+    batch: &[u8],
+    limits: &DecodeLimits,
+) -> Result<Vec<RecordDelta>, BatchError> {
+    if batch.len() > header.total_len() {
+        return Err(BatchError::TrailingBytes(batch.len() - header.total_len()));
+    }
+    let section = batch
+        .get(BATCH_HEADER_LEN..header.total_len())
+        .ok_or(BatchError::Truncated {
+            needed: header.total_len(),
+            available: batch.len(),
+        })?;
+    let compression = header.attributes.compression()?;
+    check_offsets(
+        header.base_offset,
+        header.last_offset_delta,
+        header.record_count,
+    )?;
+    let mut sink = Deltas(Vec::with_capacity(initial_capacity(
+        header.record_count,
+        section.len(),
+    )));
+    if needs_decompression(header, compression, section) {
+        let inflated =
+            compression::decompress(compression, section, limits.max_decompressed_bytes)?;
+        parse_records(&inflated, header, &mut sink)?;
+    } else {
+        parse_records(section, header, &mut sink)?;
+    }
+    Ok(sink.0)
+}
+
+/// A record's offset and timestamp relative to its batch's base offset and base timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordDelta {
+    /// From the batch's base offset.
+    pub offset_delta: i32,
+    /// From the batch's base timestamp.
+    pub timestamp_delta: i64,
+}
+
+/// Keeps the deltas only: for [`record_deltas`].
+struct Deltas(Vec<RecordDelta>);
+
+impl RecordSink for Deltas {
+    fn header(&mut self, _: Range<usize>, _: Option<Range<usize>>) {}
+    fn record(&mut self, record: RawRecord) {
+        self.0.push(RecordDelta {
+            offset_delta: record.offset_delta,
+            timestamp_delta: record.timestamp_delta,
+        });
+    }
+}
+
 /// Checks one batch without keeping its records, as a broker does before appending a
 /// produced batch: `batch` must be exactly one whole batch with a matching CRC, a known
 /// codec, and offsets that add up. With [`ValidationLevel::Records`] the records are also
@@ -1286,6 +1347,50 @@ mod tests {
             let written = writer.finish(id, epoch, sequence).expect("finish");
             let encoded = builder.build().encode().expect("encode");
             prop_assert_eq!(written, encoded);
+        }
+    }
+
+    #[test]
+    fn record_deltas_read_what_decode_reads_without_keeping_the_records() {
+        for codec in ALL_CODECS {
+            let mut builder = RecordBatchBuilder::new().compression(codec);
+            for (n, delta) in [0i64, 7, -3, 1_000].into_iter().enumerate() {
+                builder
+                    .append(
+                        T0 + delta,
+                        Some(Bytes::from(format!("k{n}"))),
+                        None,
+                        vec![Header::new("h", "v")],
+                    )
+                    .expect("append");
+            }
+            let encoded = builder.build().encode().expect("encode");
+            let header = BatchHeader::parse(&encoded).expect("header");
+            let decoded = decode(&encoded).expect("decode");
+            let deltas = record_deltas(&header, &encoded, &limits()).expect("deltas");
+            let expected: Vec<RecordDelta> = decoded
+                .records
+                .iter()
+                .map(|r| RecordDelta {
+                    offset_delta: r.offset_delta,
+                    timestamp_delta: r.timestamp_delta,
+                })
+                .collect();
+            assert_eq!(deltas, expected, "{codec:?}");
+            if codec == Compression::None {
+                // The record checks still apply: one byte less in the records section.
+                let mut short = encoded.to_vec();
+                short.pop();
+                let length = (short.len() - LOG_OVERHEAD) as i32;
+                short[8..12].copy_from_slice(&length.to_be_bytes());
+                let header = BatchHeader::parse(&short).expect("header");
+                assert!(record_deltas(&header, &short, &limits()).is_err());
+            }
+            let trailing = [&encoded[..], &[0]].concat();
+            assert!(matches!(
+                record_deltas(&header, &trailing, &limits()),
+                Err(BatchError::TrailingBytes(_))
+            ));
         }
     }
 
