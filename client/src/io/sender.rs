@@ -17,8 +17,11 @@
 //! [`Persisted::No`] with certainty; after it, as `Possibly`.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -150,7 +153,7 @@ pub(crate) fn spawn(
     let sender = Sender {
         shared,
         commands,
-        requests: JoinSet::new(),
+        requests: Vec::new(),
         dispatch: HashMap::new(),
         request_batches: HashMap::new(),
         refresh: JoinSet::new(),
@@ -171,7 +174,9 @@ struct Sender {
     cluster: Arc<ClusterClient>,
     shared: Arc<SenderShared>,
     commands: mpsc::UnboundedReceiver<Command>,
-    requests: JoinSet<(RequestId, ProduceOutcome)>,
+    /// Requests in flight, polled by this task itself: a spawned task per request cost two
+    /// task switches per round trip, and a partition's next batch waits for that round trip.
+    requests: Vec<RequestFuture>,
     /// Written/abandoned state of each batch in a request not yet answered.
     dispatch: HashMap<BatchId, Arc<AtomicU8>>,
     request_batches: HashMap<RequestId, Vec<BatchId>>,
@@ -222,10 +227,9 @@ impl Sender {
                         self.begin_close();
                     }
                 },
-                Some(joined) = self.requests.join_next() => match joined {
-                    Ok((request_id, outcome)) => self.handle_outcome(request_id, outcome),
-                    Err(error) => warn!(%error, "produce request task failed"),
-                },
+                (request_id, outcome) = next_outcome(&mut self.requests), if !self.requests.is_empty() => {
+                    self.handle_outcome(request_id, outcome);
+                }
                 Some(joined) = self.refresh.join_next() => {
                     let result = joined.unwrap_or_else(|error| Err(Error::Protocol {
                         peer: "metadata".into(),
@@ -380,7 +384,7 @@ impl Sender {
             request = request_id,
             batches = plan.batches.len()
         );
-        self.requests.spawn(
+        self.requests.push(Box::pin(
             async move {
                 let outcome = match address {
                     Some(address) => {
@@ -397,7 +401,7 @@ impl Sender {
                 (request_id, outcome)
             }
             .instrument(span),
-        );
+        ));
     }
 
     fn handle_outcome(&mut self, request_id: RequestId, outcome: ProduceOutcome) {
@@ -500,6 +504,24 @@ fn deliver(batcher: &mut DeliveryBatcher, completion: Completion<DeliveryTicket>
     };
     // The future may have been dropped: nobody reads the answer then.
     batcher.complete(completion.completion, result);
+}
+
+/// A request in flight, resolving to its outcome.
+type RequestFuture = Pin<Box<dyn Future<Output = (RequestId, ProduceOutcome)> + Send>>;
+
+/// The first request of `requests` to finish, taken out.
+fn next_outcome(
+    requests: &mut Vec<RequestFuture>,
+) -> impl Future<Output = (RequestId, ProduceOutcome)> + '_ {
+    std::future::poll_fn(move |cx| {
+        for index in 0..requests.len() {
+            if let Poll::Ready(outcome) = requests[index].as_mut().poll(cx) {
+                drop(requests.swap_remove(index));
+                return Poll::Ready(outcome);
+            }
+        }
+        Poll::Pending
+    })
 }
 
 /// Sends one Produce request and turns whatever happens into a [`ProduceOutcome`].
