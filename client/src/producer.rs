@@ -290,54 +290,32 @@ fn fill(slots: &mut [Slot], index: usize, result: DeliveryResult) -> Option<Wake
     }
 }
 
-/// Resolves tickets in bulk: the outcomes of consecutive tickets of one chunk are written
-/// under one lock, and their futures woken after it is released.
-#[derive(Default)]
-pub(crate) struct DeliveryBatcher {
-    chunk: Option<Arc<DeliveryChunk>>,
-    pending: Vec<(usize, DeliveryResult)>,
-    wakers: Vec<Waker>,
-}
-
-impl DeliveryBatcher {
-    /// Resolves `ticket`'s future with `result`, now or at the next [`DeliveryBatcher::flush`].
-    pub(crate) fn complete(&mut self, mut ticket: DeliveryTicket, result: DeliveryResult) {
+/// Resolves each ticket's future with its result. The outcomes of consecutive tickets of
+/// one chunk (a batch's records mostly are) are written under one lock, and their futures
+/// woken once it is released.
+pub(crate) fn resolve_all(items: impl Iterator<Item = (DeliveryTicket, DeliveryResult)>) {
+    let mut items = items.peekable();
+    let mut wakers = Vec::new();
+    while let Some((mut ticket, result)) = items.next() {
         let Some(chunk) = ticket.chunk.take() else {
-            return;
-        };
-        if !self
-            .chunk
-            .as_ref()
-            .is_some_and(|current| Arc::ptr_eq(current, &chunk))
-        {
-            self.flush();
-            self.chunk = Some(chunk);
-        }
-        self.pending.push((ticket.index, result));
-    }
-
-    /// Writes what is pending and wakes the futures.
-    pub(crate) fn flush(&mut self) {
-        let Some(chunk) = self.chunk.take() else {
-            return;
+            continue;
         };
         {
             let mut slots = chunk.lock();
-            for (index, result) in self.pending.drain(..) {
-                if let Some(waker) = fill(&mut slots, index, result) {
-                    self.wakers.push(waker);
-                }
+            wakers.extend(fill(&mut slots, ticket.index, result));
+            while items.peek().is_some_and(|(next, _)| {
+                next.chunk.as_ref().is_some_and(|c| Arc::ptr_eq(c, &chunk))
+            }) {
+                let Some((mut next, result)) = items.next() else {
+                    break;
+                };
+                next.chunk = None;
+                wakers.extend(fill(&mut slots, next.index, result));
             }
         }
-        for waker in self.wakers.drain(..) {
+        for waker in wakers.drain(..) {
             waker.wake();
         }
-    }
-}
-
-impl Drop for DeliveryBatcher {
-    fn drop(&mut self) {
-        self.flush();
     }
 }
 
@@ -851,7 +829,7 @@ mod tests {
     }
 
     #[test]
-    fn the_batcher_resolves_runs_of_a_chunk_and_crosses_chunks() {
+    fn runs_of_a_chunk_resolve_together_and_every_chunk_is_resolved() {
         let chunks = [DeliveryChunk::new(), DeliveryChunk::new()];
         let mut tickets = Vec::new();
         let mut futures = Vec::new();
@@ -866,16 +844,12 @@ mod tests {
         for future in &mut futures {
             assert!(Pin::new(future).poll(&mut cx).is_pending());
         }
-        let mut batcher = DeliveryBatcher::default();
-        for (n, ticket) in tickets.into_iter().enumerate() {
-            batcher.complete(ticket, metadata(0, n as i64));
-        }
-        assert_eq!(
-            counter.0.load(Ordering::SeqCst),
-            3,
-            "chunks already left are written and woken"
+        resolve_all(
+            tickets
+                .into_iter()
+                .enumerate()
+                .map(|(n, ticket)| (ticket, metadata(0, n as i64))),
         );
-        batcher.flush();
         assert_eq!(counter.0.load(Ordering::SeqCst), 4);
         for (n, future) in futures.iter_mut().enumerate() {
             match Pin::new(future).poll(&mut cx) {

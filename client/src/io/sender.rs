@@ -35,15 +35,15 @@ use super::broker::{BuildRequest, RequestError};
 use super::cluster::ClusterClient;
 use crate::config::Acks;
 use crate::engine::accumulator::{
-    Accumulator, BatchId, Completion, DrainedBatch, PartitionResponse, ProduceOutcome,
-    ProduceRequestPlan, RequestId,
+    Accumulator, BatchId, CompletedBatch, Completion, DrainedBatch, PartitionResponse,
+    ProduceOutcome, ProduceRequestPlan, RequestId,
 };
 use crate::engine::backoff::{Backoff, Rng};
 use crate::engine::metadata::Metadata;
 use crate::error::Error;
 use crate::producer::{
-    DeliveryBatcher, DeliveryChunk, DeliveryFuture, DeliveryTicket, ProduceError, RecordMetadata,
-    CHUNK_SLOTS,
+    resolve_all, DeliveryChunk, DeliveryFuture, DeliveryResult, DeliveryTicket, ProduceError,
+    RecordMetadata, CHUNK_SLOTS,
 };
 use crate::proto::{ApiKey, ErrorCode, RequestKind, ResponseKind, StrBytes};
 
@@ -165,6 +165,7 @@ pub(crate) fn spawn(
         closes: Vec::new(),
         closing: false,
         commands_done: false,
+        wants_topics: false,
         cluster,
     };
     runtime.spawn(sender.run().instrument(span))
@@ -192,26 +193,42 @@ struct Sender {
     closing: bool,
     /// The command channel is closed and empty.
     commands_done: bool,
+    /// Some topic is wanted from the metadata (never unset again).
+    wants_topics: bool,
+}
+
+/// What [`Sender::step`] decided under the locks.
+struct Step {
+    plans: Vec<(ProduceRequestPlan, Option<String>)>,
+    completions: Vec<CompletedBatch<DeliveryTicket>>,
+    flushed: Vec<bool>,
+    /// Start a metadata refresh.
+    refresh: bool,
+    /// The accumulator is idle and closing: the task ends.
+    stopped: bool,
+    deadline: Option<Instant>,
 }
 
 impl Sender {
     async fn run(mut self) {
         loop {
             let now = now();
-            self.expire(now);
-            self.refresh_metadata_if_needed(now);
-            self.send_ready(now);
-            self.deliver();
-            if self.closing && self.requests.is_empty() {
-                // Decided under the lock `send` appends under: a record is either appended
-                // before this (and the accumulator is not idle) or refused after it.
-                let mut engine = self.shared.lock_engine();
-                if engine.accumulator.is_idle() {
-                    engine.stopped = true;
-                    break;
-                }
+            let step = self.step(now);
+            if step.refresh {
+                let cluster = self.cluster.clone();
+                self.refresh.spawn(
+                    async move { cluster.refresh_metadata().await }
+                        .instrument(tracing::debug_span!("metadata_refresh")),
+                );
             }
-            let deadline = self.next_deadline(now);
+            for (plan, address) in step.plans {
+                self.dispatch_request(plan, address);
+            }
+            self.deliver(step.completions, step.flushed);
+            if step.stopped {
+                break;
+            }
+            let deadline = step.deadline;
             tokio::select! {
                 command = self.commands.recv(), if !self.commands_done => match command {
                     Some(command) => {
@@ -265,7 +282,12 @@ impl Sender {
         self.commands.close();
     }
 
-    fn expire(&mut self, now: Instant) {
+    /// Everything one wake-up needs from the accumulator and the metadata, under one hold
+    /// of each lock (`send` appends under the same engine lock): expire, decide on a metadata
+    /// refresh, drain requests, take completions, decide whether to stop, and the next
+    /// deadline.
+    fn step(&mut self, now: Instant) -> Step {
+        let exhausted = self.shared.waiters.load(Ordering::Acquire) > 0;
         let dispatch = &self.dispatch;
         let mut engine = self.shared.lock_engine();
         engine.accumulator.handle_timeout(now, |batch| {
@@ -281,34 +303,61 @@ impl Sender {
                 }
             })
         });
-    }
-
-    fn refresh_metadata_if_needed(&mut self, now: Instant) {
-        let wanted = self
-            .shared
-            .lock_engine()
-            .accumulator
-            .take_metadata_refresh();
-        if wanted {
+        let refresh_wanted = engine.accumulator.take_metadata_refresh();
+        let mut metadata = self.cluster.metadata();
+        if refresh_wanted {
             if self.refresh.is_empty() {
-                self.cluster.metadata().invalidate();
+                metadata.invalidate();
             } else {
                 self.refresh_again = true;
             }
         }
-        if !self.refresh.is_empty() || self.metadata_not_before.is_some_and(|at| at > now) {
-            return;
+        // Topics are only ever added to the wanted set: once some are, always.
+        self.wants_topics = self.wants_topics || !metadata.request_topics().is_empty();
+        let refresh = self.refresh.is_empty()
+            && self.metadata_not_before.is_none_or(|at| at <= now)
+            && self.wants_topics
+            && metadata.refresh_due(now) <= now;
+        let plans = engine
+            .accumulator
+            .drain(now, &metadata, exhausted)
+            .into_iter()
+            .map(|plan| {
+                let address = metadata.broker(plan.broker).map(|b| b.address());
+                (plan, address)
+            })
+            .collect();
+        let completions: Vec<_> =
+            std::iter::from_fn(|| engine.accumulator.poll_completed_batch()).collect();
+        let flushed = self
+            .flushes
+            .iter()
+            .map(|(token, _)| engine.accumulator.is_flushed(*token))
+            .collect();
+        // Decided under the lock `send` appends under: a record is either appended before
+        // this (and the accumulator is not idle) or refused after it. The completions just
+        // taken are delivered before the task ends.
+        let stopped = self.closing && self.requests.is_empty() && engine.accumulator.is_idle();
+        if stopped {
+            engine.stopped = true;
         }
-        let due = {
-            let metadata = self.cluster.metadata();
-            !metadata.request_topics().is_empty() && metadata.refresh_due(now) <= now
-        };
-        if due {
-            let cluster = self.cluster.clone();
-            self.refresh.spawn(
-                async move { cluster.refresh_metadata().await }
-                    .instrument(tracing::debug_span!("metadata_refresh")),
-            );
+        let mut deadline = engine.accumulator.poll_timeout(now);
+        if self.refresh.is_empty() && !refresh && self.wants_topics {
+            let mut due = metadata.refresh_due(now);
+            if let Some(at) = self.metadata_not_before {
+                due = due.max(at);
+            }
+            if due > now {
+                deadline = Some(deadline.map_or(due, |d| d.min(due)));
+            }
+        }
+        Step {
+            plans,
+            completions,
+            flushed,
+            refresh,
+            stopped,
+            deadline,
         }
     }
 
@@ -340,25 +389,6 @@ impl Sender {
             self.metadata_backoff.next_delay(&mut self.rng)
         };
         self.metadata_not_before = Some(now + wait);
-    }
-
-    fn send_ready(&mut self, now: Instant) {
-        let exhausted = self.shared.waiters.load(Ordering::Acquire) > 0;
-        let plans = {
-            let mut engine = self.shared.lock_engine();
-            let metadata = self.cluster.metadata();
-            let plans = engine.accumulator.drain(now, &metadata, exhausted);
-            plans
-                .into_iter()
-                .map(|plan| {
-                    let address = metadata.broker(plan.broker).map(|b| b.address());
-                    (plan, address)
-                })
-                .collect::<Vec<_>>()
-        };
-        for (plan, address) in plans {
-            self.dispatch_request(plan, address);
-        }
     }
 
     fn dispatch_request(&mut self, plan: ProduceRequestPlan, address: Option<String>) {
@@ -414,27 +444,15 @@ impl Sender {
             .handle_response(request_id, outcome, now());
     }
 
-    fn deliver(&mut self) {
-        // Taken out under the lock, resolved outside it: waking futures never holds up a
-        // `send`.
-        let (completions, flushed) = {
-            let mut engine = self.shared.lock_engine();
-            let completions: Vec<_> =
-                std::iter::from_fn(|| engine.accumulator.poll_completed_batch()).collect();
-            let flushed: Vec<bool> = self
-                .flushes
-                .iter()
-                .map(|(token, _)| engine.accumulator.is_flushed(*token))
-                .collect();
-            (completions, flushed)
-        };
+    /// Resolves the futures of `completions` (taken out under the lock, resolved outside
+    /// it: waking futures never holds up a `send`) and answers the flushes that `flushed`
+    /// (in the order of `self.flushes`) says are done.
+    fn deliver(&mut self, completions: Vec<CompletedBatch<DeliveryTicket>>, flushed: Vec<bool>) {
         let mut released = 0usize;
-        let mut batcher = DeliveryBatcher::default();
-        for completion in completions.into_iter().flatten() {
+        resolve_all(completions.into_iter().flatten().map(|completion| {
             released = released.saturating_add(completion.reserved);
-            deliver(&mut batcher, completion);
-        }
-        batcher.flush();
+            outcome(completion)
+        }));
         if released > 0 {
             // Once per wake-up rather than per record: the semaphore takes a lock.
             self.shared.buffer.add_permits(released);
@@ -447,23 +465,6 @@ impl Sender {
                 self.flushes.push((token, reply));
             }
         }
-    }
-
-    fn next_deadline(&self, now: Instant) -> Option<Instant> {
-        let mut next = self.shared.lock_engine().accumulator.poll_timeout(now);
-        if self.refresh.is_empty() {
-            let metadata = self.cluster.metadata();
-            if !metadata.request_topics().is_empty() {
-                let mut due = metadata.refresh_due(now);
-                if let Some(at) = self.metadata_not_before {
-                    due = due.max(at);
-                }
-                if due > now {
-                    next = Some(next.map_or(due, |n| n.min(due)));
-                }
-            }
-        }
-        next
     }
 
     /// Answers what is left after the loop: records that raced with close, flushes and
@@ -487,7 +488,9 @@ impl Sender {
     }
 }
 
-fn deliver(batcher: &mut DeliveryBatcher, completion: Completion<DeliveryTicket>) {
+/// A completed record's future and what it resolves to. (The future may have been dropped:
+/// nobody reads the answer then.)
+fn outcome(completion: Completion<DeliveryTicket>) -> (DeliveryTicket, DeliveryResult) {
     let record = completion.record;
     let result = match completion.result {
         Ok(delivered) => Ok(RecordMetadata {
@@ -502,8 +505,7 @@ fn deliver(batcher: &mut DeliveryBatcher, completion: Completion<DeliveryTicket>
             record: Box::new(record),
         }),
     };
-    // The future may have been dropped: nobody reads the answer then.
-    batcher.complete(completion.completion, result);
+    (completion.completion, result)
 }
 
 /// A request in flight, resolving to its outcome.
