@@ -524,10 +524,11 @@ impl<T> Accumulator<T> {
     }
 
     /// True once since the last call if an [`Accumulator::append`] changed what the sender
-    /// must do or when it must wake up: it created or closed a batch, queued a record for
-    /// metadata, or completed one at once. Appends to an open batch leave it false, so a
-    /// producer that appends from other threads wakes the sender once per batch, not once
-    /// per record.
+    /// must do or when it must wake up: it created the first batch of a partition with
+    /// nothing in flight or made such a partition's front batch ready, queued a record for
+    /// metadata, or completed one at once. Other appends leave it false, so a producer that
+    /// appends from other threads wakes the sender at most once per batch, and not at all
+    /// while the partitions wait for answers (which wake the sender themselves).
     pub fn take_wake(&mut self) -> bool {
         std::mem::take(&mut self.wake)
     }
@@ -706,10 +707,15 @@ impl<T> Accumulator<T> {
             None => self.queues.entry(entry.record.topic.clone()).or_default(),
         };
         let queue = partitions.entry(partition).or_default();
+        // The sender needs waking only when the front batch of a partition with nothing in
+        // flight changes: a first batch (its linger starts) or a front that became ready.
+        // With a batch in flight the answer wakes the sender, which drains then; and a
+        // batch behind the front changes no deadline.
+        let front_changes = !queue.in_flight && queue.batches.len() <= 1;
         let entry = match queue.batches.back_mut() {
             Some(batch) => match try_append(batch, entry) {
                 None => {
-                    if batch.closed {
+                    if batch.closed && front_changes {
                         self.wake = true;
                     }
                     return;
@@ -721,7 +727,9 @@ impl<T> Accumulator<T> {
             },
             None => entry,
         };
-        self.wake = true;
+        if front_changes {
+            self.wake = true;
+        }
         let id = self.next_batch_id;
         self.next_batch_id += 1;
         let record_size = record_size(&entry.record, 0, 0);
@@ -1605,6 +1613,24 @@ mod tests {
         assert!(
             acc.take_wake(),
             "a record failed at once: its completion is to deliver"
+        );
+        // Partition 0's ready batch goes out: while it is in flight, appends there are
+        // the answer's business.
+        let plans = acc.drain(t0, &md, false);
+        let to_p0 = plans
+            .iter()
+            .find(|p| p.batches.iter().any(|b| b.partition == 0))
+            .expect("partition 0 drained");
+        for n in 10..20 {
+            acc.append(record(n, Some(0), 100, t0), &md, t0);
+            assert!(!acc.take_wake(), "record {n} behind a batch in flight");
+        }
+        acc.handle_response(to_p0.request_id, answer(to_p0, 0), t0);
+        assert!(
+            acc.drain(t0, &md, false)
+                .iter()
+                .any(|p| p.batches.iter().any(|b| b.partition == 0)),
+            "the answer lets the next one go"
         );
         let mut acc = Accumulator::new(self::config(), 1);
         let unknown = Metadata::new(Duration::from_secs(300));
