@@ -185,6 +185,10 @@ impl std::error::Error for ProduceError {
 /// How a delivery is reported back from the sender task.
 pub(crate) type DeliveryResult = Result<RecordMetadata, ProduceError>;
 
+/// A [`DeliveryResult`] as the sender hands it over and a chunk keeps it: the (large, rare)
+/// error boxed, so that the common outcome moves as a small value.
+pub(crate) type Outcome = Result<RecordMetadata, Box<ProduceError>>;
+
 /// Resolves when the record has been acknowledged or has failed for good.
 #[must_use = "a DeliveryFuture tells whether the record was written"]
 pub struct DeliveryFuture {
@@ -229,7 +233,7 @@ enum Slot {
     /// No outcome yet; the waker of a future that asked.
     Pending(Option<Waker>),
     /// The outcome, not yet taken by the future.
-    Done(DeliveryResult),
+    Done(Outcome),
     /// The future has returned the outcome.
     Taken,
 }
@@ -250,7 +254,7 @@ impl DeliveryChunk {
 
     /// Writes the outcome of slot `index` (once: later writes are ignored) and wakes its
     /// future.
-    fn complete(&self, index: usize, result: DeliveryResult) {
+    fn complete(&self, index: usize, result: Outcome) {
         let waker = fill(&mut self.lock(), index, result);
         if let Some(waker) = waker {
             waker.wake();
@@ -269,7 +273,7 @@ impl DeliveryChunk {
                 Poll::Pending
             }
             Slot::Done(_) => match std::mem::replace(slot, Slot::Taken) {
-                Slot::Done(result) => Poll::Ready(result),
+                Slot::Done(result) => Poll::Ready(result.map_err(|error| *error)),
                 _ => Poll::Ready(Err(polled_again())),
             },
             Slot::Taken => Poll::Ready(Err(polled_again())),
@@ -278,7 +282,7 @@ impl DeliveryChunk {
 }
 
 /// Writes slot `index` if it has no outcome yet; returns the waker to wake.
-fn fill(slots: &mut [Slot], index: usize, result: DeliveryResult) -> Option<Waker> {
+fn fill(slots: &mut [Slot], index: usize, result: Outcome) -> Option<Waker> {
     let slot = slots.get_mut(index)?;
     match slot {
         Slot::Pending(waker) => {
@@ -293,7 +297,7 @@ fn fill(slots: &mut [Slot], index: usize, result: DeliveryResult) -> Option<Wake
 /// Resolves each ticket's future with its result. The outcomes of consecutive tickets of
 /// one chunk (a batch's records mostly are) are written under one lock, and their futures
 /// woken once it is released.
-pub(crate) fn resolve_all(items: impl Iterator<Item = (DeliveryTicket, DeliveryResult)>) {
+pub(crate) fn resolve_all(items: impl Iterator<Item = (DeliveryTicket, Outcome)>) {
     let mut items = items.peekable();
     let mut wakers = Vec::new();
     while let Some((mut ticket, result)) = items.next() {
@@ -360,7 +364,7 @@ impl DeliveryTicket {
 
     /// Resolves the record's future (the sender resolves through a [`DeliveryBatcher`]).
     #[cfg(test)]
-    pub(crate) fn complete(mut self, result: DeliveryResult) {
+    pub(crate) fn complete(mut self, result: Outcome) {
         if let Some(chunk) = self.chunk.take() {
             chunk.complete(self.index, result);
         }
@@ -374,11 +378,11 @@ impl Drop for DeliveryTicket {
         if let Some(chunk) = self.chunk.take() {
             chunk.complete(
                 self.index,
-                Err(ProduceError::new(
+                Err(Box::new(ProduceError::new(
                     Error::Closed,
                     Persisted::Possibly,
                     ProducerRecord::default(),
-                )),
+                ))),
             );
         }
     }
@@ -785,7 +789,7 @@ mod tests {
         }
     }
 
-    fn metadata(partition: i32, offset: i64) -> DeliveryResult {
+    fn metadata(partition: i32, offset: i64) -> Outcome {
         Ok(RecordMetadata {
             topic: "t".into(),
             partition,

@@ -64,6 +64,9 @@ pub const REQUEST_OVERHEAD: usize = 48;
 /// Upper bound per topic besides its name: name length or topic id, partition array length,
 /// tagged fields.
 pub const TOPIC_OVERHEAD: usize = 24;
+/// Most emptied batch buffers kept for reuse.
+const MAX_SPARE_BUFFERS: usize = 64;
+
 /// Upper bound per partition besides its batch: index, records length, tagged fields.
 pub const PARTITION_OVERHEAD: usize = 16;
 
@@ -218,7 +221,9 @@ pub struct Completion<T> {
 /// of their [`Completion`]s.
 #[derive(Debug)]
 pub struct CompletedBatch<T> {
-    entries: std::vec::IntoIter<Entry<T>>,
+    /// A deque so that taking from the front keeps the buffer, which
+    /// [`Accumulator::recycle`] gives back to new batches.
+    entries: VecDeque<Entry<T>>,
     outcome: Outcome,
     /// Index in the batch of the next entry.
     index: i64,
@@ -240,7 +245,7 @@ impl<T> Iterator for CompletedBatch<T> {
     type Item = Completion<T>;
 
     fn next(&mut self) -> Option<Completion<T>> {
-        let entry = self.entries.next()?;
+        let entry = self.entries.pop_front()?;
         let index = self.index;
         self.index += 1;
         let result = match &self.outcome {
@@ -272,7 +277,7 @@ impl<T> Iterator for CompletedBatch<T> {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.entries.size_hint()
+        (self.entries.len(), Some(self.entries.len()))
     }
 }
 
@@ -459,6 +464,8 @@ pub struct Accumulator<T> {
     metadata_refresh: bool,
     /// An append created or closed a batch, queued a record for metadata or completed one.
     wake: bool,
+    /// Emptied entry buffers of completed batches, for new batches.
+    spare_entries: Vec<Vec<Entry<T>>>,
     producer_id: i64,
     producer_epoch: i16,
 }
@@ -485,6 +492,7 @@ impl<T> Accumulator<T> {
             buffered: 0,
             metadata_refresh: false,
             wake: false,
+            spare_entries: Vec::new(),
             producer_id: -1,
             producer_epoch: -1,
         }
@@ -739,7 +747,8 @@ impl<T> Accumulator<T> {
         let capacity = (limit.saturating_sub(BATCH_HEADER_LEN) / record_size.max(1)).clamp(1, 1024);
         let topic = entry.record.topic.clone();
         let (deadline, base_timestamp) = (entry.deadline, entry.timestamp);
-        let mut entries = Vec::with_capacity(capacity);
+        let mut entries = self.spare_entries.pop().unwrap_or_default();
+        entries.reserve(capacity);
         entries.push(entry);
         let batch = Batch {
             id,
@@ -1272,7 +1281,7 @@ impl<T> Accumulator<T> {
         }
         self.buffered = self.buffered.saturating_sub(reserved);
         self.completions.push_back(CompletedBatch {
-            entries: entries.into_iter(),
+            entries: VecDeque::from(entries),
             outcome,
             index: 0,
         });
@@ -1292,12 +1301,23 @@ impl<T> Accumulator<T> {
         loop {
             let front = self.completions.front_mut()?;
             if let Some(completion) = front.next() {
-                if front.entries.as_slice().is_empty() {
+                if front.entries.is_empty() {
                     self.completions.pop_front();
                 }
                 return Some(completion);
             }
             self.completions.pop_front();
+        }
+    }
+
+    /// Takes back the buffer of a [`CompletedBatch`] whose completions were all taken, for a
+    /// later batch: batches come and go thousands of times a second, and a fresh buffer each
+    /// time costs an allocation and page faults on the appending thread.
+    pub fn recycle(&mut self, completed: CompletedBatch<T>) {
+        let mut entries = Vec::from(completed.entries);
+        entries.clear();
+        if entries.capacity() > 0 && self.spare_entries.len() < MAX_SPARE_BUFFERS {
+            self.spare_entries.push(entries);
         }
     }
 

@@ -42,7 +42,7 @@ use crate::engine::backoff::{Backoff, Rng};
 use crate::engine::metadata::Metadata;
 use crate::error::Error;
 use crate::producer::{
-    resolve_all, DeliveryChunk, DeliveryFuture, DeliveryResult, DeliveryTicket, ProduceError,
+    resolve_all, DeliveryChunk, DeliveryFuture, DeliveryTicket, Outcome, ProduceError,
     RecordMetadata, CHUNK_SLOTS,
 };
 use crate::proto::{ApiKey, ErrorCode, RequestKind, ResponseKind, StrBytes};
@@ -166,6 +166,7 @@ pub(crate) fn spawn(
         closing: false,
         commands_done: false,
         wants_topics: false,
+        spent: Vec::new(),
         cluster,
     };
     runtime.spawn(sender.run().instrument(span))
@@ -195,6 +196,9 @@ struct Sender {
     commands_done: bool,
     /// Some topic is wanted from the metadata (never unset again).
     wants_topics: bool,
+    /// Completed batches whose futures were resolved: their buffers go back to the
+    /// accumulator.
+    spent: Vec<CompletedBatch<DeliveryTicket>>,
 }
 
 /// What [`Sender::step`] decided under the locks.
@@ -290,6 +294,9 @@ impl Sender {
         let exhausted = self.shared.waiters.load(Ordering::Acquire) > 0;
         let dispatch = &self.dispatch;
         let mut engine = self.shared.lock_engine();
+        for spent in self.spent.drain(..) {
+            engine.accumulator.recycle(spent);
+        }
         engine.accumulator.handle_timeout(now, |batch| {
             dispatch.get(&batch).is_none_or(|state| {
                 match state.compare_exchange(
@@ -447,12 +454,23 @@ impl Sender {
     /// Resolves the futures of `completions` (taken out under the lock, resolved outside
     /// it: waking futures never holds up a `send`) and answers the flushes that `flushed`
     /// (in the order of `self.flushes`) says are done.
-    fn deliver(&mut self, completions: Vec<CompletedBatch<DeliveryTicket>>, flushed: Vec<bool>) {
+    fn deliver(
+        &mut self,
+        mut completions: Vec<CompletedBatch<DeliveryTicket>>,
+        flushed: Vec<bool>,
+    ) {
         let mut released = 0usize;
-        resolve_all(completions.into_iter().flatten().map(|completion| {
-            released = released.saturating_add(completion.reserved);
-            outcome(completion)
-        }));
+        resolve_all(
+            completions
+                .iter_mut()
+                .flat_map(|batch| batch.by_ref())
+                .map(|completion| {
+                    released = released.saturating_add(completion.reserved);
+                    outcome(completion)
+                }),
+        );
+        // Their buffers go back to the accumulator at the next step.
+        self.spent.append(&mut completions);
         if released > 0 {
             // Once per wake-up rather than per record: the semaphore takes a lock.
             self.shared.buffer.add_permits(released);
@@ -490,7 +508,7 @@ impl Sender {
 
 /// A completed record's future and what it resolves to. (The future may have been dropped:
 /// nobody reads the answer then.)
-fn outcome(completion: Completion<DeliveryTicket>) -> (DeliveryTicket, DeliveryResult) {
+fn outcome(completion: Completion<DeliveryTicket>) -> (DeliveryTicket, Outcome) {
     let record = completion.record;
     let result = match completion.result {
         Ok(delivered) => Ok(RecordMetadata {
@@ -499,11 +517,11 @@ fn outcome(completion: Completion<DeliveryTicket>) -> (DeliveryTicket, DeliveryR
             offset: delivered.offset,
             timestamp: delivered.timestamp,
         }),
-        Err(failure) => Err(ProduceError {
+        Err(failure) => Err(Box::new(ProduceError {
             error: failure.error,
             persisted: failure.persisted,
             record: Box::new(record),
-        }),
+        })),
     };
     (completion.completion, result)
 }
