@@ -80,11 +80,12 @@ async fn produce(target: &Target, args: &BenchArgs) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     let mut senders = Vec::new();
     let mut collectors = Vec::new();
+    let per_partition = (args.count / partitions.max(1) as u64 + batch_records) as usize;
     for _ in 0..partitions {
         let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<DeliveryFuture>)>();
         senders.push(tx);
         collectors.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
+            let mut latencies = Vec::with_capacity(per_partition);
             let mut failures = 0u64;
             while let Some((sent, deliveries)) = rx.recv().await {
                 // Futures already resolved when the previous one was are stamped with its
