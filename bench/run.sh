@@ -13,9 +13,11 @@
 # Workload (the issue's): BENCH_COUNT records of BENCH_SIZE bytes, acks=all, linger 5 ms,
 # batch.size 16384, one producer, to topic `bench` (6 partitions), partitions taken in turn
 # one batch's worth of records at a time. Consume: BENCH_COUNT records from the beginning of
-# topic `consume` (32 partitions), filled beforehand by an untimed franzy produce run. The
-# mock keeps only the newest ~5 MB of each partition, so 6 partitions could not hold a
-# million 100-byte records; 32 can, and the harness gets the same topic for equal work.
+# topic `consume` (32 partitions), filled beforehand with twice as many by an untimed franzy
+# produce run, so that no consumer runs into the end of a partition (where a fetch waits up
+# to fetch.max.wait.ms; librdkafka then stalled half a second in some runs). The mock keeps
+# only the newest ~5 MB of each partition, so 6 partitions could not hold a million 100-byte
+# records; 32 hold about 1.5 million, and the harness gets the same topic for equal work.
 # Settings are the same on both sides: franzy's defaults, passed to librdkafka by name
 # (bench/src/main.rs), except librdkafka's consumer queue bound `queued.min.messages`, raised
 # to 1,000,000 in librdkafka's favour (see CONSUMER_DEFAULTS there); the row
@@ -150,7 +152,8 @@ for broker in harness mock; do
         measure "$broker" librdkafka produce "$rdkafka" produce -b "$bootstrap" -t bench "${common[@]}"
     done
     log "$broker: filling topic consume (untimed)"
-    timeout "$run_timeout" "$franzy" bench produce -b "$bootstrap" -t consume "${common[@]}" >/dev/null
+    timeout "$run_timeout" "$franzy" bench produce -b "$bootstrap" -t consume \
+        --count "$((2 * count))" --size "$size" >/dev/null
     for _ in $(seq "$runs"); do
         measure "$broker" franzy consume "$franzy" bench consume -b "$bootstrap" -t consume "${common[@]}"
         measure "$broker" librdkafka consume "$rdkafka" consume -b "$bootstrap" -t consume "${common[@]}"
