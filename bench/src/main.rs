@@ -102,11 +102,15 @@ fn parse_args(args: Vec<String>) -> Result<Args, String> {
         properties: Vec::new(),
     };
     while let Some(flag) = iter.next() {
-        let value = iter.next().ok_or_else(|| format!("{flag} needs a value; {usage}"))?;
+        let value = iter
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value; {usage}"))?;
         match flag.as_str() {
             "-b" | "--bootstrap" => parsed.bootstrap = value,
             "-t" | "--topic" => parsed.topic = value,
-            "--count" => parsed.count = value.parse().map_err(|_| format!("bad --count {value}"))?,
+            "--count" => {
+                parsed.count = value.parse().map_err(|_| format!("bad --count {value}"))?
+            }
             "--size" => parsed.size = value.parse().map_err(|_| format!("bad --size {value}"))?,
             "-X" => {
                 let (key, value) = value
@@ -282,7 +286,13 @@ fn consume(args: &Args) -> Result<String, String> {
     let mut received = 0u64;
     let mut bytes = 0u64;
     let mut start = None;
-    let deadline = Instant::now() + Duration::from_secs(std::env::var("RDKAFKA_BENCH_TIMEOUT").ok().and_then(|v| v.parse().ok()).unwrap_or(300));
+    let deadline = Instant::now()
+        + Duration::from_secs(
+            std::env::var("RDKAFKA_BENCH_TIMEOUT")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(300),
+        );
     while received < args.count {
         if Instant::now() > deadline {
             return Err(format!("only {received} records in time"));
