@@ -41,14 +41,14 @@ use tracing::{debug, warn};
 use uuid::Uuid;
 
 use super::backoff::{Backoff, Rng};
-use super::metadata::Metadata;
+use super::metadata::{Metadata, TopicInfo};
 use super::partitioner::{partition_for_key, StickyPartitioner};
 use crate::config::{Acks, Config, Partitioner};
 use crate::error::{Error, Persisted};
 use crate::producer::ProducerRecord;
 use crate::proto::batch_header::BATCH_HEADER_LEN;
 use crate::proto::compression::Compression;
-use crate::proto::record_batch::RecordBatchBuilder;
+use crate::proto::record_batch::{RecordBatchBuilder, RecordBatchWriter};
 use crate::proto::varint;
 use crate::proto::ErrorCode;
 
@@ -64,6 +64,9 @@ pub const REQUEST_OVERHEAD: usize = 48;
 /// Upper bound per topic besides its name: name length or topic id, partition array length,
 /// tagged fields.
 pub const TOPIC_OVERHEAD: usize = 24;
+/// Most emptied batch buffers kept for reuse.
+const MAX_SPARE_BUFFERS: usize = 64;
+
 /// Upper bound per partition besides its batch: index, records length, tagged fields.
 pub const PARTITION_OVERHEAD: usize = 16;
 
@@ -213,6 +216,72 @@ pub struct Completion<T> {
     /// Where it was written, or why it failed.
     pub result: Result<Delivered, Failure>,
 }
+
+/// Records that completed together, in order: a batch, or a single record. An iterator
+/// of their [`Completion`]s.
+#[derive(Debug)]
+pub struct CompletedBatch<T> {
+    /// A deque so that taking from the front keeps the buffer, which
+    /// [`Accumulator::recycle`] gives back to new batches.
+    entries: VecDeque<Entry<T>>,
+    outcome: Outcome,
+    /// Index in the batch of the next entry.
+    index: i64,
+}
+
+#[derive(Debug)]
+enum Outcome {
+    Delivered {
+        partition: i32,
+        /// -1 when unknown (`acks=0`).
+        base_offset: i64,
+        /// -1 unless the topic uses log append time.
+        log_append_time: i64,
+    },
+    Failed(Failure),
+}
+
+impl<T> Iterator for CompletedBatch<T> {
+    type Item = Completion<T>;
+
+    fn next(&mut self) -> Option<Completion<T>> {
+        let entry = self.entries.pop_front()?;
+        let index = self.index;
+        self.index += 1;
+        let result = match &self.outcome {
+            Outcome::Delivered {
+                partition,
+                base_offset,
+                log_append_time,
+            } => Ok(Delivered {
+                partition: *partition,
+                offset: if *base_offset >= 0 {
+                    base_offset.saturating_add(index)
+                } else {
+                    -1
+                },
+                timestamp: if *log_append_time != -1 {
+                    *log_append_time
+                } else {
+                    entry.timestamp
+                },
+            }),
+            Outcome::Failed(failure) => Err(failure.clone()),
+        };
+        Some(Completion {
+            completion: entry.completion,
+            record: entry.record,
+            reserved: entry.reserved,
+            result,
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.entries.len(), Some(self.entries.len()))
+    }
+}
+
+impl<T> ExactSizeIterator for CompletedBatch<T> {}
 
 /// Where a record was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -378,7 +447,7 @@ pub struct Accumulator<T> {
     waiting: BTreeMap<String, VecDeque<Entry<T>>>,
     in_flight: BTreeMap<RequestId, InFlight<T>>,
     in_flight_per_broker: HashMap<i32, usize>,
-    completions: VecDeque<Completion<T>>,
+    completions: VecDeque<CompletedBatch<T>>,
     sticky: StickyPartitioner,
     rng: Rng,
     next_batch_id: BatchId,
@@ -393,6 +462,10 @@ pub struct Accumulator<T> {
     closing: bool,
     buffered: usize,
     metadata_refresh: bool,
+    /// An append created or closed a batch, queued a record for metadata or completed one.
+    wake: bool,
+    /// Emptied entry buffers of completed batches, for new batches.
+    spare_entries: Vec<Vec<Entry<T>>>,
     producer_id: i64,
     producer_epoch: i16,
 }
@@ -418,6 +491,8 @@ impl<T> Accumulator<T> {
             closing: false,
             buffered: 0,
             metadata_refresh: false,
+            wake: false,
+            spare_entries: Vec::new(),
             producer_id: -1,
             producer_epoch: -1,
         }
@@ -456,6 +531,16 @@ impl<T> Accumulator<T> {
         std::mem::take(&mut self.metadata_refresh)
     }
 
+    /// True once since the last call if an [`Accumulator::append`] changed what the sender
+    /// must do or when it must wake up: it created the first batch of a partition with
+    /// nothing in flight or made such a partition's front batch ready, queued a record for
+    /// metadata, or completed one at once. Other appends leave it false, so a producer that
+    /// appends from other threads wakes the sender at most once per batch, and not at all
+    /// while the partitions wait for answers (which wake the sender themselves).
+    pub fn take_wake(&mut self) -> bool {
+        std::mem::take(&mut self.wake)
+    }
+
     /// Every batch is sendable from now on, and stays so; what follows drains the
     /// accumulator as fast as the brokers allow.
     pub fn close(&mut self) {
@@ -484,6 +569,36 @@ impl<T> Accumulator<T> {
     /// new one) if the topic's metadata is known, else queues it until
     /// [`Accumulator::handle_metadata`]. Records of a topic keep their order either way.
     pub fn append(&mut self, new: NewRecord<T>, metadata: &Metadata, now: Instant) -> Placement {
+        let info = metadata.topic(&new.record.topic);
+        self.append_known(new, info, metadata, now)
+    }
+
+    /// As [`Accumulator::append`], except that a record whose explicit partition the topic's
+    /// known metadata does not have is given back rather than failed through its
+    /// completion: for a `send` that reports that at once. Looks the topic up once.
+    #[allow(clippy::result_large_err)] // the record goes back to the caller as it came
+    pub fn append_or_reject(
+        &mut self,
+        new: NewRecord<T>,
+        metadata: &Metadata,
+        now: Instant,
+    ) -> Result<Placement, NewRecord<T>> {
+        let info = metadata.topic(&new.record.topic);
+        if let (Some(partition), Some(info)) = (new.record.partition, info) {
+            if usize::try_from(partition).map_or(true, |p| p >= info.partitions.len()) {
+                return Err(new);
+            }
+        }
+        Ok(self.append_known(new, info, metadata, now))
+    }
+
+    fn append_known(
+        &mut self,
+        new: NewRecord<T>,
+        info: Option<&TopicInfo>,
+        metadata: &Metadata,
+        now: Instant,
+    ) -> Placement {
         let entry = Entry {
             deadline: new.sent_at + self.config.delivery_timeout,
             record: new.record,
@@ -495,15 +610,15 @@ impl<T> Accumulator<T> {
         *self.outstanding.entry(entry.epoch).or_default() += 1;
         self.buffered = self.buffered.saturating_add(entry.reserved);
         let topic = entry.record.topic.as_str();
-        if self.waiting.contains_key(topic) || metadata.topic(topic).is_none() {
+        if let Some(waiting) = self.waiting.get_mut(topic) {
+            // Behind records of the same topic that wait: keep the order.
             self.metadata_refresh = true;
-            self.waiting
-                .entry(topic.to_string())
-                .or_default()
-                .push_back(entry);
+            self.wake = true;
+            waiting.push_back(entry);
             return Placement::WaitingForMetadata;
         }
-        self.place(entry, metadata, now)
+        // `place_in` queues the record for metadata if the topic is unknown.
+        self.place_in(entry, info, metadata, now)
     }
 
     /// Partitions the records whose topic `metadata` now knows.
@@ -526,10 +641,22 @@ impl<T> Accumulator<T> {
     }
 
     fn place(&mut self, entry: Entry<T>, metadata: &Metadata, now: Instant) -> Placement {
+        let info = metadata.topic(&entry.record.topic);
+        self.place_in(entry, info, metadata, now)
+    }
+
+    /// Places `entry` in its topic described by `info` (`None`: unknown yet).
+    fn place_in(
+        &mut self,
+        entry: Entry<T>,
+        info: Option<&TopicInfo>,
+        metadata: &Metadata,
+        now: Instant,
+    ) -> Placement {
         let topic = entry.record.topic.as_str();
-        let Some(info) = metadata.topic(topic) else {
-            // Callers checked; keep the record rather than lose it.
+        let Some(info) = info else {
             self.metadata_refresh = true;
+            self.wake = true;
             self.waiting
                 .entry(topic.to_string())
                 .or_default()
@@ -573,6 +700,7 @@ impl<T> Accumulator<T> {
                 partition,
             };
             self.complete_failed(entry, error, Persisted::No);
+            self.wake = true;
             return Placement::Failed;
         }
         self.append_to_partition(entry, partition, now);
@@ -581,15 +709,25 @@ impl<T> Accumulator<T> {
 
     fn append_to_partition(&mut self, entry: Entry<T>, partition: i32, now: Instant) {
         let limit = self.batch_limit(&entry.record.topic);
-        let queue = self
-            .queues
-            .entry(entry.record.topic.clone())
-            .or_default()
-            .entry(partition)
-            .or_default();
+        // Look the topic up before cloning its name: a clone per record is measurable.
+        let partitions = match self.queues.get_mut(entry.record.topic.as_str()) {
+            Some(partitions) => partitions,
+            None => self.queues.entry(entry.record.topic.clone()).or_default(),
+        };
+        let queue = partitions.entry(partition).or_default();
+        // The sender needs waking only when the front batch of a partition with nothing in
+        // flight changes: a first batch (its linger starts) or a front that became ready.
+        // With a batch in flight the answer wakes the sender, which drains then; and a
+        // batch behind the front changes no deadline.
+        let front_changes = !queue.in_flight && queue.batches.len() <= 1;
         let entry = match queue.batches.back_mut() {
             Some(batch) => match try_append(batch, entry) {
-                None => return,
+                None => {
+                    if batch.closed && front_changes {
+                        self.wake = true;
+                    }
+                    return;
+                }
                 Some(entry) => {
                     batch.closed = true;
                     entry
@@ -597,19 +735,31 @@ impl<T> Accumulator<T> {
             },
             None => entry,
         };
+        if front_changes {
+            self.wake = true;
+        }
         let id = self.next_batch_id;
         self.next_batch_id += 1;
-        let size = BATCH_HEADER_LEN + record_size(&entry.record, 0, 0);
+        let record_size = record_size(&entry.record, 0, 0);
+        let size = BATCH_HEADER_LEN + record_size;
+        // Room for as many records of this size as the batch takes, so that appends do not
+        // move the entries again and again (bounded: a batch of tiny records grows).
+        let capacity = (limit.saturating_sub(BATCH_HEADER_LEN) / record_size.max(1)).clamp(1, 1024);
+        let topic = entry.record.topic.clone();
+        let (deadline, base_timestamp) = (entry.deadline, entry.timestamp);
+        let mut entries = self.spare_entries.pop().unwrap_or_default();
+        entries.reserve(capacity);
+        entries.push(entry);
         let batch = Batch {
             id,
-            topic: entry.record.topic.clone(),
+            topic,
             partition,
             size,
             limit,
             closed: size >= limit,
             created: now,
-            deadline: entry.deadline,
-            base_timestamp: entry.timestamp,
+            deadline,
+            base_timestamp,
             attempts: 0,
             retry_at: None,
             backoff: Backoff::new(self.config.retry_backoff, self.config.retry_backoff_max),
@@ -618,7 +768,7 @@ impl<T> Accumulator<T> {
             producer_id: -1,
             producer_epoch: -1,
             base_sequence: -1,
-            entries: vec![entry],
+            entries,
         };
         queue.batches.push_back(batch);
     }
@@ -694,9 +844,11 @@ impl<T> Accumulator<T> {
             }
         }
         for (entries, persisted) in expired_in_flight {
-            for entry in entries {
-                self.complete_failed(entry, timeout.clone(), persisted);
-            }
+            let failure = Failure {
+                error: timeout.clone(),
+                persisted,
+            };
+            self.finish(entries, Outcome::Failed(failure));
         }
     }
 
@@ -1083,59 +1235,96 @@ impl<T> Accumulator<T> {
     }
 
     fn complete_batch(&mut self, batch: Batch<T>, base_offset: i64, log_append_time: i64) {
-        let partition = batch.partition;
-        for (index, entry) in batch.entries.into_iter().enumerate() {
-            let offset = if base_offset >= 0 {
-                base_offset.saturating_add(index as i64)
-            } else {
-                -1
-            };
-            let timestamp = if log_append_time != -1 {
-                log_append_time
-            } else {
-                entry.timestamp
-            };
-            self.finish(
-                entry,
-                Ok(Delivered {
-                    partition,
-                    offset,
-                    timestamp,
-                }),
-            );
-        }
+        let outcome = Outcome::Delivered {
+            partition: batch.partition,
+            base_offset,
+            log_append_time,
+        };
+        self.finish(batch.entries, outcome);
     }
 
     fn fail_batch(&mut self, batch: Batch<T>, error: &Error, persisted: Persisted) {
         warn!(topic = %batch.topic, partition = batch.partition, records = batch.entries.len(),
             %error, ?persisted, "batch failed");
-        for entry in batch.entries {
-            self.complete_failed(entry, error.clone(), persisted);
-        }
+        let failure = Failure {
+            error: error.clone(),
+            persisted,
+        };
+        self.finish(batch.entries, Outcome::Failed(failure));
     }
 
     fn complete_failed(&mut self, entry: Entry<T>, error: Error, persisted: Persisted) {
-        self.finish(entry, Err(Failure { error, persisted }));
+        self.finish(vec![entry], Outcome::Failed(Failure { error, persisted }));
     }
 
-    fn finish(&mut self, entry: Entry<T>, result: Result<Delivered, Failure>) {
-        if let Some(count) = self.outstanding.get_mut(&entry.epoch) {
-            *count = count.saturating_sub(1);
+    /// Queues the outcome of `entries` (in order) and stops counting them as outstanding.
+    fn finish(&mut self, entries: Vec<Entry<T>>, outcome: Outcome) {
+        if entries.is_empty() {
+            return;
+        }
+        // Entries of a batch mostly share an epoch: count runs, not records.
+        let mut run: Option<(u64, usize)> = None;
+        let mut reserved = 0usize;
+        for entry in &entries {
+            reserved = reserved.saturating_add(entry.reserved);
+            run = match run {
+                Some((epoch, count)) if epoch == entry.epoch => Some((epoch, count + 1)),
+                Some((epoch, count)) => {
+                    self.uncount(epoch, count);
+                    Some((entry.epoch, 1))
+                }
+                None => Some((entry.epoch, 1)),
+            };
+        }
+        if let Some((epoch, count)) = run {
+            self.uncount(epoch, count);
+        }
+        self.buffered = self.buffered.saturating_sub(reserved);
+        self.completions.push_back(CompletedBatch {
+            entries: VecDeque::from(entries),
+            outcome,
+            index: 0,
+        });
+    }
+
+    fn uncount(&mut self, epoch: u64, records: usize) {
+        if let Some(count) = self.outstanding.get_mut(&epoch) {
+            *count = count.saturating_sub(records);
             if *count == 0 {
-                self.outstanding.remove(&entry.epoch);
+                self.outstanding.remove(&epoch);
             }
         }
-        self.buffered = self.buffered.saturating_sub(entry.reserved);
-        self.completions.push_back(Completion {
-            completion: entry.completion,
-            record: entry.record,
-            reserved: entry.reserved,
-            result,
-        });
     }
 
     /// The next completed record.
     pub fn poll_completion(&mut self) -> Option<Completion<T>> {
+        loop {
+            let front = self.completions.front_mut()?;
+            if let Some(completion) = front.next() {
+                if front.entries.is_empty() {
+                    self.completions.pop_front();
+                }
+                return Some(completion);
+            }
+            self.completions.pop_front();
+        }
+    }
+
+    /// Takes back the buffer of a [`CompletedBatch`] whose completions were all taken, for a
+    /// later batch: batches come and go thousands of times a second, and a fresh buffer each
+    /// time costs an allocation and page faults on the appending thread.
+    pub fn recycle(&mut self, completed: CompletedBatch<T>) {
+        let mut entries = Vec::from(completed.entries);
+        entries.clear();
+        if entries.capacity() > 0 && self.spare_entries.len() < MAX_SPARE_BUFFERS {
+            self.spare_entries.push(entries);
+        }
+    }
+
+    /// The records that completed together next (a batch, or a single record), to take
+    /// out at once and go through later: cheaper than [`Accumulator::poll_completion`] per
+    /// record when the accumulator sits behind a lock.
+    pub fn poll_completed_batch(&mut self) -> Option<CompletedBatch<T>> {
         self.completions.pop_front()
     }
 
@@ -1215,6 +1404,21 @@ fn encode<T>(
     batch: &Batch<T>,
     compression: Compression,
 ) -> Result<Bytes, crate::proto::batch_header::BatchError> {
+    if compression == Compression::None {
+        // Straight into a buffer of the batch's exact size (`batch.size` is computed as
+        // encoded), without copying the records into a `RecordBatch` first.
+        let mut writer = RecordBatchWriter::with_capacity(batch.size);
+        for entry in &batch.entries {
+            let record = &entry.record;
+            writer.append(
+                entry.timestamp,
+                record.key.as_deref(),
+                record.value.as_deref(),
+                &record.headers,
+            )?;
+        }
+        return writer.finish(batch.producer_id, batch.producer_epoch, batch.base_sequence);
+    }
     let mut builder = RecordBatchBuilder::new().compression(compression).producer(
         batch.producer_id,
         batch.producer_epoch,
@@ -1397,6 +1601,66 @@ mod tests {
         }
         let encoded = builder.build().encode().expect("encode");
         assert_eq!(encoded.len(), expected);
+    }
+
+    #[test]
+    fn appends_ask_for_a_wake_up_only_when_a_batch_opens_or_closes() {
+        let t0 = Instant::now();
+        let md = metadata(&[0, 1]);
+        let mut config = config();
+        config.batch_size = 400;
+        let mut acc = Accumulator::new(config, 1);
+        acc.append(record(1, Some(0), 100, t0), &md, t0);
+        assert!(
+            acc.take_wake(),
+            "a new batch: the sender must arm its linger timer"
+        );
+        assert!(!acc.take_wake(), "once per cause");
+        acc.append(record(2, Some(0), 100, t0), &md, t0);
+        assert!(
+            !acc.take_wake(),
+            "an append to an open batch changes no deadline"
+        );
+        acc.append(record(3, Some(0), 100, t0), &md, t0);
+        acc.append(record(4, Some(0), 100, t0), &md, t0);
+        assert!(
+            acc.take_wake(),
+            "the batch filled up (closed, or a second one opened)"
+        );
+        acc.append(record(5, Some(1), 100, t0), &md, t0);
+        assert!(acc.take_wake(), "another partition's first batch");
+        acc.append(record(6, Some(7), 100, t0), &md, t0);
+        assert!(
+            acc.take_wake(),
+            "a record failed at once: its completion is to deliver"
+        );
+        // Partition 0's ready batch goes out: while it is in flight, appends there are
+        // the answer's business.
+        let plans = acc.drain(t0, &md, false);
+        let to_p0 = plans
+            .iter()
+            .find(|p| p.batches.iter().any(|b| b.partition == 0))
+            .expect("partition 0 drained");
+        for n in 10..20 {
+            acc.append(record(n, Some(0), 100, t0), &md, t0);
+            assert!(!acc.take_wake(), "record {n} behind a batch in flight");
+        }
+        acc.handle_response(to_p0.request_id, answer(to_p0, 0), t0);
+        assert!(
+            acc.drain(t0, &md, false)
+                .iter()
+                .any(|p| p.batches.iter().any(|b| b.partition == 0)),
+            "the answer lets the next one go"
+        );
+        let mut acc = Accumulator::new(self::config(), 1);
+        let unknown = Metadata::new(Duration::from_secs(300));
+        acc.append(record(7, None, 10, t0), &unknown, t0);
+        assert!(
+            acc.take_wake(),
+            "a record waits for metadata: the sender must refresh"
+        );
+        acc.append(record(8, None, 10, t0), &unknown, t0);
+        assert!(acc.take_wake(), "behind it, too");
     }
 
     #[test]

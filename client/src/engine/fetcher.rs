@@ -456,9 +456,22 @@ struct PartitionState {
 
 #[derive(Debug)]
 enum Buffered {
+    /// A batch as fetched, decoded (CRC, records) only once `poll_event` reaches it: the
+    /// driver applies a response under the lock `recv` needs, so decoding there would make
+    /// the user wait for a whole response's records; here each batch is decoded by the
+    /// `recv` that needs it.
+    Raw(RawBatch),
     Batch(BufferedBatch),
     Eof(i64),
     Error(Error),
+}
+
+#[derive(Debug)]
+struct RawBatch {
+    /// The batch's bytes, a slice of the fetch response.
+    bytes: Bytes,
+    /// Fetch response bytes released when this batch is done.
+    response_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -984,7 +997,8 @@ impl Fetcher {
             let index = self.drain_cursor % count;
             let (tp, state) = self.partitions.get_index_mut(index)?;
             if !state.paused {
-                let (event, finished_batch) = Self::next_from(tp, state);
+                let (event, finished_batch) =
+                    Self::next_from(tp, state, &self.config.decode_limits);
                 if finished_batch {
                     self.space_freed = true;
                 }
@@ -1004,6 +1018,7 @@ impl Fetcher {
     fn next_from(
         tp: &TopicPartition,
         state: &mut PartitionState,
+        limits: &DecodeLimits,
     ) -> (Option<Result<ConsumerEvent, Error>>, bool) {
         let mut finished = false;
         loop {
@@ -1011,6 +1026,36 @@ impl Fetcher {
                 return (None, finished);
             };
             match front {
+                Buffered::Raw(raw) => match RecordBatch::decode(&raw.bytes, limits) {
+                    Ok(mut batch) => {
+                        let records = if batch.is_control {
+                            // Transaction markers are not for the user; read_committed's
+                            // filtering of aborted transactions builds on them later.
+                            Vec::new()
+                        } else {
+                            std::mem::take(&mut batch.records)
+                        };
+                        *front = Buffered::Batch(BufferedBatch {
+                            batch,
+                            records: records.into_iter(),
+                            bytes: raw.response_bytes,
+                        });
+                    }
+                    Err(error) => {
+                        // Never skipped: the partition stops here, at this batch, until a
+                        // seek; what was fetched after it is dropped.
+                        warn!(%tp, %error, "corrupt record batch; partition stopped until the next seek");
+                        state.state = FetchState::Halted;
+                        state.buffer.clear();
+                        state.buffered_bytes = 0;
+                        let error = Error::CorruptRecord {
+                            topic: tp.topic.clone(),
+                            partition: tp.partition,
+                            reason: error.to_string(),
+                        };
+                        return (Some(Err(error)), true);
+                    }
+                },
                 Buffered::Eof(offset) => {
                     let offset = *offset;
                     state.buffer.pop_front();
@@ -1233,6 +1278,7 @@ impl Fetcher {
         let mut next = planned.fetch_offset;
         let mut start = 0usize;
         let mut last_pushed: Option<usize> = None;
+        let mut counted = 0usize;
         let mut batches = Batches::new(&records);
         for item in batches.by_ref() {
             let (header, bytes) = match item {
@@ -1248,32 +1294,21 @@ impl Fetcher {
                 // Wholly before the fetch offset: nothing in it for us.
                 continue;
             }
-            let mut batch =
-                match RecordBatch::decode(&records.slice(range), &self.config.decode_limits) {
-                    Ok(batch) => batch,
-                    Err(error) => {
-                        Self::corrupt(state, tp, error.to_string());
-                        break;
-                    }
-                };
-            next = batch.next_offset();
-            let batch_records = if batch.is_control {
-                // Transaction markers are not for the user; read_committed's filtering of
-                // aborted transactions builds on them later.
-                Vec::new()
-            } else {
-                std::mem::take(&mut batch.records)
-            };
-            state.buffer.push_back(Buffered::Batch(BufferedBatch {
-                batch,
-                records: batch_records.into_iter(),
-                bytes: 0,
+            // Decoded (and its CRC checked) when the user reaches it; see `Buffered::Raw`.
+            next = header.next_offset();
+            let len = range.len();
+            state.buffer.push_back(Buffered::Raw(RawBatch {
+                bytes: records.slice(range),
+                response_bytes: len,
             }));
+            counted += len;
             last_pushed = Some(state.buffer.len() - 1);
         }
-        // The whole response's bytes stay alive until its last batch is consumed.
-        if let Some(Buffered::Batch(last)) = last_pushed.and_then(|i| state.buffer.get_mut(i)) {
-            last.bytes = records.len();
+        // Each batch counts its own bytes, released as it is consumed, so the partition is
+        // fetched again while the user is still reading what came (prefetching). Bytes
+        // before the fetch offset or in a cut-off tail count with the last batch.
+        if let Some(Buffered::Raw(last)) = last_pushed.and_then(|i| state.buffer.get_mut(i)) {
+            last.response_bytes += records.len().saturating_sub(counted);
             state.buffered_bytes += records.len();
         }
         if batches.truncated_tail() && last_pushed.is_none() {
@@ -1654,6 +1689,33 @@ mod tests {
         let mut fetched: Vec<_> = plan.partitions().collect();
         fetched.sort();
         assert_eq!(fetched, vec![(&p0, 1), (&p1, 1)]);
+    }
+
+    #[test]
+    fn a_partition_is_fetched_again_while_its_last_batches_wait() {
+        let now = Instant::now();
+        let md = metadata(&[("t", &[0])]);
+        let mut small = config();
+        let first = batch(0, &["x".repeat(60).as_str()]);
+        let second = batch(1, &["y".repeat(60).as_str()]);
+        small.partition_max_bytes = (first.len() + second.len() - 1) as i32;
+        let p = tp("t", 0);
+        let mut f = fetcher(small, std::slice::from_ref(&p));
+        let plan = only_plan(&mut f, now, &md);
+        let records = [first, second].concat();
+        f.handle_fetch_response(plan.id(), 18, response("t", vec![ok(0, 2, records)]), now);
+        assert!(
+            f.poll_fetches(now, &md).is_empty(),
+            "both batches fill the buffer"
+        );
+        assert!(matches!(f.poll_event(), Some(Ok(ConsumerEvent::Record(r))) if r.offset == 0));
+        assert!(f.poll_space_freed(), "the first batch's bytes are released");
+        assert_eq!(
+            only_plan(&mut f, now, &md).partitions().collect::<Vec<_>>(),
+            vec![(&p, 2)],
+            "fetched again before the second batch is read"
+        );
+        assert!(matches!(f.poll_event(), Some(Ok(ConsumerEvent::Record(r))) if r.offset == 1));
     }
 
     #[test]

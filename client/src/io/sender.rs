@@ -1,21 +1,27 @@
 //! The producer's sender task: a thin tokio driver around the
 //! [`Accumulator`] engine.
 //!
-//! One task per producer owns the accumulator. It takes records from the producer's
-//! command channel, refreshes metadata when the accumulator or the `metadata.max.age.ms`
-//! clock asks (one refresh at a time, `retry.backoff.ms` apart, backing off exponentially
-//! while it fails), sends each drained request on its own sub-task (so a slow broker never
-//! delays another), and feeds their outcomes back. It sleeps until the next linger, backoff
-//! or delivery deadline, a command, an answer, or a `send` that waits for buffer space.
+//! One task per producer drives the accumulator, which it shares with the producer handles
+//! behind one mutex ([`SenderShared::engine`]): `send` appends records itself and wakes the
+//! task only when a batch was created or closed. The task refreshes metadata when the
+//! accumulator or the `metadata.max.age.ms` clock asks (one refresh at a time,
+//! `retry.backoff.ms` apart, backing off exponentially while it fails), sends each drained
+//! request on its own sub-task (so a slow broker never delays another), and feeds their
+//! outcomes back. It sleeps until the next linger, backoff or delivery deadline, a command
+//! (flush, close), an answer, or a wake-up from `send` (a new batch, or a `send` waiting for
+//! buffer space). Lock order: the engine, then the metadata.
 //!
 //! A request is built by the broker connection when it is about to write it (see
 //! [`BrokerConnection::request`](super::broker::BrokerConnection::request)); at that moment each batch is marked written. A batch whose
 //! delivery timeout passes before that is taken out of the request, so it is reported as
 //! [`Persisted::No`] with certainty; after it, as `Possibly`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -29,25 +35,77 @@ use super::broker::{BuildRequest, RequestError};
 use super::cluster::ClusterClient;
 use crate::config::Acks;
 use crate::engine::accumulator::{
-    Accumulator, AccumulatorConfig, BatchId, Completion, DrainedBatch, NewRecord,
-    PartitionResponse, ProduceOutcome, ProduceRequestPlan, RequestId,
+    Accumulator, BatchId, CompletedBatch, Completion, DrainedBatch, PartitionResponse,
+    ProduceOutcome, ProduceRequestPlan, RequestId,
 };
 use crate::engine::backoff::{Backoff, Rng};
-use crate::error::{Error, Persisted};
-use crate::producer::{DeliveryResult, ProduceError, RecordMetadata};
+use crate::engine::metadata::Metadata;
+use crate::error::Error;
+use crate::producer::{
+    resolve_all, DeliveryChunk, DeliveryFuture, DeliveryTicket, Outcome, ProduceError,
+    RecordMetadata, CHUNK_SLOTS,
+};
 use crate::proto::{ApiKey, ErrorCode, RequestKind, ResponseKind, StrBytes};
 
-/// What a record's completion is: the channel to its `DeliveryFuture`.
-pub(crate) type DeliverySender = oneshot::Sender<DeliveryResult>;
-
-/// Messages from producer handles to the sender task.
+/// Messages from producer handles to the sender task (records do not travel this way:
+/// `send` appends them to the shared accumulator).
 pub(crate) enum Command {
-    /// A record, with its buffer space already reserved.
-    Send(Box<NewRecord<DeliverySender>>),
-    /// Answer once everything sent before has completed.
-    Flush(oneshot::Sender<()>),
+    /// Answer once every record appended before flush `token` began has completed.
+    Flush(u64, oneshot::Sender<()>),
     /// Finish everything, answer, and stop.
     Close(oneshot::Sender<()>),
+}
+
+/// The accumulator and what goes with it, behind [`SenderShared::engine`].
+#[derive(Debug)]
+pub(crate) struct ProducerEngine {
+    /// Partitions, batches and retries.
+    pub(crate) accumulator: Accumulator<DeliveryTicket>,
+    /// The sender task has stopped: an append now would never be sent.
+    pub(crate) stopped: bool,
+    /// Topics already handed to `Metadata::want`.
+    wanted: HashSet<String>,
+    /// The topic of the last `want`, checked before `wanted` (no hashing per record).
+    last_wanted: String,
+    chunk: Arc<DeliveryChunk>,
+    next_slot: usize,
+}
+
+impl ProducerEngine {
+    pub(crate) fn new(accumulator: Accumulator<DeliveryTicket>) -> Self {
+        Self {
+            accumulator,
+            stopped: false,
+            wanted: HashSet::new(),
+            last_wanted: String::new(),
+            chunk: DeliveryChunk::new(),
+            next_slot: 0,
+        }
+    }
+
+    /// Makes sure the metadata refreshes cover `topic`.
+    pub(crate) fn want(&mut self, metadata: &mut Metadata, topic: &str) {
+        if self.last_wanted == topic {
+            return;
+        }
+        if !self.wanted.contains(topic) {
+            metadata.want(topic);
+            self.wanted.insert(topic.to_string());
+        }
+        self.last_wanted.clear();
+        self.last_wanted.push_str(topic);
+    }
+
+    /// The next record's ticket and future, in the current chunk or a new one.
+    pub(crate) fn ticket(&mut self) -> (DeliveryTicket, DeliveryFuture) {
+        if self.next_slot == CHUNK_SLOTS {
+            self.chunk = DeliveryChunk::new();
+            self.next_slot = 0;
+        }
+        let index = self.next_slot;
+        self.next_slot += 1;
+        DeliveryTicket::new(&self.chunk, index)
+    }
 }
 
 /// State shared by the producer handles and the sender task.
@@ -62,6 +120,16 @@ pub(crate) struct SenderShared {
     pub(crate) wake: Notify,
     /// `close` was called.
     pub(crate) closed: AtomicBool,
+    /// The accumulator, shared by `send` (appends) and the sender task (everything else).
+    pub(crate) engine: Mutex<ProducerEngine>,
+}
+
+impl SenderShared {
+    /// Locks the engine. Never hold the guard across an await; take the metadata lock only
+    /// after this one.
+    pub(crate) fn lock_engine(&self) -> MutexGuard<'_, ProducerEngine> {
+        self.engine.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Not yet handed to the connection.
@@ -81,13 +149,11 @@ pub(crate) fn spawn(
     span: Span,
 ) -> tokio::task::JoinHandle<()> {
     let config = cluster.config();
-    let accumulator = Accumulator::new(AccumulatorConfig::from_config(config), seed);
     let metadata_backoff = Backoff::new(config.retry_backoff, config.retry_backoff_max);
     let sender = Sender {
-        accumulator,
         shared,
         commands,
-        requests: JoinSet::new(),
+        requests: Vec::new(),
         dispatch: HashMap::new(),
         request_batches: HashMap::new(),
         refresh: JoinSet::new(),
@@ -99,17 +165,20 @@ pub(crate) fn spawn(
         closes: Vec::new(),
         closing: false,
         commands_done: false,
+        wants_topics: false,
+        spent: Vec::new(),
         cluster,
     };
     runtime.spawn(sender.run().instrument(span))
 }
 
 struct Sender {
-    accumulator: Accumulator<DeliverySender>,
     cluster: Arc<ClusterClient>,
     shared: Arc<SenderShared>,
     commands: mpsc::UnboundedReceiver<Command>,
-    requests: JoinSet<(RequestId, ProduceOutcome)>,
+    /// Requests in flight, polled by this task itself: a spawned task per request cost two
+    /// task switches per round trip, and a partition's next batch waits for that round trip.
+    requests: Vec<RequestFuture>,
     /// Written/abandoned state of each batch in a request not yet answered.
     dispatch: HashMap<BatchId, Arc<AtomicU8>>,
     request_batches: HashMap<RequestId, Vec<BatchId>>,
@@ -125,32 +194,51 @@ struct Sender {
     closing: bool,
     /// The command channel is closed and empty.
     commands_done: bool,
+    /// Some topic is wanted from the metadata (never unset again).
+    wants_topics: bool,
+    /// Completed batches whose futures were resolved: their buffers go back to the
+    /// accumulator.
+    spent: Vec<CompletedBatch<DeliveryTicket>>,
 }
 
-/// Commands handled per wake-up before the accumulator is drained.
-const COMMAND_BURST: usize = 1024;
+/// What [`Sender::step`] decided under the locks.
+struct Step {
+    plans: Vec<(ProduceRequestPlan, Option<String>)>,
+    completions: Vec<CompletedBatch<DeliveryTicket>>,
+    flushed: Vec<bool>,
+    /// Start a metadata refresh.
+    refresh: bool,
+    /// The accumulator is idle and closing: the task ends.
+    stopped: bool,
+    deadline: Option<Instant>,
+}
 
 impl Sender {
     async fn run(mut self) {
         loop {
             let now = now();
-            self.expire(now);
-            self.refresh_metadata_if_needed(now);
-            self.send_ready(now);
-            self.deliver();
-            if self.closing && self.accumulator.is_idle() && self.requests.is_empty() {
+            let step = self.step(now);
+            if step.refresh {
+                let cluster = self.cluster.clone();
+                self.refresh.spawn(
+                    async move { cluster.refresh_metadata().await }
+                        .instrument(tracing::debug_span!("metadata_refresh")),
+                );
+            }
+            for (plan, address) in step.plans {
+                self.dispatch_request(plan, address);
+            }
+            self.deliver(step.completions, step.flushed);
+            if step.stopped {
                 break;
             }
-            let deadline = self.next_deadline(now);
+            let deadline = step.deadline;
             tokio::select! {
                 command = self.commands.recv(), if !self.commands_done => match command {
                     Some(command) => {
                         self.handle_command(command);
-                        for _ in 0..COMMAND_BURST {
-                            match self.commands.try_recv() {
-                                Ok(command) => self.handle_command(command),
-                                Err(_) => break,
-                            }
+                        while let Ok(command) = self.commands.try_recv() {
+                            self.handle_command(command);
                         }
                     }
                     // Every producer handle is gone, or close was called: finish what we
@@ -160,10 +248,9 @@ impl Sender {
                         self.begin_close();
                     }
                 },
-                Some(joined) = self.requests.join_next() => match joined {
-                    Ok((request_id, outcome)) => self.handle_outcome(request_id, outcome),
-                    Err(error) => warn!(%error, "produce request task failed"),
-                },
+                (request_id, outcome) = next_outcome(&mut self.requests), if !self.requests.is_empty() => {
+                    self.handle_outcome(request_id, outcome);
+                }
                 Some(joined) = self.refresh.join_next() => {
                     let result = joined.unwrap_or_else(|error| Err(Error::Protocol {
                         peer: "metadata".into(),
@@ -180,17 +267,7 @@ impl Sender {
 
     fn handle_command(&mut self, command: Command) {
         match command {
-            Command::Send(new) => {
-                let now = now();
-                let topic = new.record.topic.clone();
-                let mut metadata = self.cluster.metadata();
-                metadata.want(&topic);
-                self.accumulator.append(*new, &metadata, now);
-            }
-            Command::Flush(reply) => {
-                let token = self.accumulator.begin_flush();
-                self.flushes.push((token, reply));
-            }
+            Command::Flush(token, reply) => self.flushes.push((token, reply)),
             Command::Close(reply) => {
                 self.closes.push(reply);
                 self.begin_close();
@@ -202,16 +279,25 @@ impl Sender {
         if !self.closing {
             debug!("closing: sending everything");
             self.closing = true;
-            self.accumulator.close();
+            self.shared.lock_engine().accumulator.close();
         }
         // No new commands; those already queued are still handled (a send that raced
         // with close is delivered). A send after this gets its record back as Closed.
         self.commands.close();
     }
 
-    fn expire(&mut self, now: Instant) {
+    /// Everything one wake-up needs from the accumulator and the metadata, under one hold
+    /// of each lock (`send` appends under the same engine lock): expire, decide on a metadata
+    /// refresh, drain requests, take completions, decide whether to stop, and the next
+    /// deadline.
+    fn step(&mut self, now: Instant) -> Step {
+        let exhausted = self.shared.waiters.load(Ordering::Acquire) > 0;
         let dispatch = &self.dispatch;
-        self.accumulator.handle_timeout(now, |batch| {
+        let mut engine = self.shared.lock_engine();
+        for spent in self.spent.drain(..) {
+            engine.accumulator.recycle(spent);
+        }
+        engine.accumulator.handle_timeout(now, |batch| {
             dispatch.get(&batch).is_none_or(|state| {
                 match state.compare_exchange(
                     PENDING,
@@ -224,41 +310,74 @@ impl Sender {
                 }
             })
         });
-    }
-
-    fn refresh_metadata_if_needed(&mut self, now: Instant) {
-        if self.accumulator.take_metadata_refresh() {
+        let refresh_wanted = engine.accumulator.take_metadata_refresh();
+        let mut metadata = self.cluster.metadata();
+        if refresh_wanted {
             if self.refresh.is_empty() {
-                self.cluster.metadata().invalidate();
+                metadata.invalidate();
             } else {
                 self.refresh_again = true;
             }
         }
-        if !self.refresh.is_empty() || self.metadata_not_before.is_some_and(|at| at > now) {
-            return;
+        // Topics are only ever added to the wanted set: once some are, always.
+        self.wants_topics = self.wants_topics || !metadata.request_topics().is_empty();
+        let refresh = self.refresh.is_empty()
+            && self.metadata_not_before.is_none_or(|at| at <= now)
+            && self.wants_topics
+            && metadata.refresh_due(now) <= now;
+        let plans = engine
+            .accumulator
+            .drain(now, &metadata, exhausted)
+            .into_iter()
+            .map(|plan| {
+                let address = metadata.broker(plan.broker).map(|b| b.address());
+                (plan, address)
+            })
+            .collect();
+        let completions: Vec<_> =
+            std::iter::from_fn(|| engine.accumulator.poll_completed_batch()).collect();
+        let flushed = self
+            .flushes
+            .iter()
+            .map(|(token, _)| engine.accumulator.is_flushed(*token))
+            .collect();
+        // Decided under the lock `send` appends under: a record is either appended before
+        // this (and the accumulator is not idle) or refused after it. The completions just
+        // taken are delivered before the task ends.
+        let stopped = self.closing && self.requests.is_empty() && engine.accumulator.is_idle();
+        if stopped {
+            engine.stopped = true;
         }
-        let due = {
-            let metadata = self.cluster.metadata();
-            !metadata.request_topics().is_empty() && metadata.refresh_due(now) <= now
-        };
-        if due {
-            let cluster = self.cluster.clone();
-            self.refresh.spawn(
-                async move { cluster.refresh_metadata().await }
-                    .instrument(tracing::debug_span!("metadata_refresh")),
-            );
+        let mut deadline = engine.accumulator.poll_timeout(now);
+        if self.refresh.is_empty() && !refresh && self.wants_topics {
+            let mut due = metadata.refresh_due(now);
+            if let Some(at) = self.metadata_not_before {
+                due = due.max(at);
+            }
+            if due > now {
+                deadline = Some(deadline.map_or(due, |d| d.min(due)));
+            }
+        }
+        Step {
+            plans,
+            completions,
+            flushed,
+            refresh,
+            stopped,
+            deadline,
         }
     }
 
     fn handle_refresh(&mut self, result: Result<(), Error>) {
         let now = now();
+        let mut engine = self.shared.lock_engine();
         let mut metadata = self.cluster.metadata();
         if std::mem::take(&mut self.refresh_again) {
             metadata.invalidate();
         }
         let settled = match &result {
             Ok(()) => {
-                self.accumulator.handle_metadata(&metadata, now);
+                engine.accumulator.handle_metadata(&metadata, now);
                 metadata.refresh_due(now) > now
             }
             Err(error) => {
@@ -267,6 +386,7 @@ impl Sender {
             }
         };
         drop(metadata);
+        drop(engine);
         // Kafka's clients space refreshes `retry.backoff.ms` apart, and back off further
         // while refreshes fail or leave leaders unknown.
         let wait = if settled {
@@ -276,24 +396,6 @@ impl Sender {
             self.metadata_backoff.next_delay(&mut self.rng)
         };
         self.metadata_not_before = Some(now + wait);
-    }
-
-    fn send_ready(&mut self, now: Instant) {
-        let exhausted = self.shared.waiters.load(Ordering::Acquire) > 0;
-        let plans = {
-            let metadata = self.cluster.metadata();
-            let plans = self.accumulator.drain(now, &metadata, exhausted);
-            plans
-                .into_iter()
-                .map(|plan| {
-                    let address = metadata.broker(plan.broker).map(|b| b.address());
-                    (plan, address)
-                })
-                .collect::<Vec<_>>()
-        };
-        for (plan, address) in plans {
-            self.dispatch_request(plan, address);
-        }
     }
 
     fn dispatch_request(&mut self, plan: ProduceRequestPlan, address: Option<String>) {
@@ -319,7 +421,7 @@ impl Sender {
             request = request_id,
             batches = plan.batches.len()
         );
-        self.requests.spawn(
+        self.requests.push(Box::pin(
             async move {
                 let outcome = match address {
                     Some(address) => {
@@ -336,24 +438,46 @@ impl Sender {
                 (request_id, outcome)
             }
             .instrument(span),
-        );
+        ));
     }
 
     fn handle_outcome(&mut self, request_id: RequestId, outcome: ProduceOutcome) {
         for batch in self.request_batches.remove(&request_id).unwrap_or_default() {
             self.dispatch.remove(&batch);
         }
-        self.accumulator.handle_response(request_id, outcome, now());
+        self.shared
+            .lock_engine()
+            .accumulator
+            .handle_response(request_id, outcome, now());
     }
 
-    fn deliver(&mut self) {
-        while let Some(completion) = self.accumulator.poll_completion() {
-            deliver(&self.shared, completion);
+    /// Resolves the futures of `completions` (taken out under the lock, resolved outside
+    /// it: waking futures never holds up a `send`) and answers the flushes that `flushed`
+    /// (in the order of `self.flushes`) says are done.
+    fn deliver(
+        &mut self,
+        mut completions: Vec<CompletedBatch<DeliveryTicket>>,
+        flushed: Vec<bool>,
+    ) {
+        let mut released = 0usize;
+        resolve_all(
+            completions
+                .iter_mut()
+                .flat_map(|batch| batch.by_ref())
+                .map(|completion| {
+                    released = released.saturating_add(completion.reserved);
+                    outcome(completion)
+                }),
+        );
+        // Their buffers go back to the accumulator at the next step.
+        self.spent.append(&mut completions);
+        if released > 0 {
+            // Once per wake-up rather than per record: the semaphore takes a lock.
+            self.shared.buffer.add_permits(released);
         }
-        let accumulator = &self.accumulator;
         let flushes = std::mem::take(&mut self.flushes);
-        for (token, reply) in flushes {
-            if accumulator.is_flushed(token) {
+        for ((token, reply), flushed) in flushes.into_iter().zip(flushed) {
+            if flushed {
                 let _ = reply.send(());
             } else {
                 self.flushes.push((token, reply));
@@ -361,38 +485,12 @@ impl Sender {
         }
     }
 
-    fn next_deadline(&self, now: Instant) -> Option<Instant> {
-        let mut next = self.accumulator.poll_timeout(now);
-        if self.refresh.is_empty() {
-            let metadata = self.cluster.metadata();
-            if !metadata.request_topics().is_empty() {
-                let mut due = metadata.refresh_due(now);
-                if let Some(at) = self.metadata_not_before {
-                    due = due.max(at);
-                }
-                if due > now {
-                    next = Some(next.map_or(due, |n| n.min(due)));
-                }
-            }
-        }
-        next
-    }
-
     /// Answers what is left after the loop: records that raced with close, flushes and
     /// closes.
     fn finish(mut self) {
         while let Ok(command) = self.commands.try_recv() {
             match command {
-                Command::Send(new) => {
-                    self.shared.buffer.add_permits(new.reserved);
-                    let error = ProduceError {
-                        error: Error::Closed,
-                        persisted: Persisted::No,
-                        record: Box::new(new.record),
-                    };
-                    let _ = new.completion.send(Err(error));
-                }
-                Command::Flush(reply) => {
+                Command::Flush(_, reply) => {
                     let _ = reply.send(());
                 }
                 Command::Close(reply) => self.closes.push(reply),
@@ -408,8 +506,9 @@ impl Sender {
     }
 }
 
-fn deliver(shared: &SenderShared, completion: Completion<DeliverySender>) {
-    shared.buffer.add_permits(completion.reserved);
+/// A completed record's future and what it resolves to. (The future may have been dropped:
+/// nobody reads the answer then.)
+fn outcome(completion: Completion<DeliveryTicket>) -> (DeliveryTicket, Outcome) {
     let record = completion.record;
     let result = match completion.result {
         Ok(delivered) => Ok(RecordMetadata {
@@ -418,14 +517,31 @@ fn deliver(shared: &SenderShared, completion: Completion<DeliverySender>) {
             offset: delivered.offset,
             timestamp: delivered.timestamp,
         }),
-        Err(failure) => Err(ProduceError {
+        Err(failure) => Err(Box::new(ProduceError {
             error: failure.error,
             persisted: failure.persisted,
             record: Box::new(record),
-        }),
+        })),
     };
-    // The future may have been dropped: nobody wants the answer then.
-    let _ = completion.completion.send(result);
+    (completion.completion, result)
+}
+
+/// A request in flight, resolving to its outcome.
+type RequestFuture = Pin<Box<dyn Future<Output = (RequestId, ProduceOutcome)> + Send>>;
+
+/// The first request of `requests` to finish, taken out.
+fn next_outcome(
+    requests: &mut Vec<RequestFuture>,
+) -> impl Future<Output = (RequestId, ProduceOutcome)> + '_ {
+    std::future::poll_fn(move |cx| {
+        for index in 0..requests.len() {
+            if let Poll::Ready(outcome) = requests[index].as_mut().poll(cx) {
+                drop(requests.swap_remove(index));
+                return Poll::Ready(outcome);
+            }
+        }
+        Poll::Pending
+    })
 }
 
 /// Sends one Produce request and turns whatever happens into a [`ProduceOutcome`].

@@ -595,6 +595,199 @@ impl RecordBatchBuilder {
     }
 }
 
+/// Writes an uncompressed, non-transactional producer batch record by record straight into
+/// its final buffer: byte for byte what [`RecordBatchBuilder`] and [`RecordBatch::encode`]
+/// produce for the same appends, without the intermediate [`Record`]s (a producer's hot
+/// path; compressed batches go through the builder).
+#[derive(Debug)]
+pub struct RecordBatchWriter {
+    out: Vec<u8>,
+    count: i32,
+    base_timestamp: i64,
+    max_timestamp: i64,
+}
+
+impl RecordBatchWriter {
+    /// A writer whose buffer holds `bytes` (the whole batch, header included) without
+    /// growing.
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut out = Vec::with_capacity(bytes.max(BATCH_HEADER_LEN));
+        out.resize(BATCH_HEADER_LEN, 0);
+        Self {
+            out,
+            count: 0,
+            base_timestamp: NO_TIMESTAMP,
+            max_timestamp: NO_TIMESTAMP,
+        }
+    }
+
+    /// Appends a record with the next offset delta; the first record's `timestamp` is the
+    /// batch's base timestamp. Fails as [`RecordBatchBuilder::append`] and
+    /// [`RecordBatch::encode`] would.
+    pub fn append(
+        &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header],
+    ) -> Result<(), BatchError> {
+        if self.count == i32::MAX {
+            return Err(BatchError::TooLarge("more than i32::MAX records".into()));
+        }
+        if self.count == 0 {
+            self.base_timestamp = timestamp;
+            self.max_timestamp = timestamp;
+        }
+        let timestamp_delta = timestamp.checked_sub(self.base_timestamp).ok_or_else(|| {
+            BatchError::Record(format!(
+                "timestamp {timestamp} too far from base timestamp {}",
+                self.base_timestamp
+            ))
+        })?;
+        let offset_delta = self.count;
+        let too_large =
+            || BatchError::TooLarge(format!("record {offset_delta} exceeds i32::MAX bytes"));
+        let len = |bytes: &[u8]| {
+            i32::try_from(bytes.len())
+                .ok()
+                .map(|n| varint::varint_len(n) + bytes.len())
+        };
+        let nullable = |bytes: Option<&[u8]>| bytes.map_or(Some(1), len);
+        let mut body = 1 // attributes
+            + varint::varlong_len(timestamp_delta)
+            + varint::varint_len(offset_delta)
+            + varint::varint_len(i32::try_from(headers.len()).map_err(|_| too_large())?);
+        body = body
+            .checked_add(nullable(key).ok_or_else(too_large)?)
+            .and_then(|b| b.checked_add(nullable(value)?))
+            .ok_or_else(too_large)?;
+        for header in headers {
+            body = body
+                .checked_add(len(&header.key).ok_or_else(too_large)?)
+                .and_then(|b| b.checked_add(nullable(header.value.as_deref())?))
+                .ok_or_else(too_large)?;
+        }
+        let body = i32::try_from(body).map_err(|_| too_large())?;
+        let out = &mut self.out;
+        varint::encode_varint(out, body);
+        out.put_u8(0); // attributes
+        varint::encode_varlong(out, timestamp_delta);
+        varint::encode_varint(out, offset_delta);
+        write_nullable(out, key);
+        write_nullable(out, value);
+        varint::encode_varint(out, headers.len() as i32);
+        for header in headers {
+            varint::encode_varint(out, header.key.len() as i32);
+            out.extend_from_slice(&header.key);
+            write_nullable(out, header.value.as_deref());
+        }
+        self.max_timestamp = self.max_timestamp.max(timestamp);
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Records appended so far.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// True before the first [`RecordBatchWriter::append`].
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The encoded batch, base offset 0, with the idempotent producer's id, epoch and first
+    /// sequence (-1, -1, -1 without idempotence).
+    pub fn finish(
+        mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+    ) -> Result<Bytes, BatchError> {
+        let batch_length = i32::try_from(self.out.len() - LOG_OVERHEAD)
+            .map_err(|_| BatchError::TooLarge(format!("{} bytes", self.out.len())))?;
+        let attributes = BatchAttributes::new(Compression::None, false, false, false);
+        let mut header = &mut self.out[..BATCH_HEADER_LEN];
+        header.put_i64(0); // base offset
+        header.put_i32(batch_length);
+        header.put_i32(NO_PARTITION_LEADER_EPOCH);
+        header.put_i8(MAGIC_V2);
+        header.put_u32(0); // CRC, filled in below
+        header.put_i16(attributes.0);
+        header.put_i32(self.count.saturating_sub(1).max(0));
+        header.put_i64(self.base_timestamp);
+        header.put_i64(self.max_timestamp);
+        header.put_i64(producer_id);
+        header.put_i16(producer_epoch);
+        header.put_i32(base_sequence);
+        header.put_i32(self.count);
+        let crc = compute_crc(&self.out);
+        self.out[17..21].copy_from_slice(&crc.to_be_bytes());
+        Ok(self.out.into())
+    }
+}
+
+/// Offset and timestamp deltas of every record of `batch`, in order, after the checks of
+/// [`RecordBatch::decode`] other than the CRC: for a broker that checked the CRC already
+/// ([`validate_batch`]) and needs only offsets and times (timestamp validation, time
+/// indexes), without a copy of the batch or of its keys, values and headers. `header` is
+/// `batch`'s own; compressed records are inflated within `limits`.
+pub fn record_deltas(
+    header: &BatchHeader,
+    batch: &[u8],
+    limits: &DecodeLimits,
+) -> Result<Vec<RecordDelta>, BatchError> {
+    if batch.len() > header.total_len() {
+        return Err(BatchError::TrailingBytes(batch.len() - header.total_len()));
+    }
+    let section = batch
+        .get(BATCH_HEADER_LEN..header.total_len())
+        .ok_or(BatchError::Truncated {
+            needed: header.total_len(),
+            available: batch.len(),
+        })?;
+    let compression = header.attributes.compression()?;
+    check_offsets(
+        header.base_offset,
+        header.last_offset_delta,
+        header.record_count,
+    )?;
+    let mut sink = Deltas(Vec::with_capacity(initial_capacity(
+        header.record_count,
+        section.len(),
+    )));
+    if needs_decompression(header, compression, section) {
+        let inflated =
+            compression::decompress(compression, section, limits.max_decompressed_bytes)?;
+        parse_records(&inflated, header, &mut sink)?;
+    } else {
+        parse_records(section, header, &mut sink)?;
+    }
+    Ok(sink.0)
+}
+
+/// A record's offset and timestamp relative to its batch's base offset and base timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordDelta {
+    /// From the batch's base offset.
+    pub offset_delta: i32,
+    /// From the batch's base timestamp.
+    pub timestamp_delta: i64,
+}
+
+/// Keeps the deltas only: for [`record_deltas`].
+struct Deltas(Vec<RecordDelta>);
+
+impl RecordSink for Deltas {
+    fn header(&mut self, _: Range<usize>, _: Option<Range<usize>>) {}
+    fn record(&mut self, record: RawRecord) {
+        self.0.push(RecordDelta {
+            offset_delta: record.offset_delta,
+            timestamp_delta: record.timestamp_delta,
+        });
+    }
+}
+
 /// Checks one batch without keeping its records, as a broker does before appending a
 /// produced batch: `batch` must be exactly one whole batch with a matching CRC, a known
 /// codec, and offsets that add up. With [`ValidationLevel::Records`] the records are also
@@ -1105,6 +1298,99 @@ mod tests {
         match result {
             Err(BatchError::Record(why)) => why,
             other => panic!("expected a record error, got {other:?}"),
+        }
+    }
+
+    proptest! {
+        /// The writer and the builder agree byte for byte, whatever the keys, values,
+        /// headers, timestamps and producer fields.
+        #[test]
+        fn the_writer_writes_what_the_builder_encodes(
+            records in proptest::collection::vec(
+                (
+                    -5_000i64..5_000,
+                    proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
+                    proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300)),
+                    proptest::collection::vec(
+                        (
+                            proptest::collection::vec(any::<u8>(), 0..10),
+                            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..10)),
+                        ),
+                        0..3,
+                    ),
+                ),
+                0..20,
+            ),
+            producer in proptest::option::of((0i64..1000, 0i16..10, 0i32..100_000)),
+        ) {
+            let (id, epoch, sequence) = producer.unwrap_or((-1, -1, -1));
+            let mut builder = RecordBatchBuilder::new().producer(id, epoch, sequence);
+            let mut writer = RecordBatchWriter::with_capacity(0);
+            for (delta, key, value, headers) in &records {
+                let headers: Vec<Header> = headers
+                    .iter()
+                    .map(|(k, v)| Header {
+                        key: Bytes::copy_from_slice(k),
+                        value: v.as_deref().map(Bytes::copy_from_slice),
+                    })
+                    .collect();
+                let key = key.as_deref().map(Bytes::copy_from_slice);
+                let value = value.as_deref().map(Bytes::copy_from_slice);
+                builder
+                    .append(T0 + delta, key.clone(), value.clone(), headers.clone())
+                    .expect("builder append");
+                writer
+                    .append(T0 + delta, key.as_deref(), value.as_deref(), &headers)
+                    .expect("writer append");
+            }
+            prop_assert_eq!(writer.len(), records.len());
+            let written = writer.finish(id, epoch, sequence).expect("finish");
+            let encoded = builder.build().encode().expect("encode");
+            prop_assert_eq!(written, encoded);
+        }
+    }
+
+    #[test]
+    fn record_deltas_read_what_decode_reads_without_keeping_the_records() {
+        for codec in ALL_CODECS {
+            let mut builder = RecordBatchBuilder::new().compression(codec);
+            for (n, delta) in [0i64, 7, -3, 1_000].into_iter().enumerate() {
+                builder
+                    .append(
+                        T0 + delta,
+                        Some(Bytes::from(format!("k{n}"))),
+                        None,
+                        vec![Header::new("h", "v")],
+                    )
+                    .expect("append");
+            }
+            let encoded = builder.build().encode().expect("encode");
+            let header = BatchHeader::parse(&encoded).expect("header");
+            let decoded = decode(&encoded).expect("decode");
+            let deltas = record_deltas(&header, &encoded, &limits()).expect("deltas");
+            let expected: Vec<RecordDelta> = decoded
+                .records
+                .iter()
+                .map(|r| RecordDelta {
+                    offset_delta: r.offset_delta,
+                    timestamp_delta: r.timestamp_delta,
+                })
+                .collect();
+            assert_eq!(deltas, expected, "{codec:?}");
+            if codec == Compression::None {
+                // The record checks still apply: one byte less in the records section.
+                let mut short = encoded.to_vec();
+                short.pop();
+                let length = (short.len() - LOG_OVERHEAD) as i32;
+                short[8..12].copy_from_slice(&length.to_be_bytes());
+                let header = BatchHeader::parse(&short).expect("header");
+                assert!(record_deltas(&header, &short, &limits()).is_err());
+            }
+            let trailing = [&encoded[..], &[0]].concat();
+            assert!(matches!(
+                record_deltas(&header, &trailing, &limits()),
+                Err(BatchError::TrailingBytes(_))
+            ));
         }
     }
 

@@ -179,7 +179,15 @@ impl PartitionLog {
         if head.bytes.len() >= limit {
             return Ok(head.bytes.slice(..limit));
         }
-        let available: usize = batches.iter().map(|b| b.bytes.len()).sum();
+        // Only as far as the limit: summing the whole rest of the log made every fetch from
+        // the start of a long log cost as much as the log.
+        let mut available = 0usize;
+        for batch in batches {
+            available += batch.bytes.len();
+            if available >= limit {
+                break;
+            }
+        }
         let mut out = BytesMut::with_capacity(available.min(limit));
         for batch in batches {
             let room = limit - out.len();

@@ -1,10 +1,11 @@
 //! Reads the offset and timestamp of each record of a batch, the only record fields the
 //! broker needs (ListOffsets by timestamp, timestamp validation). Compressed batches are
-//! inflated, within the default decode limits, as Kafka's log validator does.
+//! inflated, within the default decode limits, as Kafka's log validator does. Every record
+//! is parsed and checked as a consumer's decoder would, but keys, values and headers are
+//! skipped rather than kept, and the batch is not copied: this runs for every produced batch.
 
-use bytes::Bytes;
 use franzy::proto::batch_header::BatchHeader;
-use franzy::proto::record_batch::{DecodeLimits, RecordBatch};
+use franzy::proto::record_batch::{record_deltas, DecodeLimits};
 
 /// One record's position and time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,18 +16,24 @@ pub struct RecordStamp {
     pub timestamp: i64,
 }
 
-/// The records of `batch` (a whole batch, header included), or `None` when its records
-/// section is malformed or inflates past the limit.
+/// The records of `batch` (a whole batch, header included, whose CRC was checked), or
+/// `None` when its records section is malformed or inflates past the limit.
 pub fn record_stamps(header: &BatchHeader, batch: &[u8]) -> Option<Vec<RecordStamp>> {
-    let bytes = Bytes::copy_from_slice(batch.get(..header.total_len())?);
-    let decoded = RecordBatch::decode(&bytes, &DecodeLimits::default()).ok()?;
+    let batch = batch.get(..header.total_len())?;
+    let deltas = record_deltas(header, batch, &DecodeLimits::default()).ok()?;
+    let log_append_time = header.attributes.is_log_append_time();
     Some(
-        decoded
-            .records
+        deltas
             .iter()
-            .map(|record| RecordStamp {
-                offset: decoded.record_offset(record),
-                timestamp: decoded.record_timestamp(record),
+            .map(|delta| RecordStamp {
+                offset: header
+                    .base_offset
+                    .saturating_add(i64::from(delta.offset_delta)),
+                timestamp: if log_append_time {
+                    header.max_timestamp
+                } else {
+                    header.base_timestamp.saturating_add(delta.timestamp_delta)
+                },
             })
             .collect(),
     )

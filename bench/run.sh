@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# Produce and consume throughput of franzy and of librdkafka (through the rdkafka crate), on
+# the same workload, against the same brokers, in one run; prints a table of the medians.
+#
+# usage: bench/run.sh
+#
+# Brokers, each with 3 brokers on loopback:
+#   embedded  `franzy bench` without -b: a harness cluster inside the benchmark's own process
+#             (franzy only: librdkafka cannot reach into that process)
+#   harness   `franzy serve` (release build), a separate process
+#   mock      librdkafka's mock cluster (tests/interop/mock_cluster.c), a separate process
+#
+# Workload (the issue's): BENCH_COUNT records of BENCH_SIZE bytes, acks=all, linger 5 ms,
+# batch.size 16384, one producer, to topic `bench` (6 partitions), partitions taken in turn
+# one batch's worth of records at a time. Consume: BENCH_COUNT records from the beginning of
+# topic `consume` (32 partitions), filled beforehand with twice as many by an untimed franzy
+# produce run, so that no consumer runs into the end of a partition (where a fetch waits up
+# to fetch.max.wait.ms; librdkafka then stalled half a second in some runs). The mock keeps
+# only the newest ~5 MB of each partition, so 6 partitions could not hold a million 100-byte
+# records; 32 hold about 1.5 million, and the harness gets the same topic for equal work.
+# Settings are the same on both sides: franzy's defaults, passed to librdkafka by name
+# (bench/src/main.rs), except librdkafka's consumer queue bound `queued.min.messages`, raised
+# to 1,000,000 in librdkafka's favour (see CONSUMER_DEFAULTS there); the row
+# "librdkafka-q100k" is librdkafka's consumer with its default of 100,000.
+#
+# Environment:
+#   BENCH_COUNT    records per run (default 1000000)
+#   BENCH_SIZE     value bytes (default 100)
+#   BENCH_RUNS     runs of each measurement; the table shows the median (default 3)
+#   BENCH_TIMEOUT  seconds allowed for each run (default 180)
+#   BENCH_ONLY     space-separated subset of "embedded harness mock" (default all three)
+#
+# Needs cargo, gcc, pkg-config and librdkafka-dev (apt-get install librdkafka-dev).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+count="${BENCH_COUNT:-1000000}"
+size="${BENCH_SIZE:-100}"
+runs="${BENCH_RUNS:-3}"
+run_timeout="${BENCH_TIMEOUT:-180}"
+only="${BENCH_ONLY:-embedded harness mock}"
+work="$(mktemp -d)"
+broker_pid=""
+results="$work/results.tsv"
+
+log() { echo "bench: $*" >&2; }
+fail() {
+    echo "bench: FAIL: $*" >&2
+    exit 1
+}
+
+stop_broker() {
+    if [[ -n "$broker_pid" ]] && kill -0 "$broker_pid" 2>/dev/null; then
+        kill -TERM "$broker_pid" 2>/dev/null || true
+        for _ in $(seq 50); do
+            kill -0 "$broker_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -0 "$broker_pid" 2>/dev/null && kill -KILL "$broker_pid" 2>/dev/null
+        wait "$broker_pid" 2>/dev/null || true
+    fi
+    broker_pid=""
+    exec 4>&- 2>/dev/null || true
+}
+
+cleanup() {
+    local status=$?
+    stop_broker
+    if [[ $status -ne 0 && -s "$work/broker.err" ]]; then
+        echo "bench: last lines of the broker's log:" >&2
+        tail -n 20 "$work/broker.err" >&2 || true
+    fi
+    rm -rf "$work"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- Build ------------------------------------------------------------------------------------
+
+log "building franzy (release)"
+(cd "$root" && cargo build --quiet --release --bin franzy)
+target_dir="$(cd "$root" && cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+franzy="$target_dir/release/franzy"
+log "building rdkafka-bench (release, system librdkafka $(pkg-config --modversion rdkafka))"
+(cd "$here" && cargo build --quiet --release)
+rdkafka="$here/target/release/rdkafka-bench"
+log "building the mock cluster"
+mock="$("$root/tests/interop/build_mock_cluster.sh" "$work")"
+
+# --- Measuring ----------------------------------------------------------------------------------
+
+# measure BROKER CLIENT KIND COMMAND...: runs COMMAND, keeps its "records/s" figure.
+measure() {
+    local broker="$1" client="$2" kind="$3"
+    shift 3
+    local out
+    if ! out="$(timeout "$run_timeout" "$@" 2>"$work/client.err")"; then
+        cat "$work/client.err" >&2
+        fail "$broker/$client $kind failed or took over ${run_timeout}s: $*"
+    fi
+    local rate
+    rate="$(grep -oE '[0-9]+ records/s' <<<"$out" | head -n1 | cut -d' ' -f1)"
+    [[ -n "$rate" ]] || fail "$broker/$client $kind printed no rate: $out"
+    log "$broker $client $kind: $(head -n1 <<<"$out")"
+    printf '%s\t%s\t%s\t%s\n' "$broker" "$client" "$kind" "$rate" >>"$results"
+}
+
+start_broker() {
+    local kind="$1"
+    shift
+    mkfifo "$work/broker.in"
+    exec 4<>"$work/broker.in"
+    "$@" <"$work/broker.in" >"$work/broker.out" 2>"$work/broker.err" &
+    broker_pid=$!
+    rm -f "$work/broker.in"
+    bootstrap=""
+    for _ in $(seq 300); do
+        if [[ -s "$work/broker.out" ]]; then
+            bootstrap="$(head -n1 "$work/broker.out" | tr -d '[:space:]')"
+            [[ -n "$bootstrap" ]] && break
+        fi
+        kill -0 "$broker_pid" 2>/dev/null || fail "$kind exited: $(cat "$work/broker.err")"
+        sleep 0.1
+    done
+    [[ "$bootstrap" =~ ^[^,:]+:[0-9]+(,[^,:]+:[0-9]+)*$ ]] || fail "$kind printed no address"
+    log "$kind up at $bootstrap"
+}
+
+common=(--count "$count" --size "$size")
+
+if [[ " $only " == *" embedded "* ]]; then
+    for _ in $(seq "$runs"); do
+        measure embedded franzy produce "$franzy" bench produce -t bench "${common[@]}"
+    done
+    for _ in $(seq "$runs"); do
+        measure embedded franzy consume "$franzy" bench consume -t consume --partitions 32 "${common[@]}"
+    done
+fi
+
+for broker in harness mock; do
+    [[ " $only " == *" $broker "* ]] || continue
+    case "$broker" in
+    harness) start_broker harness "$franzy" serve --brokers 3 --topic bench:6 --topic consume:32 ;;
+    mock) start_broker mock "$mock" 3 bench:6 consume:32 ;;
+    esac
+    for _ in $(seq "$runs"); do
+        measure "$broker" franzy produce "$franzy" bench produce -b "$bootstrap" -t bench "${common[@]}"
+        measure "$broker" librdkafka produce "$rdkafka" produce -b "$bootstrap" -t bench "${common[@]}"
+    done
+    log "$broker: filling topic consume (untimed)"
+    timeout "$run_timeout" "$franzy" bench produce -b "$bootstrap" -t consume \
+        --count "$((2 * count))" --size "$size" >/dev/null
+    for _ in $(seq "$runs"); do
+        measure "$broker" franzy consume "$franzy" bench consume -b "$bootstrap" -t consume "${common[@]}"
+        measure "$broker" librdkafka consume "$rdkafka" consume -b "$bootstrap" -t consume "${common[@]}"
+        measure "$broker" librdkafka-q100k consume "$rdkafka" consume -b "$bootstrap" -t consume \
+            "${common[@]}" -X queued.min.messages=100000
+    done
+    stop_broker
+done
+
+# --- Table --------------------------------------------------------------------------------------
+
+python3 - "$results" "$count" "$size" "$runs" <<'EOF'
+import statistics
+import sys
+
+path, count, size, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+rates = {}
+for line in open(path):
+    broker, client, kind, rate = line.split("\t")
+    rates.setdefault((broker, client, kind), []).append(int(rate))
+
+def cell(key):
+    values = rates.get(key)
+    if not values:
+        return "-"
+    return f"{statistics.median(values):,.0f}"
+
+def runs_of(key):
+    values = rates.get(key)
+    return " / ".join(f"{v:,}" for v in values) if values else "-"
+
+print()
+print(f"{count:,} records of {size} bytes, acks=all, linger.ms=5, batch.size=16384; "
+      f"median of {runs} runs, records/s")
+print()
+print(f"| {'broker':<9} | {'client':<16} | {'produce':>10} | {'consume':>10} | consume/produce |")
+print(f"|{'-' * 11}|{'-' * 18}|{'-' * 12}|{'-' * 12}|{'-' * 17}|")
+for broker in ("embedded", "harness", "mock"):
+    for client in ("franzy", "librdkafka", "librdkafka-q100k"):
+        p, c = rates.get((broker, client, "produce")), rates.get((broker, client, "consume"))
+        if not p and not c:
+            continue
+        ratio = f"{statistics.median(c) / statistics.median(p):.2f}" if p and c else "-"
+        print(f"| {broker:<9} | {client:<16} | {cell((broker, client, 'produce')):>10} | "
+              f"{cell((broker, client, 'consume')):>10} | {ratio:>15} |")
+print()
+print("every run (records/s):")
+for key in sorted(rates):
+    print(f"  {key[0]:<9} {key[1]:<16} {key[2]:<8} {runs_of(key)}")
+EOF
