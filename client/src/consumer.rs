@@ -32,16 +32,15 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::engine::fetcher::{Fetcher, FetcherConfig};
 use crate::error::Error;
-use crate::io::cluster::ClusterClient;
+use crate::io::cluster::{ClientStart, ClusterClient};
 use crate::io::fetch_loop::{self, Shared};
-use crate::io::transport::{Connector, TcpConnector};
+use crate::io::transport::Connector;
 use crate::topic_partition::TopicPartition;
 
 pub use crate::engine::fetcher::{ConsumerEvent, ConsumerRecord, Offset};
@@ -80,14 +79,6 @@ impl ConsumerBuilder {
     /// `request.timeout.ms`) and starts the consumer's background task. Must be called
     /// within a tokio runtime.
     pub fn build(self) -> Result<Consumer, Error> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            Error::InvalidArgument("a consumer must be built within a tokio runtime".into())
-        })?;
-        let seed = self.seed.unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64)
-        });
         if self.config.fetch_max_wait >= self.config.request_timeout {
             // A long poll would outlast its own request and break the connection.
             return Err(Error::config(
@@ -95,9 +86,13 @@ impl ConsumerBuilder {
                 "must be less than request.timeout.ms",
             ));
         }
-        let connector = self.connector.unwrap_or_else(|| Arc::new(TcpConnector));
-        let fetcher = Fetcher::new(FetcherConfig::from_config(&self.config), seed);
-        let cluster = Arc::new(ClusterClient::new(self.config, connector, seed)?);
+        let fetcher_config = FetcherConfig::from_config(&self.config);
+        let ClientStart {
+            runtime,
+            seed,
+            cluster,
+        } = ClusterClient::start("consumer", self.config, self.connector, self.seed)?;
+        let fetcher = Fetcher::new(fetcher_config, seed);
         let shared = Arc::new(Shared::new(fetcher, cluster));
         let span = tracing::debug_span!("consumer");
         let driver = runtime.spawn(tracing::Instrument::instrument(

@@ -57,9 +57,9 @@ use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use crate::config::Config;
 use crate::engine::accumulator::{self, Accumulator, AccumulatorConfig, NewRecord};
 use crate::error::{Error, Persisted};
-use crate::io::cluster::ClusterClient;
+use crate::io::cluster::{ClientStart, ClusterClient};
 use crate::io::sender::{self, Command, ProducerEngine, SenderShared};
-use crate::io::transport::{Connector, TcpConnector};
+use crate::io::transport::Connector;
 
 pub use crate::proto::record_batch::Header;
 
@@ -419,19 +419,13 @@ impl ProducerBuilder {
     }
 
     /// Validates the configuration and starts the sender task. Must be called inside a
-    /// tokio runtime (a `Config` error with key `tokio runtime` otherwise).
+    /// tokio runtime ([`Error::InvalidArgument`] otherwise).
     pub fn build(self) -> Result<Producer, Error> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            Error::config(
-                "tokio runtime",
-                "Producer::build must be called inside a tokio runtime",
-            )
-        })?;
-        let seed = self.seed.unwrap_or_else(seed_from_clock);
-        let connector = self
-            .connector
-            .unwrap_or_else(|| Arc::new(TcpConnector) as Arc<dyn Connector>);
-        let cluster = Arc::new(ClusterClient::new(self.config.clone(), connector, seed)?);
+        let ClientStart {
+            runtime,
+            seed,
+            cluster,
+        } = ClusterClient::start("producer", self.config.clone(), self.connector, self.seed)?;
         let accumulator = Accumulator::new(AccumulatorConfig::from_config(&self.config), seed);
         let shared = Arc::new(SenderShared {
             buffer: Semaphore::new(self.config.buffer_memory.min(Semaphore::MAX_PERMITS)),
@@ -745,13 +739,6 @@ impl WallClock {
         self.started_ms
             .saturating_add(i64::try_from(elapsed).unwrap_or(i64::MAX))
     }
-}
-
-fn seed_from_clock() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0x5eed)
 }
 
 #[cfg(test)]

@@ -50,7 +50,44 @@ impl std::fmt::Debug for ClusterClient {
     }
 }
 
+/// What every client's `build()` starts from.
+#[derive(Debug)]
+pub struct ClientStart {
+    /// The runtime the client's background task runs on.
+    pub runtime: tokio::runtime::Handle,
+    /// The seed of everything random in the client (given, or drawn from the clock).
+    pub seed: u64,
+    /// The shared cluster client.
+    pub cluster: Arc<ClusterClient>,
+}
+
 impl ClusterClient {
+    /// The common start of a producer's or consumer's `build()`: it must run inside a tokio
+    /// runtime; the connector defaults to TCP and the seed to the clock; the configuration is
+    /// validated.
+    pub fn start(
+        role: &str,
+        config: Config,
+        connector: Option<Arc<dyn Connector>>,
+        seed: Option<u64>,
+    ) -> Result<ClientStart, Error> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::InvalidArgument(format!("a {role} must be built within a tokio runtime"))
+        })?;
+        let seed = seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0x5eed, |d| d.as_nanos() as u64)
+        });
+        let connector = connector.unwrap_or_else(|| Arc::new(super::transport::TcpConnector));
+        let cluster = Arc::new(ClusterClient::new(config, connector, seed)?);
+        Ok(ClientStart {
+            runtime,
+            seed,
+            cluster,
+        })
+    }
+
     /// A client core; `seed` drives backoff jitter.
     pub fn new(config: Config, connector: Arc<dyn Connector>, seed: u64) -> Result<Self, Error> {
         config.validate()?;
@@ -291,5 +328,27 @@ impl ClusterClient {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_must_start_inside_a_runtime_and_with_a_valid_config() {
+        let outside = ClusterClient::start("producer", Config::new("a:1"), None, Some(1));
+        assert!(matches!(&outside, Err(Error::InvalidArgument(m)) if m.contains("producer")));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let started = ClusterClient::start("consumer", Config::new("a:1"), None, Some(9));
+            assert_eq!(started.map(|s| s.seed).ok(), Some(9));
+            let invalid = ClusterClient::start("consumer", Config::new(""), None, None);
+            assert!(
+                matches!(invalid, Err(Error::Config { key, .. }) if key == "bootstrap.servers")
+            );
+        });
     }
 }
