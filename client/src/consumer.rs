@@ -35,46 +35,21 @@ use std::task::{Context, Poll};
 
 use tokio::task::JoinHandle;
 
+use crate::builder::ClientBuilder;
 use crate::config::Config;
 use crate::engine::fetcher::{Fetcher, FetcherConfig};
 use crate::error::Error;
 use crate::io::cluster::{ClientStart, ClusterClient};
 use crate::io::fetch_loop::{self, Shared};
-use crate::io::transport::Connector;
 use crate::topic_partition::TopicPartition;
 
 pub use crate::engine::fetcher::{ConsumerEvent, ConsumerRecord, Offset};
 pub use crate::proto::record_batch::{Header, TimestampType};
 
 /// Builds a [`Consumer`] with a custom transport or seed.
-pub struct ConsumerBuilder {
-    config: Config,
-    connector: Option<Arc<dyn Connector>>,
-    seed: Option<u64>,
-}
+pub type ConsumerBuilder = ClientBuilder<Consumer>;
 
-impl std::fmt::Debug for ConsumerBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConsumerBuilder")
-            .field("config", &self.config)
-            .field("seed", &self.seed)
-            .finish()
-    }
-}
-
-impl ConsumerBuilder {
-    /// How connections to brokers are opened. Default: TCP.
-    pub fn connector(mut self, connector: Arc<dyn Connector>) -> Self {
-        self.connector = Some(connector);
-        self
-    }
-
-    /// Seeds the jitter of backoffs, so that a run can be replayed. Default: from the clock.
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
-        self
-    }
-
+impl ClientBuilder<Consumer> {
     /// Validates the configuration (as [`Config::validate`], and `fetch.max.wait.ms` below
     /// `request.timeout.ms`) and starts the consumer's background task. Must be called
     /// within a tokio runtime.
@@ -128,13 +103,9 @@ impl Consumer {
         Self::builder(config).build()
     }
 
-    /// A builder, for a custom [`Connector`] or seed.
+    /// A builder, for a custom [`Connector`](crate::io::Connector) or seed.
     pub fn builder(config: Config) -> ConsumerBuilder {
-        ConsumerBuilder {
-            config,
-            connector: None,
-            seed: None,
-        }
+        ClientBuilder::new(config)
     }
 
     /// The number of partitions of `topic`, from the cluster's metadata (waiting up to

@@ -29,6 +29,7 @@
 //! | [`proto`] | the wire: frames, headers, messages, record batches, compression. No IO. |
 //! | [`engine`] | state machines: connections, metadata, accumulator. No IO, no clock. |
 //! | [`consumer`] | [`Consumer`]: manual assignment, seek, pause, prefetching `recv` / `Stream` |
+//! | [`builder`] | [`ClientBuilder`]: transport and seed for a producer or consumer |
 //! | [`config`] | [`Config`]: typed setters and Kafka property names |
 //! | [`io`] | tokio drivers: transports, broker connections, the shared cluster client |
 //! | [`error`] | [`Error`] and its classification (retriable, abortable, fatal) |
@@ -41,6 +42,7 @@
 //!                                            proto (bytes <-> values)
 //! ```
 
+pub mod builder;
 pub mod config;
 pub mod consumer;
 pub mod engine;
@@ -50,8 +52,9 @@ pub mod producer;
 pub mod proto;
 pub mod topic_partition;
 
+pub use builder::ClientBuilder;
 pub use config::{Acks, Config, IsolationLevel, OffsetReset, Partitioner};
-pub use consumer::{Consumer, ConsumerEvent, ConsumerRecord, Offset};
+pub use consumer::{Consumer, ConsumerBuilder, ConsumerEvent, ConsumerRecord, Offset};
 pub use error::{Error, Persisted, Result};
 pub use producer::{
     DeliveryFuture, ProduceError, Producer, ProducerBuilder, ProducerRecord, RecordMetadata,

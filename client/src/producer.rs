@@ -54,12 +54,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
+use crate::builder::ClientBuilder;
 use crate::config::Config;
 use crate::engine::accumulator::{self, Accumulator, AccumulatorConfig, NewRecord};
 use crate::error::{Error, Persisted};
 use crate::io::cluster::{ClientStart, ClusterClient};
 use crate::io::sender::{self, Command, ProducerEngine, SenderShared};
-use crate::io::transport::Connector;
 
 pub use crate::proto::record_batch::Header;
 
@@ -389,35 +389,9 @@ impl Drop for DeliveryTicket {
 }
 
 /// Builds a [`Producer`] with a custom transport or seed.
-pub struct ProducerBuilder {
-    config: Config,
-    connector: Option<Arc<dyn Connector>>,
-    seed: Option<u64>,
-}
+pub type ProducerBuilder = ClientBuilder<Producer>;
 
-impl std::fmt::Debug for ProducerBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProducerBuilder")
-            .field("config", &self.config)
-            .field("seed", &self.seed)
-            .finish()
-    }
-}
-
-impl ProducerBuilder {
-    /// How connections are opened. Default [`TcpConnector`].
-    pub fn connector(mut self, connector: Arc<dyn Connector>) -> Self {
-        self.connector = Some(connector);
-        self
-    }
-
-    /// Seed of everything random in the producer (backoff jitter, sticky partition choice),
-    /// so that a test replays the same run. Default: drawn from the clock.
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
-        self
-    }
-
+impl ClientBuilder<Producer> {
     /// Validates the configuration and starts the sender task. Must be called inside a
     /// tokio runtime ([`Error::InvalidArgument`] otherwise).
     pub fn build(self) -> Result<Producer, Error> {
@@ -491,11 +465,7 @@ impl Producer {
 
     /// A builder, to set the transport or the seed.
     pub fn builder(config: Config) -> ProducerBuilder {
-        ProducerBuilder {
-            config,
-            connector: None,
-            seed: None,
-        }
+        ClientBuilder::new(config)
     }
 
     /// Hands `record` to the producer. Waits only while `buffer.memory` is used up by records
