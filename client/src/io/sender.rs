@@ -2,7 +2,7 @@
 //! [`Accumulator`] engine.
 //!
 //! One task per producer drives the accumulator, which it shares with the producer handles
-//! behind one mutex ([`SenderShared::engine`]): `send` appends records itself and wakes the
+//! behind one mutex (`SenderShared::engine`): `send` appends records itself and wakes the
 //! task only when a batch was created or closed. The task refreshes metadata when the
 //! accumulator or the `metadata.max.age.ms` clock asks (one refresh at a time,
 //! `retry.backoff.ms` apart, backing off exponentially while it fails), sends each drained
@@ -14,7 +14,7 @@
 //! A request is built by the broker connection when it is about to write it (see
 //! [`BrokerConnection::request`](super::broker::BrokerConnection::request)); at that moment each batch is marked written. A batch whose
 //! delivery timeout passes before that is taken out of the request, so it is reported as
-//! [`Persisted::No`] with certainty; after it, as `Possibly`.
+//! [`Persisted::No`](crate::Persisted::No) with certainty; after it, as `Possibly`.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
