@@ -12,7 +12,7 @@
 //! and wakes that task only when the append created or closed a batch (see
 //! [`Accumulator::take_wake`](crate::engine::accumulator::Accumulator::take_wake)): no
 //! channel message and no task switch per record. Outcomes come back through
-//! [`DeliveryChunk`]s, each shared by the futures of 64 consecutive sends, so that there is
+//! `DeliveryChunk`s, each shared by the futures of 64 consecutive sends, so that there is
 //! no allocation per record for them either.
 //!
 //! `send(record).await` waits only for buffer space: records that are waiting to be sent may
