@@ -107,6 +107,8 @@ pub struct Config {
     pub(crate) reconnect_backoff_max: Duration,
     pub(crate) max_response_size: usize,
     pub(crate) enable_partition_eof: bool,
+    /// `enable.idempotence`: `None` until set, when it follows the other settings.
+    pub(crate) enable_idempotence: Option<bool>,
 }
 
 impl Default for Config {
@@ -138,6 +140,7 @@ impl Default for Config {
             reconnect_backoff_max: Duration::from_millis(1000),
             max_response_size: 100 * 1024 * 1024,
             enable_partition_eof: false,
+            enable_idempotence: None,
         }
     }
 }
@@ -226,6 +229,30 @@ impl Config {
     pub fn bootstrap_servers(mut self, servers: &str) -> Self {
         self.bootstrap_servers = split_servers(servers);
         self
+    }
+
+    /// `enable.idempotence`: the producer gets a producer id and numbers its batches, so that
+    /// retries never write a batch twice and up to 5 batches per partition can be in flight
+    /// without reordering (KIP-98). Set to true, it requires `acks=all`, `retries` > 0 and
+    /// `max.in.flight.requests.per.connection` <= 5, and `build()` fails otherwise. Left
+    /// unset (the default), it is on unless `acks` or `retries` conflict with it, as in the
+    /// Java client since 3.2.
+    pub fn enable_idempotence(mut self, enabled: bool) -> Self {
+        self.enable_idempotence = Some(enabled);
+        self
+    }
+
+    /// Whether the producer is idempotent with these settings (see
+    /// [`Config::enable_idempotence`]).
+    pub fn idempotence(&self) -> bool {
+        self.enable_idempotence
+            .unwrap_or(self.acks == Acks::All && self.retries > 0 && self.max_in_flight <= 5)
+    }
+
+    /// Whether idempotence was asked for explicitly (then a broker without InitProducerId is
+    /// an error rather than a reason to go without).
+    pub(crate) fn idempotence_explicit(&self) -> bool {
+        self.enable_idempotence == Some(true)
     }
 
     /// The configured `batch.size` in bytes.
@@ -319,6 +346,7 @@ impl Config {
             "reconnect.backoff.max.ms" => self.reconnect_backoff_max = millis(key, v)?,
             "receive.message.max.bytes" => self.max_response_size = number(key, v)?,
             "enable.partition.eof" => self.enable_partition_eof = boolean(key, v)?,
+            "enable.idempotence" => self.enable_idempotence = Some(boolean(key, v)?),
             _ => return Err(Error::config(key, "unknown configuration key")),
         }
         Ok(self)
@@ -345,6 +373,17 @@ impl Config {
                 "max.in.flight.requests.per.connection",
                 format!("{} is not between 1 and 5", self.max_in_flight),
             ));
+        }
+        if self.enable_idempotence == Some(true) {
+            if self.acks != Acks::All {
+                return Err(Error::config(
+                    "enable.idempotence",
+                    "requires acks=all",
+                ));
+            }
+            if self.retries == 0 {
+                return Err(Error::config("enable.idempotence", "requires retries > 0"));
+            }
         }
         if self.batch_size == 0 || self.batch_size > self.max_request_size.max(1) * 16 {
             return Err(Error::config(
@@ -480,6 +519,23 @@ mod tests {
         assert!(matches!(&err, Error::Config { key, .. } if key == "batch.size"));
         let err = Config::new("a:1").set("acks", "2").expect_err("bad acks");
         assert!(err.to_string().contains("acks"));
+    }
+
+    #[test]
+    fn idempotence_is_on_by_default_and_yields_to_conflicting_settings() -> Result<(), Error> {
+        assert!(Config::new("a:1").idempotence());
+        // Not asked for explicitly: acks=1 or no retries turn it off quietly (Java 3.2+).
+        assert!(!Config::new("a:1").acks(Acks::Leader).idempotence());
+        assert!(!Config::new("a:1").retries(0).idempotence());
+        assert!(!Config::new("a:1").set("enable.idempotence", "false")?.idempotence());
+        // Asked for explicitly: a conflict is an error naming the key.
+        let explicit = Config::new("a:1").set("enable.idempotence", "true")?;
+        assert!(explicit.idempotence() && explicit.idempotence_explicit());
+        for conflicting in [explicit.clone().acks(Acks::Leader), explicit.clone().retries(0)] {
+            let err = conflicting.validate().expect_err("conflict");
+            assert!(matches!(&err, Error::Config { key, .. } if key == "enable.idempotence"));
+        }
+        explicit.validate()
     }
 
     #[test]

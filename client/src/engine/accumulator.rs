@@ -14,11 +14,15 @@
 //! 5. Deliver [`Accumulator::poll_completion`]; refresh metadata when
 //!    [`Accumulator::take_metadata_refresh`] says so; sleep until [`Accumulator::poll_timeout`].
 //!
-//! **One batch per partition in flight.** A partition with a batch in a request is muted
-//! until that request's outcome is handled; a batch to retry goes back to the *front* of its
-//! partition's queue. So without idempotence a retry can never overtake a later batch, and
+//! **Batches in flight per partition.** Without idempotence, a partition with a batch in a
+//! request is muted until that request's outcome is handled, and a batch to retry goes back
+//! to the *front* of its partition's queue: a retry can never overtake a later batch, so the
 //! records of one partition are written in `send` order (a lost response may still write a
-//! batch twice). Requests to one broker still pipeline over different partitions.
+//! batch twice). With idempotence (see [`super::idempotence`]) up to
+//! `max.in.flight.requests.per.connection` batches of a partition are in flight, numbered;
+//! a batch to retry goes back in sequence order, and a batch that was sent before goes out
+//! again only when nothing else of its partition is in flight, so the broker sees the
+//! partition's batches in sequence order again. Requests to one broker pipeline either way.
 //!
 //! **Sizes.** A batch's size is computed exactly as it will be encoded uncompressed (the
 //! varint helpers of [`proto::varint`](crate::proto::varint)); `batch.size` is compared with
@@ -28,10 +32,13 @@
 //! halves before it is sent. Requests are packed up to `max.request.size` with the same
 //! bounds.
 //!
-//! **Idempotence hooks.** Each partition keeps a `next_sequence` and each batch carries a
-//! producer id, epoch and base sequence, assigned when the batch is first drained and kept
-//! across retries (the encoded bytes are reused). The producer id is -1 until idempotence
-//! sets one with [`Accumulator::set_producer_id`].
+//! **Idempotence.** Each partition keeps the sequence of its next record and the one the
+//! broker expects next (after the last acknowledged batch); each batch carries a producer
+//! id, epoch and base sequence, assigned when the batch is first drained and kept across
+//! retries (the encoded bytes are reused). Nothing is drained until
+//! [`Accumulator::set_producer_id`] gave an id ([`Accumulator::needs_producer_id`] says when
+//! to ask). A numbered batch that fails leaves a hole in its partition's sequences: the
+//! epoch is bumped once nothing is in flight, and every queued batch is numbered afresh.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -41,6 +48,7 @@ use tracing::{debug, warn};
 use uuid::Uuid;
 
 use super::backoff::{Backoff, Rng};
+use super::idempotence::{self, Idempotence, Reset, SequenceVerdict};
 use super::metadata::{Metadata, TopicInfo};
 use super::partitioner::{partition_for_key, StickyPartitioner};
 use crate::config::{Acks, Config, Partitioner};
@@ -155,6 +163,8 @@ pub struct AccumulatorConfig {
     pub partitioner: Partitioner,
     /// `acks`.
     pub acks: Acks,
+    /// `enable.idempotence`, as it resolves with the other settings.
+    pub idempotent: bool,
 }
 
 impl AccumulatorConfig {
@@ -173,6 +183,7 @@ impl AccumulatorConfig {
             max_in_flight: config.max_in_flight.max(1),
             partitioner: config.partitioner,
             acks: config.acks,
+            idempotent: config.idempotence(),
         }
     }
 }
@@ -399,6 +410,8 @@ struct Batch<T> {
     possibly_persisted: bool,
     /// The bytes of the first drain, resent unchanged by retries.
     encoded: Option<Bytes>,
+    /// Drained into a request at least once.
+    sent: bool,
     producer_id: i64,
     producer_epoch: i16,
     base_sequence: i32,
@@ -417,18 +430,21 @@ impl<T> Batch<T> {
 #[derive(Debug)]
 struct PartitionQueue<T> {
     batches: VecDeque<Batch<T>>,
-    /// A batch of this partition is in a request whose outcome is not handled yet.
-    in_flight: bool,
-    /// Sequence of the next record (idempotence).
+    /// Batches of this partition in requests whose outcome is not handled yet.
+    in_flight: usize,
+    /// Sequence of the next record to number (idempotence).
     next_sequence: i32,
+    /// Sequence the broker expects next: the one after the last acknowledged batch.
+    expected_sequence: i32,
 }
 
 impl<T> Default for PartitionQueue<T> {
     fn default() -> Self {
         Self {
             batches: VecDeque::new(),
-            in_flight: false,
+            in_flight: 0,
             next_sequence: 0,
+            expected_sequence: 0,
         }
     }
 }
@@ -466,13 +482,17 @@ pub struct Accumulator<T> {
     wake: bool,
     /// Emptied entry buffers of completed batches, for new batches.
     spare_entries: Vec<Vec<Entry<T>>>,
-    producer_id: i64,
-    producer_epoch: i16,
+    idempotence: Idempotence,
 }
 
 impl<T> Accumulator<T> {
     /// An empty accumulator; `seed` drives backoff jitter and sticky partition choices.
     pub fn new(config: AccumulatorConfig, seed: u64) -> Self {
+        let idempotence = if config.idempotent {
+            Idempotence::enabled()
+        } else {
+            Idempotence::disabled()
+        };
         Self {
             config,
             queues: BTreeMap::new(),
@@ -493,15 +513,88 @@ impl<T> Accumulator<T> {
             metadata_refresh: false,
             wake: false,
             spare_entries: Vec::new(),
-            producer_id: -1,
-            producer_epoch: -1,
+            idempotence,
         }
     }
 
-    /// Sets the idempotent producer id and epoch for batches drained from now on.
+    /// Sets the idempotent producer id and epoch (from InitProducerId) for batches drained
+    /// from now on; every partition's sequences start again at 0.
     pub fn set_producer_id(&mut self, producer_id: i64, producer_epoch: i16) {
-        self.producer_id = producer_id;
-        self.producer_epoch = producer_epoch;
+        self.idempotence.set_producer_id(producer_id, producer_epoch);
+        self.restart_sequences();
+    }
+
+    /// An InitProducerId request is due: idempotence is on, there is no producer id (yet, or
+    /// any more after the epochs ran out), nothing is in flight and records wait.
+    pub fn needs_producer_id(&self) -> bool {
+        self.idempotence.needs_producer_id()
+            && self.in_flight.is_empty()
+            && !self.outstanding.is_empty()
+    }
+
+    /// The producer id and epoch batches are numbered with (-1, -1 without idempotence or
+    /// before InitProducerId).
+    pub fn producer_id(&self) -> (i64, i16) {
+        self.idempotence.producer()
+    }
+
+    /// Goes on without idempotence: the brokers cannot give a producer id and idempotence
+    /// was not asked for explicitly. One batch per partition in flight from now on.
+    pub fn disable_idempotence(&mut self) {
+        self.idempotence.disable();
+        self.restart_sequences();
+    }
+
+    /// The producer cannot write any more (fenced, not authorized, idempotence asked for
+    /// but impossible): every record not in flight fails with `error` now, every record
+    /// appended later at once, and records in flight when their answer comes.
+    pub fn set_fatal(&mut self, error: Error) {
+        warn!(%error, "producer failed fatally");
+        self.idempotence.set_fatal(error.clone());
+        for (_, entries) in std::mem::take(&mut self.waiting) {
+            for entry in entries {
+                self.complete_failed(entry, error.clone(), Persisted::No);
+            }
+        }
+        let mut batches = Vec::new();
+        for partitions in self.queues.values_mut() {
+            for queue in partitions.values_mut() {
+                batches.extend(queue.batches.drain(..));
+            }
+        }
+        for batch in batches {
+            let persisted = batch.persisted();
+            self.fail_batch(batch, &error, persisted);
+        }
+        self.wake = true;
+    }
+
+    /// Forgets every sequence: queued batches are numbered (and encoded) again when they are
+    /// next drained, from 0 in each partition, in queue order (which is sequence order).
+    fn restart_sequences(&mut self) {
+        for partitions in self.queues.values_mut() {
+            for queue in partitions.values_mut() {
+                queue.next_sequence = 0;
+                queue.expected_sequence = 0;
+                for batch in &mut queue.batches {
+                    if batch.base_sequence >= 0 || batch.producer_id >= 0 {
+                        batch.producer_id = -1;
+                        batch.producer_epoch = -1;
+                        batch.base_sequence = -1;
+                        batch.encoded = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Batches of one partition that may be in flight at once.
+    fn partition_in_flight_limit(&self) -> usize {
+        if self.idempotence.is_enabled() {
+            self.config.max_in_flight
+        } else {
+            1
+        }
     }
 
     /// Bytes of `buffer.memory` held by records not yet completed.
@@ -609,6 +702,12 @@ impl<T> Accumulator<T> {
         };
         *self.outstanding.entry(entry.epoch).or_default() += 1;
         self.buffered = self.buffered.saturating_add(entry.reserved);
+        if let Some(error) = self.idempotence.fatal() {
+            let error = error.clone();
+            self.complete_failed(entry, error, Persisted::No);
+            self.wake = true;
+            return Placement::Failed;
+        }
         let topic = entry.record.topic.as_str();
         if let Some(waiting) = self.waiting.get_mut(topic) {
             // Behind records of the same topic that wait: keep the order.
@@ -709,17 +808,18 @@ impl<T> Accumulator<T> {
 
     fn append_to_partition(&mut self, entry: Entry<T>, partition: i32, now: Instant) {
         let limit = self.batch_limit(&entry.record.topic);
+        let in_flight_limit = self.partition_in_flight_limit();
         // Look the topic up before cloning its name: a clone per record is measurable.
         let partitions = match self.queues.get_mut(entry.record.topic.as_str()) {
             Some(partitions) => partitions,
             None => self.queues.entry(entry.record.topic.clone()).or_default(),
         };
         let queue = partitions.entry(partition).or_default();
-        // The sender needs waking only when the front batch of a partition with nothing in
-        // flight changes: a first batch (its linger starts) or a front that became ready.
-        // With a batch in flight the answer wakes the sender, which drains then; and a
-        // batch behind the front changes no deadline.
-        let front_changes = !queue.in_flight && queue.batches.len() <= 1;
+        // The sender needs waking only when the front batch of a partition that may send
+        // changes: a first batch (its linger starts) or a front that became ready. With
+        // the partition's in-flight limit reached an answer wakes the sender, which drains
+        // then; and a batch behind the front changes no deadline.
+        let front_changes = queue.in_flight < in_flight_limit && queue.batches.len() <= 1;
         let entry = match queue.batches.back_mut() {
             Some(batch) => match try_append(batch, entry) {
                 None => {
@@ -765,6 +865,7 @@ impl<T> Accumulator<T> {
             backoff: Backoff::new(self.config.retry_backoff, self.config.retry_backoff_max),
             possibly_persisted: false,
             encoded: None,
+            sent: false,
             producer_id: -1,
             producer_epoch: -1,
             base_sequence: -1,
@@ -840,6 +941,10 @@ impl<T> Accumulator<T> {
                     debug!(topic = %batch.topic, partition = batch.partition,
                         records = batch.entries.len(), ?persisted, "batch expired in flight");
                     expired_in_flight.push((std::mem::take(&mut batch.entries), persisted));
+                    if batch.base_sequence >= 0 {
+                        // Its answer no longer matters: whatever it is, the sequence is lost.
+                        self.idempotence.request_bump();
+                    }
                 }
             }
         }
@@ -864,19 +969,37 @@ impl<T> Accumulator<T> {
         metadata: &Metadata,
         buffer_exhausted: bool,
     ) -> Vec<ProduceRequestPlan> {
+        if self.idempotence.reset() == Reset::Bump
+            && self.in_flight.is_empty()
+            && self.idempotence.apply_bump()
+        {
+            let (producer_id, epoch) = self.idempotence.producer();
+            debug!(producer_id, epoch, "bumped the producer epoch; sequences start again at 0");
+            self.restart_sequences();
+        }
+        if !self.idempotence.can_send() {
+            return Vec::new();
+        }
         let force = buffer_exhausted || self.closing || self.flushing();
         let linger = self.config.linger;
+        let in_flight_limit = self.partition_in_flight_limit();
+        let idempotent = self.idempotence.is_enabled();
         let mut by_broker: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
         let mut leaderless = false;
         for (topic, partitions) in &self.queues {
             for (&partition, queue) in partitions {
-                if queue.in_flight {
+                if queue.in_flight >= in_flight_limit {
                     continue;
                 }
                 let Some(front) = queue.batches.front() else {
                     continue;
                 };
                 if front.retry_at.is_some_and(|at| at > now) || front.deadline <= now {
+                    continue;
+                }
+                // A batch sent before goes again only once nothing of its partition is in
+                // flight: the broker must see the partition's batches in sequence order.
+                if idempotent && front.sent && queue.in_flight > 0 {
                     continue;
                 }
                 let ready = force
@@ -930,10 +1053,11 @@ impl<T> Accumulator<T> {
                 else {
                     continue;
                 };
-                let Some(batch) = queue.batches.pop_front() else {
+                let Some(mut batch) = queue.batches.pop_front() else {
                     continue;
                 };
-                queue.in_flight = true;
+                queue.in_flight += 1;
+                batch.sent = true;
                 size += cost;
                 topics.insert(topic);
                 batches.push(batch);
@@ -970,13 +1094,13 @@ impl<T> Accumulator<T> {
         plans
     }
 
-    /// Encodes the first batch of a partition if it is not yet (assigning its sequence),
-    /// splitting it while its encoded form is too large; returns its encoded length, or
-    /// `None` if it failed.
+    /// Encodes the first batch of a partition if it is not yet (numbering it), splitting
+    /// it while its encoded form is too large; returns its encoded length, or `None` if it
+    /// failed.
     fn prepare_front(&mut self, topic: &str, partition: i32) -> Option<usize> {
         let max_batch = self.max_batch(topic);
         let compression = self.config.compression;
-        let (producer_id, producer_epoch) = (self.producer_id, self.producer_epoch);
+        let (producer_id, producer_epoch) = self.idempotence.producer();
         loop {
             let queue = self.queues.get_mut(topic)?.get_mut(&partition)?;
             let batch = queue.batches.front_mut()?;
@@ -984,15 +1108,12 @@ impl<T> Accumulator<T> {
                 return Some(encoded.len());
             }
             if producer_id >= 0 && batch.base_sequence < 0 {
+                // Batches are numbered in queue order: the front is the next to number.
                 batch.producer_id = producer_id;
                 batch.producer_epoch = producer_epoch;
                 batch.base_sequence = queue.next_sequence;
-                let count = as_i32(batch.entries.len());
-                // Sequences wrap to 0 after i32::MAX, as Kafka's do.
-                queue.next_sequence = match queue.next_sequence.checked_add(count) {
-                    Some(next) => next,
-                    None => count - (i32::MAX - queue.next_sequence) - 1,
-                };
+                queue.next_sequence =
+                    idempotence::advance(queue.next_sequence, as_i32(batch.entries.len()));
             }
             match encode(batch, compression) {
                 Ok(encoded) if encoded.len() <= max_batch => {
@@ -1003,6 +1124,10 @@ impl<T> Accumulator<T> {
                 Ok(encoded) if batch.entries.len() > 1 => {
                     debug!(%topic, partition, size = encoded.len(), max = max_batch,
                         "compressed batch too large, splitting");
+                    if batch.base_sequence >= 0 {
+                        // Never sent: give its sequences to the halves.
+                        queue.next_sequence = batch.base_sequence;
+                    }
                     let batch = queue.batches.pop_front()?;
                     let (first, second) = self.split(batch);
                     let queue = self.queues.get_mut(topic)?.get_mut(&partition)?;
@@ -1021,7 +1146,12 @@ impl<T> Accumulator<T> {
                             reason: format!("cannot encode batch: {error}"),
                         },
                     };
-                    let batch = queue.batches.pop_front()?;
+                    let mut batch = queue.batches.pop_front()?;
+                    if batch.base_sequence >= 0 {
+                        // Never sent: its sequences go to the next batch.
+                        queue.next_sequence = batch.base_sequence;
+                        batch.base_sequence = -1;
+                    }
                     self.fail_batch(batch, &error, Persisted::No);
                     return None;
                 }
@@ -1070,6 +1200,7 @@ impl<T> Accumulator<T> {
                 backoff: backoff.clone(),
                 possibly_persisted,
                 encoded: None,
+                sent: false,
                 producer_id: -1,
                 producer_epoch: -1,
                 base_sequence: -1,
@@ -1108,7 +1239,7 @@ impl<T> Accumulator<T> {
                 .get_mut(&batch.topic)
                 .and_then(|p| p.get_mut(&batch.partition))
             {
-                queue.in_flight = false;
+                queue.in_flight = queue.in_flight.saturating_sub(1);
             }
             if batch.entries.is_empty() {
                 // Expired while in flight: already failed.
@@ -1172,6 +1303,44 @@ impl<T> Accumulator<T> {
             None => format!("{}/{}", batch.topic, batch.partition),
         });
         let error = Error::Broker { code, context };
+        if batch.base_sequence >= 0 {
+            let is_next = self
+                .queues
+                .get(&batch.topic)
+                .and_then(|p| p.get(&batch.partition))
+                .is_some_and(|queue| queue.expected_sequence == batch.base_sequence);
+            match idempotence::verdict(code, is_next) {
+                SequenceVerdict::NotASequenceError => {}
+                SequenceVerdict::AlreadyWritten => {
+                    debug!(topic = %batch.topic, partition = batch.partition,
+                        sequence = batch.base_sequence, "broker already has the batch");
+                    self.complete_batch(batch, -1, -1);
+                    return;
+                }
+                SequenceVerdict::RetryInOrder => {
+                    // Refused because an earlier batch is missing: no attempt of its own.
+                    self.requeue(batch);
+                    return;
+                }
+                SequenceVerdict::RetryAfterBump => {
+                    self.idempotence.request_bump();
+                    self.retry_or_fail(batch, error, now);
+                    return;
+                }
+                SequenceVerdict::Fail => {
+                    warn!(topic = %batch.topic, partition = batch.partition,
+                        sequence = batch.base_sequence,
+                        "broker expected another sequence after every earlier batch was acknowledged");
+                    self.fail_batch(batch, &error, Persisted::No);
+                    return;
+                }
+                SequenceVerdict::Fatal => {
+                    self.fail_batch(batch, &error, Persisted::No);
+                    self.set_fatal(error);
+                    return;
+                }
+            }
+        }
         if matches!(
             code,
             ErrorCode::MessageTooLarge | ErrorCode::RecordListTooLarge
@@ -1179,6 +1348,10 @@ impl<T> Accumulator<T> {
         {
             debug!(topic = %batch.topic, partition = batch.partition,
                 records = batch.entries.len(), "broker says batch too large, splitting");
+            if batch.base_sequence >= 0 {
+                // The halves need sequences of their own: a new epoch numbers them.
+                self.idempotence.request_bump();
+            }
             let (first, second) = self.split(batch);
             if let Some(queue) = self
                 .queues
@@ -1225,16 +1398,44 @@ impl<T> Accumulator<T> {
         batch.retry_at = Some(now + delay);
         debug!(topic = %batch.topic, partition = batch.partition, attempt = batch.attempts,
             ?delay, %error, "retrying batch");
+        self.requeue(batch);
+    }
+
+    /// Puts a batch back to be sent again: at the front of its partition's queue, or, when
+    /// numbered, before the first batch numbered after it (answers of several batches in
+    /// flight may come back in any order).
+    fn requeue(&mut self, batch: Batch<T>) {
         let queue = self
             .queues
             .entry(batch.topic.clone())
             .or_default()
             .entry(batch.partition)
             .or_default();
-        queue.batches.push_front(batch);
+        let position = if batch.base_sequence >= 0 {
+            queue
+                .batches
+                .iter()
+                .position(|b| {
+                    b.base_sequence < 0 || idempotence::precedes(batch.base_sequence, b.base_sequence)
+                })
+                .unwrap_or(queue.batches.len())
+        } else {
+            0
+        };
+        queue.batches.insert(position, batch);
     }
 
     fn complete_batch(&mut self, batch: Batch<T>, base_offset: i64, log_append_time: i64) {
+        if batch.base_sequence >= 0 {
+            if let Some(queue) = self
+                .queues
+                .get_mut(&batch.topic)
+                .and_then(|p| p.get_mut(&batch.partition))
+            {
+                queue.expected_sequence =
+                    idempotence::advance(batch.base_sequence, as_i32(batch.entries.len()));
+            }
+        }
         let outcome = Outcome::Delivered {
             partition: batch.partition,
             base_offset,
@@ -1246,6 +1447,10 @@ impl<T> Accumulator<T> {
     fn fail_batch(&mut self, batch: Batch<T>, error: &Error, persisted: Persisted) {
         warn!(topic = %batch.topic, partition = batch.partition, records = batch.entries.len(),
             %error, ?persisted, "batch failed");
+        if batch.base_sequence >= 0 {
+            // Its sequences are a hole the partition's later batches cannot get past.
+            self.idempotence.request_bump();
+        }
         let failure = Failure {
             error: error.clone(),
             persisted,
@@ -1345,15 +1550,20 @@ impl<T> Accumulator<T> {
             }
         }
         let force = self.closing || self.flushing();
+        let in_flight_limit = self.partition_in_flight_limit();
+        let idempotent = self.idempotence.is_enabled();
         for partitions in self.queues.values() {
             for queue in partitions.values() {
                 for batch in &queue.batches {
                     consider(batch.deadline);
                 }
-                if queue.in_flight {
+                if queue.in_flight >= in_flight_limit {
                     continue;
                 }
                 if let Some(front) = queue.batches.front() {
+                    if idempotent && front.sent && queue.in_flight > 0 {
+                        continue;
+                    }
                     match front.retry_at {
                         Some(at) if at > now => consider(at),
                         _ => {
@@ -1511,6 +1721,7 @@ mod tests {
             max_in_flight: 5,
             partitioner: Partitioner::Murmur2Random,
             acks: Acks::All,
+            idempotent: false,
         }
     }
 
@@ -2276,5 +2487,212 @@ mod tests {
             acc.handle_response(plan.request_id, answer(plan, 0), t0);
         }
         assert_eq!(sequences, vec![(0, 1), (1, 1), (2, 1), (3, 1)]);
+    }
+
+    /// An idempotent accumulator with its producer id, one record per batch.
+    fn idempotent_accumulator() -> Accumulator<u32> {
+        let mut acc = Accumulator::new(
+            AccumulatorConfig {
+                batch_size: 200,
+                idempotent: true,
+                ..config()
+            },
+            1,
+        );
+        acc.set_producer_id(42, 0);
+        acc
+    }
+
+    /// (sequence, epoch) of each batch of `plans`.
+    fn numbering(plans: &[ProduceRequestPlan]) -> Vec<(i32, i16)> {
+        plans
+            .iter()
+            .flat_map(|p| &p.batches)
+            .map(|b| {
+                let batch = decode(b);
+                (batch.base_sequence, batch.producer_epoch)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn nothing_is_drained_before_the_producer_id() {
+        let t0 = Instant::now();
+        let md = metadata(&[0]);
+        let mut acc = Accumulator::new(
+            AccumulatorConfig {
+                idempotent: true,
+                ..config()
+            },
+            1,
+        );
+        assert!(!acc.needs_producer_id(), "nothing to send yet");
+        acc.append(record(0, Some(0), 10, t0), &md, t0);
+        assert!(acc.needs_producer_id());
+        assert!(acc.drain(t0 + 50 * MS, &md, true).is_empty());
+        acc.set_producer_id(7, 2);
+        assert!(!acc.needs_producer_id());
+        let plans = acc.drain(t0 + 50 * MS, &md, false);
+        assert_eq!(numbering(&plans), vec![(0, 2)]);
+        assert_eq!(acc.producer_id(), (7, 2));
+    }
+
+    #[test]
+    fn five_batches_of_a_partition_fly_and_retries_go_back_in_sequence_order() {
+        let t0 = Instant::now();
+        let md = metadata(&[0]);
+        let mut acc = idempotent_accumulator();
+        for n in 0..7 {
+            acc.append(record(n, Some(0), 100, t0), &md, t0);
+        }
+        let mut plans = Vec::new();
+        for _ in 0..6 {
+            plans.extend(acc.drain(t0, &md, false));
+        }
+        assert_eq!(
+            numbering(&plans),
+            (0..5).map(|s| (s, 0)).collect::<Vec<_>>(),
+            "max.in.flight batches of one partition, numbered in order"
+        );
+        // The first is refused (leader moved); the broker then refuses the next ones as out
+        // of order. Their answers come back last first.
+        for plan in plans[1..].iter().rev() {
+            let refused = error_answer(plan, ErrorCode::OutOfOrderSequenceNumber);
+            acc.handle_response(plan.request_id, refused, t0);
+        }
+        acc.handle_response(
+            plans[0].request_id,
+            error_answer(&plans[0], ErrorCode::NotLeaderOrFollower),
+            t0,
+        );
+        assert!(completions(&mut acc).is_empty(), "nothing failed");
+        let retry_at = acc.poll_timeout(t0).expect("backoff of the first batch");
+        assert!(acc.drain(retry_at - MS, &md, false).is_empty());
+        // Resent one at a time, in sequence order, with the bytes of the first attempt; the
+        // fresh batches follow with the next sequences.
+        let first = acc.drain(retry_at, &md, false);
+        assert_eq!(numbering(&first), vec![(0, 0)]);
+        assert!(
+            acc.drain(retry_at, &md, false).is_empty(),
+            "a resent batch goes alone"
+        );
+        let mut sent = vec![(0, 0)];
+        acc.handle_response(first[0].request_id, answer(&first[0], 100), retry_at);
+        let mut offset = 101;
+        for _ in 0..10 {
+            for plan in acc.drain(retry_at, &md, false) {
+                sent.extend(numbering(std::slice::from_ref(&plan)));
+                acc.handle_response(plan.request_id, answer(&plan, offset), retry_at);
+                offset += 1;
+            }
+        }
+        assert_eq!(sent, (0..7).map(|s| (s, 0)).collect::<Vec<_>>());
+        let done: Vec<(u32, i64)> = completions(&mut acc)
+            .into_iter()
+            .map(|(n, r)| (n, r.map(|d| d.offset).unwrap_or(-2)))
+            .collect();
+        assert_eq!(done, (0..7).map(|n| (n, 100 + i64::from(n))).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_failed_numbered_batch_bumps_the_epoch_and_the_queue_is_renumbered() {
+        let t0 = Instant::now();
+        let md = metadata(&[0]);
+        let mut acc = idempotent_accumulator();
+        for n in 0..4 {
+            acc.append(record(n, Some(0), 100, t0), &md, t0);
+        }
+        let plans: Vec<_> = (0..3).flat_map(|_| acc.drain(t0, &md, false)).collect();
+        assert_eq!(numbering(&plans), vec![(0, 0), (1, 0), (2, 0)]);
+        acc.handle_response(
+            plans[0].request_id,
+            error_answer(&plans[0], ErrorCode::InvalidRecord),
+            t0,
+        );
+        let failed = completions(&mut acc);
+        assert!(matches!(&failed[..], [(0, Err(f))] if f.persisted == Persisted::No));
+        assert!(
+            acc.drain(t0, &md, true).is_empty(),
+            "no new batch while the epoch waits to be bumped"
+        );
+        for plan in &plans[1..] {
+            let refused = error_answer(plan, ErrorCode::OutOfOrderSequenceNumber);
+            acc.handle_response(plan.request_id, refused, t0);
+        }
+        let mut sent = Vec::new();
+        for offset in 0..3 {
+            let plans = acc.drain(t0, &md, true);
+            assert_eq!(plans.len(), 1, "one at a time while resending");
+            sent.extend(numbering(&plans));
+            acc.handle_response(plans[0].request_id, answer(&plans[0], offset), t0);
+        }
+        assert_eq!(sent, vec![(0, 1), (1, 1), (2, 1)], "epoch 1 numbers from 0");
+        assert_eq!(acc.producer_id(), (42, 1));
+        let done: Vec<u32> = completions(&mut acc)
+            .into_iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(done, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn an_expired_numbered_batch_bumps_the_epoch() {
+        let t0 = Instant::now();
+        let md = metadata(&[0]);
+        let mut acc = idempotent_accumulator();
+        acc.append(record(0, Some(0), 100, t0), &md, t0);
+        let plans = acc.drain(t0, &md, true);
+        let expiry = t0 + Duration::from_secs(120);
+        acc.handle_timeout(expiry, |_| true);
+        let expired = completions(&mut acc);
+        assert!(matches!(&expired[..], [(0, Err(f))] if f.persisted == Persisted::Possibly));
+        acc.append(record(1, Some(0), 100, expiry), &md, expiry);
+        assert!(acc.drain(expiry, &md, true).is_empty(), "waits for the answer");
+        acc.handle_response(
+            plans[0].request_id,
+            ProduceOutcome::Failed {
+                error: Error::RequestTimeout(Duration::from_secs(30)),
+                sent: true,
+            },
+            expiry,
+        );
+        let plans = acc.drain(expiry, &md, true);
+        assert_eq!(numbering(&plans), vec![(0, 1)]);
+    }
+
+    #[test]
+    fn duplicates_complete_and_fencing_is_fatal() {
+        let t0 = Instant::now();
+        let md = metadata(&[0]);
+        let mut acc = idempotent_accumulator();
+        for n in 0..3 {
+            acc.append(record(n, Some(0), 100, t0), &md, t0);
+        }
+        let plans: Vec<_> = (0..2).flat_map(|_| acc.drain(t0, &md, false)).collect();
+        acc.handle_response(
+            plans[0].request_id,
+            error_answer(&plans[0], ErrorCode::DuplicateSequenceNumber),
+            t0,
+        );
+        let done = completions(&mut acc);
+        assert!(matches!(&done[..], [(0, Ok(d))] if d.offset == -1));
+        acc.handle_response(
+            plans[1].request_id,
+            error_answer(&plans[1], ErrorCode::ProducerFenced),
+            t0,
+        );
+        let failed = completions(&mut acc);
+        assert_eq!(failed.len(), 2, "the fenced batch and the one queued behind it");
+        assert!(failed
+            .iter()
+            .all(|(_, r)| matches!(r, Err(f) if f.error.is_fatal())));
+        assert_eq!(
+            acc.append(record(3, Some(0), 100, t0), &md, t0),
+            Placement::Failed
+        );
+        assert!(matches!(&completions(&mut acc)[..], [(3, Err(f))] if f.error.is_fatal()));
+        assert!(acc.drain(t0, &md, true).is_empty());
+        assert!(acc.is_idle());
     }
 }

@@ -13,5 +13,6 @@ pub mod accumulator;
 pub mod backoff;
 pub mod connection;
 pub mod fetcher;
+pub mod idempotence;
 pub mod metadata;
 pub mod partitioner;

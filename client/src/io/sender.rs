@@ -11,6 +11,11 @@
 //! (flush, close), an answer, or a wake-up from `send` (a new batch, or a `send` waiting for
 //! buffer space). Lock order: the engine, then the metadata.
 //!
+//! With idempotence on, the task first asks any broker for a producer id (InitProducerId,
+//! retried with backoff while it fails retriably); the accumulator drains nothing before.
+//! A broker that does not know InitProducerId turns idempotence off when it was only on by
+//! default, and is a fatal error when `enable.idempotence` was set.
+//!
 //! A request is built by the broker connection when it is about to write it (see
 //! [`BrokerConnection::request`](super::broker::BrokerConnection::request)); at that moment each batch is marked written. A batch whose
 //! delivery timeout passes before that is taken out of the request, so it is reported as
@@ -25,7 +30,9 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::{
+    InitProducerIdRequest, ProduceRequest, ProduceResponse, TopicName,
+};
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, warn, Instrument, Span};
@@ -157,6 +164,9 @@ pub(crate) fn spawn(
         dispatch: HashMap::new(),
         request_batches: HashMap::new(),
         refresh: JoinSet::new(),
+        init: JoinSet::new(),
+        init_backoff: metadata_backoff.clone(),
+        init_not_before: None,
         metadata_backoff,
         metadata_not_before: None,
         refresh_again: false,
@@ -183,6 +193,11 @@ struct Sender {
     dispatch: HashMap<BatchId, Arc<AtomicU8>>,
     request_batches: HashMap<RequestId, Vec<BatchId>>,
     refresh: JoinSet<Result<(), Error>>,
+    /// The InitProducerId request in flight, if any.
+    init: JoinSet<Result<(i64, i16), Error>>,
+    init_backoff: Backoff,
+    /// No InitProducerId before this (backing off after a failure).
+    init_not_before: Option<Instant>,
     metadata_backoff: Backoff,
     metadata_not_before: Option<Instant>,
     /// Fresh metadata was asked for while a refresh was in flight, whose answer may
@@ -208,6 +223,8 @@ struct Step {
     flushed: Vec<bool>,
     /// Start a metadata refresh.
     refresh: bool,
+    /// Ask for a producer id.
+    init_producer_id: bool,
     /// The accumulator is idle and closing: the task ends.
     stopped: bool,
     deadline: Option<Instant>,
@@ -223,6 +240,13 @@ impl Sender {
                 self.refresh.spawn(
                     async move { cluster.refresh_metadata().await }
                         .instrument(tracing::debug_span!("metadata_refresh")),
+                );
+            }
+            if step.init_producer_id {
+                let cluster = self.cluster.clone();
+                self.init.spawn(
+                    async move { init_producer_id(&cluster).await }
+                        .instrument(tracing::debug_span!("init_producer_id")),
                 );
             }
             for (plan, address) in step.plans {
@@ -257,6 +281,13 @@ impl Sender {
                         reason: format!("refresh task failed: {error}"),
                     }));
                     self.handle_refresh(result);
+                }
+                Some(joined) = self.init.join_next() => {
+                    let result = joined.unwrap_or_else(|error| Err(Error::Protocol {
+                        peer: "init_producer_id".into(),
+                        reason: format!("task failed: {error}"),
+                    }));
+                    self.handle_producer_id(result);
                 }
                 () = self.shared.wake.notified() => {}
                 () = sleep_until(deadline) => {}
@@ -325,6 +356,9 @@ impl Sender {
             && self.metadata_not_before.is_none_or(|at| at <= now)
             && self.wants_topics
             && metadata.refresh_due(now) <= now;
+        let wants_producer_id = engine.accumulator.needs_producer_id() && self.init.is_empty();
+        let init_producer_id =
+            wants_producer_id && self.init_not_before.is_none_or(|at| at <= now);
         let plans = engine
             .accumulator
             .drain(now, &metadata, exhausted)
@@ -358,11 +392,15 @@ impl Sender {
                 deadline = Some(deadline.map_or(due, |d| d.min(due)));
             }
         }
+        if let Some(at) = self.init_not_before.filter(|&at| wants_producer_id && at > now) {
+            deadline = Some(deadline.map_or(at, |d| d.min(at)));
+        }
         Step {
             plans,
             completions,
             flushed,
             refresh,
+            init_producer_id,
             stopped,
             deadline,
         }
@@ -396,6 +434,31 @@ impl Sender {
             self.metadata_backoff.next_delay(&mut self.rng)
         };
         self.metadata_not_before = Some(now + wait);
+    }
+
+    fn handle_producer_id(&mut self, result: Result<(i64, i16), Error>) {
+        let now = now();
+        let mut engine = self.shared.lock_engine();
+        match result {
+            Ok((producer_id, epoch)) => {
+                debug!(producer_id, epoch, "got a producer id");
+                self.init_backoff.reset();
+                self.init_not_before = None;
+                engine.accumulator.set_producer_id(producer_id, epoch);
+            }
+            Err(Error::UnsupportedVersion { address, .. })
+                if !self.cluster.config().idempotence_explicit() =>
+            {
+                warn!(%address, "broker has no InitProducerId: producing without idempotence");
+                engine.accumulator.disable_idempotence();
+            }
+            Err(error) if error.is_retriable() => {
+                let wait = self.init_backoff.next_delay(&mut self.rng);
+                debug!(%error, ?wait, "InitProducerId failed, retrying");
+                self.init_not_before = Some(now + wait);
+            }
+            Err(error) => engine.accumulator.set_fatal(error),
+        }
     }
 
     fn dispatch_request(&mut self, plan: ProduceRequestPlan, address: Option<String>) {
@@ -543,6 +606,46 @@ fn next_outcome(
         Poll::Pending
     })
 }
+
+/// Asks any broker for a producer id and epoch (idempotence without a transactional id).
+async fn init_producer_id(cluster: &ClusterClient) -> Result<(i64, i16), Error> {
+    let build = |_version: i16| {
+        Ok(RequestKind::InitProducerId(
+            InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(TRANSACTION_TIMEOUT_MS)
+                .with_producer_id((-1).into())
+                .with_producer_epoch(-1),
+        ))
+    };
+    let response = cluster.request_any(ApiKey::InitProducerId, build).await?;
+    match *response.body {
+        ResponseKind::InitProducerId(body) => match ErrorCode::try_from_code(body.error_code) {
+            None if body.producer_id.0 >= 0 && body.producer_epoch >= 0 => {
+                Ok((body.producer_id.0, body.producer_epoch))
+            }
+            None => Err(Error::Protocol {
+                peer: "broker".into(),
+                reason: format!(
+                    "InitProducerId gave producer id {} epoch {}",
+                    body.producer_id.0, body.producer_epoch
+                ),
+            }),
+            Some(code) => Err(Error::Broker {
+                code,
+                context: Some("InitProducerId".into()),
+            }),
+        },
+        _ => Err(Error::Protocol {
+            peer: "broker".into(),
+            reason: "InitProducerId answered with another API".into(),
+        }),
+    }
+}
+
+/// `transaction.timeout.ms` sent with InitProducerId, the Java client's default; brokers
+/// ignore it without a transactional id.
+const TRANSACTION_TIMEOUT_MS: i32 = 60_000;
 
 /// Sends one Produce request and turns whatever happens into a [`ProduceOutcome`].
 async fn send_request(
