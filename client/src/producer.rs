@@ -611,6 +611,13 @@ impl Producer {
         self.inner.cluster.partitions_for(topic, timeout).await
     }
 
+    /// The producer id and epoch batches are numbered with (idempotence, KIP-98); `None`
+    /// while the producer is not idempotent, or before its first batch got an id.
+    pub fn producer_id(&self) -> Option<(i64, i16)> {
+        let (id, epoch) = self.inner.shared.lock_engine().accumulator.producer_id();
+        (id >= 0).then_some((id, epoch))
+    }
+
     /// Sends every record handed over so far without waiting for `linger.ms`, and waits
     /// until each has been delivered or has failed.
     pub async fn flush(&self) {

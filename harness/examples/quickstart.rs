@@ -84,10 +84,14 @@ async fn run() -> Result<(), String> {
         let metadata = delivery.await.map_err(|e| format!("record {i}: {e}"))?;
         offsets.insert(i, (metadata.partition, metadata.offset));
     }
+    let idempotence = match producer.producer_id() {
+        Some((id, epoch)) => format!("idempotent: producer id {id}, epoch {epoch}"),
+        None => "not idempotent".to_string(),
+    };
     producer.close().await;
     let produce_time = start.elapsed();
     println!(
-        "produced {RECORDS} records in {:.2} s ({:.0} records/s), acks=all",
+        "produced {RECORDS} records in {:.2} s ({:.0} records/s), acks=all, {idempotence}",
         produce_time.as_secs_f64(),
         RECORDS as f64 / produce_time.as_secs_f64()
     );

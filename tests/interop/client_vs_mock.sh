@@ -50,8 +50,14 @@ bootstrap="$(head -n1 "$work/mock.out" | tr -d '[:space:]')"
     exit 1
 }
 echo "client-vs-mock: librdkafka mock cluster at $bootstrap"
-if ! timeout "$timeout_s" "$quickstart" --bootstrap "$bootstrap"; then
+if ! timeout "$timeout_s" "$quickstart" --bootstrap "$bootstrap" | tee "$work/quickstart.out"; then
     echo "client-vs-mock: FAIL: franzy's quickstart job failed against the mock cluster" >&2
+    exit 1
+fi
+# librdkafka's mock cluster implements InitProducerId and sequence checks: franzy's default
+# (idempotent) producer must have used them.
+if ! grep -q "idempotent: producer id" "$work/quickstart.out"; then
+    echo "client-vs-mock: FAIL: the producer did not run idempotent against the mock cluster" >&2
     exit 1
 fi
 echo "client-vs-mock: ok"
