@@ -31,9 +31,10 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 /// Producer settings equal to franzy's defaults (client/src/config.rs), by their librdkafka
-/// names: acks=all, linger 5 ms, 16 KiB batches, 5 requests in flight per connection, and a
-/// 32 MiB buffer of records not yet delivered (franzy's `buffer.memory`; librdkafka bounds its
-/// queue by bytes and by count, the count is lifted so that only the bytes bound).
+/// names: acks=all, linger 5 ms, 16 KiB batches, 5 requests in flight per connection,
+/// idempotence, and a 32 MiB buffer of records not yet delivered (franzy's `buffer.memory`;
+/// librdkafka bounds its queue by bytes and by count, the count is lifted so that only the
+/// bytes bound).
 const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("acks", "all"),
     ("linger.ms", "5"),
@@ -41,7 +42,7 @@ const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("max.in.flight.requests.per.connection", "5"),
     ("queue.buffering.max.kbytes", "32768"),
     ("queue.buffering.max.messages", "10000000"),
-    ("enable.idempotence", "false"),
+    ("enable.idempotence", "true"),
     ("compression.type", "none"),
 ];
 

@@ -376,10 +376,7 @@ impl Config {
         }
         if self.enable_idempotence == Some(true) {
             if self.acks != Acks::All {
-                return Err(Error::config(
-                    "enable.idempotence",
-                    "requires acks=all",
-                ));
+                return Err(Error::config("enable.idempotence", "requires acks=all"));
             }
             if self.retries == 0 {
                 return Err(Error::config("enable.idempotence", "requires retries > 0"));
@@ -527,11 +524,16 @@ mod tests {
         // Not asked for explicitly: acks=1 or no retries turn it off quietly (Java 3.2+).
         assert!(!Config::new("a:1").acks(Acks::Leader).idempotence());
         assert!(!Config::new("a:1").retries(0).idempotence());
-        assert!(!Config::new("a:1").set("enable.idempotence", "false")?.idempotence());
+        assert!(!Config::new("a:1")
+            .set("enable.idempotence", "false")?
+            .idempotence());
         // Asked for explicitly: a conflict is an error naming the key.
         let explicit = Config::new("a:1").set("enable.idempotence", "true")?;
         assert!(explicit.idempotence() && explicit.idempotence_explicit());
-        for conflicting in [explicit.clone().acks(Acks::Leader), explicit.clone().retries(0)] {
+        for conflicting in [
+            explicit.clone().acks(Acks::Leader),
+            explicit.clone().retries(0),
+        ] {
             let err = conflicting.validate().expect_err("conflict");
             assert!(matches!(&err, Error::Config { key, .. } if key == "enable.idempotence"));
         }

@@ -75,8 +75,9 @@ pub use crate::proto::record_batch::Header;
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProducerRecord {
-    /// The topic.
-    pub topic: String,
+    /// The topic. Shared, so that a producer that sends many records to one topic clones an
+    /// `Arc<str>` it keeps rather than allocating the name for every record.
+    pub topic: Arc<str>,
     /// The partition, or `None` to let the partitioner choose (by key, or sticky).
     pub partition: Option<i32>,
     /// The key; `None` is a null key.
@@ -90,8 +91,9 @@ pub struct ProducerRecord {
 }
 
 impl ProducerRecord {
-    /// A record for `topic` with no key, value, headers, partition or timestamp.
-    pub fn new(topic: impl Into<String>) -> Self {
+    /// A record for `topic` with no key, value, headers, partition or timestamp. Give an
+    /// `Arc<str>` clone to send many records without allocating the name each time.
+    pub fn new(topic: impl Into<Arc<str>>) -> Self {
         Self {
             topic: topic.into(),
             ..Self::default()
@@ -139,7 +141,7 @@ impl ProducerRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordMetadata {
     /// The topic.
-    pub topic: String,
+    pub topic: Arc<str>,
     /// The partition.
     pub partition: i32,
     /// The record's offset, or -1 with `acks=0` (the broker does not answer).
@@ -664,7 +666,7 @@ impl Producer {
 
 fn unknown_partition(record: ProducerRecord) -> ProduceError {
     let error = Error::UnknownPartition {
-        topic: record.topic.clone(),
+        topic: record.topic.to_string(),
         partition: record.partition.unwrap_or(-1),
     };
     ProduceError::new(error, Persisted::No, record)
@@ -858,7 +860,7 @@ mod tests {
             .with_partition(2)
             .with_header("h", "1")
             .with_timestamp(5);
-        assert_eq!(record.topic, "t");
+        assert_eq!(&*record.topic, "t");
         assert_eq!(record.key.as_deref(), Some(&b"k"[..]));
         assert_eq!(record.partition, Some(2));
         assert_eq!(record.headers, vec![Header::new("h", "1")]);

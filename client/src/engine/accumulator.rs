@@ -41,6 +41,7 @@
 //! epoch is bumped once nothing is in flight, and every queued batch is numbered afresh.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -333,7 +334,7 @@ pub struct DrainedBatch {
     /// The batch.
     pub batch_id: BatchId,
     /// Topic name.
-    pub topic: String,
+    pub topic: Arc<str>,
     /// Topic id from metadata (nil if unknown), for Produce v13+.
     pub topic_id: Uuid,
     /// Partition.
@@ -391,7 +392,7 @@ struct Entry<T> {
 #[derive(Debug)]
 struct Batch<T> {
     id: BatchId,
-    topic: String,
+    topic: Arc<str>,
     partition: i32,
     entries: Vec<Entry<T>>,
     /// Exact uncompressed encoded size.
@@ -459,7 +460,7 @@ struct InFlight<T> {
 #[derive(Debug)]
 pub struct Accumulator<T> {
     config: AccumulatorConfig,
-    queues: BTreeMap<String, BTreeMap<i32, PartitionQueue<T>>>,
+    queues: BTreeMap<Arc<str>, BTreeMap<i32, PartitionQueue<T>>>,
     waiting: BTreeMap<String, VecDeque<Entry<T>>>,
     in_flight: BTreeMap<RequestId, InFlight<T>>,
     in_flight_per_broker: HashMap<i32, usize>,
@@ -520,7 +521,8 @@ impl<T> Accumulator<T> {
     /// Sets the idempotent producer id and epoch (from InitProducerId) for batches drained
     /// from now on; every partition's sequences start again at 0.
     pub fn set_producer_id(&mut self, producer_id: i64, producer_epoch: i16) {
-        self.idempotence.set_producer_id(producer_id, producer_epoch);
+        self.idempotence
+            .set_producer_id(producer_id, producer_epoch);
         self.restart_sequences();
     }
 
@@ -708,7 +710,7 @@ impl<T> Accumulator<T> {
             self.wake = true;
             return Placement::Failed;
         }
-        let topic = entry.record.topic.as_str();
+        let topic = &*entry.record.topic;
         if let Some(waiting) = self.waiting.get_mut(topic) {
             // Behind records of the same topic that wait: keep the order.
             self.metadata_refresh = true;
@@ -752,7 +754,7 @@ impl<T> Accumulator<T> {
         metadata: &Metadata,
         now: Instant,
     ) -> Placement {
-        let topic = entry.record.topic.as_str();
+        let topic = &*entry.record.topic;
         let Some(info) = info else {
             self.metadata_refresh = true;
             self.wake = true;
@@ -775,15 +777,14 @@ impl<T> Accumulator<T> {
                 match keyed {
                     Some(key) => partition_for_key(key, count_u32),
                     None => {
-                        let available: Vec<i32> = info
+                        let available = info
                             .partitions
                             .iter()
                             .filter(|p| p.leader >= 0 && metadata.broker(p.leader).is_some())
-                            .map(|p| p.partition)
-                            .collect();
+                            .map(|p| p.partition);
                         self.sticky.partition(
                             topic,
-                            &available,
+                            available,
                             count_u32,
                             entry.reserved,
                             self.config.batch_size,
@@ -810,7 +811,7 @@ impl<T> Accumulator<T> {
         let limit = self.batch_limit(&entry.record.topic);
         let in_flight_limit = self.partition_in_flight_limit();
         // Look the topic up before cloning its name: a clone per record is measurable.
-        let partitions = match self.queues.get_mut(entry.record.topic.as_str()) {
+        let partitions = match self.queues.get_mut(&*entry.record.topic) {
             Some(partitions) => partitions,
             None => self.queues.entry(entry.record.topic.clone()).or_default(),
         };
@@ -974,7 +975,10 @@ impl<T> Accumulator<T> {
             && self.idempotence.apply_bump()
         {
             let (producer_id, epoch) = self.idempotence.producer();
-            debug!(producer_id, epoch, "bumped the producer epoch; sequences start again at 0");
+            debug!(
+                producer_id,
+                epoch, "bumped the producer epoch; sequences start again at 0"
+            );
             self.restart_sequences();
         }
         if !self.idempotence.can_send() {
@@ -984,7 +988,7 @@ impl<T> Accumulator<T> {
         let linger = self.config.linger;
         let in_flight_limit = self.partition_in_flight_limit();
         let idempotent = self.idempotence.is_enabled();
-        let mut by_broker: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
+        let mut by_broker: BTreeMap<i32, Vec<(Arc<str>, i32)>> = BTreeMap::new();
         let mut leaderless = false;
         for (topic, partitions) in &self.queues {
             for (&partition, queue) in partitions {
@@ -1037,7 +1041,7 @@ impl<T> Accumulator<T> {
                 let Some(encoded_len) = self.prepare_front(topic, *partition) else {
                     continue;
                 };
-                let topic_cost = if topics.contains(topic.as_str()) {
+                let topic_cost = if topics.contains(&**topic) {
                     0
                 } else {
                     TOPIC_OVERHEAD + topic.len()
@@ -1259,7 +1263,7 @@ impl<T> Accumulator<T> {
                 ProduceOutcome::Answered(partitions) => {
                     let answer = partitions
                         .iter()
-                        .find(|p| p.topic == batch.topic && p.partition == batch.partition);
+                        .find(|p| *p.topic == *batch.topic && p.partition == batch.partition);
                     match answer {
                         None => {
                             // A broker that skips a partition breaks the protocol; it may
@@ -1416,7 +1420,8 @@ impl<T> Accumulator<T> {
                 .batches
                 .iter()
                 .position(|b| {
-                    b.base_sequence < 0 || idempotence::precedes(batch.base_sequence, b.base_sequence)
+                    b.base_sequence < 0
+                        || idempotence::precedes(batch.base_sequence, b.base_sequence)
                 })
                 .unwrap_or(queue.batches.len())
         } else {
@@ -1751,7 +1756,7 @@ mod tests {
             plan.batches
                 .iter()
                 .map(|b| PartitionResponse {
-                    topic: b.topic.clone(),
+                    topic: b.topic.to_string(),
                     partition: b.partition,
                     error: None,
                     error_message: None,
@@ -1767,7 +1772,7 @@ mod tests {
             plan.batches
                 .iter()
                 .map(|b| PartitionResponse {
-                    topic: b.topic.clone(),
+                    topic: b.topic.to_string(),
                     partition: b.partition,
                     error: Some(code),
                     error_message: None,
@@ -2591,7 +2596,10 @@ mod tests {
             .into_iter()
             .map(|(n, r)| (n, r.map(|d| d.offset).unwrap_or(-2)))
             .collect();
-        assert_eq!(done, (0..7).map(|n| (n, 100 + i64::from(n))).collect::<Vec<_>>());
+        assert_eq!(
+            done,
+            (0..7).map(|n| (n, 100 + i64::from(n))).collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -2648,7 +2656,10 @@ mod tests {
         let expired = completions(&mut acc);
         assert!(matches!(&expired[..], [(0, Err(f))] if f.persisted == Persisted::Possibly));
         acc.append(record(1, Some(0), 100, expiry), &md, expiry);
-        assert!(acc.drain(expiry, &md, true).is_empty(), "waits for the answer");
+        assert!(
+            acc.drain(expiry, &md, true).is_empty(),
+            "waits for the answer"
+        );
         acc.handle_response(
             plans[0].request_id,
             ProduceOutcome::Failed {
@@ -2683,7 +2694,11 @@ mod tests {
             t0,
         );
         let failed = completions(&mut acc);
-        assert_eq!(failed.len(), 2, "the fenced batch and the one queued behind it");
+        assert_eq!(
+            failed.len(),
+            2,
+            "the fenced batch and the one queued behind it"
+        );
         assert!(failed
             .iter()
             .all(|(_, r)| matches!(r, Err(f) if f.error.is_fatal())));

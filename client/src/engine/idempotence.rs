@@ -240,11 +240,20 @@ mod tests {
     #[test]
     fn out_of_order_is_retried_only_behind_an_unanswered_batch() {
         use SequenceVerdict::*;
-        assert_eq!(verdict(ErrorCode::OutOfOrderSequenceNumber, false), RetryInOrder);
+        assert_eq!(
+            verdict(ErrorCode::OutOfOrderSequenceNumber, false),
+            RetryInOrder
+        );
         assert_eq!(verdict(ErrorCode::OutOfOrderSequenceNumber, true), Fail);
         assert_eq!(verdict(ErrorCode::UnknownProducerId, true), RetryAfterBump);
-        assert_eq!(verdict(ErrorCode::DuplicateSequenceNumber, true), AlreadyWritten);
+        assert_eq!(
+            verdict(ErrorCode::DuplicateSequenceNumber, true),
+            AlreadyWritten
+        );
         assert_eq!(verdict(ErrorCode::ProducerFenced, false), Fatal);
-        assert_eq!(verdict(ErrorCode::NotLeaderOrFollower, true), NotASequenceError);
+        assert_eq!(
+            verdict(ErrorCode::NotLeaderOrFollower, true),
+            NotASequenceError
+        );
     }
 }

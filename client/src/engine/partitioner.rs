@@ -8,8 +8,10 @@
 //! there, then move to another partition chosen at random among those with a leader.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 
 use super::backoff::Rng;
+use super::metadata::Fnv1a;
 
 /// Kafka's murmur2 hash of `data` (as `org.apache.kafka.common.utils.Utils.murmur2`).
 pub fn murmur2(data: &[u8]) -> i32 {
@@ -56,7 +58,7 @@ pub fn partition_for_key(key: &[u8], partition_count: u32) -> i32 {
 /// Per-topic sticky choice for records without a key.
 #[derive(Debug, Default)]
 pub struct StickyPartitioner {
-    current: HashMap<String, Sticky>,
+    current: HashMap<String, Sticky, BuildHasherDefault<Fnv1a>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -73,40 +75,53 @@ impl StickyPartitioner {
 
     /// The partition for a keyless record of `size` bytes to `topic`. `available` lists the
     /// partitions that have a leader (all partitions if none do); `partition_count` is the
-    /// topic's size. Moves on once `batch_size` bytes went to the current choice.
-    pub fn partition(
+    /// topic's size. Moves on once `batch_size` bytes went to the current choice. Called for
+    /// every keyless record: it allocates only the first time it sees a topic.
+    pub fn partition<I>(
         &mut self,
         topic: &str,
-        available: &[i32],
+        available: I,
         partition_count: u32,
         size: usize,
         batch_size: usize,
         rng: &mut Rng,
-    ) -> i32 {
+    ) -> i32
+    where
+        I: Iterator<Item = i32> + Clone,
+    {
         let valid = |p: i32| p >= 0 && (p as u32) < partition_count;
-        let entry = self.current.get(topic).copied();
-        let keep = entry.filter(|s| {
+        let none_available = available.clone().next().is_none();
+        let keep = |s: &Sticky| {
             valid(s.partition)
                 && s.bytes < batch_size
-                && (available.is_empty() || available.contains(&s.partition))
-        });
-        let mut sticky = match keep {
-            Some(sticky) => sticky,
-            None => {
-                let partition = if available.is_empty() {
-                    rng.below(u64::from(partition_count.max(1))) as i32
-                } else {
-                    let index = rng.below(available.len() as u64) as usize;
-                    available[index]
-                };
-                Sticky {
-                    partition,
-                    bytes: 0,
+                && (none_available || available.clone().any(|p| p == s.partition))
+        };
+        let choose = |rng: &mut Rng| {
+            let partition = if none_available {
+                rng.below(u64::from(partition_count.max(1))) as i32
+            } else {
+                let count = available.clone().count();
+                let index = rng.below(count as u64) as usize;
+                available.clone().nth(index).unwrap_or(0)
+            };
+            Sticky {
+                partition,
+                bytes: 0,
+            }
+        };
+        let sticky = match self.current.get_mut(topic) {
+            Some(sticky) => {
+                if !keep(sticky) {
+                    *sticky = choose(rng);
                 }
+                sticky
+            }
+            None => {
+                let sticky = choose(rng);
+                self.current.entry(topic.to_string()).or_insert(sticky)
             }
         };
         sticky.bytes = sticky.bytes.saturating_add(size);
-        self.current.insert(topic.to_string(), sticky);
         sticky.partition
     }
 }
@@ -149,29 +164,32 @@ mod tests {
         let mut rng = Rng::new(3);
         let mut sticky = StickyPartitioner::new();
         let available = [1, 3, 5];
-        let first = sticky.partition("t", &available, 6, 100, 1000, &mut rng);
+        let first = sticky.partition("t", available.iter().copied(), 6, 100, 1000, &mut rng);
         assert!(available.contains(&first));
         for _ in 0..8 {
             assert_eq!(
-                sticky.partition("t", &available, 6, 100, 1000, &mut rng),
+                sticky.partition("t", available.iter().copied(), 6, 100, 1000, &mut rng),
                 first
             );
         }
         // 900 bytes so far; the 10th record fills the batch; the 11th may move.
         assert_eq!(
-            sticky.partition("t", &available, 6, 100, 1000, &mut rng),
+            sticky.partition("t", available.iter().copied(), 6, 100, 1000, &mut rng),
             first
         );
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..300 {
-            let p = sticky.partition("t", &available, 6, 1000, 1000, &mut rng);
+            let p = sticky.partition("t", available.iter().copied(), 6, 1000, 1000, &mut rng);
             assert!(available.contains(&p));
             seen.insert(p);
         }
         assert_eq!(seen.len(), 3, "uniform over the available partitions");
         // A partition that loses its leader is left at once.
-        let p = sticky.partition("u", &[2], 6, 1, 1000, &mut rng);
+        let p = sticky.partition("u", [2].into_iter(), 6, 1, 1000, &mut rng);
         assert_eq!(p, 2);
-        assert_eq!(sticky.partition("u", &[4], 6, 1, 1000, &mut rng), 4);
+        assert_eq!(
+            sticky.partition("u", [4].into_iter(), 6, 1, 1000, &mut rng),
+            4
+        );
     }
 }

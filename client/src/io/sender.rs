@@ -30,9 +30,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    InitProducerIdRequest, ProduceRequest, ProduceResponse, TopicName,
-};
+use kafka_protocol::messages::{InitProducerIdRequest, ProduceRequest, ProduceResponse, TopicName};
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, warn, Instrument, Span};
@@ -357,8 +355,7 @@ impl Sender {
             && self.wants_topics
             && metadata.refresh_due(now) <= now;
         let wants_producer_id = engine.accumulator.needs_producer_id() && self.init.is_empty();
-        let init_producer_id =
-            wants_producer_id && self.init_not_before.is_none_or(|at| at <= now);
+        let init_producer_id = wants_producer_id && self.init_not_before.is_none_or(|at| at <= now);
         let plans = engine
             .accumulator
             .drain(now, &metadata, exhausted)
@@ -392,7 +389,10 @@ impl Sender {
                 deadline = Some(deadline.map_or(due, |d| d.min(due)));
             }
         }
-        if let Some(at) = self.init_not_before.filter(|&at| wants_producer_id && at > now) {
+        if let Some(at) = self
+            .init_not_before
+            .filter(|&at| wants_producer_id && at > now)
+        {
             deadline = Some(deadline.map_or(at, |d| d.min(at)));
         }
         Step {
@@ -663,7 +663,7 @@ async fn send_request(
     let names: HashMap<Uuid, String> = plan
         .batches
         .iter()
-        .map(|b| (b.topic_id, b.topic.clone()))
+        .map(|b| (b.topic_id, b.topic.to_string()))
         .collect();
     let batches = plan.batches;
     let build: BuildRequest = Box::new(move |version| {
@@ -716,7 +716,7 @@ fn build_request(
     let mut topics: Vec<TopicProduceData> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
     for batch in batches {
-        let position = match index.get(batch.topic.as_str()) {
+        let position = match index.get(&*batch.topic) {
             Some(&position) => position,
             None => {
                 let mut topic = TopicProduceData::default();
@@ -732,7 +732,7 @@ fn build_request(
                     }
                     topic.topic_id = batch.topic_id;
                 } else {
-                    topic.name = TopicName(StrBytes::from_string(batch.topic.clone()));
+                    topic.name = TopicName(StrBytes::from_string(batch.topic.to_string()));
                 }
                 topics.push(topic);
                 index.insert(&batch.topic, topics.len() - 1);

@@ -12,6 +12,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -117,6 +118,7 @@ async fn produce(target: &Target, args: &BenchArgs) -> Result<String, String> {
         }));
     }
     let value = Bytes::from(vec![b'x'; args.size]);
+    let topic: Arc<str> = args.client.topic.as_str().into();
     let start = Instant::now();
     let mut run: Vec<DeliveryFuture> = Vec::new();
     let mut run_started = start;
@@ -125,7 +127,7 @@ async fn produce(target: &Target, args: &BenchArgs) -> Result<String, String> {
         if i % batch_records == 0 {
             run_started = Instant::now();
         }
-        let record = ProducerRecord::new(args.client.topic.clone())
+        let record = ProducerRecord::new(topic.clone())
             .with_value(value.clone())
             .with_partition(partition as i32);
         run.push(producer.send(record).await.map_err(|e| e.to_string())?);

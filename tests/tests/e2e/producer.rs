@@ -165,7 +165,7 @@ async fn keyed_records_with_headers_land_where_murmur2_says_in_send_order() {
     for (record, delivery) in sent.into_iter().zip(deliveries) {
         let metadata = delivered(delivery).await;
         let key = record.key.clone().expect("keyed");
-        assert_eq!(metadata.topic, "orders");
+        assert_eq!(&*metadata.topic, "orders");
         assert_eq!(metadata.partition, partition_for_key(&key, 6));
         assert_eq!(metadata.timestamp, record.timestamp.expect("set"));
         per_partition[metadata.partition as usize].push((metadata.offset, record));
