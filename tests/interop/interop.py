@@ -30,10 +30,9 @@ KCAT_HEADERS = [("h1", "v1"), ("h2", "v2")]
 TIMEOUT_S = float(os.environ.get("INTEROP_TIMEOUT", "120"))
 # Set by run.sh when the broker is librdkafka's mock cluster, to step around its bugs.
 MOCK_QUIRKS = os.environ.get("INTEROP_MOCK_QUIRKS") == "1"
-# kafka-python 3 makes producers idempotent by default, which needs InitProducerId. The
-# harness does not offer it yet (kafka-python then fails every send with
-# IncompatibleBrokerVersion), so the suite turns it off unless INTEROP_IDEMPOTENT=1.
-IDEMPOTENT = os.environ.get("INTEROP_IDEMPOTENT", "0") == "1"
+# kafka-python's producer is idempotent (InitProducerId, sequenced batches), as kafka-python 3
+# makes it by default; INTEROP_IDEMPOTENT=0 turns that off.
+IDEMPOTENT = os.environ.get("INTEROP_IDEMPOTENT", "1") != "0"
 
 
 class Mismatch(Exception):

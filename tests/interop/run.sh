@@ -11,8 +11,8 @@
 #   FRANZY_BIN        harness binary to run (default: built with cargo into the target dir)
 #   INTEROP_MESSAGES  records per client (default 10000)
 #   INTEROP_TIMEOUT   seconds allowed for each client step (default 120)
-#   INTEROP_IDEMPOTENT=1  make kafka-python's producer idempotent (needs InitProducerId, which
-#                     the harness does not offer yet; default off)
+#   INTEROP_IDEMPOTENT=0  make both producers (kcat's librdkafka, kafka-python) plain instead
+#                     of idempotent (InitProducerId and sequenced batches; default on)
 #
 # Needs kcat, python3 with tests/interop/requirements.txt, and for `mock` gcc, pkg-config and
 # librdkafka-dev. Exits non-zero with a MISMATCH or FAIL line on the first problem; the broker
@@ -132,10 +132,15 @@ timeout "$step_timeout" kcat -b "$bootstrap" -L -J -m 30 >"$work/kcat_metadata.j
     fail "kcat -L failed: $(cat "$work/kcat.err")"
 python3 "$here/interop.py" kcat-metadata "$work/kcat_metadata.json" "$brokers" "$topic" "$partitions"
 
-log "kcat: producing $messages keyed records with headers"
+idempotent=true
+if [[ "${INTEROP_IDEMPOTENT:-1}" == 0 ]]; then
+    idempotent=false
+fi
+log "kcat: producing $messages keyed records with headers (enable.idempotence=$idempotent)"
 python3 "$here/interop.py" kcat-input "$messages" kcat >"$work/kcat_input.txt"
 timeout "$step_timeout" kcat -b "$bootstrap" -P -t "$topic" -K: -H h1=v1 -H h2=v2 \
-    -X acks=all -X message.timeout.ms=60000 <"$work/kcat_input.txt" 2>"$work/kcat.err" ||
+    -X acks=all -X message.timeout.ms=60000 -X enable.idempotence="$idempotent" \
+    <"$work/kcat_input.txt" 2>"$work/kcat.err" ||
     fail "kcat -P failed: $(cat "$work/kcat.err")"
 grep -qi 'fail\|error' "$work/kcat.err" && fail "kcat -P reported: $(head -n 20 "$work/kcat.err")"
 

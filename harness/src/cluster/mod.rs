@@ -9,6 +9,7 @@
 //! | [`partition_log`] | the stored batches, offsets, reads and timestamp lookups |
 //! | [`leader_epochs`] | which epoch began at which offset (KIP-101) |
 //! | [`log_validator`] | what a broker checks before it appends |
+//! | [`producer_state`] | idempotent producers per partition: epochs, last five batches |
 //! | [`record_scan`] | record offsets and timestamps of uncompressed batches |
 //! | [`topic_config`] | topic configs: defaults, types, validation |
 //! | [`error`] | an error code with Kafka's message |
@@ -23,6 +24,7 @@ pub mod leader_epochs;
 pub mod log_validator;
 pub mod partition;
 pub mod partition_log;
+pub mod producer_state;
 pub mod record_scan;
 #[cfg(test)]
 pub(crate) mod test_batches;
@@ -33,7 +35,14 @@ pub use error::ClusterError;
 pub use log_validator::AppendLimits;
 pub use partition::Partition;
 pub use partition_log::{AppendInfo, PartitionLog, StoredBatch, TimestampOffset};
+pub use producer_state::{ProducerEntry, ProducerStates};
 pub use topic::Topic;
+
+/// The first producer id InitProducerId hands out; the next ones count up from it, cluster
+/// wide, in the order requests arrive. (Kafka hands out blocks of 1000 per broker starting at
+/// 0; one deterministic counter keeps ids unique across brokers and restarts, and starting
+/// above 0 keeps a real id apart from zeroed fields.)
+pub const FIRST_PRODUCER_ID: i64 = 1000;
 
 /// Settings fixed when the cluster is built.
 #[derive(Debug, Clone)]
@@ -119,6 +128,7 @@ pub struct ClusterState {
     topics: BTreeMap<String, Topic>,
     topic_names_by_id: HashMap<Uuid, String>,
     topics_created: u64,
+    next_producer_id: i64,
 }
 
 impl ClusterState {
@@ -140,6 +150,7 @@ impl ClusterState {
             topics: BTreeMap::new(),
             topic_names_by_id: HashMap::new(),
             topics_created: 0,
+            next_producer_id: FIRST_PRODUCER_ID,
         }
     }
 
@@ -455,6 +466,23 @@ impl ClusterState {
         self.partition(topic, partition).map(Partition::log)
     }
 
+    /// The idempotent producers' state on `topic`/`partition`: per producer id, its epoch
+    /// and its last five batches' sequences and offsets.
+    pub fn producer_state(&self, topic: &str, partition: i32) -> Option<&ProducerStates> {
+        self.partition_log(topic, partition)
+            .map(PartitionLog::producer_states)
+    }
+
+    /// A new producer id for an idempotent producer (InitProducerId without a transactional
+    /// id), from a cluster-wide counter starting at [`FIRST_PRODUCER_ID`]. Never the same
+    /// twice; UNKNOWN_SERVER_ERROR once every id is used up, as Kafka's `ProducerIdManager`
+    /// fails then.
+    pub fn allocate_producer_id(&mut self) -> Result<i64, ErrorCode> {
+        let id = self.next_producer_id;
+        self.next_producer_id = id.checked_add(1).ok_or(ErrorCode::UnknownServerError)?;
+        Ok(id)
+    }
+
     /// Makes `broker` the leader of `topic`/`partition` in a new leader epoch, even if it
     /// already leads (so that tests can force an epoch change; Kafka bumps only on a change).
     /// Errors: UNKNOWN_TOPIC_OR_PARTITION; INVALID_REPLICA_ASSIGNMENT if `broker` is not a
@@ -503,8 +531,10 @@ impl ClusterState {
     }
 
     /// Validates a produce request's `records` for `topic`/`partition` as a leader would and
-    /// appends the batch, at time `now_ms` (see [`log_validator`]). Does not check
-    /// leadership: that depends on the broker asked.
+    /// appends the batch, at time `now_ms` (see [`log_validator`]), then checks its
+    /// producer's epoch and sequence (see [`producer_state`]): a retried batch is answered
+    /// with the original's offsets ([`AppendInfo::duplicate`]) and not appended again. Does
+    /// not check leadership: that depends on the broker asked.
     pub fn append_records(
         &mut self,
         topic: &str,

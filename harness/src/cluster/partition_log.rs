@@ -4,6 +4,8 @@
 //!
 //! Replication is instant (every replica shares this one log), so the high watermark is the
 //! log end offset, and without transactions the last stable offset is the high watermark.
+//! The log also holds its producers' state ([`ProducerStates`]): like the log, it survives
+//! leader changes and broker restarts.
 
 use bytes::{Bytes, BytesMut};
 use franzy::proto::batch_header::{
@@ -13,6 +15,7 @@ use franzy::proto::ErrorCode;
 
 use super::error::ClusterError;
 use super::leader_epochs::LeaderEpochs;
+use super::producer_state::{ProducerStates, SequenceCheck};
 use super::record_scan::record_stamps;
 
 /// One stored batch and its parsed header (kept in step with the bytes).
@@ -52,6 +55,9 @@ pub struct AppendInfo {
     pub log_append_time_ms: i64,
     /// The log start offset after the append.
     pub log_start_offset: i64,
+    /// The batch was a retry of one already in the log (same producer, epoch and
+    /// sequences): nothing was appended, and the offsets and time are the original's.
+    pub duplicate: bool,
 }
 
 /// A timestamp lookup's answer (ListOffsets).
@@ -72,8 +78,7 @@ pub struct PartitionLog {
     log_start_offset: i64,
     log_end_offset: i64,
     epochs: LeaderEpochs,
-    // Per-producer sequence state (idempotence, KIP-98) will live here, keyed by producer
-    // id and checked in `append` before offsets are assigned.
+    producers: ProducerStates,
 }
 
 impl PartitionLog {
@@ -116,19 +121,49 @@ impl PartitionLog {
         &self.epochs
     }
 
+    /// The idempotent producers that appended here: epochs and last batches.
+    pub fn producer_states(&self) -> &ProducerStates {
+        &self.producers
+    }
+
     /// Records that a new leader epoch begins at the log end offset.
     pub(crate) fn begin_epoch(&mut self, epoch: i32) {
         self.epochs.assign(epoch, self.log_end_offset);
     }
 
-    /// Appends a validated batch: assigns offsets from the log end, stamps `leader_epoch`
-    /// and, when `log_append_time` is given, the broker's timestamp.
+    /// Appends a validated batch from a client: checks its producer's epoch and sequence
+    /// (a duplicate is answered with the original's offsets and not appended), assigns
+    /// offsets from the log end, stamps `leader_epoch` and, when `log_append_time` is given,
+    /// the broker's timestamp. Producer errors carry the log start offset and Kafka's
+    /// logged text, not a response message, as Kafka answers them.
     pub(crate) fn append(
         &mut self,
         batch: &[u8],
         leader_epoch: i32,
         log_append_time: Option<i64>,
     ) -> Result<AppendInfo, ClusterError> {
+        let sent = BatchHeader::parse(batch)
+            .map_err(|e| ClusterError::new(ErrorCode::CorruptMessage, e.to_string()))?;
+        match self.producers.check(&sent) {
+            Ok(SequenceCheck::Append) => {}
+            Ok(SequenceCheck::Duplicate(original)) => {
+                // Kafka answers with the original's max timestamp as the log-append time,
+                // whatever the topic's timestamp type.
+                return Ok(AppendInfo {
+                    base_offset: original.first_offset,
+                    last_offset: original.last_offset,
+                    log_append_time_ms: original.timestamp,
+                    log_start_offset: self.log_start_offset,
+                    duplicate: true,
+                });
+            }
+            Err(e) => {
+                return Err(
+                    ClusterError::logged(e.code(), e.describe(self.log_end_offset))
+                        .with_log_start_offset(self.log_start_offset),
+                )
+            }
+        }
         let mut bytes = BytesMut::from(batch);
         let base_offset = self.log_end_offset;
         set_base_offset(&mut bytes, base_offset);
@@ -143,7 +178,9 @@ impl PartitionLog {
             last_offset: header.last_offset(),
             log_append_time_ms: log_append_time.unwrap_or(-1),
             log_start_offset: self.log_start_offset,
+            duplicate: false,
         };
+        self.producers.record(&header);
         self.log_end_offset = header.next_offset();
         self.batches.push(StoredBatch {
             header,
@@ -366,6 +403,38 @@ mod tests {
             let max = log.max_timestamp_offset().expect("max");
             assert_eq!((max.offset, max.timestamp), (4, 400), "codec {codec}");
         }
+    }
+
+    #[test]
+    fn idempotent_appends_are_checked_before_offsets_are_assigned() {
+        let batch = |sequence| {
+            BatchBuilder::new(10)
+                .records(2, 1)
+                .producer(1000, 0, sequence)
+                .build()
+        };
+        let mut log = PartitionLog::new(0);
+        let first = log.append(&batch(0), 0, Some(50)).expect("append");
+        log.append(&batch(2), 0, Some(60)).expect("append");
+        assert_eq!(log.delete_records_before(1), Ok(1));
+        let again = log.append(&batch(0), 0, Some(70)).expect("duplicate");
+        assert!(again.duplicate && !first.duplicate);
+        assert_eq!(
+            (
+                again.base_offset,
+                again.last_offset,
+                again.log_append_time_ms
+            ),
+            (0, 1, 50)
+        );
+        assert_eq!(again.log_start_offset, 1);
+        let gap = log.append(&batch(5), 0, None).expect_err("out of order");
+        assert_eq!(gap.code, ErrorCode::OutOfOrderSequenceNumber);
+        assert_eq!((gap.message, gap.log_start_offset), (None, Some(1)));
+        assert!(gap.detail.is_some_and(|d| d.contains("at offset 4")));
+        assert_eq!(log.log_end_offset(), 4);
+        let state = log.producer_states().entry(1000).expect("state");
+        assert_eq!((state.epoch(), state.last_sequence()), (0, 3));
     }
 
     #[test]

@@ -1,6 +1,21 @@
 //! One file per API key. A handler is a pure function of the cluster state and one decoded
 //! request: it never touches sockets or clocks (time comes in [`RequestContext::now_ms`]).
 //!
+//! | module | API (key) | what |
+//! |---|---|---|
+//! | [`produce`] | Produce (0) | validates, checks producer sequences, appends |
+//! | [`fetch`] | Fetch (1) | reads stored batches, waits for `min_bytes` |
+//! | [`list_offsets`] | ListOffsets (2) | offsets by timestamp, earliest, latest, max |
+//! | [`metadata`] | Metadata (3) | brokers, topics, leaders; auto-creation |
+//! | [`api_versions`] | ApiVersions (18) | what [`supported_versions`] lists |
+//! | [`create_topics`] | CreateTopics (19) | topics, counts, assignments, configs |
+//! | [`delete_topics`] | DeleteTopics (20) | by name or id |
+//! | [`init_producer_id`] | InitProducerId (22) | producer ids for idempotent producers |
+//! | [`offset_for_leader_epoch`] | OffsetForLeaderEpoch (23) | end offset of an epoch |
+//! | [`describe_configs`] | DescribeConfigs (32) | topic and broker configs |
+//! | [`create_partitions`] | CreatePartitions (37) | more partitions |
+//! | [`describe_cluster`] | DescribeCluster (60) | brokers, cluster and controller ids |
+//!
 //! Call order, as the server drives it (see `server.rs`):
 //! 1. the server decodes the frame and checks the version against [`supported_versions`]
 //!    (an unsupported ApiVersions request gets [`api_versions::unsupported_version_response`]);
@@ -26,6 +41,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod fetch;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
@@ -97,6 +113,7 @@ static SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::DeleteTopics, range(1, 6)),
     (ApiKey::OffsetForLeaderEpoch, range(2, 4)),
     (ApiKey::DescribeConfigs, range(1, 4)),
+    (ApiKey::InitProducerId, range(0, 4)),
     (ApiKey::CreatePartitions, range(0, 3)),
     (ApiKey::DescribeCluster, range(0, 2)),
 ];
@@ -163,6 +180,9 @@ pub fn dispatch(cluster: &mut ClusterState, ctx: &RequestContext, request: Reque
         RequestKind::DescribeConfigs(req) => respond(ResponseKind::DescribeConfigs(
             describe_configs::handle(cluster, ctx, req),
         )),
+        RequestKind::InitProducerId(req) => respond(ResponseKind::InitProducerId(
+            init_producer_id::handle(cluster, ctx, req),
+        )),
         RequestKind::CreatePartitions(req) => respond(ResponseKind::CreatePartitions(
             create_partitions::handle(cluster, ctx, req),
         )),
@@ -211,6 +231,9 @@ pub fn error_response(
         ),
         RequestKind::DescribeConfigs(req) => {
             ResponseKind::DescribeConfigs(describe_configs::error_response(req, v, code))
+        }
+        RequestKind::InitProducerId(req) => {
+            ResponseKind::InitProducerId(init_producer_id::error_response(req, v, code))
         }
         RequestKind::CreatePartitions(req) => {
             ResponseKind::CreatePartitions(create_partitions::error_response(req, v, code))
@@ -277,6 +300,9 @@ mod tests {
             ApiKey::DescribeConfigs => {
                 RequestKind::DescribeConfigs(DescribeConfigsRequest::default())
             }
+            ApiKey::InitProducerId => RequestKind::InitProducerId(
+                InitProducerIdRequest::default().with_transactional_id(None),
+            ),
             ApiKey::CreatePartitions => {
                 RequestKind::CreatePartitions(CreatePartitionsRequest::default())
             }

@@ -1,16 +1,23 @@
 //! Produce (key 0), v3-13: appends one record batch per partition (KIP-98 framing; KIP-951
 //! leader hints in v10+; topic ids in v13, KIP-516).
 //!
-//! Per partition, in Kafka's order: unknown topic (id) or partition, injected error, the
+//! First, for the whole request: transactional records (the first batch of some partition
+//! has the transactional bit) fail every partition with TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+//! the answer of a Kafka cluster whose ACLs allow no transactional id (transactions are not
+//! implemented; InitProducerId refuses transactional ids the same way).
+//!
+//! Then per partition, in Kafka's order: unknown topic (id) or partition, injected error, the
 //! request-level record checks (exactly one magic-v2 batch; no zstd before v7), acks,
-//! leadership, `min.insync.replicas` for acks=-1, then the log's own checks and the append.
+//! leadership, `min.insync.replicas` for acks=-1, then the log's own checks, the producer's
+//! epoch and sequence (idempotence, KIP-98: see `cluster::producer_state`), and the append.
+//! A retried batch that is already in the log is answered with its original offsets.
 //! Replication is instant, so acks=1 and acks=-1 answer the same. Produce never creates
 //! topics (Kafka only auto-creates on Metadata). acks=0 gets no response at all; when a
 //! partition of an acks=0 request fails, the connection is closed instead, as Kafka does.
 
 use std::collections::BTreeSet;
 
-use franzy::proto::batch_header::BatchHeader;
+use franzy::proto::batch_header::{BatchAttributes, BatchHeader, MAGIC_V2};
 use franzy::proto::ErrorCode;
 use kafka_protocol::messages::produce_response::{
     LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
@@ -24,6 +31,17 @@ use crate::cluster::{log_validator, ClusterError, ClusterState};
 /// Serves a produce request.
 pub fn handle(cluster: &mut ClusterState, ctx: &RequestContext, req: ProduceRequest) -> Reply {
     let version = ctx.api_version;
+    if has_transactional_records(&req) {
+        // Kafka checks WRITE on the transactional id before looking at any partition.
+        let code = ErrorCode::TransactionalIdAuthorizationFailed;
+        if req.acks == 0 {
+            return Reply::Close {
+                reason: format!("acks=0 produce failed with error {}", code.code()),
+            };
+        }
+        let response = error_response(&req, version, code);
+        return Reply::Respond(franzy::proto::ResponseKind::Produce(response));
+    }
     let mut leaders: BTreeSet<i32> = BTreeSet::new();
     let mut responses = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
@@ -58,6 +76,14 @@ pub fn handle(cluster: &mut ClusterState, ctx: &RequestContext, req: ProduceRequ
             let response = match result {
                 Ok(p) => p,
                 Err(e) => {
+                    if let Some(detail) = &e.detail {
+                        tracing::debug!(
+                            topic = name.as_deref().unwrap_or_default(),
+                            partition = data.index,
+                            code = ?e.code,
+                            "produce refused: {detail}"
+                        );
+                    }
                     let mut p = failed(data.index, &e, version);
                     if version >= 10 && e.code == ErrorCode::NotLeaderOrFollower {
                         if let Some(leader) = name
@@ -162,6 +188,29 @@ pub fn partitions(
         .collect()
 }
 
+/// Whether the first batch of some partition is transactional, as Kafka's
+/// `RequestUtils.hasTransactionalRecords` decides: a batch that is not all there, or whose
+/// framing is unreadable, counts as not transactional (the partition checks refuse it).
+fn has_transactional_records(req: &ProduceRequest) -> bool {
+    const ATTRIBUTES: usize = 21;
+    let first_batch = |records: &[u8]| -> Option<BatchAttributes> {
+        let size = records.get(8..12)?;
+        let size = i32::from_be_bytes([size[0], size[1], size[2], size[3]]);
+        let total = usize::try_from(size).ok()?.checked_add(12)?;
+        let batch = records.get(..total)?;
+        if batch.get(16).map(|m| *m as i8) != Some(MAGIC_V2) {
+            return None;
+        }
+        let a = batch.get(ATTRIBUTES..ATTRIBUTES + 2)?;
+        Some(BatchAttributes(i16::from_be_bytes([a[0], a[1]])))
+    };
+    req.topic_data
+        .iter()
+        .flat_map(|t| &t.partition_data)
+        .filter_map(|p| p.records.as_deref())
+        .any(|records| first_batch(records).is_some_and(BatchAttributes::is_transactional))
+}
+
 fn resolve(cluster: &ClusterState, version: i16, name: &TopicName, id: Uuid) -> Option<String> {
     if version >= 13 {
         cluster.topic_by_id(id).map(|t| t.name().to_string())
@@ -216,6 +265,14 @@ fn produce_partition(
         }
     }
     let info = cluster.append_records(topic, partition, batch, ctx.now_ms)?;
+    if info.duplicate {
+        tracing::debug!(
+            topic,
+            partition,
+            base_offset = info.base_offset,
+            "produce: duplicate batch answered with its original offsets"
+        );
+    }
     Ok(PartitionProduceResponse::default()
         .with_index(partition)
         .with_base_offset(info.base_offset)
@@ -229,7 +286,7 @@ fn failed(index: i32, error: &ClusterError, version: i16) -> PartitionProduceRes
         .with_error_code(error.code.code())
         .with_base_offset(-1)
         .with_log_append_time_ms(-1)
-        .with_log_start_offset(-1);
+        .with_log_start_offset(error.log_start_offset.unwrap_or(-1));
     if version >= 8 {
         p.error_message = error.message.as_deref().map(text);
         if let Some(index) = error.record_index {
@@ -288,6 +345,10 @@ mod tests {
 
     fn first(r: &ProduceResponse) -> &PartitionProduceResponse {
         &r.responses[0].partition_responses[0]
+    }
+
+    fn first_error(r: &ProduceResponse) -> i16 {
+        first(r).error_code
     }
 
     #[test]
@@ -547,6 +608,157 @@ mod tests {
             };
             assert_eq!(first(&r).error_code, code, "acks={acks}");
         }
+    }
+
+    fn idempotent(producer_id: i64, epoch: i16, sequence: i32, records: usize) -> Bytes {
+        BatchBuilder::new(NOW)
+            .records(records, 3)
+            .producer(producer_id, epoch, sequence)
+            .bytes()
+    }
+
+    #[test]
+    fn a_retried_batch_is_answered_with_its_original_offsets() {
+        let mut c = cluster_with(1);
+        let pid = c.allocate_producer_id().expect("id");
+        produce_at(
+            &mut c,
+            0,
+            9,
+            -1,
+            0,
+            BatchBuilder::new(NOW).record(b"x").bytes(),
+        );
+        let original = idempotent(pid, 0, 0, 3);
+        let r = produce_at(&mut c, 0, 9, -1, 0, original.clone());
+        assert_eq!((first_error(&r), first(&r).base_offset), (0, 1));
+        assert_eq!(first(&r).log_append_time_ms, -1);
+        let r = produce_at(&mut c, 0, 9, -1, 0, idempotent(pid, 0, 3, 2));
+        assert_eq!(first(&r).base_offset, 4);
+        // The first batch again (its response was lost): not appended, same offsets. Kafka
+        // reports the original's max timestamp as the log-append time, even on a
+        // create-time topic.
+        let r = produce_at(&mut c, 0, 9, -1, 0, original);
+        assert_eq!((first_error(&r), first(&r).base_offset), (0, 1));
+        assert_eq!(first(&r).log_append_time_ms, NOW);
+        assert_eq!(c.partition_log("t", 0).map(|l| l.log_end_offset()), Some(6));
+        let state = c.producer_state("t", 0).and_then(|s| s.entry(pid));
+        assert_eq!(state.map(|e| (e.epoch(), e.last_sequence())), Some((0, 4)));
+    }
+
+    #[test]
+    fn a_duplicate_on_a_log_append_time_topic_gets_the_original_time() {
+        let mut c = cluster_with(1);
+        let configs = BTreeMap::from([("message.timestamp.type".into(), "LogAppendTime".into())]);
+        c.create_topic("lat", 1, configs).expect("create");
+        let leader = c.partition("lat", 0).map_or(-1, |p| p.leader());
+        let batch = idempotent(1000, 0, 0, 2);
+        let mut context = ctx(leader, 9);
+        let mut answers = Vec::new();
+        for now in [NOW, NOW + 5000] {
+            context.now_ms = now;
+            let req = request(-1, "lat", Uuid::nil(), 0, batch.clone());
+            let Reply::Respond(ResponseKind::Produce(r)) = handle(&mut c, &context, req) else {
+                panic!("expected a produce response");
+            };
+            answers.push((first(&r).base_offset, first(&r).log_append_time_ms));
+        }
+        assert_eq!(answers, vec![(0, NOW), (0, NOW)]);
+    }
+
+    #[test]
+    fn sequence_and_epoch_errors_carry_the_log_start_offset_and_no_message() {
+        let mut c = cluster_with(1);
+        let pid = 1000;
+        produce_at(&mut c, 0, 9, -1, 0, idempotent(pid, 1, 0, 4));
+        assert_eq!(c.delete_records("t", 0, 2), Ok(2));
+        for version in [3, 8, 9, 13] {
+            let gap = produce_at(&mut c, 0, version, -1, 0, idempotent(pid, 1, 5, 1));
+            let p = first(&gap);
+            assert_eq!(p.error_code, ErrorCode::OutOfOrderSequenceNumber.code());
+            assert_eq!((p.base_offset, p.log_start_offset), (-1, 2), "v{version}");
+            assert_eq!((p.error_message.clone(), p.record_errors.len()), (None, 0));
+        }
+        let stale = produce_at(&mut c, 0, 9, -1, 0, idempotent(pid, 0, 4, 1));
+        assert_eq!(first_error(&stale), ErrorCode::InvalidProducerEpoch.code());
+        assert_eq!(first(&stale).log_start_offset, 2);
+        let new_epoch_mid_sequence = produce_at(&mut c, 0, 9, -1, 0, idempotent(pid, 2, 4, 1));
+        assert_eq!(
+            first_error(&new_epoch_mid_sequence),
+            ErrorCode::OutOfOrderSequenceNumber.code()
+        );
+        let no_sequence = produce_at(&mut c, 0, 9, -1, 0, idempotent(pid, 1, -1, 1));
+        assert_eq!(first_error(&no_sequence), ErrorCode::InvalidRecord.code());
+        assert_eq!(c.partition_log("t", 0).map(|l| l.log_end_offset()), Some(4));
+        // The producer continues where it was.
+        let next = produce_at(&mut c, 0, 9, -1, 0, idempotent(pid, 1, 4, 1));
+        assert_eq!((first_error(&next), first(&next).base_offset), (0, 4));
+    }
+
+    #[test]
+    fn producer_state_survives_a_leader_change() {
+        let mut c = cluster_with(1);
+        let batch = idempotent(1000, 0, 0, 2);
+        produce_at(&mut c, 0, 9, -1, 0, batch.clone());
+        c.set_broker_up(0, false);
+        let leader = c.partition("t", 0).map_or(-1, |p| p.leader());
+        assert_ne!(leader, 0);
+        let r = produce_at(&mut c, leader, 9, -1, 0, batch);
+        assert_eq!((first_error(&r), first(&r).base_offset), (0, 0));
+        let r = produce_at(&mut c, leader, 9, -1, 0, idempotent(1000, 0, 3, 1));
+        assert_eq!(first_error(&r), ErrorCode::OutOfOrderSequenceNumber.code());
+        c.set_broker_up(0, true);
+        let r = produce_at(&mut c, leader, 9, -1, 0, idempotent(1000, 0, 2, 1));
+        assert_eq!((first_error(&r), first(&r).base_offset), (0, 2));
+    }
+
+    #[test]
+    fn transactional_records_fail_the_whole_request() {
+        let mut c = cluster_with(2);
+        let txn = BatchBuilder::new(NOW)
+            .record(b"x")
+            .producer(1000, 0, 0)
+            .transactional()
+            .bytes();
+        let mut req = request(
+            -1,
+            "t",
+            Uuid::nil(),
+            0,
+            BatchBuilder::new(NOW).record(b"y").bytes(),
+        );
+        req.topic_data[0].partition_data.push(
+            PartitionProduceData::default()
+                .with_index(1)
+                .with_records(Some(txn.clone())),
+        );
+        let Reply::Respond(ResponseKind::Produce(r)) = handle(&mut c, &ctx(0, 9), req) else {
+            panic!("expected a produce response");
+        };
+        let codes: Vec<i16> = r.responses[0]
+            .partition_responses
+            .iter()
+            .map(|p| p.error_code)
+            .collect();
+        let refused = ErrorCode::TransactionalIdAuthorizationFailed.code();
+        assert_eq!(codes, vec![refused, refused]);
+        assert!(!ErrorCode::TransactionalIdAuthorizationFailed.is_retriable());
+        assert_eq!(c.partition_log("t", 0).map(|l| l.log_end_offset()), Some(0));
+        let req = request(0, "t", Uuid::nil(), 1, txn);
+        assert!(matches!(
+            handle(&mut c, &ctx(1, 9), req),
+            Reply::Close { .. }
+        ));
+        // A cut-off transactional batch is not "transactional records": the partition
+        // checks refuse it.
+        let cut = BatchBuilder::new(NOW)
+            .record(b"x")
+            .producer(1000, 0, 0)
+            .transactional()
+            .bytes()
+            .slice(..50);
+        let r = produce_at(&mut c, 0, 9, -1, 0, cut);
+        assert_eq!(first_error(&r), ErrorCode::InvalidRecord.code());
     }
 
     #[test]

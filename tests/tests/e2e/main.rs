@@ -5,4 +5,5 @@ mod client_core;
 mod consumer;
 mod faults;
 mod hostile_input;
+mod idempotence;
 mod producer;
