@@ -437,6 +437,23 @@ struct PartitionQueue<T> {
     next_sequence: i32,
     /// Sequence the broker expects next: the one after the last acknowledged batch.
     expected_sequence: i32,
+    /// A numbered batch was acknowledged in the current epoch: the broker has state for
+    /// the producer here and refuses batches that arrive out of order.
+    acknowledged: bool,
+}
+
+impl<T> PartitionQueue<T> {
+    /// Batches of this partition that may be in flight at once. Until the broker has
+    /// acknowledged a numbered batch of the current epoch it has no state for the producer
+    /// here and accepts any sequence (KIP-360), so a later batch that overtook a lost first
+    /// one would be written before it: one at a time until then.
+    fn in_flight_limit(&self, idempotent: bool, max_in_flight: usize) -> usize {
+        if idempotent && self.acknowledged {
+            max_in_flight
+        } else {
+            1
+        }
+    }
 }
 
 impl<T> Default for PartitionQueue<T> {
@@ -446,6 +463,7 @@ impl<T> Default for PartitionQueue<T> {
             in_flight: 0,
             next_sequence: 0,
             expected_sequence: 0,
+            acknowledged: false,
         }
     }
 }
@@ -578,6 +596,7 @@ impl<T> Accumulator<T> {
             for queue in partitions.values_mut() {
                 queue.next_sequence = 0;
                 queue.expected_sequence = 0;
+                queue.acknowledged = false;
                 for batch in &mut queue.batches {
                     if batch.base_sequence >= 0 || batch.producer_id >= 0 {
                         batch.producer_id = -1;
@@ -587,15 +606,6 @@ impl<T> Accumulator<T> {
                     }
                 }
             }
-        }
-    }
-
-    /// Batches of one partition that may be in flight at once.
-    fn partition_in_flight_limit(&self) -> usize {
-        if self.idempotence.is_enabled() {
-            self.config.max_in_flight
-        } else {
-            1
         }
     }
 
@@ -809,7 +819,8 @@ impl<T> Accumulator<T> {
 
     fn append_to_partition(&mut self, entry: Entry<T>, partition: i32, now: Instant) {
         let limit = self.batch_limit(&entry.record.topic);
-        let in_flight_limit = self.partition_in_flight_limit();
+        let (idempotent, max_in_flight) =
+            (self.idempotence.is_enabled(), self.config.max_in_flight);
         // Look the topic up before cloning its name: a clone per record is measurable.
         let partitions = match self.queues.get_mut(&*entry.record.topic) {
             Some(partitions) => partitions,
@@ -820,7 +831,8 @@ impl<T> Accumulator<T> {
         // changes: a first batch (its linger starts) or a front that became ready. With
         // the partition's in-flight limit reached an answer wakes the sender, which drains
         // then; and a batch behind the front changes no deadline.
-        let front_changes = queue.in_flight < in_flight_limit && queue.batches.len() <= 1;
+        let front_changes = queue.in_flight < queue.in_flight_limit(idempotent, max_in_flight)
+            && queue.batches.len() <= 1;
         let entry = match queue.batches.back_mut() {
             Some(batch) => match try_append(batch, entry) {
                 None => {
@@ -986,13 +998,13 @@ impl<T> Accumulator<T> {
         }
         let force = buffer_exhausted || self.closing || self.flushing();
         let linger = self.config.linger;
-        let in_flight_limit = self.partition_in_flight_limit();
+        let max_in_flight = self.config.max_in_flight;
         let idempotent = self.idempotence.is_enabled();
         let mut by_broker: BTreeMap<i32, Vec<(Arc<str>, i32)>> = BTreeMap::new();
         let mut leaderless = false;
         for (topic, partitions) in &self.queues {
             for (&partition, queue) in partitions {
-                if queue.in_flight >= in_flight_limit {
+                if queue.in_flight >= queue.in_flight_limit(idempotent, max_in_flight) {
                     continue;
                 }
                 let Some(front) = queue.batches.front() else {
@@ -1439,6 +1451,7 @@ impl<T> Accumulator<T> {
             {
                 queue.expected_sequence =
                     idempotence::advance(batch.base_sequence, as_i32(batch.entries.len()));
+                queue.acknowledged = true;
             }
         }
         let outcome = Outcome::Delivered {
@@ -1555,14 +1568,14 @@ impl<T> Accumulator<T> {
             }
         }
         let force = self.closing || self.flushing();
-        let in_flight_limit = self.partition_in_flight_limit();
+        let max_in_flight = self.config.max_in_flight;
         let idempotent = self.idempotence.is_enabled();
         for partitions in self.queues.values() {
             for queue in partitions.values() {
                 for batch in &queue.batches {
                     consider(batch.deadline);
                 }
-                if queue.in_flight >= in_flight_limit {
+                if queue.in_flight >= queue.in_flight_limit(idempotent, max_in_flight) {
                     continue;
                 }
                 if let Some(front) = queue.batches.front() {
@@ -2494,8 +2507,11 @@ mod tests {
         assert_eq!(sequences, vec![(0, 1), (1, 1), (2, 1), (3, 1)]);
     }
 
-    /// An idempotent accumulator with its producer id, one record per batch.
+    /// An idempotent accumulator with its producer id, one record per batch, whose first
+    /// batch to partition 0 (record 99, sequence 0) was acknowledged.
     fn idempotent_accumulator() -> Accumulator<u32> {
+        let t0 = Instant::now();
+        let md = metadata(&[0]);
         let mut acc = Accumulator::new(
             AccumulatorConfig {
                 batch_size: 200,
@@ -2505,7 +2521,44 @@ mod tests {
             1,
         );
         acc.set_producer_id(42, 0);
+        acc.append(record(99, Some(0), 100, t0), &md, t0);
+        let first = acc.drain(t0, &md, true);
+        assert_eq!(numbering(&first), vec![(0, 0)]);
+        acc.handle_response(first[0].request_id, answer(&first[0], 99), t0);
+        assert!(matches!(&completions(&mut acc)[..], [(99, Ok(_))]));
         acc
+    }
+
+    #[test]
+    fn the_first_batch_of_a_partition_goes_alone() {
+        let t0 = Instant::now();
+        let md = metadata(&[0]);
+        let mut acc = Accumulator::new(
+            AccumulatorConfig {
+                batch_size: 200,
+                idempotent: true,
+                ..config()
+            },
+            1,
+        );
+        acc.set_producer_id(42, 0);
+        for n in 0..3 {
+            acc.append(record(n, Some(0), 100, t0), &md, t0);
+        }
+        let first = acc.drain(t0, &md, false);
+        assert_eq!(numbering(&first), vec![(0, 0)]);
+        assert!(
+            acc.drain(t0, &md, false).is_empty(),
+            "a broker without state for the producer accepts any sequence: nothing may \
+             overtake the first batch"
+        );
+        acc.handle_response(first[0].request_id, answer(&first[0], 0), t0);
+        let rest: Vec<_> = (0..3).flat_map(|_| acc.drain(t0, &md, true)).collect();
+        assert_eq!(
+            numbering(&rest),
+            vec![(1, 0), (2, 0)],
+            "then several at once"
+        );
     }
 
     /// (sequence, epoch) of each batch of `plans`.
@@ -2556,7 +2609,7 @@ mod tests {
         }
         assert_eq!(
             numbering(&plans),
-            (0..5).map(|s| (s, 0)).collect::<Vec<_>>(),
+            (1..6).map(|s| (s, 0)).collect::<Vec<_>>(),
             "max.in.flight batches of one partition, numbered in order"
         );
         // The first is refused (leader moved); the broker then refuses the next ones as out
@@ -2576,12 +2629,12 @@ mod tests {
         // Resent one at a time, in sequence order, with the bytes of the first attempt; the
         // fresh batches follow with the next sequences.
         let first = acc.drain(retry_at, &md, false);
-        assert_eq!(numbering(&first), vec![(0, 0)]);
+        assert_eq!(numbering(&first), vec![(1, 0)]);
         assert!(
             acc.drain(retry_at, &md, false).is_empty(),
             "a resent batch goes alone"
         );
-        let mut sent = vec![(0, 0)];
+        let mut sent = vec![(1, 0)];
         acc.handle_response(first[0].request_id, answer(&first[0], 100), retry_at);
         let mut offset = 101;
         for _ in 0..10 {
@@ -2591,7 +2644,7 @@ mod tests {
                 offset += 1;
             }
         }
-        assert_eq!(sent, (0..7).map(|s| (s, 0)).collect::<Vec<_>>());
+        assert_eq!(sent, (1..8).map(|s| (s, 0)).collect::<Vec<_>>());
         let done: Vec<(u32, i64)> = completions(&mut acc)
             .into_iter()
             .map(|(n, r)| (n, r.map(|d| d.offset).unwrap_or(-2)))
@@ -2611,7 +2664,7 @@ mod tests {
             acc.append(record(n, Some(0), 100, t0), &md, t0);
         }
         let plans: Vec<_> = (0..3).flat_map(|_| acc.drain(t0, &md, false)).collect();
-        assert_eq!(numbering(&plans), vec![(0, 0), (1, 0), (2, 0)]);
+        assert_eq!(numbering(&plans), vec![(1, 0), (2, 0), (3, 0)]);
         acc.handle_response(
             plans[0].request_id,
             error_answer(&plans[0], ErrorCode::InvalidRecord),

@@ -322,11 +322,11 @@ async fn a_moved_leader_is_found_through_metadata() {
 }
 
 /// Without idempotence, a produce whose response is lost is retried and written again:
-/// the log then holds the record twice. (Idempotence, a later issue, removes the duplicate.)
+/// the log then holds the record twice.
 #[tokio::test(start_paused = true)]
 async fn a_dropped_connection_after_the_append_is_retried_and_duplicates_without_idempotence() {
     let cluster = cluster(3).await;
-    let producer = producer(&cluster, config(&cluster));
+    let producer = producer(&cluster, config(&cluster).enable_idempotence(false));
     send_all(&producer, numbered("orders", 1, 1)).await;
     cluster.intercept(Interceptor::new(
         ApiKey::Produce,
@@ -342,6 +342,40 @@ async fn a_dropped_connection_after_the_append_is_retried_and_duplicates_without
     let metadata = delivered(delivery).await;
     assert_eq!(metadata.offset, 2, "the first copy took offset 1");
     assert_eq!(values(&cluster, "orders", 1), vec!["v0", "twice", "twice"]);
+    assert_eq!(producer.producer_id(), None);
+    producer.close().await;
+}
+
+/// With idempotence (the default) the same lost response costs nothing: the broker knows
+/// the retried batch by its producer id and sequence, does not write it again, and answers
+/// with the offset of the first copy.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_connection_after_the_append_is_retried_once_with_idempotence() {
+    let cluster = cluster(3).await;
+    let producer = producer(&cluster, config(&cluster));
+    send_all(&producer, numbered("orders", 1, 1)).await;
+    cluster.intercept(Interceptor::new(
+        ApiKey::Produce,
+        Action::DisconnectAfterHandling,
+    ));
+    let delivery = send(
+        &producer,
+        ProducerRecord::new("orders")
+            .with_partition(1)
+            .with_value("once"),
+    )
+    .await;
+    let metadata = delivered(delivery).await;
+    assert_eq!(metadata.offset, 1, "the offset of the only copy");
+    assert_eq!(values(&cluster, "orders", 1), vec!["v0", "once"]);
+    let produces = count(&cluster, ApiKey::Produce);
+    assert_eq!(produces, 3, "v0, the lost answer, and the retry");
+    let (producer_id, epoch) = producer.producer_id().expect("idempotent");
+    assert_eq!(epoch, 0);
+    let stored = batches(&cluster, "orders", 1);
+    assert!(stored.iter().all(|b| b.producer_id == producer_id));
+    let sequences: Vec<i32> = stored.iter().map(|b| b.base_sequence).collect();
+    assert_eq!(sequences, vec![0, 1]);
     producer.close().await;
 }
 
@@ -379,12 +413,29 @@ async fn a_request_that_times_out_is_retried_on_a_new_connection() {
 
 #[tokio::test(start_paused = true)]
 async fn a_delayed_answer_past_the_request_timeout_is_retried_and_duplicates() {
+    let (offset, values) = delayed_answer_past_the_request_timeout(false).await;
+    assert_eq!(offset, 2);
+    assert_eq!(values, vec!["v0", "slow", "slow"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delayed_answer_past_the_request_timeout_is_written_once_with_idempotence() {
+    let (offset, values) = delayed_answer_past_the_request_timeout(true).await;
+    assert_eq!(offset, 1);
+    assert_eq!(values, vec!["v0", "slow"]);
+}
+
+/// A produce answered 10 s late with a 5 s request timeout: the client retries on a new
+/// connection while the first attempt is still on its way. Returns the delivered offset and
+/// the partition's values.
+async fn delayed_answer_past_the_request_timeout(idempotent: bool) -> (i64, Vec<String>) {
     let cluster = cluster(3).await;
     let producer = producer(
         &cluster,
         config(&cluster)
             .request_timeout(Duration::from_secs(5))
-            .delivery_timeout(Duration::from_secs(30)),
+            .delivery_timeout(Duration::from_secs(30))
+            .enable_idempotence(idempotent),
     );
     send_all(&producer, numbered("orders", 5, 1)).await;
     cluster.intercept(Interceptor::new(
@@ -399,9 +450,8 @@ async fn a_delayed_answer_past_the_request_timeout_is_retried_and_duplicates() {
     )
     .await;
     let metadata = delivered(delivery).await;
-    assert_eq!(metadata.offset, 2);
-    assert_eq!(values(&cluster, "orders", 5), vec!["v0", "slow", "slow"]);
     producer.close().await;
+    (metadata.offset, values(&cluster, "orders", 5))
 }
 
 #[tokio::test(start_paused = true)]
@@ -709,12 +759,34 @@ async fn flush_sends_without_lingering_and_close_finishes_everything() {
     delivered(second).await;
 }
 
-/// The ordering guarantee under random faults: with one batch per partition in flight, a
-/// retried batch can only be repeated right after itself (a lost answer), never reordered.
-/// So each partition's log, with immediately repeated batches collapsed, is exactly the
-/// send order. `FRANZY_SEED` picks the fault pattern and the producer's jitter.
+/// The ordering guarantee under random faults without idempotence: with one batch per
+/// partition in flight, a retried batch can only be repeated right after itself (a lost
+/// answer), never reordered. So each partition's log, with immediately repeated batches
+/// collapsed, is exactly the send order. `FRANZY_SEED` picks the fault pattern and the
+/// producer's jitter.
 #[tokio::test(start_paused = true)]
 async fn per_partition_order_survives_random_faults() {
+    let (duplicates, _) = random_faults(false).await;
+    assert!(
+        duplicates > 0,
+        "the faults caused some retries of written batches"
+    );
+}
+
+/// The same faults with idempotence: up to 5 batches of a partition in flight, and yet each
+/// partition's log is exactly the send order, with no batch written twice.
+#[tokio::test(start_paused = true)]
+async fn idempotence_keeps_order_without_duplicates_under_random_faults() {
+    let (duplicates, retried) = random_faults(true).await;
+    assert_eq!(duplicates, 0, "no batch written twice");
+    assert!(retried > 0, "the faults caused retries");
+}
+
+/// Sends 300 keyed records to 6 partitions while a tenth of the produce requests get a
+/// fault, and checks that every record is at its reported offset and that each
+/// partition's log, with immediately repeated batches collapsed, is the send order.
+/// Returns the number of collapsed repeats and of batches sent beyond those written.
+async fn random_faults(idempotent: bool) -> (usize, usize) {
     let seed: u64 = std::env::var("FRANZY_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -731,7 +803,8 @@ async fn per_partition_order_survives_random_faults() {
     let producer = Producer::builder(
         config(&cluster)
             .batch_size(300)
-            .request_timeout(Duration::from_secs(2)),
+            .request_timeout(Duration::from_secs(2))
+            .enable_idempotence(idempotent),
     )
     .connector(Arc::new(cluster.connector()))
     .seed(seed)
@@ -780,9 +853,14 @@ async fn per_partition_order_survives_random_faults() {
     }
     cluster.clear_interceptors();
     let mut duplicates = 0;
+    let mut written = 0;
     for (partition, expected) in expected.iter().enumerate() {
         let mut collapsed: Vec<Vec<String>> = Vec::new();
         for batch in batches(&cluster, "orders", partition as i32) {
+            written += 1;
+            if idempotent {
+                assert!(batch.producer_id >= 0, "seed {seed}: numbered batches");
+            }
             let values: Vec<String> = batch
                 .records
                 .iter()
@@ -799,11 +877,14 @@ async fn per_partition_order_survives_random_faults() {
         let flat: Vec<String> = collapsed.into_iter().flatten().collect();
         assert_eq!(&flat, expected, "seed {seed}: partition {partition}");
     }
-    assert!(
-        duplicates > 0,
-        "seed {seed}: the faults caused some retries of written batches"
-    );
     producer.close().await;
+    let sent: usize = cluster
+        .requests()
+        .iter()
+        .filter(|r| r.api_key == ApiKey::Produce)
+        .map(|r| r.partitions.len())
+        .sum();
+    (duplicates, sent.saturating_sub(written))
 }
 
 #[tokio::test(start_paused = true)]
