@@ -127,6 +127,10 @@ pub enum Error {
     /// An argument passed to a client method is not valid (a negative offset to seek to, ...).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The producer can no longer be used because of this error, which by itself would not
+    /// be fatal (idempotence was asked for and the brokers cannot give a producer id, ...).
+    #[error("producer failed fatally: {0}")]
+    Fatal(Box<Error>),
 }
 
 impl Error {
@@ -150,6 +154,7 @@ impl Error {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             Self::Broker { code, .. } => Some(*code),
+            Self::Fatal(cause) => cause.code(),
             _ => None,
         }
     }
@@ -166,6 +171,7 @@ impl Error {
     /// The instance can no longer be used and must be recreated.
     pub fn is_fatal(&self) -> bool {
         match self {
+            Self::Fatal(_) => true,
             Self::Broker { code, .. } => matches!(
                 code,
                 ErrorCode::ProducerFenced

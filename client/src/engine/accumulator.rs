@@ -569,6 +569,11 @@ impl<T> Accumulator<T> {
     /// but impossible): every record not in flight fails with `error` now, every record
     /// appended later at once, and records in flight when their answer comes.
     pub fn set_fatal(&mut self, error: Error) {
+        let error = if error.is_fatal() {
+            error
+        } else {
+            Error::Fatal(Box::new(error))
+        };
         warn!(%error, "producer failed fatally");
         self.idempotence.set_fatal(error.clone());
         for (_, entries) in std::mem::take(&mut self.waiting) {

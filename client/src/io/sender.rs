@@ -446,10 +446,14 @@ impl Sender {
                 self.init_not_before = None;
                 engine.accumulator.set_producer_id(producer_id, epoch);
             }
-            Err(Error::UnsupportedVersion { address, .. })
-                if !self.cluster.config().idempotence_explicit() =>
-            {
-                warn!(%address, "broker has no InitProducerId: producing without idempotence");
+            Err(
+                error @ (Error::UnsupportedVersion { .. }
+                | Error::Broker {
+                    code: ErrorCode::UnsupportedVersion,
+                    ..
+                }),
+            ) if !self.cluster.config().idempotence_explicit() => {
+                warn!(%error, "the brokers cannot give a producer id: producing without idempotence");
                 engine.accumulator.disable_idempotence();
             }
             Err(error) if error.is_retriable() => {

@@ -379,6 +379,69 @@ async fn a_dropped_connection_after_the_append_is_retried_once_with_idempotence(
     producer.close().await;
 }
 
+/// A broker that lost the producer's state answers UNKNOWN_PRODUCER_ID: the producer bumps
+/// its epoch, numbers the batch again from 0, and delivers it.
+#[tokio::test(start_paused = true)]
+async fn unknown_producer_id_bumps_the_epoch_and_the_batch_is_delivered() {
+    let cluster = cluster(3).await;
+    let producer = producer(&cluster, config(&cluster));
+    send_all(&producer, numbered("orders", 2, 1)).await;
+    cluster.intercept(Interceptor::new(
+        ApiKey::Produce,
+        Action::Error(ErrorCode::UnknownProducerId),
+    ));
+    let metadata = send_all(
+        &producer,
+        vec![ProducerRecord::new("orders")
+            .with_partition(2)
+            .with_value("after")],
+    )
+    .await;
+    assert_eq!(metadata[0].offset, 1);
+    let (producer_id, epoch) = producer.producer_id().expect("idempotent");
+    assert_eq!(epoch, 1, "bumped once");
+    let stored: Vec<(i64, i16, i32)> = batches(&cluster, "orders", 2)
+        .iter()
+        .map(|b| (b.producer_id, b.producer_epoch, b.base_sequence))
+        .collect();
+    assert_eq!(stored, vec![(producer_id, 0, 0), (producer_id, 1, 0)]);
+    producer.close().await;
+}
+
+/// Brokers that cannot give a producer id: with idempotence only on by default the producer
+/// goes on without it; asked for explicitly, every record fails with a fatal error.
+#[tokio::test(start_paused = true)]
+async fn without_init_producer_id_idempotence_is_dropped_unless_it_was_asked_for() {
+    let cluster = cluster(3).await;
+    cluster.intercept(
+        Interceptor::new(
+            ApiKey::InitProducerId,
+            Action::Error(ErrorCode::UnsupportedVersion),
+        )
+        .keep(),
+    );
+    let by_default = producer(&cluster, config(&cluster));
+    send_all(&by_default, numbered("orders", 0, 2)).await;
+    assert_eq!(by_default.producer_id(), None);
+    assert!(batches(&cluster, "orders", 0)
+        .iter()
+        .all(|b| b.producer_id == -1 && b.base_sequence == -1));
+    by_default.close().await;
+
+    let explicit = producer(&cluster, config(&cluster).enable_idempotence(true));
+    let delivery = send(&explicit, ProducerRecord::new("orders").with_value("x")).await;
+    let error = outcome(delivery).await.expect_err("no producer id");
+    assert!(error.error.is_fatal(), "{error}");
+    assert_eq!(error.persisted, Persisted::No);
+    let later = send(&explicit, ProducerRecord::new("orders").with_value("y")).await;
+    assert!(outcome(later)
+        .await
+        .expect_err("still fatal")
+        .error
+        .is_fatal());
+    explicit.close().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_request_that_times_out_is_retried_on_a_new_connection() {
     let cluster = cluster(3).await;
