@@ -23,10 +23,15 @@
 //! `send` returned. A failure gives the record back ([`ProduceError::record`]) together with
 //! whether it may nonetheless be in the log ([`Persisted`]).
 //!
-//! Ordering: records of one partition are written in the order `send` returned, also across
-//! retries, because at most one batch per partition is in flight (see
-//! [`engine::accumulator`](crate::engine::accumulator)). Without idempotence a retry after a
-//! lost response may write a batch twice; such failures report [`Persisted::Possibly`].
+//! Ordering and duplicates: records of one partition are written in the order `send`
+//! returned, also across retries. The producer is idempotent by default
+//! (`enable.idempotence`): it gets a producer id and numbers each partition's batches, so up
+//! to `max.in.flight.requests.per.connection` batches of a partition can be in flight, the
+//! broker refuses one that overtakes another, and a batch retried after a lost response is
+//! not written twice (see [`engine::idempotence`](crate::engine::idempotence)). Without
+//! idempotence one batch per partition is in flight (see
+//! [`engine::accumulator`](crate::engine::accumulator)), and a retry after a lost response
+//! may write a batch twice; such failures report [`Persisted::Possibly`].
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

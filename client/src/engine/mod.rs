@@ -8,6 +8,7 @@
 //! | [`partitioner`] | Java-compatible murmur2 and uniform sticky partitioning |
 //! | [`metadata`] | the cluster view: brokers, topics, leaders, leader epochs, refresh |
 //! | [`accumulator`] | producer batches: partitioning, linger, sizes, drain per leader, retries |
+//! | [`idempotence`] | producer id and epoch, sequence arithmetic, epoch bumps |
 
 pub mod accumulator;
 pub mod backoff;
