@@ -153,6 +153,22 @@ impl BrokerConnection {
         build: BuildRequest,
         expect_response: bool,
     ) -> Result<Option<Response>, RequestError> {
+        self.submit(api, build, expect_response).await?.await
+    }
+
+    /// Queues a request on the connection and returns, without waiting for the answer, a
+    /// future of it. Requests go on the wire in the order they were queued, so a caller
+    /// that must keep an order (the producer's numbered batches) queues them one after the
+    /// other.
+    pub async fn submit(
+        &self,
+        api: ApiKey,
+        build: BuildRequest,
+        expect_response: bool,
+    ) -> Result<
+        impl std::future::Future<Output = Result<Option<Response>, RequestError>>,
+        RequestError,
+    > {
         let (reply, answer) = oneshot::channel();
         let command = Command {
             api,
@@ -160,18 +176,17 @@ impl BrokerConnection {
             expect_response,
             reply,
         };
+        let disconnected = || -> RequestError {
+            Error::Disconnected {
+                address: self.address.to_string(),
+            }
+            .into()
+        };
         if self.commands.send(command).await.is_err() {
-            return Err(Error::Disconnected {
-                address: self.address.to_string(),
-            }
-            .into());
+            return Err(disconnected());
         }
-        answer.await.unwrap_or_else(|_| {
-            Err(Error::Disconnected {
-                address: self.address.to_string(),
-            }
-            .into())
-        })
+        let lost = disconnected();
+        Ok(async move { answer.await.unwrap_or(Err(lost)) })
     }
 }
 

@@ -161,6 +161,7 @@ pub(crate) fn spawn(
         requests: Vec::new(),
         dispatch: HashMap::new(),
         request_batches: HashMap::new(),
+        queued: HashMap::new(),
         refresh: JoinSet::new(),
         init: JoinSet::new(),
         init_backoff: metadata_backoff.clone(),
@@ -190,6 +191,10 @@ struct Sender {
     /// Written/abandoned state of each batch in a request not yet answered.
     dispatch: HashMap<BatchId, Arc<AtomicU8>>,
     request_batches: HashMap<RequestId, Vec<BatchId>>,
+    /// Per broker address, resolves once the last request dispatched to it was queued on
+    /// its connection (or gave up): the next one waits for it, so requests reach each
+    /// connection in drain order and numbered batches reach the broker in sequence order.
+    queued: HashMap<String, oneshot::Receiver<()>>,
     refresh: JoinSet<Result<(), Error>>,
     /// The InitProducerId request in flight, if any.
     init: JoinSet<Result<(i64, i16), Error>>,
@@ -488,13 +493,18 @@ impl Sender {
             request = request_id,
             batches = plan.batches.len()
         );
+        let order = address.as_ref().map(|address| {
+            let (done, next) = oneshot::channel();
+            let previous = self.queued.insert(address.clone(), next);
+            QueueOrder { previous, done }
+        });
         self.requests.push(Box::pin(
             async move {
-                let outcome = match address {
-                    Some(address) => {
-                        send_request(&cluster, &address, plan, states, timeout_ms).await
+                let outcome = match (address, order) {
+                    (Some(address), Some(order)) => {
+                        send_request(&cluster, &address, plan, states, timeout_ms, order).await
                     }
-                    None => ProduceOutcome::Failed {
+                    _ => ProduceOutcome::Failed {
                         error: Error::Protocol {
                             peer: format!("broker {}", plan.broker),
                             reason: "broker not in metadata".into(),
@@ -651,6 +661,14 @@ async fn init_producer_id(cluster: &ClusterClient) -> Result<(i64, i16), Error> 
 /// ignore it without a transactional id.
 const TRANSACTION_TIMEOUT_MS: i32 = 60_000;
 
+/// A request's place in its broker's queue: it may go on the connection once `previous`
+/// resolves (the request dispatched before it to the same broker was queued, or gave up),
+/// and resolves `done` (by dropping it) once it was queued itself.
+struct QueueOrder {
+    previous: Option<oneshot::Receiver<()>>,
+    done: oneshot::Sender<()>,
+}
+
 /// Sends one Produce request and turns whatever happens into a [`ProduceOutcome`].
 async fn send_request(
     cluster: &ClusterClient,
@@ -658,7 +676,13 @@ async fn send_request(
     plan: ProduceRequestPlan,
     states: Vec<Arc<AtomicU8>>,
     timeout_ms: i32,
+    order: QueueOrder,
 ) -> ProduceOutcome {
+    let QueueOrder { previous, done } = order;
+    if let Some(previous) = previous {
+        // Err only means the previous request gave up: the turn is ours either way.
+        let _ = previous.await;
+    }
     let connection = match cluster.connection(address).await {
         Ok(connection) => connection,
         Err(error) => return ProduceOutcome::Failed { error, sent: false },
@@ -689,10 +713,15 @@ async fn send_request(
         build_request(version, acks, timeout_ms, &kept).map(RequestKind::Produce)
     });
     let expect_response = acks != Acks::None;
-    match connection
-        .request(ApiKey::Produce, build, expect_response)
-        .await
-    {
+    let queued = connection
+        .submit(ApiKey::Produce, build, expect_response)
+        .await;
+    drop(done);
+    let answer = match queued {
+        Ok(answer) => answer.await,
+        Err(error) => Err(error),
+    };
+    match answer {
         Ok(None) => ProduceOutcome::Written,
         Ok(Some(response)) => match *response.body {
             ResponseKind::Produce(body) => {

@@ -379,6 +379,41 @@ async fn a_dropped_connection_after_the_append_is_retried_once_with_idempotence(
     producer.close().await;
 }
 
+/// Many numbered batches of each partition in flight over one connection per broker: they
+/// must reach the broker in sequence order, or it refuses them as out of order. With no
+/// fault injected, every batch is sent exactly once and the logs are the send order.
+#[tokio::test(start_paused = true)]
+async fn numbered_batches_reach_the_broker_in_sequence_order() {
+    let cluster = cluster(3).await;
+    let producer = producer(&cluster, config(&cluster).batch_size(400).linger(MS));
+    let records: Vec<ProducerRecord> = (0..3000)
+        .map(|i| {
+            ProducerRecord::new("orders")
+                .with_partition(i % 6)
+                .with_value(format!("v{i}"))
+        })
+        .collect();
+    send_all(&producer, records).await;
+    let mut written = 0;
+    for partition in 0..6 {
+        let expected: Vec<String> = (0..3000)
+            .filter(|i| i % 6 == partition)
+            .map(|i| format!("v{i}"))
+            .collect();
+        assert_eq!(values(&cluster, "orders", partition), expected);
+        written += batches(&cluster, "orders", partition).len();
+    }
+    let sent: usize = cluster
+        .requests()
+        .iter()
+        .filter(|r| r.api_key == ApiKey::Produce)
+        .map(|r| r.partitions.len())
+        .sum();
+    assert!(written > 6 * 10, "many batches per partition: {written}");
+    assert_eq!(sent, written, "no batch was refused and sent again");
+    producer.close().await;
+}
+
 /// A broker that lost the producer's state answers UNKNOWN_PRODUCER_ID: the producer bumps
 /// its epoch, numbers the batch again from 0, and delivers it.
 #[tokio::test(start_paused = true)]
