@@ -104,6 +104,10 @@ where
     let (mut reader, mut writer) = tokio::io::split(stream);
     let decoder = FrameDecoder::new(shared.max_frame_size);
     let mut buf = BytesMut::with_capacity(8 * 1024);
+    // The last response's buffer, emptied, for the next one: a fetch response of tens of
+    // megabytes encoded into fresh memory each time cost more in page faults and regrowth
+    // copies than the encoding itself.
+    let mut spare = BytesMut::new();
     loop {
         loop {
             let frame = match decoder.decode(&mut buf) {
@@ -111,10 +115,14 @@ where
                 Ok(None) => break,
                 Err(error) => return End::Closed(format!("bad frame: {error}")),
             };
-            match handle_frame(shared, broker_id, frame).await {
-                Outcome::Send(bytes) => {
+            match handle_frame(shared, broker_id, frame, std::mem::take(&mut spare)).await {
+                Outcome::Send(mut bytes) => {
                     if let Err(error) = writer.write_all(&bytes).await {
                         return End::Io(error);
+                    }
+                    if bytes.capacity() <= MAX_SPARE_RESPONSE_BUFFER {
+                        bytes.clear();
+                        spare = bytes;
                     }
                 }
                 Outcome::Nothing => {}
@@ -142,7 +150,12 @@ where
     }
 }
 
-async fn handle_frame(shared: &Shared, broker_id: i32, frame: Bytes) -> Outcome {
+/// Largest response buffer a connection keeps for its next response.
+const MAX_SPARE_RESPONSE_BUFFER: usize = 64 * 1024 * 1024;
+
+/// Handles one request frame; a response is encoded into `out` (empty, possibly with
+/// capacity left from an earlier response).
+async fn handle_frame(shared: &Shared, broker_id: i32, frame: Bytes, out: BytesMut) -> Outcome {
     let prefix = match peek_request_prefix(&frame) {
         Ok(prefix) => prefix,
         Err(error) => return Outcome::Close(error.to_string()),
@@ -173,7 +186,7 @@ async fn handle_frame(shared: &Shared, broker_id: i32, frame: Bytes) -> Outcome 
                     Vec::new(),
                 );
                 let body = ResponseKind::ApiVersions(api_versions::unsupported_version_response());
-                return encode(api, 0, prefix.correlation_id, &body);
+                return encode(out, api, 0, prefix.correlation_id, &body);
             }
             return Outcome::Close(format!("unsupported version {version} of {api:?}"));
         }
@@ -228,7 +241,7 @@ async fn handle_frame(shared: &Shared, broker_id: i32, frame: Bytes) -> Outcome 
             Some(Action::Delay(delay)) => tokio::time::sleep(delay).await,
             _ => {}
         }
-        let mut outcome = encode(api, version, prefix.correlation_id, &response);
+        let mut outcome = encode(out, api, version, prefix.correlation_id, &response);
         if let (Some(Action::AlterResponse(alter)), Outcome::Send(bytes)) = (&action, &mut outcome)
         {
             alter(bytes);
@@ -274,8 +287,13 @@ async fn run_handler(shared: &Shared, mut ctx: RequestContext, body: RequestKind
     }
 }
 
-fn encode(api: ApiKey, version: i16, correlation_id: i32, body: &ResponseKind) -> Outcome {
-    let mut out = BytesMut::new();
+fn encode(
+    mut out: BytesMut,
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &ResponseKind,
+) -> Outcome {
     match encode_response(&mut out, api, version, correlation_id, body) {
         Ok(()) => Outcome::Send(out),
         Err(error) => Outcome::Close(format!("could not encode the response: {error}")),
