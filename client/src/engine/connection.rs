@@ -249,7 +249,10 @@ impl Connection {
         loop {
             let frame = match self.decoder.decode(&mut self.received) {
                 Ok(Some(frame)) => frame,
-                Ok(None) => return,
+                Ok(None) => {
+                    self.reserve_for_partial_frame();
+                    return;
+                }
                 Err(error) => return self.fail_protocol(error.to_string()),
             };
             if let Err(reason) = self.handle_frame(frame, now) {
@@ -257,6 +260,19 @@ impl Connection {
             }
             if self.is_closed() {
                 return;
+            }
+        }
+    }
+
+    /// Makes room for the whole frame whose start is buffered, once its length (checked
+    /// against `max_response_size`) is known: growing by doubling as reads arrive would copy
+    /// a large fetch response several times and touch about twice its size in fresh pages.
+    /// Capacity the peer never fills costs address space, not memory.
+    fn reserve_for_partial_frame(&mut self) {
+        if let Ok(Some(length)) = self.decoder.peek_length(&self.received) {
+            let total = length.saturating_add(4);
+            if self.received.capacity() < total {
+                self.received.reserve(total - self.received.len());
             }
         }
     }
