@@ -21,12 +21,12 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::error::Error;
-use crate::proto::frame::{FrameDecoder, DEFAULT_MAX_FRAME_SIZE};
+use crate::proto::frame::{FrameDecoder, FramePool, DEFAULT_MAX_FRAME_SIZE, POOLED_FRAME_MIN};
 use crate::proto::message::{decode_response, encode_request, peek_correlation_id};
 use crate::proto::versions::BrokerVersions;
 use crate::proto::{ApiKey, ErrorCode, RequestHeader, RequestKind, ResponseKind};
@@ -118,6 +118,9 @@ pub struct Connection {
     /// covered by bytes already handed out.
     transmit: BytesMut,
     received: BytesMut,
+    /// A large frame being read into a pooled buffer, and its length.
+    assembling: Option<(Vec<u8>, usize)>,
+    frames: FramePool,
     decoder: FrameDecoder,
     events: VecDeque<ConnectionEvent>,
 }
@@ -135,6 +138,8 @@ impl Connection {
             in_flight: VecDeque::new(),
             transmit: BytesMut::new(),
             received: BytesMut::new(),
+            assembling: None,
+            frames: FramePool::default(),
             decoder,
             events: VecDeque::new(),
         };
@@ -241,38 +246,49 @@ impl Connection {
     }
 
     /// Bytes read from the socket.
-    pub fn handle_received(&mut self, bytes: &[u8], now: Instant) {
-        if self.is_closed() {
-            return;
-        }
-        self.received.extend_from_slice(bytes);
-        loop {
-            let frame = match self.decoder.decode(&mut self.received) {
-                Ok(Some(frame)) => frame,
-                Ok(None) => {
-                    self.reserve_for_partial_frame();
+    pub fn handle_received(&mut self, mut bytes: &[u8], now: Instant) {
+        while !self.is_closed() {
+            // A large frame goes to a pooled buffer (see `FramePool`), the rest through
+            // `received`.
+            if let Some((buffer, length)) = &mut self.assembling {
+                let take = (*length - buffer.len()).min(bytes.len());
+                buffer.extend_from_slice(&bytes[..take]);
+                bytes = &bytes[take..];
+                if buffer.len() < *length {
                     return;
                 }
+                let Some((buffer, _)) = self.assembling.take() else {
+                    return;
+                };
+                let frame = self.frames.frame(buffer);
+                if let Err(reason) = self.handle_frame(frame, now) {
+                    return self.fail_protocol(reason);
+                }
+                continue;
+            }
+            self.received.extend_from_slice(bytes);
+            bytes = &[];
+            let length = match self.decoder.peek_length(&self.received) {
+                Ok(Some(length)) => length,
+                Ok(None) => return,
+                Err(error) => return self.fail_protocol(error.to_string()),
+            };
+            if length >= POOLED_FRAME_MIN {
+                let mut buffer = self.frames.take(length);
+                self.received.advance(4);
+                let have = self.received.len().min(length);
+                buffer.extend_from_slice(&self.received[..have]);
+                self.received.advance(have);
+                self.assembling = Some((buffer, length));
+                continue;
+            }
+            let frame = match self.decoder.decode(&mut self.received) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return,
                 Err(error) => return self.fail_protocol(error.to_string()),
             };
             if let Err(reason) = self.handle_frame(frame, now) {
                 return self.fail_protocol(reason);
-            }
-            if self.is_closed() {
-                return;
-            }
-        }
-    }
-
-    /// Makes room for the whole frame whose start is buffered, once its length (checked
-    /// against `max_response_size`) is known: growing by doubling as reads arrive would copy
-    /// a large fetch response several times and touch about twice its size in fresh pages.
-    /// Capacity the peer never fills costs address space, not memory.
-    fn reserve_for_partial_frame(&mut self) {
-        if let Ok(Some(length)) = self.decoder.peek_length(&self.received) {
-            let total = length.saturating_add(4);
-            if self.received.capacity() < total {
-                self.received.reserve(total - self.received.len());
             }
         }
     }
@@ -453,6 +469,7 @@ impl Connection {
         self.state = State::Closed;
         self.transmit.clear();
         self.received.clear();
+        self.assembling = None;
         for request in std::mem::take(&mut self.in_flight) {
             let mut error = error_for(&request);
             if let Error::Disconnected { address: a } = &mut error {
@@ -593,6 +610,62 @@ mod tests {
             .collect();
         assert_eq!(tokens, vec![7, 8]);
         assert_eq!(conn.in_flight(), 0);
+    }
+
+    #[test]
+    fn large_frames_are_read_into_pooled_buffers_across_reads() {
+        use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
+        use kafka_protocol::messages::TopicName;
+        let now = Instant::now();
+        let mut conn = ready_connection(now);
+        let body = RequestKind::Metadata(MetadataRequest::default());
+        conn.send(7, ApiKey::Metadata, 12, &body, true, now)
+            .expect("send");
+        conn.send(8, ApiKey::Metadata, 12, &body, true, now)
+            .expect("send");
+        let bytes = conn.poll_transmit().expect("two requests");
+        let mut buf = BytesMut::from(&bytes[..]);
+        let mut correlation = || {
+            let frame = FrameDecoder::default().decode(&mut buf).ok().flatten();
+            decode_request(frame.expect("frame"))
+                .expect("decodes")
+                .header
+                .correlation_id
+        };
+        let (c1, c2) = (correlation(), correlation());
+        let topics: Vec<MetadataResponseTopic> = (0..5000)
+            .map(|i| {
+                MetadataResponseTopic::default().with_name(Some(TopicName(StrBytes::from_string(
+                    format!("a-topic-with-a-rather-long-name-{i:08}"),
+                ))))
+            })
+            .collect();
+        let large = ResponseKind::Metadata(MetadataResponse::default().with_topics(topics));
+        let small = ResponseKind::Metadata(MetadataResponse::default());
+        let mut wire = BytesMut::new();
+        encode_response(&mut wire, ApiKey::Metadata, 12, c1, &large).expect("encode");
+        assert!(wire.len() > POOLED_FRAME_MIN, "{} bytes", wire.len());
+        encode_response(&mut wire, ApiKey::Metadata, 12, c2, &small).expect("encode");
+        // Cut inside the first prefix, inside the large body, and across both frames.
+        let cuts = [2, 70_000, wire.len() - 10, wire.len()];
+        let mut from = 0;
+        for to in cuts {
+            conn.handle_received(&wire[from..to], now);
+            from = to;
+        }
+        let responses: Vec<(u64, usize)> = std::iter::from_fn(|| conn.poll_event())
+            .map(|e| match e {
+                ConnectionEvent::Response {
+                    token, response, ..
+                } => match *response {
+                    ResponseKind::Metadata(m) => (token, m.topics.len()),
+                    other => panic!("unexpected {other:?}"),
+                },
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(responses, vec![(7, 5000), (8, 0)]);
+        assert!(!conn.is_closed());
     }
 
     #[test]

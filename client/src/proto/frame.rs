@@ -128,10 +128,118 @@ pub fn finish_frame(out: &mut BytesMut, at: usize) -> Result<(), FrameError> {
     Ok(())
 }
 
+/// Frames at least this long are read into a [`FramePool`] buffer.
+pub const POOLED_FRAME_MIN: usize = 128 * 1024;
+
+/// Most spare buffers a [`FramePool`] keeps.
+const MAX_SPARE_FRAMES: usize = 2;
+
+/// Reusable buffers for large frames (fetch responses of megabytes).
+///
+/// Record values are slices of the frame they arrived in, so a frame's memory lives until
+/// the last record is dropped; a fresh allocation for each frame then cost a page fault for
+/// every 4 KiB of it (the allocator maps large blocks anew each time and unmaps them when
+/// freed). A frame made by [`FramePool::frame`] hands its buffer back when its last slice
+/// is dropped, and the next large frame is read into it. At most two spare buffers are
+/// kept, the largest ones.
+#[derive(Debug, Clone, Default)]
+pub struct FramePool {
+    spares: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+impl FramePool {
+    /// An empty buffer with room for `length` bytes: a spare one if one is large enough.
+    pub fn take(&self, length: usize) -> Vec<u8> {
+        let mut spares = self.lock();
+        match spares.iter().position(|b| b.capacity() >= length) {
+            Some(index) => spares.swap_remove(index),
+            None => Vec::with_capacity(length),
+        }
+    }
+
+    /// `buffer` as a frame whose memory comes back to this pool once every slice of it is
+    /// dropped.
+    pub fn frame(&self, buffer: Vec<u8>) -> Bytes {
+        Bytes::from_owner(PooledFrame {
+            buffer,
+            pool: self.clone(),
+        })
+    }
+
+    /// Spare buffers held now.
+    pub fn spares(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn give_back(&self, mut buffer: Vec<u8>) {
+        buffer.clear();
+        let mut spares = self.lock();
+        spares.push(buffer);
+        if spares.len() > MAX_SPARE_FRAMES {
+            if let Some((smallest, _)) = spares.iter().enumerate().min_by_key(|(_, b)| b.capacity())
+            {
+                spares.swap_remove(smallest);
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<u8>>> {
+        self.spares.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The owner of a pooled frame's bytes.
+struct PooledFrame {
+    buffer: Vec<u8>,
+    pool: FramePool,
+}
+
+impl AsRef<[u8]> for PooledFrame {
+    fn as_ref(&self) -> &[u8] {
+        &self.buffer
+    }
+}
+
+impl Drop for PooledFrame {
+    fn drop(&mut self) {
+        self.pool.give_back(std::mem::take(&mut self.buffer));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn pooled_frames_give_their_buffer_back_when_the_last_slice_goes() {
+        let pool = FramePool::default();
+        let mut buffer = pool.take(1000);
+        buffer.extend_from_slice(&[7u8; 1000]);
+        let address = buffer.as_ptr();
+        let frame = pool.frame(buffer);
+        let slice = frame.slice(10..20);
+        drop(frame);
+        assert_eq!(pool.spares(), 0, "a slice still holds the buffer");
+        assert_eq!(&slice[..], &[7u8; 10]);
+        drop(slice);
+        assert_eq!(pool.spares(), 1);
+        let again = pool.take(800);
+        assert_eq!(again.as_ptr(), address, "the same memory, reused");
+        assert!(again.is_empty());
+        // Three frames alive at once need three buffers; when they go, the two largest
+        // are kept.
+        let frames: Vec<Bytes> = [10, 5000, 3000]
+            .into_iter()
+            .map(|size| pool.frame(pool.take(size)))
+            .collect();
+        drop(again);
+        drop(frames);
+        assert_eq!(pool.spares(), 2);
+        assert!(pool.take(4000).capacity() >= 4000);
+        assert!(pool.take(2000).capacity() >= 2000);
+        assert_eq!(pool.spares(), 0);
+    }
 
     #[test]
     fn partial_prefix_and_partial_body_need_more_bytes() {
