@@ -349,6 +349,8 @@ pub struct Fetcher {
     /// first (KIP-74 returns the first partition's first batch whole).
     fetch_rotation: usize,
     space_freed: bool,
+    /// Raw batches buffered since the last [`Fetcher::take_undecoded`].
+    undecoded: Vec<(TopicPartition, Bytes)>,
 }
 
 #[derive(Debug)]
@@ -456,14 +458,32 @@ struct PartitionState {
 
 #[derive(Debug)]
 enum Buffered {
-    /// A batch as fetched, decoded (CRC, records) only once `poll_event` reaches it: the
-    /// driver applies a response under the lock `recv` needs, so decoding there would make
-    /// the user wait for a whole response's records; here each batch is decoded by the
-    /// `recv` that needs it.
+    /// A batch as fetched, not decoded yet: the driver applies a response under the lock
+    /// `recv` needs, so decoding there would make the user wait for a whole response's
+    /// records. The driver decodes it after releasing the lock ([`decode_ahead`],
+    /// [`Fetcher::handle_decoded`]); if `poll_event` reaches it first, it decodes it.
     Raw(RawBatch),
     Batch(BufferedBatch),
     Eof(i64),
     Error(Error),
+}
+
+impl Buffered {
+    /// A decoded batch, ready for `poll_event`.
+    fn decoded(mut batch: RecordBatch, response_bytes: usize) -> Self {
+        let records = if batch.is_control {
+            // Transaction markers are not for the user; read_committed's filtering of
+            // aborted transactions builds on them later.
+            Vec::new()
+        } else {
+            std::mem::take(&mut batch.records)
+        };
+        Self::Batch(BufferedBatch {
+            batch,
+            records: records.into_iter(),
+            bytes: response_bytes,
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -545,6 +565,7 @@ impl Fetcher {
             drain_cursor: 0,
             fetch_rotation: 0,
             space_freed: false,
+            undecoded: Vec::new(),
         }
     }
 
@@ -988,6 +1009,45 @@ impl Fetcher {
     /// The next thing for the user, if any: a record, an end-of-partition event, or a
     /// partition's error. Partitions take turns batch by batch; paused ones are skipped.
     pub fn poll_event(&mut self) -> Option<Result<ConsumerEvent, Error>> {
+        self.poll_event_inner()
+    }
+
+    /// The raw batches buffered by fetch responses since the last call, for the driver to
+    /// decode ahead with [`decode_ahead`] outside the lock `recv` needs, and hand back with
+    /// [`Fetcher::handle_decoded`]. Decoding them is optional: `poll_event` decodes any
+    /// batch still raw when it reaches it.
+    pub fn take_undecoded(&mut self) -> Vec<(TopicPartition, Bytes)> {
+        std::mem::take(&mut self.undecoded)
+    }
+
+    /// Puts batches decoded ahead in place of their raw form, where they are still raw and
+    /// buffered (a seek or `recv` may have got there first). A batch that failed to decode
+    /// stays raw: `poll_event` reports the error in its place.
+    pub fn handle_decoded(&mut self, decoded: Vec<(TopicPartition, Bytes, RecordBatch)>) {
+        for (tp, bytes, batch) in decoded {
+            let Some(state) = self.partitions.get_mut(&tp) else {
+                continue;
+            };
+            let slot = state.buffer.iter_mut().find(|b| {
+                matches!(b, Buffered::Raw(raw)
+                    if raw.bytes.as_ptr() == bytes.as_ptr() && raw.bytes.len() == bytes.len())
+            });
+            if let Some(slot) = slot {
+                let response_bytes = match slot {
+                    Buffered::Raw(raw) => raw.response_bytes,
+                    _ => continue,
+                };
+                *slot = Buffered::decoded(batch, response_bytes);
+            }
+        }
+    }
+
+    /// The decode limits, for [`decode_ahead`].
+    pub fn decode_limits(&self) -> DecodeLimits {
+        self.config.decode_limits.clone()
+    }
+
+    fn poll_event_inner(&mut self) -> Option<Result<ConsumerEvent, Error>> {
         let count = self.partitions.len();
         // One full turn over the partitions, plus the one we started at.
         for _ in 0..=count {
@@ -1027,20 +1087,7 @@ impl Fetcher {
             };
             match front {
                 Buffered::Raw(raw) => match RecordBatch::decode(&raw.bytes, limits) {
-                    Ok(mut batch) => {
-                        let records = if batch.is_control {
-                            // Transaction markers are not for the user; read_committed's
-                            // filtering of aborted transactions builds on them later.
-                            Vec::new()
-                        } else {
-                            std::mem::take(&mut batch.records)
-                        };
-                        *front = Buffered::Batch(BufferedBatch {
-                            batch,
-                            records: records.into_iter(),
-                            bytes: raw.response_bytes,
-                        });
-                    }
+                    Ok(batch) => *front = Buffered::decoded(batch, raw.response_bytes),
                     Err(error) => {
                         // Never skipped: the partition stops here, at this batch, until a
                         // seek; what was fetched after it is dropped.
@@ -1297,8 +1344,10 @@ impl Fetcher {
             // Decoded (and its CRC checked) when the user reaches it; see `Buffered::Raw`.
             next = header.next_offset();
             let len = range.len();
+            let bytes = records.slice(range);
+            self.undecoded.push((tp.clone(), bytes.clone()));
             state.buffer.push_back(Buffered::Raw(RawBatch {
-                bytes: records.slice(range),
+                bytes,
                 response_bytes: len,
             }));
             counted += len;
@@ -1356,6 +1405,20 @@ fn unknown_partition(tp: &TopicPartition) -> Error {
 
 fn millis_i32(duration: Duration) -> i32 {
     i32::try_from(duration.as_millis()).unwrap_or(i32::MAX)
+}
+
+/// Decodes raw batches from [`Fetcher::take_undecoded`]; those that do not decode are left
+/// out (`poll_event` decodes them again and reports the error at their place).
+pub fn decode_ahead(
+    raw: Vec<(TopicPartition, Bytes)>,
+    limits: &DecodeLimits,
+) -> Vec<(TopicPartition, Bytes, RecordBatch)> {
+    raw.into_iter()
+        .filter_map(|(tp, bytes)| {
+            let batch = RecordBatch::decode(&bytes, limits).ok()?;
+            Some((tp, bytes, batch))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -2098,6 +2161,49 @@ mod tests {
             only_plan(&mut f, now, &md).partitions().collect::<Vec<_>>(),
             vec![(&p, 3)]
         );
+    }
+
+    #[test]
+    fn batches_decoded_ahead_replace_their_raw_form_and_a_corrupt_one_stays_in_place() {
+        let now = Instant::now();
+        let md = metadata(&[("t", &[0])]);
+        let p = tp("t", 0);
+        let mut f = fetcher(config(), std::slice::from_ref(&p));
+        let plan = only_plan(&mut f, now, &md);
+        let mut bad = batch(2, &["c"]);
+        let last = bad.len() - 1;
+        bad[last] ^= 0x55;
+        let records = [batch(0, &["a", "b"]), bad, batch(3, &["d"])].concat();
+        f.handle_fetch_response(plan.id(), 18, response("t", vec![ok(0, 4, records)]), now);
+        let undecoded = f.take_undecoded();
+        assert_eq!(undecoded.len(), 3);
+        assert!(f.take_undecoded().is_empty(), "taken once");
+        let decoded = decode_ahead(undecoded, &f.decode_limits());
+        assert_eq!(decoded.len(), 2, "the corrupt batch is left out");
+        // The user already took the first record (decoding batch 0 itself): handing the
+        // decoded batches back must not repeat it.
+        let first = f.poll_event();
+        assert!(matches!(&first, Some(Ok(ConsumerEvent::Record(r))) if r.offset == 0));
+        f.handle_decoded(decoded);
+        let events = drain(&mut f);
+        assert_eq!(record_offsets(&events), vec![(0, 1)]);
+        assert!(matches!(
+            events.last(),
+            Some(Err(Error::CorruptRecord { partition: 0, .. }))
+        ));
+        // Batches decoded for a buffer a seek emptied are dropped.
+        f.seek(&p, Offset::At(3)).expect("seek");
+        let plan = only_plan(&mut f, now, &md);
+        f.handle_fetch_response(
+            plan.id(),
+            18,
+            response("t", vec![ok(0, 4, batch(3, &["d"]))]),
+            now,
+        );
+        let decoded = decode_ahead(f.take_undecoded(), &f.decode_limits());
+        f.seek(&p, Offset::At(3)).expect("seek again");
+        f.handle_decoded(decoded);
+        assert!(drain(&mut f).is_empty());
     }
 
     #[test]

@@ -27,7 +27,7 @@ use tracing::{debug, Instrument};
 use super::broker::{RequestError, Response};
 use super::cluster::ClusterClient;
 use crate::engine::backoff::{Backoff, Rng};
-use crate::engine::fetcher::{FetchPlan, Fetcher, ListOffsetsPlan};
+use crate::engine::fetcher::{decode_ahead, FetchPlan, Fetcher, ListOffsetsPlan};
 use crate::error::Error;
 use crate::proto::{ApiKey, RequestKind, ResponseKind};
 
@@ -185,7 +185,15 @@ pub(crate) async fn run(shared: Arc<Shared>, seed: u64) {
                             }
                             Err(error) => state.fetcher.handle_fetch_failure(id, &error, now.into_std()),
                         }
+                        let undecoded = state.fetcher.take_undecoded();
+                        let limits = state.fetcher.decode_limits();
                         wake_user(state);
+                        // Decoded here, outside the lock, while the user reads what came
+                        // before: the user's thread then only hands records out.
+                        let decoded = decode_ahead(undecoded, &limits);
+                        if !decoded.is_empty() {
+                            shared.lock().fetcher.handle_decoded(decoded);
+                        }
                     }
                     Completion::ListOffsets { id, result } => {
                         let mut state = shared.lock();
