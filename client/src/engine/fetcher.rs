@@ -1044,7 +1044,7 @@ impl Fetcher {
 
     /// The decode limits, for [`decode_ahead`].
     pub fn decode_limits(&self) -> DecodeLimits {
-        self.config.decode_limits.clone()
+        self.config.decode_limits
     }
 
     fn poll_event_inner(&mut self) -> Option<Result<ConsumerEvent, Error>> {
