@@ -193,7 +193,9 @@ impl Config {
         retry_backoff: Duration,
         /// `retry.backoff.max.ms`: cap of the exponential retry backoff. Default 1 s.
         retry_backoff_max: Duration,
-        /// `max.in.flight.requests.per.connection`: 1 to 5. Default 5.
+        /// `max.in.flight.requests.per.connection`: 1 to 5. Default 5. Without idempotence,
+        /// more than 1 lets a retried batch land after a later one of its partition, as in
+        /// Kafka's clients.
         max_in_flight: usize,
         /// `max.request.size`: largest record batch sent. Default 1 MiB.
         max_request_size: usize,

@@ -29,7 +29,8 @@
 //! to `max.in.flight.requests.per.connection` batches of a partition can be in flight, the
 //! broker refuses one that overtakes another, and a batch retried after a lost response is
 //! not written twice (see [`engine::idempotence`](crate::engine::idempotence)). Without
-//! idempotence one batch per partition is in flight (see
+//! idempotence, as in Kafka's clients, a retried batch may land after a later one unless
+//! `max.in.flight.requests.per.connection` is 1 (see
 //! [`engine::accumulator`](crate::engine::accumulator)), and a retry after a lost response
 //! may write a batch twice; such failures report [`Persisted::Possibly`].
 //!

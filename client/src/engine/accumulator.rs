@@ -14,15 +14,17 @@
 //! 5. Deliver [`Accumulator::poll_completion`]; refresh metadata when
 //!    [`Accumulator::take_metadata_refresh`] says so; sleep until [`Accumulator::poll_timeout`].
 //!
-//! **Batches in flight per partition.** Without idempotence, a partition with a batch in a
-//! request is muted until that request's outcome is handled, and a batch to retry goes back
-//! to the *front* of its partition's queue: a retry can never overtake a later batch, so the
-//! records of one partition are written in `send` order (a lost response may still write a
-//! batch twice). With idempotence (see [`super::idempotence`]) up to
-//! `max.in.flight.requests.per.connection` batches of a partition are in flight, numbered;
-//! a batch to retry goes back in sequence order, and a batch that was sent before goes out
-//! again only when nothing else of its partition is in flight, so the broker sees the
-//! partition's batches in sequence order again. Requests to one broker pipeline either way.
+//! **Batches in flight per partition.** Up to `max.in.flight.requests.per.connection`
+//! batches of a partition are in flight, as in Kafka's clients. With idempotence (see
+//! [`super::idempotence`]) they are numbered; a batch to retry goes back in sequence order,
+//! and a batch that was sent before goes out again only when nothing else of its partition
+//! is in flight, so the broker sees the partition's batches in sequence order again.
+//! Without idempotence a batch to retry goes back to the *front* of its partition's queue,
+//! but a later batch already in flight may have landed first (Kafka documents this
+//! reordering); with `max.in.flight.requests.per.connection=1` a partition with a batch in a
+//! request is muted until its outcome is handled, so a retry can never overtake a later
+//! batch and the records of one partition are written in `send` order (a lost response may
+//! still write a batch twice).
 //!
 //! **Sizes.** A batch's size is computed exactly as it will be encoded uncompressed (the
 //! varint helpers of [`proto::varint`](crate::proto::varint)); `batch.size` is compared with
@@ -443,12 +445,15 @@ struct PartitionQueue<T> {
 }
 
 impl<T> PartitionQueue<T> {
-    /// Batches of this partition that may be in flight at once. Until the broker has
+    /// Batches of this partition that may be in flight at once:
+    /// `max.in.flight.requests.per.connection`, as in Kafka's clients. Without idempotence a
+    /// retry may then land after a later batch (Kafka documents the same; set it to 1 for
+    /// strict order without idempotence). With idempotence, until the broker has
     /// acknowledged a numbered batch of the current epoch it has no state for the producer
     /// here and accepts any sequence (KIP-360), so a later batch that overtook a lost first
     /// one would be written before it: one at a time until then.
     fn in_flight_limit(&self, idempotent: bool, max_in_flight: usize) -> usize {
-        if idempotent && self.acknowledged {
+        if !idempotent || self.acknowledged {
             max_in_flight
         } else {
             1
@@ -559,7 +564,7 @@ impl<T> Accumulator<T> {
     }
 
     /// Goes on without idempotence: the brokers cannot give a producer id and idempotence
-    /// was not asked for explicitly. One batch per partition in flight from now on.
+    /// was not asked for explicitly.
     pub fn disable_idempotence(&mut self) {
         self.idempotence.disable();
         self.restart_sequences();
@@ -975,10 +980,11 @@ impl<T> Accumulator<T> {
         }
     }
 
-    /// The requests to send now. A partition's first batch is sendable when it is not muted
-    /// (another batch in flight), not backing off, and full, followed by another batch,
-    /// a retry, `linger.ms` old, or when a flush or close is on or `buffer_exhausted` (a
-    /// `send` waits for buffer space). Its partition must have a known leader; brokers with
+    /// The requests to send now. A partition's first batch is sendable when the partition
+    /// has fewer batches in flight than it may (`PartitionQueue::in_flight_limit`; a
+    /// numbered batch sent before waits until none is), it is not backing off, and it is
+    /// full, followed by another batch, a retry, `linger.ms` old, or when a flush or close
+    /// is on or `buffer_exhausted` (a `send` waits for buffer space). Its partition must have a known leader; brokers with
     /// `max.in.flight.requests.per.connection` requests out get nothing. Each request holds
     /// at most one batch per partition and stays within `max.request.size`.
     pub fn drain(
@@ -1843,6 +1849,7 @@ mod tests {
         let md = metadata(&[0, 1]);
         let mut config = config();
         config.batch_size = 400;
+        config.max_in_flight = 1;
         let mut acc = Accumulator::new(config, 1);
         acc.append(record(1, Some(0), 100, t0), &md, t0);
         assert!(
@@ -1968,12 +1975,13 @@ mod tests {
     }
 
     #[test]
-    fn one_batch_per_partition_in_flight_and_a_retry_goes_first() {
+    fn with_one_in_flight_a_partition_is_muted_and_a_retry_goes_first() {
         let t0 = Instant::now();
         let md = metadata(&[0, 0]);
         let mut acc = Accumulator::new(
             AccumulatorConfig {
                 batch_size: 200,
+                max_in_flight: 1,
                 ..config()
             },
             1,

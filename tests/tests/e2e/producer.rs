@@ -857,11 +857,12 @@ async fn flush_sends_without_lingering_and_close_finishes_everything() {
     delivered(second).await;
 }
 
-/// The ordering guarantee under random faults without idempotence: with one batch per
-/// partition in flight, a retried batch can only be repeated right after itself (a lost
-/// answer), never reordered. So each partition's log, with immediately repeated batches
-/// collapsed, is exactly the send order. `FRANZY_SEED` picks the fault pattern and the
-/// producer's jitter.
+/// The ordering guarantee under random faults without idempotence, with
+/// `max.in.flight.requests.per.connection=1` (Kafka's recipe for strict order without
+/// idempotence): with one batch per partition in flight, a retried batch can only be
+/// repeated right after itself (a lost answer), never reordered. So each partition's log,
+/// with immediately repeated batches collapsed, is exactly the send order. `FRANZY_SEED`
+/// picks the fault pattern and the producer's jitter.
 #[tokio::test(start_paused = true)]
 async fn per_partition_order_survives_random_faults() {
     let (duplicates, _) = random_faults(false).await;
@@ -902,7 +903,8 @@ async fn random_faults(idempotent: bool) -> (usize, usize) {
         config(&cluster)
             .batch_size(300)
             .request_timeout(Duration::from_secs(2))
-            .enable_idempotence(idempotent),
+            .enable_idempotence(idempotent)
+            .max_in_flight(if idempotent { 5 } else { 1 }),
     )
     .connector(Arc::new(cluster.connector()))
     .seed(seed)
