@@ -115,6 +115,34 @@ fn produce_times(cluster: &Cluster, since: Duration) -> Vec<Duration> {
         .collect()
 }
 
+/// Batches sent in Produce requests (one per partition a request names), retries included.
+fn batches_sent(cluster: &Cluster) -> usize {
+    cluster
+        .requests()
+        .iter()
+        .filter(|r| r.api_key == ApiKey::Produce)
+        .map(|r| r.partitions.len())
+        .sum()
+}
+
+/// Sends one record to partition 1 of `orders` after `v0`, with the answer to its first
+/// attempt lost (the broker appends, then drops the connection).
+async fn send_with_a_lost_answer(
+    cluster: &Cluster,
+    producer: &Producer,
+    value: &str,
+) -> RecordMetadata {
+    send_all(producer, numbered("orders", 1, 1)).await;
+    cluster.intercept(Interceptor::new(
+        ApiKey::Produce,
+        Action::DisconnectAfterHandling,
+    ));
+    let record = ProducerRecord::new("orders")
+        .with_partition(1)
+        .with_value(value.to_string());
+    delivered(send(producer, record).await).await
+}
+
 fn count(cluster: &Cluster, api: ApiKey) -> usize {
     cluster
         .requests()
@@ -327,19 +355,7 @@ async fn a_moved_leader_is_found_through_metadata() {
 async fn a_dropped_connection_after_the_append_is_retried_and_duplicates_without_idempotence() {
     let cluster = cluster(3).await;
     let producer = producer(&cluster, config(&cluster).enable_idempotence(false));
-    send_all(&producer, numbered("orders", 1, 1)).await;
-    cluster.intercept(Interceptor::new(
-        ApiKey::Produce,
-        Action::DisconnectAfterHandling,
-    ));
-    let delivery = send(
-        &producer,
-        ProducerRecord::new("orders")
-            .with_partition(1)
-            .with_value("twice"),
-    )
-    .await;
-    let metadata = delivered(delivery).await;
+    let metadata = send_with_a_lost_answer(&cluster, &producer, "twice").await;
     assert_eq!(metadata.offset, 2, "the first copy took offset 1");
     assert_eq!(values(&cluster, "orders", 1), vec!["v0", "twice", "twice"]);
     assert_eq!(producer.producer_id(), None);
@@ -353,19 +369,7 @@ async fn a_dropped_connection_after_the_append_is_retried_and_duplicates_without
 async fn a_dropped_connection_after_the_append_is_retried_once_with_idempotence() {
     let cluster = cluster(3).await;
     let producer = producer(&cluster, config(&cluster));
-    send_all(&producer, numbered("orders", 1, 1)).await;
-    cluster.intercept(Interceptor::new(
-        ApiKey::Produce,
-        Action::DisconnectAfterHandling,
-    ));
-    let delivery = send(
-        &producer,
-        ProducerRecord::new("orders")
-            .with_partition(1)
-            .with_value("once"),
-    )
-    .await;
-    let metadata = delivered(delivery).await;
+    let metadata = send_with_a_lost_answer(&cluster, &producer, "once").await;
     assert_eq!(metadata.offset, 1, "the offset of the only copy");
     assert_eq!(values(&cluster, "orders", 1), vec!["v0", "once"]);
     let produces = count(&cluster, ApiKey::Produce);
@@ -403,12 +407,7 @@ async fn numbered_batches_reach_the_broker_in_sequence_order() {
         assert_eq!(values(&cluster, "orders", partition), expected);
         written += batches(&cluster, "orders", partition).len();
     }
-    let sent: usize = cluster
-        .requests()
-        .iter()
-        .filter(|r| r.api_key == ApiKey::Produce)
-        .map(|r| r.partitions.len())
-        .sum();
+    let sent = batches_sent(&cluster);
     assert!(written > 6 * 10, "many batches per partition: {written}");
     assert_eq!(sent, written, "no batch was refused and sent again");
     producer.close().await;
@@ -978,12 +977,7 @@ async fn random_faults(idempotent: bool) -> (usize, usize) {
         assert_eq!(&flat, expected, "seed {seed}: partition {partition}");
     }
     producer.close().await;
-    let sent: usize = cluster
-        .requests()
-        .iter()
-        .filter(|r| r.api_key == ApiKey::Produce)
-        .map(|r| r.partitions.len())
-        .sum();
+    let sent = batches_sent(&cluster);
     (duplicates, sent.saturating_sub(written))
 }
 
