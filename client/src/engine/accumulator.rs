@@ -2520,11 +2520,8 @@ mod tests {
         assert_eq!(sequences, vec![(0, 1), (1, 1), (2, 1), (3, 1)]);
     }
 
-    /// An idempotent accumulator with its producer id, one record per batch, whose first
-    /// batch to partition 0 (record 99, sequence 0) was acknowledged.
-    fn idempotent_accumulator() -> Accumulator<u32> {
-        let t0 = Instant::now();
-        let md = metadata(&[0]);
+    /// An idempotent accumulator with producer id 42 at epoch 0, one record per batch.
+    fn numbering_accumulator() -> Accumulator<u32> {
         let mut acc = Accumulator::new(
             AccumulatorConfig {
                 batch_size: 200,
@@ -2534,6 +2531,15 @@ mod tests {
             1,
         );
         acc.set_producer_id(42, 0);
+        acc
+    }
+
+    /// An idempotent accumulator with its producer id, one record per batch, whose first
+    /// batch to partition 0 (record 99, sequence 0) was acknowledged.
+    fn idempotent_accumulator() -> Accumulator<u32> {
+        let t0 = Instant::now();
+        let md = metadata(&[0]);
+        let mut acc = numbering_accumulator();
         acc.append(record(99, Some(0), 100, t0), &md, t0);
         let first = acc.drain(t0, &md, true);
         assert_eq!(numbering(&first), vec![(0, 0)]);
@@ -2546,15 +2552,7 @@ mod tests {
     fn the_first_batch_of_a_partition_goes_alone() {
         let t0 = Instant::now();
         let md = metadata(&[0]);
-        let mut acc = Accumulator::new(
-            AccumulatorConfig {
-                batch_size: 200,
-                idempotent: true,
-                ..config()
-            },
-            1,
-        );
-        acc.set_producer_id(42, 0);
+        let mut acc = numbering_accumulator();
         for n in 0..3 {
             acc.append(record(n, Some(0), 100, t0), &md, t0);
         }

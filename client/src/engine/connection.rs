@@ -550,6 +550,20 @@ mod tests {
         conn.handle_received(&out[split..], now);
     }
 
+    /// Plays the broker for two requests sent at once: their correlation ids.
+    fn take_two_correlation_ids(conn: &mut Connection) -> [i32; 2] {
+        let bytes = conn.poll_transmit().expect("two requests");
+        let mut buf = BytesMut::from(&bytes[..]);
+        let mut correlation = || {
+            let frame = FrameDecoder::default().decode(&mut buf).ok().flatten();
+            decode_request(frame.expect("frame"))
+                .expect("decodes")
+                .header
+                .correlation_id
+        };
+        [correlation(), correlation()]
+    }
+
     fn ready_connection(now: Instant) -> Connection {
         let mut conn = Connection::new("b0:9092", ConnectionConfig::default(), now);
         let (api, version, corr) = take_request(&mut conn);
@@ -581,23 +595,7 @@ mod tests {
             .expect("send");
         conn.send(8, ApiKey::Metadata, 12, &body, true, now)
             .expect("send");
-        let bytes = conn.poll_transmit().expect("two requests");
-        let mut buf = BytesMut::from(&bytes[..]);
-        let first = decode_request(
-            FrameDecoder::default()
-                .decode(&mut buf)
-                .expect("ok")
-                .expect("frame"),
-        )
-        .expect("decodes");
-        let second = decode_request(
-            FrameDecoder::default()
-                .decode(&mut buf)
-                .expect("ok")
-                .expect("frame"),
-        )
-        .expect("decodes");
-        let (c1, c2) = (first.header.correlation_id, second.header.correlation_id);
+        let [c1, c2] = take_two_correlation_ids(&mut conn);
         assert_ne!(c1, c2);
         let md = || ResponseKind::Metadata(MetadataResponse::default());
         respond(&mut conn, ApiKey::Metadata, 12, c1, md(), now);
@@ -623,16 +621,7 @@ mod tests {
             .expect("send");
         conn.send(8, ApiKey::Metadata, 12, &body, true, now)
             .expect("send");
-        let bytes = conn.poll_transmit().expect("two requests");
-        let mut buf = BytesMut::from(&bytes[..]);
-        let mut correlation = || {
-            let frame = FrameDecoder::default().decode(&mut buf).ok().flatten();
-            decode_request(frame.expect("frame"))
-                .expect("decodes")
-                .header
-                .correlation_id
-        };
-        let (c1, c2) = (correlation(), correlation());
+        let [c1, c2] = take_two_correlation_ids(&mut conn);
         let topics: Vec<MetadataResponseTopic> = (0..5000)
             .map(|i| {
                 MetadataResponseTopic::default().with_name(Some(TopicName(StrBytes::from_string(
