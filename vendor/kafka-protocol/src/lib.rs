@@ -104,11 +104,16 @@
 // Display required features for items when rendering for docs.rs
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[rustfmt::skip]
 pub mod compression;
+#[rustfmt::skip]
 pub mod error;
 #[allow(clippy::all)]
+#[rustfmt::skip]
 pub mod messages;
+#[rustfmt::skip]
 pub mod protocol;
+#[rustfmt::skip]
 pub mod records;
 
 pub use error::ResponseError;
