@@ -1,16 +1,80 @@
 //! Configuration shared by the producer, the consumer and the admin client.
 //!
-//! Two ways in, one result: typed setters (`Config::new("host:9092").linger(ms(5))`) and
-//! Kafka's own property names (`.set("linger.ms", "5")`), so that configs carried over from
-//! Java or librdkafka work unchanged. An unknown key or a bad value is an error naming the
-//! key; [`Config::validate`] checks the combination, as `build()` of each client does.
+//! Three ways in, one result:
 //!
-//! Defaults are the Java client's (Kafka 4.x), each stated on its setter.
+//! - typed setters, each stating its default: `Config::new("host:9092").linger(ms(5))`;
+//! - Kafka's own property names: `.set("linger.ms", "5")` takes every key of the Java
+//!   producer, consumer and admin configs (Kafka 4.x, TLS and SASL keys included) and
+//!   librdkafka's names, so that existing configs carry over;
+//! - whole files: [`Config::from_properties`] reads the `.properties` text Java clients are
+//!   configured with, [`Config::from_map`] any key/value pairs.
+//!
+//! ```
+//! # fn demo() -> Result<(), franzy::Error> {
+//! let config = franzy::Config::from_properties(
+//!     "bootstrap.servers=broker-1:9092,broker-2:9092\n\
+//!      key.serializer=org.apache.kafka.common.serialization.StringSerializer\n\
+//!      acks=all\n\
+//!      linger.ms=10\n",
+//! )?;
+//! assert_eq!(config.get("linger.ms").as_deref(), Some("10"));
+//! // Kept, and logged once at warn level: franzy sends bytes.
+//! assert!(config.ignored().any(|(key, _)| key == "key.serializer"));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! What [`Config::set`] does with a key, from one table (listed below):
+//!
+//! - **Supported** keys are parsed into the typed settings and honoured. A value that does
+//!   not parse, or that franzy cannot honour safely (`security.protocol=SSL`,
+//!   `isolation.level=read_committed`, a `transactional.id`), is an [`Error::Config`] naming
+//!   the key: going on without TLS or outside a transaction would be wrong, not merely
+//!   different.
+//! - **Known keys franzy ignores** (not implemented yet, such as `group.id`, or meaningless
+//!   here, such as `key.serializer`) are kept as text ([`Config::ignored`], [`Config::get`])
+//!   and logged once, at warn level, when set: `ignored: KEY (not supported)`, with the
+//!   reason in the event's `reason` field. A value that asks for nothing franzy does not do
+//!   (`enable.auto.commit=false`, an empty `interceptor.classes`) is kept without a warning.
+//! - **Unknown keys** (in neither Kafka's nor librdkafka's lists, e.g. a serializer's
+//!   `schema.registry.url`) are kept and logged once: `ignored: KEY (unknown)`, as the Java
+//!   clients warn about a config that "was supplied but isn't a known config". A misspelt
+//!   key is therefore a warning, not an error; the event's `suggestion` field names a known
+//!   key one or two edits away.
+//!
+//! "Once" is per [`Config`]: the warning comes from the `set` that first gives the key a
+//! value that needs one; clones, later `set`s of the same key and every client built from
+//! the config stay quiet.
+//!
+//! Values are read as Kafka's `ConfigDef` reads them: trimmed; booleans and names in any
+//! case (`TRUE`, `ALL`, `lz4`); lists comma-separated; durations in milliseconds up to
+//! Java's `Long` (longer than [`FOREVER`] is read as [`FOREVER`]). Where librdkafka has
+//! another name for a setting, both names work; where the two clients give one name
+//! different meanings (`request.timeout.ms`, `metadata.max.age.ms`, `batch.size`), the Java
+//! meaning holds. Defaults, shown in the listing, are the Java client's (Kafka 4.x), but for
+//! `client.id` (`franzy`) and librdkafka's own keys.
+//!
+//! [`Config::validate`], which every client's `build()` runs, checks the settings together
+//! and names the key at fault. Settings that Java derives from others are derived the same
+//! way, whatever the order they were set in: `delivery.timeout.ms` left unset grows to
+//! `linger.ms + request.timeout.ms`; `reconnect.backoff.ms` set alone is also the maximum;
+//! an initial backoff above its maximum becomes a fixed backoff of the maximum.
+//!
+//! [`Error::Config`]: crate::Error::Config
+#![doc = include_str!("config/keys.md")]
+
+mod keys;
+mod properties;
 
 use std::time::Duration;
 
 use crate::error::Error;
 use crate::proto::compression::Compression;
+
+/// The longest duration franzy keeps: 2^42 ms, about 139 years. Longer settings, and
+/// "no limit" values such as librdkafka's `message.timeout.ms=0`, become this, which no
+/// timer reaches and which clock arithmetic cannot overflow.
+pub const FOREVER: Duration = Duration::from_millis(1 << 42);
 
 /// How many acknowledgements the leader waits for before answering a produce request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,6 +96,15 @@ impl Acks {
             Self::All => -1,
         }
     }
+
+    /// The value as the `acks` property spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "0",
+            Self::Leader => "1",
+            Self::All => "all",
+        }
+    }
 }
 
 /// How records are spread over partitions (librdkafka's `partitioner` names).
@@ -44,8 +117,20 @@ pub enum Partitioner {
     /// `murmur2`: like the default, but records without a key hash the empty key, so they
     /// all go to one partition.
     Murmur2,
-    /// `random`: every batch of records goes to a sticky partition, key or not.
+    /// `random`: every batch of records goes to a sticky partition, key or not (Java's
+    /// `partitioner.ignore.keys=true`).
     Random,
+}
+
+impl Partitioner {
+    /// The value as the `partitioner` property spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Murmur2Random => "murmur2_random",
+            Self::Murmur2 => "murmur2",
+            Self::Random => "random",
+        }
+    }
 }
 
 /// Where a consumer starts when it has no valid position.
@@ -59,12 +144,25 @@ pub enum OffsetReset {
     None,
 }
 
+impl OffsetReset {
+    /// The value as the `auto.offset.reset` property spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Earliest => "earliest",
+            Self::Latest => "latest",
+            Self::None => "none",
+        }
+    }
+}
+
 /// Which records a consumer sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IsolationLevel {
     /// `read_uncommitted`: everything up to the high watermark.
     ReadUncommitted,
-    /// `read_committed`: up to the last stable offset, without aborted transactions.
+    /// `read_committed`: up to the last stable offset, without aborted transactions. Not
+    /// supported yet: aborted transactions are not filtered out, so [`Config::validate`]
+    /// refuses it.
     ReadCommitted,
 }
 
@@ -76,9 +174,20 @@ impl IsolationLevel {
             Self::ReadCommitted => 1,
         }
     }
+
+    /// The value as the `isolation.level` property spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ReadUncommitted => "read_uncommitted",
+            Self::ReadCommitted => "read_committed",
+        }
+    }
 }
 
-/// Client configuration.
+/// Client configuration: build it with [`Config::new`] and the typed setters, or from
+/// properties ([`Config::set`], [`Config::from_properties`], [`Config::from_map`]); read it
+/// back with [`Config::get`] and [`Config::ignored`]. See the [module doc](self) for what
+/// each key does.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub(crate) bootstrap_servers: Vec<String>,
@@ -88,9 +197,11 @@ pub struct Config {
     pub(crate) batch_size: usize,
     pub(crate) buffer_memory: usize,
     pub(crate) compression: Compression,
+    /// Derived from `given.delivery_timeout` by [`Config::settle`].
     pub(crate) delivery_timeout: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) retries: u32,
+    /// Derived from `given.retry_backoff` by [`Config::settle`].
     pub(crate) retry_backoff: Duration,
     pub(crate) retry_backoff_max: Duration,
     pub(crate) max_in_flight: usize,
@@ -103,17 +214,42 @@ pub struct Config {
     pub(crate) auto_offset_reset: OffsetReset,
     pub(crate) isolation_level: IsolationLevel,
     pub(crate) metadata_max_age: Duration,
+    /// Derived from `given.reconnect_backoff*` by [`Config::settle`].
     pub(crate) reconnect_backoff: Duration,
+    /// Derived from `given.reconnect_backoff*` by [`Config::settle`].
     pub(crate) reconnect_backoff_max: Duration,
+    /// Derived from `given.max_response_size` by [`Config::settle`].
     pub(crate) max_response_size: usize,
     pub(crate) enable_partition_eof: bool,
     /// `enable.idempotence`: `None` until set, when it follows the other settings.
     pub(crate) enable_idempotence: Option<bool>,
+    /// What was set of the settings derived from others.
+    given: Given,
+    /// The keys franzy keeps without acting on them.
+    kept: Kept,
 }
+
+/// The settings the Java client derives from others unless they are set, as they were set.
+#[derive(Debug, Clone, Default)]
+struct Given {
+    delivery_timeout: Option<Duration>,
+    retry_backoff: Option<Duration>,
+    reconnect_backoff: Option<Duration>,
+    reconnect_backoff_max: Option<Duration>,
+    max_response_size: Option<usize>,
+}
+
+const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
+const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(100);
+const DEFAULT_RECONNECT_BACKOFF: Duration = Duration::from_millis(50);
+const DEFAULT_RECONNECT_BACKOFF_MAX: Duration = Duration::from_millis(1000);
+const DEFAULT_MAX_RESPONSE_SIZE: usize = 100 * 1024 * 1024;
+/// What a fetch response carries besides records: headers, topic and partition fields.
+const RESPONSE_OVERHEAD: usize = 64 * 1024;
 
 impl Default for Config {
     fn default() -> Self {
-        Self {
+        let mut config = Self {
             bootstrap_servers: Vec::new(),
             client_id: "franzy".into(),
             acks: Acks::All,
@@ -121,10 +257,10 @@ impl Default for Config {
             batch_size: 16 * 1024,
             buffer_memory: 32 * 1024 * 1024,
             compression: Compression::None,
-            delivery_timeout: Duration::from_secs(120),
+            delivery_timeout: DEFAULT_DELIVERY_TIMEOUT,
             request_timeout: Duration::from_secs(30),
-            retries: u32::MAX,
-            retry_backoff: Duration::from_millis(100),
+            retries: i32::MAX as u32,
+            retry_backoff: DEFAULT_RETRY_BACKOFF,
             retry_backoff_max: Duration::from_millis(1000),
             max_in_flight: 5,
             max_request_size: 1024 * 1024,
@@ -136,112 +272,166 @@ impl Default for Config {
             auto_offset_reset: OffsetReset::Latest,
             isolation_level: IsolationLevel::ReadUncommitted,
             metadata_max_age: Duration::from_secs(300),
-            reconnect_backoff: Duration::from_millis(50),
-            reconnect_backoff_max: Duration::from_millis(1000),
-            max_response_size: 100 * 1024 * 1024,
+            reconnect_backoff: DEFAULT_RECONNECT_BACKOFF,
+            reconnect_backoff_max: DEFAULT_RECONNECT_BACKOFF_MAX,
+            max_response_size: DEFAULT_MAX_RESPONSE_SIZE,
             enable_partition_eof: false,
             enable_idempotence: None,
-        }
+            given: Given::default(),
+            kept: Kept::default(),
+        };
+        config.settle();
+        config
     }
 }
 
+/// Typed setters: each assigns its field (through a conversion, where given), derives what
+/// depends on it, and states its property and default in its doc. The defaults are also
+/// listed in `SETTER_DEFAULTS`, which a test checks against the table.
 macro_rules! setters {
-    ($($(#[$doc:meta])* $name:ident: $ty:ty),* $(,)?) => {
+    ($(
+        $(#[$doc:meta])*
+        $name:ident($ty:ty) => $($field:ident).+ $(via $convert:expr)?,
+            key $key:literal, default $default:literal;
+    )*) => {
         $(
             $(#[$doc])*
+            ///
+            #[doc = concat!("Default: `", $key, "=", $default, "`.")]
             pub fn $name(mut self, value: $ty) -> Self {
-                self.$name = value;
+                self.$($field).+ = setters!(@convert value $(, $convert)?);
+                self.settle();
                 self
             }
         )*
+
+        /// Each typed setter's property and the default its doc states.
+        #[cfg(test)]
+        const SETTER_DEFAULTS: &'static [(&'static str, &'static str)] =
+            &[$(($key, $default)),*];
     };
+    (@convert $value:ident) => { $value };
+    (@convert $value:ident, $convert:expr) => { ($convert)($value) };
 }
 
 impl Config {
     /// A configuration with Kafka's defaults and these bootstrap servers
     /// (comma-separated `host:port` list, as `bootstrap.servers`).
-    pub fn new(bootstrap_servers: &str) -> Self {
-        Self {
-            bootstrap_servers: split_servers(bootstrap_servers),
-            ..Self::default()
-        }
+    pub fn new(bootstrap_servers: impl AsRef<str>) -> Self {
+        Self::default().bootstrap_servers(bootstrap_servers)
+    }
+
+    /// A configuration from Java `.properties` text (`key=value` or `key: value` lines,
+    /// `#` and `!` comments, trailing-backslash continuations, `\uXXXX` escapes), every pair
+    /// applied with [`Config::set`] in order, so a later line wins. Errors: a value
+    /// [`Config::set`] refuses, or a malformed escape, naming the key.
+    pub fn from_properties(text: &str) -> Result<Self, Error> {
+        Self::from_map(properties::parse(text)?)
+    }
+
+    /// A configuration from key/value pairs (a `HashMap`, a `Vec` of tuples, ...), each
+    /// applied with [`Config::set`] in order.
+    pub fn from_map<K, V>(pairs: impl IntoIterator<Item = (K, V)>) -> Result<Self, Error>
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        pairs
+            .into_iter()
+            .try_fold(Self::default(), |config, (key, value)| {
+                config.set(key, value)
+            })
     }
 
     setters! {
-        /// `client.id`, sent with every request. Default `franzy`.
-        client_id: String,
-        /// `acks`. Default [`Acks::All`].
-        acks: Acks,
-        /// `linger.ms`: how long a batch waits for more records. Default 5 ms.
-        linger: Duration,
-        /// `batch.size`: bytes per partition batch before it is sent. Default 16 KiB.
-        batch_size: usize,
-        /// `buffer.memory`: bytes of records waiting to be sent before `send` waits.
-        /// Default 32 MiB.
-        buffer_memory: usize,
-        /// `compression.type`. Default none.
-        compression: Compression,
-        /// `delivery.timeout.ms`: upper bound from `send` to success or failure, retries
-        /// included. Default 120 s.
-        delivery_timeout: Duration,
-        /// `request.timeout.ms`: how long one request waits for its response. Default 30 s.
-        request_timeout: Duration,
-        /// `retries`: how often a failed batch is retried (within the delivery timeout).
-        /// Default unlimited.
-        retries: u32,
-        /// `retry.backoff.ms`: first wait before a retry. Default 100 ms.
-        retry_backoff: Duration,
-        /// `retry.backoff.max.ms`: cap of the exponential retry backoff. Default 1 s.
-        retry_backoff_max: Duration,
-        /// `max.in.flight.requests.per.connection`: 1 to 5. Default 5. Without idempotence,
-        /// more than 1 lets a retried batch land after a later one of its partition, as in
-        /// Kafka's clients.
-        max_in_flight: usize,
-        /// `max.request.size`: largest record batch sent. Default 1 MiB.
-        max_request_size: usize,
-        /// `partitioner`. Default [`Partitioner::Murmur2Random`] (Java-compatible).
-        partitioner: Partitioner,
-        /// `fetch.min.bytes`. Default 1.
-        fetch_min_bytes: i32,
-        /// `fetch.max.wait.ms`. Default 500 ms.
-        fetch_max_wait: Duration,
-        /// `fetch.max.bytes`. Default 50 MiB.
-        fetch_max_bytes: i32,
-        /// `max.partition.fetch.bytes`. Default 1 MiB.
-        max_partition_fetch_bytes: i32,
-        /// `auto.offset.reset`. Default [`OffsetReset::Latest`].
-        auto_offset_reset: OffsetReset,
-        /// `isolation.level`. Default [`IsolationLevel::ReadUncommitted`].
-        isolation_level: IsolationLevel,
-        /// `metadata.max.age.ms`: periodic metadata refresh. Default 5 min.
-        metadata_max_age: Duration,
-        /// `reconnect.backoff.ms`: first wait before reconnecting. Default 50 ms.
-        reconnect_backoff: Duration,
-        /// `reconnect.backoff.max.ms`: cap of the reconnect backoff. Default 1 s.
-        reconnect_backoff_max: Duration,
-        /// Largest response frame accepted (`receive.message.max.bytes` in librdkafka).
-        /// Default 100 MiB.
-        max_response_size: usize,
-        /// `enable.partition.eof` (librdkafka): the consumer reports reaching the end of
-        /// each assigned partition. Default false.
-        enable_partition_eof: bool,
-    }
-
-    /// `bootstrap.servers`: comma-separated `host:port` list.
-    pub fn bootstrap_servers(mut self, servers: &str) -> Self {
-        self.bootstrap_servers = split_servers(servers);
-        self
-    }
-
-    /// `enable.idempotence`: the producer gets a producer id and numbers its batches, so that
-    /// retries never write a batch twice and up to 5 batches per partition can be in flight
-    /// without reordering (KIP-98). Set to true, it requires `acks=all`, `retries` > 0 and
-    /// `max.in.flight.requests.per.connection` <= 5, and `build()` fails otherwise. Left
-    /// unset (the default), it is on unless `acks` or `retries` conflict with it, as in the
-    /// Java client since 3.2.
-    pub fn enable_idempotence(mut self, enabled: bool) -> Self {
-        self.enable_idempotence = Some(enabled);
-        self
+        /// Where the client discovers the cluster: comma-separated `host:port` list; a
+        /// `PLAINTEXT://` prefix is dropped.
+        bootstrap_servers(impl AsRef<str>) => bootstrap_servers via servers,
+            key "bootstrap.servers", default "";
+        /// Sent with every request, for the brokers' logs and quotas.
+        client_id(impl Into<String>) => client_id via Into::into,
+            key "client.id", default "franzy";
+        /// How many replicas acknowledge a write before it succeeds.
+        acks(Acks) => acks, key "acks", default "all";
+        /// How long a batch waits for more records.
+        linger(Duration) => linger via capped, key "linger.ms", default "5";
+        /// Bytes a partition's batch collects before it is sent; 0 (Java's "no batching")
+        /// is read as 1, so that every record closes its batch.
+        batch_size(usize) => batch_size via |bytes: usize| bytes.max(1),
+            key "batch.size", default "16384";
+        /// Bytes of records waiting to be sent before `send` waits for room.
+        buffer_memory(usize) => buffer_memory, key "buffer.memory", default "33554432";
+        /// The codec of record batches.
+        compression(Compression) => compression, key "compression.type", default "none";
+        /// Upper bound from `send` to success or failure, retries included. Left unset, it
+        /// is raised to `linger.ms + request.timeout.ms` when that is longer (Java's rule);
+        /// set shorter than that, [`Config::validate`] refuses it.
+        delivery_timeout(Duration) => given.delivery_timeout
+            via |timeout| Some(capped(timeout)),
+            key "delivery.timeout.ms", default "120000";
+        /// How long one request waits for its response.
+        request_timeout(Duration) => request_timeout via capped,
+            key "request.timeout.ms", default "30000";
+        /// How often a failed batch is retried (within the delivery timeout).
+        retries(u32) => retries, key "retries", default "2147483647";
+        /// First wait before a retry; above `retry.backoff.max.ms` the wait is fixed at the
+        /// maximum (Java's rule).
+        retry_backoff(Duration) => given.retry_backoff via |wait| Some(capped(wait)),
+            key "retry.backoff.ms", default "100";
+        /// Cap of the exponential retry backoff.
+        retry_backoff_max(Duration) => retry_backoff_max via capped,
+            key "retry.backoff.max.ms", default "1000";
+        /// Batches of one partition in flight, 1 to 5. Without idempotence, more than 1
+        /// lets a retried batch land after a later one, as in Kafka's clients.
+        max_in_flight(usize) => max_in_flight,
+            key "max.in.flight.requests.per.connection", default "5";
+        /// Largest Produce request, and so the largest record.
+        max_request_size(usize) => max_request_size, key "max.request.size", default "1048576";
+        /// How records without an explicit partition are placed.
+        partitioner(Partitioner) => partitioner, key "partitioner", default "murmur2_random";
+        /// Bytes a fetch waits for (up to `fetch.max.wait.ms`).
+        fetch_min_bytes(i32) => fetch_min_bytes, key "fetch.min.bytes", default "1";
+        /// Longest a broker holds a fetch waiting for `fetch.min.bytes`.
+        fetch_max_wait(Duration) => fetch_max_wait via capped,
+            key "fetch.max.wait.ms", default "500";
+        /// Bytes one fetch response may carry.
+        fetch_max_bytes(i32) => fetch_max_bytes, key "fetch.max.bytes", default "52428800";
+        /// Bytes per partition in a fetch response, and buffered per partition.
+        max_partition_fetch_bytes(i32) => max_partition_fetch_bytes,
+            key "max.partition.fetch.bytes", default "1048576";
+        /// Where a partition without a valid position starts.
+        auto_offset_reset(OffsetReset) => auto_offset_reset,
+            key "auto.offset.reset", default "latest";
+        /// Which records the consumer sees ([`IsolationLevel::ReadCommitted`] is refused by
+        /// [`Config::validate`] until aborted transactions are filtered out).
+        isolation_level(IsolationLevel) => isolation_level,
+            key "isolation.level", default "read_uncommitted";
+        /// Periodic metadata refresh.
+        metadata_max_age(Duration) => metadata_max_age via capped,
+            key "metadata.max.age.ms", default "300000";
+        /// First wait before reconnecting; set without `reconnect.backoff.max.ms`, it is
+        /// also the maximum (Java's rule).
+        reconnect_backoff(Duration) => given.reconnect_backoff via |wait| Some(capped(wait)),
+            key "reconnect.backoff.ms", default "50";
+        /// Cap of the reconnect backoff.
+        reconnect_backoff_max(Duration) => given.reconnect_backoff_max
+            via |wait| Some(capped(wait)),
+            key "reconnect.backoff.max.ms", default "1000";
+        /// Largest response frame accepted (librdkafka's name). Left unset, it grows to
+        /// `fetch.max.bytes` + 64 KiB when that is larger.
+        max_response_size(usize) => given.max_response_size via Some,
+            key "receive.message.max.bytes", default "104857600";
+        /// The consumer reports reaching the end of each assigned partition (librdkafka).
+        enable_partition_eof(bool) => enable_partition_eof,
+            key "enable.partition.eof", default "false";
+        /// The producer gets a producer id and numbers its batches, so that retries never
+        /// write a batch twice and up to 5 batches per partition can be in flight without
+        /// reordering (KIP-98). Set to true, it requires `acks=all`, `retries` > 0 and
+        /// `max.in.flight.requests.per.connection` <= 5, and `build()` fails otherwise.
+        /// Left unset, it is on unless `acks` or `retries` conflict with it, as in the Java
+        /// client since 3.2.
+        enable_idempotence(bool) => enable_idempotence via Some,
+            key "enable.idempotence", default "true";
     }
 
     /// Whether the producer is idempotent with these settings (see
@@ -262,104 +452,77 @@ impl Config {
         self.batch_size
     }
 
-    /// Sets a property by its Kafka name, e.g. `.set("linger.ms", "5")`.
-    pub fn set(mut self, key: &str, value: &str) -> Result<Self, Error> {
-        let v = value.trim();
-        match key {
-            "bootstrap.servers" => self.bootstrap_servers = split_servers(v),
-            "client.id" => self.client_id = v.to_string(),
-            "acks" => {
-                self.acks = match v {
-                    "all" | "-1" => Acks::All,
-                    "1" => Acks::Leader,
-                    "0" => Acks::None,
-                    _ => return Err(Error::config(key, format!("{v:?} is not all, -1, 0 or 1"))),
+    /// Sets a property by its Kafka or librdkafka name, e.g. `.set("linger.ms", "5")`; the
+    /// module doc says what happens with supported, ignored and unknown keys. Key and value
+    /// are trimmed. Errors ([`Error::Config`], naming the key as given): a value of a
+    /// supported key that does not parse, or that franzy cannot honour.
+    pub fn set(mut self, key: impl AsRef<str>, value: impl AsRef<str>) -> Result<Self, Error> {
+        let (key, value) = (key.as_ref().trim(), value.as_ref().trim());
+        match keys::lookup(key) {
+            Some(entry) => match entry.kind {
+                keys::Kind::Supported { apply, .. } => {
+                    apply(&mut self, value).map_err(|reason| Error::config(key, reason))?;
+                    self.settle();
                 }
-            }
-            "linger.ms" => self.linger = millis(key, v)?,
-            "batch.size" => self.batch_size = number(key, v)?,
-            "buffer.memory" => self.buffer_memory = number(key, v)?,
-            "compression.type" | "compression.codec" => {
-                self.compression = match v {
-                    "none" => Compression::None,
-                    "gzip" => Compression::Gzip,
-                    "snappy" => Compression::Snappy,
-                    "lz4" => Compression::Lz4,
-                    "zstd" => Compression::Zstd,
-                    _ => {
-                        return Err(Error::config(
-                            key,
-                            format!("{v:?} is not none, gzip, snappy, lz4 or zstd"),
-                        ))
+                keys::Kind::Ignored { .. } => {
+                    let quiet = entry.is_inert(value);
+                    if self.kept.keep(entry.name, value, entry.secret, quiet) {
+                        tracing::warn!(reason = entry.doc, "ignored: {key} (not supported)");
+                    }
+                }
+            },
+            None => {
+                if self.kept.keep(key, value, looks_secret(key), false) {
+                    match keys::suggestion(key) {
+                        Some(known) => {
+                            tracing::warn!(suggestion = known, "ignored: {key} (unknown)")
+                        }
+                        None => tracing::warn!("ignored: {key} (unknown)"),
                     }
                 }
             }
-            "delivery.timeout.ms" => self.delivery_timeout = millis(key, v)?,
-            "request.timeout.ms" => self.request_timeout = millis(key, v)?,
-            "retries" => self.retries = number(key, v)?,
-            "retry.backoff.ms" => self.retry_backoff = millis(key, v)?,
-            "retry.backoff.max.ms" => self.retry_backoff_max = millis(key, v)?,
-            "max.in.flight.requests.per.connection" => self.max_in_flight = number(key, v)?,
-            "max.request.size" => self.max_request_size = number(key, v)?,
-            "partitioner" => {
-                self.partitioner = match v {
-                    "murmur2_random" => Partitioner::Murmur2Random,
-                    "murmur2" => Partitioner::Murmur2,
-                    "random" => Partitioner::Random,
-                    _ => {
-                        return Err(Error::config(
-                            key,
-                            format!("{v:?} is not murmur2_random, murmur2 or random"),
-                        ))
-                    }
-                }
-            }
-            "fetch.min.bytes" => self.fetch_min_bytes = number(key, v)?,
-            "fetch.max.wait.ms" => self.fetch_max_wait = millis(key, v)?,
-            "fetch.max.bytes" => self.fetch_max_bytes = number(key, v)?,
-            "max.partition.fetch.bytes" => self.max_partition_fetch_bytes = number(key, v)?,
-            "auto.offset.reset" => {
-                self.auto_offset_reset = match v {
-                    "earliest" | "smallest" | "beginning" => OffsetReset::Earliest,
-                    "latest" | "largest" | "end" => OffsetReset::Latest,
-                    "none" | "error" => OffsetReset::None,
-                    _ => {
-                        return Err(Error::config(
-                            key,
-                            format!("{v:?} is not earliest, latest or none"),
-                        ))
-                    }
-                }
-            }
-            "isolation.level" => {
-                self.isolation_level = match v {
-                    "read_uncommitted" => IsolationLevel::ReadUncommitted,
-                    "read_committed" => IsolationLevel::ReadCommitted,
-                    _ => {
-                        return Err(Error::config(
-                            key,
-                            format!("{v:?} is not read_uncommitted or read_committed"),
-                        ))
-                    }
-                }
-            }
-            "metadata.max.age.ms" => self.metadata_max_age = millis(key, v)?,
-            "reconnect.backoff.ms" => self.reconnect_backoff = millis(key, v)?,
-            "reconnect.backoff.max.ms" => self.reconnect_backoff_max = millis(key, v)?,
-            "receive.message.max.bytes" => self.max_response_size = number(key, v)?,
-            "enable.partition.eof" => self.enable_partition_eof = boolean(key, v)?,
-            "enable.idempotence" => self.enable_idempotence = Some(boolean(key, v)?),
-            _ => return Err(Error::config(key, "unknown configuration key")),
         }
         Ok(self)
     }
 
-    /// Checks the settings together; every client's `build()` calls this.
+    /// The value of a property, by its Kafka or librdkafka name: for a supported key, the
+    /// value in effect (set, derived or default) as [`Config::set`] would take it; for
+    /// another key, the text it was set to; `None` for a key that is not supported and was
+    /// not set.
+    pub fn get(&self, key: impl AsRef<str>) -> Option<String> {
+        let key = key.as_ref().trim();
+        match keys::lookup(key) {
+            Some(entry) => match entry.kind {
+                keys::Kind::Supported { show, .. } => Some(show(self)),
+                keys::Kind::Ignored { .. } => self.kept.value(entry.name).map(str::to_owned),
+            },
+            None => self.kept.value(key).map(str::to_owned),
+        }
+    }
+
+    /// The properties franzy keeps without acting on them, as `(key, value)` in the order
+    /// they were first set: known keys it does not implement (under Kafka's name when set by
+    /// a librdkafka alias) and unknown keys.
+    pub fn ignored(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.kept
+            .0
+            .iter()
+            .map(|kept| (kept.name.as_str(), kept.value.as_str()))
+    }
+
+    /// Checks the settings together; every client's `build()` calls this. The error names
+    /// the key at fault.
     pub fn validate(&self) -> Result<(), Error> {
         if self.bootstrap_servers.is_empty() {
             return Err(Error::config("bootstrap.servers", "no servers given"));
         }
         for server in &self.bootstrap_servers {
+            if let Some((scheme, _)) = server.split_once("://") {
+                return Err(Error::config(
+                    "bootstrap.servers",
+                    format!("{scheme}:// is not supported yet: franzy speaks PLAINTEXT only"),
+                ));
+            }
             let valid = server
                 .rsplit_once(':')
                 .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
@@ -384,11 +547,8 @@ impl Config {
                 return Err(Error::config("enable.idempotence", "requires retries > 0"));
             }
         }
-        if self.batch_size == 0 || self.batch_size > self.max_request_size.max(1) * 16 {
-            return Err(Error::config(
-                "batch.size",
-                format!("{} is out of range", self.batch_size),
-            ));
+        if self.batch_size == 0 {
+            return Err(Error::config("batch.size", "must be positive"));
         }
         if self.max_request_size < 1024 {
             return Err(Error::config(
@@ -406,22 +566,10 @@ impl Config {
             return Err(Error::config("request.timeout.ms", "must be positive"));
         }
         // Java's rule: a record must get the chance to linger and be sent once.
-        if self.delivery_timeout < self.linger + self.request_timeout {
+        if self.delivery_timeout < self.linger.saturating_add(self.request_timeout) {
             return Err(Error::config(
                 "delivery.timeout.ms",
                 "must be at least linger.ms + request.timeout.ms",
-            ));
-        }
-        if self.retry_backoff_max < self.retry_backoff {
-            return Err(Error::config(
-                "retry.backoff.max.ms",
-                "must be at least retry.backoff.ms",
-            ));
-        }
-        if self.reconnect_backoff_max < self.reconnect_backoff {
-            return Err(Error::config(
-                "reconnect.backoff.max.ms",
-                "must be at least reconnect.backoff.ms",
             ));
         }
         if self.fetch_min_bytes < 0 {
@@ -434,56 +582,260 @@ impl Config {
             ));
         }
         let fetch_max = usize::try_from(self.fetch_max_bytes).unwrap_or(usize::MAX);
-        if self.max_response_size < fetch_max.saturating_add(64 * 1024) {
+        if self.max_response_size < fetch_max.saturating_add(RESPONSE_OVERHEAD) {
             return Err(Error::config(
                 "receive.message.max.bytes",
                 "must exceed fetch.max.bytes by at least 64 KiB of response overhead",
             ));
         }
+        check_isolation_level(self.isolation_level)
+            .map_err(|reason| Error::config("isolation.level", reason))?;
         Ok(())
+    }
+
+    /// Derives the settings Java derives from others, from what was set (`given`) and the
+    /// rest; runs after every change, so the order of setting does not matter.
+    fn settle(&mut self) {
+        let floor = self.linger.saturating_add(self.request_timeout);
+        self.delivery_timeout = self
+            .given
+            .delivery_timeout
+            .unwrap_or(DEFAULT_DELIVERY_TIMEOUT.max(floor));
+        // `ExponentialBackoff`: an initial wait above the maximum is the maximum.
+        self.retry_backoff = self
+            .given
+            .retry_backoff
+            .unwrap_or(DEFAULT_RETRY_BACKOFF)
+            .min(self.retry_backoff_max);
+        // `postProcessReconnectBackoffConfigs`: set alone, the initial wait is the maximum.
+        self.reconnect_backoff_max = self
+            .given
+            .reconnect_backoff_max
+            .or(self.given.reconnect_backoff)
+            .unwrap_or(DEFAULT_RECONNECT_BACKOFF_MAX);
+        self.reconnect_backoff = self
+            .given
+            .reconnect_backoff
+            .unwrap_or(DEFAULT_RECONNECT_BACKOFF)
+            .min(self.reconnect_backoff_max);
+        let fetch_max = usize::try_from(self.fetch_max_bytes).unwrap_or(0);
+        self.max_response_size = self
+            .given
+            .max_response_size
+            .unwrap_or(DEFAULT_MAX_RESPONSE_SIZE.max(fetch_max.saturating_add(RESPONSE_OVERHEAD)));
     }
 }
 
+/// `read_committed` needs aborted transactions filtered out of fetched batches, which the
+/// consumer does not do yet; returning aborted records as committed would be wrong.
+fn check_isolation_level(level: IsolationLevel) -> Result<(), String> {
+    match level {
+        IsolationLevel::ReadUncommitted => Ok(()),
+        IsolationLevel::ReadCommitted => Err("read_committed is not supported yet: aborted \
+                                              transactions are not filtered out"
+            .into()),
+    }
+}
+
+fn capped(duration: Duration) -> Duration {
+    duration.min(FOREVER)
+}
+
+fn servers(list: impl AsRef<str>) -> Vec<String> {
+    split_servers(list.as_ref())
+}
+
+/// A comma-separated server list, blanks and a `PLAINTEXT://` prefix dropped (other
+/// schemes stay, for [`Config::validate`] to refuse).
 fn split_servers(list: &str) -> Vec<String> {
+    const PLAINTEXT: &str = "plaintext://";
     list.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
+        .map(|s| match s.get(..PLAINTEXT.len()) {
+            Some(scheme) if scheme.eq_ignore_ascii_case(PLAINTEXT) => &s[PLAINTEXT.len()..],
+            _ => s,
+        })
         .map(String::from)
         .collect()
 }
 
-fn millis(key: &str, value: &str) -> Result<Duration, Error> {
-    value
-        .parse::<u64>()
-        .map(Duration::from_millis)
-        .map_err(|_| {
-            Error::config(
-                key,
-                format!("{value:?} is not a whole number of milliseconds"),
-            )
-        })
+/// Whether an unknown key probably holds a credential, so `Debug` must not show it.
+fn looks_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "passphrase",
+        "jaas",
+        "credentials",
+        "user.info",
+    ]
+    .iter()
+    .any(|word| key.contains(word))
 }
 
-fn boolean(key: &str, value: &str) -> Result<bool, Error> {
-    match value {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(Error::config(
-            key,
-            format!("{value:?} is not true or false"),
-        )),
+/// Properties kept as text, in the order they were first set.
+#[derive(Clone, Default)]
+struct Kept(Vec<KeptKey>);
+
+#[derive(Clone)]
+struct KeptKey {
+    name: String,
+    value: String,
+    secret: bool,
+    warned: bool,
+}
+
+impl Kept {
+    /// Stores `value` under `name`; true if the caller must warn: the value is not `quiet`
+    /// and no earlier value of the key was warned about.
+    fn keep(&mut self, name: &str, value: &str, secret: bool, quiet: bool) -> bool {
+        let index = match self.0.iter().position(|kept| kept.name == name) {
+            Some(index) => index,
+            None => {
+                self.0.push(KeptKey {
+                    name: name.to_string(),
+                    value: String::new(),
+                    secret,
+                    warned: false,
+                });
+                self.0.len() - 1
+            }
+        };
+        let kept = &mut self.0[index];
+        kept.value = value.to_string();
+        let warn = !quiet && !kept.warned;
+        kept.warned |= warn;
+        warn
+    }
+
+    fn value(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|kept| kept.name == name)
+            .map(|kept| kept.value.as_str())
     }
 }
 
-fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, Error> {
-    value
-        .parse::<T>()
-        .map_err(|_| Error::config(key, format!("{value:?} is not a valid number")))
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|kept| {
+                let value = if kept.secret {
+                    "[hidden]"
+                } else {
+                    kept.value.as_str()
+                };
+                (&kept.name, value)
+            }))
+            .finish()
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::keys::{Kind, KEYS};
     use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// A valid value other than the default for every supported key.
+    fn sample(key: &str) -> &'static str {
+        match key {
+            "bootstrap.servers" => "a:1,b:2",
+            "client.id" => "app",
+            "client.dns.lookup" => "resolve_canonical_bootstrap_servers_only",
+            "security.protocol" => "plaintext",
+            "request.timeout.ms" => "40000",
+            "metadata.max.age.ms" => "-1",
+            "reconnect.backoff.ms" => "20",
+            "reconnect.backoff.max.ms" => "2000",
+            "retry.backoff.ms" => "70",
+            "retry.backoff.max.ms" => "3000",
+            "receive.message.max.bytes" => "200000000",
+            "acks" => "1",
+            "enable.idempotence" => "false",
+            "linger.ms" => "0.25",
+            "batch.size" => "1000",
+            "buffer.memory" => "1048576",
+            "queue.buffering.max.kbytes" => "2048",
+            "compression.type" => "zstd",
+            "delivery.timeout.ms" => "0",
+            "retries" => "3",
+            "max.in.flight.requests.per.connection" => "1",
+            "max.request.size" => "2048",
+            "partitioner" => "murmur2",
+            "partitioner.class" => "org.apache.kafka.clients.producer.UniformStickyPartitioner",
+            "partitioner.ignore.keys" => "true",
+            "transactional.id" => "",
+            "auto.offset.reset" => "smallest",
+            "isolation.level" => "READ_UNCOMMITTED",
+            "fetch.min.bytes" => "1000",
+            "fetch.max.wait.ms" => "100",
+            "fetch.max.bytes" => "1000000",
+            "max.partition.fetch.bytes" => "65536",
+            "enable.partition.eof" => "TRUE",
+            other => panic!("no sample value for {other}"),
+        }
+    }
+
+    fn shows(config: &Config) -> Vec<(&'static str, String)> {
+        KEYS.iter()
+            .filter_map(|key| match key.kind {
+                Kind::Supported { show, .. } => Some((key.name, show(config))),
+                Kind::Ignored { .. } => None,
+            })
+            .collect()
+    }
+
+    fn config_error_key(result: Result<Config, Error>) -> String {
+        match result {
+            Err(Error::Config { key, .. }) => key,
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    /// Records the message of every tracing event on this thread while `f` runs.
+    fn warnings(f: impl FnOnce()) -> Vec<String> {
+        struct Recorder(Arc<Mutex<Vec<String>>>);
+        struct Message<'a>(&'a mut String);
+        impl tracing::field::Visit for Message<'_> {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                use std::fmt::Write;
+                if field.name() == "message" {
+                    let _ = write!(self.0, "{value:?}");
+                } else {
+                    let _ = write!(self.0, " {}={value:?}", field.name());
+                }
+            }
+        }
+        impl tracing::Subscriber for Recorder {
+            fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+                true
+            }
+            fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+                tracing::span::Id::from_u64(1)
+            }
+            fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+            fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+            fn event(&self, event: &tracing::Event<'_>) {
+                let mut line = format!("{} ", event.metadata().level());
+                event.record(&mut Message(&mut line));
+                if let Ok(mut lines) = self.0.lock() {
+                    lines.push(line);
+                }
+            }
+            fn enter(&self, _: &tracing::span::Id) {}
+            fn exit(&self, _: &tracing::span::Id) {}
+        }
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        tracing::subscriber::with_default(Recorder(lines.clone()), f);
+        let lines = lines.lock().map(|l| l.clone()).unwrap_or_default();
+        lines
+    }
 
     #[test]
     fn kafka_property_names_set_the_typed_fields() -> Result<(), Error> {
@@ -492,13 +844,13 @@ mod tests {
             .set("acks", "1")?
             .set("compression.type", "zstd")?
             .set("auto.offset.reset", "earliest")?
-            .set("isolation.level", "read_committed")?
+            .set("isolation.level", "read_uncommitted")?
             .set("bootstrap.servers", "x:1, y:2")?;
-        assert_eq!(config.linger, Duration::from_millis(7));
+        assert_eq!(config.linger, 7 * MS);
         assert_eq!(config.acks, Acks::Leader);
         assert_eq!(config.compression, Compression::Zstd);
         assert_eq!(config.auto_offset_reset, OffsetReset::Earliest);
-        assert_eq!(config.isolation_level, IsolationLevel::ReadCommitted);
+        assert_eq!(config.isolation_level, IsolationLevel::ReadUncommitted);
         assert_eq!(
             config.bootstrap_servers,
             vec!["x:1".to_string(), "y:2".to_string()]
@@ -507,17 +859,327 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_and_bad_values_name_the_key() {
+    fn every_supported_key_takes_a_value_and_shows_it_back() -> Result<(), Error> {
+        for key in KEYS {
+            let Kind::Supported { show, .. } = key.kind else {
+                continue;
+            };
+            let value = sample(key.name);
+            let config = Config::default().set(key.name, value)?;
+            let shown = show(&config);
+            let again = Config::default().set(key.name, &shown)?;
+            assert_eq!(
+                show(&again),
+                shown,
+                "{}: set(get()) changes nothing",
+                key.name
+            );
+            assert_eq!(config.get(key.name), Some(shown), "{}", key.name);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn aliases_set_the_same_setting_as_the_kafka_name() -> Result<(), Error> {
+        for key in KEYS {
+            for alias in key.aliases {
+                let value = match key.kind {
+                    Kind::Supported { .. } => sample(key.name),
+                    Kind::Ignored { .. } => "some-value",
+                };
+                let by_name = Config::default().set(key.name, value)?;
+                let by_alias = Config::default().set(alias, value)?;
+                assert_eq!(shows(&by_name), shows(&by_alias), "{alias}");
+                assert_eq!(by_name.get(key.name), by_alias.get(key.name), "{alias}");
+                assert_eq!(by_alias.get(alias), by_alias.get(key.name), "{alias}");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn each_setter_states_the_default_of_its_key() {
+        for (property, default) in Config::SETTER_DEFAULTS {
+            let key = keys::lookup(property).unwrap_or_else(|| panic!("{property}"));
+            assert!(matches!(key.kind, Kind::Supported { .. }), "{property}");
+            assert_eq!(key.default, *default, "{property}");
+        }
+    }
+
+    #[test]
+    fn bad_values_of_supported_keys_are_errors_naming_the_key() {
+        let bad = [
+            ("linger.ms", "soon"),
+            ("linger.ms", "-1"),
+            ("queue.buffering.max.ms", "-0.5"),
+            ("batch.size", "big"),
+            ("buffer.memory", "-1"),
+            ("queue.buffering.max.kbytes", "18446744073709551615"),
+            ("acks", "2"),
+            ("request.required.acks", "leader"),
+            ("compression.type", "brotli"),
+            ("compression.codec", "inherit"),
+            ("delivery.timeout.ms", "9223372036854775808000"),
+            ("retries", "-1"),
+            ("max.in.flight.requests.per.connection", "x"),
+            ("partitioner", "consistent_random"),
+            ("partitioner.class", "com.example.MyPartitioner"),
+            (
+                "partitioner.class",
+                "org.apache.kafka.clients.producer.RoundRobinPartitioner",
+            ),
+            ("partitioner.ignore.keys", "yes"),
+            ("enable.idempotence", "1"),
+            ("fetch.min.bytes", "-1"),
+            ("fetch.max.bytes", "2147483648"),
+            ("fetch.wait.max.ms", "1.5"),
+            ("auto.offset.reset", "middle"),
+            ("auto.offset.reset", "by_duration:P1D"),
+            ("isolation.level", "read_committed"),
+            ("isolation.level", "serializable"),
+            ("enable.partition.eof", "maybe"),
+            ("security.protocol", "SSL"),
+            ("security.protocol", "sasl_ssl"),
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("security.protocol", "TLS"),
+            ("transactional.id", "orders-tx"),
+            ("client.dns.lookup", "default"),
+            ("metadata.max.age.ms", "-2"),
+            ("topic.metadata.refresh.interval.ms", "never"),
+            ("receive.message.max.bytes", "1e9"),
+            ("socket.timeout.ms", "1s"),
+        ];
+        for (key, value) in bad {
+            let result = Config::new("a:1").set(key, value);
+            assert_eq!(config_error_key(result), key, "{key}={value}");
+        }
+        let not_yet = Config::new("a:1")
+            .set("security.protocol", "SSL")
+            .expect_err("refused");
+        assert!(
+            not_yet.to_string().contains("not supported yet"),
+            "{not_yet}"
+        );
+    }
+
+    #[test]
+    fn values_are_read_as_java_reads_them() -> Result<(), Error> {
+        let config = Config::new("a:1")
+            .set("enable.idempotence", " TRUE ")?
+            .set("acks", "ALL")?
+            .set("compression.type", "LZ4")?
+            .set("linger.ms", "9223372036854775807")?
+            .set("batch.size", "0")?
+            .set("client.dns.lookup", "use_all_dns_ips")?
+            .set("security.protocol", "PLAINTEXT")?
+            .set("transactional.id", "")?
+            .set("partitioner.class", "")?;
+        assert!(config.idempotence_explicit());
+        assert_eq!(config.acks, Acks::All);
+        assert_eq!(config.compression, Compression::Lz4);
+        assert_eq!(config.linger, FOREVER);
+        assert_eq!(config.batch_size, 1);
+        assert_eq!(Config::new("a:1").set("acks", "-1")?.acks, Acks::All);
+        assert_eq!(Config::new("a:1").set("acks", "0")?.acks, Acks::None);
+        // librdkafka's "no limit" and "never".
+        let config = Config::new("a:1")
+            .set("message.timeout.ms", "0")?
+            .set("topic.metadata.refresh.interval.ms", "-1")?;
+        assert_eq!(config.delivery_timeout, FOREVER);
+        assert_eq!(config.metadata_max_age, FOREVER);
+        config.validate()?;
+        // Java's partitioner classes with a franzy equivalent.
+        let sticky = "org.apache.kafka.clients.producer.UniformStickyPartitioner";
+        let default = "org.apache.kafka.clients.producer.internals.DefaultPartitioner";
+        let config = Config::new("a:1").set("partitioner.class", sticky)?;
+        assert_eq!(config.partitioner, Partitioner::Random);
+        let config = config.set("partitioner.class", default)?;
+        assert_eq!(config.partitioner, Partitioner::Murmur2Random);
+        let config = config.set("partitioner.ignore.keys", "true")?;
+        assert_eq!(config.partitioner, Partitioner::Random);
+        let config = config.set("partitioner.ignore.keys", "false")?;
+        assert_eq!(config.partitioner, Partitioner::Murmur2Random);
+        Ok(())
+    }
+
+    #[test]
+    fn derived_settings_follow_java_in_any_order() -> Result<(), Error> {
+        // delivery.timeout.ms left unset grows to linger + request timeout...
+        let grown = Config::new("a:1")
+            .set("request.timeout.ms", "200000")?
+            .set("linger.ms", "100")?;
+        assert_eq!(grown.delivery_timeout, 200_100 * MS);
+        grown.validate()?;
+        // ... but set too short, it is an error.
+        for config in [
+            Config::new("a:1")
+                .set("delivery.timeout.ms", "1000")?
+                .set("request.timeout.ms", "200000")?,
+            Config::new("a:1")
+                .request_timeout(Duration::from_secs(200))
+                .delivery_timeout(Duration::from_secs(1)),
+        ] {
+            let err = config.validate().expect_err("too short");
+            assert!(matches!(&err, Error::Config { key, .. } if key == "delivery.timeout.ms"));
+        }
+        // An initial retry backoff above the maximum is a fixed backoff of the maximum.
+        let fixed = Config::new("a:1").set("retry.backoff.ms", "2000")?;
+        assert_eq!(
+            (fixed.retry_backoff, fixed.retry_backoff_max),
+            (1000 * MS, 1000 * MS)
+        );
+        let raised = fixed.set("retry.backoff.max.ms", "5000")?;
+        assert_eq!(
+            (raised.retry_backoff, raised.retry_backoff_max),
+            (2000 * MS, 5000 * MS)
+        );
+        raised.validate()?;
+        // reconnect.backoff.ms set alone is also the maximum.
+        let alone = Config::new("a:1").set("reconnect.backoff.ms", "200")?;
+        assert_eq!(
+            (alone.reconnect_backoff, alone.reconnect_backoff_max),
+            (200 * MS, 200 * MS)
+        );
+        let both = alone.set("reconnect.backoff.max.ms", "10000")?;
+        assert_eq!(
+            (both.reconnect_backoff, both.reconnect_backoff_max),
+            (200 * MS, 10_000 * MS)
+        );
+        let above = Config::new("a:1")
+            .reconnect_backoff_max(Duration::from_millis(100))
+            .reconnect_backoff(Duration::from_millis(300));
+        assert_eq!(above.reconnect_backoff, 100 * MS);
+        // The response limit follows fetch.max.bytes unless set.
+        let big = Config::new("a:1").set("fetch.max.bytes", "209715200")?;
+        assert_eq!(big.max_response_size, 209_715_200 + RESPONSE_OVERHEAD);
+        big.validate()?;
+        let err = big
+            .set("receive.message.max.bytes", "104857600")?
+            .validate()
+            .expect_err("limit below a fetch");
+        assert!(matches!(&err, Error::Config { key, .. } if key == "receive.message.max.bytes"));
+        Ok(())
+    }
+
+    #[test]
+    fn refused_until_supported() {
         let err = Config::new("a:1")
-            .set("lingerms", "5")
-            .expect_err("unknown key");
-        assert!(matches!(&err, Error::Config { key, .. } if key == "lingerms"));
-        let err = Config::new("a:1")
-            .set("batch.size", "big")
-            .expect_err("bad number");
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .validate()
+            .expect_err("read_committed");
+        assert!(matches!(&err, Error::Config { key, .. } if key == "isolation.level"));
+        let err = Config::new("SSL://a:9093").validate().expect_err("TLS");
+        assert!(matches!(&err, Error::Config { key, .. } if key == "bootstrap.servers"));
+        let plain = Config::new("PLAINTEXT://a:9092, plaintext://b:9092");
+        assert_eq!(plain.bootstrap_servers, vec!["a:9092", "b:9092"]);
+        assert!(plain.validate().is_ok());
+    }
+
+    #[test]
+    fn ignored_keys_are_kept_and_warned_about_once() -> Result<(), Error> {
+        let mut config = Config::new("a:1");
+        let lines = warnings(|| {
+            config = Config::new("a:1")
+                .set("group.id", "audit")
+                .and_then(|c| c.set("group.id", "audit-2"))
+                .and_then(|c| c.set("sasl.mechanisms", "PLAIN"))
+                .and_then(|c| c.set("enable.auto.commit", "false"))
+                .and_then(|c| c.set("interceptor.classes", ""))
+                .and_then(|c| c.set("interceptor.classes", "com.example.Tracing"))
+                .and_then(|c| c.set("interceptor.classes", "com.example.Other"))
+                .and_then(|c| c.set("schema.registry.url", "http://r:8081"))
+                .and_then(|c| c.set("lingerms", "5"))
+                .expect("all accepted");
+            // Clones and clients built later do not warn again.
+            let clone = config.clone().set("group.id", "again").expect("accepted");
+            clone.validate().expect("valid");
+        });
+        let warned: Vec<&str> = lines.iter().map(String::as_str).collect();
+        assert_eq!(warned.len(), 5, "{warned:#?}");
+        assert!(warned[0].starts_with("WARN ignored: group.id (not supported) reason="));
+        assert!(warned[1].starts_with("WARN ignored: sasl.mechanisms (not supported)"));
+        assert!(warned[2].starts_with("WARN ignored: interceptor.classes (not supported)"));
+        assert_eq!(warned[3], "WARN ignored: schema.registry.url (unknown)");
+        assert_eq!(
+            warned[4],
+            "WARN ignored: lingerms (unknown) suggestion=\"linger.ms\""
+        );
+        // Values stay retrievable; librdkafka aliases under Kafka's name.
+        let kept: Vec<(&str, &str)> = config.ignored().collect();
+        assert_eq!(
+            kept,
+            vec![
+                ("group.id", "audit-2"),
+                ("sasl.mechanism", "PLAIN"),
+                ("enable.auto.commit", "false"),
+                ("interceptor.classes", "com.example.Other"),
+                ("schema.registry.url", "http://r:8081"),
+                ("lingerms", "5"),
+            ]
+        );
+        assert_eq!(config.get("group.id").as_deref(), Some("audit-2"));
+        assert_eq!(config.get("sasl.mechanisms").as_deref(), Some("PLAIN"));
+        assert_eq!(config.get("max.block.ms"), None);
+        assert_eq!(
+            config.get("linger.ms").as_deref(),
+            Some("5"),
+            "the typo changed nothing"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn debug_hides_credentials() -> Result<(), Error> {
+        let config = Config::new("a:1")
+            .set(
+                "sasl.jaas.config",
+                "PlainLoginModule required password=\"hunter2\";",
+            )?
+            .set("ssl.keystore.password", "hunter2")?
+            .set("basic.auth.user.info", "user:hunter2")?
+            .set("sasl.username", "alice")?;
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("alice"), "{debug}");
+        assert!(config.ignored().any(|(_, value)| value.contains("hunter2")));
+        Ok(())
+    }
+
+    #[test]
+    fn properties_files_and_maps() -> Result<(), Error> {
+        let config = Config::from_properties(
+            "# producer.properties\n\
+             bootstrap.servers = a:9092,\\\n    b:9092\n\
+             linger.ms: 20\n\
+             linger.ms=10\n\
+             key.serializer=org.apache.kafka.common.serialization.StringSerializer\n",
+        )?;
+        assert_eq!(config.bootstrap_servers, vec!["a:9092", "b:9092"]);
+        assert_eq!(config.linger, 10 * MS, "a later line wins");
+        config.validate()?;
+        let err = Config::from_properties("acks=all\nbatch.size=lots\n").expect_err("bad");
         assert!(matches!(&err, Error::Config { key, .. } if key == "batch.size"));
-        let err = Config::new("a:1").set("acks", "2").expect_err("bad acks");
-        assert!(err.to_string().contains("acks"));
+        let map =
+            std::collections::BTreeMap::from([("bootstrap.servers", "a:1"), ("retries", "3")]);
+        let config = Config::from_map(map)?;
+        assert_eq!(config.retries, 3);
+        let config = Config::from_map(vec![("client.id".to_string(), "x".to_string())])?;
+        assert_eq!(config.client_id, "x");
+        Ok(())
+    }
+
+    #[test]
+    fn typed_setters_take_strings_and_cap_durations() {
+        let (id, servers) = (String::from("owned"), String::from("b:2"));
+        let config = Config::new(String::from("a:1"))
+            .client_id("borrowed")
+            .client_id(id)
+            .bootstrap_servers(&servers)
+            .linger(Duration::MAX)
+            .delivery_timeout(Duration::MAX);
+        assert_eq!(config.client_id, "owned");
+        assert_eq!(config.bootstrap_servers, vec![servers]);
+        assert_eq!((config.linger, config.delivery_timeout), (FOREVER, FOREVER));
     }
 
     #[test]

@@ -32,7 +32,8 @@ pub enum Persisted {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A configuration key has an unknown name or a bad value.
+    /// A configuration value is malformed, asks for something franzy does not support yet
+    /// (TLS, SASL, transactions, `read_committed`), or conflicts with other settings.
     #[error("invalid configuration {key}: {reason}")]
     Config {
         /// The Kafka property name (or builder method) at fault.

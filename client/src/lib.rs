@@ -24,13 +24,19 @@
 //! # }
 //! ```
 //!
+//! A Java client's `.properties` file configures franzy as it is
+//! ([`Config::from_properties`]): every Kafka and librdkafka key is accepted, keys franzy does
+//! not implement are kept and logged once at warn level, and a value franzy cannot honour
+//! (`security.protocol=SSL`, a `transactional.id`) is an error naming the key. The
+//! [`config`] module lists what is supported, with defaults.
+//!
 //! | module | what |
 //! |---|---|
 //! | [`proto`] | the wire: frames, headers, messages, record batches, compression. No IO. |
 //! | [`engine`] | state machines: connections, metadata, accumulator. No IO, no clock. |
 //! | [`consumer`] | [`Consumer`]: manual assignment, seek, pause, prefetching `recv` / `Stream` |
 //! | [`builder`] | [`ClientBuilder`]: transport and seed for a producer or consumer |
-//! | [`config`] | [`Config`]: typed setters and Kafka property names |
+//! | [`config`] | [`Config`]: typed setters; Kafka's and librdkafka's property names and `.properties` files, from one table |
 //! | [`io`] | tokio drivers: transports, broker connections, the shared cluster client |
 //! | [`error`] | [`Error`] and its classification (retriable, abortable, fatal) |
 //! | [`topic_partition`] | [`TopicPartition`]: one partition of one topic |

@@ -35,7 +35,7 @@ async fn cluster(brokers: i32, topic: &str, partitions: i32) -> Cluster {
 }
 
 fn config(cluster: &Cluster) -> Config {
-    Config::new(&cluster.bootstrap()).auto_offset_reset(OffsetReset::Earliest)
+    Config::new(cluster.bootstrap()).auto_offset_reset(OffsetReset::Earliest)
 }
 
 fn consumer(cluster: &Cluster, config: Config) -> Consumer {

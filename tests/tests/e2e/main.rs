@@ -2,6 +2,7 @@
 //! One test binary; one module per subject.
 
 mod client_core;
+mod config;
 mod consumer;
 mod faults;
 mod hostile_input;

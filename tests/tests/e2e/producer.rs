@@ -33,7 +33,7 @@ async fn cluster(brokers: i32) -> Cluster {
 }
 
 fn config(cluster: &Cluster) -> Config {
-    Config::new(&cluster.bootstrap())
+    Config::new(cluster.bootstrap())
 }
 
 fn producer(cluster: &Cluster, config: Config) -> Producer {
