@@ -23,6 +23,55 @@ pub struct ClientArgs {
     pub properties: Vec<String>,
 }
 
+/// SIGINT (Ctrl-C) and SIGTERM, watched from creation on: a signal that arrives before
+/// [`Interrupt::recv`] is awaited is not lost, and neither signal kills the process any more.
+pub struct Interrupt {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(not(unix))]
+    ctrl_c: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>>,
+}
+
+impl Interrupt {
+    /// Starts watching. Must be called within a tokio runtime.
+    pub fn watch() -> Result<Self, String> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt())
+                    .map_err(|e| format!("cannot watch SIGINT: {e}"))?,
+                terminate: signal(SignalKind::terminate())
+                    .map_err(|e| format!("cannot watch SIGTERM: {e}"))?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {
+                ctrl_c: Box::pin(tokio::signal::ctrl_c()),
+            })
+        }
+    }
+
+    /// Waits for the next signal. Cancel-safe.
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => {}
+                _ = self.terminate.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = self.ctrl_c.as_mut().await;
+            self.ctrl_c = Box::pin(tokio::signal::ctrl_c());
+        }
+    }
+}
+
 /// A cluster to talk to: the one named by `-b`, or an embedded harness kept alive as long
 /// as this value.
 pub struct Target {
