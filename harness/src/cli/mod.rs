@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod consume;
+pub mod format;
 pub mod produce;
 pub mod serve;
 
@@ -21,6 +22,21 @@ pub struct ClientArgs {
     /// A Kafka client property, as key=value (repeatable), e.g. -X linger.ms=5.
     #[arg(short = 'X', value_name = "KEY=VALUE")]
     pub properties: Vec<String>,
+}
+
+/// How a subcommand failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// Print this as `franzy: MESSAGE`.
+    Message(String),
+    /// Already reported on stderr (kcat style, `% ERROR: ...`); only the exit status is left.
+    Reported,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Self::Message(message)
+    }
 }
 
 /// SIGINT (Ctrl-C) and SIGTERM, watched from creation on: a signal that arrives before
