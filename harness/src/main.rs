@@ -1,11 +1,13 @@
 //! The `franzy` command line: a harness cluster for any Kafka client (`serve`), and a
 //! kcat-like client (`produce`, `consume`) with a benchmark (`bench`). Client commands run
 //! against an embedded harness when no `-b` is given. Logs go to stderr (`RUST_LOG` sets the
-//! level, default `info` for serve and `warn` otherwise).
+//! level, default `info` for serve, `error` for consume, which reports the consumer's errors
+//! itself as kcat does, and `warn` otherwise).
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use cli::Failure;
 
 mod cli;
 
@@ -22,7 +24,7 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     /// Produce records read from stdin, one a line.
     Produce(cli::produce::ProduceArgs),
-    /// Consume records to stdout, one a line.
+    /// Consume records to stdout, one a line or as -f says, until interrupted (or -e, -c).
     Consume(cli::consume::ConsumeArgs),
     /// Measure produce or consume throughput.
     #[command(subcommand)]
@@ -31,10 +33,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Serve(_)) {
-        "info"
-    } else {
-        "warn"
+    // consume reports the consumer's errors itself, kcat style; its warnings would repeat them.
+    let default_level = match cli.command {
+        Command::Serve(_) => "info",
+        Command::Consume(_) => "error",
+        _ => "warn",
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -56,17 +59,18 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => cli::serve::run(args).await,
-            Command::Produce(args) => cli::produce::run(args).await,
+            Command::Serve(args) => cli::serve::run(args).await.map_err(Failure::from),
+            Command::Produce(args) => cli::produce::run(args).await.map_err(Failure::from),
             Command::Consume(args) => cli::consume::run(args).await,
-            Command::Bench(command) => cli::bench::run(command).await,
+            Command::Bench(command) => cli::bench::run(command).await.map_err(Failure::from),
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+        Err(Failure::Message(message)) => {
             eprintln!("franzy: {message}");
             ExitCode::FAILURE
         }
+        Err(Failure::Reported) => ExitCode::FAILURE,
     }
 }

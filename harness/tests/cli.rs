@@ -1,8 +1,9 @@
 //! The `franzy` binary end to end: `serve` in one process, `produce` and `consume` in
 //! others, as a user would run them.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_franzy");
@@ -146,6 +147,36 @@ fn bad_arguments_are_errors_not_panics() {
         limit,
     );
     assert!(!ok && stderr.contains("middle"), "{stderr}");
+    // Consume shares produce's -X, and a bad format is refused before connecting.
+    let (ok, _, stderr) = run(
+        &[
+            "consume",
+            "-b",
+            "127.0.0.1:1",
+            "-t",
+            "t",
+            "-X",
+            "fetch.max.wait.ms=soon",
+        ],
+        b"",
+        limit,
+    );
+    assert!(!ok && stderr.contains("fetch.max.wait.ms"), "{stderr}");
+    for (format, names) in [("%x", "%x"), ("%s %", "lone %"), ("\\x", "\\x")] {
+        let (ok, _, stderr) = run(
+            &["consume", "-b", "127.0.0.1:1", "-t", "t", "-f", format],
+            b"",
+            limit,
+        );
+        assert!(!ok && stderr.contains(names), "{format}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    let (ok, _, stderr) = run(
+        &["produce", "-b", "127.0.0.1:1", "-t", "t", "-H", "=v"],
+        b"",
+        limit,
+    );
+    assert!(!ok && stderr.contains("NAME=VALUE"), "{stderr}");
 }
 
 #[test]
@@ -175,4 +206,295 @@ fn bench_runs_against_the_embedded_harness() {
         stdout.contains("consume: 2000 records (20000 value bytes)"),
         "{stdout}"
     );
+}
+
+#[test]
+fn consume_formats_records_as_kcat_does() {
+    let (_server, bootstrap) = serve(&["--topic", "fmt:1"]);
+    let limit = Duration::from_secs(60);
+    let (ok, _, stderr) = run(
+        &[
+            "produce",
+            "-b",
+            &bootstrap,
+            "-t",
+            "fmt",
+            "-K",
+            ":",
+            "-H",
+            "trace=abc",
+            "-H",
+            "gone",
+        ],
+        b"k1:v1\nk2:\nnokey\n",
+        limit,
+    );
+    assert!(ok, "produce failed: {stderr}");
+    let (ok, stdout, stderr) = run(
+        &[
+            "consume",
+            "-b",
+            &bootstrap,
+            "-t",
+            "fmt",
+            "-e",
+            "-X",
+            "fetch.max.wait.ms=50",
+            "-f",
+            "%t/%p@%o %k=%s %h\\n",
+        ],
+        b"",
+        limit,
+    );
+    assert!(ok, "consume failed: {stderr}");
+    assert_eq!(
+        stdout,
+        "fmt/0@0 k1=v1 trace=abc,gone=NULL\n\
+         fmt/0@1 k2= trace=abc,gone=NULL\n\
+         fmt/0@2 =nokey trace=abc,gone=NULL\n"
+    );
+    assert!(
+        stderr.contains("% Reached end of topic fmt [0] at offset 3: exiting"),
+        "{stderr}"
+    );
+    // Lengths (-1 for null), timestamps, -Z, %% and the %v alias.
+    let (ok, stdout, stderr) = run(
+        &[
+            "consume",
+            "-b",
+            &bootstrap,
+            "-t",
+            "fmt",
+            "-e",
+            "-Z",
+            "-f",
+            "%k|%K|%v|%S|100%%|%T\\n",
+        ],
+        b"",
+        limit,
+    );
+    assert!(ok, "consume failed: {stderr}");
+    let lines: Vec<Vec<&str>> = stdout.lines().map(|l| l.split('|').collect()).collect();
+    let fields: Vec<&[&str]> = lines.iter().map(|l| &l[..5]).collect();
+    assert_eq!(
+        fields,
+        [
+            &["k1", "2", "v1", "2", "100%"][..],
+            &["k2", "2", "", "0", "100%"][..],
+            &["NULL", "-1", "nokey", "5", "100%"][..],
+        ],
+        "{stdout}"
+    );
+    for line in &lines {
+        let timestamp: i64 = line[5].parse().expect("a timestamp in ms");
+        assert!(timestamp > 1_600_000_000_000, "{stdout}");
+    }
+}
+
+#[test]
+fn consume_errors_are_reported_and_a_stopped_partition_ends_exit_at_end() {
+    let (_server, bootstrap) = serve(&["--topic", "short:2"]);
+    let limit = Duration::from_secs(60);
+    let (ok, _, stderr) = run(
+        &["produce", "-b", &bootstrap, "-t", "short", "-p", "0"],
+        b"a\nb\n",
+        limit,
+    );
+    assert!(ok, "produce failed: {stderr}");
+    // Offset 1000 is past both partitions' ends: each one fails once, is reported, and
+    // counts as done for -e instead of leaving the command waiting forever.
+    let (ok, stdout, stderr) = run(
+        &[
+            "consume",
+            "-b",
+            &bootstrap,
+            "-t",
+            "short",
+            "-e",
+            "-o",
+            "1000",
+            "-X",
+            "auto.offset.reset=none",
+        ],
+        b"",
+        limit,
+    );
+    assert!(!ok, "{stderr}");
+    assert_eq!(stdout, "");
+    for partition in 0..2 {
+        assert!(
+            stderr.contains(&format!(
+                "% ERROR: offset 1000 out of range for short/{partition}"
+            )),
+            "{stderr}"
+        );
+    }
+    assert!(stderr.contains("stopped on errors"), "{stderr}");
+}
+
+/// A running `franzy consume` whose stdout lines arrive on a channel as it prints them.
+struct Consume {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Consume {
+    fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .arg("consume")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("franzy consume starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        // A small channel: while the test does not take lines, the reader stops reading and
+        // the pipe fills, so the test can signal a consume that is blocked writing.
+        let (line_tx, lines) = mpsc::sync_channel(16);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (stderr_tx, stderr_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            let _ = stderr_tx.send(text);
+        });
+        Self {
+            child,
+            lines,
+            stderr: stderr_rx,
+        }
+    }
+
+    /// The next `n` lines, failing the test if they do not all come by `deadline`.
+    fn lines(&mut self, n: usize, deadline: Instant) -> Vec<String> {
+        let mut got = Vec::with_capacity(n);
+        while got.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => got.push(line),
+                Err(_) => {
+                    let _ = self.child.kill();
+                    panic!(
+                        "consume printed {} of {n} lines before the deadline (or exited); \
+                         stderr: {}",
+                        got.len(),
+                        self.stderr_text()
+                    );
+                }
+            }
+        }
+        got
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args(["-s", name, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -s {name} failed");
+    }
+
+    /// Waits for the exit, taking the lines printed meanwhile (so that a full pipe does not
+    /// block it), and returns its status and every line left; fails the test at `deadline`.
+    fn exit(&mut self, deadline: Instant) -> (ExitStatus, Vec<String>) {
+        let mut rest = Vec::new();
+        loop {
+            rest.extend(self.lines.try_iter());
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                rest.extend(self.lines.iter());
+                return (status, rest);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("consume did not exit; stderr: {}", self.stderr_text());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn stderr_text(&self) -> String {
+        self.stderr
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Consume {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Without -e, records are printed as they arrive, not when the command ends; a signal
+/// ends the command with status 0 and nothing received is lost.
+fn consume_streams_until(signal: &str) {
+    let topic = format!("live-{}", signal.to_lowercase());
+    let (_server, bootstrap) = serve(&["--topic", &format!("{topic}:3")]);
+    let limit = Duration::from_secs(60);
+    let produce = |from: usize, to: usize| {
+        let input: String = (from..to).map(|i| format!("k{i}:v{i}\n")).collect();
+        let (ok, _, stderr) = run(
+            &["produce", "-b", &bootstrap, "-t", &topic, "-K", ":"],
+            input.as_bytes(),
+            limit,
+        );
+        assert!(ok, "produce failed: {stderr}");
+    };
+    produce(0, 100);
+    let mut consume = Consume::start(&["-b", &bootstrap, "-t", &topic, "-K", ":"]);
+    let mut got = consume.lines(100, Instant::now() + limit);
+    assert!(
+        consume.child.try_wait().expect("wait").is_none(),
+        "consume exited without -e"
+    );
+    // Records produced while it runs show up while it runs.
+    produce(100, 150);
+    got.extend(consume.lines(50, Instant::now() + limit));
+    assert!(consume.child.try_wait().expect("wait").is_none());
+    // Signalled while a larger run is flowing (its stdout pipe full, as the test takes no
+    // lines meanwhile): it stops between records and flushes, so what it printed is whole
+    // lines, each once.
+    produce(150, 20_150);
+    got.extend(consume.lines(1, Instant::now() + limit));
+    consume.signal(signal);
+    let (status, rest) = consume.exit(Instant::now() + limit);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit after SIG{signal}; stderr: {}",
+        consume.stderr_text()
+    );
+    got.extend(rest);
+    let mut seen = std::collections::HashSet::new();
+    for line in &got {
+        let (key, value) = line.split_once(':').expect("key:value");
+        assert_eq!(key.strip_prefix('k'), value.strip_prefix('v'), "{line:?}");
+        assert!(seen.insert(line.clone()), "{line:?} printed twice");
+    }
+    for i in 0..150 {
+        assert!(seen.contains(&format!("k{i}:v{i}")), "k{i} missing");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn consume_streams_and_stops_cleanly_on_sigterm() {
+    consume_streams_until("TERM");
+}
+
+#[cfg(unix)]
+#[test]
+fn consume_streams_and_stops_cleanly_on_sigint() {
+    consume_streams_until("INT");
 }

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod consume;
+pub mod format;
 pub mod produce;
 pub mod serve;
 
@@ -21,6 +22,70 @@ pub struct ClientArgs {
     /// A Kafka client property, as key=value (repeatable), e.g. -X linger.ms=5.
     #[arg(short = 'X', value_name = "KEY=VALUE")]
     pub properties: Vec<String>,
+}
+
+/// How a subcommand failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// Print this as `franzy: MESSAGE`.
+    Message(String),
+    /// Already reported on stderr (kcat style, `% ERROR: ...`); only the exit status is left.
+    Reported,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Self::Message(message)
+    }
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM, watched from creation on: a signal that arrives before
+/// [`Interrupt::recv`] is awaited is not lost, and neither signal kills the process any more.
+pub struct Interrupt {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(not(unix))]
+    ctrl_c: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>>,
+}
+
+impl Interrupt {
+    /// Starts watching. Must be called within a tokio runtime.
+    pub fn watch() -> Result<Self, String> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt())
+                    .map_err(|e| format!("cannot watch SIGINT: {e}"))?,
+                terminate: signal(SignalKind::terminate())
+                    .map_err(|e| format!("cannot watch SIGTERM: {e}"))?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {
+                ctrl_c: Box::pin(tokio::signal::ctrl_c()),
+            })
+        }
+    }
+
+    /// Waits for the next signal. Cancel-safe.
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => {}
+                _ = self.terminate.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = self.ctrl_c.as_mut().await;
+            self.ctrl_c = Box::pin(tokio::signal::ctrl_c());
+        }
+    }
 }
 
 /// A cluster to talk to: the one named by `-b`, or an embedded harness kept alive as long

@@ -1,7 +1,7 @@
 //! `franzy produce`: records from stdin, one a line, as `kcat -P` does.
 
 use bytes::Bytes;
-use franzy::producer::{Producer, ProducerRecord};
+use franzy::producer::{Header, Producer, ProducerRecord};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::{parse_delimiter, split_once, ClientArgs, Target};
@@ -17,6 +17,25 @@ pub struct ProduceArgs {
     /// Send every record to this partition.
     #[arg(short = 'p', long)]
     pub partition: Option<i32>,
+    /// A header for every record, as NAME=VALUE, or NAME alone for a null value (kcat's -H;
+    /// repeatable).
+    #[arg(short = 'H', long = "header", value_name = "NAME=VALUE", value_parser = parse_header)]
+    pub headers: Vec<Header>,
+}
+
+fn parse_header(spec: &str) -> Result<Header, String> {
+    let (name, value) = match spec.split_once('=') {
+        Some((name, value)) => (name, Some(value)),
+        None => (spec, None),
+    };
+    if name.is_empty() {
+        return Err(format!("header {spec:?} is not NAME=VALUE or NAME"));
+    }
+    let name = Bytes::copy_from_slice(name.as_bytes());
+    Ok(match value {
+        Some(value) => Header::new(name, Bytes::copy_from_slice(value.as_bytes())),
+        None => Header::null(name),
+    })
 }
 
 /// Reads stdin to the end, sends a record per line, and waits for every acknowledgement.
@@ -64,6 +83,9 @@ pub async fn run(args: ProduceArgs) -> Result<(), String> {
         if let Some(partition) = args.partition {
             record = record.with_partition(partition);
         }
+        if !args.headers.is_empty() {
+            record = record.with_headers(args.headers.clone());
+        }
         let delivery = producer.send(record).await.map_err(|e| e.to_string())?;
         if deliveries_tx.send(delivery).await.is_err() {
             return Err("delivery collector stopped".into());
@@ -79,4 +101,18 @@ pub async fn run(args: ProduceArgs) -> Result<(), String> {
         return Err(format!("{failed} records were not delivered"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_parse_as_kcat_reads_them() {
+        assert_eq!(parse_header("trace=a=b"), Ok(Header::new("trace", "a=b")));
+        assert_eq!(parse_header("empty="), Ok(Header::new("empty", "")));
+        assert_eq!(parse_header("gone"), Ok(Header::null("gone")));
+        assert!(parse_header("=v").is_err_and(|e| e.contains("NAME=VALUE")));
+        assert!(parse_header("").is_err());
+    }
 }

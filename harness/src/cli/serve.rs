@@ -2,6 +2,8 @@
 
 use franzy_harness::Cluster;
 
+use super::Interrupt;
+
 /// Options of `franzy serve`.
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -54,19 +56,11 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     for (name, partitions) in args.topics {
         builder = builder.topic(name, partitions);
     }
+    let mut interrupt = Interrupt::watch()?;
     let cluster = builder.build().await.map_err(|e| e.to_string())?;
     println!("{}", cluster.bootstrap());
     tracing::info!(bootstrap = %cluster.bootstrap(), "cluster up; interrupt to stop");
-    wait_for_interrupt().await?;
+    interrupt.recv().await;
     cluster.shutdown().await;
     Ok(())
-}
-
-async fn wait_for_interrupt() -> Result<(), String> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result.map_err(|e| format!("cannot watch SIGINT: {e}")),
-        _ = terminate.recv() => Ok(()),
-    }
 }
