@@ -215,9 +215,12 @@ impl Config {
         isolation_level: IsolationLevel,
         /// `metadata.max.age.ms`: periodic metadata refresh. Default 5 min.
         metadata_max_age: Duration,
-        /// `reconnect.backoff.ms`: first wait before reconnecting. Default 50 ms.
+        /// `reconnect.backoff.ms`: first wait before reconnecting, and before the consumer
+        /// asks a broker again after a request to it failed. Default 50 ms.
         reconnect_backoff: Duration,
-        /// `reconnect.backoff.max.ms`: cap of the reconnect backoff. Default 1 s.
+        /// `reconnect.backoff.max.ms`: cap of the reconnect backoff; also how long a broker
+        /// must have failed every request before the consumer's `recv` reports it
+        /// (`Error::BrokerUnreachable`, `Error::AllBrokersDown`). Default 1 s.
         reconnect_backoff_max: Duration,
         /// Largest response frame accepted (`receive.message.max.bytes` in librdkafka).
         /// Default 100 MiB.
