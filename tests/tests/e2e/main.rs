@@ -4,6 +4,7 @@
 mod client_core;
 mod consumer;
 mod faults;
+mod fetch_faults;
 mod hostile_input;
 mod idempotence;
 mod producer;
