@@ -16,10 +16,22 @@
 //!    [`ListOffsetsPlan::request`] build them for the negotiated version. Feed each answer
 //!    to [`Fetcher::handle_fetch_response`] / [`Fetcher::handle_list_offsets_response`], or
 //!    its failure to [`Fetcher::handle_fetch_failure`] / [`Fetcher::handle_list_offsets_failure`].
-//!    When [`Fetcher::poll_metadata_refresh`] says so, refresh the metadata. Sleep until
-//!    [`Fetcher::poll_timeout`] or the next answer.
-//! 3. The user drains [`Fetcher::poll_event`]: records, end-of-partition events and
-//!    per-partition errors, in offset order within each partition.
+//!    When [`Fetcher::poll_metadata_refresh`] says so, refresh the metadata, and report
+//!    the outcome with [`Fetcher::handle_metadata_response`] /
+//!    [`Fetcher::handle_metadata_failure`]. Sleep until [`Fetcher::poll_timeout`] or the
+//!    next answer.
+//! 3. The user drains [`Fetcher::poll_event`]: outages first (once per failure episode),
+//!    then records, end-of-partition events and per-partition errors, in offset order
+//!    within each partition.
+//!
+//! # Peers that fail or lie
+//!
+//! Offsets, deltas and watermarks from a broker are checked before any arithmetic: offsets
+//! no log can have are [`Error::CorruptRecord`] for the partition. An answer that moves no
+//! partition on while one claims more backs the claimants off. A request that fails as a
+//! whole backs its broker off (`reconnect.backoff.ms`), and a broker failing for
+//! `reconnect.backoff.max.ms` is reported once ([`Error::BrokerUnreachable`],
+//! [`Error::AllBrokersDown`]). DESIGN.md explains each choice.
 //!
 //! # Positions
 //!
