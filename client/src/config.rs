@@ -409,11 +409,14 @@ impl Config {
         /// Periodic metadata refresh.
         metadata_max_age(Duration) => metadata_max_age via capped,
             key "metadata.max.age.ms", default "300000";
-        /// First wait before reconnecting; set without `reconnect.backoff.max.ms`, it is
-        /// also the maximum (Java's rule).
+        /// First wait before reconnecting, and before the consumer asks a broker again after
+        /// a request to it failed; set without `reconnect.backoff.max.ms`, it is also the
+        /// maximum (Java's rule).
         reconnect_backoff(Duration) => given.reconnect_backoff via |wait| Some(capped(wait)),
             key "reconnect.backoff.ms", default "50";
-        /// Cap of the reconnect backoff.
+        /// Cap of the reconnect backoff; also how long a broker must have failed every
+        /// request before the consumer's `recv` reports it (`Error::BrokerUnreachable`,
+        /// `Error::AllBrokersDown`).
         reconnect_backoff_max(Duration) => given.reconnect_backoff_max
             via |wait| Some(capped(wait)),
             key "reconnect.backoff.max.ms", default "1000";

@@ -11,9 +11,12 @@
 //! consumer.assign(&[TopicPartition::new("orders", 0), TopicPartition::new("orders", 1)])?;
 //! consumer.seek(&TopicPartition::new("orders", 1), Offset::At(42))?;
 //! loop {
-//!     match consumer.recv().await? {
-//!         ConsumerEvent::Record(record) => println!("{} {:?}", record.offset, record.value),
-//!         ConsumerEvent::PartitionEof { .. } => {}
+//!     match consumer.recv().await {
+//!         Ok(ConsumerEvent::Record(record)) => println!("{} {:?}", record.offset, record.value),
+//!         Ok(ConsumerEvent::PartitionEof { .. }) => {}
+//!         // A broker unreachable for a while: told once, the consumer keeps trying.
+//!         Err(error) if error.is_retriable() => eprintln!("{error}"),
+//!         Err(error) => return Err(error),
 //!     }
 //! }
 //! # }
@@ -27,6 +30,14 @@
 //! `auto.offset.reset=none`, [`Error::CorruptRecord`], a non-retriable broker error) come
 //! out of `recv` in that partition's place in the stream, once; the partition then stays
 //! stopped until [`Consumer::seek`] moves it.
+//!
+//! Brokers that do not answer are retried with backoff (`reconnect.backoff.ms` doubling up
+//! to `reconnect.backoff.max.ms`), each failure logged at warn level. Once a broker's
+//! requests have failed for `reconnect.backoff.max.ms` with nothing answered in between,
+//! `recv` returns [`Error::BrokerUnreachable`] once (or [`Error::AllBrokersDown`] when no
+//! broker answers metadata requests while a partition's leader is unknown, as at bootstrap);
+//! both are retriable, the consumer keeps trying, and the next `recv` returns records again
+//! once the brokers answer.
 
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -195,9 +206,11 @@ impl Consumer {
         self.shared.lock().fetcher.paused()
     }
 
-    /// The next record, end-of-partition event (with `enable.partition.eof`), or partition
-    /// error; waits until there is one. Fails with [`Error::Closed`] after the consumer was
-    /// closed. Cancel-safe: dropping the future loses nothing.
+    /// The next record, end-of-partition event (with `enable.partition.eof`), partition
+    /// error, or outage ([`Error::BrokerUnreachable`], [`Error::AllBrokersDown`]: retriable,
+    /// once per failure episode, see the [module](self) documentation); waits until there is
+    /// one. Fails with [`Error::Closed`] after the consumer was closed. Cancel-safe: dropping
+    /// the future loses nothing.
     pub async fn recv(&mut self) -> Result<ConsumerEvent, Error> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }

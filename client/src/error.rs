@@ -104,13 +104,23 @@ pub enum Error {
         /// The offset that was out of range.
         offset: i64,
     },
-    /// A record, fetch response or batch could not be decoded.
-    #[error("corrupt record data in {topic}/{partition}: {reason}")]
+    /// A record, fetch response or batch could not be decoded, or a broker sent offsets
+    /// that cannot be (a batch at a negative offset or ending past `i64::MAX`, a looked-up
+    /// offset below -1).
+    #[error(
+        "corrupt record data in {topic}/{partition}{}{}: {reason}",
+        offset.map(|o| format!(" at offset {o}")).unwrap_or_default(),
+        broker.map(|b| format!(" from broker {b}")).unwrap_or_default()
+    )]
     CorruptRecord {
         /// Topic.
         topic: String,
         /// Partition.
         partition: i32,
+        /// The offset at fault (a batch's base offset, or the position), when known.
+        offset: Option<i64>,
+        /// The broker that sent the data, when it came from one.
+        broker: Option<i32>,
         /// What was wrong.
         reason: String,
     },
@@ -121,6 +131,32 @@ pub enum Error {
         topic: String,
         /// Partition.
         partition: i32,
+    },
+    /// Every request to a broker the consumer needs has failed (no answer, a broken
+    /// connection, bytes that are not Kafka protocol) for at least `reconnect.backoff.max.ms`.
+    /// Returned once per such failure episode by `Consumer::recv`, which keeps retrying with
+    /// backoff and consumes again once the broker answers. Retriable, never fatal.
+    #[error("broker {broker} unreachable for {failing_for:?}")]
+    BrokerUnreachable {
+        /// The broker's node id.
+        broker: i32,
+        /// How long its requests have been failing.
+        failing_for: Duration,
+        /// The last failure.
+        #[source]
+        cause: Box<Error>,
+    },
+    /// No broker, bootstrap servers included, answered a metadata request for at least
+    /// `reconnect.backoff.max.ms`, while the consumer needed one to find a partition's
+    /// leader (librdkafka's `ALL_BROKERS_DOWN`). Returned once per episode, like
+    /// [`Error::BrokerUnreachable`]. Retriable, never fatal.
+    #[error("no broker reachable for {failing_for:?}")]
+    AllBrokersDown {
+        /// How long metadata requests have been failing.
+        failing_for: Duration,
+        /// The last failure.
+        #[source]
+        cause: Box<Error>,
     },
     /// The client was closed.
     #[error("client is closed")]
@@ -164,7 +200,11 @@ impl Error {
     pub fn is_retriable(&self) -> bool {
         match self {
             Self::Broker { code, .. } => code.is_retriable(),
-            Self::Connect { .. } | Self::Disconnected { .. } | Self::RequestTimeout(_) => true,
+            Self::Connect { .. }
+            | Self::Disconnected { .. }
+            | Self::RequestTimeout(_)
+            | Self::BrokerUnreachable { .. }
+            | Self::AllBrokersDown { .. } => true,
             _ => false,
         }
     }
@@ -218,6 +258,52 @@ mod tests {
         assert!(Error::broker(ErrorCode::MessageTooLarge).requires_abort());
         assert!(Error::DeliveryTimeout(Duration::from_secs(120)).requires_abort());
         assert!(!Error::config("linger.ms", "not a number").requires_abort());
+        let cause = Box::new(Error::Disconnected {
+            address: "b1:9092".into(),
+        });
+        for outage in [
+            Error::BrokerUnreachable {
+                broker: 1,
+                failing_for: Duration::from_secs(2),
+                cause: cause.clone(),
+            },
+            Error::AllBrokersDown {
+                failing_for: Duration::from_secs(2),
+                cause,
+            },
+        ] {
+            assert!(outage.is_retriable(), "{outage}");
+            assert!(!outage.is_fatal(), "{outage}");
+            assert!(!outage.requires_abort(), "{outage}");
+            let source = std::error::Error::source(&outage).map(ToString::to_string);
+            assert_eq!(source.as_deref(), Some("connection to b1:9092 lost"));
+        }
+    }
+
+    #[test]
+    fn corrupt_data_names_where_it_came_from() {
+        let error = Error::CorruptRecord {
+            topic: "t".into(),
+            partition: 3,
+            offset: Some(i64::MAX),
+            broker: Some(2),
+            reason: "no offset after the batch".into(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "corrupt record data in t/3 at offset 9223372036854775807 from broker 2: no offset after the batch"
+        );
+        let local = Error::CorruptRecord {
+            topic: "t".into(),
+            partition: 3,
+            offset: None,
+            broker: None,
+            reason: "cannot encode batch".into(),
+        };
+        assert_eq!(
+            local.to_string(),
+            "corrupt record data in t/3: cannot encode batch"
+        );
     }
 
     #[test]
@@ -227,6 +313,22 @@ mod tests {
             Error::broker(ErrorCode::NotLeaderOrFollower),
             Error::Closed,
             Error::RequestTimeout(Duration::from_millis(5)),
+            Error::CorruptRecord {
+                topic: "t".into(),
+                partition: 0,
+                offset: Some(i64::MAX),
+                broker: Some(2),
+                reason: "batch offsets overflow".into(),
+            },
+            Error::BrokerUnreachable {
+                broker: 1,
+                failing_for: Duration::from_secs(1),
+                cause: Box::new(Error::RequestTimeout(Duration::from_secs(30))),
+            },
+            Error::AllBrokersDown {
+                failing_for: Duration::from_secs(1),
+                cause: Box::new(Error::RequestTimeout(Duration::from_secs(30))),
+            },
         ];
         for e in samples {
             let text = e.to_string();

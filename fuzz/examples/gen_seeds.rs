@@ -47,6 +47,7 @@ use franzy::proto::frame::encode_frame;
 use franzy::proto::message::{encode_request, encode_response};
 use franzy::proto::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 use franzy_fuzz::chunks::Plan;
+use franzy_fuzz::fetcher::{FetchedPartition, Script};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -143,7 +144,205 @@ fn main() -> Result<()> {
         let mut out = Seeds::new(&seeds, &format!("record_batch_{name}"))?;
         out.write("three_records", batch)?;
     }
+
+    // fetcher: scripts for the consumer's fetch engine (franzy_fuzz::fetcher).
+    let mut out = Seeds::new(&seeds, "fetcher")?;
+    for (name, script) in fetcher_scripts(&batches)? {
+        out.write(name, &script.into_bytes())?;
+    }
     Ok(())
+}
+
+/// One partition of a Fetch answer: no error, watermarks as given, `records`.
+fn fetched(partition: u8, high_watermark: i64, records: Vec<u8>) -> FetchedPartition {
+    FetchedPartition {
+        partition,
+        error: 0,
+        high_watermark,
+        last_stable_offset: high_watermark,
+        log_start_offset: 0,
+        fix_crcs: false,
+        records,
+    }
+}
+
+/// `batch` with its base offset rewritten (outside the CRC, as a broker does).
+fn rebased(batch: &[u8], base_offset: i64) -> Vec<u8> {
+    let mut batch = batch.to_vec();
+    batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    batch
+}
+
+/// Settings byte of `franzy_fuzz::fetcher`: earliest, `partitions` assigned, seek to 0.
+fn settings(partitions: u8) -> u8 {
+    ((partitions - 1) << 4) | 0x40
+}
+
+fn fetcher_scripts(batches: &[(String, Vec<u8>)]) -> Result<Vec<(&'static str, Script)>> {
+    let plain = sample_batch(Compression::None, 0)?;
+    let at = |base: i64| -> Result<Vec<u8>> { sample_batch(Compression::None, base) };
+    let every_codec: Vec<u8> = batches
+        .iter()
+        .enumerate()
+        .map(|(i, (_, b))| rebased(b, 3 * i as i64))
+        .collect::<Vec<_>>()
+        .concat();
+    let mut cut = [at(0)?, at(3)?].concat();
+    cut.truncate(cut.len() - 9);
+    let scripts = vec![
+        (
+            "lookup_then_fetch_every_codec",
+            // Positions from auto.offset.reset=earliest, then five batches of three records.
+            Script::new(0x30)
+                .list_offsets(&[(0, 0, 0, -1), (1, 0, 0, -1), (2, 0, 0, -1), (3, 0, 0, -1)])
+                .fetch(18, 0, &[fetched(0, 15, every_codec)])
+                .decode_ahead()
+                .drain(0),
+        ),
+        (
+            "two_brokers_pause_resume",
+            Script::new(settings(2))
+                .fetch(12, 0, &[fetched(0, 3, plain.clone())])
+                .fetch(12, 0, &[fetched(1, 3, plain.clone())])
+                .control(0, 1)
+                .drain(1)
+                .control(1, 1)
+                .drain(0),
+        ),
+        (
+            "cut_tail_then_rest",
+            Script::new(settings(1))
+                .fetch(18, 0, &[fetched(0, 6, cut)])
+                .drain(0)
+                .fetch(18, 0, &[fetched(0, 6, at(3)?)])
+                .drain(0),
+        ),
+        (
+            "batch_at_int64_max",
+            Script::new(settings(1))
+                .fetch(
+                    18,
+                    0,
+                    &[fetched(
+                        0,
+                        i64::MAX,
+                        [plain.clone(), rebased(&plain, i64::MAX)].concat(),
+                    )],
+                )
+                .drain(0),
+        ),
+        (
+            "batch_at_negative_offset",
+            Script::new(settings(1))
+                .fetch(18, 0, &[fetched(0, 9, rebased(&plain, i64::MIN))])
+                .drain(0),
+        ),
+        (
+            "high_watermark_far_ahead_without_data",
+            Script::new(settings(1))
+                .fetch(18, 0, &[fetched(0, i64::MAX, Vec::new())])
+                .time(100)
+                .fetch(18, 0, &[fetched(0, i64::MAX, Vec::new())])
+                .time(1000)
+                .fetch(18, 0, &[fetched(0, i64::MAX, Vec::new())])
+                .drain(0),
+        ),
+        (
+            "batches_below_the_fetch_offset",
+            Script::new(settings(1))
+                .seek(0, 0, 50)
+                .fetch(18, 0, &[fetched(0, 60, plain.clone())])
+                .time(200)
+                .fetch(18, 0, &[fetched(0, 60, [plain.clone(), at(50)?].concat())])
+                .drain(0),
+        ),
+        (
+            "fetch_failures_until_an_outage",
+            Script::new(settings(1))
+                .fetch_failure(0)
+                .time(60)
+                .fetch_failure(2)
+                .time(150)
+                .fetch_failure(0)
+                .time(300)
+                .fetch_failure(0)
+                .time(600)
+                .fetch_failure(1)
+                .drain(0)
+                .time(1200)
+                .fetch(18, 0, &[fetched(0, 3, plain.clone())])
+                .drain(0),
+        ),
+        (
+            "lookup_failures_and_a_bogus_offset",
+            Script::new(0x00)
+                .lookup_failure(0)
+                .time(600)
+                .lookup_failure(1)
+                .time(1200)
+                .lookup_failure(2)
+                .time(1000)
+                .list_offsets(&[(0, 0, -7, -1)])
+                .drain(0)
+                .seek(0, 1, 0)
+                .list_offsets(&[(0, 0, 0, -1)])
+                .drain(0),
+        ),
+        (
+            "errors_reset_and_eof",
+            // read_committed, enable.partition.eof, auto.offset.reset=earliest.
+            Script::new(0x43)
+                .fetch(18, 0, &[fetched(0, 3, plain.clone())])
+                .fetch(18, 0, &[fetched(0, 3, Vec::new())])
+                .drain(0)
+                .fetch(
+                    18,
+                    0,
+                    &[FetchedPartition {
+                        error: 1,
+                        ..fetched(0, -1, Vec::new())
+                    }],
+                )
+                .list_offsets(&[(0, 0, 0, -1)])
+                .fetch(
+                    18,
+                    0,
+                    &[FetchedPartition {
+                        error: 6,
+                        ..fetched(0, 3, Vec::new())
+                    }],
+                )
+                .drain(0)
+                .control(2, 0)
+                .control(3, 0),
+        ),
+        (
+            "stale_crc_fixed_and_corrupt",
+            Script::new(settings(1))
+                .fetch(
+                    9,
+                    0,
+                    &[FetchedPartition {
+                        fix_crcs: true,
+                        ..fetched(0, 6, [rebased(&plain, 0), empty_batch(3)].concat())
+                    }],
+                )
+                .drain(0)
+                .seek(0, 0, 0)
+                .fetch(
+                    9,
+                    0,
+                    &[fetched(0, 3, {
+                        let mut bad = plain.clone();
+                        let last = bad.len() - 1;
+                        bad[last] ^= 0x55;
+                        bad
+                    })],
+                )
+                .drain(0),
+        ),
+    ];
+    Ok(scripts)
 }
 
 /// One seed directory, emptied when opened.

@@ -87,6 +87,9 @@ fn main() -> Result<(), Box<dyn Error>> {
             }
             println!("truncated tail: {}", batches.truncated_tail());
         }
+        "fetcher" => {
+            println!("{:#?}", franzy_fuzz::fetcher::run(&data));
+        }
         other => return Err(format!("unknown target {other}").into()),
     }
     Ok(())

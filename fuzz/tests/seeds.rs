@@ -162,3 +162,42 @@ fn decompress(codec: Compression, data: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+#[test]
+fn fetcher_seeds_run_and_reach_what_they_are_named_for() {
+    use franzy_fuzz::fetcher::{run, Outcome};
+    for (path, script) in seeds("fetcher") {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let outcome = run(&script);
+        eprintln!("{name}: {outcome:?}");
+        assert_ne!(outcome, Outcome::default(), "{name}: nothing happened");
+        let Outcome {
+            records,
+            partition_errors,
+            corrupt,
+            outages,
+            ..
+        } = outcome;
+        match name.as_str() {
+            "batch_at_int64_max" => assert_eq!((records, corrupt), (3, 1), "{name}"),
+            "batch_at_negative_offset" => assert_eq!(corrupt, 1, "{name}"),
+            "stale_crc_fixed_and_corrupt" => assert_eq!((records, corrupt), (3, 1), "{name}"),
+            "fetch_failures_until_an_outage" => {
+                assert_eq!((outages, records), (1, 3), "{name}")
+            }
+            "lookup_failures_and_a_bogus_offset" => {
+                assert_eq!((outages, corrupt), (1, 1), "{name}")
+            }
+            "lookup_then_fetch_every_codec" => assert_eq!(records, 15, "{name}"),
+            "errors_reset_and_eof" => assert_eq!((records, partition_errors), (3, 1), "{name}"),
+            "cut_tail_then_rest" | "two_brokers_pause_resume" => {
+                assert_eq!(records, 6, "{name}")
+            }
+            _ => {}
+        }
+    }
+}

@@ -314,6 +314,8 @@ mod tests {
         let corrupt = Error::CorruptRecord {
             topic: "orders".into(),
             partition: 2,
+            offset: Some(7),
+            broker: Some(1),
             reason: "bad crc".into(),
         };
         assert_eq!(stopped_partition(&corrupt, "orders"), Some(2));

@@ -330,8 +330,9 @@ pub(super) static KEYS: &[Key] = &[
         "reconnect.backoff.ms",
         PCA,
         "50",
-        "first wait before reconnecting to a broker, doubling up to `reconnect.backoff.max.ms` \
-         (set alone, it is also the maximum, as in Java)",
+        "first wait before reconnecting to a broker (and before the consumer asks a broker \
+         again after a failed request), doubling up to `reconnect.backoff.max.ms` (set alone, \
+         it is also the maximum, as in Java)",
         |c, v| {
             c.given.reconnect_backoff = Some(millis(v)?);
             Ok(())
@@ -342,7 +343,8 @@ pub(super) static KEYS: &[Key] = &[
         "reconnect.backoff.max.ms",
         PCA,
         "1000",
-        "longest wait before reconnecting",
+        "longest wait before reconnecting; also how long a broker must have failed every \
+         request before the consumer reports it (`BrokerUnreachable`, `AllBrokersDown`)",
         |c, v| {
             c.given.reconnect_backoff_max = Some(millis(v)?);
             Ok(())

@@ -1170,6 +1170,8 @@ impl<T> Accumulator<T> {
                         Err(error) => Error::CorruptRecord {
                             topic: topic.to_string(),
                             partition,
+                            offset: None,
+                            broker: None,
                             reason: format!("cannot encode batch: {error}"),
                         },
                     };

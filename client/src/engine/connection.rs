@@ -26,7 +26,9 @@ use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::error::Error;
-use crate::proto::frame::{FrameDecoder, FramePool, DEFAULT_MAX_FRAME_SIZE, POOLED_FRAME_MIN};
+use crate::proto::frame::{
+    grow_frame, FrameDecoder, FramePool, DEFAULT_MAX_FRAME_SIZE, POOLED_FRAME_MIN,
+};
 use crate::proto::message::{decode_response, encode_request, peek_correlation_id};
 use crate::proto::versions::BrokerVersions;
 use crate::proto::{ApiKey, ErrorCode, RequestHeader, RequestKind, ResponseKind};
@@ -252,6 +254,7 @@ impl Connection {
             // `received`.
             if let Some((buffer, length)) = &mut self.assembling {
                 let take = (*length - buffer.len()).min(bytes.len());
+                grow_frame(buffer, take, *length);
                 buffer.extend_from_slice(&bytes[..take]);
                 bytes = &bytes[take..];
                 if buffer.len() < *length {
@@ -274,9 +277,11 @@ impl Connection {
                 Err(error) => return self.fail_protocol(error.to_string()),
             };
             if length >= POOLED_FRAME_MIN {
+                // Sized by what arrives, never by the announced length alone.
                 let mut buffer = self.frames.take(length);
                 self.received.advance(4);
                 let have = self.received.len().min(length);
+                grow_frame(&mut buffer, have, length);
                 buffer.extend_from_slice(&self.received[..have]);
                 self.received.advance(have);
                 self.assembling = Some((buffer, length));
@@ -655,6 +660,75 @@ mod tests {
             .collect();
         assert_eq!(responses, vec![(7, 5000), (8, 0)]);
         assert!(!conn.is_closed());
+    }
+
+    #[test]
+    fn an_announced_length_reserves_nothing_before_the_bytes_arrive() {
+        let now = Instant::now();
+        let mut conn = ready_connection(now);
+        let body = RequestKind::Metadata(MetadataRequest::default());
+        conn.send(7, ApiKey::Metadata, 12, &body, true, now)
+            .expect("send");
+        let (_, _, correlation_id) = take_request(&mut conn);
+        // A 100 MiB frame (the largest accepted) of which ten bytes arrive.
+        let announced = DEFAULT_MAX_FRAME_SIZE;
+        let mut start = (announced as i32).to_be_bytes().to_vec();
+        start.extend(correlation_id.to_be_bytes());
+        start.extend([0u8; 2]);
+        conn.handle_received(&start, now);
+        let capacity = |conn: &Connection| conn.assembling.as_ref().map(|(b, _)| b.capacity());
+        assert!(
+            capacity(&conn).is_some_and(|c| c <= POOLED_FRAME_MIN),
+            "{:?} bytes reserved",
+            capacity(&conn)
+        );
+        // Then it grows with what comes, doubling.
+        conn.handle_received(&[0u8; 300_000], now);
+        let grown = capacity(&conn).expect("still assembling");
+        assert!((300_006..=4 * POOLED_FRAME_MIN).contains(&grown), "{grown}");
+        assert!(!conn.is_closed());
+    }
+
+    #[test]
+    fn a_large_frame_reuses_the_buffer_of_the_last_one_without_growing() {
+        use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
+        use kafka_protocol::messages::TopicName;
+        let now = Instant::now();
+        let mut conn = ready_connection(now);
+        let topics: Vec<MetadataResponseTopic> = (0..5000)
+            .map(|i| {
+                MetadataResponseTopic::default().with_name(Some(TopicName(StrBytes::from_string(
+                    format!("a-topic-with-a-rather-long-name-{i:08}"),
+                ))))
+            })
+            .collect();
+        let large = MetadataResponse::default().with_topics(topics);
+        let body = RequestKind::Metadata(MetadataRequest::default());
+        for round in 0..2 {
+            conn.send(round, ApiKey::Metadata, 12, &body, true, now)
+                .expect("send");
+            let (_, _, correlation_id) = take_request(&mut conn);
+            let mut wire = BytesMut::new();
+            let response = ResponseKind::Metadata(large.clone());
+            encode_response(&mut wire, ApiKey::Metadata, 12, correlation_id, &response)
+                .expect("encode");
+            let length = wire.len() - 4;
+            conn.handle_received(&wire[..70_000], now);
+            let capacity = conn.assembling.as_ref().map(|(b, _)| b.capacity());
+            if round == 0 {
+                assert!(capacity.is_some_and(|c| c < length), "{capacity:?}");
+            } else {
+                assert_eq!(conn.frames.spares(), 0, "the spare was taken");
+                assert!(capacity.is_some_and(|c| c >= length), "{capacity:?}");
+            }
+            conn.handle_received(&wire[70_000..], now);
+            match conn.poll_event() {
+                Some(ConnectionEvent::Response { token, .. }) => assert_eq!(token, round),
+                other => panic!("unexpected {other:?}"),
+            }
+            // The response (and every slice of the frame) is gone: the buffer is back.
+            assert_eq!(conn.frames.spares(), 1);
+        }
     }
 
     #[test]

@@ -16,10 +16,22 @@
 //!    [`ListOffsetsPlan::request`] build them for the negotiated version. Feed each answer
 //!    to [`Fetcher::handle_fetch_response`] / [`Fetcher::handle_list_offsets_response`], or
 //!    its failure to [`Fetcher::handle_fetch_failure`] / [`Fetcher::handle_list_offsets_failure`].
-//!    When [`Fetcher::poll_metadata_refresh`] says so, refresh the metadata. Sleep until
-//!    [`Fetcher::poll_timeout`] or the next answer.
-//! 3. The user drains [`Fetcher::poll_event`]: records, end-of-partition events and
-//!    per-partition errors, in offset order within each partition.
+//!    When [`Fetcher::poll_metadata_refresh`] says so, refresh the metadata, and report
+//!    the outcome with [`Fetcher::handle_metadata_response`] /
+//!    [`Fetcher::handle_metadata_failure`]. Sleep until [`Fetcher::poll_timeout`] or the
+//!    next answer.
+//! 3. The user drains [`Fetcher::poll_event`]: outages first (once per failure episode),
+//!    then records, end-of-partition events and per-partition errors, in offset order
+//!    within each partition.
+//!
+//! # Peers that fail or lie
+//!
+//! Offsets, deltas and watermarks from a broker are checked before any arithmetic: offsets
+//! no log can have are [`Error::CorruptRecord`] for the partition. An answer that moves no
+//! partition on while one claims more backs the claimants off. A request that fails as a
+//! whole backs its broker off (`reconnect.backoff.ms`), and a broker failing for
+//! `reconnect.backoff.max.ms` is reported once ([`Error::BrokerUnreachable`],
+//! [`Error::AllBrokersDown`]). DESIGN.md explains each choice.
 //!
 //! # Positions
 //!
@@ -54,7 +66,7 @@ use super::backoff::{Backoff, Rng};
 use super::metadata::Metadata;
 use crate::config::{Config, IsolationLevel, OffsetReset};
 use crate::error::Error;
-use crate::proto::batch_header::Batches;
+use crate::proto::batch_header::{BatchHeader, Batches};
 use crate::proto::record_batch::{DecodeLimits, Header, Record, RecordBatch, TimestampType};
 use crate::proto::ErrorCode;
 use crate::topic_partition::TopicPartition;
@@ -143,6 +155,13 @@ pub struct FetcherConfig {
     pub retry_backoff: Duration,
     /// `retry.backoff.max.ms`: cap of that wait.
     pub retry_backoff_max: Duration,
+    /// `reconnect.backoff.ms`: first wait before asking a broker again after a request to
+    /// it failed as a whole (no answer, a broken connection, a protocol violation).
+    pub reconnect_backoff: Duration,
+    /// `reconnect.backoff.max.ms`: cap of that wait, and how long a broker's requests must
+    /// have failed, with nothing answered in between, before the user is told
+    /// ([`Error::BrokerUnreachable`], [`Error::AllBrokersDown`]).
+    pub reconnect_backoff_max: Duration,
     /// `request.timeout.ms`, sent as ListOffsets' `timeout_ms`.
     pub request_timeout: Duration,
     /// Bounds on decompression.
@@ -169,6 +188,8 @@ impl FetcherConfig {
             partition_eof: config.enable_partition_eof,
             retry_backoff: config.retry_backoff,
             retry_backoff_max: config.retry_backoff_max,
+            reconnect_backoff: config.reconnect_backoff,
+            reconnect_backoff_max: config.reconnect_backoff_max,
             request_timeout: config.request_timeout,
             decode_limits,
         }
@@ -351,18 +372,64 @@ pub struct Fetcher {
     space_freed: bool,
     /// Raw batches buffered since the last [`Fetcher::take_undecoded`].
     undecoded: Vec<(TopicPartition, Bytes)>,
+    /// Whether requests to each broker (and metadata requests to any broker) answer.
+    health: HashMap<Peer, Health>,
+    /// Outage errors for the user, at most one per peer, returned before anything else.
+    outage_errors: VecDeque<(Peer, Error)>,
 }
 
 #[derive(Debug)]
 struct InFlightFetch {
     broker: i32,
+    sent_at: Instant,
     partitions: Vec<PlannedFetch>,
 }
 
 #[derive(Debug)]
 struct InFlightLookup {
     broker: i32,
+    sent_at: Instant,
     partitions: Vec<PlannedLookup>,
+}
+
+/// Who a request went to, for failure episodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Peer {
+    /// A broker, by node id (Fetch and ListOffsets).
+    Broker(i32),
+    /// Whichever broker answers metadata requests, bootstrap servers included.
+    AnyBroker,
+}
+
+/// Answers and failures of one [`Peer`].
+#[derive(Debug, Default)]
+struct Health {
+    last_success: Option<Instant>,
+    episode: Option<FailureEpisode>,
+}
+
+/// Requests to a peer failing one after the other, with nothing answered in between.
+#[derive(Debug)]
+struct FailureEpisode {
+    /// When the first failed request was sent (or the last answer came, if later).
+    since: Instant,
+    last_failure: Instant,
+    /// The user was told (once per episode).
+    reported: bool,
+}
+
+/// What one partition of a fetch answer did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Applied {
+    /// The fetch offset moved on.
+    Progress,
+    /// Nothing new, and the broker said there is nothing: the end of the log.
+    Idle,
+    /// Nothing new although the broker said there is more (a high watermark above the fetch
+    /// offset, or bytes without a batch past the fetch offset).
+    Stalled,
+    /// Stale, an error, or the partition stopped: nothing to say about progress.
+    Other,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -409,8 +476,19 @@ impl RetryState {
         }
     }
 
-    fn fail(&mut self, rng: &mut Rng, now: Instant) {
-        self.retry_at = Some(now + self.backoff.next_delay(rng));
+    /// A broker's: `reconnect.backoff.ms` up to `reconnect.backoff.max.ms`.
+    fn reconnect(config: &FetcherConfig) -> Self {
+        Self {
+            backoff: Backoff::new(config.reconnect_backoff, config.reconnect_backoff_max),
+            retry_at: None,
+        }
+    }
+
+    /// Waits before the next try; returns how long.
+    fn fail(&mut self, rng: &mut Rng, now: Instant) -> Duration {
+        let delay = self.backoff.next_delay(rng);
+        self.retry_at = Some(now + delay);
+        delay
     }
 
     fn succeed(&mut self) {
@@ -490,6 +568,8 @@ impl Buffered {
 struct RawBatch {
     /// The batch's bytes, a slice of the fetch response.
     bytes: Bytes,
+    /// The broker that sent it.
+    broker: i32,
     /// Fetch response bytes released when this batch is done.
     response_bytes: usize,
 }
@@ -566,6 +646,8 @@ impl Fetcher {
             fetch_rotation: 0,
             space_freed: false,
             undecoded: Vec::new(),
+            health: HashMap::new(),
+            outage_errors: VecDeque::new(),
         }
     }
 
@@ -730,7 +812,12 @@ impl Fetcher {
                 missing_leader = true;
                 continue;
             };
-            if self.brokers_looking_up.contains(&info.leader) {
+            if self.brokers_looking_up.contains(&info.leader)
+                || !self
+                    .broker_backoff
+                    .get_mut(&info.leader)
+                    .is_none_or(|r| r.ready(now))
+            {
                 continue;
             }
             groups.entry(info.leader).or_default().push(PlannedLookup {
@@ -757,6 +844,7 @@ impl Fetcher {
                 id,
                 InFlightLookup {
                     broker,
+                    sent_at: now,
                     partitions: partitions.clone(),
                 },
             );
@@ -782,6 +870,7 @@ impl Fetcher {
             return;
         };
         self.brokers_looking_up.remove(&flight.broker);
+        self.handle_answer(flight.broker, now);
         let mut answered = HashSet::new();
         for topic in &response.topics {
             for data in &topic.partitions {
@@ -799,6 +888,16 @@ impl Fetcher {
                         state.retry.succeed();
                         state.set_position(data.offset);
                     }
+                    None if data.offset < -1 => {
+                        // -1 is "no such offset"; nothing else below 0 is an offset.
+                        Self::corrupt(
+                            state,
+                            &tp,
+                            flight.broker,
+                            data.offset,
+                            format!("ListOffsets answered offset {}", data.offset),
+                        );
+                    }
                     None => {
                         // No record at or after the timestamp: the end of the log, as the
                         // Java consumer's offsetsForTimes + seekToEnd would give.
@@ -808,7 +907,14 @@ impl Fetcher {
                         }
                     }
                     Some(code) => {
-                        let refresh = Self::partition_error(&mut self.rng, state, &tp, code, now);
+                        let refresh = Self::partition_error(
+                            &mut self.rng,
+                            state,
+                            &tp,
+                            flight.broker,
+                            code,
+                            now,
+                        );
                         if matches!(state.state, FetchState::Lookup { .. }) {
                             state.look_up(planned.target);
                         }
@@ -829,14 +935,16 @@ impl Fetcher {
     }
 
     /// The ListOffsets request `id` failed as a whole (disconnect, timeout, ...): back off
-    /// and refresh the metadata.
+    /// that broker (`reconnect.backoff.ms`), refresh the metadata, and count the failure
+    /// towards [`Error::BrokerUnreachable`].
     pub fn handle_list_offsets_failure(&mut self, id: u64, error: &Error, now: Instant) {
         let Some(flight) = self.lookups.remove(&id) else {
             return;
         };
-        debug!(broker = flight.broker, %error, "ListOffsets failed");
         self.brokers_looking_up.remove(&flight.broker);
-        self.metadata_refresh = true;
+        let delay = self.fail_broker(flight.broker, now);
+        warn!(broker = flight.broker, %error, retry_in = ?delay, "ListOffsets failed");
+        self.handle_request_failure(flight.broker, error, flight.sent_at, now);
         for planned in &flight.partitions {
             if let Some(state) = self.partitions.get_mut(&planned.tp) {
                 if state.generation == planned.generation {
@@ -919,6 +1027,7 @@ impl Fetcher {
                 id,
                 InFlightFetch {
                     broker,
+                    sent_at: now,
                     partitions: partitions.clone(),
                 },
             );
@@ -954,17 +1063,19 @@ impl Fetcher {
                 }
             }
         }
+        self.handle_answer(flight.broker, now);
         if let Some(code) = ErrorCode::try_from_code(response.error_code) {
-            warn!(broker = flight.broker, %code, "fetch failed");
-            self.fail_broker(flight.broker, now);
+            let delay = self.fail_broker(flight.broker, now);
+            warn!(broker = flight.broker, %code, retry_in = ?delay, "fetch failed");
             return;
         }
-        self.broker_backoff
-            .entry(flight.broker)
-            .or_insert_with(|| RetryState::new(&self.config))
-            .succeed();
+        if let Some(retry) = self.broker_backoff.get_mut(&flight.broker) {
+            retry.succeed();
+        }
         let planned_by_tp: HashMap<&TopicPartition, &PlannedFetch> =
             flight.partitions.iter().map(|p| (&p.tp, p)).collect();
+        let mut progress = false;
+        let mut stalled: Vec<&PlannedFetch> = Vec::new();
         for topic in response.responses {
             let name = if version >= 13 {
                 flight
@@ -980,21 +1091,49 @@ impl Fetcher {
             };
             for data in topic.partitions {
                 let tp = TopicPartition::new(name.clone(), data.partition_index);
-                if let Some(planned) = planned_by_tp.get(&tp) {
-                    self.apply_partition(planned, data, now);
+                let Some(planned) = planned_by_tp.get(&tp) else {
+                    continue;
+                };
+                match self.apply_partition(flight.broker, planned, data, now) {
+                    Applied::Progress => progress = true,
+                    Applied::Stalled => stalled.push(planned),
+                    Applied::Idle | Applied::Other => {}
                 }
+            }
+        }
+        // A partition the broker says has more, but which got nothing, is fetched again at
+        // once only if the answer brought something for another partition (it may have been
+        // left out by `fetch.max.bytes`); an answer that moved nothing on backs those
+        // partitions off, or a broker answering at once without data would be asked again
+        // and again in a tight loop (librdkafka backs a partition off the same way).
+        for planned in stalled {
+            let Some(state) = self.partitions.get_mut(&planned.tp) else {
+                continue;
+            };
+            if progress {
+                state.retry.succeed();
+            } else {
+                let delay = state.retry.fail(&mut self.rng, now);
+                debug!(
+                    broker = flight.broker,
+                    tp = %planned.tp,
+                    offset = planned.fetch_offset,
+                    high_watermark = state.high_watermark,
+                    retry_in = ?delay,
+                    "fetch brought nothing past the fetch offset although the broker has more; backing off"
+                );
             }
         }
     }
 
-    /// The Fetch request `id` failed as a whole (disconnect, timeout, ...): back off from
-    /// that broker and refresh the metadata; nothing was consumed, so the same offsets are
-    /// fetched again.
+    /// The Fetch request `id` failed as a whole (no answer, a broken connection, a protocol
+    /// violation): back off from that broker (`reconnect.backoff.ms`, doubling up to
+    /// `reconnect.backoff.max.ms`) and refresh the metadata; nothing was consumed, so the
+    /// same offsets are fetched again. Counts towards [`Error::BrokerUnreachable`].
     pub fn handle_fetch_failure(&mut self, id: u64, error: &Error, now: Instant) {
         let Some(flight) = self.fetches.remove(&id) else {
             return;
         };
-        debug!(broker = flight.broker, %error, "fetch failed");
         self.brokers_fetching.remove(&flight.broker);
         for planned in &flight.partitions {
             if let Some(state) = self.partitions.get_mut(&planned.tp) {
@@ -1003,12 +1142,43 @@ impl Fetcher {
                 }
             }
         }
-        self.fail_broker(flight.broker, now);
+        let delay = self.fail_broker(flight.broker, now);
+        warn!(broker = flight.broker, %error, retry_in = ?delay, "fetch failed");
+        self.handle_request_failure(flight.broker, error, flight.sent_at, now);
+    }
+
+    /// A metadata refresh was answered.
+    pub fn handle_metadata_response(&mut self, now: Instant) {
+        self.record_success(Peer::AnyBroker, now);
+    }
+
+    /// A metadata refresh sent at `sent_at` failed: no broker, bootstrap servers included,
+    /// answered it. Counts towards [`Error::AllBrokersDown`] while some assigned partition
+    /// has no known leader (the consumer cannot fetch it before a refresh succeeds); with
+    /// every leader known, fetch failures say more, and tell the user which broker fails.
+    pub fn handle_metadata_failure(
+        &mut self,
+        error: &Error,
+        sent_at: Instant,
+        now: Instant,
+        metadata: &Metadata,
+    ) {
+        let leaderless = self.partitions.iter().any(|(tp, state)| {
+            state.state != FetchState::Halted && metadata.leader(&tp.topic, tp.partition).is_none()
+        });
+        if leaderless {
+            self.record_failure(Peer::AnyBroker, error, sent_at, now);
+        }
     }
 
     /// The next thing for the user, if any: a record, an end-of-partition event, or a
-    /// partition's error. Partitions take turns batch by batch; paused ones are skipped.
+    /// partition's error; before those, an outage ([`Error::BrokerUnreachable`],
+    /// [`Error::AllBrokersDown`]) once per failure episode. Partitions take turns batch by
+    /// batch; paused ones are skipped.
     pub fn poll_event(&mut self) -> Option<Result<ConsumerEvent, Error>> {
+        if let Some((_, error)) = self.outage_errors.pop_front() {
+            return Some(Err(error));
+        }
         self.poll_event_inner()
     }
 
@@ -1091,13 +1261,20 @@ impl Fetcher {
                     Err(error) => {
                         // Never skipped: the partition stops here, at this batch, until a
                         // seek; what was fetched after it is dropped.
-                        warn!(%tp, %error, "corrupt record batch; partition stopped until the next seek");
+                        let broker = raw.broker;
+                        let offset = BatchHeader::parse(&raw.bytes)
+                            .map(|h| h.base_offset)
+                            .ok()
+                            .or(state.position);
+                        warn!(%tp, broker, ?offset, %error, "corrupt record batch; partition stopped until the next seek");
                         state.state = FetchState::Halted;
                         state.buffer.clear();
                         state.buffered_bytes = 0;
                         let error = Error::CorruptRecord {
                             topic: tp.topic.clone(),
                             partition: tp.partition,
+                            offset,
+                            broker: Some(broker),
                             reason: error.to_string(),
                         };
                         return (Some(Err(error)), true);
@@ -1145,8 +1322,11 @@ impl Fetcher {
                             leader_epoch: (epoch >= 0).then_some(epoch),
                         })
                     });
+                    // Decoding refused batches whose next offset overflows, and every record
+                    // lies inside its batch: these cannot fail. Saturating rather than
+                    // trusting that: a position is never allowed to wrap.
                     if let Some(ConsumerEvent::Record(r)) = &event {
-                        state.position = Some(r.offset + 1);
+                        state.position = Some(r.offset.saturating_add(1));
                     }
                     if batch_done {
                         let next = buffered.batch.next_offset();
@@ -1169,13 +1349,78 @@ impl Fetcher {
         self.next_request_id
     }
 
-    fn fail_broker(&mut self, broker: i32, now: Instant) {
+    /// Backs off from `broker` and asks for fresh metadata; returns the wait.
+    fn fail_broker(&mut self, broker: i32, now: Instant) -> Duration {
         self.metadata_refresh = true;
         let retry = self
             .broker_backoff
             .entry(broker)
-            .or_insert_with(|| RetryState::new(&self.config));
-        retry.fail(&mut self.rng, now);
+            .or_insert_with(|| RetryState::reconnect(&self.config));
+        retry.fail(&mut self.rng, now)
+    }
+
+    /// `broker` answered a request: it is reachable, and so is some broker.
+    fn handle_answer(&mut self, broker: i32, now: Instant) {
+        self.record_success(Peer::Broker(broker), now);
+        self.record_success(Peer::AnyBroker, now);
+    }
+
+    fn handle_request_failure(
+        &mut self,
+        broker: i32,
+        error: &Error,
+        sent_at: Instant,
+        now: Instant,
+    ) {
+        self.record_failure(Peer::Broker(broker), error, sent_at, now);
+    }
+
+    fn record_success(&mut self, peer: Peer, now: Instant) {
+        let health = self.health.entry(peer).or_default();
+        health.last_success = Some(now);
+        health.episode = None;
+    }
+
+    /// A request to `peer` sent at `sent_at` failed at `now`. Once the peer's requests have
+    /// failed for `reconnect.backoff.max.ms` with nothing answered in between, the user is
+    /// told, once per episode. A failure after a pause longer than two backoffs (nothing
+    /// was asked of the peer meanwhile) starts a new episode.
+    fn record_failure(&mut self, peer: Peer, error: &Error, sent_at: Instant, now: Instant) {
+        let threshold = self.config.reconnect_backoff_max;
+        let pause = threshold
+            .max(self.config.retry_backoff_max)
+            .saturating_mul(2);
+        let health = self.health.entry(peer).or_default();
+        let since = health.last_success.map_or(sent_at, |at| at.max(sent_at));
+        let episode = match &mut health.episode {
+            Some(episode) if sent_at.saturating_duration_since(episode.last_failure) <= pause => {
+                episode
+            }
+            slot => slot.insert(FailureEpisode {
+                since,
+                last_failure: now,
+                reported: false,
+            }),
+        };
+        episode.last_failure = now;
+        let failing_for = now.saturating_duration_since(episode.since);
+        if episode.reported || failing_for < threshold {
+            return;
+        }
+        episode.reported = true;
+        let cause = Box::new(error.clone());
+        let outage = match peer {
+            Peer::Broker(broker) => Error::BrokerUnreachable {
+                broker,
+                failing_for,
+                cause,
+            },
+            Peer::AnyBroker => Error::AllBrokersDown { failing_for, cause },
+        };
+        warn!(%outage, %error, "reporting to the consumer; still retrying");
+        // One per peer: a newer episode replaces one the user has not seen yet.
+        self.outage_errors.retain(|(p, _)| *p != peer);
+        self.outage_errors.push_back((peer, outage));
     }
 
     /// Starts a reset by `auto.offset.reset`: a lookup, or with `none` an error for the
@@ -1209,6 +1454,7 @@ impl Fetcher {
         rng: &mut Rng,
         state: &mut PartitionState,
         tp: &TopicPartition,
+        broker: i32,
         code: ErrorCode,
         now: Instant,
     ) -> bool {
@@ -1238,6 +1484,8 @@ impl Fetcher {
                     .push_back(Buffered::Error(Error::CorruptRecord {
                         topic: tp.topic.clone(),
                         partition: tp.partition,
+                        offset: state.position,
+                        broker: Some(broker),
                         reason: "broker reported a corrupt message".into(),
                     }));
                 false
@@ -1259,23 +1507,29 @@ impl Fetcher {
         }
     }
 
-    fn apply_partition(&mut self, planned: &PlannedFetch, data: PartitionData, now: Instant) {
+    fn apply_partition(
+        &mut self,
+        broker: i32,
+        planned: &PlannedFetch,
+        data: PartitionData,
+        now: Instant,
+    ) -> Applied {
         let tp = &planned.tp;
         let reset = self.config.auto_offset_reset;
         let Some(state) = self.partitions.get_mut(tp) else {
-            return;
+            return Applied::Other;
         };
         if state.generation != planned.generation
             || state.state != FetchState::Fetching
             || state.fetch_offset != planned.fetch_offset
         {
             // Answer to a request sent before a seek or reset.
-            return;
+            return Applied::Other;
         }
         match ErrorCode::try_from_code(data.error_code) {
             None => {}
             Some(ErrorCode::OffsetOutOfRange) => {
-                warn!(%tp, offset = planned.fetch_offset, policy = ?reset, "fetch offset out of range");
+                warn!(%tp, broker, offset = planned.fetch_offset, policy = ?reset, "fetch offset out of range");
                 state.restart();
                 let offset = planned.fetch_offset;
                 match reset {
@@ -1293,14 +1547,16 @@ impl Fetcher {
                             }));
                     }
                 }
-                return;
+                return Applied::Other;
             }
             Some(code) => {
-                self.metadata_refresh |= Self::partition_error(&mut self.rng, state, tp, code, now);
-                return;
+                self.metadata_refresh |=
+                    Self::partition_error(&mut self.rng, state, tp, broker, code, now);
+                return Applied::Other;
             }
         }
-        state.retry.succeed();
+        // Watermarks are only stored and compared, never computed with; -1 is "unknown",
+        // and anything else below 0 is ignored like it.
         if data.high_watermark >= 0 {
             state.high_watermark = data.high_watermark;
         }
@@ -1331,23 +1587,37 @@ impl Fetcher {
             let (header, bytes) = match item {
                 Ok(found) => found,
                 Err(error) => {
-                    Self::corrupt(state, tp, error.to_string());
+                    Self::corrupt(state, tp, broker, next, error.to_string());
+                    break;
+                }
+            };
+            // Offsets a broker invents: a log has no negative offsets, and a batch must
+            // leave an offset after it to continue from.
+            let next_offset = match header.checked_next_offset() {
+                Some(next_offset) if header.base_offset >= 0 => next_offset,
+                _ => {
+                    let reason = format!(
+                        "batch at base offset {} with last offset delta {} is outside the offsets a log can have",
+                        header.base_offset, header.last_offset_delta
+                    );
+                    Self::corrupt(state, tp, broker, header.base_offset, reason);
                     break;
                 }
             };
             let range = start..start + bytes.len();
             start = range.end;
-            if header.next_offset() <= next {
+            if next_offset <= next {
                 // Wholly before the fetch offset: nothing in it for us.
                 continue;
             }
             // Decoded (and its CRC checked) when the user reaches it; see `Buffered::Raw`.
-            next = header.next_offset();
+            next = next_offset;
             let len = range.len();
             let bytes = records.slice(range);
             self.undecoded.push((tp.clone(), bytes.clone()));
             state.buffer.push_back(Buffered::Raw(RawBatch {
                 bytes,
+                broker,
                 response_bytes: len,
             }));
             counted += len;
@@ -1360,20 +1630,50 @@ impl Fetcher {
             last.response_bytes += records.len().saturating_sub(counted);
             state.buffered_bytes += records.len();
         }
-        if batches.truncated_tail() && last_pushed.is_none() {
-            debug!(%tp, offset = next, bytes = records.len(), "only a partial batch fetched; fetching again");
-        }
         state.fetch_offset = next;
+        if state.state == FetchState::Halted {
+            return Applied::Other;
+        }
+        if next > planned.fetch_offset {
+            state.retry.succeed();
+            return Applied::Progress;
+        }
+        if records.is_empty() && end <= planned.fetch_offset {
+            state.retry.succeed();
+            return Applied::Idle;
+        }
+        if !records.is_empty() {
+            // With KIP-74 (Fetch v3+) a broker returns the first batch whole, so bytes
+            // without one batch past the fetch offset are a broken broker (Java's consumer
+            // throws "failed to make progress" here).
+            warn!(
+                %tp,
+                broker,
+                offset = planned.fetch_offset,
+                bytes = records.len(),
+                partial = batches.truncated_tail(),
+                "fetch returned bytes but no batch past the fetch offset"
+            );
+        }
+        Applied::Stalled
     }
 
-    fn corrupt(state: &mut PartitionState, tp: &TopicPartition, reason: String) {
-        warn!(%tp, %reason, "corrupt record batch; partition stopped until the next seek");
+    fn corrupt(
+        state: &mut PartitionState,
+        tp: &TopicPartition,
+        broker: i32,
+        offset: i64,
+        reason: String,
+    ) {
+        warn!(%tp, broker, offset, %reason, "corrupt record data; partition stopped until the next seek");
         state.state = FetchState::Halted;
         state
             .buffer
             .push_back(Buffered::Error(Error::CorruptRecord {
                 topic: tp.topic.clone(),
                 partition: tp.partition,
+                offset: Some(offset),
+                broker: Some(broker),
                 reason,
             }));
     }
@@ -1745,7 +2045,7 @@ mod tests {
         f.handle_fetch_response(
             plan.id(),
             18,
-            response("t", vec![ok(1, 10, Vec::new())]),
+            response("t", vec![ok(1, 1, Vec::new())]),
             now,
         );
         let plan = only_plan(&mut f, now, &md);
@@ -2203,6 +2503,355 @@ mod tests {
         let decoded = decode_ahead(f.take_undecoded(), &f.decode_limits());
         f.seek(&p, Offset::At(3)).expect("seek again");
         f.handle_decoded(decoded);
+        assert!(drain(&mut f).is_empty());
+    }
+
+    /// `batch` with its base offset rewritten (outside the CRC, as a broker may).
+    fn at_base_offset(mut batch: Vec<u8>, base_offset: i64) -> Vec<u8> {
+        batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
+        batch
+    }
+
+    /// The one corrupt-data error among `events`: (offset, broker).
+    fn corrupt_at(events: &[Result<ConsumerEvent, Error>]) -> (Option<i64>, Option<i32>) {
+        let found: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                Err(Error::CorruptRecord { offset, broker, .. }) => Some((*offset, *broker)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(found.len(), 1, "{events:?}");
+        found[0]
+    }
+
+    #[test]
+    fn a_batch_at_the_end_of_int64_is_corrupt_data_not_a_panic_or_a_loop() {
+        let now = Instant::now();
+        let md = metadata(&[("t", &[0])]);
+        let p = tp("t", 0);
+        let mut f = fetcher(config(), std::slice::from_ref(&p));
+        let plan = only_plan(&mut f, now, &md);
+        let records = [batch(0, &["a"]), at_base_offset(batch(0, &["b"]), i64::MAX)].concat();
+        f.handle_fetch_response(plan.id(), 18, response("t", vec![ok(0, 5, records)]), now);
+        let events = drain(&mut f);
+        assert_eq!(record_offsets(&events), vec![(0, 0)]);
+        assert_eq!(corrupt_at(&events), (Some(i64::MAX), Some(0)));
+        assert_eq!(f.position(&p), Some(1), "stays before the bad batch");
+        assert!(f.poll_fetches(now, &md).is_empty(), "stopped until a seek");
+        // The last offset a log can hold is fine: the position ends at i64::MAX.
+        f.seek(&p, Offset::At(i64::MAX - 1)).expect("seek");
+        let plan = only_plan(&mut f, now, &md);
+        let last = at_base_offset(batch(0, &["z"]), i64::MAX - 1);
+        f.handle_fetch_response(
+            plan.id(),
+            18,
+            response("t", vec![ok(0, i64::MAX, last)]),
+            now,
+        );
+        let events = drain(&mut f);
+        assert_eq!(record_offsets(&events), vec![(0, i64::MAX - 1)]);
+        assert_eq!(f.position(&p), Some(i64::MAX));
+        assert_eq!(
+            only_plan(&mut f, now, &md).partitions().collect::<Vec<_>>(),
+            vec![(&p, i64::MAX)]
+        );
+    }
+
+    #[test]
+    fn a_batch_at_a_negative_offset_is_corrupt_data() {
+        let now = Instant::now();
+        let md = metadata(&[("t", &[0])]);
+        let p = tp("t", 0);
+        let mut f = fetcher(config(), std::slice::from_ref(&p));
+        f.seek(&p, Offset::At(7)).expect("seek");
+        let plan = only_plan(&mut f, now, &md);
+        let records = at_base_offset(batch(0, &["a", "b"]), i64::MIN);
+        f.handle_fetch_response(plan.id(), 18, response("t", vec![ok(0, 9, records)]), now);
+        let events = drain(&mut f);
+        assert_eq!(corrupt_at(&events), (Some(i64::MIN), Some(0)));
+        assert!(events[0]
+            .as_ref()
+            .err()
+            .is_some_and(|e| e.to_string().contains("from broker 0")));
+        assert_eq!(f.position(&p), Some(7));
+        assert!(f.poll_fetches(now, &md).is_empty());
+        assert_eq!(f.poll_timeout(now), None, "nothing to retry");
+    }
+
+    /// Fetches `p` (led by broker 0) over and over, answering each with `answer`, for
+    /// `span` of virtual time; returns how many fetches went out.
+    fn fetches_within(
+        f: &mut Fetcher,
+        md: &Metadata,
+        start: Instant,
+        span: Duration,
+        answer: impl Fn() -> FetchResponse,
+    ) -> usize {
+        let mut now = start;
+        let mut sent = 0;
+        while now < start + span {
+            for plan in f.poll_fetches(now, md) {
+                sent += 1;
+                assert!(sent < 10_000, "a tight loop");
+                f.handle_fetch_response(plan.id(), 18, answer(), now);
+            }
+            let _ = drain(f);
+            match f.poll_timeout(now) {
+                Some(at) => now = at,
+                None => now += Duration::from_millis(1),
+            }
+        }
+        sent
+    }
+
+    #[test]
+    fn answers_that_claim_data_but_bring_none_back_the_partition_off() {
+        let start = Instant::now();
+        let md = metadata(&[("t", &[0])]);
+        let p = tp("t", 0);
+        // A high watermark far ahead, and nothing.
+        let mut f = fetcher(config(), std::slice::from_ref(&p));
+        let claims = || response("t", vec![ok(0, i64::MAX, Vec::new())]);
+        let sent = fetches_within(&mut f, &md, start, Duration::from_secs(10), claims);
+        assert!((5..=25).contains(&sent), "{sent} fetches in 10 s");
+        // Batches wholly below the fetch offset, again and again.
+        let mut f = fetcher(config(), std::slice::from_ref(&p));
+        f.seek(&p, Offset::At(50)).expect("seek");
+        let stale = || response("t", vec![ok(0, 60, batch(3, &["old", "older"]))]);
+        let sent = fetches_within(&mut f, &md, start, Duration::from_secs(10), stale);
+        assert!((5..=25).contains(&sent), "{sent} fetches in 10 s");
+        assert_eq!(f.position(&p), Some(50));
+        // An answer at the end of the log is the long poll's business: no backoff.
+        let mut f = fetcher(config(), std::slice::from_ref(&p));
+        let plan = only_plan(&mut f, start, &md);
+        f.handle_fetch_response(
+            plan.id(),
+            18,
+            response("t", vec![ok(0, 0, Vec::new())]),
+            start,
+        );
+        assert_eq!(only_plan(&mut f, start, &md).partitions().count(), 1);
+    }
+
+    #[test]
+    fn a_partition_left_out_of_an_answer_that_brought_data_is_fetched_again_at_once() {
+        let now = Instant::now();
+        let md = metadata(&[("t", &[0, 0])]);
+        let (p0, p1) = (tp("t", 0), tp("t", 1));
+        let mut f = fetcher(config(), &[p0.clone(), p1.clone()]);
+        let plan = only_plan(&mut f, now, &md);
+        // p1 has data but `fetch.max.bytes` was used up by p0.
+        f.handle_fetch_response(
+            plan.id(),
+            18,
+            response("t", vec![ok(0, 1, batch(0, &["a"])), ok(1, 9, Vec::new())]),
+            now,
+        );
+        let plan = only_plan(&mut f, now, &md);
+        let mut fetched: Vec<_> = plan.partitions().collect();
+        fetched.sort();
+        assert_eq!(fetched, vec![(&p0, 1), (&p1, 0)]);
+    }
+
+    #[test]
+    fn a_looked_up_offset_below_minus_one_is_corrupt_data() {
+        let now = Instant::now();
+        let md = metadata(&[("t", &[0])]);
+        let p = tp("t", 0);
+        let mut f = Fetcher::new(config(), 1);
+        f.assign(std::slice::from_ref(&p));
+        f.seek(&p, Offset::Beginning).expect("seek");
+        let lookups = f.poll_list_offsets(now, &md);
+        let answer =
+            ListOffsetsResponse::default().with_topics(vec![ListOffsetsTopicResponse::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partitions(vec![
+                    ListOffsetsPartitionResponse::default().with_offset(i64::MIN)
+                ])]);
+        f.handle_list_offsets_response(lookups[0].id(), &answer, now);
+        assert_eq!(corrupt_at(&drain(&mut f)), (Some(i64::MIN), Some(0)));
+        assert!(
+            f.poll_list_offsets(now, &md).is_empty(),
+            "stopped until a seek"
+        );
+        assert!(f.poll_fetches(now, &md).is_empty());
+        f.seek(&p, Offset::Beginning).expect("seek");
+        assert_eq!(f.poll_list_offsets(now, &md).len(), 1);
+    }
+
+    /// The outage errors among `events`.
+    fn outages(events: &[Result<ConsumerEvent, Error>]) -> Vec<&Error> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Err(e @ (Error::BrokerUnreachable { .. } | Error::AllBrokersDown { .. })) => {
+                    Some(e)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn failed_fetches_back_off_and_are_reported_once_per_episode() {
+        let start = Instant::now();
+        let md = metadata(&[("t", &[0])]);
+        let p = tp("t", 0);
+        let mut f = fetcher(config(), std::slice::from_ref(&p));
+        let lost = Error::Disconnected {
+            address: "localhost:9092".into(),
+        };
+        let mut now = start;
+        let mut sent = Vec::new();
+        let mut reported = Vec::new();
+        while now < start + Duration::from_secs(10) {
+            for plan in f.poll_fetches(now, &md) {
+                sent.push(now);
+                f.handle_fetch_failure(plan.id(), &lost, now);
+            }
+            for event in drain(&mut f) {
+                reported.push((now, event));
+            }
+            now = f.poll_timeout(now).expect("a backoff deadline");
+        }
+        // reconnect.backoff.ms (50 ms) doubling to reconnect.backoff.max.ms (1 s), jittered.
+        let first_wait = sent[1] - sent[0];
+        assert!(
+            first_wait >= Duration::from_millis(40) && first_wait <= Duration::from_millis(60),
+            "{first_wait:?}"
+        );
+        assert!((10..=20).contains(&sent.len()), "{} fetches", sent.len());
+        assert_eq!(reported.len(), 1, "{reported:?}");
+        let (at, event) = &reported[0];
+        assert!(*at >= start + Duration::from_secs(1) && *at <= start + Duration::from_secs(3));
+        match event {
+            Err(
+                error @ Error::BrokerUnreachable {
+                    broker: 0,
+                    failing_for,
+                    cause,
+                },
+            ) => {
+                assert!(*failing_for >= Duration::from_secs(1));
+                assert!(matches!(**cause, Error::Disconnected { .. }));
+                assert!(error.is_retriable() && !error.is_fatal());
+            }
+            other => panic!("{other:?}"),
+        }
+        // An answer ends the episode; one more failure is not news, a long run again is.
+        let plan = only_plan(&mut f, now, &md);
+        f.handle_fetch_response(
+            plan.id(),
+            18,
+            response("t", vec![ok(0, 0, Vec::new())]),
+            now,
+        );
+        let plan = only_plan(&mut f, now, &md);
+        f.handle_fetch_failure(plan.id(), &lost, now);
+        assert!(drain(&mut f).is_empty());
+        let again = now + Duration::from_secs(5);
+        while now < again {
+            now = f.poll_timeout(now).expect("a backoff deadline");
+            for plan in f.poll_fetches(now, &md) {
+                f.handle_fetch_failure(plan.id(), &lost, now);
+            }
+        }
+        assert_eq!(outages(&drain(&mut f)).len(), 1, "a second episode");
+    }
+
+    #[test]
+    fn a_request_that_timed_out_is_an_outage_at_once_and_a_pause_starts_afresh() {
+        let start = Instant::now();
+        let md = metadata(&[("t", &[0])]);
+        let p = tp("t", 0);
+        let mut f = fetcher(config(), std::slice::from_ref(&p));
+        // Never answered: it fails at request.timeout.ms, 30 s after it was sent.
+        let plan = only_plan(&mut f, start, &md);
+        let timeout = Error::RequestTimeout(Duration::from_secs(30));
+        let failed_at = start + Duration::from_secs(30);
+        f.handle_fetch_failure(plan.id(), &timeout, failed_at);
+        let events = drain(&mut f);
+        assert!(
+            matches!(outages(&events)[..], [Error::BrokerUnreachable { broker: 0, failing_for, .. }] if *failing_for == Duration::from_secs(30)),
+            "{events:?}"
+        );
+        // Nothing asked of the broker for an hour: its next failure starts a new episode.
+        f.pause(std::slice::from_ref(&p)).expect("pause");
+        let later = failed_at + Duration::from_secs(3600);
+        f.resume(std::slice::from_ref(&p)).expect("resume");
+        let plan = only_plan(&mut f, later, &md);
+        f.handle_fetch_failure(
+            plan.id(),
+            &Error::Disconnected {
+                address: "b0".into(),
+            },
+            later,
+        );
+        assert!(drain(&mut f).is_empty());
+    }
+
+    #[test]
+    fn failed_lookups_back_off_the_broker_and_count_towards_an_outage() {
+        let start = Instant::now();
+        let md = metadata(&[("t", &[0])]);
+        let p = tp("t", 0);
+        let mut f = Fetcher::new(config(), 1);
+        f.assign(std::slice::from_ref(&p));
+        let lost = Error::Disconnected {
+            address: "b0".into(),
+        };
+        let mut now = start;
+        let mut sent = 0;
+        while now < start + Duration::from_secs(5) {
+            for plan in f.poll_list_offsets(now, &md) {
+                sent += 1;
+                f.handle_list_offsets_failure(plan.id(), &lost, now);
+            }
+            now = f.poll_timeout(now).expect("a backoff deadline");
+        }
+        assert!((4..=15).contains(&sent), "{sent} lookups");
+        let events = drain(&mut f);
+        assert!(
+            matches!(
+                outages(&events)[..],
+                [Error::BrokerUnreachable { broker: 0, .. }]
+            ),
+            "{events:?}"
+        );
+    }
+
+    #[test]
+    fn metadata_failures_are_an_outage_only_while_a_leader_is_missing() {
+        let start = Instant::now();
+        let md = metadata(&[("t", &[0])]);
+        let lost = Error::Disconnected {
+            address: "bootstrap:9092".into(),
+        };
+        let later = start + Duration::from_secs(2);
+        // Every leader known: fetch failures tell which broker fails.
+        let mut f = fetcher(config(), &[tp("t", 0)]);
+        f.handle_metadata_failure(&lost, start, later, &md);
+        assert!(drain(&mut f).is_empty());
+        // A partition without a leader cannot be fetched until a refresh succeeds.
+        let mut f = fetcher(config(), &[tp("t", 0), tp("unknown", 0)]);
+        f.handle_metadata_failure(&lost, start, start, &md);
+        assert!(drain(&mut f).is_empty(), "not for long yet");
+        f.handle_metadata_failure(&lost, later, later, &md);
+        let events = drain(&mut f);
+        match outages(&events)[..] {
+            [Error::AllBrokersDown { failing_for, cause }] => {
+                assert_eq!(*failing_for, Duration::from_secs(2));
+                assert_eq!(cause.to_string(), "connection to bootstrap:9092 lost");
+            }
+            _ => panic!("{events:?}"),
+        }
+        f.handle_metadata_failure(&lost, later, later + Duration::from_secs(1), &md);
+        assert!(drain(&mut f).is_empty(), "once per episode");
+        // An answer from any broker ends it.
+        f.handle_metadata_response(later + Duration::from_secs(2));
+        let again = later + Duration::from_secs(3);
+        f.handle_metadata_failure(&lost, again, again, &md);
         assert!(drain(&mut f).is_empty());
     }
 

@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::{debug, Instrument};
+use tracing::{debug, warn, Instrument};
 
 use super::broker::{RequestError, Response};
 use super::cluster::ClusterClient;
@@ -96,7 +96,10 @@ enum Completion {
         id: u64,
         result: Result<Option<Response>, RequestError>,
     },
-    Metadata(Result<(), Error>),
+    Metadata {
+        sent_at: Instant,
+        result: Result<(), Error>,
+    },
 }
 
 /// Runs until the consumer is closed or dropped.
@@ -141,7 +144,13 @@ pub(crate) async fn run(shared: Arc<Shared>, seed: u64) {
             refresh_in_flight = true;
             shared.cluster.metadata().invalidate();
             let cluster = shared.cluster.clone();
-            tasks.spawn(async move { Completion::Metadata(cluster.refresh_metadata().await) });
+            tasks.spawn(async move {
+                let result = cluster.refresh_metadata().await;
+                Completion::Metadata {
+                    sent_at: now,
+                    result,
+                }
+            });
         }
         let refresh_deadline = if refresh_wanted && !refresh_in_flight {
             refresh_not_before
@@ -157,21 +166,38 @@ pub(crate) async fn run(shared: Arc<Shared>, seed: u64) {
                 let Some(Ok(done)) = done else { continue };
                 let now = Instant::now();
                 match done {
-                    Completion::Metadata(result) => {
+                    Completion::Metadata { sent_at, result } => {
                         refresh_in_flight = false;
                         let still_stale = shared.cluster.metadata().refresh_due(now.into_std()) <= now.into_std();
-                        let wait = match result {
+                        let wait = match &result {
                             Ok(()) if !still_stale => {
                                 refresh_backoff.reset();
                                 config.retry_backoff
                             }
                             Ok(()) => refresh_backoff.next_delay(&mut rng),
-                            Err(error) => {
-                                debug!(%error, "metadata refresh failed");
-                                refresh_backoff.next_delay(&mut rng)
-                            }
+                            Err(_) => refresh_backoff.next_delay(&mut rng),
                         };
                         refresh_not_before = Some(now + wait);
+                        let mut state = shared.lock();
+                        match result {
+                            Ok(()) => state.fetcher.handle_metadata_response(now.into_std()),
+                            Err(error) => {
+                                warn!(
+                                    bootstrap = %config.bootstrap_servers.join(","),
+                                    %error,
+                                    retry_in = ?wait,
+                                    "metadata refresh failed: no broker answered"
+                                );
+                                let metadata = shared.cluster.metadata();
+                                state.fetcher.handle_metadata_failure(
+                                    &error,
+                                    sent_at.into_std(),
+                                    now.into_std(),
+                                    &metadata,
+                                );
+                            }
+                        }
+                        wake_user(state);
                     }
                     Completion::Fetch { id, result } => {
                         let mut state = shared.lock();

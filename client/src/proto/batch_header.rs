@@ -94,8 +94,11 @@ pub enum BatchError {
         /// Records parsed before the bytes ran out.
         found: usize,
     },
-    /// `baseOffset + lastOffsetDelta` overflows `int64`.
-    #[error("base offset {base_offset} plus last offset delta {last_offset_delta} overflows")]
+    /// `baseOffset + lastOffsetDelta + 1`, the offset after the batch, overflows `int64`:
+    /// no log can hold such a batch (a log's end offset is an `int64` too).
+    #[error(
+        "base offset {base_offset} plus last offset delta {last_offset_delta} overflows int64"
+    )]
     OffsetOverflow {
         /// `baseOffset`.
         base_offset: i64,
@@ -278,9 +281,18 @@ impl BatchHeader {
             .saturating_add(i64::from(self.last_offset_delta))
     }
 
-    /// Offset just past this batch: where the next batch starts.
+    /// Offset just past this batch: where the next batch starts (saturating; see
+    /// [`BatchHeader::checked_next_offset`] for offsets read off the wire).
     pub fn next_offset(&self) -> i64 {
         self.last_offset().saturating_add(1)
+    }
+
+    /// Offset just past this batch, or `None` when `baseOffset + lastOffsetDelta + 1` does not
+    /// fit an `int64` (a broker's invention: no log reaches that far).
+    pub fn checked_next_offset(&self) -> Option<i64> {
+        self.base_offset
+            .checked_add(i64::from(self.last_offset_delta))?
+            .checked_add(1)
     }
 }
 
@@ -414,8 +426,20 @@ mod tests {
         assert_eq!(h.base_offset, 42);
         assert_eq!(h.last_offset(), 45);
         assert_eq!(h.next_offset(), 46);
+        assert_eq!(h.checked_next_offset(), Some(46));
         assert_eq!(h.producer_id, -1);
         assert_eq!(h.total_len(), BATCH_HEADER_LEN);
+    }
+
+    #[test]
+    fn the_offset_after_a_batch_at_the_end_of_int64_does_not_exist() {
+        let at_end = BatchHeader::parse(&empty_batch(i64::MAX, 0)).expect("parses");
+        assert_eq!(at_end.checked_next_offset(), None);
+        assert_eq!(at_end.next_offset(), i64::MAX, "saturates");
+        let beyond = BatchHeader::parse(&empty_batch(i64::MAX - 3, 5)).expect("parses");
+        assert_eq!(beyond.checked_next_offset(), None);
+        let last = BatchHeader::parse(&empty_batch(i64::MAX - 6, 5)).expect("parses");
+        assert_eq!(last.checked_next_offset(), Some(i64::MAX));
     }
 
     #[test]

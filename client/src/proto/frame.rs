@@ -142,18 +142,30 @@ const MAX_SPARE_FRAMES: usize = 2;
 /// freed). A frame made by [`FramePool::frame`] hands its buffer back when its last slice
 /// is dropped, and the next large frame is read into it. At most two spare buffers are
 /// kept, the largest ones.
+///
+/// A buffer is never sized by the length a peer announces: [`FramePool::take`] hands out
+/// what is already allocated (or 128 KiB), and [`grow_frame`] doubles it as bytes arrive,
+/// up to the announced length. A peer that announces 100 MiB and sends ten bytes costs
+/// 128 KiB; once frames of some size were read, their buffers come back from the pool and
+/// the next ones of that size do not grow at all.
 #[derive(Debug, Clone, Default)]
 pub struct FramePool {
     spares: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
 }
 
 impl FramePool {
-    /// An empty buffer with room for `length` bytes: a spare one if one is large enough.
+    /// An empty buffer to read a frame of `length` bytes into: a spare one with room for all
+    /// of it if there is one, else the largest spare, else a new one of at most
+    /// [`POOLED_FRAME_MIN`] bytes. Grow it with [`grow_frame`] as the bytes arrive.
     pub fn take(&self, length: usize) -> Vec<u8> {
         let mut spares = self.lock();
-        match spares.iter().position(|b| b.capacity() >= length) {
+        let index = spares
+            .iter()
+            .position(|b| b.capacity() >= length)
+            .or_else(|| (0..spares.len()).max_by_key(|&i| spares.get(i).map_or(0, Vec::capacity)));
+        match index {
             Some(index) => spares.swap_remove(index),
-            None => Vec::with_capacity(length),
+            None => Vec::with_capacity(length.min(POOLED_FRAME_MIN)),
         }
     }
 
@@ -186,6 +198,18 @@ impl FramePool {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<u8>>> {
         self.spares.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Makes room in `buffer`, which collects a frame of `length` bytes, for `incoming` more:
+/// at least doubling (so the copies add up to less than the frame), never beyond `length`.
+/// Memory thus follows the bytes received, not the length the peer announced.
+pub fn grow_frame(buffer: &mut Vec<u8>, incoming: usize, length: usize) {
+    let needed = buffer.len().saturating_add(incoming).min(length);
+    if needed <= buffer.capacity() {
+        return;
+    }
+    let target = buffer.capacity().saturating_mul(2).max(needed).min(length);
+    buffer.reserve_exact(target - buffer.len());
 }
 
 /// The owner of a pooled frame's bytes.
@@ -239,6 +263,40 @@ mod tests {
         assert!(pool.take(4000).capacity() >= 4000);
         assert!(pool.take(2000).capacity() >= 2000);
         assert_eq!(pool.spares(), 0);
+    }
+
+    #[test]
+    fn frame_buffers_grow_with_the_bytes_not_the_announced_length() {
+        let pool = FramePool::default();
+        let announced = DEFAULT_MAX_FRAME_SIZE;
+        let mut buffer = pool.take(announced);
+        assert!(
+            buffer.capacity() <= POOLED_FRAME_MIN,
+            "{}",
+            buffer.capacity()
+        );
+        grow_frame(&mut buffer, 10, announced);
+        buffer.extend_from_slice(&[1; 10]);
+        assert!(buffer.capacity() <= POOLED_FRAME_MIN);
+        // Doubling as bytes come, capped at the frame's length.
+        grow_frame(&mut buffer, POOLED_FRAME_MIN, announced);
+        assert_eq!(buffer.capacity(), 2 * POOLED_FRAME_MIN);
+        let mut small = Vec::with_capacity(100);
+        small.extend_from_slice(&[0; 100]);
+        grow_frame(&mut small, 50, 130);
+        assert_eq!(small.capacity(), 130, "never beyond the frame");
+        grow_frame(&mut small, 1000, 130);
+        assert_eq!(small.capacity(), 130);
+        // A spare that holds the whole frame is taken first, else the largest one.
+        let big = pool.frame(Vec::with_capacity(1 << 20));
+        let medium = pool.frame(Vec::with_capacity(1 << 18));
+        drop((big, medium));
+        assert!(pool.take(1 << 19).capacity() >= 1 << 20);
+        assert_eq!(pool.take(1 << 21).capacity(), 1 << 18, "the largest left");
+        assert!(
+            pool.take(1 << 21).capacity() <= POOLED_FRAME_MIN,
+            "none left"
+        );
     }
 
     #[test]

@@ -349,9 +349,17 @@ impl RecordBatch {
             .saturating_add(i64::from(self.last_offset_delta))
     }
 
-    /// Offset just past this batch: where a consumer continues.
+    /// Offset just past this batch: where a consumer continues (saturating; decoding
+    /// refuses batches where it overflows, see [`RecordBatch::checked_next_offset`]).
     pub fn next_offset(&self) -> i64 {
         self.last_offset().saturating_add(1)
+    }
+
+    /// Offset just past this batch, or `None` when it does not fit an `int64`.
+    pub fn checked_next_offset(&self) -> Option<i64> {
+        self.base_offset
+            .checked_add(i64::from(self.last_offset_delta))?
+            .checked_add(1)
     }
 
     /// Absolute offset of `record` (saturating; decoding checks it fits).
@@ -889,7 +897,8 @@ fn check_batch(batch: &[u8]) -> Result<(BatchHeader, Compression), BatchError> {
     Ok((header, compression))
 }
 
-/// A batch has at most one record per offset, and its last offset is representable.
+/// A batch has at most one record per offset, and the offset after it is representable (a
+/// consumer continues there; a log's end offset is an `int64`).
 fn check_offsets(
     base_offset: i64,
     last_offset_delta: i32,
@@ -906,6 +915,7 @@ fn check_offsets(
     }
     if base_offset
         .checked_add(i64::from(last_offset_delta))
+        .and_then(|last| last.checked_add(1))
         .is_none()
     {
         return Err(BatchError::OffsetOverflow {
@@ -1831,6 +1841,19 @@ mod tests {
             decode(&overflowing),
             Err(BatchError::OffsetOverflow { .. })
         ));
+        // The last record at i64::MAX leaves no offset to continue from.
+        let mut at_the_end = frame_batch(&two, 2, 1, 0);
+        at_the_end[0..8].copy_from_slice(&(i64::MAX - 1).to_be_bytes());
+        assert!(matches!(
+            decode(&at_the_end),
+            Err(BatchError::OffsetOverflow { .. })
+        ));
+        let mut last_possible = frame_batch(&two, 2, 1, 0);
+        last_possible[0..8].copy_from_slice(&(i64::MAX - 2).to_be_bytes());
+        assert_eq!(
+            decode(&last_possible).map(|b| b.checked_next_offset()),
+            Ok(Some(i64::MAX))
+        );
         // A compressed count that lies is caught after inflating.
         let packed = compression::compress(Compression::Zstd, &two).expect("compresses");
         assert!(matches!(

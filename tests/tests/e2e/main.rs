@@ -5,6 +5,7 @@ mod client_core;
 mod config;
 mod consumer;
 mod faults;
+mod fetch_faults;
 mod hostile_input;
 mod idempotence;
 mod producer;
