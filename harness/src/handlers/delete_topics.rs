@@ -1,6 +1,7 @@
 //! DeleteTopics (key 20), v1-6: deletes topics by name, and in v6 by id (KIP-516).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use franzy::proto::ErrorCode;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
@@ -101,13 +102,13 @@ pub fn partitions(
     cluster: &ClusterState,
     req: &DeleteTopicsRequest,
     version: i16,
-) -> Vec<(String, i32)> {
+) -> Vec<(Arc<str>, i32)> {
     targets(req, version)
         .into_iter()
         .filter_map(|(name, id)| {
             name.or_else(|| cluster.topic_by_id(id).map(|t| t.name().to_string()))
         })
-        .map(|n| (n, -1))
+        .map(|n| (Arc::from(n), -1))
         .collect()
 }
 

@@ -15,6 +15,7 @@
 //! which share the leader's log here. `min_bytes` not yet reached parks the request.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -56,6 +57,9 @@ pub fn handle(cluster: &ClusterState, ctx: &RequestContext, req: FetchRequest) -
     let mut any_partition = false;
     let mut leaders = BTreeSet::new();
     let mut responses = Vec::with_capacity(req.topics.len());
+    // Partition entries past the cap are refused, not read.
+    let max_entries = cluster.config().max_partitions_per_request;
+    let mut entries = 0usize;
     for topic in &req.topics {
         let name = if version >= 13 {
             cluster
@@ -67,14 +71,20 @@ pub fn handle(cluster: &ClusterState, ctx: &RequestContext, req: FetchRequest) -
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for fp in &topic.partitions {
             any_partition = true;
+            entries += 1;
+            if entries > max_entries {
+                any_error = true;
+                partitions.push(failed(fp.partition, ErrorCode::InvalidRequest));
+                continue;
+            }
             let Some(name) = name.as_deref() else {
                 any_error = true;
                 partitions.push(failed(fp.partition, ErrorCode::UnknownTopicId));
                 continue;
             };
-            if let Some(code) = ctx.partition_errors.get(&(name.to_string(), fp.partition)) {
+            if let Some(code) = ctx.partition_error(name, fp.partition) {
                 any_error = true;
-                partitions.push(failed(fp.partition, *code));
+                partitions.push(failed(fp.partition, code));
                 continue;
             }
             let current_epoch = if version >= 9 {
@@ -215,16 +225,20 @@ pub fn error_response(req: &FetchRequest, version: i16, code: ErrorCode) -> Fetc
 }
 
 /// The (topic, partition) pairs of `req`, topic ids (v13+) resolved through `cluster`.
-pub fn partitions(cluster: &ClusterState, req: &FetchRequest, version: i16) -> Vec<(String, i32)> {
+pub fn partitions(
+    cluster: &ClusterState,
+    req: &FetchRequest,
+    version: i16,
+) -> Vec<(Arc<str>, i32)> {
     let mut out = Vec::new();
     for topic in &req.topics {
-        let name = if version >= 13 {
+        let name: Arc<str> = if version >= 13 {
             match cluster.topic_by_id(topic.topic_id) {
-                Some(t) => t.name().to_string(),
+                Some(t) => Arc::from(t.name()),
                 None => continue,
             }
         } else {
-            topic.topic.0.as_str().to_string()
+            Arc::from(topic.topic.0.as_str())
         };
         out.extend(topic.partitions.iter().map(|p| (name.clone(), p.partition)));
     }
@@ -477,7 +491,7 @@ mod tests {
         );
         assert_eq!(
             partitions(&c, &fetch_req(id, &[(1, 0, 1)], 1, 0), 13),
-            vec![("t".to_string(), 1)]
+            vec![("t".into(), 1)]
         );
     }
 
