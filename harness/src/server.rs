@@ -24,6 +24,7 @@
 //! request that inflates hundreds of megabytes nor one of 200,000 entries stalls the
 //! other connections.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -35,6 +36,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, warn, Instrument};
+use uuid::Uuid;
 
 use crate::control::{Action, RequestSummary};
 use crate::handlers::produce::{self, TopicLimits};
@@ -350,13 +352,33 @@ async fn handle_frame(shared: &Shared, broker_id: i32, frame: Bytes, out: BytesM
             None => return Outcome::Close("decoding the request failed".into()),
         };
         let client_id = request.header.client_id.as_ref().map(|s| s.to_string());
-        let (partitions, topic_limits) = {
+        let body = request.body;
+        // Topic ids are resolved under the lock; the partitions are listed without it.
+        let ids = handlers::topic_ids_of(&body);
+        let names: HashMap<Uuid, Arc<str>> = if ids.is_empty() {
+            HashMap::new()
+        } else {
             let state = shared.lock_state();
-            let limits = match &request.body {
-                RequestKind::Produce(req) => Some(TopicLimits::read(&state, req, version)),
-                _ => None,
-            };
-            (handlers::partitions_of(&state, &request.body), limits)
+            ids.into_iter()
+                .filter_map(|id| Some((id, Arc::from(state.topic_by_id(id)?.name()))))
+                .collect()
+        };
+        let listed = heavy(large, move || {
+            let partitions = handlers::partitions_named(&body, &|id| names.get(&id).cloned());
+            (body, partitions)
+        })
+        .await;
+        let Some((body, partitions)) = listed else {
+            return Outcome::Close("listing the request's partitions failed".into());
+        };
+        let topic_limits = match &body {
+            RequestKind::Produce(req) => Some(TopicLimits::read(
+                &shared.lock_state(),
+                req,
+                version,
+                shared.config.max_partitions_per_request,
+            )),
+            _ => None,
         };
         shared.record(
             api,
@@ -369,7 +391,6 @@ async fn handle_frame(shared: &Shared, broker_id: i32, frame: Bytes, out: BytesM
         let decision = shared.lock_control().decide(api, broker_id, &partitions);
         drop(partitions);
         let action = decision.request_action;
-        let body = request.body;
         let reply = match &action {
             Some(Action::Disconnect) => return Outcome::Close("interceptor: disconnect".into()),
             Some(Action::NeverAnswer) => return Outcome::Hang,
@@ -516,7 +537,20 @@ async fn run_handler(
         // Registered before looking at the state, so a change between the look and the
         // wait is not missed.
         notified.as_mut().enable();
-        let reply = handlers::dispatch(&mut shared.lock_state(), &ctx, body.clone());
+        // Cloned before the lock: a request of many partitions costs as much to copy.
+        let attempt = body.clone();
+        let reply =
+            handlers::dispatch_prepared(&mut shared.lock_state(), &ctx, attempt, Prepared::Nothing);
+        let reply = match reply {
+            Reply::Finish(unfinished) => {
+                return heavy(large, move || handlers::finish(unfinished))
+                    .await
+                    .unwrap_or_else(|| Reply::Close {
+                        reason: "building the answer failed".into(),
+                    })
+            }
+            reply => reply,
+        };
         let Reply::Park { max_wait } = reply else {
             return reply;
         };

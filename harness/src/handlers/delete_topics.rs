@@ -97,18 +97,16 @@ pub fn error_response(
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-/// The topics of `req` (partition -1), ids resolved through `cluster`.
+/// The topics of `req` (partition -1), ids resolved by `resolve`.
 pub fn partitions(
-    cluster: &ClusterState,
+    resolve: &dyn Fn(Uuid) -> Option<Arc<str>>,
     req: &DeleteTopicsRequest,
     version: i16,
 ) -> Vec<(Arc<str>, i32)> {
     targets(req, version)
         .into_iter()
-        .filter_map(|(name, id)| {
-            name.or_else(|| cluster.topic_by_id(id).map(|t| t.name().to_string()))
-        })
-        .map(|n| (Arc::from(n), -1))
+        .filter_map(|(name, id)| name.map(Arc::from).or_else(|| resolve(id)))
+        .map(|n| (n, -1))
         .collect()
 }
 

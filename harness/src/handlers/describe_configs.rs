@@ -60,6 +60,7 @@ pub fn handle(
 ) -> DescribeConfigsResponse {
     let version = ctx.api_version;
     let max_entries = cluster.config().max_partitions_per_request;
+    let past_cap = format!("The request names more than {max_entries} resources");
     let results = req
         .resources
         .iter()
@@ -68,10 +69,7 @@ pub fn handle(
             let name = resource.resource_name.as_str();
             let entries = match resource.resource_type {
                 // Resources past the cap are refused, not described.
-                _ if position >= max_entries => Err((
-                    ErrorCode::InvalidRequest,
-                    format!("The request names more than {max_entries} resources"),
-                )),
+                _ if position >= max_entries => Err((ErrorCode::InvalidRequest, past_cap.clone())),
                 RESOURCE_TOPIC => match cluster.topic(name) {
                     Some(topic) => Ok(topic_entries(cluster, topic)),
                     None if validate_topic_name(name).is_err() => {

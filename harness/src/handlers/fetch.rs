@@ -25,6 +25,8 @@ use kafka_protocol::messages::fetch_response::{
 };
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind};
 
+use uuid::Uuid;
+
 use super::{text, Reply, RequestContext};
 use crate::cluster::ClusterState;
 
@@ -60,7 +62,10 @@ pub fn handle(cluster: &ClusterState, ctx: &RequestContext, req: FetchRequest) -
     // Partition entries past the cap are refused, not read.
     let max_entries = cluster.config().max_partitions_per_request;
     let mut entries = 0usize;
-    for topic in &req.topics {
+    // Where the cap cut the request: the entries from there on are answered by `finish`,
+    // after the cluster lock.
+    let mut cut = None;
+    'topics: for (topic_index, topic) in req.topics.iter().enumerate() {
         let name = if version >= 13 {
             cluster
                 .topic_by_id(topic.topic_id)
@@ -68,14 +73,21 @@ pub fn handle(cluster: &ClusterState, ctx: &RequestContext, req: FetchRequest) -
         } else {
             Some(topic.topic.0.as_str().to_string())
         };
-        let mut partitions = Vec::with_capacity(topic.partitions.len());
-        for fp in &topic.partitions {
+        let mut partitions = Vec::with_capacity(topic.partitions.len().min(max_entries));
+        for (partition_index, fp) in topic.partitions.iter().enumerate() {
             any_partition = true;
             entries += 1;
             if entries > max_entries {
                 any_error = true;
-                partitions.push(failed(fp.partition, ErrorCode::InvalidRequest));
-                continue;
+                cut = Some((topic_index, partition_index));
+                let mut response = FetchableTopicResponse::default().with_partitions(partitions);
+                if version >= 13 {
+                    response.topic_id = topic.topic_id;
+                } else {
+                    response.topic = topic.topic.clone();
+                }
+                responses.push(response);
+                break 'topics;
             }
             let Some(name) = name.as_deref() else {
                 any_error = true;
@@ -195,6 +207,60 @@ pub fn handle(cluster: &ClusterState, ctx: &RequestContext, req: FetchRequest) -
             })
             .collect();
     }
+    match cut {
+        Some(from) => Reply::Finish(super::Unfinished::Fetch(FetchPastCap {
+            response,
+            req,
+            from,
+            version,
+        })),
+        None => Reply::Respond(ResponseKind::Fetch(response)),
+    }
+}
+
+/// A fetch that named more partitions than the cap: the answer so far, and where the entries
+/// answered INVALID_REQUEST by [`finish`] begin (topic, partition within it).
+#[derive(Debug)]
+pub struct FetchPastCap {
+    response: FetchResponse,
+    req: FetchRequest,
+    from: (usize, usize),
+    version: i16,
+}
+
+/// Completes the answer of a fetch past the cap, without the cluster lock.
+pub fn finish(past_cap: FetchPastCap) -> Reply {
+    let FetchPastCap {
+        mut response,
+        req,
+        from: (first_topic, first_partition),
+        version,
+    } = past_cap;
+    for (topic_index, topic) in req.topics.into_iter().enumerate().skip(first_topic) {
+        let skip = if topic_index == first_topic {
+            first_partition
+        } else {
+            0
+        };
+        let refused = topic
+            .partitions
+            .iter()
+            .skip(skip)
+            .map(|p| failed(p.partition, ErrorCode::InvalidRequest));
+        match response.responses.get_mut(topic_index) {
+            Some(answered) if topic_index == first_topic => answered.partitions.extend(refused),
+            _ => {
+                let mut answer =
+                    FetchableTopicResponse::default().with_partitions(refused.collect());
+                if version >= 13 {
+                    answer.topic_id = topic.topic_id;
+                } else {
+                    answer.topic = topic.topic;
+                }
+                response.responses.push(answer);
+            }
+        }
+    }
     Reply::Respond(ResponseKind::Fetch(response))
 }
 
@@ -224,17 +290,17 @@ pub fn error_response(req: &FetchRequest, version: i16, code: ErrorCode) -> Fetc
         .with_responses(responses)
 }
 
-/// The (topic, partition) pairs of `req`, topic ids (v13+) resolved through `cluster`.
+/// The (topic, partition) pairs of `req`, topic ids (v13+) resolved by `resolve`.
 pub fn partitions(
-    cluster: &ClusterState,
+    resolve: &dyn Fn(Uuid) -> Option<Arc<str>>,
     req: &FetchRequest,
     version: i16,
 ) -> Vec<(Arc<str>, i32)> {
     let mut out = Vec::new();
     for topic in &req.topics {
         let name: Arc<str> = if version >= 13 {
-            match cluster.topic_by_id(topic.topic_id) {
-                Some(t) => Arc::from(t.name()),
+            match resolve(topic.topic_id) {
+                Some(name) => name,
                 None => continue,
             }
         } else {
@@ -490,7 +556,11 @@ mod tests {
             ErrorCode::UnknownTopicId.code()
         );
         assert_eq!(
-            partitions(&c, &fetch_req(id, &[(1, 0, 1)], 1, 0), 13),
+            partitions(
+                &|id| c.topic_by_id(id).map(|t| Arc::from(t.name())),
+                &fetch_req(id, &[(1, 0, 1)], 1, 0),
+                13
+            ),
             vec![("t".into(), 1)]
         );
     }

@@ -30,6 +30,8 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
 
+use uuid::Uuid;
+
 use super::{text, topic_name, RequestContext, TOPIC_OPERATIONS};
 use crate::cluster::topic::{is_internal_topic, validate_topic_name};
 use crate::cluster::{ClusterConfig, ClusterState, Topic};
@@ -311,16 +313,17 @@ pub fn error_response(req: &MetadataRequest, version: i16, code: ErrorCode) -> M
     response
 }
 
-/// The topics `req` names (partition -1: the whole topic), ids resolved through `cluster`.
-pub fn partitions(cluster: &ClusterState, req: &MetadataRequest) -> Vec<(Arc<str>, i32)> {
+/// The topics `req` names (partition -1: the whole topic), ids resolved by `resolve`.
+pub fn partitions(
+    resolve: &dyn Fn(Uuid) -> Option<Arc<str>>,
+    req: &MetadataRequest,
+) -> Vec<(Arc<str>, i32)> {
     req.topics
         .iter()
         .flatten()
         .filter_map(|t| match &t.name {
             Some(name) => Some((Arc::from(name.0.as_str()), -1)),
-            None => cluster
-                .topic_by_id(t.topic_id)
-                .map(|topic| (Arc::from(topic.name()), -1)),
+            None => resolve(t.topic_id).map(|name| (name, -1)),
         })
         .collect()
 }

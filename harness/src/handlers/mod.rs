@@ -32,6 +32,7 @@ use std::time::Duration;
 use franzy::proto::{ApiKey, ErrorCode, RequestKind, ResponseKind, StrBytes};
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::VersionRange;
+use uuid::Uuid;
 
 use crate::cluster::ClusterState;
 
@@ -128,6 +129,8 @@ pub enum Unfinished {
     Produce(produce::AppliedProduce),
     /// A Metadata request after [`metadata::apply`].
     Metadata(metadata::AppliedMetadata),
+    /// A fetch of more partitions than the cap: the rest are refused after the lock.
+    Fetch(fetch::FetchPastCap),
 }
 
 /// Builds the answer of an [`Unfinished`] reply; needs no cluster.
@@ -137,6 +140,7 @@ pub fn finish(unfinished: Unfinished) -> Reply {
         Unfinished::Metadata(applied) => {
             Reply::Respond(ResponseKind::Metadata(metadata::finish(applied)))
         }
+        Unfinished::Fetch(past_cap) => fetch::finish(past_cap),
     }
 }
 
@@ -228,7 +232,12 @@ pub fn dispatch_prepared(
             let prepared = match prepared {
                 Prepared::Produce(prepared) => prepared,
                 _ => {
-                    let limits = produce::TopicLimits::read(cluster, &req, ctx.api_version);
+                    let limits = produce::TopicLimits::read(
+                        cluster,
+                        &req,
+                        ctx.api_version,
+                        cluster.config().max_partitions_per_request,
+                    );
                     produce::prepare(&req, ctx, &limits, cluster.config())
                 }
             };
@@ -335,21 +344,33 @@ pub fn error_response(
 /// resolved through `cluster`; unknown ids are left out. The version is read off the body:
 /// a request carries ids exactly when their field is set.
 pub fn partitions_of(cluster: &ClusterState, request: &RequestKind) -> Vec<(Arc<str>, i32)> {
+    partitions_named(request, &|id| {
+        cluster.topic_by_id(id).map(|t| Arc::from(t.name()))
+    })
+}
+
+/// [`partitions_of`], with topic ids resolved by `resolve`: the server resolves the ids a
+/// request names ([`topic_ids_of`]) under the cluster lock, and lists the partitions
+/// without it.
+pub fn partitions_named(
+    request: &RequestKind,
+    resolve: &dyn Fn(Uuid) -> Option<Arc<str>>,
+) -> Vec<(Arc<str>, i32)> {
     match request {
         RequestKind::Produce(req) => {
             let by_id = req.topic_data.iter().any(|t| !t.topic_id.is_nil());
-            produce::partitions(cluster, req, if by_id { 13 } else { 12 })
+            produce::partitions(resolve, req, if by_id { 13 } else { 12 })
         }
         RequestKind::Fetch(req) => {
             let by_id = req.topics.iter().any(|t| !t.topic_id.is_nil());
-            fetch::partitions(cluster, req, if by_id { 13 } else { 12 })
+            fetch::partitions(resolve, req, if by_id { 13 } else { 12 })
         }
         RequestKind::ListOffsets(req) => list_offsets::partitions(req),
-        RequestKind::Metadata(req) => metadata::partitions(cluster, req),
+        RequestKind::Metadata(req) => metadata::partitions(resolve, req),
         RequestKind::CreateTopics(req) => create_topics::partitions(req),
         RequestKind::DeleteTopics(req) => {
             let version = if req.topics.is_empty() { 5 } else { 6 };
-            delete_topics::partitions(cluster, req, version)
+            delete_topics::partitions(resolve, req, version)
         }
         RequestKind::OffsetForLeaderEpoch(req) => offset_for_leader_epoch::partitions(req),
         RequestKind::DescribeConfigs(req) => req
@@ -361,6 +382,21 @@ pub fn partitions_of(cluster: &ClusterState, request: &RequestKind) -> Vec<(Arc<
         RequestKind::CreatePartitions(req) => create_partitions::partitions(req),
         _ => Vec::new(),
     }
+}
+
+/// The distinct topic ids a request names, for [`partitions_named`].
+pub fn topic_ids_of(request: &RequestKind) -> Vec<Uuid> {
+    let ids: Vec<Uuid> = match request {
+        RequestKind::Produce(req) => req.topic_data.iter().map(|t| t.topic_id).collect(),
+        RequestKind::Fetch(req) => req.topics.iter().map(|t| t.topic_id).collect(),
+        RequestKind::Metadata(req) => req.topics.iter().flatten().map(|t| t.topic_id).collect(),
+        RequestKind::DeleteTopics(req) => req.topics.iter().map(|t| t.topic_id).collect(),
+        _ => Vec::new(),
+    };
+    let mut seen = std::collections::HashSet::new();
+    ids.into_iter()
+        .filter(|id| !id.is_nil() && seen.insert(*id))
+        .collect()
 }
 
 #[cfg(test)]
@@ -464,31 +500,50 @@ mod tests {
         let mut context = ctx(0, 9);
         context.deadline_reached = true;
         let invalid = ErrorCode::InvalidRequest.code();
-        let fetch = FetchRequest::default()
-            .with_max_bytes(1 << 20)
-            .with_topics(vec![FetchTopic::default()
+        let fetch_topic = |count: i32| {
+            FetchTopic::default()
                 .with_topic(topic_name("t"))
                 .with_partitions(
-                    (0..3)
+                    (0..count)
                         .map(|p| {
                             FetchPartition::default()
                                 .with_partition(p)
                                 .with_partition_max_bytes(1024)
                         })
                         .collect(),
-                )]);
-        let Reply::Respond(ResponseKind::Fetch(r)) =
-            dispatch(&mut cluster, &context, RequestKind::Fetch(fetch))
-        else {
+                )
+        };
+        let fetch = FetchRequest::default()
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![fetch_topic(3), fetch_topic(2)]);
+        // The entries past the cap are answered after the lock: see that both halves meet.
+        let Reply::Finish(unfinished) = dispatch_prepared(
+            &mut cluster,
+            &context,
+            RequestKind::Fetch(fetch),
+            Prepared::Nothing,
+        ) else {
+            panic!("an unfinished fetch")
+        };
+        let Reply::Respond(ResponseKind::Fetch(r)) = finish(unfinished) else {
             panic!("a fetch response")
         };
-        let codes: Vec<i16> = r.responses[0]
+        let codes: Vec<Vec<i16>> = r
+            .responses
+            .iter()
+            .map(|t| t.partitions.iter().map(|p| p.error_code).collect())
+            .collect();
+        let not_leader = ErrorCode::NotLeaderOrFollower.code();
+        assert_eq!(
+            codes,
+            vec![vec![0, not_leader, invalid], vec![invalid, invalid]]
+        );
+        let indices: Vec<i32> = r.responses[0]
             .partitions
             .iter()
-            .map(|p| p.error_code)
+            .map(|p| p.partition_index)
             .collect();
-        assert_eq!(codes[2], invalid);
-        assert_ne!(codes[0], invalid);
+        assert_eq!(indices, vec![0, 1, 2]);
 
         let list = ListOffsetsRequest::default()
             .with_replica_id((-1).into())

@@ -66,10 +66,21 @@ pub struct TopicLimits {
 }
 
 impl TopicLimits {
-    /// The limits of every existing topic `req` names.
-    pub fn read(cluster: &ClusterState, req: &ProduceRequest, version: i16) -> Self {
+    /// The limits of every existing topic `req` names in its first `max_entries` partition
+    /// entries (the others are not served).
+    pub fn read(
+        cluster: &ClusterState,
+        req: &ProduceRequest,
+        version: i16,
+        max_entries: usize,
+    ) -> Self {
         let mut limits = Self::default();
+        let mut entries = 0usize;
         for topic in &req.topic_data {
+            if entries >= max_entries {
+                break;
+            }
+            entries = entries.saturating_add(topic.partition_data.len());
             if version >= 13 {
                 if limits.by_id.contains_key(&topic.topic_id) {
                     continue;
@@ -212,7 +223,12 @@ pub fn prepare(
 
 /// Serves a produce request, preparing it first (see [`prepare`]).
 pub fn handle(cluster: &mut ClusterState, ctx: &RequestContext, req: ProduceRequest) -> Reply {
-    let limits = TopicLimits::read(cluster, &req, ctx.api_version);
+    let limits = TopicLimits::read(
+        cluster,
+        &req,
+        ctx.api_version,
+        cluster.config().max_partitions_per_request,
+    );
     let prepared = prepare(&req, ctx, &limits, cluster.config());
     handle_prepared(cluster, ctx, req, prepared)
 }
@@ -482,17 +498,17 @@ pub fn error_response(req: &ProduceRequest, version: i16, code: ErrorCode) -> Pr
     ProduceResponse::default().with_responses(responses)
 }
 
-/// The (topic, partition) pairs of `req`, topic ids resolved through `cluster`.
+/// The (topic, partition) pairs of `req`, topic ids resolved by `resolve`.
 pub fn partitions(
-    cluster: &ClusterState,
+    resolve: &dyn Fn(Uuid) -> Option<Arc<str>>,
     req: &ProduceRequest,
     version: i16,
 ) -> Vec<(Arc<str>, i32)> {
     let mut out = Vec::new();
     for topic in &req.topic_data {
         let name: Arc<str> = if version >= 13 {
-            match cluster.topic_by_id(topic.topic_id) {
-                Some(t) => Arc::from(t.name()),
+            match resolve(topic.topic_id) {
+                Some(name) => name,
                 None => continue,
             }
         } else {
@@ -1247,7 +1263,7 @@ mod tests {
             )]],
         );
         let context = ctx(0, 9);
-        let limits = TopicLimits::read(&c, &req, 9);
+        let limits = TopicLimits::read(&c, &req, 9, usize::MAX);
         let prepared = prepare(&req, &context, &limits, c.config());
         // Between the two locks, the topic is recreated with a smaller max.message.bytes.
         c.delete_topic("t").expect("delete");
