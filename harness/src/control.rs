@@ -15,9 +15,11 @@
 //! seed, so a run with the same seed and the same requests injects the same faults.
 //!
 //! Every request the cluster receives is recorded ([`RecordedRequest`]) so that tests can
-//! assert on what a client sent, up to a bounded number of entries.
+//! assert on what a client sent. The record is bounded ([`RecordLimits`]): in requests, in
+//! bytes, and in the partitions kept per request (the first ones, with a count of the rest);
+//! topic names and client ids are interned, so a name repeated in many requests is held once.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -131,13 +133,45 @@ pub struct RecordedRequest {
     /// The broker that received it.
     pub broker_id: i32,
     /// The client id from the request header.
-    pub client_id: Option<String>,
+    pub client_id: Option<Arc<str>>,
     /// The correlation id.
     pub correlation_id: i32,
     /// Time since the cluster started (tokio time, so virtual under a paused clock).
     pub at: Duration,
-    /// The topic-partitions the request names, where it names any.
-    pub partitions: Vec<(String, i32)>,
+    /// The topic-partitions the request names, where it names any, in request order
+    /// (partition -1 for a whole topic): the first [`RecordLimits::partitions_per_request`]
+    /// of them. [`RecordedRequest::partition_count`] counts them all.
+    pub partitions: Vec<(Arc<str>, i32)>,
+    /// How many more topic-partitions the request named than `partitions` keeps.
+    pub partitions_omitted: usize,
+}
+
+impl RecordedRequest {
+    /// How many topic-partitions the request named, kept in `partitions` or not.
+    pub fn partition_count(&self) -> usize {
+        self.partitions
+            .len()
+            .saturating_add(self.partitions_omitted)
+    }
+}
+
+/// A request as [`Control::record`] receives it, before it is summarised.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestSummary<'a> {
+    /// The API.
+    pub api_key: ApiKey,
+    /// The version the client used.
+    pub api_version: i16,
+    /// The broker that received it.
+    pub broker_id: i32,
+    /// The client id from the request header.
+    pub client_id: Option<&'a str>,
+    /// The correlation id.
+    pub correlation_id: i32,
+    /// Time since the cluster started.
+    pub at: Duration,
+    /// Every topic-partition the request names.
+    pub partitions: &'a [(Arc<str>, i32)],
 }
 
 /// What the interceptors decided for one request.
@@ -151,24 +185,78 @@ pub struct Decision {
 
 /// Default number of recorded requests kept before the oldest are dropped.
 pub const DEFAULT_RECORD_LIMIT: usize = 100_000;
+/// Default bound of the request record's memory: 64 MiB.
+pub const DEFAULT_RECORD_BYTES: usize = 64 * 1024 * 1024;
+/// Default number of topic-partitions kept per recorded request.
+pub const DEFAULT_RECORDED_PARTITIONS: usize = 1_000;
+
+/// Bounds of the request record. The oldest requests are dropped while either of the first
+/// two is exceeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordLimits {
+    /// Most requests kept. Default [`DEFAULT_RECORD_LIMIT`].
+    pub requests: usize,
+    /// Most bytes the record holds: each request's fixed part and partition list, and each
+    /// interned name once. Default [`DEFAULT_RECORD_BYTES`].
+    pub bytes: usize,
+    /// Topic-partitions kept per request (the first ones; the rest are counted in
+    /// [`RecordedRequest::partitions_omitted`]). Default [`DEFAULT_RECORDED_PARTITIONS`].
+    pub partitions_per_request: usize,
+}
+
+impl Default for RecordLimits {
+    fn default() -> Self {
+        Self {
+            requests: DEFAULT_RECORD_LIMIT,
+            bytes: DEFAULT_RECORD_BYTES,
+            partitions_per_request: DEFAULT_RECORDED_PARTITIONS,
+        }
+    }
+}
+
+/// What an interned name is charged besides its bytes: the `Arc` counts and a set slot.
+const INTERNED_OVERHEAD: usize = 48;
 
 /// The interceptors and the request record of a cluster.
 #[derive(Debug)]
 pub struct Control {
     interceptors: Vec<Interceptor>,
     recorded: VecDeque<RecordedRequest>,
-    record_limit: usize,
+    limits: RecordLimits,
+    /// Bytes of the recorded requests themselves (fixed part and partition lists).
+    recorded_bytes: usize,
+    /// Topic names and client ids the record refers to, each held once.
+    interned: HashSet<Arc<str>>,
+    interned_bytes: usize,
+    /// Interned names after the last sweep for names no record uses any more.
+    interned_after_sweep: usize,
     dropped_records: u64,
     rng: SplitMix64,
 }
 
 impl Control {
-    /// An empty control seeded with `seed`.
+    /// An empty control seeded with `seed` that keeps up to `record_limit` requests (and the
+    /// other bounds at their defaults).
     pub fn new(seed: u64, record_limit: usize) -> Self {
+        Self::with_record_limits(
+            seed,
+            RecordLimits {
+                requests: record_limit,
+                ..RecordLimits::default()
+            },
+        )
+    }
+
+    /// An empty control seeded with `seed`, its record bounded by `limits`.
+    pub fn with_record_limits(seed: u64, limits: RecordLimits) -> Self {
         Self {
             interceptors: Vec::new(),
             recorded: VecDeque::new(),
-            record_limit,
+            limits,
+            recorded_bytes: 0,
+            interned: HashSet::new(),
+            interned_bytes: 0,
+            interned_after_sweep: 0,
             dropped_records: 0,
             rng: SplitMix64(seed),
         }
@@ -189,17 +277,61 @@ impl Control {
         self.interceptors.len()
     }
 
-    /// Records a request, dropping the oldest record past the limit.
-    pub fn record(&mut self, request: RecordedRequest) {
-        if self.record_limit == 0 {
+    /// Records a request (its first partitions, names interned), dropping the oldest
+    /// records while the record is over its bounds. Costs O(partitions kept).
+    pub fn record(&mut self, request: RequestSummary<'_>) {
+        if self.limits.requests == 0 || self.limits.bytes == 0 {
             self.dropped_records += 1;
             return;
         }
-        if self.recorded.len() == self.record_limit {
-            self.recorded.pop_front();
-            self.dropped_records += 1;
+        let kept = request
+            .partitions
+            .len()
+            .min(self.limits.partitions_per_request);
+        let mut partitions = Vec::with_capacity(kept);
+        let mut last: Option<(&Arc<str>, Arc<str>)> = None;
+        for (name, partition) in &request.partitions[..kept] {
+            // Partitions of one topic entry share their name: intern it once per run.
+            let interned = match &last {
+                Some((given, interned)) if Arc::ptr_eq(given, name) => interned.clone(),
+                _ => {
+                    let interned = self.intern(name);
+                    last = Some((name, interned.clone()));
+                    interned
+                }
+            };
+            partitions.push((interned, *partition));
         }
-        self.recorded.push_back(request);
+        let client_id = request.client_id.map(|id| self.intern(id));
+        let recorded = RecordedRequest {
+            api_key: request.api_key,
+            api_version: request.api_version,
+            broker_id: request.broker_id,
+            client_id,
+            correlation_id: request.correlation_id,
+            at: request.at,
+            partitions,
+            partitions_omitted: request.partitions.len() - kept,
+        };
+        self.recorded_bytes = self.recorded_bytes.saturating_add(record_cost(&recorded));
+        self.recorded.push_back(recorded);
+        while self.recorded.len() > self.limits.requests || self.bytes() > self.limits.bytes {
+            let Some(oldest) = self.recorded.pop_front() else {
+                break;
+            };
+            self.dropped_records += 1;
+            self.forget(oldest);
+        }
+        if self.bytes() > self.limits.bytes
+            || self.interned.len() > self.interned_after_sweep.saturating_mul(2) + 1024
+        {
+            self.sweep_interned();
+        }
+    }
+
+    /// Bytes held by the record: requests, partition lists and interned names.
+    pub fn recorded_bytes(&self) -> usize {
+        self.bytes()
     }
 
     /// The recorded requests, oldest first.
@@ -210,7 +342,64 @@ impl Control {
     /// Forgets the recorded requests.
     pub fn clear_recorded(&mut self) {
         self.recorded.clear();
+        self.recorded_bytes = 0;
+        self.interned.clear();
+        self.interned_bytes = 0;
+        self.interned_after_sweep = 0;
         self.dropped_records = 0;
+    }
+
+    fn bytes(&self) -> usize {
+        self.recorded_bytes.saturating_add(self.interned_bytes)
+    }
+
+    fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(interned) = self.interned.get(name) {
+            return interned.clone();
+        }
+        let interned: Arc<str> = Arc::from(name);
+        self.interned_bytes = self
+            .interned_bytes
+            .saturating_add(name.len() + INTERNED_OVERHEAD);
+        self.interned.insert(interned.clone());
+        interned
+    }
+
+    /// Drops a record evicted from the front, and the interned names only it used.
+    fn forget(&mut self, record: RecordedRequest) {
+        self.recorded_bytes = self.recorded_bytes.saturating_sub(record_cost(&record));
+        let mut names: Vec<Arc<str>> = Vec::new();
+        for (name, _) in record.partitions {
+            if names.last().is_none_or(|last| !Arc::ptr_eq(last, &name)) {
+                names.push(name);
+            }
+        }
+        names.extend(record.client_id);
+        names.sort_unstable_by_key(|name| Arc::as_ptr(name).cast::<u8>() as usize);
+        names.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        for name in names {
+            // Held by `names` and by the interner alone: no other record uses it.
+            if Arc::strong_count(&name) == 2 && self.interned.remove(&*name) {
+                self.interned_bytes = self
+                    .interned_bytes
+                    .saturating_sub(name.len() + INTERNED_OVERHEAD);
+            }
+        }
+    }
+
+    /// Drops interned names nothing refers to any more (a name is kept by `forget` while a
+    /// copy handed out by [`Control::recorded`] still holds it).
+    fn sweep_interned(&mut self) {
+        let mut freed = 0usize;
+        self.interned.retain(|name| {
+            let used = Arc::strong_count(name) > 1;
+            if !used {
+                freed += name.len() + INTERNED_OVERHEAD;
+            }
+            used
+        });
+        self.interned_bytes = self.interned_bytes.saturating_sub(freed);
+        self.interned_after_sweep = self.interned.len();
     }
 
     /// How many records were dropped because the limit was reached.
@@ -219,12 +408,17 @@ impl Control {
     }
 
     /// Matches a request of `api` received by `broker` that names `partitions`, consuming
-    /// one use of each interceptor that applies.
-    pub fn decide(&mut self, api: ApiKey, broker: i32, partitions: &[(String, i32)]) -> Decision {
+    /// one use of each interceptor that applies. Linear in the interceptors plus the
+    /// partitions (looked up in a set built once, if an interceptor is narrowed to one).
+    pub fn decide(&mut self, api: ApiKey, broker: i32, partitions: &[(Arc<str>, i32)]) -> Decision {
         let mut decision = Decision::default();
+        let mut named = NamedPartitions {
+            partitions,
+            set: None,
+        };
         let mut index = 0;
         while index < self.interceptors.len() {
-            let applied = self.try_apply(index, api, broker, partitions, &mut decision);
+            let applied = self.try_apply(index, api, broker, &mut named, &mut decision);
             if applied {
                 let interceptor = &mut self.interceptors[index];
                 if let Some(left) = interceptor.remaining.as_mut() {
@@ -245,7 +439,7 @@ impl Control {
         index: usize,
         api: ApiKey,
         broker: i32,
-        partitions: &[(String, i32)],
+        named: &mut NamedPartitions<'_>,
         decision: &mut Decision,
     ) -> bool {
         let interceptor = &self.interceptors[index];
@@ -254,7 +448,7 @@ impl Control {
         }
         let partition_error = match (&interceptor.partition, &interceptor.action) {
             (Some(tp), action) => {
-                if !partitions.contains(tp) {
+                if !named.contains(&tp.0, tp.1) {
                     return false;
                 }
                 match action {
@@ -288,6 +482,31 @@ impl Control {
     }
 }
 
+/// What [`RecordedRequest`] costs the record, besides its interned names.
+fn record_cost(record: &RecordedRequest) -> usize {
+    std::mem::size_of::<RecordedRequest>().saturating_add(
+        record
+            .partitions
+            .capacity()
+            .saturating_mul(std::mem::size_of::<(Arc<str>, i32)>()),
+    )
+}
+
+/// The partitions a request names, with a set to look them up in, built on first use.
+struct NamedPartitions<'a> {
+    partitions: &'a [(Arc<str>, i32)],
+    set: Option<HashSet<(&'a str, i32)>>,
+}
+
+impl NamedPartitions<'_> {
+    fn contains(&mut self, topic: &str, partition: i32) -> bool {
+        let partitions = self.partitions;
+        self.set
+            .get_or_insert_with(|| partitions.iter().map(|(t, p)| (&**t, *p)).collect())
+            .contains(&(topic, partition))
+    }
+}
+
 /// A small seeded generator (SplitMix64): enough for fault probabilities, and the same
 /// sequence for the same seed on every platform.
 #[derive(Debug, Clone)]
@@ -311,8 +530,8 @@ impl SplitMix64 {
 mod tests {
     use super::*;
 
-    fn tp(t: &str, p: i32) -> (String, i32) {
-        (t.to_string(), p)
+    fn tp(t: &str, p: i32) -> (Arc<str>, i32) {
+        (Arc::from(t), p)
     }
 
     #[test]
@@ -354,10 +573,10 @@ mod tests {
         let d = control.decide(ApiKey::Produce, 0, &[tp("orders", 0), tp("orders", 1)]);
         assert!(d.request_action.is_none());
         assert_eq!(
-            d.partition_errors.get(&tp("orders", 1)),
+            d.partition_errors.get(&("orders".to_string(), 1)),
             Some(&ErrorCode::NotLeaderOrFollower)
         );
-        assert!(!d.partition_errors.contains_key(&tp("orders", 0)));
+        assert!(!d.partition_errors.contains_key(&("orders".to_string(), 0)));
         // A request that does not name the partition leaves the interceptor untouched.
         assert!(control
             .decide(ApiKey::Produce, 0, &[tp("orders", 0)])
@@ -409,19 +628,23 @@ mod tests {
         assert!((30..=90).contains(&hits), "{hits} hits of 200 at p = 0.3");
     }
 
+    fn summary<'a>(correlation_id: i32, partitions: &'a [(Arc<str>, i32)]) -> RequestSummary<'a> {
+        RequestSummary {
+            api_key: ApiKey::Produce,
+            api_version: 9,
+            broker_id: 0,
+            client_id: Some("client"),
+            correlation_id,
+            at: Duration::ZERO,
+            partitions,
+        }
+    }
+
     #[test]
     fn recording_is_bounded() {
         let mut control = Control::new(0, 2);
         for correlation_id in 0..5 {
-            control.record(RecordedRequest {
-                api_key: ApiKey::Metadata,
-                api_version: 12,
-                broker_id: 0,
-                client_id: None,
-                correlation_id,
-                at: Duration::ZERO,
-                partitions: vec![],
-            });
+            control.record(summary(correlation_id, &[]));
         }
         let ids: Vec<i32> = control
             .recorded()
@@ -430,5 +653,52 @@ mod tests {
             .collect();
         assert_eq!(ids, vec![3, 4]);
         assert_eq!(control.dropped_records(), 3);
+    }
+
+    #[test]
+    fn the_record_keeps_the_first_partitions_and_one_copy_of_each_name() {
+        let limits = RecordLimits {
+            requests: 10,
+            bytes: 1 << 20,
+            partitions_per_request: 3,
+        };
+        let mut control = Control::with_record_limits(0, limits);
+        let name: Arc<str> = Arc::from("x".repeat(249));
+        let partitions: Vec<(Arc<str>, i32)> = (0..100).map(|p| (name.clone(), p)).collect();
+        control.record(summary(1, &partitions));
+        control.record(summary(2, &partitions));
+        let recorded = control.recorded();
+        let kept: Vec<i32> = recorded[0].partitions.iter().map(|(_, p)| *p).collect();
+        assert_eq!(kept, vec![0, 1, 2]);
+        assert_eq!(recorded[0].partitions_omitted, 97);
+        assert_eq!(recorded[1].partition_count(), 100);
+        // Both records share the interned copy, not the request's own.
+        let first = &recorded[0].partitions[0].0;
+        assert!(Arc::ptr_eq(first, &recorded[1].partitions[2].0));
+        assert!(!Arc::ptr_eq(first, &name));
+        assert_eq!(control.interned.len(), 2, "the topic and the client id");
+    }
+
+    #[test]
+    fn the_record_is_bounded_in_bytes_and_forgets_the_names_it_dropped() {
+        let limits = RecordLimits {
+            requests: 1_000_000,
+            bytes: 64 * 1024,
+            partitions_per_request: 10,
+        };
+        let mut control = Control::with_record_limits(0, limits);
+        for i in 0..10_000 {
+            let name: Arc<str> = Arc::from(format!("{i:0>200}"));
+            control.record(summary(i, &[(name, 0)]));
+            assert!(control.recorded_bytes() <= limits.bytes);
+        }
+        assert!(control.dropped_records() > 9_000);
+        // Each kept request's topic, and the client id.
+        assert_eq!(control.interned.len(), control.recorded.len() + 1);
+        // A name still held by a copy handed out survives its record, until a sweep.
+        let copies = control.recorded();
+        control.clear_recorded();
+        assert_eq!((control.recorded_bytes(), control.interned.len()), (0, 0));
+        drop(copies);
     }
 }

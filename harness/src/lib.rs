@@ -7,6 +7,7 @@
 //! | [`handlers`] | one file per API key: request + state -> response. No IO. |
 //! | [`control`] | fault injection (interceptors) and the record of requests |
 //! | `server` | the thin tokio loop: socket -> frame -> handler -> frame -> socket |
+//! | `frame_budget` | bytes of request frames being received, across connections |
 //!
 //! ```text
 //!  client ──TCP or in-memory──▶ server.rs ──RequestKind──▶ control.rs (faults?)
@@ -34,6 +35,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -41,18 +43,25 @@ use franzy::proto::frame::DEFAULT_MAX_FRAME_SIZE;
 use franzy::proto::ErrorCode;
 use tokio::io::DuplexStream;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 pub mod cluster;
 pub mod control;
+mod frame_budget;
 pub mod handlers;
 mod server;
 
 pub use cluster::{ClusterConfig, ClusterState};
-pub use control::{Action, Interceptor, RecordedRequest};
+pub use control::{Action, Interceptor, RecordLimits, RecordedRequest};
 
-use control::{Control, DEFAULT_RECORD_LIMIT};
+use control::Control;
+use frame_budget::FrameBudget;
+
+/// Default of [`ClusterBuilder::queued_max_request_bytes`]: 128 MiB.
+pub const DEFAULT_QUEUED_MAX_REQUEST_BYTES: usize = 128 * 1024 * 1024;
+/// Default of [`ClusterBuilder::connections_max_idle`]: 30 seconds.
+pub const DEFAULT_CONNECTIONS_MAX_IDLE: Duration = Duration::from_secs(30);
 
 /// Errors of the harness API.
 #[derive(Debug, thiserror::Error)]
@@ -109,11 +118,25 @@ pub enum Transport {
 pub(crate) struct Shared {
     state: Mutex<ClusterState>,
     control: Mutex<Control>,
+    /// A copy of the state's configuration, for the work done before the state lock.
+    pub(crate) config: ClusterConfig,
     /// Woken after every request that may have changed the state, for parked fetches.
     pub(crate) changed: Notify,
     pub(crate) max_frame_size: usize,
+    /// Bytes of request frames being received, all connections together.
+    pub(crate) frame_budget: Arc<FrameBudget>,
+    /// How long a connection may hold part of a frame without receiving anything.
+    pub(crate) idle_timeout: Option<Duration>,
+    /// Produce requests validated at once on blocking threads: one core fewer than there
+    /// are, so that the connections always have a core.
+    pub(crate) prepare_slots: Semaphore,
+    /// Capacity of the response buffers connections keep for their next response.
+    pub(crate) spare_response_bytes: AtomicUsize,
     pub(crate) started: tokio::time::Instant,
     started_wall_ms: i64,
+    /// Runs on the blocking thread before a produce request is validated (tests only).
+    #[cfg(test)]
+    pub(crate) prepare_hook: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
 }
 
 impl Shared {
@@ -155,7 +178,9 @@ pub struct ClusterBuilder {
     topics: Vec<(String, i32, BTreeMap<String, String>)>,
     transport: Transport,
     max_frame_size: usize,
-    record_limit: usize,
+    queued_max_request_bytes: usize,
+    connections_max_idle: Duration,
+    record_limits: RecordLimits,
     seed: u64,
 }
 
@@ -170,7 +195,9 @@ impl Default for ClusterBuilder {
                 base_port: 0,
             },
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
-            record_limit: DEFAULT_RECORD_LIMIT,
+            queued_max_request_bytes: DEFAULT_QUEUED_MAX_REQUEST_BYTES,
+            connections_max_idle: DEFAULT_CONNECTIONS_MAX_IDLE,
+            record_limits: RecordLimits::default(),
             seed: 0,
         }
     }
@@ -224,6 +251,61 @@ impl ClusterBuilder {
         self
     }
 
+    /// Most bytes of request frames being received at once, all connections together
+    /// (`queued.max.request.bytes`): a connection that would go over it stops reading until
+    /// others are done. Bytes count as they arrive (a frame's announced length reserves
+    /// nothing) until their request has been handled; each connection's first 64 KiB are
+    /// not counted, so small requests never wait behind large ones. When every connection
+    /// holding part of the budget waits for more, one of them finishes its frame past the
+    /// budget, so memory for frames stays below the budget plus one frame. Must be at least
+    /// [`ClusterBuilder::max_frame_size`], as Kafka requires. Default 128 MiB
+    /// ([`DEFAULT_QUEUED_MAX_REQUEST_BYTES`]): a frame of the largest size fits, and frames
+    /// that stall hold at most 228 MiB with the default frame size. (Kafka's default is
+    /// unbounded.)
+    pub fn queued_max_request_bytes(mut self, n: usize) -> Self {
+        self.queued_max_request_bytes = n;
+        self
+    }
+
+    /// How long a connection in the middle of a frame may go without receiving a byte
+    /// before it is closed (with a warning), freeing what the frame held
+    /// (`connections.max.idle.ms`). Connections idle between requests are never closed,
+    /// so paused-clock tests that leave a connection alone are not affected. Zero turns it
+    /// off. Default 30 s ([`DEFAULT_CONNECTIONS_MAX_IDLE`]), short enough for tests; Kafka
+    /// closes any connection idle for 10 minutes.
+    pub fn connections_max_idle(mut self, idle: Duration) -> Self {
+        self.connections_max_idle = idle;
+        self
+    }
+
+    /// Most partition entries one request may name; the ones past it are answered
+    /// INVALID_REQUEST (see [`ClusterConfig::max_partitions_per_request`]). Default 10,000.
+    pub fn max_partitions_per_request(mut self, n: usize) -> Self {
+        self.config.max_partitions_per_request = n;
+        self
+    }
+
+    /// Most topics one Metadata or CreateTopics request may create (see
+    /// [`ClusterConfig::max_topics_created_per_request`]). Default 1,000.
+    pub fn max_topics_created_per_request(mut self, n: usize) -> Self {
+        self.config.max_topics_created_per_request = n;
+        self
+    }
+
+    /// Most partitions one CreateTopics or CreatePartitions request may create (see
+    /// [`ClusterConfig::max_partitions_created_per_request`]). Default 10,000.
+    pub fn max_partitions_created_per_request(mut self, n: usize) -> Self {
+        self.config.max_partitions_created_per_request = n;
+        self
+    }
+
+    /// Most bytes the compressed batches of one Produce request may inflate to, together
+    /// (see [`ClusterConfig::max_decompressed_bytes_per_request`]). Default 256 MiB.
+    pub fn max_decompressed_bytes_per_request(mut self, n: usize) -> Self {
+        self.config.max_decompressed_bytes_per_request = n;
+        self
+    }
+
     /// Listen on real TCP sockets on `host` (default 127.0.0.1), ephemeral ports.
     pub fn tcp(mut self, host: impl Into<String>, base_port: u16) -> Self {
         self.transport = Transport::Tcp {
@@ -247,7 +329,21 @@ impl ClusterBuilder {
 
     /// How many requests are kept for [`Cluster::requests`]. Default 100,000.
     pub fn record_limit(mut self, n: usize) -> Self {
-        self.record_limit = n;
+        self.record_limits.requests = n;
+        self
+    }
+
+    /// How many bytes the record of [`Cluster::requests`] may hold (requests, partition
+    /// lists, interned names); the oldest requests are dropped past it. Default 64 MiB.
+    pub fn record_max_bytes(mut self, n: usize) -> Self {
+        self.record_limits.bytes = n;
+        self
+    }
+
+    /// How many topic-partitions are kept per recorded request; the rest are counted
+    /// ([`RecordedRequest::partitions_omitted`]). Default 1,000.
+    pub fn record_partitions_limit(mut self, n: usize) -> Self {
+        self.record_limits.partitions_per_request = n;
         self
     }
 
@@ -264,8 +360,15 @@ impl ClusterBuilder {
                 "max frame size below 1024 bytes".into(),
             ));
         }
+        if self.queued_max_request_bytes < self.max_frame_size {
+            return Err(HarnessError::Config(format!(
+                "queued.max.request.bytes ({}) must be at least the max frame size ({})",
+                self.queued_max_request_bytes, self.max_frame_size
+            )));
+        }
         let mut config = self.config;
         config.broker_ids = (0..self.brokers).collect();
+        let shared_config = config.clone();
         let mut state = ClusterState::new(config);
         for (name, partitions, configs) in &self.topics {
             state
@@ -275,11 +378,20 @@ impl ClusterBuilder {
                     code,
                 })?;
         }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
-            control: Mutex::new(Control::new(self.seed, self.record_limit)),
+            control: Mutex::new(Control::with_record_limits(self.seed, self.record_limits)),
+            config: shared_config,
             changed: Notify::new(),
             max_frame_size: self.max_frame_size,
+            frame_budget: Arc::new(FrameBudget::new(self.queued_max_request_bytes)),
+            idle_timeout: (!self.connections_max_idle.is_zero())
+                .then_some(self.connections_max_idle),
+            prepare_slots: Semaphore::new(cores.saturating_sub(1).max(1)),
+            spare_response_bytes: AtomicUsize::new(0),
+            #[cfg(test)]
+            prepare_hook: Mutex::new(None),
             started: tokio::time::Instant::now(),
             started_wall_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -480,7 +592,8 @@ impl ClusterHandle {
         self.shared.lock_control().pending()
     }
 
-    /// Every request received so far (up to the record limit), oldest first.
+    /// Every request received so far (within the record's bounds, [`RecordLimits`]),
+    /// oldest first.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.lock_control().recorded()
     }

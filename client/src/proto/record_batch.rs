@@ -745,6 +745,17 @@ pub fn record_deltas(
     batch: &[u8],
     limits: &DecodeLimits,
 ) -> Result<Vec<RecordDelta>, BatchError> {
+    record_deltas_sized(header, batch, limits).map(|(deltas, _)| deltas)
+}
+
+/// [`record_deltas`], and the size of the records section as parsed: inflated when the
+/// batch is compressed, as stored otherwise. A broker charges the inflated sizes of a
+/// request's batches against a budget they share.
+pub fn record_deltas_sized(
+    header: &BatchHeader,
+    batch: &[u8],
+    limits: &DecodeLimits,
+) -> Result<(Vec<RecordDelta>, usize), BatchError> {
     if batch.len() > header.total_len() {
         return Err(BatchError::TrailingBytes(batch.len() - header.total_len()));
     }
@@ -764,14 +775,16 @@ pub fn record_deltas(
         header.record_count,
         section.len(),
     )));
-    if needs_decompression(header, compression, section) {
+    let size = if needs_decompression(header, compression, section) {
         let inflated =
             compression::decompress(compression, section, limits.max_decompressed_bytes)?;
         parse_records(&inflated, header, &mut sink)?;
+        inflated.len()
     } else {
         parse_records(section, header, &mut sink)?;
-    }
-    Ok(sink.0)
+        section.len()
+    };
+    Ok((sink.0, size))
 }
 
 /// A record's offset and timestamp relative to its batch's base offset and base timestamp.

@@ -4,10 +4,56 @@
 //! `LogValidator`: base offset 0, size, CRC, record count, producer fields, timestamps).
 
 use franzy::proto::batch_header::{validate_batch, BatchError, BatchHeader, MAGIC_V2};
+use franzy::proto::compression::Compression;
+use franzy::proto::record_batch::DecodeLimits;
 use franzy::proto::ErrorCode;
 
 use super::error::ClusterError;
-use super::record_scan::record_stamps;
+use super::record_scan::{record_stamps_within, ScanError};
+
+/// How much the compressed records of the batches being validated may still inflate to: a
+/// budget shared by the batches of one Produce request, on top of a limit per batch (the
+/// default decode limit, 64 MiB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InflateBudget {
+    total: usize,
+    remaining: usize,
+    per_batch: usize,
+}
+
+impl InflateBudget {
+    /// A budget of `total` bytes for all batches together.
+    pub fn new(total: usize) -> Self {
+        Self {
+            total,
+            remaining: total,
+            per_batch: DecodeLimits::default().max_decompressed_bytes,
+        }
+    }
+
+    /// Only the limit per batch: for appends that are not part of a request.
+    pub fn per_batch_only() -> Self {
+        Self::new(usize::MAX)
+    }
+
+    /// Bytes left.
+    pub fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    /// How far the next batch may inflate, and whether it is the budget (not the limit per
+    /// batch) that stops it there.
+    fn next_limit(&self) -> (usize, bool) {
+        (
+            self.remaining.min(self.per_batch),
+            self.remaining < self.per_batch,
+        )
+    }
+
+    fn charge(&mut self, bytes: usize) {
+        self.remaining = self.remaining.saturating_sub(bytes);
+    }
+}
 
 /// The settings of one topic that govern appends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +66,20 @@ pub struct AppendLimits {
     pub timestamp_before_max_ms: i64,
     /// `message.timestamp.after.max.ms`.
     pub timestamp_after_max_ms: i64,
+}
+
+/// A batch validated before the cluster lock was taken (see
+/// `handlers::produce::prepare`): the outcome of [`validate_for_append_within`] at `now_ms`
+/// against `limits`, its topic's limits at the time. It stands for as long as the topic's
+/// limits are still these; otherwise the batch is validated again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrevalidatedBatch {
+    /// The limits it was validated against.
+    pub limits: AppendLimits,
+    /// The time it was validated at.
+    pub now_ms: i64,
+    /// What validation found.
+    pub outcome: Result<(), ClusterError>,
 }
 
 /// Finds the single batch of a produce request's `records` field, as
@@ -82,6 +142,20 @@ pub fn validate_for_append(
     limits: &AppendLimits,
     now_ms: i64,
 ) -> Result<BatchHeader, ClusterError> {
+    validate_for_append_within(batch, limits, now_ms, &mut InflateBudget::per_batch_only())
+}
+
+/// [`validate_for_append`], inflating compressed records within what is left of `budget`
+/// and charging it what they take. A batch whose records do not inflate or parse is
+/// charged all it was allowed (only a hostile producer sends one). A batch stopped by the
+/// budget rather than by the limit per batch is POLICY_VIOLATION, at the point where Kafka
+/// would read its records (after every header check).
+pub fn validate_for_append_within(
+    batch: &[u8],
+    limits: &AppendLimits,
+    now_ms: i64,
+    budget: &mut InflateBudget,
+) -> Result<BatchHeader, ClusterError> {
     let header = match validate_batch(batch) {
         Ok(header) => header,
         Err(BatchError::CrcMismatch { stored, computed }) => {
@@ -141,13 +215,38 @@ pub fn validate_for_append(
             "Invalid transactional record batch without a producer id",
         ));
     }
-    let stamps = match record_stamps(&header, batch) {
-        Some(s) if s.len() == header.record_count as usize => s,
-        _ => {
-            return Err(ClusterError::new(
-                ErrorCode::CorruptMessage,
-                "Found invalid record structure in the record batch",
-            ))
+    let invalid_structure = || {
+        ClusterError::new(
+            ErrorCode::CorruptMessage,
+            "Found invalid record structure in the record batch",
+        )
+    };
+    let compressed = header.attributes.compression().ok() != Some(Compression::None);
+    let (limit, stopped_by_budget) = budget.next_limit();
+    let stamps = match record_stamps_within(&header, batch, limit) {
+        Ok((stamps, inflated)) => {
+            if compressed {
+                budget.charge(inflated);
+            }
+            if stamps.len() != header.record_count as usize {
+                return Err(invalid_structure());
+            }
+            stamps
+        }
+        Err(error) => {
+            if compressed {
+                budget.charge(limit);
+            }
+            if error == ScanError::Limit && stopped_by_budget {
+                return Err(ClusterError::new(
+                    ErrorCode::PolicyViolation,
+                    format!(
+                        "The compressed records of this request inflate to more than the broker allows for one request ({} bytes)",
+                        budget.total
+                    ),
+                ));
+            }
+            return Err(invalid_structure());
         }
     };
     if !limits.log_append_time {

@@ -14,7 +14,7 @@
 //! | [`topic_config`] | topic configs: defaults, types, validation |
 //! | [`error`] | an error code with Kafka's message |
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use franzy::proto::ErrorCode;
 use uuid::Uuid;
@@ -32,7 +32,7 @@ pub mod topic;
 pub mod topic_config;
 
 pub use error::ClusterError;
-pub use log_validator::AppendLimits;
+pub use log_validator::{AppendLimits, InflateBudget, PrevalidatedBatch};
 pub use partition::Partition;
 pub use partition_log::{AppendInfo, PartitionLog, StoredBatch, TimestampOffset};
 pub use producer_state::{ProducerEntry, ProducerStates};
@@ -65,7 +65,38 @@ pub struct ClusterConfig {
     /// Seed of everything Kafka would draw at random: topic ids and where replica placement
     /// starts. Default 0.
     pub seed: u64,
+    /// Most entries one request may name (Produce, Fetch, ListOffsets and
+    /// OffsetForLeaderEpoch partitions, DescribeConfigs resources, Metadata topics once
+    /// each), counted in request order across its topics; the entries past it are answered
+    /// INVALID_REQUEST without being served, so that one request holds the cluster lock for
+    /// a bounded time. Kafka has no such cap; no client names this many. Default
+    /// [`DEFAULT_MAX_PARTITIONS_PER_REQUEST`].
+    pub max_partitions_per_request: usize,
+    /// Most topics one Metadata (auto-creation) or CreateTopics request may create; see
+    /// [`crate::handlers::metadata`] and [`crate::handlers::create_topics`] for what the
+    /// others are answered. Default [`DEFAULT_MAX_TOPICS_CREATED_PER_REQUEST`].
+    pub max_topics_created_per_request: usize,
+    /// Most partitions one CreateTopics or CreatePartitions request may create; a request
+    /// asking for more fails as a whole with POLICY_VIOLATION, as Kafka's controller refuses
+    /// an operation of more than 10,000 metadata records. Default
+    /// [`DEFAULT_MAX_PARTITIONS_CREATED_PER_REQUEST`].
+    pub max_partitions_created_per_request: usize,
+    /// Most bytes the compressed batches of one Produce request may inflate to, all
+    /// partitions together, while they are validated; the partitions past it are answered
+    /// POLICY_VIOLATION (see [`crate::handlers::produce`]). Each batch is also limited to
+    /// 64 MiB on its own. Default [`DEFAULT_MAX_DECOMPRESSED_BYTES_PER_REQUEST`].
+    pub max_decompressed_bytes_per_request: usize,
 }
+
+/// Default of [`ClusterConfig::max_partitions_per_request`]: 10,000.
+pub const DEFAULT_MAX_PARTITIONS_PER_REQUEST: usize = 10_000;
+/// Default of [`ClusterConfig::max_topics_created_per_request`]: 1,000.
+pub const DEFAULT_MAX_TOPICS_CREATED_PER_REQUEST: usize = 1_000;
+/// Default of [`ClusterConfig::max_partitions_created_per_request`]: 10,000, Kafka's
+/// `QuorumController.MAX_RECORDS_PER_USER_OP` (a record per partition).
+pub const DEFAULT_MAX_PARTITIONS_CREATED_PER_REQUEST: usize = 10_000;
+/// Default of [`ClusterConfig::max_decompressed_bytes_per_request`]: 256 MiB.
+pub const DEFAULT_MAX_DECOMPRESSED_BYTES_PER_REQUEST: usize = 256 * 1024 * 1024;
 
 impl Default for ClusterConfig {
     fn default() -> Self {
@@ -77,6 +108,10 @@ impl Default for ClusterConfig {
             message_max_bytes: 1_048_588,
             default_replication_factor: 3,
             seed: 0,
+            max_partitions_per_request: DEFAULT_MAX_PARTITIONS_PER_REQUEST,
+            max_topics_created_per_request: DEFAULT_MAX_TOPICS_CREATED_PER_REQUEST,
+            max_partitions_created_per_request: DEFAULT_MAX_PARTITIONS_CREATED_PER_REQUEST,
+            max_decompressed_bytes_per_request: DEFAULT_MAX_DECOMPRESSED_BYTES_PER_REQUEST,
         }
     }
 }
@@ -125,8 +160,13 @@ pub struct CreatedTopic {
 pub struct ClusterState {
     config: ClusterConfig,
     brokers: Vec<BrokerInfo>,
+    /// Where each broker id sits in `brokers`: lookups run per partition and replica.
+    broker_positions: HashMap<i32, usize>,
     topics: BTreeMap<String, Topic>,
     topic_names_by_id: HashMap<Uuid, String>,
+    /// Every topic by the name it has with `.` written `_` (Kafka's collision rule), so that
+    /// a new name is checked against all of them at once, not one by one.
+    topic_names_by_collision_key: HashMap<String, String>,
     topics_created: u64,
     next_producer_id: i64,
 }
@@ -134,21 +174,27 @@ pub struct ClusterState {
 impl ClusterState {
     /// An empty cluster with the configured brokers, none of them bound yet.
     pub fn new(config: ClusterConfig) -> Self {
-        let brokers = config
-            .broker_ids
-            .iter()
-            .map(|&id| BrokerInfo {
-                id,
-                host: "127.0.0.1".into(),
-                port: 0,
-                up: true,
-            })
-            .collect();
+        let mut brokers: Vec<BrokerInfo> = Vec::with_capacity(config.broker_ids.len());
+        let mut broker_positions = HashMap::with_capacity(config.broker_ids.len());
+        for &id in &config.broker_ids {
+            // A repeated id would be a second broker nobody can address: keep the first.
+            if let std::collections::hash_map::Entry::Vacant(slot) = broker_positions.entry(id) {
+                slot.insert(brokers.len());
+                brokers.push(BrokerInfo {
+                    id,
+                    host: "127.0.0.1".into(),
+                    port: 0,
+                    up: true,
+                });
+            }
+        }
         Self {
             config,
             brokers,
+            broker_positions,
             topics: BTreeMap::new(),
             topic_names_by_id: HashMap::new(),
+            topic_names_by_collision_key: HashMap::new(),
             topics_created: 0,
             next_producer_id: FIRST_PRODUCER_ID,
         }
@@ -166,7 +212,11 @@ impl ClusterState {
 
     /// Broker `id`, up or down.
     pub fn broker(&self, id: i32) -> Option<&BrokerInfo> {
-        self.brokers.iter().find(|b| b.id == id)
+        self.brokers.get(*self.broker_positions.get(&id)?)
+    }
+
+    fn broker_mut(&mut self, id: i32) -> Option<&mut BrokerInfo> {
+        self.brokers.get_mut(*self.broker_positions.get(&id)?)
     }
 
     /// Whether broker `id` exists and is up.
@@ -187,7 +237,7 @@ impl ClusterState {
 
     /// Records where broker `id` listens.
     pub fn set_broker_address(&mut self, id: i32, host: &str, port: u16) {
-        if let Some(b) = self.brokers.iter_mut().find(|b| b.id == id) {
+        if let Some(b) = self.broker_mut(id) {
             b.host = host.to_string();
             b.port = i32::from(port);
         }
@@ -200,14 +250,14 @@ impl ClusterState {
     /// allows unclean election). Leadership does not move back to it by itself (Kafka's
     /// periodic preferred-leader election is not modelled; use [`ClusterState::set_leader`]).
     pub fn set_broker_up(&mut self, id: i32, up: bool) {
-        let Some(broker) = self.brokers.iter_mut().find(|b| b.id == id) else {
+        let Some(broker) = self.broker_mut(id) else {
             return;
         };
         if broker.up == up {
             return;
         }
         broker.up = up;
-        let live: Vec<i32> = self.live_brokers().map(|b| b.id).collect();
+        let live: HashSet<i32> = self.live_brokers().map(|b| b.id).collect();
         let is_up = |b: i32| live.contains(&b);
         for topic in self.topics.values_mut() {
             let unclean = topic
@@ -261,11 +311,7 @@ impl ClusterState {
             ));
         }
         let unified = topic::unify_collision_chars(name);
-        if let Some(other) = self
-            .topics
-            .keys()
-            .find(|other| topic::unify_collision_chars(other) == unified)
-        {
+        if let Some(other) = self.topic_names_by_collision_key.get(&unified) {
             return Err(ClusterError::new(
                 ErrorCode::InvalidTopicException,
                 format!("Topic '{name}' collides with existing topic: {other}"),
@@ -330,6 +376,8 @@ impl ClusterState {
             },
         );
         self.topic_names_by_id.insert(id, name.to_string());
+        self.topic_names_by_collision_key
+            .insert(unified, name.to_string());
         Ok(CreatedTopic { id, ..created })
     }
 
@@ -340,6 +388,8 @@ impl ClusterState {
             .remove(name)
             .ok_or(ErrorCode::UnknownTopicOrPartition)?;
         self.topic_names_by_id.remove(&topic.id);
+        self.topic_names_by_collision_key
+            .remove(&topic::unify_collision_chars(name));
         Ok(topic.id)
     }
 
@@ -427,7 +477,7 @@ impl ClusterState {
         if validate_only {
             return Ok(());
         }
-        let live: Vec<i32> = self.live_brokers().map(|b| b.id).collect();
+        let live: HashSet<i32> = self.live_brokers().map(|b| b.id).collect();
         if let Some(topic) = self.topics.get_mut(name) {
             for (i, replicas) in new_replicas.into_iter().enumerate() {
                 let index = current + i as i32;
@@ -542,11 +592,42 @@ impl ClusterState {
         records: &[u8],
         now_ms: i64,
     ) -> Result<AppendInfo, ClusterError> {
+        if !self.topics.contains_key(topic) {
+            return Err(ClusterError::code(ErrorCode::UnknownTopicOrPartition));
+        }
+        let batch = log_validator::single_batch(records)?;
+        self.append_batch(
+            topic,
+            partition,
+            batch,
+            now_ms,
+            None,
+            &mut InflateBudget::per_batch_only(),
+        )
+    }
+
+    /// Appends one batch of a produce request (as [`log_validator::single_batch`] found it)
+    /// as [`ClusterState::append_records`] does, with the log-level validation taken from
+    /// `prevalidated` when it was done at `now_ms` against the topic's current limits, and
+    /// otherwise done here, inflating compressed records within `budget`.
+    pub fn append_batch(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        batch: &[u8],
+        now_ms: i64,
+        prevalidated: Option<PrevalidatedBatch>,
+        budget: &mut InflateBudget,
+    ) -> Result<AppendInfo, ClusterError> {
         let limits = self
             .append_limits(topic)
             .ok_or(ClusterError::code(ErrorCode::UnknownTopicOrPartition))?;
-        let batch = log_validator::single_batch(records)?;
-        log_validator::validate_for_append(batch, &limits, now_ms)?;
+        match prevalidated {
+            Some(done) if done.limits == limits && done.now_ms == now_ms => done.outcome?,
+            _ => {
+                log_validator::validate_for_append_within(batch, &limits, now_ms, budget)?;
+            }
+        }
         let p = self
             .topics
             .get_mut(topic)
@@ -919,6 +1000,49 @@ mod tests {
         assert_eq!(
             c.delete_records("t", 1, 0),
             Err(ErrorCode::UnknownTopicOrPartition)
+        );
+    }
+
+    #[test]
+    fn collisions_are_found_by_index_and_forgotten_with_their_topic() {
+        let mut c = cluster();
+        c.create_topic("a.b", 1, BTreeMap::new()).expect("create");
+        let collision = |c: &mut ClusterState, name: &str| {
+            let request = NewTopic {
+                name: name.to_string(),
+                num_partitions: 1,
+                replication_factor: -1,
+                ..NewTopic::default()
+            };
+            c.create_topic_with(&request, false)
+                .err()
+                .map(|e| (e.code, e.message.unwrap_or_default()))
+        };
+        assert_eq!(
+            collision(&mut c, "a_b"),
+            Some((
+                ErrorCode::InvalidTopicException,
+                "Topic 'a_b' collides with existing topic: a.b".to_string()
+            ))
+        );
+        assert_eq!(c.delete_topic("a.b").map(|_| ()), Ok(()));
+        assert_eq!(collision(&mut c, "a_b"), None, "created once a.b is gone");
+        assert_eq!(
+            collision(&mut c, "a.b").map(|(_, m)| m),
+            Some("Topic 'a.b' collides with existing topic: a_b".to_string())
+        );
+        // Many topics: each creation looks the index up once.
+        for i in 0..20_000 {
+            c.create_topic(&format!("many.{i}"), 1, BTreeMap::new())
+                .expect("create");
+        }
+        assert_eq!(
+            c.create_topic("many_19999", 1, BTreeMap::new()),
+            Err(ErrorCode::InvalidTopicException)
+        );
+        assert_eq!(
+            c.create_topic("many-19999", 1, BTreeMap::new()).map(|_| ()),
+            Ok(())
         );
     }
 }

@@ -1,6 +1,10 @@
 //! CreatePartitions (key 37), v0-3: grows topics (KIP-195). Partition counts only increase.
+//! A request that would add more than
+//! [`crate::cluster::ClusterConfig::max_partitions_created_per_request`] partitions fails as
+//! a whole with POLICY_VIOLATION, as Kafka's controller refuses an oversized operation.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use franzy::proto::ErrorCode;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
@@ -18,6 +22,37 @@ pub fn handle(
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for t in &req.topics {
         *counts.entry(t.name.0.as_str()).or_default() += 1;
+    }
+    // Kafka's controller refuses an operation of more than 10,000 metadata records (one per
+    // new partition) as a whole; so does the harness past its cap.
+    let max = cluster.config().max_partitions_created_per_request;
+    let wanted = req
+        .topics
+        .iter()
+        .filter(|t| counts.get(t.name.0.as_str()).copied().unwrap_or(0) == 1)
+        .filter_map(|t| {
+            let current = cluster.topic(t.name.0.as_str())?.partitions().len();
+            let total = usize::try_from(t.count).ok()?;
+            Some(total.saturating_sub(current) as u64)
+        })
+        .fold(0u64, u64::saturating_add);
+    if wanted > max as u64 {
+        tracing::warn!(
+            wanted,
+            max,
+            "create partitions: too many partitions for one request"
+        );
+        let results = req
+            .topics
+            .iter()
+            .map(|t| {
+                CreatePartitionsTopicResult::default()
+                    .with_name(t.name.clone())
+                    .with_error_code(ErrorCode::PolicyViolation.code())
+                    .with_error_message(Some(text(super::create_topics::EXCESSIVELY_LARGE)))
+            })
+            .collect();
+        return CreatePartitionsResponse::default().with_results(results);
     }
     let results = req
         .topics
@@ -69,10 +104,10 @@ pub fn error_response(
 }
 
 /// The topics of `req` (partition -1).
-pub fn partitions(req: &CreatePartitionsRequest) -> Vec<(String, i32)> {
+pub fn partitions(req: &CreatePartitionsRequest) -> Vec<(Arc<str>, i32)> {
     req.topics
         .iter()
-        .map(|t| (t.name.0.as_str().to_string(), -1))
+        .map(|t| (Arc::from(t.name.0.as_str()), -1))
         .collect()
 }
 
@@ -129,5 +164,17 @@ mod tests {
         let req = CreatePartitionsRequest::default().with_topics(vec![grow("t", -3)]);
         let r = handle(&mut c, &ctx(0, 3), req);
         assert_eq!(r.results[0].error_code, ErrorCode::InvalidPartitions.code());
+    }
+
+    #[test]
+    fn too_many_new_partitions_fail_the_whole_request() {
+        let mut c = cluster_with(1);
+        let req =
+            CreatePartitionsRequest::default().with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(topic_name("t"))
+                .with_count(i32::MAX)]);
+        let r = handle(&mut c, &ctx(0, 3), req);
+        assert_eq!(r.results[0].error_code, ErrorCode::PolicyViolation.code());
+        assert_eq!(c.topic("t").map(|t| t.partitions().len()), Some(1));
     }
 }

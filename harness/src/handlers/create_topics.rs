@@ -1,8 +1,22 @@
 //! CreateTopics (key 19), v2-7: creates topics with partition counts, replication factors
 //! or manual assignments and configs; `validate_only` checks without creating. v5+ answers
 //! with the resulting configs (KIP-525), v7 with the topic id (KIP-516).
+//!
+//! Two caps bound what one request may create, each answered as Kafka answers its own
+//! limits:
+//! - more partitions than [`ClusterConfig::max_partitions_created_per_request`] (among the
+//!   topics it would create) fails the whole request with POLICY_VIOLATION "Unable to
+//!   perform excessively large batch operation.", what Kafka's KRaft controller answers an
+//!   operation of more than 10,000 metadata records (`BoundedListTooLongException`);
+//! - past [`ClusterConfig::max_topics_created_per_request`] topics, each further topic that
+//!   would be created is refused, as by an exhausted controller mutation quota (KIP-599):
+//!   THROTTLING_QUOTA_EXCEEDED from v6, which the Java admin client retries by itself;
+//!   before v6, where Kafka never refuses for quota (old clients do not know the code),
+//!   POLICY_VIOLATION, the controller's answer to an oversized operation. Topics that exist
+//!   or are invalid get their own errors first, as the quota is checked last in Kafka.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use franzy::proto::ErrorCode;
 use kafka_protocol::messages::create_topics_response::{
@@ -12,7 +26,11 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use super::describe_configs::topic_entries;
 use super::{text, RequestContext};
-use crate::cluster::{ClusterError, ClusterState, NewTopic};
+use crate::cluster::topic::validate_topic_name;
+use crate::cluster::{ClusterConfig, ClusterError, ClusterState, NewTopic};
+
+/// Kafka's message for an operation its controller refuses as too large.
+pub(crate) const EXCESSIVELY_LARGE: &str = "Unable to perform excessively large batch operation.";
 
 /// Serves a CreateTopics request.
 pub fn handle(
@@ -25,13 +43,39 @@ pub fn handle(
     for t in &req.topics {
         *counts.entry(t.name.0.as_str()).or_default() += 1;
     }
-    let mut reported_duplicates = Vec::new();
+    let max_created = cluster.config().max_topics_created_per_request;
+    let max_partitions = cluster.config().max_partitions_created_per_request;
+    let wanted = partitions_wanted(cluster, &req, &counts);
+    if wanted > max_partitions as u64 {
+        tracing::warn!(
+            wanted,
+            max = max_partitions,
+            "create topics: too many partitions for one request"
+        );
+        let error = ClusterError::new(ErrorCode::PolicyViolation, EXCESSIVELY_LARGE);
+        return CreateTopicsResponse::default().with_topics(
+            req.topics
+                .iter()
+                .map(|t| failed(t.name.clone(), &error))
+                .collect(),
+        );
+    }
+    let over_quota = if version >= 6 {
+        ClusterError::new(
+            ErrorCode::ThrottlingQuotaExceeded,
+            "The throttling quota has been exceeded.",
+        )
+    } else {
+        ClusterError::new(ErrorCode::PolicyViolation, EXCESSIVELY_LARGE)
+    };
+    let mut created = 0usize;
+    let mut refused = 0usize;
+    let mut reported_duplicates = HashSet::new();
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in &req.topics {
         let name = t.name.0.as_str();
         if counts.get(name).copied().unwrap_or(0) > 1 {
-            if !reported_duplicates.contains(&name) {
-                reported_duplicates.push(name);
+            if reported_duplicates.insert(name) {
                 topics.push(failed(
                     t.name.clone(),
                     &ClusterError::new(ErrorCode::InvalidRequest, "Duplicate topic name."),
@@ -64,7 +108,22 @@ pub fn handle(
                 })
                 .collect(),
         };
-        let result = match cluster.create_topic_with(&request, req.validate_only) {
+        let outcome = if created >= max_created {
+            // Every other check first: only a topic that would be created is refused.
+            match cluster.create_topic_with(&request, true) {
+                Ok(_) => {
+                    refused += 1;
+                    Err(over_quota.clone())
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            cluster.create_topic_with(&request, req.validate_only)
+        };
+        if outcome.is_ok() {
+            created += 1;
+        }
+        let result = match outcome {
             Err(e) => failed(t.name.clone(), &e),
             Ok(created) => {
                 let mut result = CreatableTopicResult::default()
@@ -83,7 +142,44 @@ pub fn handle(
         };
         topics.push(result);
     }
+    if refused > 0 {
+        tracing::warn!(
+            created,
+            refused,
+            "create topics: more topics than max_topics_created_per_request in one request"
+        );
+    }
     CreateTopicsResponse::default().with_topics(topics)
+}
+
+/// The partitions `req` would create: those of its first
+/// [`ClusterConfig::max_topics_created_per_request`] topics that are named once, validly,
+/// and do not exist yet (a topic that fails a later check is counted too).
+fn partitions_wanted(
+    cluster: &ClusterState,
+    req: &CreateTopicsRequest,
+    counts: &HashMap<&str, usize>,
+) -> u64 {
+    let config: &ClusterConfig = cluster.config();
+    req.topics
+        .iter()
+        .filter(|t| {
+            let name = t.name.0.as_str();
+            counts.get(name).copied().unwrap_or(0) == 1
+                && validate_topic_name(name).is_ok()
+                && cluster.topic(name).is_none()
+        })
+        .take(config.max_topics_created_per_request)
+        .map(|t| {
+            if !t.assignments.is_empty() {
+                t.assignments.len() as u64
+            } else if t.num_partitions == -1 {
+                u64::try_from(config.default_partitions).unwrap_or(0)
+            } else {
+                u64::try_from(t.num_partitions).unwrap_or(0)
+            }
+        })
+        .fold(0u64, u64::saturating_add)
 }
 
 /// The answer that fails every topic of `req` with `code`.
@@ -102,10 +198,10 @@ pub fn error_response(
 }
 
 /// The topics of `req` (partition -1: the whole topic).
-pub fn partitions(req: &CreateTopicsRequest) -> Vec<(String, i32)> {
+pub fn partitions(req: &CreateTopicsRequest) -> Vec<(Arc<str>, i32)> {
     req.topics
         .iter()
-        .map(|t| (t.name.0.as_str().to_string(), -1))
+        .map(|t| (Arc::from(t.name.0.as_str()), -1))
         .collect()
 }
 
@@ -280,5 +376,73 @@ mod tests {
         );
         assert!(r.iter().all(|t| t.error_message.is_some()));
         assert!(c.topic("d").is_none() && c.topic("m").is_none());
+    }
+
+    #[test]
+    fn topics_past_the_cap_are_refused_as_over_quota_or_policy() {
+        let config = crate::cluster::ClusterConfig {
+            max_topics_created_per_request: 2,
+            ..crate::cluster::ClusterConfig::default()
+        };
+        let mut c = crate::handlers::test_support::cluster_configured(1, config);
+        let topics = || {
+            vec![
+                topic("a", 1, -1),
+                topic("b", 1, -1),
+                topic("t", 1, -1),
+                topic("c", 1, -1),
+                topic("bad name", 1, -1),
+            ]
+        };
+        let r = run(&mut c, 7, topics(), false);
+        let codes: Vec<i16> = r.iter().map(|t| t.error_code).collect();
+        // Past the cap, a topic that exists or is invalid gets its own error first.
+        assert_eq!(
+            codes,
+            vec![
+                0,
+                0,
+                ErrorCode::TopicAlreadyExists.code(),
+                ErrorCode::ThrottlingQuotaExceeded.code(),
+                ErrorCode::InvalidTopicException.code(),
+            ]
+        );
+        assert!(c.topic("c").is_none());
+        // Before v6 the same refusal is a policy violation.
+        let r = run(
+            &mut c,
+            5,
+            vec![topic("c", 1, -1), topic("d", 1, -1), topic("e", 1, -1)],
+            false,
+        );
+        let codes: Vec<i16> = r.iter().map(|t| t.error_code).collect();
+        assert_eq!(codes, vec![0, 0, ErrorCode::PolicyViolation.code()]);
+        assert!(c.topic("e").is_none());
+    }
+
+    #[test]
+    fn too_many_partitions_fail_the_whole_request_without_being_placed() {
+        let mut c = cluster_with(1);
+        for validate_only in [true, false] {
+            let r = run(
+                &mut c,
+                7,
+                vec![topic("a", 1, -1), topic("huge", i32::MAX, -1)],
+                validate_only,
+            );
+            assert!(r
+                .iter()
+                .all(|t| t.error_code == ErrorCode::PolicyViolation.code()));
+            assert_eq!(r[0].error_message.as_deref(), Some(EXCESSIVELY_LARGE));
+        }
+        assert!(c.topic("a").is_none());
+        // Up to the cap is fine: 10,000 partitions in all.
+        let r = run(
+            &mut c,
+            7,
+            vec![topic("a", 9_999, 1), topic("b", 1, 1)],
+            true,
+        );
+        assert!(r.iter().all(|t| t.error_code == 0));
     }
 }

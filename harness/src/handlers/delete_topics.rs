@@ -1,6 +1,7 @@
 //! DeleteTopics (key 20), v1-6: deletes topics by name, and in v6 by id (KIP-516).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use franzy::proto::ErrorCode;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
@@ -96,17 +97,15 @@ pub fn error_response(
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-/// The topics of `req` (partition -1), ids resolved through `cluster`.
+/// The topics of `req` (partition -1), ids resolved by `resolve`.
 pub fn partitions(
-    cluster: &ClusterState,
+    resolve: &dyn Fn(Uuid) -> Option<Arc<str>>,
     req: &DeleteTopicsRequest,
     version: i16,
-) -> Vec<(String, i32)> {
+) -> Vec<(Arc<str>, i32)> {
     targets(req, version)
         .into_iter()
-        .filter_map(|(name, id)| {
-            name.or_else(|| cluster.topic_by_id(id).map(|t| t.name().to_string()))
-        })
+        .filter_map(|(name, id)| name.map(Arc::from).or_else(|| resolve(id)))
         .map(|n| (n, -1))
         .collect()
 }

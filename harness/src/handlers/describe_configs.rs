@@ -6,6 +6,8 @@
 //! default, else DEFAULT_CONFIG). A broker resource named after the receiving broker lists
 //! the broker-level configs; an empty name (cluster-wide dynamic defaults) lists none.
 
+use std::collections::HashSet;
+
 use franzy::proto::ErrorCode;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
@@ -57,12 +59,17 @@ pub fn handle(
     req: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
     let version = ctx.api_version;
+    let max_entries = cluster.config().max_partitions_per_request;
+    let past_cap = format!("The request names more than {max_entries} resources");
     let results = req
         .resources
         .iter()
-        .map(|resource| {
+        .enumerate()
+        .map(|(position, resource)| {
             let name = resource.resource_name.as_str();
             let entries = match resource.resource_type {
+                // Resources past the cap are refused, not described.
+                _ if position >= max_entries => Err((ErrorCode::InvalidRequest, past_cap.clone())),
                 RESOURCE_TOPIC => match cluster.topic(name) {
                     Some(topic) => Ok(topic_entries(cluster, topic)),
                     None if validate_topic_name(name).is_err() => {
@@ -92,14 +99,13 @@ pub fn handle(
                     .with_error_code(code.code())
                     .with_error_message(Some(text(&message))),
                 Ok(entries) => {
+                    let keys: Option<HashSet<&str>> = resource
+                        .configuration_keys
+                        .as_ref()
+                        .map(|keys| keys.iter().map(|k| k.as_str()).collect());
                     let configs = entries
                         .into_iter()
-                        .filter(|e| {
-                            resource
-                                .configuration_keys
-                                .as_ref()
-                                .is_none_or(|keys| keys.iter().any(|k| k.as_str() == e.name))
-                        })
+                        .filter(|e| keys.as_ref().is_none_or(|keys| keys.contains(e.name.as_str())))
                         .map(|e| encode(e, version, req.include_synonyms))
                         .collect();
                     result.with_error_message(None).with_configs(configs)

@@ -15,6 +15,7 @@
 //! which share the leader's log here. `min_bytes` not yet reached parks the request.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,6 +24,8 @@ use kafka_protocol::messages::fetch_response::{
     EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind};
+
+use uuid::Uuid;
 
 use super::{text, Reply, RequestContext};
 use crate::cluster::ClusterState;
@@ -56,7 +59,13 @@ pub fn handle(cluster: &ClusterState, ctx: &RequestContext, req: FetchRequest) -
     let mut any_partition = false;
     let mut leaders = BTreeSet::new();
     let mut responses = Vec::with_capacity(req.topics.len());
-    for topic in &req.topics {
+    // Partition entries past the cap are refused, not read.
+    let max_entries = cluster.config().max_partitions_per_request;
+    let mut entries = 0usize;
+    // Where the cap cut the request: the entries from there on are answered by `finish`,
+    // after the cluster lock.
+    let mut cut = None;
+    'topics: for (topic_index, topic) in req.topics.iter().enumerate() {
         let name = if version >= 13 {
             cluster
                 .topic_by_id(topic.topic_id)
@@ -64,17 +73,30 @@ pub fn handle(cluster: &ClusterState, ctx: &RequestContext, req: FetchRequest) -
         } else {
             Some(topic.topic.0.as_str().to_string())
         };
-        let mut partitions = Vec::with_capacity(topic.partitions.len());
-        for fp in &topic.partitions {
+        let mut partitions = Vec::with_capacity(topic.partitions.len().min(max_entries));
+        for (partition_index, fp) in topic.partitions.iter().enumerate() {
             any_partition = true;
+            entries += 1;
+            if entries > max_entries {
+                any_error = true;
+                cut = Some((topic_index, partition_index));
+                let mut response = FetchableTopicResponse::default().with_partitions(partitions);
+                if version >= 13 {
+                    response.topic_id = topic.topic_id;
+                } else {
+                    response.topic = topic.topic.clone();
+                }
+                responses.push(response);
+                break 'topics;
+            }
             let Some(name) = name.as_deref() else {
                 any_error = true;
                 partitions.push(failed(fp.partition, ErrorCode::UnknownTopicId));
                 continue;
             };
-            if let Some(code) = ctx.partition_errors.get(&(name.to_string(), fp.partition)) {
+            if let Some(code) = ctx.partition_error(name, fp.partition) {
                 any_error = true;
-                partitions.push(failed(fp.partition, *code));
+                partitions.push(failed(fp.partition, code));
                 continue;
             }
             let current_epoch = if version >= 9 {
@@ -185,6 +207,60 @@ pub fn handle(cluster: &ClusterState, ctx: &RequestContext, req: FetchRequest) -
             })
             .collect();
     }
+    match cut {
+        Some(from) => Reply::Finish(super::Unfinished::Fetch(FetchPastCap {
+            response,
+            req,
+            from,
+            version,
+        })),
+        None => Reply::Respond(ResponseKind::Fetch(response)),
+    }
+}
+
+/// A fetch that named more partitions than the cap: the answer so far, and where the entries
+/// answered INVALID_REQUEST by [`finish`] begin (topic, partition within it).
+#[derive(Debug)]
+pub struct FetchPastCap {
+    response: FetchResponse,
+    req: FetchRequest,
+    from: (usize, usize),
+    version: i16,
+}
+
+/// Completes the answer of a fetch past the cap, without the cluster lock.
+pub fn finish(past_cap: FetchPastCap) -> Reply {
+    let FetchPastCap {
+        mut response,
+        req,
+        from: (first_topic, first_partition),
+        version,
+    } = past_cap;
+    for (topic_index, topic) in req.topics.into_iter().enumerate().skip(first_topic) {
+        let skip = if topic_index == first_topic {
+            first_partition
+        } else {
+            0
+        };
+        let refused = topic
+            .partitions
+            .iter()
+            .skip(skip)
+            .map(|p| failed(p.partition, ErrorCode::InvalidRequest));
+        match response.responses.get_mut(topic_index) {
+            Some(answered) if topic_index == first_topic => answered.partitions.extend(refused),
+            _ => {
+                let mut answer =
+                    FetchableTopicResponse::default().with_partitions(refused.collect());
+                if version >= 13 {
+                    answer.topic_id = topic.topic_id;
+                } else {
+                    answer.topic = topic.topic;
+                }
+                response.responses.push(answer);
+            }
+        }
+    }
     Reply::Respond(ResponseKind::Fetch(response))
 }
 
@@ -214,17 +290,21 @@ pub fn error_response(req: &FetchRequest, version: i16, code: ErrorCode) -> Fetc
         .with_responses(responses)
 }
 
-/// The (topic, partition) pairs of `req`, topic ids (v13+) resolved through `cluster`.
-pub fn partitions(cluster: &ClusterState, req: &FetchRequest, version: i16) -> Vec<(String, i32)> {
+/// The (topic, partition) pairs of `req`, topic ids (v13+) resolved by `resolve`.
+pub fn partitions(
+    resolve: &dyn Fn(Uuid) -> Option<Arc<str>>,
+    req: &FetchRequest,
+    version: i16,
+) -> Vec<(Arc<str>, i32)> {
     let mut out = Vec::new();
     for topic in &req.topics {
-        let name = if version >= 13 {
-            match cluster.topic_by_id(topic.topic_id) {
-                Some(t) => t.name().to_string(),
+        let name: Arc<str> = if version >= 13 {
+            match resolve(topic.topic_id) {
+                Some(name) => name,
                 None => continue,
             }
         } else {
-            topic.topic.0.as_str().to_string()
+            Arc::from(topic.topic.0.as_str())
         };
         out.extend(topic.partitions.iter().map(|p| (name.clone(), p.partition)));
     }
@@ -476,8 +556,12 @@ mod tests {
             ErrorCode::UnknownTopicId.code()
         );
         assert_eq!(
-            partitions(&c, &fetch_req(id, &[(1, 0, 1)], 1, 0), 13),
-            vec![("t".to_string(), 1)]
+            partitions(
+                &|id| c.topic_by_id(id).map(|t| Arc::from(t.name())),
+                &fetch_req(id, &[(1, 0, 1)], 1, 0),
+                13
+            ),
+            vec![("t".into(), 1)]
         );
     }
 

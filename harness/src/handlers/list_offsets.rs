@@ -6,6 +6,7 @@
 //! tiered offset (-1). Any other timestamp finds the first record at or after it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use franzy::proto::ErrorCode;
 use kafka_protocol::messages::list_offsets_response::{
@@ -46,6 +47,9 @@ pub fn handle(
                 .or_default() += 1;
         }
     }
+    // Partition entries past the cap are refused, not looked up.
+    let max_entries = cluster.config().max_partitions_per_request;
+    let mut entries = 0usize;
     let require_leader = req.replica_id.0 != DEBUGGING_REPLICA_ID;
     let read_committed = version >= 2 && req.isolation_level == 1;
     let topics = req
@@ -57,14 +61,14 @@ pub fn handle(
                 .partitions
                 .iter()
                 .map(|p| {
-                    if counts.get(&(name, p.partition_index)).copied().unwrap_or(0) > 1 {
+                    entries += 1;
+                    if entries > max_entries
+                        || counts.get(&(name, p.partition_index)).copied().unwrap_or(0) > 1
+                    {
                         return failed(p.partition_index, ErrorCode::InvalidRequest);
                     }
-                    if let Some(code) = ctx
-                        .partition_errors
-                        .get(&(name.to_string(), p.partition_index))
-                    {
-                        return failed(p.partition_index, *code);
+                    if let Some(code) = ctx.partition_error(name, p.partition_index) {
+                        return failed(p.partition_index, code);
                     }
                     let epoch = if version >= 4 {
                         p.current_leader_epoch
@@ -154,15 +158,17 @@ pub fn error_response(
 }
 
 /// The (topic, partition) pairs of `req`.
-pub fn partitions(req: &ListOffsetsRequest) -> Vec<(String, i32)> {
-    req.topics
-        .iter()
-        .flat_map(|t| {
+pub fn partitions(req: &ListOffsetsRequest) -> Vec<(Arc<str>, i32)> {
+    let mut out = Vec::new();
+    for t in &req.topics {
+        let name: Arc<str> = Arc::from(t.name.0.as_str());
+        out.extend(
             t.partitions
                 .iter()
-                .map(move |p| (t.name.0.as_str().to_string(), p.partition_index))
-        })
-        .collect()
+                .map(|p| (name.clone(), p.partition_index)),
+        );
+    }
+    out
 }
 
 fn failed(partition: i32, code: ErrorCode) -> ListOffsetsPartitionResponse {

@@ -26,11 +26,13 @@
 //!    `deadline_reached = true` when its wait is over.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use franzy::proto::{ApiKey, ErrorCode, RequestKind, ResponseKind, StrBytes};
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::VersionRange;
+use uuid::Uuid;
 
 use crate::cluster::ClusterState;
 
@@ -68,6 +70,32 @@ pub struct RequestContext {
     pub deadline_reached: bool,
 }
 
+impl RequestContext {
+    /// The error injected for `topic`/`partition`, if any (no allocation when none was).
+    pub fn partition_error(&self, topic: &str, partition: i32) -> Option<ErrorCode> {
+        if self.partition_errors.is_empty() {
+            return None;
+        }
+        self.partition_errors
+            .get(&(topic.to_string(), partition))
+            .copied()
+    }
+}
+
+/// Work done on a request before the cluster lock is taken, handed to [`dispatch_prepared`].
+#[derive(Debug, Default)]
+pub enum Prepared {
+    /// Nothing was prepared: the handler does all its work under the lock.
+    #[default]
+    Nothing,
+    /// A produce request's batches, validated (see [`produce::prepare`]).
+    Produce(produce::PreparedProduce),
+    /// A Metadata request's names, sorted out (see [`metadata::plan`]).
+    Metadata(metadata::MetadataPlan),
+    /// The preparation failed (a bug): the connection is closed with this reason.
+    Failed(String),
+}
+
 /// A handler's answer.
 // Responses are built once and moved straight to the encoder: boxing them buys nothing.
 #[allow(clippy::large_enum_variant)]
@@ -89,6 +117,31 @@ pub enum Reply {
         /// How long the request may wait, from its first arrival.
         max_wait: Duration,
     },
+    /// The cluster's part is done: [`finish`] builds the answer, after the cluster lock is
+    /// released (only [`dispatch_prepared`] answers this; [`dispatch`] finishes itself).
+    Finish(Unfinished),
+}
+
+/// A reply whose cluster part is done and whose building is left for after the lock.
+#[derive(Debug)]
+pub enum Unfinished {
+    /// A produce request after [`produce::apply`].
+    Produce(produce::AppliedProduce),
+    /// A Metadata request after [`metadata::apply`].
+    Metadata(metadata::AppliedMetadata),
+    /// A fetch of more partitions than the cap: the rest are refused after the lock.
+    Fetch(fetch::FetchPastCap),
+}
+
+/// Builds the answer of an [`Unfinished`] reply; needs no cluster.
+pub fn finish(unfinished: Unfinished) -> Reply {
+    match unfinished {
+        Unfinished::Produce(applied) => produce::finish(applied),
+        Unfinished::Metadata(applied) => {
+            Reply::Respond(ResponseKind::Metadata(metadata::finish(applied)))
+        }
+        Unfinished::Fetch(past_cap) => fetch::finish(past_cap),
+    }
 }
 
 /// The versions this harness implements, per API: exactly what the handlers serve, and so
@@ -153,17 +206,57 @@ pub fn supported_range(api: ApiKey) -> Option<VersionRange> {
         .map(|(_, r)| *r)
 }
 
-/// Runs the handler for `request`.
+/// Runs the handler for `request`, doing all of its work here.
 pub fn dispatch(cluster: &mut ClusterState, ctx: &RequestContext, request: RequestKind) -> Reply {
+    match dispatch_prepared(cluster, ctx, request, Prepared::Nothing) {
+        Reply::Finish(unfinished) => finish(unfinished),
+        reply => reply,
+    }
+}
+
+/// Runs the handler for `request`, with what was `prepared` for it before the lock. The reply
+/// may be [`Reply::Finish`]: [`finish`] it once the lock is released.
+pub fn dispatch_prepared(
+    cluster: &mut ClusterState,
+    ctx: &RequestContext,
+    request: RequestKind,
+    prepared: Prepared,
+) -> Reply {
     let respond = Reply::Respond;
+    let prepared = match prepared {
+        Prepared::Failed(reason) => return Reply::Close { reason },
+        other => other,
+    };
     match request {
-        RequestKind::Produce(req) => produce::handle(cluster, ctx, req),
+        RequestKind::Produce(req) => {
+            let prepared = match prepared {
+                Prepared::Produce(prepared) => prepared,
+                _ => {
+                    let limits = produce::TopicLimits::read(
+                        cluster,
+                        &req,
+                        ctx.api_version,
+                        cluster.config().max_partitions_per_request,
+                    );
+                    produce::prepare(&req, ctx, &limits, cluster.config())
+                }
+            };
+            Reply::Finish(Unfinished::Produce(produce::apply(
+                cluster, ctx, req, prepared,
+            )))
+        }
         RequestKind::Fetch(req) => fetch::handle(cluster, ctx, req),
         RequestKind::ListOffsets(req) => respond(ResponseKind::ListOffsets(list_offsets::handle(
             cluster, ctx, req,
         ))),
         RequestKind::Metadata(req) => {
-            respond(ResponseKind::Metadata(metadata::handle(cluster, ctx, req)))
+            let plan = match prepared {
+                Prepared::Metadata(plan) => plan,
+                _ => metadata::plan(&req, cluster.config()),
+            };
+            Reply::Finish(Unfinished::Metadata(metadata::apply(
+                cluster, ctx, req, plan,
+            )))
         }
         RequestKind::ApiVersions(req) => respond(ResponseKind::ApiVersions(api_versions::handle(
             cluster, ctx, req,
@@ -250,33 +343,60 @@ pub fn error_response(
 /// that name topics by id (Fetch v13+, Produce v13+, DeleteTopics v6, Metadata v12+) are
 /// resolved through `cluster`; unknown ids are left out. The version is read off the body:
 /// a request carries ids exactly when their field is set.
-pub fn partitions_of(cluster: &ClusterState, request: &RequestKind) -> Vec<(String, i32)> {
+pub fn partitions_of(cluster: &ClusterState, request: &RequestKind) -> Vec<(Arc<str>, i32)> {
+    partitions_named(request, &|id| {
+        cluster.topic_by_id(id).map(|t| Arc::from(t.name()))
+    })
+}
+
+/// [`partitions_of`], with topic ids resolved by `resolve`: the server resolves the ids a
+/// request names ([`topic_ids_of`]) under the cluster lock, and lists the partitions
+/// without it.
+pub fn partitions_named(
+    request: &RequestKind,
+    resolve: &dyn Fn(Uuid) -> Option<Arc<str>>,
+) -> Vec<(Arc<str>, i32)> {
     match request {
         RequestKind::Produce(req) => {
             let by_id = req.topic_data.iter().any(|t| !t.topic_id.is_nil());
-            produce::partitions(cluster, req, if by_id { 13 } else { 12 })
+            produce::partitions(resolve, req, if by_id { 13 } else { 12 })
         }
         RequestKind::Fetch(req) => {
             let by_id = req.topics.iter().any(|t| !t.topic_id.is_nil());
-            fetch::partitions(cluster, req, if by_id { 13 } else { 12 })
+            fetch::partitions(resolve, req, if by_id { 13 } else { 12 })
         }
         RequestKind::ListOffsets(req) => list_offsets::partitions(req),
-        RequestKind::Metadata(req) => metadata::partitions(cluster, req),
+        RequestKind::Metadata(req) => metadata::partitions(resolve, req),
         RequestKind::CreateTopics(req) => create_topics::partitions(req),
         RequestKind::DeleteTopics(req) => {
             let version = if req.topics.is_empty() { 5 } else { 6 };
-            delete_topics::partitions(cluster, req, version)
+            delete_topics::partitions(resolve, req, version)
         }
         RequestKind::OffsetForLeaderEpoch(req) => offset_for_leader_epoch::partitions(req),
         RequestKind::DescribeConfigs(req) => req
             .resources
             .iter()
             .filter(|r| r.resource_type == describe_configs::RESOURCE_TOPIC)
-            .map(|r| (r.resource_name.as_str().to_string(), -1))
+            .map(|r| (Arc::from(r.resource_name.as_str()), -1))
             .collect(),
         RequestKind::CreatePartitions(req) => create_partitions::partitions(req),
         _ => Vec::new(),
     }
+}
+
+/// The distinct topic ids a request names, for [`partitions_named`].
+pub fn topic_ids_of(request: &RequestKind) -> Vec<Uuid> {
+    let ids: Vec<Uuid> = match request {
+        RequestKind::Produce(req) => req.topic_data.iter().map(|t| t.topic_id).collect(),
+        RequestKind::Fetch(req) => req.topics.iter().map(|t| t.topic_id).collect(),
+        RequestKind::Metadata(req) => req.topics.iter().flatten().map(|t| t.topic_id).collect(),
+        RequestKind::DeleteTopics(req) => req.topics.iter().map(|t| t.topic_id).collect(),
+        _ => Vec::new(),
+    };
+    let mut seen = std::collections::HashSet::new();
+    ids.into_iter()
+        .filter(|id| !id.is_nil() && seen.insert(*id))
+        .collect()
 }
 
 #[cfg(test)]
@@ -349,14 +469,147 @@ mod tests {
             .with_partitions(vec![FetchPartition::default().with_partition(1)])]);
         assert_eq!(
             partitions_of(&cluster, &RequestKind::Fetch(by_id)),
-            vec![("t".to_string(), 1)]
+            vec![("t".into(), 1)]
         );
         let by_name = FetchRequest::default().with_topics(vec![FetchTopic::default()
             .with_topic(topic_name("x"))
             .with_partitions(vec![FetchPartition::default().with_partition(0)])]);
         assert_eq!(
             partitions_of(&cluster, &RequestKind::Fetch(by_name)),
-            vec![("x".to_string(), 0)]
+            vec![("x".into(), 0)]
         );
+    }
+
+    #[test]
+    fn partition_entries_past_the_cap_are_refused_by_every_api() {
+        use crate::cluster::ClusterConfig;
+        use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+        use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+        use kafka_protocol::messages::list_offsets_request::{
+            ListOffsetsPartition, ListOffsetsTopic,
+        };
+        use kafka_protocol::messages::offset_for_leader_epoch_request::{
+            OffsetForLeaderPartition, OffsetForLeaderTopic,
+        };
+        use kafka_protocol::messages::*;
+        let config = ClusterConfig {
+            max_partitions_per_request: 2,
+            ..ClusterConfig::default()
+        };
+        let mut cluster = super::test_support::cluster_configured(3, config);
+        let mut context = ctx(0, 9);
+        context.deadline_reached = true;
+        let invalid = ErrorCode::InvalidRequest.code();
+        let fetch_topic = |count: i32| {
+            FetchTopic::default()
+                .with_topic(topic_name("t"))
+                .with_partitions(
+                    (0..count)
+                        .map(|p| {
+                            FetchPartition::default()
+                                .with_partition(p)
+                                .with_partition_max_bytes(1024)
+                        })
+                        .collect(),
+                )
+        };
+        let fetch = FetchRequest::default()
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![fetch_topic(3), fetch_topic(2)]);
+        // The entries past the cap are answered after the lock: see that both halves meet.
+        let Reply::Finish(unfinished) = dispatch_prepared(
+            &mut cluster,
+            &context,
+            RequestKind::Fetch(fetch),
+            Prepared::Nothing,
+        ) else {
+            panic!("an unfinished fetch")
+        };
+        let Reply::Respond(ResponseKind::Fetch(r)) = finish(unfinished) else {
+            panic!("a fetch response")
+        };
+        let codes: Vec<Vec<i16>> = r
+            .responses
+            .iter()
+            .map(|t| t.partitions.iter().map(|p| p.error_code).collect())
+            .collect();
+        let not_leader = ErrorCode::NotLeaderOrFollower.code();
+        assert_eq!(
+            codes,
+            vec![vec![0, not_leader, invalid], vec![invalid, invalid]]
+        );
+        let indices: Vec<i32> = r.responses[0]
+            .partitions
+            .iter()
+            .map(|p| p.partition_index)
+            .collect();
+        assert_eq!(indices, vec![0, 1, 2]);
+
+        let list = ListOffsetsRequest::default()
+            .with_replica_id((-1).into())
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(topic_name("t"))
+                .with_partitions(
+                    (0..3)
+                        .map(|p| ListOffsetsPartition::default().with_partition_index(p))
+                        .collect(),
+                )]);
+        let Reply::Respond(ResponseKind::ListOffsets(r)) =
+            dispatch(&mut cluster, &context, RequestKind::ListOffsets(list))
+        else {
+            panic!("a list offsets response")
+        };
+        let codes: Vec<i16> = r.topics[0]
+            .partitions
+            .iter()
+            .map(|p| p.error_code)
+            .collect();
+        assert_eq!(
+            codes,
+            vec![0, ErrorCode::NotLeaderOrFollower.code(), invalid]
+        );
+
+        let epochs = OffsetForLeaderEpochRequest::default().with_topics(vec![
+            OffsetForLeaderTopic::default()
+                .with_topic(topic_name("t"))
+                .with_partitions(
+                    (0..3)
+                        .map(|p| {
+                            OffsetForLeaderPartition::default()
+                                .with_partition(p)
+                                .with_current_leader_epoch(-1)
+                        })
+                        .collect(),
+                ),
+        ]);
+        let mut v3 = context.clone();
+        v3.api_version = 3;
+        let Reply::Respond(ResponseKind::OffsetForLeaderEpoch(r)) =
+            dispatch(&mut cluster, &v3, RequestKind::OffsetForLeaderEpoch(epochs))
+        else {
+            panic!("an offset for leader epoch response")
+        };
+        assert_eq!(r.topics[0].partitions[2].error_code, invalid);
+        assert_eq!(r.topics[0].partitions[0].error_code, 0);
+
+        let resource = || {
+            DescribeConfigsResource::default()
+                .with_resource_type(describe_configs::RESOURCE_TOPIC)
+                .with_resource_name(text("t"))
+        };
+        let describe = DescribeConfigsRequest::default().with_resources(vec![
+            resource(),
+            resource(),
+            resource(),
+        ]);
+        let mut v4 = context.clone();
+        v4.api_version = 4;
+        let Reply::Respond(ResponseKind::DescribeConfigs(r)) =
+            dispatch(&mut cluster, &v4, RequestKind::DescribeConfigs(describe))
+        else {
+            panic!("a describe configs response")
+        };
+        let codes: Vec<i16> = r.results.iter().map(|r| r.error_code).collect();
+        assert_eq!(codes, vec![0, 0, invalid]);
     }
 }

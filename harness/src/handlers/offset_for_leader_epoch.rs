@@ -6,6 +6,7 @@
 //! epoch newer than any known.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use franzy::proto::ErrorCode;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
@@ -26,6 +27,9 @@ pub fn handle(
     req: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
     let require_leader = ctx.api_version < 3 || req.replica_id.0 != DEBUGGING_REPLICA_ID;
+    // Partition entries past the cap are refused, not looked up.
+    let max_entries = cluster.config().max_partitions_per_request;
+    let mut entries = 0usize;
     let mut counts: HashMap<(&str, i32), usize> = HashMap::new();
     for t in &req.topics {
         for p in &t.partitions {
@@ -46,11 +50,14 @@ pub fn handle(
                             .with_partition(p.partition)
                             .with_error_code(code.code())
                     };
-                    if counts.get(&(name, p.partition)).copied().unwrap_or(0) > 1 {
+                    entries += 1;
+                    if entries > max_entries
+                        || counts.get(&(name, p.partition)).copied().unwrap_or(0) > 1
+                    {
                         return failed(ErrorCode::InvalidRequest);
                     }
-                    if let Some(code) = ctx.partition_errors.get(&(name.to_string(), p.partition)) {
-                        return failed(*code);
+                    if let Some(code) = ctx.partition_error(name, p.partition) {
+                        return failed(code);
                     }
                     match cluster.client_partition(
                         name,
@@ -109,15 +116,13 @@ pub fn error_response(
 }
 
 /// The (topic, partition) pairs of `req`.
-pub fn partitions(req: &OffsetForLeaderEpochRequest) -> Vec<(String, i32)> {
-    req.topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(move |p| (t.topic.0.as_str().to_string(), p.partition))
-        })
-        .collect()
+pub fn partitions(req: &OffsetForLeaderEpochRequest) -> Vec<(Arc<str>, i32)> {
+    let mut out = Vec::new();
+    for t in &req.topics {
+        let name: Arc<str> = Arc::from(t.topic.0.as_str());
+        out.extend(t.partitions.iter().map(|p| (name.clone(), p.partition)));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@
 //! topics (Kafka only auto-creates on Metadata). acks=0 gets no response at all; when a
 //! partition of an acks=0 request fails, the connection is closed instead, as Kafka does.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use franzy::proto::batch_header::{BatchAttributes, BatchHeader, MAGIC_V2};
 use franzy::proto::ErrorCode;
@@ -26,25 +27,278 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use uuid::Uuid;
 
 use super::{text, Reply, RequestContext};
-use crate::cluster::{log_validator, ClusterError, ClusterState};
+use crate::cluster::log_validator::{self, InflateBudget, PrevalidatedBatch};
+use crate::cluster::{AppendLimits, ClusterConfig, ClusterError, ClusterState};
 
-/// Serves a produce request.
-pub fn handle(cluster: &mut ClusterState, ctx: &RequestContext, req: ProduceRequest) -> Reply {
-    let version = ctx.api_version;
-    if has_transactional_records(&req) {
-        // Kafka checks WRITE on the transactional id before looking at any partition.
-        let code = ErrorCode::TransactionalIdAuthorizationFailed;
-        if req.acks == 0 {
-            return Reply::Close {
-                reason: format!("acks=0 produce failed with error {}", code.code()),
-            };
+/// The work on a produce request that needs no cluster lock, done before the lock is taken
+/// (see [`prepare`]): which partition entries are served, and the log-level validation of
+/// their batches (CRC, record structure, decompression, timestamps) against the topics'
+/// limits as [`TopicLimits`] read them.
+#[derive(Debug)]
+pub struct PreparedProduce {
+    /// Per partition entry, in request order.
+    fates: Vec<Fate>,
+    /// Outcomes of the batches validated, by entry position, in request order.
+    validated: Vec<(usize, PrevalidatedBatch)>,
+    /// What is left of the request's decompression budget, for batches that must be
+    /// validated under the lock after all (their topic changed in between).
+    budget: InflateBudget,
+}
+
+/// What becomes of one partition entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Serve,
+    /// A later entry of the same topic entry names the same partition: Kafka keys
+    /// partitions in a map, so the last one wins and this one is neither written nor
+    /// answered.
+    Repeated,
+    /// Past [`ClusterConfig::max_partitions_per_request`]: answered INVALID_REQUEST.
+    OverCap,
+}
+
+/// The append limits of the topics a produce request names, read under the lock so that the
+/// batches can be validated without it. By name (v3-12) and by id (v13).
+#[derive(Debug, Default, Clone)]
+pub struct TopicLimits {
+    by_name: HashMap<String, AppendLimits>,
+    by_id: HashMap<Uuid, (String, AppendLimits)>,
+}
+
+impl TopicLimits {
+    /// The limits of every existing topic `req` names in its first `max_entries` partition
+    /// entries (the others are not served).
+    pub fn read(
+        cluster: &ClusterState,
+        req: &ProduceRequest,
+        version: i16,
+        max_entries: usize,
+    ) -> Self {
+        let mut limits = Self::default();
+        let mut entries = 0usize;
+        for topic in &req.topic_data {
+            if entries >= max_entries {
+                break;
+            }
+            entries = entries.saturating_add(topic.partition_data.len());
+            if version >= 13 {
+                if limits.by_id.contains_key(&topic.topic_id) {
+                    continue;
+                }
+                if let Some(t) = cluster.topic_by_id(topic.topic_id) {
+                    if let Some(l) = cluster.append_limits(t.name()) {
+                        limits
+                            .by_id
+                            .insert(topic.topic_id, (t.name().to_string(), l));
+                    }
+                }
+            } else {
+                let name = topic.name.0.as_str();
+                if limits.by_name.contains_key(name) {
+                    continue;
+                }
+                if let Some(l) = cluster.append_limits(name) {
+                    limits.by_name.insert(name.to_string(), l);
+                }
+            }
         }
-        let response = error_response(&req, version, code);
-        return Reply::Respond(franzy::proto::ResponseKind::Produce(response));
+        limits
     }
+
+    fn of<'a>(
+        &'a self,
+        version: i16,
+        name: &'a TopicName,
+        id: Uuid,
+    ) -> Option<(&'a str, &'a AppendLimits)> {
+        if version >= 13 {
+            self.by_id.get(&id).map(|(n, l)| (n.as_str(), l))
+        } else {
+            let name = name.0.as_str();
+            self.by_name.get(name).map(|l| (name, l))
+        }
+    }
+}
+
+/// Whether validating `req` is cheap enough to do on the connection's task: at most 1,000
+/// partition entries, and uncompressed batches of 64 KiB at most, all together. Anything
+/// else is prepared on a blocking thread.
+pub fn is_light(req: &ProduceRequest) -> bool {
+    const LIGHT_BYTES: usize = 64 * 1024;
+    const LIGHT_ENTRIES: usize = 1_000;
+    const ATTRIBUTES: usize = 22;
+    let mut total = 0usize;
+    for (entry, records) in req
+        .topic_data
+        .iter()
+        .flat_map(|t| &t.partition_data)
+        .map(|p| p.records.as_deref())
+        .enumerate()
+    {
+        if entry >= LIGHT_ENTRIES {
+            return false;
+        }
+        let Some(records) = records else {
+            continue;
+        };
+        total = total.saturating_add(records.len());
+        let compressed = records.get(ATTRIBUTES).is_some_and(|a| a & 0x07 != 0);
+        if total > LIGHT_BYTES || compressed {
+            return false;
+        }
+    }
+    true
+}
+
+/// Does the lock-free work of `req` (see [`PreparedProduce`]) at `ctx.now_ms`, within the
+/// request caps of `config`. Batches are validated in request order, sharing
+/// [`ClusterConfig::max_decompressed_bytes_per_request`]; entries that will be refused before
+/// their records are looked at (repeated, over the cap, unknown topic, injected error, no
+/// single batch, zstd before v7, a transactional request, bad acks) are not validated.
+pub fn prepare(
+    req: &ProduceRequest,
+    ctx: &RequestContext,
+    limits: &TopicLimits,
+    config: &ClusterConfig,
+) -> PreparedProduce {
+    let fates = fates(req, config.max_partitions_per_request);
+    let mut budget = InflateBudget::new(config.max_decompressed_bytes_per_request);
+    let mut validated = Vec::new();
+    if has_transactional_records(req) || !matches!(req.acks, -1..=1) {
+        return PreparedProduce {
+            fates,
+            validated,
+            budget,
+        };
+    }
+    let version = ctx.api_version;
+    let mut position = 0usize;
+    for topic in &req.topic_data {
+        let topic_limits = limits.of(version, &topic.name, topic.topic_id);
+        for data in &topic.partition_data {
+            let here = position;
+            position += 1;
+            if fates.get(here) != Some(&Fate::Serve) {
+                continue;
+            }
+            let Some((name, topic_limits)) = topic_limits else {
+                continue;
+            };
+            if ctx.partition_error(name, data.index).is_some() {
+                continue;
+            }
+            let Some(batch) = data
+                .records
+                .as_deref()
+                .and_then(|r| log_validator::single_batch(r).ok())
+            else {
+                continue;
+            };
+            if zstd_before_v7(version, batch).is_some() {
+                continue;
+            }
+            let outcome = log_validator::validate_for_append_within(
+                batch,
+                topic_limits,
+                ctx.now_ms,
+                &mut budget,
+            )
+            .map(|_| ());
+            validated.push((
+                here,
+                PrevalidatedBatch {
+                    limits: *topic_limits,
+                    now_ms: ctx.now_ms,
+                    outcome,
+                },
+            ));
+        }
+    }
+    PreparedProduce {
+        fates,
+        validated,
+        budget,
+    }
+}
+
+/// Serves a produce request, preparing it first (see [`prepare`]).
+pub fn handle(cluster: &mut ClusterState, ctx: &RequestContext, req: ProduceRequest) -> Reply {
+    let limits = TopicLimits::read(
+        cluster,
+        &req,
+        ctx.api_version,
+        cluster.config().max_partitions_per_request,
+    );
+    let prepared = prepare(&req, ctx, &limits, cluster.config());
+    handle_prepared(cluster, ctx, req, prepared)
+}
+
+/// Serves a produce request whose lock-free work was done by [`prepare`]: [`apply`], then
+/// [`finish`].
+pub fn handle_prepared(
+    cluster: &mut ClusterState,
+    ctx: &RequestContext,
+    req: ProduceRequest,
+    prepared: PreparedProduce,
+) -> Reply {
+    finish(apply(cluster, ctx, req, prepared))
+}
+
+/// A produce request after [`apply`]: the answers of its served entries. The rest of its
+/// answer needs no lock (see [`finish`]).
+#[derive(Debug)]
+pub struct AppliedProduce {
+    req: ProduceRequest,
+    version: i16,
+    fates: Vec<Fate>,
+    /// The answers of the served entries, in request order.
+    answers: Vec<PartitionProduceResponse>,
+    node_endpoints: Vec<NodeEndpoint>,
+    max_entries: usize,
+    /// The error that refused the whole request before any partition was looked at.
+    refused: Option<ErrorCode>,
+}
+
+/// The part of a produce request that needs the cluster: the checks that depend on it
+/// (topic, leadership, ISR, producer state) run here, in Kafka's order, taking each batch's
+/// validation from `prepared` where it still applies, and the batches are appended. Only the
+/// served entries are looked at; everything else is answered by [`finish`].
+pub fn apply(
+    cluster: &mut ClusterState,
+    ctx: &RequestContext,
+    req: ProduceRequest,
+    prepared: PreparedProduce,
+) -> AppliedProduce {
+    let version = ctx.api_version;
+    let PreparedProduce {
+        fates,
+        validated,
+        mut budget,
+    } = prepared;
+    let mut applied = AppliedProduce {
+        req,
+        version,
+        fates,
+        answers: Vec::new(),
+        node_endpoints: Vec::new(),
+        max_entries: cluster.config().max_partitions_per_request,
+        refused: None,
+    };
+    if has_transactional_records(&applied.req) {
+        // Kafka checks WRITE on the transactional id before looking at any partition.
+        applied.refused = Some(ErrorCode::TransactionalIdAuthorizationFailed);
+        return applied;
+    }
+    let mut validated = validated.into_iter().peekable();
     let mut leaders: BTreeSet<i32> = BTreeSet::new();
-    let mut responses = Vec::with_capacity(req.topic_data.len());
-    for topic in req.topic_data {
+    let mut position = 0usize;
+    for topic in &applied.req.topic_data {
+        let first = position;
+        position += topic.partition_data.len();
+        let fates = applied.fates.get(first..position).unwrap_or_default();
+        if !fates.contains(&Fate::Serve) {
+            continue;
+        }
         let name = if version >= 13 {
             cluster
                 .topic_by_id(topic.topic_id)
@@ -52,28 +306,29 @@ pub fn handle(cluster: &mut ClusterState, ctx: &RequestContext, req: ProduceRequ
         } else {
             Some(topic.name.0.as_str().to_string())
         };
-        // Kafka keys partitions in a map: a repeated partition is produced once, last wins.
-        let count = topic.partition_data.len();
-        let mut partition_responses = Vec::with_capacity(count);
-        for (i, data) in topic.partition_data.iter().enumerate() {
-            let later = topic.partition_data[i + 1..]
-                .iter()
-                .any(|d| d.index == data.index);
-            if later {
+        for (offset, (data, fate)) in topic.partition_data.iter().zip(fates).enumerate() {
+            if *fate != Fate::Serve {
                 continue;
             }
+            let here = first + offset;
+            let prevalidated = match validated.peek() {
+                Some((at, _)) if *at == here => validated.next().map(|(_, v)| v),
+                _ => None,
+            };
             let result = match &name {
                 None => Err(ClusterError::code(ErrorCode::UnknownTopicId)),
                 Some(name) => produce_partition(
                     cluster,
                     ctx,
-                    req.acks,
+                    applied.req.acks,
                     name,
                     data.index,
                     data.records.as_deref(),
+                    prevalidated,
+                    &mut budget,
                 ),
             };
-            let response = match result {
+            let answer = match result {
                 Ok(p) => p,
                 Err(e) => {
                     if let Some(detail) = &e.detail {
@@ -100,7 +355,65 @@ pub fn handle(cluster: &mut ClusterState, ctx: &RequestContext, req: ProduceRequ
                     p
                 }
             };
-            partition_responses.push(response);
+            applied.answers.push(answer);
+        }
+    }
+    applied.node_endpoints = leaders
+        .into_iter()
+        .filter_map(|id| cluster.broker(id))
+        .map(|b| {
+            NodeEndpoint::default()
+                .with_node_id(b.id.into())
+                .with_host(text(&b.host))
+                .with_port(b.port)
+        })
+        .collect();
+    applied
+}
+
+/// The answer to a produce request after [`apply`], without the cluster: every entry in
+/// request order, the served ones with their answers, repeated ones left out, the ones past
+/// the cap refused. acks=0 is not answered, or closes the connection if anything failed.
+pub fn finish(applied: AppliedProduce) -> Reply {
+    let AppliedProduce {
+        req,
+        version,
+        fates,
+        answers,
+        node_endpoints,
+        max_entries,
+        refused,
+    } = applied;
+    if let Some(code) = refused {
+        if req.acks == 0 {
+            return Reply::Close {
+                reason: format!("acks=0 produce failed with error {}", code.code()),
+            };
+        }
+        let response = error_response(&req, version, code);
+        return Reply::Respond(franzy::proto::ResponseKind::Produce(response));
+    }
+    let over_cap = ClusterError::new(
+        ErrorCode::InvalidRequest,
+        format!("The request names more than {max_entries} partitions"),
+    );
+    // `apply` answered every served entry; a missing answer would be a bug, not a panic.
+    let lost = ClusterError::code(ErrorCode::UnknownServerError);
+    let mut answers = answers.into_iter();
+    let mut fates = fates.into_iter();
+    let mut responses = Vec::with_capacity(req.topic_data.len());
+    for topic in req.topic_data {
+        let mut partition_responses = Vec::with_capacity(topic.partition_data.len());
+        for data in &topic.partition_data {
+            match fates.next().unwrap_or(Fate::Serve) {
+                Fate::Repeated => {}
+                Fate::OverCap => partition_responses.push(failed(data.index, &over_cap, version)),
+                Fate::Serve => partition_responses.push(
+                    answers
+                        .next()
+                        .unwrap_or_else(|| failed(data.index, &lost, version)),
+                ),
+            }
         }
         let mut response =
             TopicProduceResponse::default().with_partition_responses(partition_responses);
@@ -126,21 +439,39 @@ pub fn handle(cluster: &mut ClusterState, ctx: &RequestContext, req: ProduceRequ
             None => Reply::NoResponse,
         };
     }
-    let node_endpoints = leaders
-        .into_iter()
-        .filter_map(|id| cluster.broker(id))
-        .map(|b| {
-            NodeEndpoint::default()
-                .with_node_id(b.id.into())
-                .with_host(text(&b.host))
-                .with_port(b.port)
-        })
-        .collect();
     let mut response = ProduceResponse::default().with_responses(responses);
     if version >= 10 {
         response.node_endpoints = node_endpoints;
     }
     Reply::Respond(franzy::proto::ResponseKind::Produce(response))
+}
+
+/// Each partition entry's fate, in request order: the last of repeated entries in a topic
+/// entry is served, and entries past `max_entries` are not.
+fn fates(req: &ProduceRequest, max_entries: usize) -> Vec<Fate> {
+    let total = req
+        .topic_data
+        .iter()
+        .fold(0usize, |n, t| n.saturating_add(t.partition_data.len()));
+    let mut fates = Vec::with_capacity(total);
+    let mut last: HashMap<i32, usize> = HashMap::new();
+    for topic in &req.topic_data {
+        last.clear();
+        for (i, p) in topic.partition_data.iter().enumerate() {
+            last.insert(p.index, i);
+        }
+        for (i, p) in topic.partition_data.iter().enumerate() {
+            let fate = if last.get(&p.index) != Some(&i) {
+                Fate::Repeated
+            } else if fates.len() >= max_entries {
+                Fate::OverCap
+            } else {
+                Fate::Serve
+            };
+            fates.push(fate);
+        }
+    }
+    fates
 }
 
 /// The answer that fails every partition of `req` with `code`.
@@ -167,25 +498,25 @@ pub fn error_response(req: &ProduceRequest, version: i16, code: ErrorCode) -> Pr
     ProduceResponse::default().with_responses(responses)
 }
 
-/// The (topic, partition) pairs of `req`, topic ids resolved through `cluster`.
+/// The (topic, partition) pairs of `req`, topic ids resolved by `resolve`.
 pub fn partitions(
-    cluster: &ClusterState,
+    resolve: &dyn Fn(Uuid) -> Option<Arc<str>>,
     req: &ProduceRequest,
     version: i16,
-) -> Vec<(String, i32)> {
-    req.topic_data
-        .iter()
-        .filter_map(|topic| {
-            let name = resolve(cluster, version, &topic.name, topic.topic_id)?;
-            Some(
-                topic
-                    .partition_data
-                    .iter()
-                    .map(move |p| (name.clone(), p.index)),
-            )
-        })
-        .flatten()
-        .collect()
+) -> Vec<(Arc<str>, i32)> {
+    let mut out = Vec::new();
+    for topic in &req.topic_data {
+        let name: Arc<str> = if version >= 13 {
+            match resolve(topic.topic_id) {
+                Some(name) => name,
+                None => continue,
+            }
+        } else {
+            Arc::from(topic.name.0.as_str())
+        };
+        out.extend(topic.partition_data.iter().map(|p| (name.clone(), p.index)));
+    }
+    out
 }
 
 /// Whether the first batch of some partition is transactional, as Kafka's
@@ -211,14 +542,8 @@ fn has_transactional_records(req: &ProduceRequest) -> bool {
         .any(|records| first_batch(records).is_some_and(BatchAttributes::is_transactional))
 }
 
-fn resolve(cluster: &ClusterState, version: i16, name: &TopicName, id: Uuid) -> Option<String> {
-    if version >= 13 {
-        cluster.topic_by_id(id).map(|t| t.name().to_string())
-    } else {
-        Some(name.0.as_str().to_string())
-    }
-}
-
+// One partition entry: its arguments are the entry's parts and what `prepare` found.
+#[allow(clippy::too_many_arguments)]
 fn produce_partition(
     cluster: &mut ClusterState,
     ctx: &RequestContext,
@@ -226,23 +551,18 @@ fn produce_partition(
     topic: &str,
     partition: i32,
     records: Option<&[u8]>,
+    prevalidated: Option<PrevalidatedBatch>,
+    budget: &mut InflateBudget,
 ) -> Result<PartitionProduceResponse, ClusterError> {
     if cluster.partition(topic, partition).is_none() {
         return Err(ClusterError::code(ErrorCode::UnknownTopicOrPartition));
     }
-    if let Some(code) = ctx.partition_errors.get(&(topic.to_string(), partition)) {
-        return Err(ClusterError::code(*code));
+    if let Some(code) = ctx.partition_error(topic, partition) {
+        return Err(ClusterError::code(code));
     }
     let batch = log_validator::single_batch(records.unwrap_or_default())?;
-    if ctx.api_version < 7 {
-        if let Ok(header) = BatchHeader::parse(batch) {
-            if header.attributes.compression_id() == 4 {
-                return Err(ClusterError::new(
-                    ErrorCode::UnsupportedCompressionType,
-                    "Produce requests with version below 7 are not allowed to use ZStandard compression",
-                ));
-            }
-        }
+    if let Some(error) = zstd_before_v7(ctx.api_version, batch) {
+        return Err(error);
     }
     if !matches!(acks, -1..=1) {
         return Err(ClusterError::code(ErrorCode::InvalidRequiredAcks));
@@ -264,7 +584,7 @@ fn produce_partition(
             ));
         }
     }
-    let info = cluster.append_records(topic, partition, batch, ctx.now_ms)?;
+    let info = cluster.append_batch(topic, partition, batch, ctx.now_ms, prevalidated, budget)?;
     if info.duplicate {
         tracing::debug!(
             topic,
@@ -278,6 +598,20 @@ fn produce_partition(
         .with_base_offset(info.base_offset)
         .with_log_append_time_ms(info.log_append_time_ms)
         .with_log_start_offset(info.log_start_offset))
+}
+
+/// UNSUPPORTED_COMPRESSION_TYPE for a zstd batch in a request older than v7.
+fn zstd_before_v7(version: i16, batch: &[u8]) -> Option<ClusterError> {
+    if version >= 7 {
+        return None;
+    }
+    let header = BatchHeader::parse(batch).ok()?;
+    (header.attributes.compression_id() == 4).then(|| {
+        ClusterError::new(
+            ErrorCode::UnsupportedCompressionType,
+            "Produce requests with version below 7 are not allowed to use ZStandard compression",
+        )
+    })
 }
 
 fn failed(index: i32, error: &ClusterError, version: i16) -> PartitionProduceResponse {
@@ -304,7 +638,9 @@ fn failed(index: i32, error: &ClusterError, version: i16) -> PartitionProduceRes
 mod tests {
     use super::*;
     use crate::cluster::test_batches::BatchBuilder;
-    use crate::handlers::test_support::{assert_encodes, cluster_with, ctx, NOW};
+    use crate::handlers::test_support::{
+        assert_encodes, cluster_configured, cluster_with, ctx, NOW,
+    };
     use bytes::Bytes;
     use franzy::proto::ResponseKind;
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -770,5 +1106,175 @@ mod tests {
             ErrorCode::ClusterAuthorizationFailed.code()
         );
         assert_encodes(&ResponseKind::Produce(r), 9);
+    }
+
+    fn request_of(acks: i16, topic_entries: Vec<Vec<(i32, Option<Bytes>)>>) -> ProduceRequest {
+        let topic_data = topic_entries
+            .into_iter()
+            .map(|entries| {
+                TopicProduceData::default()
+                    .with_name(super::super::topic_name("t"))
+                    .with_partition_data(
+                        entries
+                            .into_iter()
+                            .map(|(index, records)| {
+                                PartitionProduceData::default()
+                                    .with_index(index)
+                                    .with_records(records)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        ProduceRequest::default()
+            .with_acks(acks)
+            .with_topic_data(topic_data)
+    }
+
+    fn respond(c: &mut ClusterState, version: i16, req: ProduceRequest) -> ProduceResponse {
+        match handle(c, &ctx(0, version), req) {
+            Reply::Respond(ResponseKind::Produce(r)) => r,
+            other => panic!("expected a produce response, got {other:?}"),
+        }
+    }
+
+    fn codes(r: &ProduceResponse) -> Vec<i16> {
+        r.responses
+            .iter()
+            .flat_map(|t| &t.partition_responses)
+            .map(|p| p.error_code)
+            .collect()
+    }
+
+    #[test]
+    fn two_hundred_thousand_entries_are_all_answered_and_a_repeat_wins() {
+        let config = ClusterConfig {
+            max_partitions_per_request: usize::MAX,
+            ..ClusterConfig::default()
+        };
+        let mut c = cluster_configured(3, config);
+        let first = BatchBuilder::new(NOW).record(b"first").bytes();
+        let last = BatchBuilder::new(NOW).records(2, 1).bytes();
+        let mut entries = vec![(0, Some(first))];
+        entries.extend((1..200_000).map(|i| (i, None)));
+        entries.push((0, Some(last)));
+        entries.push((7, None));
+        let r = respond(&mut c, 9, request_of(1, vec![entries]));
+        let answers = &r.responses[0].partition_responses;
+        // Each partition once, where its last entry was.
+        let mut expected: Vec<i32> = (1..200_000).filter(|&i| i != 7).collect();
+        expected.extend([0, 7]);
+        let indices: Vec<i32> = answers.iter().map(|p| p.index).collect();
+        assert_eq!(indices, expected);
+        let code_of = |index: i32| {
+            answers
+                .iter()
+                .find(|p| p.index == index)
+                .map(|p| p.error_code)
+        };
+        assert_eq!(code_of(0), Some(0));
+        // Partition 1 exists: its missing records are refused before leadership is checked.
+        assert_eq!(code_of(1), Some(ErrorCode::InvalidRecord.code()));
+        assert_eq!(code_of(7), Some(ErrorCode::UnknownTopicOrPartition.code()));
+        let unknown = ErrorCode::UnknownTopicOrPartition.code();
+        assert_eq!(
+            answers.iter().filter(|p| p.error_code == unknown).count(),
+            200_000 - 3
+        );
+        // Only the last batch for partition 0 was written.
+        assert_eq!(c.partition_log("t", 0).map(|l| l.log_end_offset()), Some(2));
+    }
+
+    #[test]
+    fn entries_past_the_cap_are_refused_as_invalid_requests() {
+        let config = ClusterConfig {
+            max_partitions_per_request: 2,
+            ..ClusterConfig::default()
+        };
+        let mut c = cluster_configured(1, config);
+        let batch = || Some(BatchBuilder::new(NOW).record(b"x").bytes());
+        let req = request_of(
+            1,
+            vec![
+                vec![(0, batch())],
+                vec![(0, batch()), (0, batch()), (5, None)],
+            ],
+        );
+        let r = respond(&mut c, 9, req);
+        // The second topic entry's first 0 is a repeat (not answered); the cap counts it.
+        let invalid = ErrorCode::InvalidRequest.code();
+        assert_eq!(codes(&r), vec![0, invalid, invalid]);
+        let refused = &r.responses[1].partition_responses[0];
+        assert!(refused
+            .error_message
+            .as_ref()
+            .is_some_and(|m| m.contains("more than 2 partitions")));
+        assert_eq!(c.partition_log("t", 0).map(|l| l.log_end_offset()), Some(1));
+    }
+
+    #[test]
+    fn compressed_batches_share_the_request_decompression_budget() {
+        let config = ClusterConfig {
+            max_decompressed_bytes_per_request: 1_000_000,
+            ..ClusterConfig::default()
+        };
+        let mut c = cluster_configured(1, config);
+        // About 400 KB once inflated, a few KB as sent.
+        let gzip = BatchBuilder::new(NOW)
+            .records(100, 4000)
+            .compression_id(1)
+            .bytes();
+        assert!(gzip.len() < 20_000);
+        let plain = BatchBuilder::new(NOW).records(100, 4000).bytes();
+        let req = request_of(
+            1,
+            vec![
+                vec![(0, Some(gzip.clone()))],
+                vec![(0, Some(gzip.clone()))],
+                vec![(0, Some(gzip.clone()))],
+                vec![(0, Some(gzip))],
+                vec![(0, Some(plain))],
+            ],
+        );
+        let r = respond(&mut c, 9, req);
+        let refused = ErrorCode::PolicyViolation.code();
+        assert_eq!(codes(&r), vec![0, 0, refused, refused, 0]);
+        let message = r.responses[2].partition_responses[0].error_message.clone();
+        assert!(
+            message
+                .as_ref()
+                .is_some_and(|m| m.contains("1000000 bytes")),
+            "{message:?}"
+        );
+        assert_eq!(
+            c.partition_log("t", 0).map(|l| l.log_end_offset()),
+            Some(300)
+        );
+    }
+
+    #[test]
+    fn a_batch_validated_before_its_topic_changed_is_validated_again() {
+        let mut c = cluster_with(1);
+        let req = request_of(
+            1,
+            vec![vec![(
+                0,
+                Some(BatchBuilder::new(NOW).records(3, 50).bytes()),
+            )]],
+        );
+        let context = ctx(0, 9);
+        let limits = TopicLimits::read(&c, &req, 9, usize::MAX);
+        let prepared = prepare(&req, &context, &limits, c.config());
+        // Between the two locks, the topic is recreated with a smaller max.message.bytes.
+        c.delete_topic("t").expect("delete");
+        let small = BTreeMap::from([("max.message.bytes".to_string(), "100".to_string())]);
+        c.create_topic("t", 1, small).expect("create");
+        let leader = c.partition("t", 0).map_or(-1, |p| p.leader());
+        let Reply::Respond(ResponseKind::Produce(r)) =
+            handle_prepared(&mut c, &ctx(leader, 9), req, prepared)
+        else {
+            panic!("expected a produce response");
+        };
+        assert_eq!(codes(&r), vec![ErrorCode::MessageTooLarge.code()]);
     }
 }

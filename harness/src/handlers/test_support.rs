@@ -26,7 +26,16 @@ pub fn ctx(broker: i32, version: i16) -> RequestContext {
 
 /// Three brokers and topic `t` with `partitions` partitions (partition p led by broker p % 3).
 pub fn cluster_with(partitions: i32) -> ClusterState {
-    let mut c = ClusterState::new(ClusterConfig::default());
+    cluster_configured(partitions, ClusterConfig::default())
+}
+
+/// [`cluster_with`], with `config` (its broker ids are replaced by 0, 1, 2).
+pub fn cluster_configured(partitions: i32, config: ClusterConfig) -> ClusterState {
+    let config = ClusterConfig {
+        broker_ids: vec![0, 1, 2],
+        ..config
+    };
+    let mut c = ClusterState::new(config);
     for id in 0..3 {
         c.set_broker_address(id, "127.0.0.1", 9092 + id as u16);
     }

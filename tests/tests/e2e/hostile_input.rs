@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use franzy::kafka_protocol::messages::MetadataRequest;
-use franzy::proto::{ApiKey, ErrorCode, RequestKind, ResponseKind};
+use franzy::proto::{ApiKey, ErrorCode, RequestKind, ResponseKind, StrBytes};
 use franzy_harness::Cluster;
 use franzy_tests::{init_tracing, RawConnection};
 use tokio::net::TcpStream;
@@ -232,5 +232,117 @@ async fn many_connections_announcing_huge_frames_do_not_stop_the_broker() {
         conn.send_raw(&bytes).await.expect("send");
         idle.push(conn);
     }
+    assert_still_serving(&cluster).await;
+}
+
+/// A Produce v3 naming `entries` partitions of `topic`, all without records.
+fn produce_entries(topic: &str, entries: i32) -> RequestKind {
+    use franzy::kafka_protocol::messages::produce_request::{
+        PartitionProduceData, TopicProduceData,
+    };
+    use franzy::kafka_protocol::messages::{ProduceRequest, TopicName};
+    RequestKind::Produce(ProduceRequest::default().with_acks(1).with_topic_data(
+        vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_data(
+                    (0..entries)
+                        .map(|i| PartitionProduceData::default().with_index(i))
+                        .collect(),
+                )],
+    ))
+}
+
+#[tokio::test]
+async fn two_hundred_thousand_partition_entries_are_all_answered_and_recorded_in_brief() {
+    let cluster = cluster().await;
+    cluster.create_topic("t", 3).expect("create");
+    let mut conn = connect(&cluster).await;
+    let (_, response) = conn
+        .request(ApiKey::Produce, 3, &produce_entries("t", 200_000))
+        .await
+        .expect("answered");
+    let ResponseKind::Produce(response) = response else {
+        panic!("not a produce response")
+    };
+    let answers = &response.responses[0].partition_responses;
+    assert_eq!(answers.len(), 200_000);
+    let count = |code: ErrorCode| {
+        answers
+            .iter()
+            .filter(|p| p.error_code == code.code())
+            .count()
+    };
+    // The partitions that exist lack records; the rest of the first 10,000 do not exist;
+    // past the cap, entries are refused unread.
+    assert_eq!(count(ErrorCode::InvalidRecord), 3);
+    assert_eq!(count(ErrorCode::UnknownTopicOrPartition), 10_000 - 3);
+    assert_eq!(count(ErrorCode::InvalidRequest), 190_000);
+    let recorded = cluster
+        .requests()
+        .into_iter()
+        .find(|r| r.api_key == ApiKey::Produce)
+        .expect("recorded");
+    assert_eq!(recorded.partitions.len(), 1_000);
+    assert_eq!(recorded.partition_count(), 200_000);
+    assert!(recorded.partitions.iter().all(|(topic, _)| &**topic == "t"));
+}
+
+#[tokio::test]
+async fn metadata_naming_twenty_thousand_new_topics_creates_a_thousand_and_reads_ten() {
+    use franzy::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use franzy::kafka_protocol::messages::TopicName;
+    let cluster = cluster().await;
+    let topics = (0..20_000)
+        .map(|i| {
+            MetadataRequestTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_string(format!("new-{i}")))))
+        })
+        .collect();
+    let request = RequestKind::Metadata(MetadataRequest::default().with_topics(Some(topics)));
+    let mut conn = connect(&cluster).await;
+    let (_, response) = conn
+        .request(ApiKey::Metadata, 1, &request)
+        .await
+        .expect("answered");
+    let ResponseKind::Metadata(response) = response else {
+        panic!("not a metadata response")
+    };
+    assert_eq!(response.topics.len(), 20_000);
+    // 1,000 created, 9,000 to be created by the next requests, 10,000 past the cap.
+    let pending = ErrorCode::LeaderNotAvailable.code();
+    let (first, past_cap) = response.topics.split_at(10_000);
+    assert!(first.iter().all(|t| t.error_code == pending));
+    assert!(past_cap
+        .iter()
+        .all(|t| t.error_code == ErrorCode::InvalidRequest.code()));
+    assert_eq!(cluster.with_state(|s| s.topics().count()), 1_000);
+    assert!(cluster.with_state(|s| s.topic("new-999").is_some() && s.topic("new-1000").is_none()));
+}
+
+#[tokio::test]
+async fn a_frame_that_stops_arriving_is_closed_after_the_idle_timeout_with_a_warning() {
+    let (events, _guard) = franzy_tests::capture_events();
+    let cluster = Cluster::builder()
+        .brokers(1)
+        .connections_max_idle(Duration::from_millis(300))
+        .build()
+        .await
+        .expect("cluster starts");
+    let mut conn = connect(&cluster).await;
+    let mut bytes = 1000i32.to_be_bytes().to_vec();
+    bytes.extend_from_slice(&[0u8; 10]);
+    conn.send_raw(&bytes).await.expect("send");
+    conn.expect_closed(CLOSE_WAIT)
+        .await
+        .expect("broker closes the connection");
+    let lines = events.lines();
+    assert!(
+        lines.iter().any(|l| l.starts_with("WARN")
+            && l.contains("closing connection")
+            && l.contains(
+                "nothing received for 300ms in the middle of a frame (14 of 1004 bytes)"
+            )),
+        "{lines:#?}"
+    );
     assert_still_serving(&cluster).await;
 }

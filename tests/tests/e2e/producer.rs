@@ -121,7 +121,7 @@ fn batches_sent(cluster: &Cluster) -> usize {
         .requests()
         .iter()
         .filter(|r| r.api_key == ApiKey::Produce)
-        .map(|r| r.partitions.len())
+        .map(|r| r.partition_count())
         .sum()
 }
 
@@ -1012,7 +1012,7 @@ async fn metadata_is_refreshed_every_max_age_and_produce_uses_v13_topic_ids() {
         .find(|r| r.api_key == ApiKey::Produce)
         .expect("one produce");
     assert_eq!(produce.api_version, 13);
-    assert_eq!(produce.partitions, vec![("orders".to_string(), 0)]);
+    assert_eq!(produce.partitions, vec![("orders".into(), 0)]);
     producer.close().await;
 }
 
