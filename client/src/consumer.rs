@@ -54,8 +54,7 @@ use crate::io::cluster::{ClientStart, ClusterClient};
 use crate::io::fetch_loop::{self, Shared};
 use crate::topic_partition::TopicPartition;
 
-pub use crate::engine::fetcher::{ConsumerEvent, ConsumerRecord, Offset};
-pub use crate::proto::record_batch::{Header, TimestampType};
+pub use crate::record::{ConsumerEvent, ConsumerRecord, Header, Offset, TimestampType};
 
 /// Builds a [`Consumer`] with a custom transport or seed.
 pub type ConsumerBuilder = ClientBuilder<Consumer>;

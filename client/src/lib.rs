@@ -39,6 +39,7 @@
 //! | [`config`] | [`Config`]: typed setters; Kafka's and librdkafka's property names and `.properties` files, from one table |
 //! | [`io`] | tokio drivers: transports, broker connections, the shared cluster client |
 //! | [`error`] | [`Error`] and its classification (retriable, abortable, fatal) |
+//! | [`record`] | the record types: [`ProducerRecord`], [`RecordMetadata`], [`ConsumerRecord`], [`ConsumerEvent`], [`Offset`], [`Header`] |
 //! | [`topic_partition`] | [`TopicPartition`]: one partition of one topic |
 //! | [`producer`] | [`Producer`]: `send` records, await their delivery; `flush`, `close` |
 //!
@@ -56,14 +57,16 @@ pub mod error;
 pub mod io;
 pub mod producer;
 pub mod proto;
+pub mod record;
 pub mod topic_partition;
 
 pub use builder::ClientBuilder;
 pub use config::{Acks, Config, IsolationLevel, OffsetReset, Partitioner};
-pub use consumer::{Consumer, ConsumerBuilder, ConsumerEvent, ConsumerRecord, Offset};
+pub use consumer::{Consumer, ConsumerBuilder};
 pub use error::{Error, Persisted, Result};
-pub use producer::{
-    DeliveryFuture, ProduceError, Producer, ProducerBuilder, ProducerRecord, RecordMetadata,
+pub use producer::{DeliveryFuture, ProduceError, Producer, ProducerBuilder};
+pub use record::{
+    ConsumerEvent, ConsumerRecord, Header, Offset, ProducerRecord, RecordMetadata, TimestampType,
 };
 pub use topic_partition::TopicPartition;
 

@@ -57,7 +57,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
 use crate::builder::ClientBuilder;
@@ -67,94 +66,7 @@ use crate::error::{Error, Persisted};
 use crate::io::cluster::{ClientStart, ClusterClient};
 use crate::io::sender::{self, Command, ProducerEngine, SenderShared};
 
-pub use crate::proto::record_batch::Header;
-
-/// A record to send.
-///
-/// ```
-/// use franzy::producer::ProducerRecord;
-/// let record = ProducerRecord::new("orders")
-///     .with_key("customer-7")
-///     .with_value("{\"total\": 12}")
-///     .with_header("trace-id", "abc");
-/// assert_eq!(record.partition, None);
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ProducerRecord {
-    /// The topic. Shared, so that a producer that sends many records to one topic clones an
-    /// `Arc<str>` it keeps rather than allocating the name for every record.
-    pub topic: Arc<str>,
-    /// The partition, or `None` to let the partitioner choose (by key, or sticky).
-    pub partition: Option<i32>,
-    /// The key; `None` is a null key.
-    pub key: Option<Bytes>,
-    /// The value; `None` is a null value (a tombstone on compacted topics).
-    pub value: Option<Bytes>,
-    /// Headers, in order; keys may repeat.
-    pub headers: Vec<Header>,
-    /// The create time in milliseconds since the epoch, or `None` for the time of `send`.
-    pub timestamp: Option<i64>,
-}
-
-impl ProducerRecord {
-    /// A record for `topic` with no key, value, headers, partition or timestamp. Give an
-    /// `Arc<str>` clone to send many records without allocating the name each time.
-    pub fn new(topic: impl Into<Arc<str>>) -> Self {
-        Self {
-            topic: topic.into(),
-            ..Self::default()
-        }
-    }
-
-    /// Sets the key.
-    pub fn with_key(mut self, key: impl Into<Bytes>) -> Self {
-        self.key = Some(key.into());
-        self
-    }
-
-    /// Sets the value.
-    pub fn with_value(mut self, value: impl Into<Bytes>) -> Self {
-        self.value = Some(value.into());
-        self
-    }
-
-    /// Sends to this partition rather than the partitioner's choice.
-    pub fn with_partition(mut self, partition: i32) -> Self {
-        self.partition = Some(partition);
-        self
-    }
-
-    /// Appends a header.
-    pub fn with_header(mut self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
-        self.headers.push(Header::new(key, value));
-        self
-    }
-
-    /// Replaces the headers.
-    pub fn with_headers(mut self, headers: Vec<Header>) -> Self {
-        self.headers = headers;
-        self
-    }
-
-    /// Sets the create time (milliseconds since the Unix epoch).
-    pub fn with_timestamp(mut self, timestamp: i64) -> Self {
-        self.timestamp = Some(timestamp);
-        self
-    }
-}
-
-/// Where a record was written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordMetadata {
-    /// The topic.
-    pub topic: Arc<str>,
-    /// The partition.
-    pub partition: i32,
-    /// The record's offset, or -1 with `acks=0` (the broker does not answer).
-    pub offset: i64,
-    /// The broker's append time for `LogAppendTime` topics, else the record's create time.
-    pub timestamp: i64,
-}
+pub use crate::record::{Header, ProducerRecord, RecordMetadata};
 
 /// A record that could not be sent, with the reason and the record itself (for a retry by
 /// the application or a dead-letter topic).
@@ -856,22 +768,5 @@ mod tests {
             Pin::new(&mut future).poll(&mut cx),
             Poll::Ready(Ok(_))
         ));
-    }
-
-    #[test]
-    fn record_builders_set_each_field() {
-        let record = ProducerRecord::new("t")
-            .with_key("k")
-            .with_value("v")
-            .with_partition(2)
-            .with_header("h", "1")
-            .with_timestamp(5);
-        assert_eq!(&*record.topic, "t");
-        assert_eq!(record.key.as_deref(), Some(&b"k"[..]));
-        assert_eq!(record.partition, Some(2));
-        assert_eq!(record.headers, vec![Header::new("h", "1")]);
-        assert_eq!(record.timestamp, Some(5));
-        let record = record.with_headers(Vec::new());
-        assert!(record.headers.is_empty());
     }
 }

@@ -206,10 +206,10 @@ impl Printer {
                 self.limit_reached().then_some(Ok(()))
             }
             Ok(ConsumerEvent::PartitionEof {
-                topic,
-                partition,
+                partition: tp,
                 offset,
             }) => {
+                let (topic, partition) = (tp.topic, tp.partition);
                 self.at_end.insert(partition);
                 let finished = self.finished();
                 if let Some(outcome) = self.flush() {
@@ -221,6 +221,8 @@ impl Printer {
                 );
                 finished
             }
+            // Events this version does not know are not for printing.
+            Ok(_) => None,
             Err(error) => {
                 if let Some(outcome) = self.flush() {
                     return Some(outcome);

@@ -67,71 +67,15 @@ use super::metadata::Metadata;
 use crate::config::{Config, IsolationLevel, OffsetReset};
 use crate::error::Error;
 use crate::proto::batch_header::{BatchHeader, Batches};
-use crate::proto::record_batch::{DecodeLimits, Header, Record, RecordBatch, TimestampType};
+use crate::proto::record_batch::{DecodeLimits, Record, RecordBatch};
 use crate::proto::ErrorCode;
+use crate::record::{ConsumerEvent, ConsumerRecord, Offset};
 use crate::topic_partition::TopicPartition;
 
 /// ListOffsets timestamp for the log start offset.
 const EARLIEST_TIMESTAMP: i64 = -2;
 /// ListOffsets timestamp for the end of the log (high watermark, or LSO for read_committed).
 const LATEST_TIMESTAMP: i64 = -1;
-
-/// Where [`Fetcher::seek`] moves a partition's position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Offset {
-    /// The log start offset (looked up with ListOffsets).
-    Beginning,
-    /// The end of the log: the high watermark, or the last stable offset with
-    /// `read_committed` (looked up with ListOffsets).
-    End,
-    /// This offset. An offset outside the log triggers `auto.offset.reset` on the next fetch.
-    At(i64),
-    /// The first offset whose record timestamp is at or after this one, in milliseconds
-    /// since the epoch; the end of the log when there is none (ListOffsets, KIP-79).
-    Timestamp(i64),
-}
-
-/// A record handed to the user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConsumerRecord {
-    /// The topic.
-    pub topic: Arc<str>,
-    /// The partition.
-    pub partition: i32,
-    /// The record's offset.
-    pub offset: i64,
-    /// The record's timestamp (ms since the epoch), as [`ConsumerRecord::timestamp_type`] says.
-    pub timestamp: i64,
-    /// Whether the producer or the broker set the timestamp.
-    pub timestamp_type: TimestampType,
-    /// The key; `None` is a null key. A slice of the fetch response when uncompressed.
-    pub key: Option<Bytes>,
-    /// The value; `None` is a null value (a tombstone). A slice of the fetch response when
-    /// uncompressed.
-    pub value: Option<Bytes>,
-    /// The headers, in wire order; keys may repeat.
-    pub headers: Vec<Header>,
-    /// The leader epoch the batch was written in (KIP-320), if the broker stamped one.
-    pub leader_epoch: Option<i32>,
-}
-
-/// What the consumer hands to the user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConsumerEvent {
-    /// A record.
-    Record(ConsumerRecord),
-    /// The consumer reached the end of a partition (`enable.partition.eof`): the position is
-    /// `offset`, the high watermark (or last stable offset with `read_committed`). Sent once
-    /// each time the end is reached, as librdkafka does.
-    PartitionEof {
-        /// The topic.
-        topic: Arc<str>,
-        /// The partition.
-        partition: i32,
-        /// The end offset reached.
-        offset: i64,
-    },
-}
 
 /// The settings the fetcher uses, taken from [`Config`].
 #[derive(Debug, Clone)]
@@ -1284,8 +1228,7 @@ impl Fetcher {
                     let offset = *offset;
                     state.buffer.pop_front();
                     let event = ConsumerEvent::PartitionEof {
-                        topic: state.topic.clone(),
-                        partition: tp.partition,
+                        partition: tp.clone(),
                         offset,
                     };
                     return (Some(Ok(event)), finished);
@@ -1725,6 +1668,7 @@ pub fn decode_ahead(
 mod tests {
     use super::*;
     use crate::proto::record_batch::{ControlRecord, ControlRecordKind, RecordBatchBuilder};
+    use crate::record::Header;
     use kafka_protocol::messages::fetch_response::FetchableTopicResponse;
     use kafka_protocol::messages::list_offsets_response::{
         ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -2361,10 +2305,9 @@ mod tests {
         assert!(matches!(
             &events[2],
             Ok(ConsumerEvent::PartitionEof {
-                partition: 0,
+                partition,
                 offset: 2,
-                ..
-            })
+            }) if *partition == tp("t", 0)
         ));
         let plan = only_plan(&mut f, now, &md);
         f.handle_fetch_response(

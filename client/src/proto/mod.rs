@@ -12,10 +12,12 @@
 //! | [`varint`] | zig-zag varints and varlongs, unsigned varints | protocol guide, "Record"; KIP-482 |
 //! | [`batch_header`] | the 61-byte record batch header | protocol guide, "Record Batch"; KIP-98 |
 //! | [`record_batch`] | whole record batches: records, headers, control records | protocol guide, "Record Batch", "Record", "Control Batches"; KIP-98, KIP-82 |
+//! | [`error`] | [`BatchError`](error::BatchError): why bytes are not a valid record batch | |
 //! | [`compression`] | batch compression codecs: gzip, xerial snappy, lz4 frames, zstd | protocol guide, "Compression"; KIP-57 (lz4); KIP-110 (zstd) |
 
 pub mod batch_header;
 pub mod compression;
+pub mod error;
 pub mod frame;
 pub mod message;
 pub mod record_batch;

@@ -49,6 +49,7 @@ use super::batch_header::{
 };
 use super::compression::{self, Compression};
 use super::varint::{self, VarintError};
+pub use crate::record::{Header, TimestampType};
 
 /// Default of [`DecodeLimits::max_decompressed_bytes`]: 64 MiB.
 pub const DEFAULT_MAX_DECOMPRESSED_BYTES: usize = 64 * 1024 * 1024;
@@ -92,16 +93,6 @@ impl DecodeLimits {
             max_decompressed_bytes,
         }
     }
-}
-
-/// What a record's timestamp means (attributes bit 3, KIP-32).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum TimestampType {
-    /// Set by the producer: each record's timestamp is `baseTimestamp + timestampDelta`.
-    #[default]
-    CreateTime,
-    /// Set by the broker on append: every record's timestamp is `maxTimestamp`.
-    LogAppendTime,
 }
 
 /// A decoded record batch, or one to encode.
@@ -151,39 +142,6 @@ pub struct Record {
     pub value: Option<Bytes>,
     /// Headers in wire order; keys may repeat.
     pub headers: Vec<Header>,
-}
-
-/// A record header (KIP-82).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
-    /// The key: a UTF-8 string for well-behaved producers, kept as bytes so that a record
-    /// with an invalid one still decodes; see [`Header::key_str`].
-    pub key: Bytes,
-    /// The value; `None` is null, distinct from empty.
-    pub value: Option<Bytes>,
-}
-
-impl Header {
-    /// A header with a (non-null) value.
-    pub fn new(key: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
-        Self {
-            key: key.into(),
-            value: Some(value.into()),
-        }
-    }
-
-    /// A header with a null value.
-    pub fn null(key: impl Into<Bytes>) -> Self {
-        Self {
-            key: key.into(),
-            value: None,
-        }
-    }
-
-    /// The key as a string, if it is valid UTF-8.
-    pub fn key_str(&self) -> Option<&str> {
-        std::str::from_utf8(&self.key).ok()
-    }
 }
 
 /// Which end of a transaction a control record marks (its `type`, KIP-98).

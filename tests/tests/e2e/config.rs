@@ -357,10 +357,9 @@ async fn librdkafka_names_configure_a_producer_and_a_consumer() {
         matches!(
             eof,
             Ok(ConsumerEvent::PartitionEof {
-                partition: 0,
+                ref partition,
                 offset: 20,
-                ..
-            })
+            }) if partition.partition == 0
         ),
         "{eof:?}"
     );

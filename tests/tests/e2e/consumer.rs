@@ -194,12 +194,9 @@ async fn consumes_everything_from_six_partitions() {
         }
         match next(&mut consumer).await.expect("no error") {
             ConsumerEvent::Record(r) => got.entry(r.partition).or_default().push(r),
-            ConsumerEvent::PartitionEof {
-                topic,
-                partition,
-                offset,
-            } => {
-                assert_eq!(&*topic, "orders");
+            ConsumerEvent::PartitionEof { partition, offset } => {
+                assert_eq!(partition.topic, "orders");
+                let partition = partition.partition;
                 assert_eq!(
                     got.get(&partition).map_or(0, Vec::len) as i64,
                     offset,
@@ -207,6 +204,7 @@ async fn consumes_everything_from_six_partitions() {
                 );
                 assert!(eofs.insert(partition, offset).is_none(), "one eof each");
             }
+            other => panic!("unexpected event {other:?}"),
         }
     }
     assert_eq!(eofs.len(), 6);
@@ -356,8 +354,7 @@ async fn partition_eof_is_reported_once_each_time_the_end_is_reached() {
         events.push(next(&mut consumer).await.expect("no error"));
     }
     let eof = |partition, offset| ConsumerEvent::PartitionEof {
-        topic: "t".into(),
-        partition,
+        partition: TopicPartition::new("t", partition),
         offset,
     };
     assert!(
@@ -368,7 +365,8 @@ async fn partition_eof_is_reported_once_each_time_the_end_is_reached() {
         .iter()
         .filter(|e| match e {
             ConsumerEvent::Record(r) => r.partition == 0,
-            ConsumerEvent::PartitionEof { partition, .. } => *partition == 0,
+            ConsumerEvent::PartitionEof { partition, .. } => partition.partition == 0,
+            _ => false,
         })
         .collect();
     assert!(matches!(p0[0], ConsumerEvent::Record(r) if r.offset == 0));
