@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::proto::{ApiKey, ErrorCode};
+use crate::record::ProducerRecord;
 
 /// A shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -238,6 +239,40 @@ impl Error {
     }
 }
 
+/// A record that could not be sent, with the reason and the record itself (for a retry by
+/// the application or a dead-letter topic).
+#[derive(Debug, Clone)]
+pub struct ProduceError {
+    /// Why.
+    pub error: Error,
+    /// Whether the record may be in the log despite the failure.
+    pub persisted: Persisted,
+    /// The record, as given to `send` (boxed: it is large and errors travel in `Result`s).
+    pub record: Box<ProducerRecord>,
+}
+
+impl ProduceError {
+    pub(crate) fn new(error: Error, persisted: Persisted, record: ProducerRecord) -> Self {
+        Self {
+            error,
+            persisted,
+            record: Box::new(record),
+        }
+    }
+}
+
+impl std::fmt::Display for ProduceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot produce to {}: {}", self.record.topic, self.error)
+    }
+}
+
+impl std::error::Error for ProduceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,5 +373,19 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn produce_error_is_an_error_with_the_record() {
+        fn assert_bounds<T: Send + Sync + 'static + std::error::Error>() {}
+        assert_bounds::<ProduceError>();
+        let error = ProduceError::new(
+            Error::Closed,
+            Persisted::No,
+            ProducerRecord::new("t").with_value("v"),
+        );
+        assert_eq!(error.to_string(), "cannot produce to t: client is closed");
+        assert_eq!(error.record.value.as_deref(), Some(&b"v"[..]));
+        assert!(std::error::Error::source(&error).is_some());
     }
 }

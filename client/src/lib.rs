@@ -52,6 +52,7 @@
 pub mod builder;
 pub mod config;
 pub mod consumer;
+mod delivery;
 pub mod engine;
 pub mod error;
 pub mod io;
@@ -63,8 +64,8 @@ pub mod topic_partition;
 pub use builder::ClientBuilder;
 pub use config::{Acks, Config, IsolationLevel, OffsetReset, Partitioner};
 pub use consumer::{Consumer, ConsumerBuilder};
-pub use error::{Error, Persisted, Result};
-pub use producer::{DeliveryFuture, ProduceError, Producer, ProducerBuilder};
+pub use error::{Error, Persisted, ProduceError, Result};
+pub use producer::{DeliveryFuture, Producer, ProducerBuilder};
 pub use record::{
     ConsumerEvent, ConsumerRecord, Header, Offset, ProducerRecord, RecordMetadata, TimestampType,
 };

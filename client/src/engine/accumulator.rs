@@ -56,12 +56,12 @@ use super::metadata::{Metadata, TopicInfo};
 use super::partitioner::{partition_for_key, StickyPartitioner};
 use crate::config::{Acks, Config, Partitioner};
 use crate::error::{Error, Persisted};
-use crate::producer::ProducerRecord;
 use crate::proto::batch_header::BATCH_HEADER_LEN;
 use crate::proto::compression::Compression;
 use crate::proto::record_batch::{RecordBatchBuilder, RecordBatchWriter};
 use crate::proto::varint;
 use crate::proto::ErrorCode;
+use crate::record::ProducerRecord;
 
 /// Identifies a batch for the life of the accumulator.
 pub type BatchId = u64;

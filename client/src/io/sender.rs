@@ -39,6 +39,7 @@ use uuid::Uuid;
 use super::broker::{BuildRequest, RequestError};
 use super::cluster::ClusterClient;
 use crate::config::Acks;
+use crate::delivery::{resolve_all, DeliveryFuture, DeliveryTicket, Outcome, Tickets};
 use crate::engine::accumulator::{
     Accumulator, BatchId, CompletedBatch, Completion, DrainedBatch, PartitionResponse,
     ProduceOutcome, ProduceRequestPlan, RequestId,
@@ -46,11 +47,9 @@ use crate::engine::accumulator::{
 use crate::engine::backoff::{Backoff, Rng};
 use crate::engine::metadata::Metadata;
 use crate::error::Error;
-use crate::producer::{
-    resolve_all, DeliveryChunk, DeliveryFuture, DeliveryTicket, Outcome, ProduceError,
-    RecordMetadata, CHUNK_SLOTS,
-};
+use crate::error::ProduceError;
 use crate::proto::{ApiKey, ErrorCode, RequestKind, ResponseKind, StrBytes};
+use crate::record::RecordMetadata;
 
 /// Messages from producer handles to the sender task (records do not travel this way:
 /// `send` appends them to the shared accumulator).
@@ -72,8 +71,7 @@ pub(crate) struct ProducerEngine {
     wanted: HashSet<String>,
     /// The topic of the last `want`, checked before `wanted` (no hashing per record).
     last_wanted: String,
-    chunk: Arc<DeliveryChunk>,
-    next_slot: usize,
+    tickets: Tickets,
 }
 
 impl ProducerEngine {
@@ -83,8 +81,7 @@ impl ProducerEngine {
             stopped: false,
             wanted: HashSet::new(),
             last_wanted: String::new(),
-            chunk: DeliveryChunk::new(),
-            next_slot: 0,
+            tickets: Tickets::new(),
         }
     }
 
@@ -103,13 +100,7 @@ impl ProducerEngine {
 
     /// The next record's ticket and future, in the current chunk or a new one.
     pub(crate) fn ticket(&mut self) -> (DeliveryTicket, DeliveryFuture) {
-        if self.next_slot == CHUNK_SLOTS {
-            self.chunk = DeliveryChunk::new();
-            self.next_slot = 0;
-        }
-        let index = self.next_slot;
-        self.next_slot += 1;
-        DeliveryTicket::new(&self.chunk, index)
+        self.tickets.ticket()
     }
 }
 
