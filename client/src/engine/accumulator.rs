@@ -56,9 +56,10 @@ use super::metadata::{Metadata, TopicInfo};
 use super::partitioner::{partition_for_key, StickyPartitioner};
 use crate::config::{Acks, Config, Partitioner};
 use crate::error::{Error, Persisted};
+use crate::proto::batch_header::BatchError;
 use crate::proto::batch_header::BATCH_HEADER_LEN;
 use crate::proto::compression::Compression;
-use crate::proto::record_batch::{RecordBatchBuilder, RecordBatchWriter};
+use crate::proto::record_batch::{record_body_len, record_len, RecordBatchWriter};
 use crate::proto::varint;
 use crate::proto::ErrorCode;
 use crate::record::ProducerRecord;
@@ -94,45 +95,32 @@ pub fn single_record_batch_bytes(record_size: usize) -> usize {
     BATCH_HEADER_LEN.saturating_add(record_size)
 }
 
-/// Bytes `record` takes in an uncompressed batch (length prefix included) at these deltas.
+/// Bytes `record` takes in an uncompressed batch (length prefix included) at these deltas
+/// (saturating: a record whose lengths overflow the wire's `int32`s takes `usize::MAX`).
 pub fn record_size(record: &ProducerRecord, offset_delta: i32, timestamp_delta: i64) -> usize {
-    let body = record_body_size(
-        record,
-        varint::varint_len(offset_delta),
-        varint::varlong_len(timestamp_delta),
-    );
-    varint::varint_len(as_i32(body)).saturating_add(body)
+    record_len(
+        timestamp_delta,
+        offset_delta,
+        record.key.as_deref(),
+        record.value.as_deref(),
+        &record.headers,
+    )
+    .unwrap_or(usize::MAX)
 }
 
 /// Bytes `record` takes in any batch, at the largest possible deltas: what `send` reserves
 /// of `buffer.memory` and checks against `max.request.size`.
 pub fn record_size_upper_bound(record: &ProducerRecord) -> usize {
-    let body = record_body_size(record, varint::MAX_VARINT_LEN, varint::MAX_VARLONG_LEN);
-    varint::MAX_VARINT_LEN.saturating_add(body)
-}
-
-fn record_body_size(record: &ProducerRecord, offset_len: usize, timestamp_len: usize) -> usize {
-    let mut size = 1 // attributes
-        + timestamp_len
-        + offset_len
-        + varint::varint_len(as_i32(record.headers.len()));
-    size = size
-        .saturating_add(nullable_len(record.key.as_deref()))
-        .saturating_add(nullable_len(record.value.as_deref()));
-    for header in &record.headers {
-        size = size
-            .saturating_add(bytes_len(&header.key))
-            .saturating_add(nullable_len(header.value.as_deref()));
-    }
-    size
-}
-
-fn bytes_len(bytes: &[u8]) -> usize {
-    varint::varint_len(as_i32(bytes.len())).saturating_add(bytes.len())
-}
-
-fn nullable_len(bytes: Option<&[u8]>) -> usize {
-    bytes.map_or(1, bytes_len)
+    record_body_len(
+        varint::MAX_VARLONG_LEN,
+        varint::MAX_VARINT_LEN,
+        record.key.as_deref(),
+        record.value.as_deref(),
+        &record.headers,
+    )
+    .map_or(usize::MAX, |body| {
+        varint::MAX_VARINT_LEN.saturating_add(body)
+    })
 }
 
 fn as_i32(n: usize) -> i32 {
@@ -1641,39 +1629,21 @@ fn try_append<T>(batch: &mut Batch<T>, entry: Entry<T>) -> Option<Entry<T>> {
     None
 }
 
-fn encode<T>(
-    batch: &Batch<T>,
-    compression: Compression,
-) -> Result<Bytes, crate::proto::batch_header::BatchError> {
-    if compression == Compression::None {
-        // Straight into a buffer of the batch's exact size (`batch.size` is computed as
-        // encoded), without copying the records into a `RecordBatch` first.
-        let mut writer = RecordBatchWriter::with_capacity(batch.size);
-        for entry in &batch.entries {
-            let record = &entry.record;
-            writer.append(
-                entry.timestamp,
-                record.key.as_deref(),
-                record.value.as_deref(),
-                &record.headers,
-            )?;
-        }
-        return writer.finish(batch.producer_id, batch.producer_epoch, batch.base_sequence);
-    }
-    let mut builder = RecordBatchBuilder::new().compression(compression).producer(
-        batch.producer_id,
-        batch.producer_epoch,
-        batch.base_sequence,
-    );
+/// Encodes a batch's records (compressed as configured) with its producer id, epoch and
+/// first sequence: into a buffer of the batch's exact uncompressed size (`batch.size` is
+/// computed as encoded), record by record, without copying the records first.
+fn encode<T>(batch: &Batch<T>, compression: Compression) -> Result<Bytes, BatchError> {
+    let mut writer = RecordBatchWriter::with_capacity(batch.size).compression(compression);
     for entry in &batch.entries {
-        builder.append(
+        let record = &entry.record;
+        writer.append(
             entry.timestamp,
-            entry.record.key.clone(),
-            entry.record.value.clone(),
-            entry.record.headers.clone(),
+            record.key.as_deref(),
+            record.value.as_deref(),
+            &record.headers,
         )?;
     }
-    builder.build().encode()
+    writer.finish(batch.producer_id, batch.producer_epoch, batch.base_sequence)
 }
 
 /// Errors after which the client's view of leaders is stale (Java's
@@ -1695,7 +1665,7 @@ fn invalidates_metadata(code: ErrorCode) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::record_batch::{DecodeLimits, Header, RecordBatch};
+    use crate::proto::record_batch::{DecodeLimits, Header, RecordBatch, RecordBatchBuilder};
     use kafka_protocol::messages::metadata_response::{
         MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
     };
