@@ -293,8 +293,8 @@ impl Producer {
     /// The producer id and epoch batches are numbered with (idempotence, KIP-98); `None`
     /// while the producer is not idempotent, or before its first batch got an id.
     pub fn producer_id(&self) -> Option<(i64, i16)> {
-        let (id, epoch) = self.inner.shared.lock_engine().accumulator.producer_id();
-        (id >= 0).then_some((id, epoch))
+        let producer = self.inner.shared.lock_engine().accumulator.producer_id();
+        producer.map(|p| (p.id, p.epoch))
     }
 
     /// Sends every record handed over so far without waiting for `linger.ms`, and waits

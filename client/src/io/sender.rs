@@ -440,7 +440,12 @@ impl Sender {
                 debug!(producer_id, epoch, "got a producer id");
                 self.init_backoff.reset();
                 self.init_not_before = None;
-                engine.accumulator.set_producer_id(producer_id, epoch);
+                engine
+                    .accumulator
+                    .set_producer_id(crate::engine::idempotence::ProducerId::new(
+                        producer_id,
+                        epoch,
+                    ));
             }
             Err(
                 error @ (Error::UnsupportedVersion { .. }

@@ -83,14 +83,14 @@ impl<T> Accumulator<T> {
         base_offset: i64,
         log_append_time: i64,
     ) {
-        if batch.base_sequence >= 0 {
+        if let Some(numbering) = batch.numbering {
             if let Some(queue) = self
                 .queues
                 .get_mut(&batch.topic)
                 .and_then(|p| p.get_mut(&batch.partition))
             {
                 queue.expected_sequence =
-                    idempotence::advance(batch.base_sequence, as_i32(batch.entries.len()));
+                    idempotence::advance(numbering.base_sequence, as_i32(batch.entries.len()));
                 queue.acknowledged = true;
             }
         }
@@ -105,7 +105,7 @@ impl<T> Accumulator<T> {
     pub(super) fn fail_batch(&mut self, batch: Batch<T>, error: &Error, persisted: Persisted) {
         warn!(topic = %batch.topic, partition = batch.partition, records = batch.entries.len(),
             %error, ?persisted, "batch failed");
-        if batch.base_sequence >= 0 {
+        if batch.numbering.is_some() {
             // Its sequences are a hole the partition's later batches cannot get past.
             self.idempotence.request_bump();
         }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::size::{as_i32, record_size, PARTITION_OVERHEAD, REQUEST_OVERHEAD, TOPIC_OVERHEAD};
 use super::{Accumulator, Batch, DrainedBatch, Entry, InFlight, ProduceRequestPlan};
-use crate::engine::idempotence::{self, Reset};
+use crate::engine::idempotence::{self, Numbering, Reset};
 use crate::engine::metadata::Metadata;
 use crate::error::{Error, Persisted};
 use crate::proto::batch_header::{BatchError, BATCH_HEADER_LEN};
@@ -37,10 +37,10 @@ impl<T> Accumulator<T> {
             && self.in_flight.is_empty()
             && self.idempotence.apply_bump()
         {
-            let (producer_id, epoch) = self.idempotence.producer();
+            let producer = self.idempotence.producer();
             debug!(
-                producer_id,
-                epoch, "bumped the producer epoch; sequences start again at 0"
+                ?producer,
+                "bumped the producer epoch; sequences start again at 0"
             );
             self.restart_sequences();
         }
@@ -167,18 +167,19 @@ impl<T> Accumulator<T> {
     fn prepare_front(&mut self, topic: &str, partition: i32) -> Option<usize> {
         let max_batch = self.max_batch(topic);
         let compression = self.config.compression;
-        let (producer_id, producer_epoch) = self.idempotence.producer();
+        let producer = self.idempotence.producer();
         loop {
             let queue = self.queues.get_mut(topic)?.get_mut(&partition)?;
             let batch = queue.batches.front_mut()?;
             if let Some(encoded) = &batch.encoded {
                 return Some(encoded.len());
             }
-            if producer_id >= 0 && batch.base_sequence < 0 {
+            if let (Some(producer), None) = (producer, batch.numbering) {
                 // Batches are numbered in queue order: the front is the next to number.
-                batch.producer_id = producer_id;
-                batch.producer_epoch = producer_epoch;
-                batch.base_sequence = queue.next_sequence;
+                batch.numbering = Some(Numbering {
+                    producer,
+                    base_sequence: queue.next_sequence,
+                });
                 queue.next_sequence =
                     idempotence::advance(queue.next_sequence, as_i32(batch.entries.len()));
             }
@@ -191,9 +192,9 @@ impl<T> Accumulator<T> {
                 Ok(encoded) if batch.entries.len() > 1 => {
                     debug!(%topic, partition, size = encoded.len(), max = max_batch,
                         "compressed batch too large, splitting");
-                    if batch.base_sequence >= 0 {
+                    if let Some(numbering) = batch.numbering {
                         // Never sent: give its sequences to the halves.
-                        queue.next_sequence = batch.base_sequence;
+                        queue.next_sequence = numbering.base_sequence;
                     }
                     let batch = queue.batches.pop_front()?;
                     let (first, second) = self.split(batch);
@@ -216,10 +217,9 @@ impl<T> Accumulator<T> {
                         },
                     };
                     let mut batch = queue.batches.pop_front()?;
-                    if batch.base_sequence >= 0 {
+                    if let Some(numbering) = batch.numbering.take() {
                         // Never sent: its sequences go to the next batch.
-                        queue.next_sequence = batch.base_sequence;
-                        batch.base_sequence = -1;
+                        queue.next_sequence = numbering.base_sequence;
                     }
                     self.fail_batch(batch, &error, Persisted::No);
                     return None;
@@ -270,9 +270,7 @@ impl<T> Accumulator<T> {
                 possibly_persisted,
                 encoded: None,
                 sent: false,
-                producer_id: -1,
-                producer_epoch: -1,
-                base_sequence: -1,
+                numbering: None,
                 entries,
             }
         };
@@ -296,5 +294,6 @@ fn encode<T>(batch: &Batch<T>, compression: Compression) -> Result<Bytes, BatchE
             &record.headers,
         )?;
     }
-    writer.finish(batch.producer_id, batch.producer_epoch, batch.base_sequence)
+    let (producer_id, producer_epoch, base_sequence) = Numbering::wire(batch.numbering);
+    writer.finish(producer_id, producer_epoch, base_sequence)
 }

@@ -63,7 +63,7 @@ impl<T> Accumulator<T> {
                     debug!(topic = %batch.topic, partition = batch.partition,
                         records = batch.entries.len(), ?persisted, "batch expired in flight");
                     expired_in_flight.push((std::mem::take(&mut batch.entries), persisted));
-                    if batch.base_sequence >= 0 {
+                    if batch.numbering.is_some() {
                         // Its answer no longer matters: whatever it is, the sequence is lost.
                         self.idempotence.request_bump();
                     }

@@ -51,7 +51,7 @@ use tracing::warn;
 use uuid::Uuid;
 
 use super::backoff::{Backoff, Rng};
-use super::idempotence::Idempotence;
+use super::idempotence::{Idempotence, Numbering, ProducerId};
 use super::partitioner::StickyPartitioner;
 use crate::config::{Acks, Config, Partitioner};
 use crate::error::{Error, Persisted};
@@ -291,9 +291,8 @@ struct Batch<T> {
     encoded: Option<Bytes>,
     /// Drained into a request at least once.
     sent: bool,
-    producer_id: i64,
-    producer_epoch: i16,
-    base_sequence: i32,
+    /// Producer id, epoch and first sequence, from the batch's first drain on (idempotence).
+    numbering: Option<Numbering>,
 }
 
 impl<T> Batch<T> {
@@ -419,9 +418,8 @@ impl<T> Accumulator<T> {
 
     /// Sets the idempotent producer id and epoch (from InitProducerId) for batches drained
     /// from now on; every partition's sequences start again at 0.
-    pub fn set_producer_id(&mut self, producer_id: i64, producer_epoch: i16) {
-        self.idempotence
-            .set_producer_id(producer_id, producer_epoch);
+    pub fn set_producer_id(&mut self, producer: ProducerId) {
+        self.idempotence.set_producer_id(producer);
         self.restart_sequences();
     }
 
@@ -435,7 +433,7 @@ impl<T> Accumulator<T> {
 
     /// The producer id and epoch batches are numbered with (-1, -1 without idempotence or
     /// before InitProducerId).
-    pub fn producer_id(&self) -> (i64, i16) {
+    pub fn producer_id(&self) -> Option<ProducerId> {
         self.idempotence.producer()
     }
 
@@ -484,10 +482,7 @@ impl<T> Accumulator<T> {
                 queue.expected_sequence = 0;
                 queue.acknowledged = false;
                 for batch in &mut queue.batches {
-                    if batch.base_sequence >= 0 || batch.producer_id >= 0 {
-                        batch.producer_id = -1;
-                        batch.producer_epoch = -1;
-                        batch.base_sequence = -1;
+                    if batch.numbering.take().is_some() {
                         batch.encoded = None;
                     }
                 }

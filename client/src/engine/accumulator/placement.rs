@@ -225,9 +225,7 @@ impl<T> Accumulator<T> {
             possibly_persisted: false,
             encoded: None,
             sent: false,
-            producer_id: -1,
-            producer_epoch: -1,
-            base_sequence: -1,
+            numbering: None,
             entries,
         };
         queue.batches.push_back(batch);

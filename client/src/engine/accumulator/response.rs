@@ -103,17 +103,17 @@ impl<T> Accumulator<T> {
             None => format!("{}/{}", batch.topic, batch.partition),
         });
         let error = Error::Broker { code, context };
-        if batch.base_sequence >= 0 {
+        if let Some(numbering) = batch.numbering {
             let is_next = self
                 .queues
                 .get(&batch.topic)
                 .and_then(|p| p.get(&batch.partition))
-                .is_some_and(|queue| queue.expected_sequence == batch.base_sequence);
+                .is_some_and(|queue| queue.expected_sequence == numbering.base_sequence);
             match idempotence::verdict(code, is_next) {
                 SequenceVerdict::NotASequenceError => {}
                 SequenceVerdict::AlreadyWritten => {
                     debug!(topic = %batch.topic, partition = batch.partition,
-                        sequence = batch.base_sequence, "broker already has the batch");
+                        sequence = numbering.base_sequence, "broker already has the batch");
                     self.complete_batch(batch, -1, -1);
                     return;
                 }
@@ -129,7 +129,7 @@ impl<T> Accumulator<T> {
                 }
                 SequenceVerdict::Fail => {
                     warn!(topic = %batch.topic, partition = batch.partition,
-                        sequence = batch.base_sequence,
+                        sequence = numbering.base_sequence,
                         "broker expected another sequence after every earlier batch was acknowledged");
                     self.fail_batch(batch, &error, Persisted::No);
                     return;
@@ -148,7 +148,7 @@ impl<T> Accumulator<T> {
         {
             debug!(topic = %batch.topic, partition = batch.partition,
                 records = batch.entries.len(), "broker says batch too large, splitting");
-            if batch.base_sequence >= 0 {
+            if batch.numbering.is_some() {
                 // The halves need sequences of their own: a new epoch numbers them.
                 self.idempotence.request_bump();
             }
@@ -211,17 +211,17 @@ impl<T> Accumulator<T> {
             .or_default()
             .entry(batch.partition)
             .or_default();
-        let position = if batch.base_sequence >= 0 {
-            queue
+        let position = match batch.numbering {
+            Some(numbering) => queue
                 .batches
                 .iter()
                 .position(|b| {
-                    b.base_sequence < 0
-                        || idempotence::precedes(batch.base_sequence, b.base_sequence)
+                    b.numbering.is_none_or(|later| {
+                        idempotence::precedes(numbering.base_sequence, later.base_sequence)
+                    })
                 })
-                .unwrap_or(queue.batches.len())
-        } else {
-            0
+                .unwrap_or(queue.batches.len()),
+            None => 0,
         };
         queue.batches.insert(position, batch);
     }

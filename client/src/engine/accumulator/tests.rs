@@ -815,7 +815,7 @@ fn sequences_are_assigned_at_the_first_drain_when_idempotent() {
         },
         1,
     );
-    acc.set_producer_id(42, 3);
+    acc.set_producer_id(ProducerId::new(42, 3));
     for n in 0..4 {
         acc.append(record(n, Some(0), 100, t0), &md, t0);
     }
@@ -841,7 +841,7 @@ fn numbering_accumulator() -> Accumulator<u32> {
         },
         1,
     );
-    acc.set_producer_id(42, 0);
+    acc.set_producer_id(ProducerId::new(42, 0));
     acc
 }
 
@@ -910,11 +910,11 @@ fn nothing_is_drained_before_the_producer_id() {
     acc.append(record(0, Some(0), 10, t0), &md, t0);
     assert!(acc.needs_producer_id());
     assert!(acc.drain(t0 + 50 * MS, &md, true).is_empty());
-    acc.set_producer_id(7, 2);
+    acc.set_producer_id(ProducerId::new(7, 2));
     assert!(!acc.needs_producer_id());
     let plans = acc.drain(t0 + 50 * MS, &md, false);
     assert_eq!(numbering(&plans), vec![(0, 2)]);
-    assert_eq!(acc.producer_id(), (7, 2));
+    assert_eq!(acc.producer_id(), Some(ProducerId::new(7, 2)));
 }
 
 #[test]
@@ -1010,7 +1010,7 @@ fn a_failed_numbered_batch_bumps_the_epoch_and_the_queue_is_renumbered() {
         acc.handle_response(plans[0].request_id, answer(&plans[0], offset), t0);
     }
     assert_eq!(sent, vec![(0, 1), (1, 1), (2, 1)], "epoch 1 numbers from 0");
-    assert_eq!(acc.producer_id(), (42, 1));
+    assert_eq!(acc.producer_id(), Some(ProducerId::new(42, 1)));
     let done: Vec<u32> = completions(&mut acc)
         .into_iter()
         .filter(|(_, r)| r.is_ok())
