@@ -58,10 +58,11 @@ use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
 use crate::builder::ClientBuilder;
 use crate::config::Config;
-use crate::engine::accumulator::{self, Accumulator, AccumulatorConfig, NewRecord};
+use crate::engine::accumulator::{self, NewRecord};
+use crate::engine::producer::ProducerEngine;
 use crate::error::{Error, Persisted};
 use crate::io::cluster::{ClientStart, ClusterClient};
-use crate::io::sender::{self, Command, ProducerEngine, SenderShared};
+use crate::io::sender::{self, Command, ProducerState, SenderShared};
 
 pub use crate::delivery::DeliveryFuture;
 pub use crate::error::ProduceError;
@@ -79,25 +80,18 @@ impl ClientBuilder<Producer> {
             seed,
             cluster,
         } = ClusterClient::start("producer", self.config.clone(), self.connector, self.seed)?;
-        let accumulator = Accumulator::new(AccumulatorConfig::from_config(&self.config), seed);
+        let engine = ProducerEngine::from_config(&self.config, seed);
         let shared = Arc::new(SenderShared {
             buffer: Semaphore::new(self.config.buffer_memory.min(Semaphore::MAX_PERMITS)),
             waiters: AtomicUsize::new(0),
             wake: Notify::new(),
             closed: AtomicBool::new(false),
-            engine: Mutex::new(ProducerEngine::new(accumulator)),
+            engine: Mutex::new(ProducerState::new(engine)),
         });
         let clock = WallClock::new();
         let (commands, receiver) = mpsc::unbounded_channel();
         let span = tracing::debug_span!("producer", client_id = %self.config.client_id);
-        let task = sender::spawn(
-            &runtime,
-            cluster.clone(),
-            shared.clone(),
-            receiver,
-            seed,
-            span,
-        );
+        let task = sender::spawn(&runtime, cluster.clone(), shared.clone(), receiver, span);
         Ok(Producer {
             inner: Arc::new(Inner {
                 config: self.config,
@@ -199,17 +193,16 @@ impl Producer {
         let now = tokio::time::Instant::now();
         let timestamp = record.timestamp.unwrap_or_else(|| inner.clock.ms_at(now));
         let mut guard = inner.shared.lock_engine();
-        let engine = &mut *guard;
-        if engine.stopped {
+        let state = &mut *guard;
+        if state.engine.is_stopped() {
             // The sender task is gone: nothing appended now would ever be sent.
             drop(guard);
             inner.shared.buffer.add_permits(size);
             return Err(ProduceError::new(Error::Closed, Persisted::No, record));
         }
-        let (completion, future) = engine.ticket();
+        let (completion, future) = state.ticket();
         // Lock order: the engine, then the metadata (as the sender task takes them).
         let mut metadata = inner.cluster.metadata();
-        engine.want(&mut metadata, &record.topic);
         let new = NewRecord {
             record,
             completion,
@@ -217,10 +210,7 @@ impl Producer {
             timestamp,
             reserved: size,
         };
-        if let Err(rejected) = engine
-            .accumulator
-            .append_or_reject(new, &metadata, now.into_std())
-        {
+        if let Err(rejected) = state.engine.append(new, &mut metadata, now.into_std()) {
             drop(metadata);
             drop(guard);
             inner.shared.buffer.add_permits(size);
@@ -228,7 +218,7 @@ impl Producer {
             return Err(unknown_partition(rejected.record));
         }
         drop(metadata);
-        let wake = engine.accumulator.take_wake();
+        let wake = state.engine.take_wake();
         drop(guard);
         if wake {
             inner.shared.wake.notify_one();
@@ -293,7 +283,7 @@ impl Producer {
     /// The producer id and epoch batches are numbered with (idempotence, KIP-98); `None`
     /// while the producer is not idempotent, or before its first batch got an id.
     pub fn producer_id(&self) -> Option<(i64, i16)> {
-        let producer = self.inner.shared.lock_engine().accumulator.producer_id();
+        let producer = self.inner.shared.lock_engine().engine.producer_id();
         producer.map(|p| (p.id, p.epoch))
     }
 
@@ -301,11 +291,11 @@ impl Producer {
     /// until each has been delivered or has failed.
     pub async fn flush(&self) {
         let token = {
-            let mut engine = self.inner.shared.lock_engine();
-            if engine.stopped {
+            let mut state = self.inner.shared.lock_engine();
+            if state.engine.is_stopped() {
                 return;
             }
-            engine.accumulator.begin_flush()
+            state.engine.begin_flush()
         };
         let (reply, done) = oneshot::channel();
         if self

@@ -17,3 +17,6 @@ pub mod fetcher;
 pub mod idempotence;
 pub mod metadata;
 pub mod partitioner;
+pub mod producer;
+pub mod producer_id;
+pub mod refresh;

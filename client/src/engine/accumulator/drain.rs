@@ -19,89 +19,247 @@ use crate::proto::batch_header::{BatchError, BATCH_HEADER_LEN};
 use crate::proto::compression::Compression;
 use crate::proto::record_batch::RecordBatchWriter;
 
+/// A partition's front batch, taken out of the accumulator to be encoded (numbered for
+/// idempotence, compressed) where no lock is held: see [`Accumulator::poll_encode`]. It
+/// holds the batch itself, so encoding needs nothing else, and the partition sends nothing
+/// until the job is handed back with [`Accumulator::handle_encoded`]. Every job taken must
+/// be handed back (encoded or not): its records are still the accumulator's to complete.
+#[derive(Debug)]
+pub struct EncodeJob<T> {
+    batch: Batch<T>,
+    compression: Compression,
+    /// [`Accumulator`]'s numbering generation when the batch was numbered: a restart of the
+    /// sequences meanwhile makes the encoding worthless.
+    generation: u64,
+    encoded: Option<Result<Bytes, BatchError>>,
+}
+
+impl<T> EncodeJob<T> {
+    /// Encodes and compresses the batch. Touches nothing but the job, so a driver runs it
+    /// after releasing the lock that `send` takes.
+    pub fn encode(&mut self) {
+        if self.encoded.is_none() {
+            self.encoded = Some(encode(&self.batch, self.compression));
+        }
+    }
+
+    /// Records in the batch.
+    pub fn record_count(&self) -> usize {
+        self.batch.entries.len()
+    }
+}
+
+/// Sendable partitions (topic, partition) by leader broker.
+type ByBroker = BTreeMap<i32, Vec<(Arc<str>, i32)>>;
+
 impl<T> Accumulator<T> {
-    /// The requests to send now. A partition's first batch is sendable when the partition
-    /// has fewer batches in flight than it may (`PartitionQueue::in_flight_limit`; a
-    /// numbered batch sent before waits until none is), it is not backing off, and it is
-    /// full, followed by another batch, a retry, `linger.ms` old, or when a flush or close
-    /// is on or `buffer_exhausted` (a `send` waits for buffer space). Its partition must have a known leader; brokers with
-    /// `max.in.flight.requests.per.connection` requests out get nothing. Each request holds
-    /// at most one batch per partition and stays within `max.request.size`.
+    /// The requests to send now, encoding what they need on the spot: [`Accumulator::poll_encode`],
+    /// [`EncodeJob::encode`], [`Accumulator::handle_encoded`] (again while batches are split
+    /// or fail), then [`Accumulator::poll_requests`]. For a caller that holds the accumulator
+    /// anyway; a driver that shares it with `send` runs the encoding between two holds of
+    /// its lock instead.
     pub fn drain(
         &mut self,
         now: Instant,
         metadata: &Metadata,
         buffer_exhausted: bool,
     ) -> Vec<ProduceRequestPlan> {
-        if self.idempotence.reset() == Reset::Bump
-            && self.in_flight.is_empty()
-            && self.idempotence.apply_bump()
-        {
-            let producer = self.idempotence.producer();
-            debug!(
-                ?producer,
-                "bumped the producer epoch; sequences start again at 0"
-            );
-            self.restart_sequences();
+        loop {
+            let mut jobs = self.poll_encode(now, metadata, buffer_exhausted);
+            if jobs.is_empty() {
+                break;
+            }
+            for job in &mut jobs {
+                job.encode();
+            }
+            if !self.handle_encoded(jobs) {
+                break;
+            }
         }
-        if !self.idempotence.can_send() {
+        self.poll_requests(now, metadata, buffer_exhausted)
+    }
+
+    /// The sendable front batches that are not encoded yet, taken out to be encoded:
+    /// numbered first (in queue order, which is sequence order) when the producer is
+    /// idempotent. A front batch is sendable when [`Accumulator::poll_requests`] would send
+    /// it once encoded. Hand every job back to [`Accumulator::handle_encoded`]; until then its
+    /// partition sends nothing, and appends to it start a new batch behind it.
+    pub fn poll_encode(
+        &mut self,
+        now: Instant,
+        metadata: &Metadata,
+        buffer_exhausted: bool,
+    ) -> Vec<EncodeJob<T>> {
+        let Some(by_broker) = self.sendable(now, metadata, buffer_exhausted) else {
             return Vec::new();
-        }
-        let force = buffer_exhausted || self.closing || self.flushing();
-        let linger = self.config.linger;
-        let max_in_flight = self.config.max_in_flight;
-        let idempotent = self.idempotence.is_enabled();
-        let mut by_broker: BTreeMap<i32, Vec<(Arc<str>, i32)>> = BTreeMap::new();
-        let mut leaderless = false;
-        for (topic, partitions) in &self.queues {
-            for (&partition, queue) in partitions {
-                if queue.in_flight >= queue.in_flight_limit(idempotent, max_in_flight) {
-                    continue;
-                }
-                let Some(front) = queue.batches.front() else {
+        };
+        let compression = self.config.compression;
+        let producer = self.idempotence.producer();
+        let generation = self.numbering_generation;
+        let mut jobs = Vec::new();
+        for partitions in by_broker.into_values() {
+            for (topic, partition) in partitions {
+                let Some(queue) = self
+                    .queues
+                    .get_mut(&topic)
+                    .and_then(|p| p.get_mut(&partition))
+                else {
                     continue;
                 };
-                if front.retry_at.is_some_and(|at| at > now) || front.deadline <= now {
+                if queue.batches.front().is_none_or(|b| b.encoded.is_some()) {
                     continue;
                 }
-                // A batch sent before goes again only once nothing of its partition is in
-                // flight: the broker must see the partition's batches in sequence order.
-                if idempotent && front.sent && queue.in_flight > 0 {
+                let Some(mut batch) = queue.batches.pop_front() else {
                     continue;
+                };
+                if let (Some(producer), None) = (producer, batch.numbering) {
+                    // Batches are numbered in queue order: the front is the next to number.
+                    batch.numbering = Some(Numbering {
+                        producer,
+                        base_sequence: queue.next_sequence,
+                    });
+                    queue.next_sequence =
+                        idempotence::advance(queue.next_sequence, as_i32(batch.entries.len()));
                 }
-                let ready = force
-                    || front.closed
-                    || queue.batches.len() > 1
-                    || front.attempts > 0
-                    || now >= front.created + linger;
-                if !ready {
-                    continue;
-                }
-                match metadata.leader(topic, partition) {
-                    Some(info) => by_broker
-                        .entry(info.leader)
-                        .or_default()
-                        .push((topic.clone(), partition)),
-                    None => leaderless = true,
-                }
+                // Taken out ready: nothing more is appended to it.
+                batch.closed = true;
+                queue.encoding = true;
+                jobs.push(EncodeJob {
+                    batch,
+                    compression,
+                    generation,
+                    encoded: None,
+                });
             }
         }
-        if leaderless {
-            self.metadata_refresh = true;
-        }
-        let mut plans = Vec::new();
-        for (broker, partitions) in by_broker {
-            let in_flight = self.in_flight_per_broker.get(&broker).copied().unwrap_or(0);
-            if in_flight >= self.config.max_in_flight {
+        jobs
+    }
+
+    /// Takes back the jobs of [`Accumulator::poll_encode`] (encoding those that were not):
+    /// each batch goes back to the front of its partition, encoded; one whose encoding no
+    /// longer fits a request is split in halves (which are encoded next time), and one that
+    /// cannot be encoded, or that is too large as a single record, fails. Returns whether
+    /// a batch was split or failed: [`Accumulator::poll_encode`] may then have more to encode
+    /// at once.
+    pub fn handle_encoded(&mut self, jobs: Vec<EncodeJob<T>>) -> bool {
+        let mut again = false;
+        for job in jobs {
+            let EncodeJob {
+                mut batch,
+                compression,
+                generation,
+                encoded,
+            } = job;
+            let (topic, partition) = (batch.topic.clone(), batch.partition);
+            if let Some(queue) = self
+                .queues
+                .get_mut(&topic)
+                .and_then(|p| p.get_mut(&partition))
+            {
+                queue.encoding = false;
+            }
+            if let Some(error) = self.idempotence.fatal() {
+                let (error, persisted) = (error.clone(), batch.persisted());
+                self.fail_batch(batch, &error, persisted);
                 continue;
             }
+            if generation != self.numbering_generation {
+                // The sequences started again meanwhile: numbered and encoded anew.
+                batch.numbering = None;
+                batch.encoded = None;
+                self.requeue(batch);
+                again = true;
+                continue;
+            }
+            let max_batch = self.max_batch(&topic);
+            match encoded.unwrap_or_else(|| encode(&batch, compression)) {
+                Ok(encoded) if encoded.len() <= max_batch => {
+                    batch.encoded = Some(encoded);
+                    self.requeue(batch);
+                }
+                Ok(encoded) if batch.entries.len() > 1 => {
+                    debug!(%topic, partition, size = encoded.len(), max = max_batch,
+                        "compressed batch too large, splitting");
+                    if let Some(numbering) = batch.numbering.take() {
+                        // Never sent: give its sequences to the halves.
+                        self.rewind_sequence(&topic, partition, numbering);
+                    }
+                    let (first, second) = self.split(batch);
+                    if let Some(queue) = self
+                        .queues
+                        .get_mut(&topic)
+                        .and_then(|p| p.get_mut(&partition))
+                    {
+                        queue.batches.push_front(second);
+                        queue.batches.push_front(first);
+                    }
+                    again = true;
+                }
+                result => {
+                    let error = match result {
+                        Ok(encoded) => Error::TooLarge {
+                            size: encoded.len(),
+                            max: max_batch,
+                        },
+                        Err(error) => Error::CorruptRecord {
+                            topic: topic.to_string(),
+                            partition,
+                            offset: None,
+                            broker: None,
+                            reason: format!("cannot encode batch: {error}"),
+                        },
+                    };
+                    if let Some(numbering) = batch.numbering.take() {
+                        // Never sent: its sequences go to the next batch.
+                        self.rewind_sequence(&topic, partition, numbering);
+                    }
+                    self.fail_batch(batch, &error, Persisted::No);
+                    again = true;
+                }
+            }
+        }
+        again
+    }
+
+    /// The requests to send now, of the front batches that are encoded (see
+    /// [`Accumulator::poll_encode`]). A partition's first batch is sendable when the partition
+    /// has fewer batches in flight than it may (`PartitionQueue::in_flight_limit`; a
+    /// numbered batch sent before waits until none is), it is not backing off, and it is
+    /// full, followed by another batch, a retry, `linger.ms` old, or when a flush or close
+    /// is on or `buffer_exhausted` (a `send` waits for buffer space). Its partition must
+    /// have a known leader; brokers with `max.in.flight.requests.per.connection` requests
+    /// out get nothing. Each request holds at most one batch per partition and stays within
+    /// `max.request.size`.
+    pub fn poll_requests(
+        &mut self,
+        now: Instant,
+        metadata: &Metadata,
+        buffer_exhausted: bool,
+    ) -> Vec<ProduceRequestPlan> {
+        let Some(by_broker) = self.sendable(now, metadata, buffer_exhausted) else {
+            return Vec::new();
+        };
+        let mut plans = Vec::new();
+        for (broker, partitions) in by_broker {
             let start = self.drain_rotation % partitions.len();
             let mut size = REQUEST_OVERHEAD + self.config.client_id_len;
             let mut topics: BTreeSet<&str> = BTreeSet::new();
             let mut batches = Vec::new();
             for i in 0..partitions.len() {
                 let (topic, partition) = &partitions[(start + i) % partitions.len()];
-                let Some(encoded_len) = self.prepare_front(topic, *partition) else {
+                let Some(queue) = self
+                    .queues
+                    .get_mut(topic)
+                    .and_then(|p| p.get_mut(partition))
+                else {
+                    continue;
+                };
+                let Some(encoded_len) = queue
+                    .batches
+                    .front()
+                    .and_then(|b| b.encoded.as_ref())
+                    .map(Bytes::len)
+                else {
                     continue;
                 };
                 let topic_cost = if topics.contains(&**topic) {
@@ -113,13 +271,6 @@ impl<T> Accumulator<T> {
                 if size + cost > self.config.max_request_size && !batches.is_empty() {
                     continue;
                 }
-                let Some(queue) = self
-                    .queues
-                    .get_mut(topic)
-                    .and_then(|p| p.get_mut(partition))
-                else {
-                    continue;
-                };
                 let Some(mut batch) = queue.batches.pop_front() else {
                     continue;
                 };
@@ -154,6 +305,7 @@ impl<T> Accumulator<T> {
                 request_id,
                 broker,
                 acks: self.config.acks,
+                timeout_ms: self.config.request_timeout_ms,
                 batches: drained,
             });
         }
@@ -161,70 +313,89 @@ impl<T> Accumulator<T> {
         plans
     }
 
-    /// Encodes the first batch of a partition if it is not yet (numbering it), splitting
-    /// it while its encoded form is too large; returns its encoded length, or `None` if it
-    /// failed.
-    fn prepare_front(&mut self, topic: &str, partition: i32) -> Option<usize> {
-        let max_batch = self.max_batch(topic);
-        let compression = self.config.compression;
-        let producer = self.idempotence.producer();
-        loop {
-            let queue = self.queues.get_mut(topic)?.get_mut(&partition)?;
-            let batch = queue.batches.front_mut()?;
-            if let Some(encoded) = &batch.encoded {
-                return Some(encoded.len());
-            }
-            if let (Some(producer), None) = (producer, batch.numbering) {
-                // Batches are numbered in queue order: the front is the next to number.
-                batch.numbering = Some(Numbering {
-                    producer,
-                    base_sequence: queue.next_sequence,
-                });
-                queue.next_sequence =
-                    idempotence::advance(queue.next_sequence, as_i32(batch.entries.len()));
-            }
-            match encode(batch, compression) {
-                Ok(encoded) if encoded.len() <= max_batch => {
-                    let len = encoded.len();
-                    batch.encoded = Some(encoded);
-                    return Some(len);
+    /// The partitions whose front batch may be sent now, by leader, leaving out brokers
+    /// with `max.in.flight.requests.per.connection` requests out; `None` while nothing may
+    /// be sent (no producer id yet, an epoch bump pending behind batches in flight, or a
+    /// fatal error). Carries out a pending epoch bump once nothing is in flight.
+    fn sendable(
+        &mut self,
+        now: Instant,
+        metadata: &Metadata,
+        buffer_exhausted: bool,
+    ) -> Option<ByBroker> {
+        if self.idempotence.reset() == Reset::Bump
+            && self.in_flight.is_empty()
+            && self.idempotence.apply_bump()
+        {
+            let producer = self.idempotence.producer();
+            debug!(
+                ?producer,
+                "bumped the producer epoch; sequences start again at 0"
+            );
+            self.restart_sequences();
+        }
+        if !self.idempotence.can_send() {
+            return None;
+        }
+        let force = buffer_exhausted || self.closing || self.flushing();
+        let linger = self.config.linger;
+        let max_in_flight = self.config.max_in_flight;
+        let idempotent = self.idempotence.is_enabled();
+        let mut by_broker: ByBroker = BTreeMap::new();
+        let mut leaderless = false;
+        for (topic, partitions) in &self.queues {
+            for (&partition, queue) in partitions {
+                if queue.encoding
+                    || queue.in_flight >= queue.in_flight_limit(idempotent, max_in_flight)
+                {
+                    continue;
                 }
-                Ok(encoded) if batch.entries.len() > 1 => {
-                    debug!(%topic, partition, size = encoded.len(), max = max_batch,
-                        "compressed batch too large, splitting");
-                    if let Some(numbering) = batch.numbering {
-                        // Never sent: give its sequences to the halves.
-                        queue.next_sequence = numbering.base_sequence;
-                    }
-                    let batch = queue.batches.pop_front()?;
-                    let (first, second) = self.split(batch);
-                    let queue = self.queues.get_mut(topic)?.get_mut(&partition)?;
-                    queue.batches.push_front(second);
-                    queue.batches.push_front(first);
+                let Some(front) = queue.batches.front() else {
+                    continue;
+                };
+                if front.retry_at.is_some_and(|at| at > now) || front.deadline <= now {
+                    continue;
                 }
-                result => {
-                    let error = match result {
-                        Ok(encoded) => Error::TooLarge {
-                            size: encoded.len(),
-                            max: max_batch,
-                        },
-                        Err(error) => Error::CorruptRecord {
-                            topic: topic.to_string(),
-                            partition,
-                            offset: None,
-                            broker: None,
-                            reason: format!("cannot encode batch: {error}"),
-                        },
-                    };
-                    let mut batch = queue.batches.pop_front()?;
-                    if let Some(numbering) = batch.numbering.take() {
-                        // Never sent: its sequences go to the next batch.
-                        queue.next_sequence = numbering.base_sequence;
-                    }
-                    self.fail_batch(batch, &error, Persisted::No);
-                    return None;
+                // A batch sent before goes again only once nothing of its partition is in
+                // flight: the broker must see the partition's batches in sequence order.
+                if idempotent && front.sent && queue.in_flight > 0 {
+                    continue;
+                }
+                let ready = force
+                    || front.closed
+                    || queue.batches.len() > 1
+                    || front.attempts > 0
+                    || now >= front.created + linger;
+                if !ready {
+                    continue;
+                }
+                match metadata.leader(topic, partition) {
+                    Some(info) => by_broker
+                        .entry(info.leader)
+                        .or_default()
+                        .push((topic.clone(), partition)),
+                    None => leaderless = true,
                 }
             }
+        }
+        if leaderless {
+            self.metadata_refresh = true;
+        }
+        by_broker.retain(|broker, _| {
+            self.in_flight_per_broker.get(broker).copied().unwrap_or(0) < max_in_flight
+        });
+        Some(by_broker)
+    }
+
+    /// Gives the sequences of a batch that was numbered but never sent back to its
+    /// partition: it was the last numbered, so the next batch starts where it did.
+    fn rewind_sequence(&mut self, topic: &str, partition: i32, numbering: Numbering) {
+        if let Some(queue) = self
+            .queues
+            .get_mut(topic)
+            .and_then(|p| p.get_mut(&partition))
+        {
+            queue.next_sequence = numbering.base_sequence;
         }
     }
 

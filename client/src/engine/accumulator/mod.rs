@@ -63,12 +63,15 @@ mod completion;
 mod drain;
 mod expiry;
 mod placement;
+mod request;
 mod response;
 mod size;
 #[cfg(test)]
 mod tests;
 
 pub use completion::CompletedBatch;
+pub use drain::EncodeJob;
+pub use request::{partition_responses, produce_request};
 pub use size::{
     max_batch_bytes, record_size, record_size_upper_bound, single_record_batch_bytes,
     PARTITION_OVERHEAD, REQUEST_OVERHEAD, TOPIC_OVERHEAD,
@@ -108,6 +111,8 @@ pub struct AccumulatorConfig {
     pub partitioner: Partitioner,
     /// `acks`.
     pub acks: Acks,
+    /// `request.timeout.ms`, in milliseconds: each Produce request's `timeout_ms`.
+    pub request_timeout_ms: i32,
     /// `enable.idempotence`, as it resolves with the other settings.
     pub idempotent: bool,
 }
@@ -128,6 +133,8 @@ impl AccumulatorConfig {
             max_in_flight: config.max_in_flight.max(1),
             partitioner: config.partitioner,
             acks: config.acks,
+            request_timeout_ms: i32::try_from(config.request_timeout.as_millis())
+                .unwrap_or(i32::MAX),
             idempotent: config.idempotence(),
         }
     }
@@ -202,6 +209,8 @@ pub struct ProduceRequestPlan {
     pub broker: i32,
     /// `acks` of the request.
     pub acks: Acks,
+    /// The request's `timeout_ms`: `request.timeout.ms`.
+    pub timeout_ms: i32,
     /// The batches, at most one per partition.
     pub batches: Vec<DrainedBatch>,
 }
@@ -317,6 +326,9 @@ struct PartitionQueue<T> {
     /// A numbered batch was acknowledged in the current epoch: the broker has state for
     /// the producer here and refuses batches that arrive out of order.
     acknowledged: bool,
+    /// The front batch is out being encoded ([`EncodeJob`]): nothing of the partition is
+    /// sent until it is back.
+    encoding: bool,
 }
 
 impl<T> PartitionQueue<T> {
@@ -344,6 +356,7 @@ impl<T> Default for PartitionQueue<T> {
             next_sequence: 0,
             expected_sequence: 0,
             acknowledged: false,
+            encoding: false,
         }
     }
 }
@@ -381,6 +394,8 @@ pub struct Accumulator<T> {
     wake: bool,
     /// Emptied entry buffers of completed batches, for new batches.
     spare_entries: Vec<Vec<Entry<T>>>,
+    /// Counts restarts of the sequences: an [`EncodeJob`] numbered before one is stale.
+    numbering_generation: u64,
     idempotence: Idempotence,
 }
 
@@ -412,6 +427,7 @@ impl<T> Accumulator<T> {
             metadata_refresh: false,
             wake: false,
             spare_entries: Vec::new(),
+            numbering_generation: 0,
             idempotence,
         }
     }
@@ -476,6 +492,7 @@ impl<T> Accumulator<T> {
     /// Forgets every sequence: queued batches are numbered (and encoded) again when they are
     /// next drained, from 0 in each partition, in queue order (which is sequence order).
     pub(super) fn restart_sequences(&mut self) {
+        self.numbering_generation += 1;
         for partitions in self.queues.values_mut() {
             for queue in partitions.values_mut() {
                 queue.next_sequence = 0;
@@ -575,7 +592,9 @@ impl<T> Accumulator<T> {
                 for batch in &queue.batches {
                     consider(batch.deadline);
                 }
-                if queue.in_flight >= queue.in_flight_limit(idempotent, max_in_flight) {
+                if queue.encoding
+                    || queue.in_flight >= queue.in_flight_limit(idempotent, max_in_flight)
+                {
                     continue;
                 }
                 if let Some(front) = queue.batches.front() {

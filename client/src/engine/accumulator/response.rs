@@ -204,7 +204,7 @@ impl<T> Accumulator<T> {
     /// Puts a batch back to be sent again: at the front of its partition's queue, or, when
     /// numbered, before the first batch numbered after it (answers of several batches in
     /// flight may come back in any order).
-    fn requeue(&mut self, batch: Batch<T>) {
+    pub(super) fn requeue(&mut self, batch: Batch<T>) {
         let queue = self
             .queues
             .entry(batch.topic.clone())

@@ -61,6 +61,7 @@ fn config() -> AccumulatorConfig {
         max_in_flight: 5,
         partitioner: Partitioner::Murmur2Random,
         acks: Acks::All,
+        request_timeout_ms: 30_000,
         idempotent: false,
     }
 }
@@ -1083,5 +1084,120 @@ fn duplicates_complete_and_fencing_is_fatal() {
     );
     assert!(matches!(&completions(&mut acc)[..], [(3, Err(f))] if f.error.is_fatal()));
     assert!(acc.drain(t0, &md, true).is_empty());
+    assert!(acc.is_idle());
+}
+
+#[test]
+fn encode_jobs_are_send_and_touch_nothing_but_themselves() {
+    fn assert_send<J: Send + 'static>() {}
+    assert_send::<EncodeJob<u32>>();
+}
+
+#[test]
+fn appends_go_on_while_a_batch_is_encoded_outside_and_order_holds() {
+    let t0 = Instant::now();
+    let md = metadata(&[0, 1]);
+    let mut acc = Accumulator::new(
+        AccumulatorConfig {
+            compression: Compression::Gzip,
+            ..config()
+        },
+        1,
+    );
+    acc.append(record(1, Some(0), 100, t0), &md, t0);
+    acc.append(record(2, Some(0), 100, t0), &md, t0);
+    let mut jobs = acc.poll_encode(t0, &md, true);
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].record_count(), 2);
+    // While the batch is out (encoded where `send`'s lock is not held), appends go on: to
+    // a new batch of the same partition, and to other partitions.
+    assert_eq!(
+        acc.append(record(3, Some(0), 100, t0), &md, t0),
+        Placement::Partition(0)
+    );
+    acc.append(record(4, Some(1), 100, t0), &md, t0);
+    assert!(
+        acc.poll_requests(t0, &md, true)
+            .iter()
+            .all(|plan| plan.batches.iter().all(|b| b.partition != 0)),
+        "nothing of partition 0 goes before the batch out being encoded"
+    );
+    for job in &mut jobs {
+        job.encode();
+    }
+    assert!(!acc.handle_encoded(jobs), "nothing split or failed");
+    let plans = acc.drain(t0, &md, true);
+    let partition_0: Vec<Vec<i32>> = plans
+        .iter()
+        .flat_map(|p| &p.batches)
+        .filter(|b| b.partition == 0)
+        .map(|b| decode(b).records.iter().map(|r| r.offset_delta).collect())
+        .collect();
+    assert_eq!(
+        partition_0,
+        vec![vec![0, 1]],
+        "the encoded batch first, alone"
+    );
+    let plan = plans
+        .iter()
+        .find(|p| p.batches.iter().any(|b| b.partition == 0))
+        .expect("a request for partition 0");
+    let batch = plan
+        .batches
+        .iter()
+        .find(|b| b.partition == 0)
+        .expect("batch");
+    assert_eq!(decode(batch).compression, Compression::Gzip);
+    let id = plan.request_id;
+    let outcome = answer(plan, 10);
+    acc.handle_response(id, outcome, t0);
+    // Record 3 follows in the next batch of the partition.
+    let next: Vec<u32> = acc
+        .drain(t0, &md, true)
+        .iter()
+        .flat_map(|p| &p.batches)
+        .filter(|b| b.partition == 0)
+        .map(|b| decode(b).records.len() as u32)
+        .collect();
+    assert_eq!(next, vec![1]);
+}
+
+#[test]
+fn a_batch_renumbered_while_it_was_encoded_is_encoded_again() {
+    let t0 = Instant::now();
+    let md = metadata(&[0]);
+    let mut acc = numbering_accumulator();
+    acc.append(record(1, Some(0), 100, t0), &md, t0);
+    let mut jobs = acc.poll_encode(t0, &md, true);
+    assert_eq!(jobs.len(), 1);
+    for job in &mut jobs {
+        job.encode();
+    }
+    // A new producer id arrives meanwhile: the sequences start again, and the bytes
+    // encoded under the old id must not be sent.
+    acc.set_producer_id(ProducerId::new(43, 0));
+    assert!(acc.handle_encoded(jobs), "encode again");
+    let plans = acc.drain(t0, &md, true);
+    let batch = decode(&plans[0].batches[0]);
+    assert_eq!(
+        (batch.producer_id, batch.producer_epoch, batch.base_sequence),
+        (43, 0, 0)
+    );
+}
+
+#[test]
+fn a_batch_out_when_the_producer_fails_fatally_fails_with_it() {
+    let t0 = Instant::now();
+    let md = metadata(&[0]);
+    let mut acc = numbering_accumulator();
+    acc.append(record(1, Some(0), 100, t0), &md, t0);
+    let jobs = acc.poll_encode(t0, &md, true);
+    acc.set_fatal(Error::broker(ErrorCode::ProducerFenced));
+    acc.handle_encoded(jobs);
+    let done = completions(&mut acc);
+    assert!(
+        matches!(&done[..], [(1, Err(failure))] if failure.error.is_fatal()),
+        "{done:?}"
+    );
     assert!(acc.is_idle());
 }
