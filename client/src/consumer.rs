@@ -81,7 +81,7 @@ impl ClientBuilder<Consumer> {
         let shared = Arc::new(Shared::new(fetcher, cluster));
         let span = tracing::debug_span!("consumer");
         let driver = runtime.spawn(tracing::Instrument::instrument(
-            fetch_loop::run(shared.clone(), seed.rotate_left(17)),
+            fetch_loop::run(shared.clone()),
             span,
         ));
         Ok(Consumer {

@@ -674,7 +674,7 @@ pub mod fetcher {
             if step(op, &mut input, &mut f, &md, &mut now, &mut checker, &all).is_none() {
                 break;
             }
-            if let Some(at) = f.poll_timeout(now) {
+            if let Some(at) = f.poll_timeout(now, &md) {
                 assert!(at > now, "a deadline in the past: a busy loop");
             }
         }
@@ -816,9 +816,11 @@ pub mod fetcher {
                     }
                     2 => {
                         let error = failure(0);
-                        f.handle_metadata_failure(&error, *now, *now, md);
+                        let _ = f.handle_metadata_failure(&error, *now, *now, md);
                     }
-                    3 => f.handle_metadata_response(*now),
+                    3 => {
+                        let _ = f.handle_metadata_response(*now, md);
+                    }
                     4 => {
                         checker.assigned = all.iter().step_by(2).cloned().collect();
                         f.assign(&checker.assigned);

@@ -53,6 +53,11 @@ impl MetadataRefresh {
         self.wanted = true;
     }
 
+    /// Whether something asked for fresh metadata that no refresh has been sent for yet.
+    pub fn is_requested(&self) -> bool {
+        self.wanted
+    }
+
     /// Whether a refresh is in flight, and since when.
     pub fn in_flight(&self) -> Option<Instant> {
         self.in_flight

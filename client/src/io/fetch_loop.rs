@@ -26,7 +26,6 @@ use tracing::{debug, warn, Instrument};
 
 use super::broker::{RequestError, Response};
 use super::cluster::ClusterClient;
-use crate::engine::backoff::{Backoff, Rng};
 use crate::engine::fetcher::{decode_ahead, FetchPlan, Fetcher, ListOffsetsPlan};
 use crate::error::Error;
 use crate::proto::{ApiKey, RequestKind, ResponseKind};
@@ -102,35 +101,29 @@ enum Completion {
     },
 }
 
-/// Runs until the consumer is closed or dropped.
-pub(crate) async fn run(shared: Arc<Shared>, seed: u64) {
-    let config = shared.cluster.config().clone();
+/// Runs until the consumer is closed or dropped: a loop over the fetcher's call order (see
+/// [`Fetcher`]), doing the IO it asks for and nothing else.
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let bootstrap = shared.cluster.config().bootstrap_servers.join(",");
     let mut tasks: JoinSet<Completion> = JoinSet::new();
-    let mut rng = Rng::new(seed);
-    let mut refresh_backoff = Backoff::new(config.retry_backoff, config.retry_backoff_max);
-    let mut refresh_in_flight = false;
-    let mut refresh_wanted = false;
-    let mut refresh_not_before: Option<Instant> = None;
     loop {
         let now = Instant::now();
-        let (fetches, lookups, deadline) = {
+        let (fetches, lookups, refresh, deadline) = {
             let mut state = shared.lock();
             if state.closed {
                 break;
             }
-            let metadata = shared.cluster.metadata();
+            let mut metadata = shared.cluster.metadata();
             let lookups = state.fetcher.poll_list_offsets(now.into_std(), &metadata);
             let fetches = state.fetcher.poll_fetches(now.into_std(), &metadata);
-            refresh_wanted |= state.fetcher.poll_metadata_refresh();
-            // First use, a stale cache or `metadata.max.age.ms` passed; nothing to look up
-            // before something is assigned.
-            refresh_wanted |= state.fetcher.has_assignment()
-                && metadata.refresh_due(now.into_std()) <= now.into_std();
+            let refresh = state
+                .fetcher
+                .poll_metadata_refresh(now.into_std(), &mut metadata);
             let deadline = state
                 .fetcher
-                .poll_timeout(now.into_std())
+                .poll_timeout(now.into_std(), &metadata)
                 .map(Instant::from_std);
-            (fetches, lookups, deadline)
+            (fetches, lookups, refresh, deadline)
         };
         for plan in lookups {
             spawn_list_offsets(&mut tasks, &shared.cluster, plan);
@@ -138,11 +131,7 @@ pub(crate) async fn run(shared: Arc<Shared>, seed: u64) {
         for plan in fetches {
             spawn_fetch(&mut tasks, &shared.cluster, plan);
         }
-        let refresh_allowed = refresh_not_before.is_none_or(|at| at <= now);
-        if refresh_wanted && !refresh_in_flight && refresh_allowed {
-            refresh_wanted = false;
-            refresh_in_flight = true;
-            shared.cluster.metadata().invalidate();
+        if refresh {
             let cluster = shared.cluster.clone();
             tasks.spawn(async move {
                 let result = cluster.refresh_metadata().await;
@@ -152,51 +141,34 @@ pub(crate) async fn run(shared: Arc<Shared>, seed: u64) {
                 }
             });
         }
-        let refresh_deadline = if refresh_wanted && !refresh_in_flight {
-            refresh_not_before
-        } else {
-            None
-        };
-        let deadline = match (deadline, refresh_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
         tokio::select! {
             done = tasks.join_next(), if !tasks.is_empty() => {
                 let Some(Ok(done)) = done else { continue };
                 let now = Instant::now();
                 match done {
                     Completion::Metadata { sent_at, result } => {
-                        refresh_in_flight = false;
-                        let still_stale = shared.cluster.metadata().refresh_due(now.into_std()) <= now.into_std();
-                        let wait = match &result {
-                            Ok(()) if !still_stale => {
-                                refresh_backoff.reset();
-                                config.retry_backoff
-                            }
-                            Ok(()) => refresh_backoff.next_delay(&mut rng),
-                            Err(_) => refresh_backoff.next_delay(&mut rng),
-                        };
-                        refresh_not_before = Some(now + wait);
                         let mut state = shared.lock();
+                        let metadata = shared.cluster.metadata();
                         match result {
-                            Ok(()) => state.fetcher.handle_metadata_response(now.into_std()),
+                            Ok(()) => {
+                                state.fetcher.handle_metadata_response(now.into_std(), &metadata);
+                            }
                             Err(error) => {
-                                warn!(
-                                    bootstrap = %config.bootstrap_servers.join(","),
-                                    %error,
-                                    retry_in = ?wait,
-                                    "metadata refresh failed: no broker answered"
-                                );
-                                let metadata = shared.cluster.metadata();
-                                state.fetcher.handle_metadata_failure(
+                                let wait = state.fetcher.handle_metadata_failure(
                                     &error,
                                     sent_at.into_std(),
                                     now.into_std(),
                                     &metadata,
                                 );
+                                warn!(
+                                    %bootstrap,
+                                    %error,
+                                    retry_in = ?wait,
+                                    "metadata refresh failed: no broker answered"
+                                );
                             }
                         }
+                        drop(metadata);
                         wake_user(state);
                     }
                     Completion::Fetch { id, result } => {

@@ -11,33 +11,39 @@ use crate::engine::metadata::Metadata;
 use crate::error::Error;
 
 impl Fetcher {
-    /// A metadata refresh was answered.
-    pub fn handle_metadata_response(&mut self, now: Instant) {
+    /// A metadata refresh was answered (and the answer applied to `metadata`). Returns the
+    /// wait before the next refresh.
+    pub fn handle_metadata_response(&mut self, now: Instant, metadata: &Metadata) -> Duration {
         self.record_success(Peer::AnyBroker, now);
+        self.refresh
+            .handle_refresh(true, now, metadata, &mut self.rng)
     }
 
     /// A metadata refresh sent at `sent_at` failed: no broker, bootstrap servers included,
     /// answered it. Counts towards [`Error::AllBrokersDown`] while some assigned partition
     /// has no known leader (the consumer cannot fetch it before a refresh succeeds); with
     /// every leader known, fetch failures say more, and tell the user which broker fails.
+    /// Returns the wait before the next refresh (backing off).
     pub fn handle_metadata_failure(
         &mut self,
         error: &Error,
         sent_at: Instant,
         now: Instant,
         metadata: &Metadata,
-    ) {
+    ) -> Duration {
         let leaderless = self.partitions.iter().any(|(tp, state)| {
             state.state != FetchState::Halted && metadata.leader(&tp.topic, tp.partition).is_none()
         });
         if leaderless {
             self.record_failure(Peer::AnyBroker, error, sent_at, now);
         }
+        self.refresh
+            .handle_refresh(false, now, metadata, &mut self.rng)
     }
 
     /// Backs off from `broker` and asks for fresh metadata; returns the wait.
     pub(super) fn fail_broker(&mut self, broker: i32, now: Instant) -> Duration {
-        self.metadata_refresh = true;
+        self.refresh.request();
         let retry = self
             .broker_backoff
             .entry(broker)

@@ -16,10 +16,13 @@
 //!    [`ListOffsetsPlan::request`] build them for the negotiated version. Feed each answer
 //!    to [`Fetcher::handle_fetch_response`] / [`Fetcher::handle_list_offsets_response`], or
 //!    its failure to [`Fetcher::handle_fetch_failure`] / [`Fetcher::handle_list_offsets_failure`].
-//!    When [`Fetcher::poll_metadata_refresh`] says so, refresh the metadata, and report
-//!    the outcome with [`Fetcher::handle_metadata_response`] /
-//!    [`Fetcher::handle_metadata_failure`]. Sleep until [`Fetcher::poll_timeout`] or the
-//!    next answer.
+//!    When [`Fetcher::poll_metadata_refresh`] says so (the refresh policy, spacing and
+//!    backoff included, is the engine's), refresh the metadata, and report the outcome with
+//!    [`Fetcher::handle_metadata_response`] / [`Fetcher::handle_metadata_failure`]. Take the
+//!    raw batches of each answer with [`Fetcher::take_undecoded`], decode them outside the
+//!    lock the user's `recv` needs with [`decode_ahead`], and hand them back with
+//!    [`Fetcher::handle_decoded`]. Sleep until [`Fetcher::poll_timeout`] or the next
+//!    answer.
 //! 3. The user drains [`Fetcher::poll_event`]: outages first (once per failure episode),
 //!    then records, end-of-partition events and per-partition errors, in offset order
 //!    within each partition.
@@ -54,6 +57,8 @@ use bytes::Bytes;
 use indexmap::IndexMap;
 
 use super::backoff::{Backoff, Rng};
+use super::metadata::Metadata;
+use super::refresh::MetadataRefresh;
 use crate::config::{Config, IsolationLevel, OffsetReset};
 use crate::error::Error;
 use crate::proto::record_batch::{DecodeLimits, Record, RecordBatch};
@@ -151,7 +156,8 @@ pub struct Fetcher {
     brokers_fetching: HashSet<i32>,
     brokers_looking_up: HashSet<i32>,
     broker_backoff: HashMap<i32, RetryState>,
-    metadata_refresh: bool,
+    /// When to refresh the metadata: the policy every role shares.
+    refresh: MetadataRefresh,
     /// Index of the partition records are being drained from.
     drain_cursor: usize,
     /// Where the next fetch starts its partition list, so that every partition gets to be
@@ -419,6 +425,7 @@ impl PartitionState {
 impl Fetcher {
     /// A fetcher with nothing assigned; `seed` drives backoff jitter.
     pub fn new(config: FetcherConfig, seed: u64) -> Self {
+        let refresh = MetadataRefresh::new(config.retry_backoff, config.retry_backoff_max);
         Self {
             config,
             partitions: IndexMap::new(),
@@ -429,7 +436,7 @@ impl Fetcher {
             brokers_fetching: HashSet::new(),
             brokers_looking_up: HashSet::new(),
             broker_backoff: HashMap::new(),
-            metadata_refresh: false,
+            refresh,
             drain_cursor: 0,
             fetch_rotation: 0,
             space_freed: false,
@@ -449,19 +456,34 @@ impl Fetcher {
         std::mem::take(&mut self.space_freed)
     }
 
-    /// True once each time a leader was missing or a broker said the metadata is stale.
-    pub fn poll_metadata_refresh(&mut self) -> bool {
-        std::mem::take(&mut self.metadata_refresh)
+    /// Whether to send a Metadata request ([`Metadata::request`]) now: a leader was missing
+    /// or a broker said the metadata is stale, or the cache is stale or `metadata.max.age.ms`
+    /// old; only while something is assigned, and spaced and backed off by
+    /// [`MetadataRefresh`] (`retry.backoff.ms` doubling to `retry.backoff.max.ms` while the
+    /// cache stays incomplete). A `true` must be answered with
+    /// [`Fetcher::handle_metadata_response`] or [`Fetcher::handle_metadata_failure`].
+    pub fn poll_metadata_refresh(&mut self, now: Instant, metadata: &mut Metadata) -> bool {
+        let active = self.has_assignment();
+        self.refresh.poll_refresh(now, metadata, active)
     }
 
-    /// The earliest future time at which a backoff ends; `None` when nothing waits.
-    pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
+    /// Whether something asked for fresh metadata that no refresh has been sent for yet.
+    pub fn wants_metadata_refresh(&self) -> bool {
+        self.refresh.is_requested()
+    }
+
+    /// The earliest future time at which a backoff ends or a metadata refresh is due;
+    /// `None` when nothing waits.
+    pub fn poll_timeout(&self, now: Instant, metadata: &Metadata) -> Option<Instant> {
         let partitions = self
             .partitions
             .values()
             .filter_map(|s| s.retry.pending(now));
         let brokers = self.broker_backoff.values().filter_map(|r| r.pending(now));
-        partitions.chain(brokers).min()
+        let refresh = self
+            .refresh
+            .poll_timeout(now, metadata, self.has_assignment());
+        partitions.chain(brokers).chain(refresh).min()
     }
 
     pub(super) fn next_id(&mut self) -> u64 {

@@ -207,7 +207,9 @@ impl Fetcher {
                 generation: state.generation,
             });
         }
-        self.metadata_refresh |= missing_leader;
+        if missing_leader {
+            self.refresh.request();
+        }
         let mut plans = Vec::with_capacity(groups.len());
         for (broker, partitions) in groups {
             for planned in &partitions {
@@ -294,7 +296,9 @@ impl Fetcher {
                 generation: state.generation,
             });
         }
-        self.metadata_refresh |= missing_leader;
+        if missing_leader {
+            self.refresh.request();
+        }
         if !groups.is_empty() {
             self.fetch_rotation = self.fetch_rotation.wrapping_add(1);
         }

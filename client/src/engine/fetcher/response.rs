@@ -81,7 +81,9 @@ impl Fetcher {
                         if matches!(state.state, FetchState::Lookup { .. }) {
                             state.look_up(planned.target);
                         }
-                        self.metadata_refresh |= refresh;
+                        if refresh {
+                            self.refresh.request();
+                        }
                     }
                 }
             }
@@ -264,8 +266,9 @@ impl Fetcher {
                 return Applied::Other;
             }
             Some(code) => {
-                self.metadata_refresh |=
-                    Self::partition_error(&mut self.rng, state, tp, broker, code, now);
+                if Self::partition_error(&mut self.rng, state, tp, broker, code, now) {
+                    self.refresh.request();
+                }
                 return Applied::Other;
             }
         }

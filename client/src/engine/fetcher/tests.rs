@@ -560,11 +560,14 @@ fn leadership_errors_refresh_metadata_and_back_off() {
     let md = metadata(&[("t", &[0])]);
     let p = tp("t", 0);
     let mut f = fetcher(config(), std::slice::from_ref(&p));
-    for code in [
+    for (round, code) in [
         ErrorCode::NotLeaderOrFollower,
         ErrorCode::FencedLeaderEpoch,
         ErrorCode::UnknownLeaderEpoch,
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let plan = only_plan(&mut f, now, &md);
         f.handle_fetch_response(
             plan.id(),
@@ -573,12 +576,12 @@ fn leadership_errors_refresh_metadata_and_back_off() {
             now,
         );
         assert_eq!(
-            f.poll_metadata_refresh(),
+            f.wants_metadata_refresh(),
             code != ErrorCode::UnknownLeaderEpoch,
             "{code:?}"
         );
         assert!(f.poll_fetches(now, &md).is_empty(), "backing off");
-        let at = f.poll_timeout(now).expect("a backoff deadline");
+        let at = f.poll_timeout(now, &md).expect("a backoff deadline");
         assert!(at > now && at <= now + Duration::from_millis(1200));
         let plan = only_plan(&mut f, at, &md);
         assert_eq!(
@@ -587,6 +590,14 @@ fn leadership_errors_refresh_metadata_and_back_off() {
             "the same offset again"
         );
         f.handle_fetch_response(plan.id(), 18, response("t", vec![ok(0, 0, Vec::new())]), at);
+        // The refresh asked for goes out (the cache is fresh, but a broker said otherwise).
+        let mut fresh = metadata(&[("t", &[0])]);
+        let refresh_at = now + Duration::from_secs(10 * (round as u64 + 1));
+        if f.wants_metadata_refresh() {
+            assert!(f.poll_metadata_refresh(refresh_at, &mut fresh));
+            f.handle_metadata_response(refresh_at, &metadata(&[("t", &[0])]));
+        }
+        assert!(!f.wants_metadata_refresh());
     }
     // A failed request backs off the broker.
     let plan = only_plan(&mut f, now, &md);
@@ -597,9 +608,9 @@ fn leadership_errors_refresh_metadata_and_back_off() {
         },
         now,
     );
-    assert!(f.poll_metadata_refresh());
+    assert!(f.wants_metadata_refresh());
     assert!(f.poll_fetches(now, &md).is_empty());
-    let at = f.poll_timeout(now).expect("broker backoff");
+    let at = f.poll_timeout(now, &md).expect("broker backoff");
     assert_eq!(
         only_plan(&mut f, at, &md).partitions().collect::<Vec<_>>(),
         vec![(&p, 0)]
@@ -612,8 +623,14 @@ fn unknown_leaders_ask_for_metadata() {
     let md = metadata(&[("t", &[0])]);
     let mut f = fetcher(config(), &[tp("missing", 0), tp("t", 3)]);
     assert!(f.poll_fetches(now, &md).is_empty());
-    assert!(f.poll_metadata_refresh());
-    assert!(!f.poll_metadata_refresh(), "once per request");
+    assert!(f.wants_metadata_refresh());
+    let mut md = md;
+    assert!(
+        f.poll_metadata_refresh(now, &mut md),
+        "the refresh goes out at once"
+    );
+    assert!(!f.wants_metadata_refresh());
+    assert!(!f.poll_metadata_refresh(now, &mut md), "one at a time");
     assert_eq!(f.topics(), vec!["missing".to_string(), "t".to_string()]);
 }
 
@@ -860,7 +877,11 @@ fn a_batch_at_a_negative_offset_is_corrupt_data() {
         .is_some_and(|e| e.to_string().contains("from broker 0")));
     assert_eq!(f.position(&p), Some(7));
     assert!(f.poll_fetches(now, &md).is_empty());
-    assert_eq!(f.poll_timeout(now), None, "nothing to retry");
+    assert!(
+        f.poll_timeout(now, &md)
+            .is_none_or(|at| at >= now + Duration::from_secs(299)),
+        "nothing to retry before the metadata is due for a refresh"
+    );
 }
 
 /// Fetches `p` (led by broker 0) over and over, answering each with `answer`, for
@@ -881,7 +902,7 @@ fn fetches_within(
             f.handle_fetch_response(plan.id(), 18, answer(), now);
         }
         let _ = drain(f);
-        match f.poll_timeout(now) {
+        match f.poll_timeout(now, md) {
             Some(at) => now = at,
             None => now += Duration::from_millis(1),
         }
@@ -995,7 +1016,7 @@ fn failed_fetches_back_off_and_are_reported_once_per_episode() {
         for event in drain(&mut f) {
             reported.push((now, event));
         }
-        now = f.poll_timeout(now).expect("a backoff deadline");
+        now = f.poll_timeout(now, &md).expect("a backoff deadline");
     }
     // reconnect.backoff.ms (50 ms) doubling to reconnect.backoff.max.ms (1 s), jittered.
     let first_wait = sent[1] - sent[0];
@@ -1034,7 +1055,7 @@ fn failed_fetches_back_off_and_are_reported_once_per_episode() {
     assert!(drain(&mut f).is_empty());
     let again = now + Duration::from_secs(5);
     while now < again {
-        now = f.poll_timeout(now).expect("a backoff deadline");
+        now = f.poll_timeout(now, &md).expect("a backoff deadline");
         for plan in f.poll_fetches(now, &md) {
             f.handle_fetch_failure(plan.id(), &lost, now);
         }
@@ -1090,7 +1111,7 @@ fn failed_lookups_back_off_the_broker_and_count_towards_an_outage() {
             sent += 1;
             f.handle_list_offsets_failure(plan.id(), &lost, now);
         }
-        now = f.poll_timeout(now).expect("a backoff deadline");
+        now = f.poll_timeout(now, &md).expect("a backoff deadline");
     }
     assert!((4..=15).contains(&sent), "{sent} lookups");
     let events = drain(&mut f);
@@ -1131,7 +1152,7 @@ fn metadata_failures_are_an_outage_only_while_a_leader_is_missing() {
     f.handle_metadata_failure(&lost, later, later + Duration::from_secs(1), &md);
     assert!(drain(&mut f).is_empty(), "once per episode");
     // An answer from any broker ends it.
-    f.handle_metadata_response(later + Duration::from_secs(2));
+    f.handle_metadata_response(later + Duration::from_secs(2), &md);
     let again = later + Duration::from_secs(3);
     f.handle_metadata_failure(&lost, again, again, &md);
     assert!(drain(&mut f).is_empty());
