@@ -63,6 +63,7 @@ use crate::engine::producer::ProducerEngine;
 use crate::error::{Error, Persisted};
 use crate::io::cluster::{ClientStart, ClusterClient};
 use crate::io::sender::{self, Command, ProducerState, SenderShared};
+use crate::topic_partition::TopicPartition;
 
 pub use crate::delivery::DeliveryFuture;
 pub use crate::error::ProduceError;
@@ -226,6 +227,18 @@ impl Producer {
         Ok(future)
     }
 
+    /// Sends `record` and waits until it is written or has failed for good: [`Producer::send`]
+    /// and its [`DeliveryFuture`] in one call, as franz-go's `ProduceSync` and rdkafka's
+    /// `FutureProducer::send` offer. Each call waits for its own acknowledgement (and for
+    /// `linger.ms`, unless a batch fills first), so a loop of them sends one record per round
+    /// trip; send many records with [`Producer::send`] and await their futures afterwards.
+    pub async fn send_and_wait(
+        &self,
+        record: ProducerRecord,
+    ) -> Result<RecordMetadata, ProduceError> {
+        self.send(record).await?.await
+    }
+
     /// Takes `permits` bytes of buffer if they are free now: `Some(true)` when taken,
     /// `Some(false)` when they are not free, `None` once the producer closed.
     fn try_reserve(&self, permits: u32) -> Option<bool> {
@@ -333,8 +346,7 @@ impl Producer {
 
 fn unknown_partition(record: ProducerRecord) -> ProduceError {
     let error = Error::UnknownPartition {
-        topic: record.topic.to_string(),
-        partition: record.partition.unwrap_or(-1),
+        partition: TopicPartition::new(&*record.topic, record.partition.unwrap_or(-1)),
     };
     ProduceError::new(error, Persisted::No, record)
 }

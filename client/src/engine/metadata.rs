@@ -1,7 +1,7 @@
 //! The client's view of the cluster: brokers, topics, partitions and their leaders
 //! (protocol guide, "Metadata"; KIP-320 for leader epochs).
 //!
-//! Call order: [`Metadata::request_topics`] says what to ask for; feed each Metadata response
+//! Call order: [`Metadata::request`] is what to ask for; feed each Metadata response
 //! to [`Metadata::handle_response`]; call [`Metadata::invalidate`] when a request fails with
 //! NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE or a disconnect;
 //! ask [`Metadata::refresh_due`] when to refresh next.
@@ -113,11 +113,6 @@ impl Metadata {
         if self.wanted.insert(topic.to_string()) && !self.topics.contains_key(topic) {
             self.stale = true;
         }
-    }
-
-    /// The topics to put in the next Metadata request.
-    pub fn request_topics(&self) -> Vec<String> {
-        self.wanted.iter().cloned().collect()
     }
 
     /// The Metadata request for the wanted topics (any version: the fields it sets exist in

@@ -12,7 +12,7 @@
 //!
 //! Call order (time is an argument): [`MetadataRefresh::request`] whenever a reason comes;
 //! [`MetadataRefresh::poll_refresh`] in each step, and when it says so send a Metadata
-//! request for [`Metadata::request_topics`]; feed its outcome, once the response has been
+//! request ([`Metadata::request`]); feed its outcome, once the response has been
 //! applied to the cache, to [`MetadataRefresh::handle_refresh`]; sleep no later than
 //! [`MetadataRefresh::poll_timeout`].
 

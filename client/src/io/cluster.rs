@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::broker::{BrokerConnection, BuildRequest, RequestError, Response};
 use super::transport::Connector;
@@ -297,18 +297,6 @@ impl ClusterClient {
             };
             tokio::time::sleep_until((tokio::time::Instant::now() + delay).min(deadline)).await;
         }
-    }
-
-    /// Refreshes the metadata if it is stale or due, backing off between failed attempts.
-    pub async fn ensure_metadata(&self) -> Result<(), Error> {
-        let due = self.metadata().refresh_due(now());
-        if due <= now() {
-            if let Err(error) = self.refresh_metadata().await {
-                warn!(%error, "metadata refresh failed");
-                return Err(error);
-            }
-        }
-        Ok(())
     }
 }
 

@@ -10,7 +10,7 @@
 //!                                                      (one task per request)
 //! ```
 //!
-//! The fetcher and the user's waker sit behind one mutex, held only for engine calls, never
+//! The fetcher and the wakers of the tasks waiting in `recv` sit behind one mutex, held only for engine calls, never
 //! across an await. Each request runs as its own task, so one broker's long poll never holds
 //! back another's fetch; the fetcher keeps at most one Fetch and one ListOffsets in flight per
 //! broker.
@@ -43,9 +43,10 @@ pub(crate) struct Shared {
 pub(crate) struct State {
     /// The engine.
     pub(crate) fetcher: Fetcher,
-    /// The task waiting in `recv`, woken whenever an answer was applied.
-    pub(crate) waker: Option<Waker>,
-    /// Set by `close` or drop; the driver stops, `recv` fails with [`Error::Closed`].
+    /// The tasks waiting in `recv` (several may: `recv` takes `&self`), all woken whenever
+    /// an answer was applied.
+    wakers: Wakers,
+    /// Set by `close` or drop; the driver stops, `recv` returns `None`.
     pub(crate) closed: bool,
 }
 
@@ -54,7 +55,7 @@ impl Shared {
         Self {
             state: Mutex::new(State {
                 fetcher,
-                waker: None,
+                wakers: Wakers::default(),
                 closed: false,
             }),
             driver_wake: Notify::new(),
@@ -72,16 +73,11 @@ impl Shared {
         self.driver_wake.notify_one();
     }
 
-    /// Stops the driver and fails the waiting `recv`.
+    /// Stops the driver and ends the waiting `recv`s.
     pub(crate) fn close(&self) {
-        let waker = {
-            let mut state = self.lock();
-            state.closed = true;
-            state.waker.take()
-        };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        let mut state = self.lock();
+        state.closed = true;
+        wake_user(state);
         self.wake_driver();
     }
 }
@@ -219,10 +215,42 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     debug!("consumer driver stopped");
 }
 
-fn wake_user(mut state: MutexGuard<'_, State>) {
-    let waker = state.waker.take();
+impl State {
+    /// Wakes `waker` when there is something to receive (unless it is registered already).
+    pub(crate) fn register(&mut self, waker: &Waker) {
+        let wakers = &mut self.wakers;
+        match &wakers.first {
+            None => wakers.first = Some(waker.clone()),
+            Some(first) if first.will_wake(waker) => {}
+            Some(_) => {
+                if !wakers.more.iter().any(|known| known.will_wake(waker)) {
+                    wakers.more.push(waker.clone());
+                }
+            }
+        }
+    }
+}
+
+/// The tasks waiting in `recv`: nearly always one, kept without an allocation.
+#[derive(Default)]
+struct Wakers {
+    first: Option<Waker>,
+    more: Vec<Waker>,
+}
+
+/// Releases the lock, then wakes every task waiting in `recv`.
+pub(crate) fn wake_user(mut state: MutexGuard<'_, State>) {
+    let first = state.wakers.first.take();
+    let more = if state.wakers.more.is_empty() {
+        Vec::new()
+    } else {
+        std::mem::take(&mut state.wakers.more)
+    };
     drop(state);
-    if let Some(waker) = waker {
+    if let Some(waker) = first {
+        waker.wake();
+    }
+    for waker in more {
         waker.wake();
     }
 }

@@ -13,5 +13,3 @@ pub mod cluster;
 pub mod fetch_loop;
 pub mod sender;
 pub mod transport;
-
-pub use transport::{BoxedStream, BrokerStream, ConnectFuture, Connector, TcpConnector};

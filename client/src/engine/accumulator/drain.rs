@@ -18,6 +18,7 @@ use crate::error::{Error, Persisted};
 use crate::proto::batch_header::{BatchError, BATCH_HEADER_LEN};
 use crate::proto::compression::Compression;
 use crate::proto::record_batch::RecordBatchWriter;
+use crate::topic_partition::TopicPartition;
 
 /// A partition's front batch, taken out of the accumulator to be encoded (numbered for
 /// idempotence, compressed) where no lock is held: see [`Accumulator::poll_encode`]. It
@@ -202,8 +203,7 @@ impl<T> Accumulator<T> {
                             max: max_batch,
                         },
                         Err(error) => Error::CorruptRecord {
-                            topic: topic.to_string(),
-                            partition,
+                            partition: TopicPartition::new(&*topic, partition),
                             offset: None,
                             broker: None,
                             reason: format!("cannot encode batch: {error}"),

@@ -65,17 +65,14 @@ mod expiry;
 mod placement;
 mod request;
 mod response;
-mod size;
+pub mod size;
 #[cfg(test)]
 mod tests;
 
 pub use completion::CompletedBatch;
 pub use drain::EncodeJob;
 pub use request::{partition_responses, produce_request};
-pub use size::{
-    max_batch_bytes, record_size, record_size_upper_bound, single_record_batch_bytes,
-    PARTITION_OVERHEAD, REQUEST_OVERHEAD, TOPIC_OVERHEAD,
-};
+pub use size::{max_batch_bytes, record_size_upper_bound, single_record_batch_bytes};
 
 /// Identifies a batch for the life of the accumulator.
 pub type BatchId = u64;

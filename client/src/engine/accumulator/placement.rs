@@ -14,6 +14,7 @@ use crate::engine::metadata::{Metadata, TopicInfo};
 use crate::engine::partitioner::partition_for_key;
 use crate::error::{Error, Persisted};
 use crate::proto::batch_header::BATCH_HEADER_LEN;
+use crate::topic_partition::TopicPartition;
 
 impl<T> Accumulator<T> {
     /// Takes a record: partitions it and appends it to its partition's last batch (or a
@@ -152,8 +153,7 @@ impl<T> Accumulator<T> {
         };
         if usize::try_from(partition).map_or(true, |p| p >= count) {
             let error = Error::UnknownPartition {
-                topic: topic.to_string(),
-                partition,
+                partition: TopicPartition::new(topic, partition),
             };
             self.complete_failed(entry, error, Persisted::No);
             self.wake = true;

@@ -10,6 +10,7 @@ use super::{Accumulator, Batch, ProduceOutcome, RequestId};
 use crate::engine::idempotence::{self, SequenceVerdict};
 use crate::error::{Error, Persisted};
 use crate::proto::ErrorCode;
+use crate::topic_partition::TopicPartition;
 
 impl<T> Accumulator<T> {
     /// Handles the outcome of request `request_id`: completes, retries (back at the front
@@ -98,11 +99,11 @@ impl<T> Accumulator<T> {
         message: Option<String>,
         now: Instant,
     ) {
-        let context = Some(match message {
-            Some(message) => format!("{}/{}: {message}", batch.topic, batch.partition),
-            None => format!("{}/{}", batch.topic, batch.partition),
-        });
-        let error = Error::Broker { code, context };
+        let error = Error::Partition {
+            partition: TopicPartition::new(&*batch.topic, batch.partition),
+            code,
+            message,
+        };
         if let Some(numbering) = batch.numbering {
             let is_next = self
                 .queues

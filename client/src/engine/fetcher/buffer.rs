@@ -113,8 +113,7 @@ impl Fetcher {
                         state.buffer.clear();
                         state.buffered_bytes = 0;
                         let error = Error::CorruptRecord {
-                            topic: tp.topic.clone(),
-                            partition: tp.partition,
+                            partition: tp.clone(),
                             offset,
                             broker: Some(broker),
                             reason: error.to_string(),

@@ -494,8 +494,7 @@ impl Fetcher {
 
 fn unknown_partition(tp: &TopicPartition) -> Error {
     Error::UnknownPartition {
-        topic: tp.topic.clone(),
-        partition: tp.partition,
+        partition: tp.clone(),
     }
 }
 

@@ -142,8 +142,7 @@ impl Fetcher {
                 state
                     .buffer
                     .push_back(Buffered::Error(Error::OffsetOutOfRange {
-                        topic: tp.topic.clone(),
-                        partition: tp.partition,
+                        partition: tp.clone(),
                         offset: offset.unwrap_or(-1),
                     }));
             }

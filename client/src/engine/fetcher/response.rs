@@ -257,8 +257,7 @@ impl Fetcher {
                         state
                             .buffer
                             .push_back(Buffered::Error(Error::OffsetOutOfRange {
-                                topic: tp.topic.clone(),
-                                partition: tp.partition,
+                                partition: tp.clone(),
                                 offset,
                             }));
                     }
@@ -409,8 +408,7 @@ impl Fetcher {
                 state
                     .buffer
                     .push_back(Buffered::Error(Error::CorruptRecord {
-                        topic: tp.topic.clone(),
-                        partition: tp.partition,
+                        partition: tp.clone(),
                         offset: state.position,
                         broker: Some(broker),
                         reason: "broker reported a corrupt message".into(),
@@ -425,9 +423,10 @@ impl Fetcher {
             code => {
                 warn!(%tp, %code, "partition error; partition stopped until the next seek");
                 state.state = FetchState::Halted;
-                state.buffer.push_back(Buffered::Error(Error::Broker {
+                state.buffer.push_back(Buffered::Error(Error::Partition {
+                    partition: tp.clone(),
                     code,
-                    context: Some(tp.to_string()),
+                    message: None,
                 }));
                 false
             }
@@ -446,8 +445,7 @@ impl Fetcher {
         state
             .buffer
             .push_back(Buffered::Error(Error::CorruptRecord {
-                topic: tp.topic.clone(),
-                partition: tp.partition,
+                partition: tp.clone(),
                 offset: Some(offset),
                 broker: Some(broker),
                 reason,

@@ -750,7 +750,7 @@ fn a_corrupt_batch_is_an_error_after_the_good_records_and_stops_the_partition() 
     assert!(
         matches!(
             events.last(),
-            Some(Err(Error::CorruptRecord { partition: 0, .. }))
+            Some(Err(Error::CorruptRecord { partition, .. })) if partition.partition == 0
         ),
         "{events:?}"
     );
@@ -790,7 +790,7 @@ fn batches_decoded_ahead_replace_their_raw_form_and_a_corrupt_one_stays_in_place
     assert_eq!(record_offsets(&events), vec![(0, 1)]);
     assert!(matches!(
         events.last(),
-        Some(Err(Error::CorruptRecord { partition: 0, .. }))
+        Some(Err(Error::CorruptRecord { partition, .. })) if partition.partition == 0
     ));
     // Batches decoded for a buffer a seek emptied are dropped.
     f.seek(&p, Offset::At(3)).expect("seek");
