@@ -1,19 +1,20 @@
 //! The producer: [`Producer::send`] a [`ProducerRecord`], await its [`DeliveryFuture`].
 //!
 //! ```text
-//! send() ──(buffer.memory permits)──▶ engine::accumulator ◀── sender task (io::sender)
-//!   │          appends under the        (partition, batch,       │ drains per leader,
-//!   │          accumulator's mutex       linger)                  │ Produce requests, retries
-//!   ▼                                                             │
+//! send() ──(buffer.memory permits)──▶ ProducerEngine ◀──────── sender task (io/sender.rs)
+//!   │          appends under the       (accumulator:             │ encodes outside the lock,
+//!   │          engine's mutex           partition, batch,        │ carries Produce, Metadata,
+//!   │                                   linger, retries)         │ InitProducerId requests
+//!   ▼                                                            │
 //! DeliveryFuture ◀── slot in a DeliveryChunk ◀── RecordMetadata / ProduceError
 //! ```
 //!
-//! `send` appends to the accumulator itself, under the mutex it shares with the sender task,
-//! and wakes that task only when the append created or closed a batch (see
-//! [`Accumulator::take_wake`](crate::engine::accumulator::Accumulator::take_wake)): no
-//! channel message and no task switch per record. Outcomes come back through
-//! `DeliveryChunk`s, each shared by the futures of 64 consecutive sends, so that there is
-//! no allocation per record for them either.
+//! `send` appends to the producer's engine itself, under the mutex it shares with the
+//! sender task, and wakes that task only when the append created or closed a batch: no
+//! channel message and no task switch per record. The task encodes and compresses batches
+//! with that mutex released, so a `send` never waits for a compression. Outcomes come back
+//! through `DeliveryChunk`s, each shared by the futures of 64 consecutive sends, so that
+//! there is no allocation per record for them either.
 //!
 //! `send(record).await` waits only for buffer space: records that are waiting to be sent may
 //! take at most `buffer.memory` bytes, and a `send` beyond that waits (asynchronously) until
@@ -28,11 +29,10 @@
 //! (`enable.idempotence`): it gets a producer id and numbers each partition's batches, so up
 //! to `max.in.flight.requests.per.connection` batches of a partition can be in flight, the
 //! broker refuses one that overtakes another, and a batch retried after a lost response is
-//! not written twice (see [`engine::idempotence`](crate::engine::idempotence)). Without
-//! idempotence, as in Kafka's clients, a retried batch may land after a later one unless
-//! `max.in.flight.requests.per.connection` is 1 (see
-//! [`engine::accumulator`](crate::engine::accumulator)), and a retry after a lost response
-//! may write a batch twice; such failures report [`Persisted::Possibly`].
+//! not written twice (KIP-98; DESIGN.md explains the epoch bumps). Without idempotence, as
+//! in Kafka's clients, a retried batch may land after a later one unless
+//! `max.in.flight.requests.per.connection` is 1, and a retry after a lost response may
+//! write a batch twice; such failures report [`Persisted::Possibly`].
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

@@ -2,7 +2,7 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`transport`] | [`Connector`]: how a `host:port` becomes a byte stream (TCP by default) |
+//! | [`transport`] | [`Connector`](transport::Connector): how a `host:port` becomes a byte stream (TCP by default) |
 //! | [`broker`] | one connection per broker: a task driving the connection engine |
 //! | [`cluster`] | metadata + connections shared by producer, consumer and admin |
 //! | [`fetch_loop`] | the consumer's background task: sends what the fetcher plans, feeds answers back |

@@ -1,5 +1,5 @@
 //! The producer's driver: a thin tokio task around the sans-IO
-//! [`ProducerEngine`](crate::engine::producer::ProducerEngine), which makes every decision
+//! [`ProducerEngine`], which makes every decision
 //! (batching, draining, retries, metadata refreshes and their backoff, the InitProducerId
 //! state machine). This task only does what the engine asks, in the call order its module
 //! documents: it carries Produce, Metadata and InitProducerId requests to the brokers and
@@ -14,7 +14,7 @@
 //!
 //! Each Produce request is polled by this task itself (a spawned task per request cost two
 //! task switches per round trip), and requests reach each broker's connection in the order
-//! they were drained ([`QueueOrder`]). A request is built by the broker connection when it
+//! they were drained (`QueueOrder`). A request is built by the broker connection when it
 //! is about to write it (see
 //! [`BrokerConnection::request`](super::broker::BrokerConnection::request)); at that moment
 //! each batch is marked written. A batch whose delivery timeout passes before that is taken

@@ -3,15 +3,20 @@
 //! failed according to the answers (the Java client's `RecordAccumulator` and the batch
 //! handling of its `Sender`; KIP-91 delivery timeout; KIP-480/794 sticky partitioning).
 //!
-//! Call order, as the sender task uses it (time is always an argument):
+//! Call order, as the producer engine uses it (time is always an argument; see
+//! [`ProducerEngine`](super::producer::ProducerEngine) for the whole producer):
 //! 1. [`Accumulator::append`] each record; it is partitioned at once if the topic's metadata
 //!    is known, else it waits in a per-topic queue (and [`Accumulator::wanted_topics`] names
 //!    the topic). After each metadata refresh call [`Accumulator::handle_metadata`].
 //! 2. [`Accumulator::handle_timeout`] fails whatever passed `delivery.timeout.ms`.
-//! 3. [`Accumulator::drain`] returns the requests to send now, at most one per leader broker
-//!    and `max.in.flight.requests.per.connection` per broker in flight.
-//! 4. Feed each request's outcome to [`Accumulator::handle_response`].
-//! 5. Deliver [`Accumulator::poll_completion`]; refresh metadata when
+//! 3. [`Accumulator::poll_encode`] takes the sendable front batches that are not encoded yet
+//!    out as [`EncodeJob`]s; [`EncodeJob::encode`] them where no lock is held (they own their
+//!    batches); [`Accumulator::handle_encoded`] takes them back (again from 3 while it says
+//!    batches were split or failed). [`Accumulator::drain`] does all of 3 and 4 in place.
+//! 4. [`Accumulator::poll_requests`] returns the requests to send now, at most one per
+//!    leader broker and `max.in.flight.requests.per.connection` per broker in flight.
+//! 5. Feed each request's outcome to [`Accumulator::handle_response`].
+//! 6. Take [`Accumulator::poll_completed_batch`]es; refresh metadata when
 //!    [`Accumulator::take_metadata_refresh`] says so; sleep until [`Accumulator::poll_timeout`].
 //!
 //! **Batches in flight per partition.** Up to `max.in.flight.requests.per.connection`
@@ -27,19 +32,19 @@
 //! still write a batch twice).
 //!
 //! **Sizes.** A batch's size is computed exactly as it will be encoded uncompressed (the
-//! varint helpers of [`proto::varint`](crate::proto::varint)); `batch.size` is compared with
-//! that uncompressed size. A batch never grows beyond [`max_batch_bytes`], what fits
-//! `max.request.size` next to an upper bound of the request's own fields; after compression
-//! (which may grow incompressible data slightly) a batch that no longer fits is split in
-//! halves before it is sent. Requests are packed up to `max.request.size` with the same
-//! bounds.
+//! encoder's own [`record_body_len`](crate::proto::record_batch::record_body_len));
+//! `batch.size` is compared with that uncompressed size. A batch never grows beyond
+//! [`max_batch_bytes`], what fits `max.request.size` next to an upper bound of the request's
+//! own fields; after compression (which may grow incompressible data slightly) a batch that
+//! no longer fits is split in halves before it is sent. Requests are packed up to
+//! `max.request.size` with the same bounds.
 //!
 //! **Idempotence.** Each partition keeps the sequence of its next record and the one the
 //! broker expects next (after the last acknowledged batch); each batch carries a producer
-//! id, epoch and base sequence, assigned when the batch is first drained and kept across
-//! retries (the encoded bytes are reused). Nothing is drained until
-//! [`Accumulator::set_producer_id`] gave an id ([`Accumulator::needs_producer_id`] says when
-//! to ask). A numbered batch that fails leaves a hole in its partition's sequences: the
+//! id, epoch and base sequence ([`Numbering`]), assigned when the batch is first taken out
+//! to be encoded and kept across retries (the encoded bytes are reused). Nothing is drained
+//! until [`Accumulator::set_producer_id`] gave an id ([`Accumulator::needs_producer_id`]
+//! says when to ask). A numbered batch that fails leaves a hole in its partition's sequences: the
 //! epoch is bumped once nothing is in flight, and every queued batch is numbered afresh.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};

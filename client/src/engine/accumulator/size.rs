@@ -1,5 +1,5 @@
 //! Sizes: what a record takes in a batch, and what a batch may take in a request. The
-//! record sizes are [`record_body_len`](crate::proto::record_batch::record_body_len)'s, the
+//! record sizes are [`crate::proto::record_batch::record_body_len`]'s, the
 //! encoder's own, so a batch's size is exactly its uncompressed encoding.
 
 use crate::proto::batch_header::BATCH_HEADER_LEN;
