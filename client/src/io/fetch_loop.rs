@@ -1,19 +1,23 @@
-//! The consumer's driver: a tokio task around the sans-IO [`Fetcher`] that sends the Fetch
-//! and ListOffsets requests it plans, feeds their answers back, and refreshes the metadata
-//! when it asks.
+//! The consumer's driver: a tokio task around the sans-IO [`Fetcher`], in the call order its
+//! module documents. It sends the Fetch, ListOffsets and Metadata requests the fetcher asks
+//! for (the fetcher decides which, when, and how refreshes back off), feeds their answers
+//! back, decodes fetched batches ahead outside the lock, and sleeps until the fetcher's next
+//! deadline, an answer, or a wake-up from the consumer (assignment, seek, pause, space freed,
+//! close).
 //!
 //! ```text
 //! Consumer::recv ──lock──> Fetcher::poll_event            (records out)
 //!        │ notify                 ^
 //!        v                        │ handle_* (answers in)
 //! driver task ──> poll_fetches / poll_list_offsets ──> ClusterClient::request_broker
+//!             └─> poll_metadata_refresh ─────────────> ClusterClient::refresh_metadata
 //!                                                      (one task per request)
 //! ```
 //!
-//! The fetcher and the wakers of the tasks waiting in `recv` sit behind one mutex, held only for engine calls, never
-//! across an await. Each request runs as its own task, so one broker's long poll never holds
-//! back another's fetch; the fetcher keeps at most one Fetch and one ListOffsets in flight per
-//! broker.
+//! The fetcher and the wakers of the tasks waiting in `recv` sit behind one mutex, held only
+//! for engine calls, never across an await. Each request runs as its own task, so one
+//! broker's long poll never holds back another's fetch; the fetcher keeps at most one Fetch
+//! and one ListOffsets in flight per broker.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
