@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | [`frame`] | `int32` size-prefixed frames | protocol guide, "Common Request and Response Structure" |
 //! | [`message`] | request/response headers and bodies | protocol guide, "Headers"; KIP-482 |
-//! | [`versions`] | version negotiation | KIP-35, KIP-511 |
+//! | `versions` (crate-internal) | version negotiation | KIP-35, KIP-511 |
 //! | `varint` (crate-internal) | zig-zag varints and varlongs, unsigned varints | protocol guide, "Record"; KIP-482 |
 //! | [`batch_header`] | the 61-byte record batch header | protocol guide, "Record Batch"; KIP-98 |
 //! | [`record_batch`] | whole record batches: records, headers, control records | protocol guide, "Record Batch", "Record", "Control Batches"; KIP-98, KIP-82 |
@@ -25,7 +25,11 @@ pub mod record_batch;
 // tested) of which the crate needs only part.
 #[allow(dead_code)]
 pub(crate) mod varint;
+// Public with `internals` only: the connection engine's interface names it.
+#[cfg(feature = "internals")]
 pub mod versions;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod versions;
 
 pub use kafka_protocol::error::ResponseError as ErrorCode;
 pub use kafka_protocol::messages::{
