@@ -126,12 +126,6 @@ pub(crate) fn spawn(
     )
 }
 
-/// What a metadata refresh or an InitProducerId request sent on its own task ends with.
-enum Answer {
-    Metadata(Result<(), Error>),
-    ProducerId(Result<ProducerId, Error>),
-}
-
 struct Sender {
     cluster: Arc<ClusterClient>,
     shared: Arc<SenderShared>,
@@ -146,9 +140,10 @@ struct Sender {
     /// its connection (or gave up): the next one waits for it, so requests reach each
     /// connection in drain order and numbered batches reach the broker in sequence order.
     queued: HashMap<String, oneshot::Receiver<()>>,
-    /// The metadata refresh and the InitProducerId request in flight (one each at most,
-    /// as the engine allows).
-    answers: JoinSet<Answer>,
+    /// The metadata refresh in flight (one at most, as the engine allows).
+    refresh: JoinSet<Result<(), Error>>,
+    /// The InitProducerId request in flight (one at most, as the engine allows).
+    init: JoinSet<Result<ProducerId, Error>>,
     flushes: Vec<(u64, oneshot::Sender<()>)>,
     closes: Vec<oneshot::Sender<()>>,
     closing: bool,
@@ -193,7 +188,8 @@ impl Sender {
             dispatch: HashMap::new(),
             request_batches: HashMap::new(),
             queued: HashMap::new(),
-            answers: JoinSet::new(),
+            refresh: JoinSet::new(),
+            init: JoinSet::new(),
             flushes: Vec::new(),
             closes: Vec::new(),
             closing: false,
@@ -209,15 +205,15 @@ impl Sender {
             let step = self.step(now());
             if step.refresh {
                 let cluster = self.cluster.clone();
-                self.answers.spawn(
-                    async move { Answer::Metadata(cluster.refresh_metadata().await) }
+                self.refresh.spawn(
+                    async move { cluster.refresh_metadata().await }
                         .instrument(tracing::debug_span!("metadata_refresh")),
                 );
             }
             if let Some(request) = step.init_producer_id {
                 let cluster = self.cluster.clone();
-                self.answers.spawn(
-                    async move { Answer::ProducerId(init_producer_id(&cluster, request).await) }
+                self.init.spawn(
+                    async move { init_producer_id(&cluster, request).await }
                         .instrument(tracing::debug_span!("init_producer_id")),
                 );
             }
@@ -247,12 +243,14 @@ impl Sender {
                 (request_id, outcome) = next_outcome(&mut self.requests), if !self.requests.is_empty() => {
                     self.handle_outcome(request_id, outcome);
                 }
-                Some(joined) = self.answers.join_next() => {
-                    let answer = joined.unwrap_or_else(|error| Answer::Metadata(Err(Error::Protocol {
-                        peer: "metadata".into(),
-                        reason: format!("task failed: {error}"),
-                    })));
-                    self.handle_answer(answer);
+                Some(joined) = self.refresh.join_next() => {
+                    let result = joined.unwrap_or_else(|error| Err(task_failed("metadata", error)));
+                    self.handle_refresh(result);
+                }
+                Some(joined) = self.init.join_next() => {
+                    let result =
+                        joined.unwrap_or_else(|error| Err(task_failed("init_producer_id", error)));
+                    self.handle_producer_id(result);
                 }
                 () = self.shared.wake.notified() => {}
                 () = sleep_until(deadline) => {}
@@ -367,21 +365,23 @@ impl Sender {
         }
     }
 
-    fn handle_answer(&mut self, answer: Answer) {
+    fn handle_refresh(&mut self, result: Result<(), Error>) {
         let now = now();
         let mut state = self.shared.lock_engine();
-        match answer {
-            Answer::Metadata(result) => {
-                let metadata = self.cluster.metadata();
-                let wait = state
-                    .engine
-                    .handle_metadata_refresh(&result, now, &metadata);
-                if let Err(error) = result {
-                    warn!(%error, retry_in = ?wait, "metadata refresh failed");
-                }
-            }
-            Answer::ProducerId(result) => state.engine.handle_init_producer_id(result, now),
+        let metadata = self.cluster.metadata();
+        let wait = state
+            .engine
+            .handle_metadata_refresh(&result, now, &metadata);
+        if let Err(error) = result {
+            warn!(%error, retry_in = ?wait, "metadata refresh failed");
         }
+    }
+
+    fn handle_producer_id(&mut self, result: Result<ProducerId, Error>) {
+        self.shared
+            .lock_engine()
+            .engine
+            .handle_init_producer_id(result, now());
     }
 
     fn dispatch_request(&mut self, plan: ProduceRequestPlan, address: Option<String>) {
@@ -620,6 +620,14 @@ async fn send_request(
             },
         },
         Err(RequestError { error, sent }) => ProduceOutcome::Failed { error, sent },
+    }
+}
+
+/// A task of ours that panicked or was cancelled, as the error its request ends with.
+fn task_failed(peer: &str, error: tokio::task::JoinError) -> Error {
+    Error::Protocol {
+        peer: peer.into(),
+        reason: format!("task failed: {error}"),
     }
 }
 
