@@ -1,7 +1,7 @@
 //! State machines with no IO: time comes in as an argument, outputs are polled. One engine
 //! per role holds every decision of that role: [`producer::ProducerEngine`] for the producer,
 //! [`fetcher::Fetcher`] for the consumer; each module documents its call order. Nothing here
-//! imports the drivers (`io`), the public clients or tokio.
+//! imports the drivers (`io`), the public clients or the async runtime.
 //!
 //! The shape, as quinn-proto's: inputs are `handle_*` (answers, failures, decoded batches,
 //! time passing), outputs `poll_*` (requests to send, batches to encode, events for the
