@@ -36,7 +36,7 @@ impl<C> ClientBuilder<C> {
         }
     }
 
-    /// How connections to brokers are opened. Default [`crate::io::TcpConnector`].
+    /// How connections to brokers are opened. Default [`TcpConnector`](crate::transport::TcpConnector).
     pub fn connector(mut self, connector: Arc<dyn Connector>) -> Self {
         self.connector = Some(connector);
         self

@@ -3,33 +3,42 @@
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), franzy::Error> {
-//! use franzy::consumer::{Consumer, ConsumerEvent, Offset};
+//! use franzy::consumer::{Consumer, Offset};
 //! use franzy::{Config, OffsetReset, TopicPartition};
 //!
 //! let config = Config::new("localhost:9092").auto_offset_reset(OffsetReset::Earliest);
-//! let mut consumer = Consumer::new(config)?;
+//! let consumer = Consumer::new(config)?;
 //! consumer.assign(&[TopicPartition::new("orders", 0), TopicPartition::new("orders", 1)])?;
 //! consumer.seek(&TopicPartition::new("orders", 1), Offset::At(42))?;
 //! loop {
 //!     match consumer.recv().await {
-//!         Ok(ConsumerEvent::Record(record)) => println!("{} {:?}", record.offset, record.value),
-//!         Ok(ConsumerEvent::PartitionEof { .. }) => {}
-//!         // A broker unreachable for a while: told once, the consumer keeps trying.
-//!         Err(error) if error.is_retriable() => eprintln!("{error}"),
+//!         Ok(Some(record)) => println!("{} {:?}", record.offset, record.value),
+//!         // Closed (by `close`, from another task).
+//!         Ok(None) => break,
+//!         // A partition stopped by an error: `error.partition()` says which; a seek
+//!         // restarts it. Or a broker unreachable for a while: told once, the consumer
+//!         // keeps trying.
+//!         Err(error) if !error.is_fatal() => eprintln!("{error}"),
 //!         Err(error) => return Err(error),
 //!     }
 //! }
+//! # Ok(())
 //! # }
 //! ```
 //!
-//! A background task (see [`crate::io::fetch_loop`]) fetches ahead of [`Consumer::recv`]
-//! into a bounded buffer; `recv` hands out what is buffered, waiting only when nothing is.
-//! Records of one partition come in offset order, without gaps other than those of the log
-//! (compaction, transaction markers) and without duplicates, across leader changes and
-//! reconnections. Errors that concern one partition ([`Error::OffsetOutOfRange`] with
-//! `auto.offset.reset=none`, [`Error::CorruptRecord`], a non-retriable broker error) come
-//! out of `recv` in that partition's place in the stream, once; the partition then stays
-//! stopped until [`Consumer::seek`] moves it.
+//! Every method takes `&self`, so one task can pause, resume, seek or reassign while another
+//! waits in [`Consumer::recv`] (share the consumer in an `Arc`). [`Consumer::recv`] returns
+//! records only; with `enable.partition.eof`, [`Consumer::recv_event`] also returns
+//! [`ConsumerEvent::PartitionEof`] when a partition's end is reached.
+//!
+//! A background task fetches ahead of `recv` into a bounded buffer; `recv` hands out what is
+//! buffered, waiting only when nothing is. Records of one partition come in offset order,
+//! without gaps other than those of the log (compaction, transaction markers) and without
+//! duplicates, across leader changes and reconnections. Errors that concern one partition
+//! ([`Error::OffsetOutOfRange`] with `auto.offset.reset=none`, [`Error::CorruptRecord`], a
+//! non-retriable [`Error::Partition`]) come out of `recv` in that partition's place in the
+//! stream, once, naming it ([`Error::partition`]); the partition then stays stopped until
+//! [`Consumer::seek`] moves it, while the others go on.
 //!
 //! Brokers that do not answer are retried with backoff (`reconnect.backoff.ms` doubling up
 //! to `reconnect.backoff.max.ms`), each failure logged at warn level. Once a broker's
@@ -41,7 +50,7 @@
 
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use tokio::task::JoinHandle;
@@ -54,8 +63,7 @@ use crate::io::cluster::{ClientStart, ClusterClient};
 use crate::io::fetch_loop::{self, Shared};
 use crate::topic_partition::TopicPartition;
 
-pub use crate::engine::fetcher::{ConsumerEvent, ConsumerRecord, Offset};
-pub use crate::proto::record_batch::{Header, TimestampType};
+pub use crate::record::{ConsumerEvent, ConsumerRecord, Header, Offset, TimestampType};
 
 /// Builds a [`Consumer`] with a custom transport or seed.
 pub type ConsumerBuilder = ClientBuilder<Consumer>;
@@ -82,22 +90,24 @@ impl ClientBuilder<Consumer> {
         let shared = Arc::new(Shared::new(fetcher, cluster));
         let span = tracing::debug_span!("consumer");
         let driver = runtime.spawn(tracing::Instrument::instrument(
-            fetch_loop::run(shared.clone(), seed.rotate_left(17)),
+            fetch_loop::run(shared.clone()),
             span,
         ));
         Ok(Consumer {
             shared,
-            driver: Some(driver),
+            driver: Mutex::new(Some(driver)),
         })
     }
 }
 
 /// A Kafka consumer with manual partition assignment. See the [module](self) documentation.
 ///
-/// Also a [`futures_core::Stream`] of `recv`'s results.
+/// Every method takes `&self`: share it in an `Arc` to pause, resume or seek from one task
+/// while another waits in [`Consumer::recv`]. Also a [`futures_core::Stream`] of records
+/// (as `recv`, ending once closed), by value and by reference.
 pub struct Consumer {
     shared: Arc<Shared>,
-    driver: Option<JoinHandle<()>>,
+    driver: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -114,7 +124,7 @@ impl Consumer {
         Self::builder(config).build()
     }
 
-    /// A builder, for a custom [`Connector`](crate::io::Connector) or seed.
+    /// A builder, for a custom [`Connector`](crate::transport::Connector) or seed.
     pub fn builder(config: Config) -> ConsumerBuilder {
         ClientBuilder::new(config)
     }
@@ -187,16 +197,24 @@ impl Consumer {
 
     /// Stops fetching `partitions`; records already buffered for them are held back (not
     /// dropped) until [`Consumer::resume`]. Errors with [`Error::UnknownPartition`], changing
-    /// nothing, if one is not assigned.
+    /// nothing, if one is not assigned. A `recv` waiting in another task keeps waiting for
+    /// the other partitions.
     pub fn pause(&self, partitions: &[TopicPartition]) -> Result<(), Error> {
         self.shared.lock().fetcher.pause(partitions)?;
         self.shared.wake_driver();
         Ok(())
     }
 
-    /// Undoes [`Consumer::pause`].
+    /// Undoes [`Consumer::pause`]; a `recv` waiting in another task gets the records held
+    /// back.
     pub fn resume(&self, partitions: &[TopicPartition]) -> Result<(), Error> {
-        self.shared.lock().fetcher.resume(partitions)?;
+        let state = {
+            let mut state = self.shared.lock();
+            state.fetcher.resume(partitions)?;
+            state
+        };
+        // Records held back may be ready at once.
+        fetch_loop::wake_user(state);
         self.shared.wake_driver();
         Ok(())
     }
@@ -206,62 +224,103 @@ impl Consumer {
         self.shared.lock().fetcher.paused()
     }
 
-    /// The next record, end-of-partition event (with `enable.partition.eof`), partition
-    /// error, or outage ([`Error::BrokerUnreachable`], [`Error::AllBrokersDown`]: retriable,
-    /// once per failure episode, see the [module](self) documentation); waits until there is
-    /// one. Fails with [`Error::Closed`] after the consumer was closed. Cancel-safe: dropping
-    /// the future loses nothing.
-    pub async fn recv(&mut self) -> Result<ConsumerEvent, Error> {
+    /// The next record, waiting until there is one; `None` once the consumer is closed.
+    /// Partition errors and outages ([`Error::BrokerUnreachable`], [`Error::AllBrokersDown`]:
+    /// retriable, once per failure episode, see the [module](self) documentation) come out
+    /// as `Err`, once each; the consumer goes on after them. End-of-partition events are
+    /// never returned here (see [`Consumer::recv_event`]). Cancel-safe: dropping the future
+    /// loses nothing.
+    pub async fn recv(&self) -> Result<Option<ConsumerRecord>, Error> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 
-    /// The polling form of [`Consumer::recv`].
-    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<ConsumerEvent, Error>> {
-        let mut state = self.shared.lock();
-        if state.closed {
-            return Poll::Ready(Err(Error::Closed));
-        }
-        let event = state.fetcher.poll_event();
-        let freed = state.fetcher.poll_space_freed();
-        match event {
-            Some(event) => {
-                drop(state);
-                if freed {
-                    self.shared.wake_driver();
-                }
-                Poll::Ready(event)
-            }
-            None => {
-                state.waker = Some(cx.waker().clone());
-                drop(state);
-                if freed {
-                    self.shared.wake_driver();
-                }
-                Poll::Pending
-            }
-        }
+    /// The next record or end-of-partition event (with `enable.partition.eof`), waiting
+    /// until there is one; `None` once the consumer is closed. Errors as [`Consumer::recv`].
+    pub async fn recv_event(&self) -> Result<Option<ConsumerEvent>, Error> {
+        poll_fn(|cx| self.poll_recv_event(cx)).await
     }
 
-    /// Stops the background task and closes the consumer. Buffered records are dropped.
-    pub async fn close(mut self) -> Result<(), Error> {
+    /// The polling form of [`Consumer::recv`].
+    pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Option<ConsumerRecord>, Error>> {
+        self.poll_next(cx, true).map(|event| {
+            event.map(|event| match event {
+                Some(ConsumerEvent::Record(record)) => Some(record),
+                // Left out by `poll_next`.
+                _ => None,
+            })
+        })
+    }
+
+    /// The polling form of [`Consumer::recv_event`].
+    pub fn poll_recv_event(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<ConsumerEvent>, Error>> {
+        self.poll_next(cx, false)
+    }
+
+    /// The next event (records only if `records_only`), `Ok(None)` once closed.
+    fn poll_next(
+        &self,
+        cx: &mut Context<'_>,
+        records_only: bool,
+    ) -> Poll<Result<Option<ConsumerEvent>, Error>> {
+        let mut state = self.shared.lock();
+        if state.closed {
+            return Poll::Ready(Ok(None));
+        }
+        let event = loop {
+            match state.fetcher.poll_event() {
+                // End-of-partition events are for `recv_event` only.
+                Some(Ok(ConsumerEvent::PartitionEof { .. })) if records_only => continue,
+                event => break event,
+            }
+        };
+        let freed = state.fetcher.poll_space_freed();
+        let poll = match event {
+            Some(event) => Poll::Ready(event.map(Some)),
+            None => {
+                state.register(cx.waker());
+                Poll::Pending
+            }
+        };
+        drop(state);
+        if freed {
+            self.shared.wake_driver();
+        }
+        poll
+    }
+
+    /// Stops the background task and closes the consumer; buffered records are dropped. A
+    /// `recv` waiting in another task returns `None`, as does every later one.
+    pub async fn close(&self) {
         self.shared.close();
-        if let Some(driver) = self.driver.take() {
+        let driver = self
+            .driver
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(driver) = driver {
             let _ = tokio::time::timeout(fetch_loop::CLOSE_TIMEOUT, driver).await;
         }
-        Ok(())
     }
 }
 
 impl futures_core::Stream for Consumer {
-    type Item = Result<ConsumerEvent, Error>;
+    type Item = Result<ConsumerRecord, Error>;
 
     /// Yields what [`Consumer::recv`] returns; ends once the consumer is closed.
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match self.get_mut().poll_recv(cx) {
-            Poll::Ready(Err(Error::Closed)) => Poll::Ready(None),
-            Poll::Ready(result) => Poll::Ready(Some(result)),
-            Poll::Pending => Poll::Pending,
-        }
+        self.get_mut().poll_recv(cx).map(Result::transpose)
+    }
+}
+
+impl futures_core::Stream for &Consumer {
+    type Item = Result<ConsumerRecord, Error>;
+
+    /// As the stream of an owned consumer, through a shared one.
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.poll_recv(cx).map(Result::transpose)
     }
 }
 
@@ -298,6 +357,6 @@ mod tests {
         let result = Consumer::new(Config::new("not an address"));
         assert!(matches!(result, Err(Error::Config { .. })), "{result:?}");
         let consumer = Consumer::new(Config::new("localhost:9092")).expect("valid");
-        consumer.close().await.expect("closes");
+        consumer.close().await;
     }
 }

@@ -13,6 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::proto::{ApiKey, ErrorCode};
+use crate::record::ProducerRecord;
+use crate::topic_partition::TopicPartition;
 
 /// A shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -41,13 +43,26 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// The broker answered with an error code.
+    /// The broker answered with an error code for something other than one partition (a
+    /// whole request, a topic, a producer id).
     #[error("broker error {code}{}", context.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
     Broker {
         /// Kafka's error code.
         code: ErrorCode,
-        /// What the error applies to (topic-partition, group) or the broker's message.
+        /// What the error applies to (a topic, an API) or the broker's message.
         context: Option<String>,
+    },
+    /// The broker answered with an error code for one partition: to a consumer, a
+    /// non-retriable code that stopped the partition until a seek; to a producer, why a
+    /// batch of the partition failed. [`Error::partition`] names it.
+    #[error("broker error {code} for {partition}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Partition {
+        /// The partition.
+        partition: TopicPartition,
+        /// Kafka's error code.
+        code: ErrorCode,
+        /// The broker's message, if it sent one.
+        message: Option<String>,
     },
     /// A connection could not be opened.
     #[error("cannot connect to {address}")]
@@ -95,12 +110,10 @@ pub enum Error {
         max: usize,
     },
     /// The position is out of range and `auto.offset.reset` is `none`.
-    #[error("offset {offset} out of range for {topic}/{partition} and auto.offset.reset is none")]
+    #[error("offset {offset} out of range for {partition} and auto.offset.reset is none")]
     OffsetOutOfRange {
-        /// Topic.
-        topic: String,
-        /// Partition.
-        partition: i32,
+        /// The partition.
+        partition: TopicPartition,
         /// The offset that was out of range.
         offset: i64,
     },
@@ -108,15 +121,13 @@ pub enum Error {
     /// that cannot be (a batch at a negative offset or ending past `i64::MAX`, a looked-up
     /// offset below -1).
     #[error(
-        "corrupt record data in {topic}/{partition}{}{}: {reason}",
+        "corrupt record data in {partition}{}{}: {reason}",
         offset.map(|o| format!(" at offset {o}")).unwrap_or_default(),
         broker.map(|b| format!(" from broker {b}")).unwrap_or_default()
     )]
     CorruptRecord {
-        /// Topic.
-        topic: String,
-        /// Partition.
-        partition: i32,
+        /// The partition.
+        partition: TopicPartition,
         /// The offset at fault (a batch's base offset, or the position), when known.
         offset: Option<i64>,
         /// The broker that sent the data, when it came from one.
@@ -125,12 +136,10 @@ pub enum Error {
         reason: String,
     },
     /// An operation on a partition the client does not know or is not assigned.
-    #[error("unknown or unassigned partition {topic}/{partition}")]
+    #[error("unknown or unassigned partition {partition}")]
     UnknownPartition {
-        /// Topic.
-        topic: String,
-        /// Partition.
-        partition: i32,
+        /// The partition.
+        partition: TopicPartition,
     },
     /// Every request to a broker the consumer needs has failed (no answer, a broken
     /// connection, bytes that are not Kafka protocol) for at least `reconnect.backoff.max.ms`.
@@ -187,10 +196,24 @@ impl Error {
         }
     }
 
+    /// The partition this error concerns, for every partition-scoped error
+    /// ([`Error::Partition`], [`Error::OffsetOutOfRange`], [`Error::CorruptRecord`],
+    /// [`Error::UnknownPartition`]): the one to seek, pause or report.
+    pub fn partition(&self) -> Option<&TopicPartition> {
+        match self {
+            Self::Partition { partition, .. }
+            | Self::OffsetOutOfRange { partition, .. }
+            | Self::CorruptRecord { partition, .. }
+            | Self::UnknownPartition { partition } => Some(partition),
+            Self::Fatal(cause) => cause.partition(),
+            _ => None,
+        }
+    }
+
     /// The broker error code, if this is a broker error.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            Self::Broker { code, .. } => Some(*code),
+            Self::Broker { code, .. } | Self::Partition { code, .. } => Some(*code),
             Self::Fatal(cause) => cause.code(),
             _ => None,
         }
@@ -199,7 +222,7 @@ impl Error {
     /// Trying again may succeed.
     pub fn is_retriable(&self) -> bool {
         match self {
-            Self::Broker { code, .. } => code.is_retriable(),
+            Self::Broker { code, .. } | Self::Partition { code, .. } => code.is_retriable(),
             Self::Connect { .. }
             | Self::Disconnected { .. }
             | Self::RequestTimeout(_)
@@ -213,7 +236,7 @@ impl Error {
     pub fn is_fatal(&self) -> bool {
         match self {
             Self::Fatal(_) => true,
-            Self::Broker { code, .. } => matches!(
+            Self::Broker { code, .. } | Self::Partition { code, .. } => matches!(
                 code,
                 ErrorCode::ProducerFenced
                     | ErrorCode::InvalidProducerEpoch
@@ -235,6 +258,42 @@ impl Error {
                 self,
                 Self::Config { .. } | Self::Closed | Self::InvalidArgument(_)
             )
+    }
+}
+
+/// A record that could not be sent, with the reason and the record itself (for a retry by
+/// the application or a dead-letter topic).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ProduceError {
+    /// Why.
+    pub error: Error,
+    /// Whether the record may be in the log despite the failure.
+    pub persisted: Persisted,
+    /// The record, as given to `send` (boxed: it is large and errors travel in `Result`s).
+    pub record: Box<ProducerRecord>,
+}
+
+impl ProduceError {
+    /// `record` failed with `error`; `persisted` says whether it may be in the log anyway.
+    pub fn new(error: Error, persisted: Persisted, record: ProducerRecord) -> Self {
+        Self {
+            error,
+            persisted,
+            record: Box::new(record),
+        }
+    }
+}
+
+impl std::fmt::Display for ProduceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot produce to {}: {}", self.record.topic, self.error)
+    }
+}
+
+impl std::error::Error for ProduceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
     }
 }
 
@@ -281,10 +340,62 @@ mod tests {
     }
 
     #[test]
+    fn partition_errors_name_their_partition_as_data() {
+        let tp = TopicPartition::new("orders", 4);
+        let denied = Error::Partition {
+            partition: tp.clone(),
+            code: ErrorCode::TopicAuthorizationFailed,
+            message: None,
+        };
+        assert_eq!(denied.partition(), Some(&tp));
+        assert_eq!(denied.code(), Some(ErrorCode::TopicAuthorizationFailed));
+        assert!(!denied.is_retriable() && !denied.is_fatal() && denied.requires_abort());
+        assert_eq!(
+            denied.to_string(),
+            "broker error TopicAuthorizationFailed for orders/4"
+        );
+        let moved = Error::Partition {
+            partition: tp.clone(),
+            code: ErrorCode::NotLeaderOrFollower,
+            message: Some("leader moved".into()),
+        };
+        assert!(moved.is_retriable());
+        assert!(
+            moved.to_string().ends_with("for orders/4: leader moved"),
+            "{moved}"
+        );
+        let fenced = Error::Partition {
+            partition: tp.clone(),
+            code: ErrorCode::ProducerFenced,
+            message: None,
+        };
+        assert!(fenced.is_fatal());
+        for error in [
+            Error::OffsetOutOfRange {
+                partition: tp.clone(),
+                offset: 9,
+            },
+            Error::CorruptRecord {
+                partition: tp.clone(),
+                offset: None,
+                broker: Some(1),
+                reason: "bad crc".into(),
+            },
+            Error::UnknownPartition {
+                partition: tp.clone(),
+            },
+            Error::Fatal(Box::new(fenced)),
+        ] {
+            assert_eq!(error.partition(), Some(&tp), "{error}");
+        }
+        assert_eq!(Error::broker(ErrorCode::NotController).partition(), None);
+        assert_eq!(Error::Closed.partition(), None);
+    }
+
+    #[test]
     fn corrupt_data_names_where_it_came_from() {
         let error = Error::CorruptRecord {
-            topic: "t".into(),
-            partition: 3,
+            partition: TopicPartition::new("t", 3),
             offset: Some(i64::MAX),
             broker: Some(2),
             reason: "no offset after the batch".into(),
@@ -294,8 +405,7 @@ mod tests {
             "corrupt record data in t/3 at offset 9223372036854775807 from broker 2: no offset after the batch"
         );
         let local = Error::CorruptRecord {
-            topic: "t".into(),
-            partition: 3,
+            partition: TopicPartition::new("t", 3),
             offset: None,
             broker: None,
             reason: "cannot encode batch".into(),
@@ -314,8 +424,7 @@ mod tests {
             Error::Closed,
             Error::RequestTimeout(Duration::from_millis(5)),
             Error::CorruptRecord {
-                topic: "t".into(),
-                partition: 0,
+                partition: TopicPartition::new("t", 0),
                 offset: Some(i64::MAX),
                 broker: Some(2),
                 reason: "batch offsets overflow".into(),
@@ -338,5 +447,19 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn produce_error_is_an_error_with_the_record() {
+        fn assert_bounds<T: Send + Sync + 'static + std::error::Error>() {}
+        assert_bounds::<ProduceError>();
+        let error = ProduceError::new(
+            Error::Closed,
+            Persisted::No,
+            ProducerRecord::new("t").with_value("v"),
+        );
+        assert_eq!(error.to_string(), "cannot produce to t: client is closed");
+        assert_eq!(error.record.value.as_deref(), Some(&b"v"[..]));
+        assert!(std::error::Error::source(&error).is_some());
     }
 }

@@ -1,24 +1,31 @@
 //! franzy: a pure-Rust, async Kafka client that speaks the wire protocol itself.
 //!
 //! ```no_run
-//! use franzy::{Config, Consumer, ConsumerEvent, Offset, Producer, ProducerRecord, TopicPartition};
+//! use franzy::{Config, Consumer, Offset, Producer, ProducerRecord, TopicPartition};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = Config::new("localhost:9092").set("linger.ms", "5")?;
 //! let producer = Producer::new(config.clone())?;
-//! let delivery = producer
-//!     .send(ProducerRecord::new("orders").with_key("customer-7").with_value("{}"))
+//! // One record, waiting for its acknowledgement...
+//! let written = producer
+//!     .send_and_wait(ProducerRecord::new("orders").with_key("customer-7").with_value("{}"))
 //!     .await?;
-//! let written = delivery.await?;
 //! println!("written to {}/{} at {}", written.topic, written.partition, written.offset);
+//! // ... or many, each acknowledged through its future.
+//! let delivery = producer.send(ProducerRecord::new("orders").with_value("{}")).await?;
+//! delivery.await?;
 //! producer.close().await;
 //!
-//! let mut consumer = Consumer::new(config)?;
+//! let consumer = Consumer::new(config)?;
 //! let tp = TopicPartition::new("orders", written.partition);
 //! consumer.assign(&[tp.clone()])?;
 //! consumer.seek(&tp, Offset::At(written.offset))?;
-//! if let ConsumerEvent::Record(record) = consumer.recv().await? {
-//!     assert_eq!(record.key.as_deref(), Some(&b"customer-7"[..]));
+//! // Records until the consumer is closed (from another task: every method takes &self).
+//! while let Some(record) = consumer.recv().await? {
+//!     println!("{}/{} at {}: {:?}", record.topic, record.partition, record.offset, record.value);
+//!     if let Some(trace) = record.header("trace-id") {
+//!         println!("  trace-id {:?}", trace.value);
+//!     }
 //! }
 //! # Ok(())
 //! # }
@@ -32,18 +39,27 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`proto`] | the wire: frames, headers, messages, record batches, compression. No IO. |
-//! | [`engine`] | state machines: connections, metadata, accumulator. No IO, no clock. |
-//! | [`consumer`] | [`Consumer`]: manual assignment, seek, pause, prefetching `recv` / `Stream` |
-//! | [`builder`] | [`ClientBuilder`]: transport and seed for a producer or consumer |
+//! | [`producer`] | [`Producer`]: `send` records, await their delivery (or `send_and_wait`); `flush`, `close` |
+//! | [`consumer`] | [`Consumer`]: manual assignment, seek, pause, prefetching `recv` / `recv_event` / `Stream`, all through `&self` |
+//! | [`record`] | the record types: [`ProducerRecord`], [`RecordMetadata`], [`ConsumerRecord`], [`ConsumerEvent`], [`Offset`], [`Header`] |
 //! | [`config`] | [`Config`]: typed setters; Kafka's and librdkafka's property names and `.properties` files, from one table |
-//! | [`io`] | tokio drivers: transports, broker connections, the shared cluster client |
-//! | [`error`] | [`Error`] and its classification (retriable, abortable, fatal) |
+//! | [`builder`] | [`ClientBuilder`]: transport and seed for a producer or consumer |
+//! | [`error`] | [`Error`] and its classification (retriable, abortable, fatal); [`ProduceError`] |
 //! | [`topic_partition`] | [`TopicPartition`]: one partition of one topic |
-//! | [`producer`] | [`Producer`]: `send` records, await their delivery; `flush`, `close` |
+//! | [`transport`] | [`Connector`](transport::Connector): how a `host:port` becomes a byte stream (TCP by default) |
+//! | [`partitioner`] | [`partition_for_key`](partitioner::partition_for_key): the Java client's murmur2 partitioner |
+//! | [`proto`] | the wire: frames, headers, messages, record batches, compression. No IO. |
+//!
+//! Inside, not public (DESIGN.md has the file map): `engine`, one sans-IO state machine per
+//! role (the producer's accumulator and InitProducerId, the consumer's fetcher, connections,
+//! metadata and its refresh policy), with time as an argument; `io`, the tokio drivers that
+//! carry what the engines ask for. The `internals` cargo feature makes both public for the
+//! fuzz targets and the end-to-end tests: an unstable surface, outside semver.
 //!
 //! ```text
-//! user ── Producer/Consumer (async API) ── engine (state machines, no IO) ── io (tokio) ── broker
+//! user ── Producer/Consumer (async API) ── io (tokio drivers) ── broker
+//!                 │                            │ handle_* in, poll_* out
+//!                 └──── record, error ──── engine (state machines, no IO, time as argument)
 //!                                              │
 //!                                            proto (bytes <-> values)
 //! ```
@@ -51,19 +67,35 @@
 pub mod builder;
 pub mod config;
 pub mod consumer;
+mod delivery;
+// `engine` and `io` are private unless the unstable `internals` feature asks for them. Their
+// API is written for every user the feature lets in (the drivers, the fuzz targets, the
+// end-to-end tests), so without it some of it is used only by unit tests: not dead code.
+#[cfg(feature = "internals")]
 pub mod engine;
+#[cfg(not(feature = "internals"))]
+#[allow(dead_code)]
+mod engine;
 pub mod error;
+#[cfg(feature = "internals")]
 pub mod io;
+#[cfg(not(feature = "internals"))]
+#[allow(dead_code)]
+mod io;
+pub mod partitioner;
 pub mod producer;
 pub mod proto;
+pub mod record;
 pub mod topic_partition;
+pub mod transport;
 
 pub use builder::ClientBuilder;
 pub use config::{Acks, Config, IsolationLevel, OffsetReset, Partitioner};
-pub use consumer::{Consumer, ConsumerBuilder, ConsumerEvent, ConsumerRecord, Offset};
-pub use error::{Error, Persisted, Result};
-pub use producer::{
-    DeliveryFuture, ProduceError, Producer, ProducerBuilder, ProducerRecord, RecordMetadata,
+pub use consumer::{Consumer, ConsumerBuilder};
+pub use error::{Error, Persisted, ProduceError, Result};
+pub use producer::{DeliveryFuture, Producer, ProducerBuilder};
+pub use record::{
+    ConsumerEvent, ConsumerRecord, Header, Offset, ProducerRecord, RecordMetadata, TimestampType,
 };
 pub use topic_partition::TopicPartition;
 

@@ -281,7 +281,7 @@ pub mod fetcher {
 
     use bytes::Bytes;
     use franzy::config::{IsolationLevel, OffsetReset};
-    use franzy::engine::fetcher::{decode_ahead, ConsumerEvent, Fetcher, FetcherConfig, Offset};
+    use franzy::engine::fetcher::{decode_ahead, Fetcher, FetcherConfig};
     use franzy::engine::metadata::Metadata;
     use franzy::kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
     use franzy::kafka_protocol::messages::list_offsets_response::{
@@ -295,7 +295,7 @@ pub mod fetcher {
     };
     use franzy::kafka_protocol::protocol::StrBytes;
     use franzy::proto::record_batch::DecodeLimits;
-    use franzy::{Config, Error, TopicPartition};
+    use franzy::{Config, ConsumerEvent, Error, Offset, TopicPartition};
 
     /// The topic every script reads.
     pub const TOPIC: &str = "t";
@@ -606,10 +606,10 @@ pub mod fetcher {
                             r.offset
                         );
                     }
-                    Ok(ConsumerEvent::PartitionEof { partition, .. }) => {
-                        let tp = TopicPartition::new(TOPIC, partition);
+                    Ok(ConsumerEvent::PartitionEof { partition: tp, .. }) => {
                         assert!(self.assigned.contains(&tp), "end of {tp}");
                     }
+                    Ok(other) => panic!("an event the fuzz target does not know: {other:?}"),
                     Err(Error::BrokerUnreachable { broker, .. }) => {
                         self.outcome.outages += 1;
                         assert!(
@@ -674,7 +674,7 @@ pub mod fetcher {
             if step(op, &mut input, &mut f, &md, &mut now, &mut checker, &all).is_none() {
                 break;
             }
-            if let Some(at) = f.poll_timeout(now) {
+            if let Some(at) = f.poll_timeout(now, &md) {
                 assert!(at > now, "a deadline in the past: a busy loop");
             }
         }
@@ -816,9 +816,11 @@ pub mod fetcher {
                     }
                     2 => {
                         let error = failure(0);
-                        f.handle_metadata_failure(&error, *now, *now, md);
+                        let _ = f.handle_metadata_failure(&error, *now, *now, md);
                     }
-                    3 => f.handle_metadata_response(*now),
+                    3 => {
+                        let _ = f.handle_metadata_response(*now, md);
+                    }
                     4 => {
                         checker.assigned = all.iter().step_by(2).cloned().collect();
                         f.assign(&checker.assigned);

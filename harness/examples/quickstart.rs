@@ -16,10 +16,8 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use franzy::consumer::{Consumer, ConsumerEvent, Offset};
-use franzy::engine::partitioner::partition_for_key;
-use franzy::producer::{Producer, ProducerRecord};
-use franzy::{Config, TopicPartition};
+use franzy::partitioner::partition_for_key;
+use franzy::{Config, Consumer, ConsumerRecord, Offset, Producer, ProducerRecord, TopicPartition};
 use franzy_harness::Cluster;
 
 const TOPIC: &str = "orders";
@@ -96,7 +94,7 @@ async fn run() -> Result<(), String> {
         RECORDS as f64 / produce_time.as_secs_f64()
     );
 
-    let mut consumer = Consumer::new(config).map_err(|e| e.to_string())?;
+    let consumer = Consumer::new(config).map_err(|e| e.to_string())?;
     let assignment: Vec<TopicPartition> = (0..PARTITIONS)
         .map(|p| TopicPartition::new(TOPIC, p))
         .collect();
@@ -111,14 +109,12 @@ async fn run() -> Result<(), String> {
     let mut per_partition = [0usize; PARTITIONS as usize];
     let mut received = 0;
     while received < RECORDS {
-        let event = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+        let record = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
             .await
             .map_err(|_| format!("no record for 30 s after {received} records"))?
-            .map_err(|e| e.to_string())?;
-        let ConsumerEvent::Record(record) = event else {
-            continue;
-        };
-        let seq: usize = header(&record.headers, "seq")
+            .map_err(|e| e.to_string())?
+            .ok_or("the consumer closed")?;
+        let seq: usize = header(&record, "seq")
             .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
             .ok_or_else(|| {
                 format!(
@@ -133,7 +129,7 @@ async fn run() -> Result<(), String> {
         }
         if record.key.as_deref() != Some(expected_key.as_bytes())
             || record.value.as_deref() != Some(expected_value.as_bytes())
-            || header(&record.headers, "source") != Some(&b"quickstart"[..])
+            || header(&record, "source") != Some(&b"quickstart"[..])
         {
             return Err(format!("record {seq} came back altered"));
         }
@@ -151,7 +147,7 @@ async fn run() -> Result<(), String> {
         received += 1;
     }
     let consume_time = start.elapsed();
-    consumer.close().await.map_err(|e| e.to_string())?;
+    consumer.close().await;
     println!(
         "consumed {received} records in {:.2} s ({:.0} records/s)",
         consume_time.as_secs_f64(),
@@ -165,9 +161,7 @@ async fn run() -> Result<(), String> {
     Ok(())
 }
 
-fn header<'a>(headers: &'a [franzy::proto::record_batch::Header], key: &str) -> Option<&'a [u8]> {
-    headers
-        .iter()
-        .find(|h| h.key.as_ref() == key.as_bytes())
-        .and_then(|h| h.value.as_deref())
+/// The value of the record's last header named `key`.
+fn header<'a>(record: &'a ConsumerRecord, key: &str) -> Option<&'a [u8]> {
+    record.header(key).and_then(|h| h.value.as_deref())
 }

@@ -456,7 +456,7 @@ impl std::ops::Deref for Cluster {
     }
 }
 
-/// A [`franzy::io::Connector`] that opens in-memory connections to the cluster's brokers by
+/// A [`franzy::transport::Connector`] that opens in-memory connections to the cluster's brokers by
 /// their advertised address, so that a franzy client reaches the harness without sockets.
 #[derive(Clone)]
 pub struct InMemoryConnector {
@@ -469,12 +469,12 @@ impl std::fmt::Debug for InMemoryConnector {
     }
 }
 
-impl franzy::io::Connector for InMemoryConnector {
-    fn connect<'a>(&'a self, address: &'a str) -> franzy::io::ConnectFuture<'a> {
+impl franzy::transport::Connector for InMemoryConnector {
+    fn connect<'a>(&'a self, address: &'a str) -> franzy::transport::ConnectFuture<'a> {
         Box::pin(async move {
             self.inner
                 .connect_to(address)
-                .map(|stream| Box::new(stream) as franzy::io::BoxedStream)
+                .map(|stream| Box::new(stream) as franzy::transport::BoxedStream)
                 .map_err(|e| {
                     std::io::Error::new(std::io::ErrorKind::ConnectionRefused, e.to_string())
                 })

@@ -17,7 +17,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use franzy::consumer::{Consumer, ConsumerEvent, Offset};
+use franzy::consumer::{Consumer, Offset};
 use franzy::producer::{DeliveryFuture, Producer, ProducerRecord};
 use franzy::TopicPartition;
 use tokio::sync::mpsc;
@@ -174,7 +174,7 @@ async fn produce(target: &Target, args: &BenchArgs) -> Result<String, String> {
 
 async fn consume(target: &Target, args: &BenchArgs) -> Result<String, String> {
     let config = target.config(&args.client)?;
-    let mut consumer = Consumer::new(config).map_err(|e| e.to_string())?;
+    let consumer = Consumer::new(config).map_err(|e| e.to_string())?;
     let partitions = consumer
         .partitions_for(&args.client.topic)
         .await
@@ -192,17 +192,18 @@ async fn consume(target: &Target, args: &BenchArgs) -> Result<String, String> {
     let mut bytes = 0u64;
     let mut start = None;
     while received < args.count {
-        if let ConsumerEvent::Record(record) = consumer.recv().await.map_err(|e| e.to_string())? {
-            start.get_or_insert_with(Instant::now);
-            received += 1;
-            bytes += record.value.as_ref().map_or(0, |v| v.len() as u64);
-        }
+        let Some(record) = consumer.recv().await.map_err(|e| e.to_string())? else {
+            return Err("the consumer closed".into());
+        };
+        start.get_or_insert_with(Instant::now);
+        received += 1;
+        bytes += record.value.as_ref().map_or(0, |v| v.len() as u64);
     }
     let elapsed = start
         .map(|s| s.elapsed())
         .unwrap_or_default()
         .max(Duration::from_micros(1));
-    consumer.close().await.map_err(|e| e.to_string())?;
+    consumer.close().await;
     Ok(format!(
         "consume: {} records ({} value bytes) in {:.3} s: {:.0} records/s, {:.1} MB/s",
         received,

@@ -96,7 +96,7 @@ pub async fn run(args: ConsumeArgs) -> Result<(), Failure> {
     let start = parse_offset(&args.offset)?;
     let format = output_format(&args)?;
     let mut interrupt = Interrupt::watch()?;
-    let (target, mut consumer, partitions) = tokio::select! {
+    let (target, consumer, partitions) = tokio::select! {
         biased;
         () = interrupt.recv() => return Ok(()),
         connected = connect(&args, start) => connected?,
@@ -119,12 +119,12 @@ pub async fn run(args: ConsumeArgs) -> Result<(), Failure> {
         let event = tokio::select! {
             biased;
             () = interrupt.recv() => break Ok(()),
-            event = consumer.recv() => event,
+            event = consumer.recv_event() => event,
         };
         let mut step = printer.handle(event);
         let mut handled = 1;
         while step.is_none() && handled < BATCH_LIMIT {
-            match poll_fn(|cx| Poll::Ready(consumer.poll_recv(cx))).await {
+            match poll_fn(|cx| Poll::Ready(consumer.poll_recv_event(cx))).await {
                 Poll::Ready(event) => {
                     step = printer.handle(event);
                     handled += 1;
@@ -139,7 +139,7 @@ pub async fn run(args: ConsumeArgs) -> Result<(), Failure> {
     if let Some(Err(failure)) = printer.flush() {
         outcome = outcome.and(Err(failure));
     }
-    let _ = consumer.close().await;
+    consumer.close().await;
     target.shutdown().await;
     outcome
 }
@@ -195,9 +195,12 @@ impl Printer {
         self.limit.is_some_and(|limit| self.printed >= limit)
     }
 
-    fn handle(&mut self, event: Result<ConsumerEvent, Error>) -> Option<Result<(), Failure>> {
+    fn handle(
+        &mut self,
+        event: Result<Option<ConsumerEvent>, Error>,
+    ) -> Option<Result<(), Failure>> {
         match event {
-            Ok(ConsumerEvent::Record(record)) => {
+            Ok(Some(ConsumerEvent::Record(record))) => {
                 self.at_end.remove(&record.partition);
                 if let Err(error) = self.format.write(&mut self.out, &record) {
                     return Some(write_failed(error));
@@ -205,11 +208,11 @@ impl Printer {
                 self.printed += 1;
                 self.limit_reached().then_some(Ok(()))
             }
-            Ok(ConsumerEvent::PartitionEof {
-                topic,
-                partition,
+            Ok(Some(ConsumerEvent::PartitionEof {
+                partition: tp,
                 offset,
-            }) => {
+            })) => {
+                let (topic, partition) = (tp.topic, tp.partition);
                 self.at_end.insert(partition);
                 let finished = self.finished();
                 if let Some(outcome) = self.flush() {
@@ -221,11 +224,15 @@ impl Printer {
                 );
                 finished
             }
+            // Events this version does not know are not for printing.
+            Ok(Some(_)) => None,
+            // Closed: nothing more will come.
+            Ok(None) => Some(Ok(())),
             Err(error) => {
                 if let Some(outcome) = self.flush() {
                     return Some(outcome);
                 }
-                if error.is_fatal() || matches!(error, Error::Closed) {
+                if error.is_fatal() {
                     eprintln!("% ERROR: {error}: terminating");
                     return Some(Err(Failure::Reported));
                 }
@@ -272,26 +279,16 @@ fn write_failed(error: std::io::Error) -> Result<(), Failure> {
 }
 
 /// The partition of `topic` that `error` stopped, if it is one that stops a partition until
-/// the next seek (see [`franzy::consumer`]).
+/// the next seek (see [`franzy::consumer`]): corrupt data, an offset out of range, or a
+/// non-retriable broker error for the partition. The error names it as data.
 fn stopped_partition(error: &Error, topic: &str) -> Option<i32> {
-    match error {
-        Error::CorruptRecord {
-            topic: t,
-            partition,
-            ..
-        }
-        | Error::OffsetOutOfRange {
-            topic: t,
-            partition,
-            ..
-        } if t == topic => Some(*partition),
-        // The fetcher names the partition as TopicPartition's Display does: topic/partition.
-        Error::Broker {
-            code,
-            context: Some(context),
-        } if !code.is_retriable() => context.strip_prefix(topic)?.strip_prefix('/')?.parse().ok(),
-        _ => None,
-    }
+    let stops = match error {
+        Error::CorruptRecord { .. } | Error::OffsetOutOfRange { .. } => true,
+        Error::Partition { code, .. } => !code.is_retriable(),
+        _ => false,
+    };
+    let tp = error.partition().filter(|tp| stops && tp.topic == topic)?;
+    Some(tp.partition)
 }
 
 #[cfg(test)]
@@ -312,8 +309,7 @@ mod tests {
     #[test]
     fn errors_that_stop_a_partition_name_it() {
         let corrupt = Error::CorruptRecord {
-            topic: "orders".into(),
-            partition: 2,
+            partition: TopicPartition::new("orders", 2),
             offset: Some(7),
             broker: Some(1),
             reason: "bad crc".into(),
@@ -321,21 +317,22 @@ mod tests {
         assert_eq!(stopped_partition(&corrupt, "orders"), Some(2));
         assert_eq!(stopped_partition(&corrupt, "other"), None);
         let out_of_range = Error::OffsetOutOfRange {
-            topic: "orders".into(),
-            partition: 0,
+            partition: TopicPartition::new("orders", 0),
             offset: 99,
         };
         assert_eq!(stopped_partition(&out_of_range, "orders"), Some(0));
-        let denied = Error::Broker {
+        let denied = Error::Partition {
+            partition: TopicPartition::new("orders", 5),
             code: ErrorCode::TopicAuthorizationFailed,
-            context: Some(TopicPartition::new("orders", 5).to_string()),
+            message: None,
         };
         assert_eq!(stopped_partition(&denied, "orders"), Some(5));
         // A prefix of another topic's name is not this topic.
         assert_eq!(stopped_partition(&denied, "order"), None);
-        let transient = Error::Broker {
+        let transient = Error::Partition {
+            partition: TopicPartition::new("orders", 5),
             code: ErrorCode::NotLeaderOrFollower,
-            context: Some(TopicPartition::new("orders", 5).to_string()),
+            message: None,
         };
         assert_eq!(stopped_partition(&transient, "orders"), None);
         let disconnected = Error::Disconnected {

@@ -220,29 +220,22 @@ fn length(bytes: Option<&[u8]>) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use bytes::Bytes;
     use franzy::consumer::{Header, TimestampType};
 
     use super::*;
 
     fn record(key: Option<&'static str>, value: Option<&'static str>) -> ConsumerRecord {
-        ConsumerRecord {
-            topic: Arc::from("orders"),
-            partition: 3,
-            offset: 42,
-            timestamp: 1_700_000_000_123,
-            timestamp_type: TimestampType::CreateTime,
-            key: key.map(|k| Bytes::from_static(k.as_bytes())),
-            value: value.map(|v| Bytes::from_static(v.as_bytes())),
-            headers: vec![
+        let mut record = ConsumerRecord::new("orders", 3, 42)
+            .with_timestamp(1_700_000_000_123, TimestampType::CreateTime)
+            .with_headers(vec![
                 Header::new("trace", "abc"),
                 Header::null("gone"),
                 Header::new("empty", ""),
-            ],
-            leader_epoch: None,
-        }
+            ]);
+        record.key = key.map(|k| Bytes::from_static(k.as_bytes()));
+        record.value = value.map(|v| Bytes::from_static(v.as_bytes()));
+        record
     }
 
     fn render(format: &Format, record: &ConsumerRecord) -> Vec<u8> {

@@ -32,12 +32,49 @@ pub enum Reset {
     Bump,
 }
 
+/// A producer id and its epoch, as InitProducerId gives them (the wire's -1 for "none" is
+/// `None` of this type wherever there may be none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProducerId {
+    /// The producer id.
+    pub id: i64,
+    /// Its epoch.
+    pub epoch: i16,
+}
+
+impl ProducerId {
+    /// Id `id` at `epoch`.
+    pub fn new(id: i64, epoch: i16) -> Self {
+        Self { id, epoch }
+    }
+}
+
+/// How a batch is numbered for idempotence: the producer id and epoch it was numbered under
+/// and the sequence of its first record. A batch without idempotence has none (the wire's
+/// -1, -1, -1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Numbering {
+    /// Producer id and epoch.
+    pub producer: ProducerId,
+    /// Sequence of the batch's first record.
+    pub base_sequence: i32,
+}
+
+impl Numbering {
+    /// Producer id, epoch and base sequence as a batch header carries them: -1 each for a
+    /// batch without a numbering.
+    pub fn wire(numbering: Option<Self>) -> (i64, i16, i32) {
+        numbering.map_or((-1, -1, -1), |n| {
+            (n.producer.id, n.producer.epoch, n.base_sequence)
+        })
+    }
+}
+
 /// The producer id, its epoch, and whether they are usable.
 #[derive(Debug, Clone)]
 pub struct Idempotence {
     enabled: bool,
-    producer_id: i64,
-    epoch: i16,
+    producer: Option<ProducerId>,
     reset: Reset,
     fatal: Option<Error>,
 }
@@ -47,8 +84,7 @@ impl Idempotence {
     pub fn disabled() -> Self {
         Self {
             enabled: false,
-            producer_id: -1,
-            epoch: -1,
+            producer: None,
             reset: Reset::None,
             fatal: None,
         }
@@ -67,9 +103,9 @@ impl Idempotence {
         self.enabled
     }
 
-    /// The producer id (-1 when none) and epoch.
-    pub fn producer(&self) -> (i64, i16) {
-        (self.producer_id, self.epoch)
+    /// The producer id and epoch, once InitProducerId gave them.
+    pub fn producer(&self) -> Option<ProducerId> {
+        self.producer
     }
 
     /// The error that ended the producer, if any.
@@ -80,12 +116,12 @@ impl Idempotence {
     /// Batches may be numbered and sent: off, or on with an id and no reset pending.
     pub fn can_send(&self) -> bool {
         self.fatal.is_none()
-            && (!self.enabled || (self.producer_id >= 0 && self.reset == Reset::None))
+            && (!self.enabled || (self.producer.is_some() && self.reset == Reset::None))
     }
 
     /// Whether an InitProducerId request is needed now (on, no id yet, nothing fatal).
     pub fn needs_producer_id(&self) -> bool {
-        self.enabled && self.fatal.is_none() && self.producer_id < 0
+        self.enabled && self.fatal.is_none() && self.producer.is_none()
     }
 
     /// The pending reset.
@@ -108,20 +144,20 @@ impl Idempotence {
             return false;
         }
         self.reset = Reset::None;
-        if self.epoch >= LAST_EPOCH {
-            self.producer_id = -1;
-            self.epoch = -1;
-        } else {
-            self.epoch += 1;
-        }
+        self.producer = match self.producer {
+            Some(producer) if producer.epoch < LAST_EPOCH => Some(ProducerId {
+                epoch: producer.epoch + 1,
+                ..producer
+            }),
+            _ => None,
+        };
         true
     }
 
     /// The id and epoch InitProducerId gave. Sequences start again at 0.
-    pub fn set_producer_id(&mut self, producer_id: i64, epoch: i16) {
+    pub fn set_producer_id(&mut self, producer: ProducerId) {
         self.enabled = true;
-        self.producer_id = producer_id;
-        self.epoch = epoch;
+        self.producer = Some(producer);
         self.reset = Reset::None;
     }
 
@@ -210,25 +246,25 @@ mod tests {
     fn bumps_wait_for_a_request_and_run_out_into_a_new_id() {
         let mut state = Idempotence::enabled();
         assert!(state.needs_producer_id() && !state.can_send());
-        state.set_producer_id(7, 0);
+        state.set_producer_id(ProducerId::new(7, 0));
         assert!(state.can_send() && !state.needs_producer_id());
         assert!(!state.apply_bump(), "no bump was asked for");
         state.request_bump();
         assert!(!state.can_send());
         assert!(state.apply_bump());
-        assert_eq!(state.producer(), (7, 1));
+        assert_eq!(state.producer(), Some(ProducerId::new(7, 1)));
         assert!(state.can_send());
-        state.set_producer_id(7, LAST_EPOCH);
+        state.set_producer_id(ProducerId::new(7, LAST_EPOCH));
         state.request_bump();
         assert!(state.apply_bump());
         assert!(state.needs_producer_id(), "epochs used up: a new id");
-        assert_eq!(state.producer(), (-1, -1));
+        assert_eq!(state.producer(), None);
     }
 
     #[test]
     fn a_fatal_error_stops_everything_and_disabled_never_numbers() {
         let mut state = Idempotence::enabled();
-        state.set_producer_id(1, 0);
+        state.set_producer_id(ProducerId::new(1, 0));
         state.set_fatal(Error::broker(ErrorCode::ProducerFenced));
         assert!(!state.can_send() && !state.needs_producer_id());
         state.request_bump();

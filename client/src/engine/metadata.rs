@@ -1,7 +1,7 @@
 //! The client's view of the cluster: brokers, topics, partitions and their leaders
 //! (protocol guide, "Metadata"; KIP-320 for leader epochs).
 //!
-//! Call order: [`Metadata::request_topics`] says what to ask for; feed each Metadata response
+//! Call order: [`Metadata::request`] is what to ask for; feed each Metadata response
 //! to [`Metadata::handle_response`]; call [`Metadata::invalidate`] when a request fails with
 //! NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE or a disconnect;
 //! ask [`Metadata::refresh_due`] when to refresh next.
@@ -14,7 +14,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::MetadataResponse;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use crate::proto::ErrorCode;
@@ -113,9 +115,21 @@ impl Metadata {
         }
     }
 
-    /// The topics to put in the next Metadata request.
-    pub fn request_topics(&self) -> Vec<String> {
-        self.wanted.iter().cloned().collect()
+    /// The Metadata request for the wanted topics (any version: the fields it sets exist in
+    /// all). Never "all topics" (null from v1 on): franzy names its topics. An empty list asks
+    /// only for the brokers (v0 reads it as "all topics", which is harmless).
+    pub fn request(&self) -> MetadataRequest {
+        let topics = self
+            .wanted
+            .iter()
+            .map(|t| {
+                MetadataRequestTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_string(t.clone()))))
+            })
+            .collect();
+        MetadataRequest::default()
+            .with_topics(Some(topics))
+            .with_allow_auto_topic_creation(true)
     }
 
     /// Marks the cache stale so that the next [`Metadata::refresh_due`] is now.

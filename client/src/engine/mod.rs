@@ -1,14 +1,25 @@
-//! State machines with no IO: time comes in as an argument, outputs are polled.
+//! State machines with no IO: time comes in as an argument, outputs are polled. One engine
+//! per role holds every decision of that role: [`producer::ProducerEngine`] for the producer,
+//! [`fetcher::Fetcher`] for the consumer; each module documents its call order. Nothing here
+//! imports the drivers (`io`), the public clients or the async runtime.
+//!
+//! The shape, as quinn-proto's: inputs are `handle_*` (answers, failures, decoded batches,
+//! time passing), outputs `poll_*` (requests to send, batches to encode, events for the
+//! user, the next deadline). A driver loops: feed in what happened, poll out what to do, do
+//! the IO, sleep until `poll_timeout` or the next event.
 //!
 //! | module | what |
 //! |---|---|
-//! | [`backoff`] | exponential backoff with jitter, seeded |
+//! | [`producer`] | the producer's engine: accumulator, InitProducerId, metadata refreshes, in call order |
+//! | [`accumulator`] | producer batches: partitioning, linger, sizes, encoding jobs, drain per leader, retries |
+//! | [`idempotence`] | producer id and epoch, batch numbering, sequence arithmetic, epoch bumps |
+//! | [`producer_id`] | the InitProducerId state machine: retries, the fallback without idempotence |
+//! | [`fetcher`] | the consumer's engine: positions, Fetch/ListOffsets planning, prefetch buffer, resets, outages |
+//! | [`refresh`] | when to refresh the metadata, with spacing and backoff: one policy for every role |
+//! | [`metadata`] | the cluster view: brokers, topics, leaders, leader epochs |
 //! | [`connection`] | one broker connection: correlation ids, in-flight requests, negotiation, timeouts |
-//! | [`fetcher`] | the consumer: positions, Fetch/ListOffsets planning, prefetch buffer, resets |
 //! | [`partitioner`] | Java-compatible murmur2 and uniform sticky partitioning |
-//! | [`metadata`] | the cluster view: brokers, topics, leaders, leader epochs, refresh |
-//! | [`accumulator`] | producer batches: partitioning, linger, sizes, drain per leader, retries |
-//! | [`idempotence`] | producer id and epoch, sequence arithmetic, epoch bumps |
+//! | [`backoff`] | exponential backoff with jitter, seeded |
 
 pub mod accumulator;
 pub mod backoff;
@@ -17,3 +28,6 @@ pub mod fetcher;
 pub mod idempotence;
 pub mod metadata;
 pub mod partitioner;
+pub mod producer;
+pub mod producer_id;
+pub mod refresh;

@@ -5,10 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{MetadataRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::broker::{BrokerConnection, BuildRequest, RequestError, Response};
 use super::transport::Connector;
@@ -246,24 +243,8 @@ impl ClusterClient {
             // Someone refreshed while we waited for the lock.
             return Ok(());
         }
-        let topics = self.metadata().request_topics();
-        let build = move |_version: i16| {
-            let requested: Vec<MetadataRequestTopic> = topics
-                .iter()
-                .map(|t| {
-                    MetadataRequestTopic::default()
-                        .with_name(Some(TopicName(StrBytes::from_string(t.clone()))))
-                })
-                .collect();
-            // Never null ("all topics" from v1 on): franzy names its topics. An empty list
-            // asks only for the brokers (v0 reads it as "all topics", which is harmless).
-            let topics = Some(requested);
-            Ok(RequestKind::Metadata(
-                MetadataRequest::default()
-                    .with_topics(topics)
-                    .with_allow_auto_topic_creation(true),
-            ))
-        };
+        let request = self.metadata().request();
+        let build = move |_version: i16| Ok(RequestKind::Metadata(request.clone()));
         let response = self.request_any(ApiKey::Metadata, build).await?;
         let ResponseKind::Metadata(body) = *response.body else {
             return Err(Error::Protocol {
@@ -316,18 +297,6 @@ impl ClusterClient {
             };
             tokio::time::sleep_until((tokio::time::Instant::now() + delay).min(deadline)).await;
         }
-    }
-
-    /// Refreshes the metadata if it is stale or due, backing off between failed attempts.
-    pub async fn ensure_metadata(&self) -> Result<(), Error> {
-        let due = self.metadata().refresh_due(now());
-        if due <= now() {
-            if let Err(error) = self.refresh_metadata().await {
-                warn!(%error, "metadata refresh failed");
-                return Err(error);
-            }
-        }
-        Ok(())
     }
 }
 

@@ -1,19 +1,23 @@
-//! The consumer's driver: a tokio task around the sans-IO [`Fetcher`] that sends the Fetch
-//! and ListOffsets requests it plans, feeds their answers back, and refreshes the metadata
-//! when it asks.
+//! The consumer's driver: a tokio task around the sans-IO [`Fetcher`], in the call order its
+//! module documents. It sends the Fetch, ListOffsets and Metadata requests the fetcher asks
+//! for (the fetcher decides which, when, and how refreshes back off), feeds their answers
+//! back, decodes fetched batches ahead outside the lock, and sleeps until the fetcher's next
+//! deadline, an answer, or a wake-up from the consumer (assignment, seek, pause, space freed,
+//! close).
 //!
 //! ```text
 //! Consumer::recv ──lock──> Fetcher::poll_event            (records out)
 //!        │ notify                 ^
 //!        v                        │ handle_* (answers in)
 //! driver task ──> poll_fetches / poll_list_offsets ──> ClusterClient::request_broker
+//!             └─> poll_metadata_refresh ─────────────> ClusterClient::refresh_metadata
 //!                                                      (one task per request)
 //! ```
 //!
-//! The fetcher and the user's waker sit behind one mutex, held only for engine calls, never
-//! across an await. Each request runs as its own task, so one broker's long poll never holds
-//! back another's fetch; the fetcher keeps at most one Fetch and one ListOffsets in flight per
-//! broker.
+//! The fetcher and the wakers of the tasks waiting in `recv` sit behind one mutex, held only
+//! for engine calls, never across an await. Each request runs as its own task, so one
+//! broker's long poll never holds back another's fetch; the fetcher keeps at most one Fetch
+//! and one ListOffsets in flight per broker.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
@@ -26,7 +30,6 @@ use tracing::{debug, warn, Instrument};
 
 use super::broker::{RequestError, Response};
 use super::cluster::ClusterClient;
-use crate::engine::backoff::{Backoff, Rng};
 use crate::engine::fetcher::{decode_ahead, FetchPlan, Fetcher, ListOffsetsPlan};
 use crate::error::Error;
 use crate::proto::{ApiKey, RequestKind, ResponseKind};
@@ -44,9 +47,10 @@ pub(crate) struct Shared {
 pub(crate) struct State {
     /// The engine.
     pub(crate) fetcher: Fetcher,
-    /// The task waiting in `recv`, woken whenever an answer was applied.
-    pub(crate) waker: Option<Waker>,
-    /// Set by `close` or drop; the driver stops, `recv` fails with [`Error::Closed`].
+    /// The tasks waiting in `recv` (several may: `recv` takes `&self`), all woken whenever
+    /// an answer was applied.
+    wakers: Wakers,
+    /// Set by `close` or drop; the driver stops, `recv` returns `None`.
     pub(crate) closed: bool,
 }
 
@@ -55,7 +59,7 @@ impl Shared {
         Self {
             state: Mutex::new(State {
                 fetcher,
-                waker: None,
+                wakers: Wakers::default(),
                 closed: false,
             }),
             driver_wake: Notify::new(),
@@ -73,16 +77,11 @@ impl Shared {
         self.driver_wake.notify_one();
     }
 
-    /// Stops the driver and fails the waiting `recv`.
+    /// Stops the driver and ends the waiting `recv`s.
     pub(crate) fn close(&self) {
-        let waker = {
-            let mut state = self.lock();
-            state.closed = true;
-            state.waker.take()
-        };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        let mut state = self.lock();
+        state.closed = true;
+        wake_user(state);
         self.wake_driver();
     }
 }
@@ -102,35 +101,29 @@ enum Completion {
     },
 }
 
-/// Runs until the consumer is closed or dropped.
-pub(crate) async fn run(shared: Arc<Shared>, seed: u64) {
-    let config = shared.cluster.config().clone();
+/// Runs until the consumer is closed or dropped: a loop over the fetcher's call order (see
+/// [`Fetcher`]), doing the IO it asks for and nothing else.
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let bootstrap = shared.cluster.config().bootstrap_servers.join(",");
     let mut tasks: JoinSet<Completion> = JoinSet::new();
-    let mut rng = Rng::new(seed);
-    let mut refresh_backoff = Backoff::new(config.retry_backoff, config.retry_backoff_max);
-    let mut refresh_in_flight = false;
-    let mut refresh_wanted = false;
-    let mut refresh_not_before: Option<Instant> = None;
     loop {
         let now = Instant::now();
-        let (fetches, lookups, deadline) = {
+        let (fetches, lookups, refresh, deadline) = {
             let mut state = shared.lock();
             if state.closed {
                 break;
             }
-            let metadata = shared.cluster.metadata();
+            let mut metadata = shared.cluster.metadata();
             let lookups = state.fetcher.poll_list_offsets(now.into_std(), &metadata);
             let fetches = state.fetcher.poll_fetches(now.into_std(), &metadata);
-            refresh_wanted |= state.fetcher.poll_metadata_refresh();
-            // First use, a stale cache or `metadata.max.age.ms` passed; nothing to look up
-            // before something is assigned.
-            refresh_wanted |= state.fetcher.has_assignment()
-                && metadata.refresh_due(now.into_std()) <= now.into_std();
+            let refresh = state
+                .fetcher
+                .poll_metadata_refresh(now.into_std(), &mut metadata);
             let deadline = state
                 .fetcher
-                .poll_timeout(now.into_std())
+                .poll_timeout(now.into_std(), &metadata)
                 .map(Instant::from_std);
-            (fetches, lookups, deadline)
+            (fetches, lookups, refresh, deadline)
         };
         for plan in lookups {
             spawn_list_offsets(&mut tasks, &shared.cluster, plan);
@@ -138,11 +131,7 @@ pub(crate) async fn run(shared: Arc<Shared>, seed: u64) {
         for plan in fetches {
             spawn_fetch(&mut tasks, &shared.cluster, plan);
         }
-        let refresh_allowed = refresh_not_before.is_none_or(|at| at <= now);
-        if refresh_wanted && !refresh_in_flight && refresh_allowed {
-            refresh_wanted = false;
-            refresh_in_flight = true;
-            shared.cluster.metadata().invalidate();
+        if refresh {
             let cluster = shared.cluster.clone();
             tasks.spawn(async move {
                 let result = cluster.refresh_metadata().await;
@@ -152,51 +141,34 @@ pub(crate) async fn run(shared: Arc<Shared>, seed: u64) {
                 }
             });
         }
-        let refresh_deadline = if refresh_wanted && !refresh_in_flight {
-            refresh_not_before
-        } else {
-            None
-        };
-        let deadline = match (deadline, refresh_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
         tokio::select! {
             done = tasks.join_next(), if !tasks.is_empty() => {
                 let Some(Ok(done)) = done else { continue };
                 let now = Instant::now();
                 match done {
                     Completion::Metadata { sent_at, result } => {
-                        refresh_in_flight = false;
-                        let still_stale = shared.cluster.metadata().refresh_due(now.into_std()) <= now.into_std();
-                        let wait = match &result {
-                            Ok(()) if !still_stale => {
-                                refresh_backoff.reset();
-                                config.retry_backoff
-                            }
-                            Ok(()) => refresh_backoff.next_delay(&mut rng),
-                            Err(_) => refresh_backoff.next_delay(&mut rng),
-                        };
-                        refresh_not_before = Some(now + wait);
                         let mut state = shared.lock();
+                        let metadata = shared.cluster.metadata();
                         match result {
-                            Ok(()) => state.fetcher.handle_metadata_response(now.into_std()),
+                            Ok(()) => {
+                                state.fetcher.handle_metadata_response(now.into_std(), &metadata);
+                            }
                             Err(error) => {
-                                warn!(
-                                    bootstrap = %config.bootstrap_servers.join(","),
-                                    %error,
-                                    retry_in = ?wait,
-                                    "metadata refresh failed: no broker answered"
-                                );
-                                let metadata = shared.cluster.metadata();
-                                state.fetcher.handle_metadata_failure(
+                                let wait = state.fetcher.handle_metadata_failure(
                                     &error,
                                     sent_at.into_std(),
                                     now.into_std(),
                                     &metadata,
                                 );
+                                warn!(
+                                    %bootstrap,
+                                    %error,
+                                    retry_in = ?wait,
+                                    "metadata refresh failed: no broker answered"
+                                );
                             }
                         }
+                        drop(metadata);
                         wake_user(state);
                     }
                     Completion::Fetch { id, result } => {
@@ -247,10 +219,42 @@ pub(crate) async fn run(shared: Arc<Shared>, seed: u64) {
     debug!("consumer driver stopped");
 }
 
-fn wake_user(mut state: MutexGuard<'_, State>) {
-    let waker = state.waker.take();
+impl State {
+    /// Wakes `waker` when there is something to receive (unless it is registered already).
+    pub(crate) fn register(&mut self, waker: &Waker) {
+        let wakers = &mut self.wakers;
+        match &wakers.first {
+            None => wakers.first = Some(waker.clone()),
+            Some(first) if first.will_wake(waker) => {}
+            Some(_) => {
+                if !wakers.more.iter().any(|known| known.will_wake(waker)) {
+                    wakers.more.push(waker.clone());
+                }
+            }
+        }
+    }
+}
+
+/// The tasks waiting in `recv`: nearly always one, kept without an allocation.
+#[derive(Default)]
+struct Wakers {
+    first: Option<Waker>,
+    more: Vec<Waker>,
+}
+
+/// Releases the lock, then wakes every task waiting in `recv`.
+pub(crate) fn wake_user(mut state: MutexGuard<'_, State>) {
+    let first = state.wakers.first.take();
+    let more = if state.wakers.more.is_empty() {
+        Vec::new()
+    } else {
+        std::mem::take(&mut state.wakers.more)
+    };
     drop(state);
-    if let Some(waker) = waker {
+    if let Some(waker) = first {
+        waker.wake();
+    }
+    for waker in more {
         waker.wake();
     }
 }

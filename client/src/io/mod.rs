@@ -1,17 +1,17 @@
-//! The only place that owns sockets and tokio timers: thin drivers around the engines.
+//! The only place that owns sockets and tokio timers: thin drivers around the engines. No
+//! policy lives here: each driver feeds the engine what happened (answers, failures, time),
+//! polls what to do, does the IO, and sleeps until the engine's next deadline.
 //!
 //! | module | what |
 //! |---|---|
-//! | [`transport`] | [`Connector`]: how a `host:port` becomes a byte stream (TCP by default) |
+//! | [`transport`] | [`Connector`](transport::Connector): how a `host:port` becomes a byte stream (TCP by default) |
 //! | [`broker`] | one connection per broker: a task driving the connection engine |
-//! | [`cluster`] | metadata + connections shared by producer, consumer and admin |
-//! | [`fetch_loop`] | the consumer's background task: sends what the fetcher plans, feeds answers back |
-//! | [`sender`] | the producer's task: drains the accumulator into Produce requests |
+//! | [`cluster`] | metadata cache + connections shared by producer and consumer; Metadata requests |
+//! | [`sender`] | the producer's task: carries what the producer engine asks for, encodes outside the lock |
+//! | [`fetch_loop`] | the consumer's task: carries what the fetcher plans, decodes ahead outside the lock |
 
 pub mod broker;
 pub mod cluster;
 pub mod fetch_loop;
 pub mod sender;
 pub mod transport;
-
-pub use transport::{BoxedStream, BrokerStream, ConnectFuture, Connector, TcpConnector};

@@ -1,27 +1,27 @@
-//! The producer's sender task: a thin tokio driver around the
-//! [`Accumulator`] engine.
+//! The producer's driver: a thin tokio task around the sans-IO
+//! [`ProducerEngine`], which makes every decision
+//! (batching, draining, retries, metadata refreshes and their backoff, the InitProducerId
+//! state machine). This task only does what the engine asks, in the call order its module
+//! documents: it carries Produce, Metadata and InitProducerId requests to the brokers and
+//! their answers back, encodes the batches the engine hands out with no lock held, resolves
+//! delivery futures, and sleeps until the engine's next deadline, a command (flush, close),
+//! an answer, or a wake-up from `send`.
 //!
-//! One task per producer drives the accumulator, which it shares with the producer handles
-//! behind one mutex (`SenderShared::engine`): `send` appends records itself and wakes the
-//! task only when a batch was created or closed. The task refreshes metadata when the
-//! accumulator or the `metadata.max.age.ms` clock asks (one refresh at a time,
-//! `retry.backoff.ms` apart, backing off exponentially while it fails), sends each drained
-//! request on its own sub-task (so a slow broker never delays another), and feeds their
-//! outcomes back. It sleeps until the next linger, backoff or delivery deadline, a command
-//! (flush, close), an answer, or a wake-up from `send` (a new batch, or a `send` waiting for
-//! buffer space). Lock order: the engine, then the metadata.
+//! The engine sits behind one mutex (`SenderShared::engine`) with the delivery tickets:
+//! `send` appends records itself and wakes the task only when the engine says so. Lock
+//! order: the engine, then the metadata. Encoding and compression run between two holds of
+//! that lock, so a `send` never waits for them.
 //!
-//! With idempotence on, the task first asks any broker for a producer id (InitProducerId,
-//! retried with backoff while it fails retriably); the accumulator drains nothing before.
-//! A broker that does not know InitProducerId turns idempotence off when it was only on by
-//! default, and is a fatal error when `enable.idempotence` was set.
-//!
-//! A request is built by the broker connection when it is about to write it (see
-//! [`BrokerConnection::request`](super::broker::BrokerConnection::request)); at that moment each batch is marked written. A batch whose
-//! delivery timeout passes before that is taken out of the request, so it is reported as
-//! [`Persisted::No`](crate::Persisted::No) with certainty; after it, as `Possibly`.
+//! Each Produce request is polled by this task itself (a spawned task per request cost two
+//! task switches per round trip), and requests reach each broker's connection in the order
+//! they were drained (`QueueOrder`). A request is built by the broker connection when it
+//! is about to write it (see
+//! [`BrokerConnection::request`](super::broker::BrokerConnection::request)); at that moment
+//! each batch is marked written. A batch whose delivery timeout passes before that is taken
+//! out of the request, so it is reported as [`Persisted::No`](crate::Persisted::No) with
+//! certainty; after it, as `Possibly`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
@@ -29,31 +29,27 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{InitProducerIdRequest, ProduceRequest, ProduceResponse, TopicName};
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, warn, Instrument, Span};
-use uuid::Uuid;
 
 use super::broker::{BuildRequest, RequestError};
 use super::cluster::ClusterClient;
 use crate::config::Acks;
+use crate::delivery::{resolve_all, DeliveryFuture, DeliveryTicket, Outcome, Tickets};
 use crate::engine::accumulator::{
-    Accumulator, BatchId, CompletedBatch, Completion, DrainedBatch, PartitionResponse,
-    ProduceOutcome, ProduceRequestPlan, RequestId,
+    partition_responses, produce_request, BatchId, CompletedBatch, Completion, DrainedBatch,
+    EncodeJob, ProduceOutcome, ProduceRequestPlan, RequestId,
 };
-use crate::engine::backoff::{Backoff, Rng};
-use crate::engine::metadata::Metadata;
-use crate::error::Error;
-use crate::producer::{
-    resolve_all, DeliveryChunk, DeliveryFuture, DeliveryTicket, Outcome, ProduceError,
-    RecordMetadata, CHUNK_SLOTS,
-};
-use crate::proto::{ApiKey, ErrorCode, RequestKind, ResponseKind, StrBytes};
+use crate::engine::idempotence::ProducerId;
+use crate::engine::producer::ProducerEngine;
+use crate::engine::producer_id;
+use crate::error::{Error, ProduceError};
+use crate::proto::{ApiKey, RequestKind, ResponseKind};
+use crate::record::RecordMetadata;
 
 /// Messages from producer handles to the sender task (records do not travel this way:
-/// `send` appends them to the shared accumulator).
+/// `send` appends them to the shared engine).
 pub(crate) enum Command {
     /// Answer once every record appended before flush `token` began has completed.
     Flush(u64, oneshot::Sender<()>),
@@ -61,55 +57,26 @@ pub(crate) enum Command {
     Close(oneshot::Sender<()>),
 }
 
-/// The accumulator and what goes with it, behind [`SenderShared::engine`].
+/// What sits behind [`SenderShared::engine`]: the engine, and the delivery tickets `send`
+/// hands out with each record.
 #[derive(Debug)]
-pub(crate) struct ProducerEngine {
-    /// Partitions, batches and retries.
-    pub(crate) accumulator: Accumulator<DeliveryTicket>,
-    /// The sender task has stopped: an append now would never be sent.
-    pub(crate) stopped: bool,
-    /// Topics already handed to `Metadata::want`.
-    wanted: HashSet<String>,
-    /// The topic of the last `want`, checked before `wanted` (no hashing per record).
-    last_wanted: String,
-    chunk: Arc<DeliveryChunk>,
-    next_slot: usize,
+pub(crate) struct ProducerState {
+    /// Every decision of the producer.
+    pub(crate) engine: ProducerEngine<DeliveryTicket>,
+    tickets: Tickets,
 }
 
-impl ProducerEngine {
-    pub(crate) fn new(accumulator: Accumulator<DeliveryTicket>) -> Self {
+impl ProducerState {
+    pub(crate) fn new(engine: ProducerEngine<DeliveryTicket>) -> Self {
         Self {
-            accumulator,
-            stopped: false,
-            wanted: HashSet::new(),
-            last_wanted: String::new(),
-            chunk: DeliveryChunk::new(),
-            next_slot: 0,
+            engine,
+            tickets: Tickets::new(),
         }
     }
 
-    /// Makes sure the metadata refreshes cover `topic`.
-    pub(crate) fn want(&mut self, metadata: &mut Metadata, topic: &str) {
-        if self.last_wanted == topic {
-            return;
-        }
-        if !self.wanted.contains(topic) {
-            metadata.want(topic);
-            self.wanted.insert(topic.to_string());
-        }
-        self.last_wanted.clear();
-        self.last_wanted.push_str(topic);
-    }
-
-    /// The next record's ticket and future, in the current chunk or a new one.
+    /// The next record's ticket and future.
     pub(crate) fn ticket(&mut self) -> (DeliveryTicket, DeliveryFuture) {
-        if self.next_slot == CHUNK_SLOTS {
-            self.chunk = DeliveryChunk::new();
-            self.next_slot = 0;
-        }
-        let index = self.next_slot;
-        self.next_slot += 1;
-        DeliveryTicket::new(&self.chunk, index)
+        self.tickets.ticket()
     }
 }
 
@@ -125,14 +92,14 @@ pub(crate) struct SenderShared {
     pub(crate) wake: Notify,
     /// `close` was called.
     pub(crate) closed: AtomicBool,
-    /// The accumulator, shared by `send` (appends) and the sender task (everything else).
-    pub(crate) engine: Mutex<ProducerEngine>,
+    /// The engine, shared by `send` (appends) and the sender task (everything else).
+    pub(crate) engine: Mutex<ProducerState>,
 }
 
 impl SenderShared {
     /// Locks the engine. Never hold the guard across an await; take the metadata lock only
     /// after this one.
-    pub(crate) fn lock_engine(&self) -> MutexGuard<'_, ProducerEngine> {
+    pub(crate) fn lock_engine(&self) -> MutexGuard<'_, ProducerState> {
         self.engine.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -150,35 +117,13 @@ pub(crate) fn spawn(
     cluster: Arc<ClusterClient>,
     shared: Arc<SenderShared>,
     commands: mpsc::UnboundedReceiver<Command>,
-    seed: u64,
     span: Span,
 ) -> tokio::task::JoinHandle<()> {
-    let config = cluster.config();
-    let metadata_backoff = Backoff::new(config.retry_backoff, config.retry_backoff_max);
-    let sender = Sender {
-        shared,
-        commands,
-        requests: Vec::new(),
-        dispatch: HashMap::new(),
-        request_batches: HashMap::new(),
-        queued: HashMap::new(),
-        refresh: JoinSet::new(),
-        init: JoinSet::new(),
-        init_backoff: metadata_backoff.clone(),
-        init_not_before: None,
-        metadata_backoff,
-        metadata_not_before: None,
-        refresh_again: false,
-        rng: Rng::new(seed.rotate_left(17) ^ 0x6d65_7461),
-        flushes: Vec::new(),
-        closes: Vec::new(),
-        closing: false,
-        commands_done: false,
-        wants_topics: false,
-        spent: Vec::new(),
-        cluster,
-    };
-    runtime.spawn(sender.run().instrument(span))
+    runtime.spawn(
+        Sender::new(cluster, shared, commands)
+            .run()
+            .instrument(span),
+    )
 }
 
 struct Sender {
@@ -195,49 +140,69 @@ struct Sender {
     /// its connection (or gave up): the next one waits for it, so requests reach each
     /// connection in drain order and numbered batches reach the broker in sequence order.
     queued: HashMap<String, oneshot::Receiver<()>>,
+    /// The metadata refresh in flight (one at most, as the engine allows).
     refresh: JoinSet<Result<(), Error>>,
-    /// The InitProducerId request in flight, if any.
-    init: JoinSet<Result<(i64, i16), Error>>,
-    init_backoff: Backoff,
-    /// No InitProducerId before this (backing off after a failure).
-    init_not_before: Option<Instant>,
-    metadata_backoff: Backoff,
-    metadata_not_before: Option<Instant>,
-    /// Fresh metadata was asked for while a refresh was in flight, whose answer may
-    /// predate the reason: refresh again after it.
-    refresh_again: bool,
-    rng: Rng,
+    /// The InitProducerId request in flight (one at most, as the engine allows).
+    init: JoinSet<Result<ProducerId, Error>>,
     flushes: Vec<(u64, oneshot::Sender<()>)>,
     closes: Vec<oneshot::Sender<()>>,
     closing: bool,
     /// The command channel is closed and empty.
     commands_done: bool,
-    /// Some topic is wanted from the metadata (never unset again).
-    wants_topics: bool,
-    /// Completed batches whose futures were resolved: their buffers go back to the
-    /// accumulator.
+    /// Completed batches whose futures were resolved: their buffers go back to the engine.
     spent: Vec<CompletedBatch<DeliveryTicket>>,
+    /// Called before each batch is encoded, to check where encoding runs.
+    #[cfg(test)]
+    encode_probe: Option<EncodeProbe>,
 }
 
-/// What [`Sender::step`] decided under the locks.
+/// See `Sender::encode_probe`.
+#[cfg(test)]
+type EncodeProbe = Box<dyn FnMut(&SenderShared) + Send>;
+
+/// What [`Sender::step`] got from the engine.
 struct Step {
     plans: Vec<(ProduceRequestPlan, Option<String>)>,
     completions: Vec<CompletedBatch<DeliveryTicket>>,
     flushed: Vec<bool>,
-    /// Start a metadata refresh.
+    /// Send a Metadata request.
     refresh: bool,
-    /// Ask for a producer id.
-    init_producer_id: bool,
-    /// The accumulator is idle and closing: the task ends.
+    /// Send this InitProducerId request.
+    init_producer_id: Option<kafka_protocol::messages::InitProducerIdRequest>,
+    /// The engine is idle and closing: the task ends.
     stopped: bool,
     deadline: Option<Instant>,
 }
 
 impl Sender {
+    fn new(
+        cluster: Arc<ClusterClient>,
+        shared: Arc<SenderShared>,
+        commands: mpsc::UnboundedReceiver<Command>,
+    ) -> Self {
+        Self {
+            cluster,
+            shared,
+            commands,
+            requests: Vec::new(),
+            dispatch: HashMap::new(),
+            request_batches: HashMap::new(),
+            queued: HashMap::new(),
+            refresh: JoinSet::new(),
+            init: JoinSet::new(),
+            flushes: Vec::new(),
+            closes: Vec::new(),
+            closing: false,
+            commands_done: false,
+            spent: Vec::new(),
+            #[cfg(test)]
+            encode_probe: None,
+        }
+    }
+
     async fn run(mut self) {
         loop {
-            let now = now();
-            let step = self.step(now);
+            let step = self.step(now());
             if step.refresh {
                 let cluster = self.cluster.clone();
                 self.refresh.spawn(
@@ -245,10 +210,10 @@ impl Sender {
                         .instrument(tracing::debug_span!("metadata_refresh")),
                 );
             }
-            if step.init_producer_id {
+            if let Some(request) = step.init_producer_id {
                 let cluster = self.cluster.clone();
                 self.init.spawn(
-                    async move { init_producer_id(&cluster).await }
+                    async move { init_producer_id(&cluster, request).await }
                         .instrument(tracing::debug_span!("init_producer_id")),
                 );
             }
@@ -279,17 +244,12 @@ impl Sender {
                     self.handle_outcome(request_id, outcome);
                 }
                 Some(joined) = self.refresh.join_next() => {
-                    let result = joined.unwrap_or_else(|error| Err(Error::Protocol {
-                        peer: "metadata".into(),
-                        reason: format!("refresh task failed: {error}"),
-                    }));
+                    let result = joined.unwrap_or_else(|error| Err(task_failed("metadata", error)));
                     self.handle_refresh(result);
                 }
                 Some(joined) = self.init.join_next() => {
-                    let result = joined.unwrap_or_else(|error| Err(Error::Protocol {
-                        peer: "init_producer_id".into(),
-                        reason: format!("task failed: {error}"),
-                    }));
+                    let result =
+                        joined.unwrap_or_else(|error| Err(task_failed("init_producer_id", error)));
                     self.handle_producer_id(result);
                 }
                 () = self.shared.wake.notified() => {}
@@ -313,25 +273,26 @@ impl Sender {
         if !self.closing {
             debug!("closing: sending everything");
             self.closing = true;
-            self.shared.lock_engine().accumulator.close();
+            self.shared.lock_engine().engine.close();
         }
         // No new commands; those already queued are still handled (a send that raced
         // with close is delivered). A send after this gets its record back as Closed.
         self.commands.close();
     }
 
-    /// Everything one wake-up needs from the accumulator and the metadata, under one hold
-    /// of each lock (`send` appends under the same engine lock): expire, decide on a metadata
-    /// refresh, drain requests, take completions, decide whether to stop, and the next
-    /// deadline.
+    /// One wake-up, in the engine's call order: under the lock, expire and take the batches
+    /// to encode; encode them with the lock released; under the lock again take them back
+    /// and poll every output (requests, refresh, InitProducerId, completions, whether to
+    /// stop, the next deadline). `send` appends under the same lock.
     fn step(&mut self, now: Instant) -> Step {
         let exhausted = self.shared.waiters.load(Ordering::Acquire) > 0;
-        let dispatch = &self.dispatch;
-        let mut engine = self.shared.lock_engine();
+        let shared = self.shared.clone();
+        let mut state = shared.lock_engine();
         for spent in self.spent.drain(..) {
-            engine.accumulator.recycle(spent);
+            state.engine.recycle(spent);
         }
-        engine.accumulator.handle_timeout(now, |batch| {
+        let dispatch = &self.dispatch;
+        state.engine.handle_timeout(now, |batch| {
             dispatch.get(&batch).is_none_or(|state| {
                 match state.compare_exchange(
                     PENDING,
@@ -344,62 +305,43 @@ impl Sender {
                 }
             })
         });
-        let refresh_wanted = engine.accumulator.take_metadata_refresh();
         let mut metadata = self.cluster.metadata();
-        if refresh_wanted {
-            if self.refresh.is_empty() {
-                metadata.invalidate();
+        let mut jobs = state.engine.poll_encode(now, &metadata, exhausted);
+        while !jobs.is_empty() {
+            drop(metadata);
+            drop(state);
+            self.encode_outside_lock(&mut jobs);
+            state = shared.lock_engine();
+            metadata = self.cluster.metadata();
+            jobs = if state.engine.handle_encoded(jobs) {
+                state.engine.poll_encode(now, &metadata, exhausted)
             } else {
-                self.refresh_again = true;
-            }
+                Vec::new()
+            };
         }
-        // Topics are only ever added to the wanted set: once some are, always.
-        self.wants_topics = self.wants_topics || !metadata.request_topics().is_empty();
-        let refresh = self.refresh.is_empty()
-            && self.metadata_not_before.is_none_or(|at| at <= now)
-            && self.wants_topics
-            && metadata.refresh_due(now) <= now;
-        let wants_producer_id = engine.accumulator.needs_producer_id() && self.init.is_empty();
-        let init_producer_id = wants_producer_id && self.init_not_before.is_none_or(|at| at <= now);
-        let plans = engine
-            .accumulator
-            .drain(now, &metadata, exhausted)
+        let plans = state
+            .engine
+            .poll_requests(now, &metadata, exhausted)
             .into_iter()
             .map(|plan| {
                 let address = metadata.broker(plan.broker).map(|b| b.address());
                 (plan, address)
             })
             .collect();
+        let refresh = state.engine.poll_metadata_refresh(now, &mut metadata);
+        let init_producer_id = state.engine.poll_init_producer_id(now);
         let completions: Vec<_> =
-            std::iter::from_fn(|| engine.accumulator.poll_completed_batch()).collect();
+            std::iter::from_fn(|| state.engine.poll_completed_batch()).collect();
         let flushed = self
             .flushes
             .iter()
-            .map(|(token, _)| engine.accumulator.is_flushed(*token))
+            .map(|(token, _)| state.engine.is_flushed(*token))
             .collect();
         // Decided under the lock `send` appends under: a record is either appended before
-        // this (and the accumulator is not idle) or refused after it. The completions just
-        // taken are delivered before the task ends.
-        let stopped = self.closing && self.requests.is_empty() && engine.accumulator.is_idle();
-        if stopped {
-            engine.stopped = true;
-        }
-        let mut deadline = engine.accumulator.poll_timeout(now);
-        if self.refresh.is_empty() && !refresh && self.wants_topics {
-            let mut due = metadata.refresh_due(now);
-            if let Some(at) = self.metadata_not_before {
-                due = due.max(at);
-            }
-            if due > now {
-                deadline = Some(deadline.map_or(due, |d| d.min(due)));
-            }
-        }
-        if let Some(at) = self
-            .init_not_before
-            .filter(|&at| wants_producer_id && at > now)
-        {
-            deadline = Some(deadline.map_or(at, |d| d.min(at)));
-        }
+        // this (and the engine is not idle) or refused after it. The completions just taken
+        // are delivered before the task ends.
+        let stopped = self.requests.is_empty() && state.engine.stop_if_idle();
+        let deadline = state.engine.poll_timeout(now, &metadata);
         Step {
             plans,
             completions,
@@ -411,63 +353,35 @@ impl Sender {
         }
     }
 
-    fn handle_refresh(&mut self, result: Result<(), Error>) {
-        let now = now();
-        let mut engine = self.shared.lock_engine();
-        let mut metadata = self.cluster.metadata();
-        if std::mem::take(&mut self.refresh_again) {
-            metadata.invalidate();
+    /// Encodes and compresses the batches the engine handed out. Runs with no lock held:
+    /// the jobs own their batches, so a `send` appends meanwhile.
+    fn encode_outside_lock(&mut self, jobs: &mut [EncodeJob<DeliveryTicket>]) {
+        for job in jobs {
+            #[cfg(test)]
+            if let Some(probe) = self.encode_probe.as_mut() {
+                probe(&self.shared);
+            }
+            job.encode();
         }
-        let settled = match &result {
-            Ok(()) => {
-                engine.accumulator.handle_metadata(&metadata, now);
-                metadata.refresh_due(now) > now
-            }
-            Err(error) => {
-                warn!(%error, "metadata refresh failed");
-                false
-            }
-        };
-        drop(metadata);
-        drop(engine);
-        // Kafka's clients space refreshes `retry.backoff.ms` apart, and back off further
-        // while refreshes fail or leave leaders unknown.
-        let wait = if settled {
-            self.metadata_backoff.reset();
-            self.cluster.config().retry_backoff
-        } else {
-            self.metadata_backoff.next_delay(&mut self.rng)
-        };
-        self.metadata_not_before = Some(now + wait);
     }
 
-    fn handle_producer_id(&mut self, result: Result<(i64, i16), Error>) {
+    fn handle_refresh(&mut self, result: Result<(), Error>) {
         let now = now();
-        let mut engine = self.shared.lock_engine();
-        match result {
-            Ok((producer_id, epoch)) => {
-                debug!(producer_id, epoch, "got a producer id");
-                self.init_backoff.reset();
-                self.init_not_before = None;
-                engine.accumulator.set_producer_id(producer_id, epoch);
-            }
-            Err(
-                error @ (Error::UnsupportedVersion { .. }
-                | Error::Broker {
-                    code: ErrorCode::UnsupportedVersion,
-                    ..
-                }),
-            ) if !self.cluster.config().idempotence_explicit() => {
-                warn!(%error, "the brokers cannot give a producer id: producing without idempotence");
-                engine.accumulator.disable_idempotence();
-            }
-            Err(error) if error.is_retriable() => {
-                let wait = self.init_backoff.next_delay(&mut self.rng);
-                debug!(%error, ?wait, "InitProducerId failed, retrying");
-                self.init_not_before = Some(now + wait);
-            }
-            Err(error) => engine.accumulator.set_fatal(error),
+        let mut state = self.shared.lock_engine();
+        let metadata = self.cluster.metadata();
+        let wait = state
+            .engine
+            .handle_metadata_refresh(&result, now, &metadata);
+        if let Err(error) = result {
+            warn!(%error, retry_in = ?wait, "metadata refresh failed");
         }
+    }
+
+    fn handle_producer_id(&mut self, result: Result<ProducerId, Error>) {
+        self.shared
+            .lock_engine()
+            .engine
+            .handle_init_producer_id(result, now());
     }
 
     fn dispatch_request(&mut self, plan: ProduceRequestPlan, address: Option<String>) {
@@ -485,8 +399,6 @@ impl Sender {
             plan.batches.iter().map(|b| b.batch_id).collect(),
         );
         let cluster = self.cluster.clone();
-        let config = cluster.config();
-        let timeout_ms = i32::try_from(config.request_timeout.as_millis()).unwrap_or(i32::MAX);
         let span = tracing::debug_span!(
             "produce",
             broker = plan.broker,
@@ -502,7 +414,7 @@ impl Sender {
             async move {
                 let outcome = match (address, order) {
                     (Some(address), Some(order)) => {
-                        send_request(&cluster, &address, plan, states, timeout_ms, order).await
+                        send_request(&cluster, &address, plan, states, order).await
                     }
                     _ => ProduceOutcome::Failed {
                         error: Error::Protocol {
@@ -524,8 +436,8 @@ impl Sender {
         }
         self.shared
             .lock_engine()
-            .accumulator
-            .handle_response(request_id, outcome, now());
+            .engine
+            .handle_produce_outcome(request_id, outcome, now());
     }
 
     /// Resolves the futures of `completions` (taken out under the lock, resolved outside
@@ -546,7 +458,7 @@ impl Sender {
                     outcome(completion)
                 }),
         );
-        // Their buffers go back to the accumulator at the next step.
+        // Their buffers go back to the engine at the next step.
         self.spent.append(&mut completions);
         if released > 0 {
             // Once per wake-up rather than per record: the semaphore takes a lock.
@@ -621,45 +533,21 @@ fn next_outcome(
     })
 }
 
-/// Asks any broker for a producer id and epoch (idempotence without a transactional id).
-async fn init_producer_id(cluster: &ClusterClient) -> Result<(i64, i16), Error> {
-    let build = |_version: i16| {
-        Ok(RequestKind::InitProducerId(
-            InitProducerIdRequest::default()
-                .with_transactional_id(None)
-                .with_transaction_timeout_ms(TRANSACTION_TIMEOUT_MS)
-                .with_producer_id((-1).into())
-                .with_producer_epoch(-1),
-        ))
-    };
+/// Sends the engine's InitProducerId request to any broker and reads the answer.
+async fn init_producer_id(
+    cluster: &ClusterClient,
+    request: kafka_protocol::messages::InitProducerIdRequest,
+) -> Result<ProducerId, Error> {
+    let build = move |_version: i16| Ok(RequestKind::InitProducerId(request.clone()));
     let response = cluster.request_any(ApiKey::InitProducerId, build).await?;
     match *response.body {
-        ResponseKind::InitProducerId(body) => match ErrorCode::try_from_code(body.error_code) {
-            None if body.producer_id.0 >= 0 && body.producer_epoch >= 0 => {
-                Ok((body.producer_id.0, body.producer_epoch))
-            }
-            None => Err(Error::Protocol {
-                peer: "broker".into(),
-                reason: format!(
-                    "InitProducerId gave producer id {} epoch {}",
-                    body.producer_id.0, body.producer_epoch
-                ),
-            }),
-            Some(code) => Err(Error::Broker {
-                code,
-                context: Some("InitProducerId".into()),
-            }),
-        },
+        ResponseKind::InitProducerId(body) => producer_id::parse_response(&body),
         _ => Err(Error::Protocol {
             peer: "broker".into(),
             reason: "InitProducerId answered with another API".into(),
         }),
     }
 }
-
-/// `transaction.timeout.ms` sent with InitProducerId, the Java client's default; brokers
-/// ignore it without a transactional id.
-const TRANSACTION_TIMEOUT_MS: i32 = 60_000;
 
 /// A request's place in its broker's queue: it may go on the connection once `previous`
 /// resolves (the request dispatched before it to the same broker was queued, or gave up),
@@ -675,7 +563,6 @@ async fn send_request(
     address: &str,
     plan: ProduceRequestPlan,
     states: Vec<Arc<AtomicU8>>,
-    timeout_ms: i32,
     order: QueueOrder,
 ) -> ProduceOutcome {
     let QueueOrder { previous, done } = order;
@@ -688,11 +575,8 @@ async fn send_request(
         Err(error) => return ProduceOutcome::Failed { error, sent: false },
     };
     let acks = plan.acks;
-    let names: HashMap<Uuid, String> = plan
-        .batches
-        .iter()
-        .map(|b| (b.topic_id, b.topic.to_string()))
-        .collect();
+    let timeout_ms = plan.timeout_ms;
+    let names = plan.topic_names();
     let batches = plan.batches;
     let build: BuildRequest = Box::new(move |version| {
         // Called by the connection right before it writes the request: from here on the
@@ -710,7 +594,7 @@ async fn send_request(
         if kept.is_empty() {
             return Err(Error::DeliveryTimeout(Duration::ZERO));
         }
-        build_request(version, acks, timeout_ms, &kept).map(RequestKind::Produce)
+        produce_request(version, acks, timeout_ms, &kept).map(RequestKind::Produce)
     });
     let expect_response = acks != Acks::None;
     let queued = connection
@@ -739,78 +623,12 @@ async fn send_request(
     }
 }
 
-/// The Produce request for `version`: topics by name, or by id from v13 (KIP-516).
-fn build_request(
-    version: i16,
-    acks: Acks,
-    timeout_ms: i32,
-    batches: &[&DrainedBatch],
-) -> Result<ProduceRequest, Error> {
-    let mut topics: Vec<TopicProduceData> = Vec::new();
-    let mut index: HashMap<&str, usize> = HashMap::new();
-    for batch in batches {
-        let position = match index.get(&*batch.topic) {
-            Some(&position) => position,
-            None => {
-                let mut topic = TopicProduceData::default();
-                if version >= 13 {
-                    if batch.topic_id.is_nil() {
-                        return Err(Error::Protocol {
-                            peer: "franzy".into(),
-                            reason: format!(
-                                "Produce v{version} needs the id of topic {}, which metadata did not give",
-                                batch.topic
-                            ),
-                        });
-                    }
-                    topic.topic_id = batch.topic_id;
-                } else {
-                    topic.name = TopicName(StrBytes::from_string(batch.topic.to_string()));
-                }
-                topics.push(topic);
-                index.insert(&batch.topic, topics.len() - 1);
-                topics.len() - 1
-            }
-        };
-        topics[position].partition_data.push(
-            PartitionProduceData::default()
-                .with_index(batch.partition)
-                .with_records(Some(batch.records.clone())),
-        );
+/// A task of ours that panicked or was cancelled, as the error its request ends with.
+fn task_failed(peer: &str, error: tokio::task::JoinError) -> Error {
+    Error::Protocol {
+        peer: peer.into(),
+        reason: format!("task failed: {error}"),
     }
-    Ok(ProduceRequest::default()
-        .with_acks(acks.wire_value())
-        .with_timeout_ms(timeout_ms)
-        .with_topic_data(topics))
-}
-
-fn partition_responses(
-    body: ProduceResponse,
-    version: i16,
-    names: &HashMap<Uuid, String>,
-) -> Vec<PartitionResponse> {
-    let mut out = Vec::new();
-    for topic in body.responses {
-        let name = if version >= 13 {
-            match names.get(&topic.topic_id) {
-                Some(name) => name.clone(),
-                None => continue,
-            }
-        } else {
-            topic.name.0.to_string()
-        };
-        for partition in topic.partition_responses {
-            out.push(PartitionResponse {
-                topic: name.clone(),
-                partition: partition.index,
-                error: ErrorCode::try_from_code(partition.error_code),
-                error_message: partition.error_message.map(|m| m.to_string()),
-                base_offset: partition.base_offset,
-                log_append_time: partition.log_append_time_ms,
-            });
-        }
-    }
-    out
 }
 
 fn now() -> Instant {
@@ -826,77 +644,128 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use bytes::Bytes;
+    use std::sync::atomic::AtomicUsize;
 
-    fn batch(topic: &str, id: u128, partition: i32) -> DrainedBatch {
-        DrainedBatch {
-            batch_id: partition as u64,
-            topic: topic.into(),
-            topic_id: Uuid::from_u128(id),
-            partition,
-            records: Bytes::from_static(b"batch"),
-            record_count: 1,
+    use kafka_protocol::messages::metadata_response::{
+        MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+    };
+    use kafka_protocol::messages::{BrokerId, MetadataResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::engine::accumulator::NewRecord;
+    use crate::io::transport::{ConnectFuture, Connector};
+    use crate::proto::compression::Compression;
+    use crate::proto::record_batch::{DecodeLimits, RecordBatch};
+    use crate::record::ProducerRecord;
+
+    /// A transport that reaches nothing: these tests never send.
+    struct Nowhere;
+
+    impl Connector for Nowhere {
+        fn connect<'a>(&'a self, _address: &'a str) -> ConnectFuture<'a> {
+            Box::pin(async { Err(std::io::Error::other("no brokers in unit tests")) })
         }
     }
 
-    #[test]
-    fn requests_name_topics_before_v13_and_use_ids_from_v13() -> Result<(), Error> {
-        let batches = [batch("a", 1, 0), batch("b", 2, 0), batch("a", 1, 3)];
-        let refs: Vec<&DrainedBatch> = batches.iter().collect();
-        let v12 = build_request(12, Acks::All, 30_000, &refs)?;
-        assert_eq!((v12.acks, v12.timeout_ms), (-1, 30_000));
-        let names: Vec<(&str, Vec<i32>)> = v12
-            .topic_data
-            .iter()
-            .map(|t| {
-                (
-                    t.name.0.as_str(),
-                    t.partition_data.iter().map(|p| p.index).collect(),
-                )
-            })
-            .collect();
-        assert_eq!(names, vec![("a", vec![0, 3]), ("b", vec![0])]);
-        let v13 = build_request(13, Acks::Leader, 5, &refs)?;
-        let ids: Vec<Uuid> = v13.topic_data.iter().map(|t| t.topic_id).collect();
-        assert_eq!(ids, vec![Uuid::from_u128(1), Uuid::from_u128(2)]);
-        assert!(v13.topic_data.iter().all(|t| t.name.0.is_empty()));
-        let unknown = [batch("c", 0, 0)];
-        let refs: Vec<&DrainedBatch> = unknown.iter().collect();
-        assert!(build_request(13, Acks::All, 5, &refs).is_err());
-        assert!(build_request(9, Acks::All, 5, &refs).is_ok());
-        Ok(())
+    /// Topic `t` with one partition led by broker 0.
+    fn metadata_response() -> MetadataResponse {
+        let broker = MetadataResponseBroker::default()
+            .with_node_id(BrokerId(0))
+            .with_host(StrBytes::from_static_str("b0"))
+            .with_port(9092);
+        let partition = MetadataResponsePartition::default()
+            .with_partition_index(0)
+            .with_leader_id(BrokerId(0));
+        let topic = MetadataResponseTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_static_str("t"))))
+            .with_partitions(vec![partition]);
+        MetadataResponse::default()
+            .with_brokers(vec![broker])
+            .with_topics(vec![topic])
+    }
+
+    /// What `Producer::send` does under the engine lock, given that lock.
+    fn append(state: &mut ProducerState, cluster: &ClusterClient, now: Instant) -> DeliveryFuture {
+        let (completion, future) = state.ticket();
+        let record = ProducerRecord::new("t")
+            .with_partition(0)
+            .with_value(vec![b'x'; 4096]);
+        let new = NewRecord {
+            reserved: 5000,
+            record,
+            completion,
+            sent_at: now,
+            timestamp: 1_700_000_000_000,
+        };
+        let mut metadata = cluster.metadata();
+        assert!(state.engine.append(new, &mut metadata, now).is_ok());
+        future
     }
 
     #[test]
-    fn responses_map_topic_ids_back_to_names() {
-        use kafka_protocol::messages::produce_response::{
-            PartitionProduceResponse, TopicProduceResponse,
-        };
-        let body = ProduceResponse::default().with_responses(vec![
-            TopicProduceResponse::default()
-                .with_topic_id(Uuid::from_u128(1))
-                .with_partition_responses(vec![PartitionProduceResponse::default()
-                    .with_index(2)
-                    .with_error_code(ErrorCode::NotLeaderOrFollower.code())
-                    .with_base_offset(-1)
-                    .with_log_append_time_ms(-1)]),
-            TopicProduceResponse::default()
-                .with_topic_id(Uuid::from_u128(99))
-                .with_partition_responses(vec![PartitionProduceResponse::default()]),
-        ]);
-        let names = HashMap::from([(Uuid::from_u128(1), "a".to_string())]);
-        let parsed = partition_responses(body, 13, &names);
+    fn batches_are_compressed_with_the_send_lock_released_and_sends_go_on_meanwhile() {
+        let config = Config::new("b0:9092")
+            .set("compression.type", "gzip")
+            .and_then(|c| c.set("linger.ms", "0"))
+            .and_then(|c| c.set("enable.idempotence", "false"))
+            .expect("valid settings");
+        let now = Instant::now();
+        let cluster =
+            Arc::new(ClusterClient::new(config.clone(), Arc::new(Nowhere), 1).expect("valid"));
+        cluster.metadata().want("t");
+        cluster
+            .metadata()
+            .handle_response(&metadata_response(), now);
+        let shared = Arc::new(SenderShared {
+            buffer: Semaphore::new(1 << 20),
+            waiters: AtomicUsize::new(0),
+            wake: Notify::new(),
+            closed: AtomicBool::new(false),
+            engine: Mutex::new(ProducerState::new(ProducerEngine::from_config(&config, 1))),
+        });
+        let (_commands, receiver) = mpsc::unbounded_channel();
+        let mut sender = Sender::new(cluster.clone(), shared.clone(), receiver);
+        let first = append(&mut shared.lock_engine(), &cluster, now);
+
+        let probes = Arc::new(AtomicUsize::new(0));
+        let during = Arc::new(Mutex::new(Vec::new()));
+        let (probes_seen, during_sends, probe_cluster) =
+            (probes.clone(), during.clone(), cluster.clone());
+        sender.encode_probe = Some(Box::new(move |shared: &SenderShared| {
+            // Right before a batch is compressed: the lock every `send` takes is free, and a
+            // send goes through without waiting for the compression.
+            let mut state = shared
+                .engine
+                .try_lock()
+                .expect("the engine lock is released while batches are encoded");
+            let future = append(&mut state, &probe_cluster, now);
+            during_sends
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(future);
+            probes_seen.fetch_add(1, Ordering::SeqCst);
+        }));
+
+        let step = sender.step(now);
+        assert_eq!(probes.load(Ordering::SeqCst), 1, "one batch was encoded");
+        assert_eq!(step.plans.len(), 1);
+        let batches = &step.plans[0].0.batches;
+        assert_eq!(batches.len(), 1);
+        let batch =
+            RecordBatch::decode(&batches[0].records, &DecodeLimits::default()).expect("valid");
+        assert_eq!(batch.compression, Compression::Gzip);
         assert_eq!(
-            parsed,
-            vec![PartitionResponse {
-                topic: "a".into(),
-                partition: 2,
-                error: Some(ErrorCode::NotLeaderOrFollower),
-                error_message: None,
-                base_offset: -1,
-                log_append_time: -1,
-            }]
+            batch.records.len(),
+            1,
+            "the record sent meanwhile is not in it"
         );
+        // The record appended during the compression waits in the engine for its turn.
+        let state = shared.lock_engine();
+        assert_eq!(state.engine.accumulator().outstanding_records(), 2);
+        drop(state);
+        assert_eq!(during.lock().unwrap_or_else(|p| p.into_inner()).len(), 1);
+        drop(first);
     }
 }

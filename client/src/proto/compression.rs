@@ -32,7 +32,7 @@ use std::io::Read;
 
 use bytes::Bytes;
 
-use super::batch_header::BatchError;
+use super::error::BatchError;
 
 /// The compression codec of a record batch, by its id in the batch attributes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

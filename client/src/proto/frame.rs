@@ -111,14 +111,14 @@ pub fn encode_frame(body: &[u8], out: &mut BytesMut) -> Result<(), FrameError> {
 /// Writes a placeholder length prefix at the end of `out` and returns its position, so that
 /// a message can be encoded straight into the output and the prefix filled in afterwards
 /// with [`finish_frame`]. Saves one copy of every request and response.
-pub fn begin_frame(out: &mut BytesMut) -> usize {
+pub(crate) fn begin_frame(out: &mut BytesMut) -> usize {
     let at = out.len();
     out.put_i32(0);
     at
 }
 
 /// Fills in the length prefix written by [`begin_frame`] at `at`.
-pub fn finish_frame(out: &mut BytesMut, at: usize) -> Result<(), FrameError> {
+pub(crate) fn finish_frame(out: &mut BytesMut, at: usize) -> Result<(), FrameError> {
     let body = out.len() - at - 4;
     let length = i32::try_from(body).map_err(|_| FrameError::TooLarge {
         length: body,
@@ -129,7 +129,7 @@ pub fn finish_frame(out: &mut BytesMut, at: usize) -> Result<(), FrameError> {
 }
 
 /// Frames at least this long are read into a [`FramePool`] buffer.
-pub const POOLED_FRAME_MIN: usize = 128 * 1024;
+pub(crate) const POOLED_FRAME_MIN: usize = 128 * 1024;
 
 /// Most spare buffers a [`FramePool`] keeps.
 const MAX_SPARE_FRAMES: usize = 2;
@@ -149,7 +149,7 @@ const MAX_SPARE_FRAMES: usize = 2;
 /// 128 KiB; once frames of some size were read, their buffers come back from the pool and
 /// the next ones of that size do not grow at all.
 #[derive(Debug, Clone, Default)]
-pub struct FramePool {
+pub(crate) struct FramePool {
     spares: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
 }
 
@@ -179,6 +179,7 @@ impl FramePool {
     }
 
     /// Spare buffers held now.
+    #[cfg(test)]
     pub fn spares(&self) -> usize {
         self.lock().len()
     }
@@ -203,7 +204,7 @@ impl FramePool {
 /// Makes room in `buffer`, which collects a frame of `length` bytes, for `incoming` more:
 /// at least doubling (so the copies add up to less than the frame), never beyond `length`.
 /// Memory thus follows the bytes received, not the length the peer announced.
-pub fn grow_frame(buffer: &mut Vec<u8>, incoming: usize, length: usize) {
+pub(crate) fn grow_frame(buffer: &mut Vec<u8>, incoming: usize, length: usize) {
     let needed = buffer.len().saturating_add(incoming).min(length);
     if needed <= buffer.capacity() {
         return;

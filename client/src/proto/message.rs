@@ -101,7 +101,9 @@ pub struct DecodedRequest {
 ///
 /// The version is checked against what the codec can parse, not against what a broker
 /// chooses to support: that is the broker's decision (see `ApiVersions`).
-pub fn decode_request_header(frame: &mut Bytes) -> Result<(ApiKey, RequestHeader), DecodeError> {
+pub(crate) fn decode_request_header(
+    frame: &mut Bytes,
+) -> Result<(ApiKey, RequestHeader), DecodeError> {
     let prefix = peek_request_prefix(frame)?;
     let api_key = ApiKey::try_from(prefix.api_key)
         .map_err(|()| DecodeError::UnknownApiKey(prefix.api_key))?;

@@ -34,21 +34,26 @@
 //! records present. Decompression stops at [`DecodeLimits::max_decompressed_bytes`].
 //! Uncompressed keys, values and header fields are [`Bytes`] slices of the input, not copies.
 //!
-//! Encoding ([`RecordBatch::encode`]) writes exactly the fields of a [`RecordBatch`], fills
-//! in `batchLength`, `recordCount` and the CRC, and refuses a batch its own decoder would
-//! refuse. [`RecordBatchBuilder`] assigns offset and timestamp deltas and computes
-//! `lastOffsetDelta` and `maxTimestamp` for a producer.
+//! This file decodes; encoding lives in [`encode`] (re-exported here): one writer,
+//! [`RecordBatchWriter`], that [`RecordBatch::encode`] (exactly the fields of a
+//! [`RecordBatch`], with `batchLength`, `recordCount` and the CRC filled in, refusing a batch
+//! its own decoder would refuse) and [`RecordBatchBuilder`] (offset and timestamp deltas,
+//! `lastOffsetDelta` and `maxTimestamp` assigned as a producer does) go through, and one
+//! record size, [`record_body_len`].
 
 use std::ops::Range;
 
 use bytes::{BufMut, Bytes};
 
 use super::batch_header::{
-    compute_crc, validate_batch, BatchAttributes, BatchError, BatchHeader, Batches,
-    BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2,
+    validate_batch, BatchAttributes, BatchError, BatchHeader, Batches, BATCH_HEADER_LEN,
 };
 use super::compression::{self, Compression};
 use super::varint::{self, VarintError};
+pub use crate::record::{Header, TimestampType};
+
+pub mod encode;
+pub use encode::{record_body_len, record_len, RecordBatchBuilder, RecordBatchWriter};
 
 /// Default of [`DecodeLimits::max_decompressed_bytes`]: 64 MiB.
 pub const DEFAULT_MAX_DECOMPRESSED_BYTES: usize = 64 * 1024 * 1024;
@@ -92,16 +97,6 @@ impl DecodeLimits {
             max_decompressed_bytes,
         }
     }
-}
-
-/// What a record's timestamp means (attributes bit 3, KIP-32).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum TimestampType {
-    /// Set by the producer: each record's timestamp is `baseTimestamp + timestampDelta`.
-    #[default]
-    CreateTime,
-    /// Set by the broker on append: every record's timestamp is `maxTimestamp`.
-    LogAppendTime,
 }
 
 /// A decoded record batch, or one to encode.
@@ -151,39 +146,6 @@ pub struct Record {
     pub value: Option<Bytes>,
     /// Headers in wire order; keys may repeat.
     pub headers: Vec<Header>,
-}
-
-/// A record header (KIP-82).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
-    /// The key: a UTF-8 string for well-behaved producers, kept as bytes so that a record
-    /// with an invalid one still decodes; see [`Header::key_str`].
-    pub key: Bytes,
-    /// The value; `None` is null, distinct from empty.
-    pub value: Option<Bytes>,
-}
-
-impl Header {
-    /// A header with a (non-null) value.
-    pub fn new(key: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
-        Self {
-            key: key.into(),
-            value: Some(value.into()),
-        }
-    }
-
-    /// A header with a null value.
-    pub fn null(key: impl Into<Bytes>) -> Self {
-        Self {
-            key: key.into(),
-            value: None,
-        }
-    }
-
-    /// The key as a string, if it is valid UTF-8.
-    pub fn key_str(&self) -> Option<&str> {
-        std::str::from_utf8(&self.key).ok()
-    }
 }
 
 /// Which end of a transaction a control record marks (its `type`, KIP-98).
@@ -412,326 +374,6 @@ impl RecordBatch {
             base_sequence: header.base_sequence,
             records: sink.records,
         })
-    }
-
-    /// Encodes the batch: header fields as they are, `batchLength`, `recordCount` and CRC
-    /// computed, records compressed with [`RecordBatch::compression`].
-    ///
-    /// Fails, rather than writing what a reader would refuse, when the batch does not fit
-    /// the `int32` fields, when a record's offset delta lies outside
-    /// `0..=last_offset_delta` or there are more records than offsets, or when an offset or
-    /// timestamp overflows.
-    pub fn encode(&self) -> Result<Bytes, BatchError> {
-        let mut out = Vec::new();
-        self.encode_into(&mut out)?;
-        Ok(out.into())
-    }
-
-    /// As [`RecordBatch::encode`], appending to `out`; on error `out` is left as it was.
-    pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), BatchError> {
-        let start = out.len();
-        let result = self.write(out, start);
-        if result.is_err() {
-            out.truncate(start);
-        }
-        result
-    }
-
-    fn write(&self, out: &mut Vec<u8>, start: usize) -> Result<(), BatchError> {
-        let record_count = i32::try_from(self.records.len())
-            .map_err(|_| BatchError::TooLarge(format!("{} records", self.records.len())))?;
-        check_offsets(self.base_offset, self.last_offset_delta, record_count)?;
-        for (index, record) in self.records.iter().enumerate() {
-            check_record(
-                index,
-                record.offset_delta,
-                record.timestamp_delta,
-                self.last_offset_delta,
-                self.base_timestamp,
-            )?;
-        }
-
-        out.resize(start + BATCH_HEADER_LEN, 0);
-        if self.compression == Compression::None {
-            write_records(&self.records, out)?;
-        } else {
-            let mut plain = Vec::new();
-            write_records(&self.records, &mut plain)?;
-            compression::compress_into(self.compression, &plain, out)?;
-        }
-        let batch_length = i32::try_from(out.len() - start - LOG_OVERHEAD)
-            .map_err(|_| BatchError::TooLarge(format!("{} bytes", out.len() - start)))?;
-
-        let mut header = &mut out[start..start + BATCH_HEADER_LEN];
-        header.put_i64(self.base_offset);
-        header.put_i32(batch_length);
-        header.put_i32(self.partition_leader_epoch);
-        header.put_i8(MAGIC_V2);
-        header.put_u32(0); // CRC, filled in below
-        header.put_i16(self.attributes().0);
-        header.put_i32(self.last_offset_delta);
-        header.put_i64(self.base_timestamp);
-        header.put_i64(self.max_timestamp);
-        header.put_i64(self.producer_id);
-        header.put_i16(self.producer_epoch);
-        header.put_i32(self.base_sequence);
-        header.put_i32(record_count);
-        let crc = compute_crc(&out[start..]);
-        out[start + 17..start + 21].copy_from_slice(&crc.to_be_bytes());
-        Ok(())
-    }
-}
-
-/// Builds a producer's batch: offsets deltas 0, 1, 2, ..., timestamps relative to the first
-/// record's, `last_offset_delta` and `max_timestamp` computed.
-#[derive(Debug, Clone)]
-pub struct RecordBatchBuilder {
-    batch: RecordBatch,
-}
-
-impl Default for RecordBatchBuilder {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl RecordBatchBuilder {
-    /// An empty batch: uncompressed, create time, no producer id, not transactional,
-    /// base offset 0, leader epoch -1.
-    pub fn new() -> Self {
-        Self {
-            batch: RecordBatch {
-                base_offset: 0,
-                partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
-                compression: Compression::None,
-                timestamp_type: TimestampType::CreateTime,
-                is_transactional: false,
-                is_control: false,
-                has_delete_horizon: false,
-                last_offset_delta: 0,
-                base_timestamp: NO_TIMESTAMP,
-                max_timestamp: NO_TIMESTAMP,
-                producer_id: NO_PRODUCER_ID,
-                producer_epoch: NO_PRODUCER_EPOCH,
-                base_sequence: NO_SEQUENCE,
-                records: Vec::new(),
-            },
-        }
-    }
-
-    /// Sets the codec. Default [`Compression::None`].
-    pub fn compression(mut self, compression: Compression) -> Self {
-        self.batch.compression = compression;
-        self
-    }
-
-    /// Sets the idempotent producer's id, epoch and the sequence of the first record.
-    /// Default -1, -1, -1 (no idempotence).
-    pub fn producer(mut self, producer_id: i64, producer_epoch: i16, base_sequence: i32) -> Self {
-        self.batch.producer_id = producer_id;
-        self.batch.producer_epoch = producer_epoch;
-        self.batch.base_sequence = base_sequence;
-        self
-    }
-
-    /// Marks the batch as part of a transaction. Default `false`.
-    pub fn transactional(mut self, transactional: bool) -> Self {
-        self.batch.is_transactional = transactional;
-        self
-    }
-
-    /// Sets the base offset. Default 0, what producers send.
-    pub fn base_offset(mut self, base_offset: i64) -> Self {
-        self.batch.base_offset = base_offset;
-        self
-    }
-
-    /// Sets the timestamp type. Default [`TimestampType::CreateTime`].
-    pub fn timestamp_type(mut self, timestamp_type: TimestampType) -> Self {
-        self.batch.timestamp_type = timestamp_type;
-        self
-    }
-
-    /// Appends a record with the next offset delta. The first record's `timestamp` becomes
-    /// the batch's base timestamp. Fails when the batch already holds `i32::MAX` records or
-    /// the timestamp's distance from the base overflows.
-    pub fn append(
-        &mut self,
-        timestamp: i64,
-        key: Option<Bytes>,
-        value: Option<Bytes>,
-        headers: Vec<Header>,
-    ) -> Result<(), BatchError> {
-        let batch = &mut self.batch;
-        let offset_delta = i32::try_from(batch.records.len())
-            .map_err(|_| BatchError::TooLarge("more than i32::MAX records".into()))?;
-        if batch.records.is_empty() {
-            batch.base_timestamp = timestamp;
-            batch.max_timestamp = timestamp;
-        }
-        let timestamp_delta = timestamp.checked_sub(batch.base_timestamp).ok_or_else(|| {
-            BatchError::Record(format!(
-                "timestamp {timestamp} too far from base timestamp {}",
-                batch.base_timestamp
-            ))
-        })?;
-        batch.max_timestamp = batch.max_timestamp.max(timestamp);
-        batch.last_offset_delta = offset_delta;
-        batch.records.push(Record {
-            offset_delta,
-            timestamp_delta,
-            key,
-            value,
-            headers,
-        });
-        Ok(())
-    }
-
-    /// Records appended so far.
-    pub fn len(&self) -> usize {
-        self.batch.records.len()
-    }
-
-    /// True before the first [`RecordBatchBuilder::append`].
-    pub fn is_empty(&self) -> bool {
-        self.batch.records.is_empty()
-    }
-
-    /// The batch, ready for [`RecordBatch::encode`].
-    pub fn build(self) -> RecordBatch {
-        self.batch
-    }
-}
-
-/// Writes an uncompressed, non-transactional producer batch record by record straight into
-/// its final buffer: byte for byte what [`RecordBatchBuilder`] and [`RecordBatch::encode`]
-/// produce for the same appends, without the intermediate [`Record`]s (a producer's hot
-/// path; compressed batches go through the builder).
-#[derive(Debug)]
-pub struct RecordBatchWriter {
-    out: Vec<u8>,
-    count: i32,
-    base_timestamp: i64,
-    max_timestamp: i64,
-}
-
-impl RecordBatchWriter {
-    /// A writer whose buffer holds `bytes` (the whole batch, header included) without
-    /// growing.
-    pub fn with_capacity(bytes: usize) -> Self {
-        let mut out = Vec::with_capacity(bytes.max(BATCH_HEADER_LEN));
-        out.resize(BATCH_HEADER_LEN, 0);
-        Self {
-            out,
-            count: 0,
-            base_timestamp: NO_TIMESTAMP,
-            max_timestamp: NO_TIMESTAMP,
-        }
-    }
-
-    /// Appends a record with the next offset delta; the first record's `timestamp` is the
-    /// batch's base timestamp. Fails as [`RecordBatchBuilder::append`] and
-    /// [`RecordBatch::encode`] would.
-    pub fn append(
-        &mut self,
-        timestamp: i64,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        headers: &[Header],
-    ) -> Result<(), BatchError> {
-        if self.count == i32::MAX {
-            return Err(BatchError::TooLarge("more than i32::MAX records".into()));
-        }
-        if self.count == 0 {
-            self.base_timestamp = timestamp;
-            self.max_timestamp = timestamp;
-        }
-        let timestamp_delta = timestamp.checked_sub(self.base_timestamp).ok_or_else(|| {
-            BatchError::Record(format!(
-                "timestamp {timestamp} too far from base timestamp {}",
-                self.base_timestamp
-            ))
-        })?;
-        let offset_delta = self.count;
-        let too_large =
-            || BatchError::TooLarge(format!("record {offset_delta} exceeds i32::MAX bytes"));
-        let len = |bytes: &[u8]| {
-            i32::try_from(bytes.len())
-                .ok()
-                .map(|n| varint::varint_len(n) + bytes.len())
-        };
-        let nullable = |bytes: Option<&[u8]>| bytes.map_or(Some(1), len);
-        let mut body = 1 // attributes
-            + varint::varlong_len(timestamp_delta)
-            + varint::varint_len(offset_delta)
-            + varint::varint_len(i32::try_from(headers.len()).map_err(|_| too_large())?);
-        body = body
-            .checked_add(nullable(key).ok_or_else(too_large)?)
-            .and_then(|b| b.checked_add(nullable(value)?))
-            .ok_or_else(too_large)?;
-        for header in headers {
-            body = body
-                .checked_add(len(&header.key).ok_or_else(too_large)?)
-                .and_then(|b| b.checked_add(nullable(header.value.as_deref())?))
-                .ok_or_else(too_large)?;
-        }
-        let body = i32::try_from(body).map_err(|_| too_large())?;
-        let out = &mut self.out;
-        varint::encode_varint(out, body);
-        out.put_u8(0); // attributes
-        varint::encode_varlong(out, timestamp_delta);
-        varint::encode_varint(out, offset_delta);
-        write_nullable(out, key);
-        write_nullable(out, value);
-        varint::encode_varint(out, headers.len() as i32);
-        for header in headers {
-            varint::encode_varint(out, header.key.len() as i32);
-            out.extend_from_slice(&header.key);
-            write_nullable(out, header.value.as_deref());
-        }
-        self.max_timestamp = self.max_timestamp.max(timestamp);
-        self.count += 1;
-        Ok(())
-    }
-
-    /// Records appended so far.
-    pub fn len(&self) -> usize {
-        self.count as usize
-    }
-
-    /// True before the first [`RecordBatchWriter::append`].
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
-    /// The encoded batch, base offset 0, with the idempotent producer's id, epoch and first
-    /// sequence (-1, -1, -1 without idempotence).
-    pub fn finish(
-        mut self,
-        producer_id: i64,
-        producer_epoch: i16,
-        base_sequence: i32,
-    ) -> Result<Bytes, BatchError> {
-        let batch_length = i32::try_from(self.out.len() - LOG_OVERHEAD)
-            .map_err(|_| BatchError::TooLarge(format!("{} bytes", self.out.len())))?;
-        let attributes = BatchAttributes::new(Compression::None, false, false, false);
-        let mut header = &mut self.out[..BATCH_HEADER_LEN];
-        header.put_i64(0); // base offset
-        header.put_i32(batch_length);
-        header.put_i32(NO_PARTITION_LEADER_EPOCH);
-        header.put_i8(MAGIC_V2);
-        header.put_u32(0); // CRC, filled in below
-        header.put_i16(attributes.0);
-        header.put_i32(self.count.saturating_sub(1).max(0));
-        header.put_i64(self.base_timestamp);
-        header.put_i64(self.max_timestamp);
-        header.put_i64(producer_id);
-        header.put_i16(producer_epoch);
-        header.put_i32(base_sequence);
-        header.put_i32(self.count);
-        let crc = compute_crc(&self.out);
-        self.out[17..21].copy_from_slice(&crc.to_be_bytes());
-        Ok(self.out.into())
     }
 }
 
@@ -1206,65 +848,10 @@ impl Cursor<'_> {
     }
 }
 
-/// Appends the records, uncompressed.
-fn write_records(records: &[Record], out: &mut Vec<u8>) -> Result<(), BatchError> {
-    for (index, record) in records.iter().enumerate() {
-        let too_large = || BatchError::TooLarge(format!("record {index} exceeds i32::MAX bytes"));
-        let body_len = record_body_len(record).ok_or_else(too_large)?;
-        varint::encode_varint(out, i32::try_from(body_len).map_err(|_| too_large())?);
-        out.put_u8(0); // attributes
-        varint::encode_varlong(out, record.timestamp_delta);
-        varint::encode_varint(out, record.offset_delta);
-        // Lengths below were checked to fit an i32 by record_body_len.
-        write_nullable(out, record.key.as_deref());
-        write_nullable(out, record.value.as_deref());
-        varint::encode_varint(out, record.headers.len() as i32);
-        for header in &record.headers {
-            varint::encode_varint(out, header.key.len() as i32);
-            out.extend_from_slice(&header.key);
-            write_nullable(out, header.value.as_deref());
-        }
-    }
-    Ok(())
-}
-
-fn write_nullable(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
-    match bytes {
-        None => varint::encode_varint(out, -1),
-        Some(bytes) => {
-            varint::encode_varint(out, bytes.len() as i32);
-            out.extend_from_slice(bytes);
-        }
-    }
-}
-
-/// Bytes of a record after its length field, or `None` if any length overflows an i32.
-fn record_body_len(record: &Record) -> Option<usize> {
-    fn bytes_len(bytes: &[u8]) -> Option<usize> {
-        let length = i32::try_from(bytes.len()).ok()?;
-        varint::varint_len(length).checked_add(bytes.len())
-    }
-    fn nullable_len(bytes: Option<&[u8]>) -> Option<usize> {
-        bytes.map_or(Some(1), bytes_len)
-    }
-    let header_count = i32::try_from(record.headers.len()).ok()?;
-    let mut length = 1 // attributes
-        + varint::varlong_len(record.timestamp_delta)
-        + varint::varint_len(record.offset_delta)
-        + varint::varint_len(header_count);
-    length = length.checked_add(nullable_len(record.key.as_deref())?)?;
-    length = length.checked_add(nullable_len(record.value.as_deref())?)?;
-    for header in &record.headers {
-        length = length.checked_add(bytes_len(&header.key)?)?;
-        length = length.checked_add(nullable_len(header.value.as_deref())?)?;
-    }
-    i32::try_from(length).ok()?;
-    Some(length)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::batch_header::LOG_OVERHEAD;
     use proptest::prelude::*;
 
     const ALL_CODECS: [Compression; 5] = [

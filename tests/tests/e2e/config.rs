@@ -170,7 +170,7 @@ async fn produce(producer: &Producer, count: usize) -> BTreeMap<i32, Vec<(Bytes,
 
 /// Reads `count` records from every partition of `orders` (and nothing but records).
 async fn consume(
-    consumer: &mut Consumer,
+    consumer: &Consumer,
     partitions: i32,
     count: usize,
 ) -> BTreeMap<i32, Vec<(Bytes, Bytes)>> {
@@ -180,17 +180,15 @@ async fn consume(
     consumer.assign(&assignment).expect("assigned");
     let mut read: BTreeMap<i32, Vec<(Bytes, Bytes)>> = BTreeMap::new();
     for _ in 0..count {
-        let event = tokio::time::timeout(BOUND, consumer.recv())
+        let record = tokio::time::timeout(BOUND, consumer.recv())
             .await
             .expect("a record within the bound")
-            .expect("no error");
-        match event {
-            ConsumerEvent::Record(record) => read.entry(record.partition).or_default().push((
-                record.key.expect("keyed"),
-                record.value.expect("has a value"),
-            )),
-            other => panic!("expected a record, got {other:?}"),
-        }
+            .expect("no error")
+            .expect("the consumer is open");
+        read.entry(record.partition).or_default().push((
+            record.key.expect("keyed"),
+            record.value.expect("has a value"),
+        ));
     }
     read
 }
@@ -280,8 +278,8 @@ async fn java_properties_files_configure_a_producer_and_a_consumer() {
     );
 
     let consumer_config = load(JAVA_CONSUMER, &cluster);
-    let mut consumer = consumer(&cluster, consumer_config.clone());
-    let read = consume(&mut consumer, 3, 60).await;
+    let consumer = consumer(&cluster, consumer_config.clone());
+    let read = consume(&consumer, 3, 60).await;
     assert_eq!(read, sent, "every record back, in order per partition");
     assert_eq!(
         consumer_config
@@ -335,7 +333,7 @@ async fn librdkafka_names_configure_a_producer_and_a_consumer() {
         .iter()
         .all(|(compression, _)| *compression == Compression::Zstd));
 
-    let mut consumer = consumer(
+    let consumer = consumer(
         &cluster,
         load(
             "bootstrap.servers=BOOTSTRAP\n\
@@ -348,19 +346,18 @@ async fn librdkafka_names_configure_a_producer_and_a_consumer() {
             &cluster,
         ),
     );
-    let read = consume(&mut consumer, 1, 20).await;
+    let read = consume(&consumer, 1, 20).await;
     assert_eq!(read, sent);
-    let eof = tokio::time::timeout(BOUND, consumer.recv())
+    let eof = tokio::time::timeout(BOUND, consumer.recv_event())
         .await
         .expect("an event within the bound");
     assert!(
         matches!(
             eof,
-            Ok(ConsumerEvent::PartitionEof {
-                partition: 0,
+            Ok(Some(ConsumerEvent::PartitionEof {
+                ref partition,
                 offset: 20,
-                ..
-            })
+            })) if partition.partition == 0
         ),
         "{eof:?}"
     );

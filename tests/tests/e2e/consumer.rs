@@ -112,20 +112,26 @@ fn append_values(cluster: &Cluster, topic: &str, partition: i32, values: &[&str]
     append(cluster, topic, partition, &records, Compression::None)
 }
 
-async fn next(consumer: &mut Consumer) -> Result<ConsumerEvent, Error> {
-    tokio::time::timeout(EVENT_WAIT, consumer.recv())
+/// The next event (`recv_event`): a record, an end of partition, or an error.
+async fn next(consumer: &Consumer) -> Result<ConsumerEvent, Error> {
+    tokio::time::timeout(EVENT_WAIT, consumer.recv_event())
         .await
         .expect("an event within the wait")
+        .map(|event| event.expect("the consumer is open"))
 }
 
-async fn next_record(consumer: &mut Consumer) -> ConsumerRecord {
-    match next(consumer).await {
-        Ok(ConsumerEvent::Record(record)) => record,
+/// The next record (`recv`).
+async fn next_record(consumer: &Consumer) -> ConsumerRecord {
+    match tokio::time::timeout(EVENT_WAIT, consumer.recv())
+        .await
+        .expect("a record within the wait")
+    {
+        Ok(Some(record)) => record,
         other => panic!("expected a record, got {other:?}"),
     }
 }
 
-async fn records(consumer: &mut Consumer, n: usize) -> Vec<ConsumerRecord> {
+async fn records(consumer: &Consumer, n: usize) -> Vec<ConsumerRecord> {
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
         out.push(next_record(consumer).await);
@@ -134,8 +140,8 @@ async fn records(consumer: &mut Consumer, n: usize) -> Vec<ConsumerRecord> {
 }
 
 /// Nothing arrives within `wait` (virtual time).
-async fn quiet(consumer: &mut Consumer, wait: Duration) {
-    if let Ok(event) = tokio::time::timeout(wait, consumer.recv()).await {
+async fn quiet(consumer: &Consumer, wait: Duration) {
+    if let Ok(event) = tokio::time::timeout(wait, consumer.recv_event()).await {
         panic!("expected nothing, got {event:?}");
     }
 }
@@ -180,7 +186,7 @@ async fn consumes_everything_from_six_partitions() {
             expected.entry(partition).or_default().extend(records);
         }
     }
-    let mut consumer = consumer(&cluster, config(&cluster).enable_partition_eof(true));
+    let consumer = consumer(&cluster, config(&cluster).enable_partition_eof(true));
     let assignment: Vec<TopicPartition> =
         (0..6).map(|p| TopicPartition::new("orders", p)).collect();
     consumer.assign(&assignment).expect("assign");
@@ -192,14 +198,11 @@ async fn consumes_everything_from_six_partitions() {
         if eofs.len() == 6 {
             break;
         }
-        match next(&mut consumer).await.expect("no error") {
+        match next(&consumer).await.expect("no error") {
             ConsumerEvent::Record(r) => got.entry(r.partition).or_default().push(r),
-            ConsumerEvent::PartitionEof {
-                topic,
-                partition,
-                offset,
-            } => {
-                assert_eq!(&*topic, "orders");
+            ConsumerEvent::PartitionEof { partition, offset } => {
+                assert_eq!(partition.topic, "orders");
+                let partition = partition.partition;
                 assert_eq!(
                     got.get(&partition).map_or(0, Vec::len) as i64,
                     offset,
@@ -207,6 +210,7 @@ async fn consumes_everything_from_six_partitions() {
                 );
                 assert!(eofs.insert(partition, offset).is_none(), "one eof each");
             }
+            other => panic!("unexpected event {other:?}"),
         }
     }
     assert_eq!(eofs.len(), 6);
@@ -238,7 +242,7 @@ async fn consumes_everything_from_six_partitions() {
         .collect();
     assert!(!fetches.is_empty());
     assert!(fetches.iter().all(|r| r.api_version == 18));
-    consumer.close().await.expect("close");
+    consumer.close().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -254,43 +258,43 @@ async fn seeks_to_beginning_end_offset_and_timestamp() {
     append(&cluster, "t", 0, &written[..5], Compression::None);
     append(&cluster, "t", 0, &written[5..], Compression::None);
     let tp = TopicPartition::new("t", 0);
-    let mut consumer = consumer(&cluster, config(&cluster));
+    let consumer = consumer(&cluster, config(&cluster));
     consumer.assign(std::slice::from_ref(&tp)).expect("assign");
 
     consumer.seek(&tp, Offset::At(5)).expect("seek");
     assert_eq!(consumer.position(&tp), Some(5));
-    assert_eq!(next_record(&mut consumer).await.offset, 5);
+    assert_eq!(next_record(&consumer).await.offset, 5);
     assert_eq!(consumer.position(&tp), Some(6));
 
     // Mid-batch: the records before the position in the returned batch are skipped.
     consumer.seek(&tp, Offset::At(2)).expect("seek");
-    assert_eq!(offsets(&records(&mut consumer, 3).await), vec![2, 3, 4]);
+    assert_eq!(offsets(&records(&consumer, 3).await), vec![2, 3, 4]);
 
     consumer.seek(&tp, Offset::Beginning).expect("seek");
     assert_eq!(consumer.position(&tp), None, "looked up in the background");
-    assert_eq!(next_record(&mut consumer).await.offset, 0);
+    assert_eq!(next_record(&consumer).await.offset, 0);
 
     consumer
         .seek(&tp, Offset::Timestamp(base + 3500))
         .expect("seek");
-    let r = next_record(&mut consumer).await;
+    let r = next_record(&consumer).await;
     assert_eq!((r.offset, r.timestamp), (4, base + 4000));
 
     consumer.seek(&tp, Offset::End).expect("seek");
-    quiet(&mut consumer, Duration::from_secs(2)).await;
+    quiet(&consumer, Duration::from_secs(2)).await;
     assert_eq!(consumer.position(&tp), Some(10));
     append_values(&cluster, "t", 0, &["after-end"]);
-    let r = next_record(&mut consumer).await;
+    let r = next_record(&consumer).await;
     assert_eq!((r.offset, value(&r).as_str()), (10, "after-end"));
 
     // A timestamp after every record: the end of the log.
     consumer
         .seek(&tp, Offset::Timestamp(now_ms() + 600_000))
         .expect("seek");
-    quiet(&mut consumer, Duration::from_secs(2)).await;
+    quiet(&consumer, Duration::from_secs(2)).await;
     assert_eq!(consumer.position(&tp), Some(11));
     append_values(&cluster, "t", 0, &["later"]);
-    assert_eq!(next_record(&mut consumer).await.offset, 11);
+    assert_eq!(next_record(&consumer).await.offset, 11);
 
     assert!(matches!(
         consumer.seek(&TopicPartition::new("t", 9), Offset::At(0)),
@@ -311,10 +315,10 @@ async fn paused_partitions_hold_their_records_until_resumed() {
         let records: Vec<Sent> = (0..4).map(|i| sent(i, p)).collect();
         append(&cluster, "t", p, &records, Compression::None);
     }
-    let mut consumer = consumer(&cluster, config(&cluster));
+    let consumer = consumer(&cluster, config(&cluster));
     consumer.assign(&[p0.clone(), p1.clone()]).expect("assign");
     // One broker leads both, so the first fetch buffers both partitions.
-    let first = next_record(&mut consumer).await;
+    let first = next_record(&consumer).await;
     consumer.pause(std::slice::from_ref(&p1)).expect("pause");
     assert_eq!(consumer.paused(), vec![p1.clone()]);
     let mut from_p0 = vec![first];
@@ -323,17 +327,17 @@ async fn paused_partitions_hold_their_records_until_resumed() {
         from_p0.clear();
     }
     while from_p0.len() < 4 {
-        let r = next_record(&mut consumer).await;
+        let r = next_record(&consumer).await;
         assert_eq!(r.partition, 0, "nothing from a paused partition");
         from_p0.push(r);
     }
     append_values(&cluster, "t", 1, &["while-paused"]);
-    quiet(&mut consumer, Duration::from_secs(3)).await;
+    quiet(&consumer, Duration::from_secs(3)).await;
     let before = consumer.position(&p1).expect("has a position");
 
     consumer.resume(std::slice::from_ref(&p1)).expect("resume");
     assert!(consumer.paused().is_empty());
-    let rest = records(&mut consumer, (5 - before) as usize).await;
+    let rest = records(&consumer, (5 - before) as usize).await;
     assert!(rest.iter().all(|r| r.partition == 1));
     assert_eq!(offsets(&rest), (before..5).collect::<Vec<_>>());
     assert_eq!(value(&rest[rest.len() - 1]), "while-paused");
@@ -347,17 +351,16 @@ async fn paused_partitions_hold_their_records_until_resumed() {
 async fn partition_eof_is_reported_once_each_time_the_end_is_reached() {
     let cluster = cluster(1, "t", 2).await;
     append_values(&cluster, "t", 0, &["a", "b", "c"]);
-    let mut consumer = consumer(&cluster, config(&cluster).enable_partition_eof(true));
+    let consumer = consumer(&cluster, config(&cluster).enable_partition_eof(true));
     consumer
         .assign(&[TopicPartition::new("t", 0), TopicPartition::new("t", 1)])
         .expect("assign");
     let mut events = Vec::new();
     for _ in 0..5 {
-        events.push(next(&mut consumer).await.expect("no error"));
+        events.push(next(&consumer).await.expect("no error"));
     }
     let eof = |partition, offset| ConsumerEvent::PartitionEof {
-        topic: "t".into(),
-        partition,
+        partition: TopicPartition::new("t", partition),
         offset,
     };
     assert!(
@@ -368,14 +371,15 @@ async fn partition_eof_is_reported_once_each_time_the_end_is_reached() {
         .iter()
         .filter(|e| match e {
             ConsumerEvent::Record(r) => r.partition == 0,
-            ConsumerEvent::PartitionEof { partition, .. } => *partition == 0,
+            ConsumerEvent::PartitionEof { partition, .. } => partition.partition == 0,
+            _ => false,
         })
         .collect();
     assert!(matches!(p0[0], ConsumerEvent::Record(r) if r.offset == 0));
     assert!(matches!(p0[2], ConsumerEvent::Record(r) if r.offset == 2));
     assert_eq!(p0[3], &eof(0, 3));
     cluster.clear_requests();
-    quiet(&mut consumer, Duration::from_secs(5)).await;
+    quiet(&consumer, Duration::from_secs(5)).await;
     // At the end of the log the consumer long-polls: one fetch per fetch.max.wait.ms.
     let requests = cluster.requests();
     let fetches = requests
@@ -386,9 +390,9 @@ async fn partition_eof_is_reported_once_each_time_the_end_is_reached() {
     assert_eq!(fetches, requests.len(), "and nothing else: {requests:?}");
 
     append_values(&cluster, "t", 0, &["d"]);
-    assert_eq!(next_record(&mut consumer).await.offset, 3);
-    assert_eq!(next(&mut consumer).await.expect("eof"), eof(0, 4));
-    quiet(&mut consumer, Duration::from_secs(5)).await;
+    assert_eq!(next_record(&consumer).await.offset, 3);
+    assert_eq!(next(&consumer).await.expect("eof"), eof(0, 4));
+    quiet(&consumer, Duration::from_secs(5)).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -397,36 +401,34 @@ async fn auto_offset_reset_earliest_latest_and_none() {
     append_values(&cluster, "t", 0, &["a", "b"]);
     let tp = TopicPartition::new("t", 0);
 
-    let mut earliest = consumer(&cluster, config(&cluster));
+    let earliest = consumer(&cluster, config(&cluster));
     earliest.assign(std::slice::from_ref(&tp)).expect("assign");
-    assert_eq!(next_record(&mut earliest).await.offset, 0);
+    assert_eq!(next_record(&earliest).await.offset, 0);
 
-    let mut latest = consumer(
+    let latest = consumer(
         &cluster,
         config(&cluster).auto_offset_reset(OffsetReset::Latest),
     );
     latest.assign(std::slice::from_ref(&tp)).expect("assign");
-    quiet(&mut latest, Duration::from_secs(2)).await;
+    quiet(&latest, Duration::from_secs(2)).await;
     assert_eq!(latest.position(&tp), Some(2));
     append_values(&cluster, "t", 0, &["c"]);
-    let r = next_record(&mut latest).await;
+    let r = next_record(&latest).await;
     assert_eq!((r.offset, value(&r).as_str()), (2, "c"));
 
-    let mut none = consumer(
+    let none = consumer(
         &cluster,
         config(&cluster).auto_offset_reset(OffsetReset::None),
     );
     none.assign(std::slice::from_ref(&tp)).expect("assign");
-    match next(&mut none).await {
-        Err(Error::OffsetOutOfRange {
-            topic, partition, ..
-        }) => assert_eq!((topic.as_str(), partition), ("t", 0)),
+    match next(&none).await {
+        Err(error @ Error::OffsetOutOfRange { .. }) => assert_eq!(error.partition(), Some(&tp)),
         other => panic!("expected OffsetOutOfRange, got {other:?}"),
     }
     assert_eq!(none.position(&tp), None);
-    quiet(&mut none, Duration::from_secs(2)).await;
+    quiet(&none, Duration::from_secs(2)).await;
     none.seek(&tp, Offset::At(1)).expect("seek");
-    assert_eq!(next_record(&mut none).await.offset, 1);
+    assert_eq!(next_record(&none).await.offset, 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -438,47 +440,47 @@ async fn offset_out_of_range_after_delete_records_resets_by_policy() {
     assert_eq!(cluster.with_state(|s| s.delete_records("t", 0, 6)), Ok(6));
     let tp = TopicPartition::new("t", 0);
 
-    let mut earliest = consumer(&cluster, config(&cluster));
+    let earliest = consumer(&cluster, config(&cluster));
     earliest.assign(std::slice::from_ref(&tp)).expect("assign");
     earliest.seek(&tp, Offset::At(2)).expect("seek");
-    assert_eq!(offsets(&records(&mut earliest, 4).await), vec![6, 7, 8, 9]);
+    assert_eq!(offsets(&records(&earliest, 4).await), vec![6, 7, 8, 9]);
 
-    let mut latest = consumer(
+    let latest = consumer(
         &cluster,
         config(&cluster).auto_offset_reset(OffsetReset::Latest),
     );
     latest.assign(std::slice::from_ref(&tp)).expect("assign");
     latest.seek(&tp, Offset::At(1)).expect("seek");
-    quiet(&mut latest, Duration::from_secs(2)).await;
+    quiet(&latest, Duration::from_secs(2)).await;
     assert_eq!(latest.position(&tp), Some(10));
 
-    let mut none = consumer(
+    let none = consumer(
         &cluster,
         config(&cluster).auto_offset_reset(OffsetReset::None),
     );
     none.assign(std::slice::from_ref(&tp)).expect("assign");
     none.seek(&tp, Offset::At(3)).expect("seek");
     assert!(matches!(
-        next(&mut none).await,
+        next(&none).await,
         Err(Error::OffsetOutOfRange { offset: 3, .. })
     ));
-    quiet(&mut none, Duration::from_secs(2)).await;
+    quiet(&none, Duration::from_secs(2)).await;
 
     // Deleted while consuming: the next fetch is out of range and resets to the new start.
-    let mut moving = consumer(&cluster, config(&cluster).max_partition_fetch_bytes(1));
+    let moving = consumer(&cluster, config(&cluster).max_partition_fetch_bytes(1));
     moving.assign(std::slice::from_ref(&tp)).expect("assign");
-    assert_eq!(next_record(&mut moving).await.offset, 6);
+    assert_eq!(next_record(&moving).await.offset, 6);
     append_values(&cluster, "t", 0, &["c0", "c1"]);
     assert_eq!(cluster.with_state(|s| s.delete_records("t", 0, 11)), Ok(11));
     // The batch holding 7 was buffered before the deletion; what follows starts at 11.
-    assert_eq!(offsets(&records(&mut moving, 2).await), vec![7, 11]);
+    assert_eq!(offsets(&records(&moving, 2).await), vec![7, 11]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn leader_changes_lose_and_duplicate_nothing() {
     let cluster = cluster(3, "t", 1).await;
     let tp = TopicPartition::new("t", 0);
-    let mut consumer = consumer(&cluster, config(&cluster));
+    let consumer = consumer(&cluster, config(&cluster));
     consumer.assign(std::slice::from_ref(&tp)).expect("assign");
     let mut got = Vec::new();
     let mut written = 0;
@@ -487,7 +489,7 @@ async fn leader_changes_lose_and_duplicate_nothing() {
             append_values(&cluster, "t", 0, &[&format!("r{written}")]);
             written += 1;
         }
-        got.extend(records(&mut consumer, 3).await);
+        got.extend(records(&consumer, 3).await);
         // Move leadership (a new epoch) to the next replica.
         let current = leader(&cluster, "t", 0);
         let next_leader = cluster.with_state(|s| {
@@ -511,7 +513,7 @@ async fn leader_changes_lose_and_duplicate_nothing() {
         append_values(&cluster, "t", 0, &[&format!("r{written}")]);
         written += 1;
     }
-    got.extend(records(&mut consumer, 3).await);
+    got.extend(records(&consumer, 3).await);
     assert_eq!(offsets(&got), (0..written as i64).collect::<Vec<_>>());
     for (i, r) in got.iter().enumerate() {
         assert_eq!(value(r), format!("r{i}"));
@@ -526,30 +528,30 @@ async fn leader_changes_lose_and_duplicate_nothing() {
         3,
         "every replica led at some point"
     );
-    quiet(&mut consumer, Duration::from_secs(2)).await;
+    quiet(&consumer, Duration::from_secs(2)).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_stopped_and_restarted_broker_loses_and_duplicates_nothing() {
     let cluster = cluster(3, "t", 1).await;
     let tp = TopicPartition::new("t", 0);
-    let mut consumer = consumer(&cluster, config(&cluster));
+    let consumer = consumer(&cluster, config(&cluster));
     consumer.assign(std::slice::from_ref(&tp)).expect("assign");
     append_values(&cluster, "t", 0, &["0", "1", "2"]);
-    let mut got = records(&mut consumer, 3).await;
+    let mut got = records(&consumer, 3).await;
 
     let old = leader(&cluster, "t", 0);
     cluster.stop_broker(old).expect("stop");
     assert_ne!(leader(&cluster, "t", 0), old, "leadership moved");
     append_values(&cluster, "t", 0, &["3", "4"]);
-    got.extend(records(&mut consumer, 2).await);
+    got.extend(records(&consumer, 2).await);
 
     cluster.start_broker(old).await.expect("restart");
     cluster
         .with_state(|s| s.set_leader("t", 0, old))
         .expect("back to the restarted broker");
     append_values(&cluster, "t", 0, &["5", "6", "7"]);
-    got.extend(records(&mut consumer, 3).await);
+    got.extend(records(&consumer, 3).await);
     assert!(
         fetched_from(&cluster).len() >= 2,
         "fetched from the new leader"
@@ -559,7 +561,7 @@ async fn a_stopped_and_restarted_broker_loses_and_duplicates_nothing() {
         got.iter().map(value).collect::<Vec<_>>(),
         (0..8).map(|i| i.to_string()).collect::<Vec<_>>()
     );
-    quiet(&mut consumer, Duration::from_secs(2)).await;
+    quiet(&consumer, Duration::from_secs(2)).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -578,11 +580,11 @@ async fn compressed_batches_of_every_codec_are_decoded() {
         append(&cluster, "t", 0, &records, *codec);
         expected.extend(records);
     }
-    let mut consumer = consumer(&cluster, config(&cluster));
+    let consumer = consumer(&cluster, config(&cluster));
     consumer
         .assign(&[TopicPartition::new("t", 0)])
         .expect("assign");
-    let got = records(&mut consumer, expected.len()).await;
+    let got = records(&consumer, expected.len()).await;
     assert_eq!(offsets(&got), (0..100).collect::<Vec<_>>());
     for (r, w) in got.iter().zip(&expected) {
         assert_eq!(
@@ -604,11 +606,11 @@ async fn a_batch_cut_at_max_partition_fetch_bytes_is_completed_by_the_next_fetch
             &[&format!("{i}{big}"), &format!("{i}{big}")],
         );
     }
-    let mut consumer = consumer(&cluster, config(&cluster).max_partition_fetch_bytes(3000));
+    let consumer = consumer(&cluster, config(&cluster).max_partition_fetch_bytes(3000));
     consumer
         .assign(&[TopicPartition::new("t", 0)])
         .expect("assign");
-    let got = records(&mut consumer, 8).await;
+    let got = records(&consumer, 8).await;
     assert_eq!(offsets(&got), (0..8).collect::<Vec<_>>());
     assert!(got
         .iter()
@@ -627,7 +629,7 @@ async fn a_batch_cut_at_max_partition_fetch_bytes_is_completed_by_the_next_fetch
     let huge = "h".repeat(10_000);
     append_values(&cluster, "t", 0, &[&huge]);
     assert_eq!(
-        next_record(&mut consumer).await.value.map(|v| v.len()),
+        next_record(&consumer).await.value.map(|v| v.len()),
         Some(10_000)
     );
 }
@@ -636,11 +638,11 @@ async fn a_batch_cut_at_max_partition_fetch_bytes_is_completed_by_the_next_fetch
 async fn values_are_slices_of_one_fetch_buffer() {
     let cluster = cluster(1, "t", 1).await;
     append_values(&cluster, "t", 0, &["first-value", "second-value"]);
-    let mut consumer = consumer(&cluster, config(&cluster));
+    let consumer = consumer(&cluster, config(&cluster));
     consumer
         .assign(&[TopicPartition::new("t", 0)])
         .expect("assign");
-    let got = records(&mut consumer, 2).await;
+    let got = records(&consumer, 2).await;
     let (a, b) = (
         got[0].value.clone().expect("value"),
         got[1].value.clone().expect("value"),
@@ -658,7 +660,7 @@ async fn values_are_slices_of_one_fetch_buffer() {
 async fn a_long_poll_returns_as_soon_as_a_record_arrives() {
     let cluster = cluster(1, "t", 1).await;
     let tp = TopicPartition::new("t", 0);
-    let mut consumer = consumer(
+    let consumer = consumer(
         &cluster,
         config(&cluster).fetch_max_wait(Duration::from_millis(500)),
     );
@@ -679,7 +681,7 @@ async fn a_long_poll_returns_as_soon_as_a_record_arrives() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         append_values(&writer, "t", 0, &["late"]);
     });
-    let r = next_record(&mut consumer).await;
+    let r = next_record(&consumer).await;
     assert_eq!(value(&r), "late");
     let waited = start.elapsed();
     assert!(
@@ -704,13 +706,11 @@ async fn corrupt_batches_are_reported_not_skipped() {
         })),
     ));
     let tp = TopicPartition::new("t", 0);
-    let mut consumer = consumer(&cluster, config(&cluster));
+    let consumer = consumer(&cluster, config(&cluster));
     consumer.assign(std::slice::from_ref(&tp)).expect("assign");
-    assert_eq!(offsets(&records(&mut consumer, 2).await), vec![0, 1]);
-    match next(&mut consumer).await {
-        Err(Error::CorruptRecord {
-            topic, partition, ..
-        }) => assert_eq!((topic.as_str(), partition), ("t", 0)),
+    assert_eq!(offsets(&records(&consumer, 2).await), vec![0, 1]);
+    match next(&consumer).await {
+        Err(error @ Error::CorruptRecord { .. }) => assert_eq!(error.partition(), Some(&tp)),
         other => panic!("expected CorruptRecord, got {other:?}"),
     }
     assert_eq!(
@@ -718,10 +718,10 @@ async fn corrupt_batches_are_reported_not_skipped() {
         Some(2),
         "stays at the corrupt batch"
     );
-    quiet(&mut consumer, Duration::from_secs(2)).await;
+    quiet(&consumer, Duration::from_secs(2)).await;
     // Fetched again (the interceptor is spent), the batch is intact.
     consumer.seek(&tp, Offset::At(2)).expect("seek");
-    let rest = records(&mut consumer, 2).await;
+    let rest = records(&consumer, 2).await;
     assert_eq!(
         rest.iter().map(value).collect::<Vec<_>>(),
         vec!["corrupt-me", "after"]
@@ -745,14 +745,14 @@ async fn the_consumer_is_a_stream_and_close_ends_it() {
         .await
         .expect("an item");
         match item {
-            Some(Ok(ConsumerEvent::Record(r))) => got.push(value(&r)),
+            Some(Ok(r)) => got.push(value(&r)),
             other => panic!("{other:?}"),
         }
     }
     assert_eq!(got, vec!["s0", "s1"]);
     consumer.unassign();
     assert!(consumer.assignment().is_empty());
-    consumer.close().await.expect("close");
+    consumer.close().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -766,12 +766,12 @@ async fn an_unknown_topic_is_waited_for() {
         .await
         .expect("cluster starts");
     let tp = TopicPartition::new("later", 0);
-    let mut consumer = consumer(&cluster, config(&cluster));
+    let consumer = consumer(&cluster, config(&cluster));
     consumer.assign(std::slice::from_ref(&tp)).expect("assign");
-    quiet(&mut consumer, Duration::from_secs(3)).await;
+    quiet(&consumer, Duration::from_secs(3)).await;
     cluster.create_topic("later", 1).expect("create");
     append_values(&cluster, "later", 0, &["x"]);
-    assert_eq!(value(&next_record(&mut consumer).await), "x");
+    assert_eq!(value(&next_record(&consumer).await), "x");
 }
 
 /// Leader moves, dropped connections, slow answers and NOT_LEADER_OR_FOLLOWER at random,
@@ -811,7 +811,7 @@ async fn under_random_faults_every_record_arrives_once_in_order() {
                 .keep(),
         );
     }
-    let mut consumer = Consumer::builder(
+    let consumer = Consumer::builder(
         config(&cluster)
             .max_partition_fetch_bytes(700)
             .fetch_max_bytes(1500),
@@ -827,7 +827,7 @@ async fn under_random_faults_every_record_arrives_once_in_order() {
                 .collect::<Vec<_>>(),
         )
         .expect("assign");
-    let mut rng = franzy::engine::backoff::Rng::new(seed);
+    let mut rng = franzy_tests::SplitMix64::new(seed);
     let mut written: Vec<Vec<String>> = vec![Vec::new(); 4];
     let mut got: Vec<Vec<ConsumerRecord>> = vec![Vec::new(); 4];
     let mut received = 0usize;
@@ -856,13 +856,13 @@ async fn under_random_faults_every_record_arrives_once_in_order() {
         }
         let total: usize = written.iter().map(Vec::len).sum();
         let take = rng.below((total - received) as u64 + 1) as usize;
-        for r in records(&mut consumer, take).await {
+        for r in records(&consumer, take).await {
             got[r.partition as usize].push(r);
         }
         received += take;
     }
     let total: usize = written.iter().map(Vec::len).sum();
-    for r in records(&mut consumer, total - received).await {
+    for r in records(&consumer, total - received).await {
         got[r.partition as usize].push(r);
     }
     for p in 0..4 {
@@ -887,5 +887,183 @@ async fn under_random_faults_every_record_arrives_once_in_order() {
         "dropped connections were reopened: {reconnects}"
     );
     cluster.clear_interceptors();
-    quiet(&mut consumer, Duration::from_secs(3)).await;
+    quiet(&consumer, Duration::from_secs(3)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn pause_resume_and_close_come_from_another_task_while_recv_waits() {
+    let cluster = cluster(1, "t", 2).await;
+    let (p0, p1) = (TopicPartition::new("t", 0), TopicPartition::new("t", 1));
+    let consumer = Arc::new(consumer(&cluster, config(&cluster)));
+    consumer.assign(&[p0.clone(), p1.clone()]).expect("assign");
+    // Nothing to read yet: the receiving task waits in recv.
+    let receiver = {
+        let consumer = consumer.clone();
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(record) = consumer.recv().await.expect("no error") {
+                got.push((record.partition, value(&record)));
+            }
+            got
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!receiver.is_finished(), "recv waits for records");
+    // Paused from this task while the other waits in recv.
+    consumer.pause(std::slice::from_ref(&p0)).expect("pause");
+    assert_eq!(consumer.paused(), vec![p0.clone()]);
+    append_values(&cluster, "t", 0, &["held back"]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        !receiver.is_finished(),
+        "nothing of a paused partition is handed out"
+    );
+    append_values(&cluster, "t", 1, &["flows"]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    consumer.resume(std::slice::from_ref(&p0)).expect("resume");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    consumer
+        .seek(&p1, Offset::At(0))
+        .expect("seek from this task too");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Closed from this task: the waiting recv returns None.
+    consumer.close().await;
+    let got = tokio::time::timeout(EVENT_WAIT, receiver)
+        .await
+        .expect("recv ends once closed")
+        .expect("the task ran");
+    assert_eq!(
+        got,
+        vec![
+            (1, "flows".to_string()),
+            (0, "held back".to_string()),
+            (1, "flows".to_string()),
+        ],
+        "p1 while p0 was paused, p0 once resumed, p1 again after the seek"
+    );
+    assert!(
+        matches!(consumer.recv().await, Ok(None)),
+        "closed stays closed"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn recv_hands_out_records_only_and_recv_event_the_ends_asked_for() {
+    let cluster = cluster(1, "t", 1).await;
+    let tp = TopicPartition::new("t", 0);
+    append_values(&cluster, "t", 0, &["a", "b"]);
+    // Without enable.partition.eof there are no end events, even through recv_event.
+    let plain = consumer(&cluster, config(&cluster));
+    plain.assign(std::slice::from_ref(&tp)).expect("assign");
+    for expected in ["a", "b"] {
+        match next(&plain).await {
+            Ok(ConsumerEvent::Record(r)) => assert_eq!(value(&r), expected),
+            other => panic!("expected a record, got {other:?}"),
+        }
+    }
+    quiet(&plain, Duration::from_secs(5)).await;
+    // With it, recv still hands out records only...
+    let eof = consumer(&cluster, config(&cluster).enable_partition_eof(true));
+    eof.assign(std::slice::from_ref(&tp)).expect("assign");
+    assert_eq!(offsets(&records(&eof, 2).await), vec![0, 1]);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), eof.recv())
+            .await
+            .is_err(),
+        "recv never returns an end of partition"
+    );
+    // ... while recv_event has the end (once per end offset reached).
+    eof.seek(&tp, Offset::At(0)).expect("seek");
+    let events: Vec<_> = [next(&eof).await, next(&eof).await, next(&eof).await]
+        .into_iter()
+        .map(|e| e.expect("no error"))
+        .collect();
+    assert!(matches!(
+        &events[..2],
+        [ConsumerEvent::Record(_), ConsumerEvent::Record(_)]
+    ));
+    assert_eq!(
+        events[2],
+        ConsumerEvent::PartitionEof {
+            partition: tp.clone(),
+            offset: 2
+        }
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_partition_error_names_its_partition_and_the_others_go_on() {
+    let cluster = cluster(1, "t", 2).await;
+    let (p0, p1) = (TopicPartition::new("t", 0), TopicPartition::new("t", 1));
+    append_values(&cluster, "t", 1, &["fine"]);
+    cluster.intercept(
+        Interceptor::new(
+            ApiKey::Fetch,
+            Action::Error(ErrorCode::TopicAuthorizationFailed),
+        )
+        .on_partition("t", 0),
+    );
+    let consumer = consumer(&cluster, config(&cluster));
+    consumer.assign(&[p0.clone(), p1.clone()]).expect("assign");
+    let mut error = None;
+    let mut got = Vec::new();
+    while error.is_none() || got.is_empty() {
+        match tokio::time::timeout(EVENT_WAIT, consumer.recv())
+            .await
+            .expect("something within the wait")
+        {
+            Ok(Some(record)) => got.push(record.topic_partition()),
+            Ok(None) => panic!("closed"),
+            Err(e) => error = Some(e),
+        }
+    }
+    let error = error.expect("an error");
+    // The partition is data: no text to parse to know what to seek.
+    assert_eq!(error.partition(), Some(&p0), "{error}");
+    assert!(
+        matches!(
+            &error,
+            Error::Partition { partition, code: ErrorCode::TopicAuthorizationFailed, .. }
+                if *partition == p0
+        ),
+        "{error:?}"
+    );
+    assert!(!error.is_fatal() && !error.is_retriable());
+    assert_eq!(got, vec![p1.clone()], "the other partition goes on");
+    // Stopped until a seek, which restarts it (the interceptor is spent).
+    quiet(&consumer, Duration::from_secs(2)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_records_last_header_of_a_name_and_all_its_headers() {
+    let cluster = cluster(1, "t", 1).await;
+    let record = Sent {
+        key: None,
+        value: Some(Bytes::from("v")),
+        headers: vec![
+            Header::new("trace", "first"),
+            Header::null("gone"),
+            Header::new("trace", "second"),
+        ],
+        timestamp: now_ms(),
+    };
+    append(&cluster, "t", 0, &[record], Compression::Lz4);
+    let consumer = consumer(&cluster, config(&cluster));
+    consumer
+        .assign(&[TopicPartition::new("t", 0)])
+        .expect("assign");
+    let got = next_record(&consumer).await;
+    assert_eq!(
+        got.header("trace").and_then(|h| h.value.as_deref()),
+        Some(&b"second"[..]),
+        "the last of its name, as Kafka's lastHeader"
+    );
+    assert_eq!(got.header("gone"), Some(&Header::null("gone")));
+    assert_eq!(got.header("missing"), None);
+    let traces: Vec<_> = got
+        .headers_named("trace")
+        .filter_map(|h| h.value.clone())
+        .collect();
+    assert_eq!(traces, vec![Bytes::from("first"), Bytes::from("second")]);
+    assert_eq!(got.headers.len(), 3);
 }

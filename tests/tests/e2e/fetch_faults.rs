@@ -60,15 +60,21 @@ fn append(cluster: &Cluster, values: &[&str]) {
         .expect("append");
 }
 
-async fn next(consumer: &mut Consumer) -> Result<ConsumerEvent, Error> {
-    tokio::time::timeout(EVENT_WAIT, consumer.recv())
+/// The next event (`recv_event`): a record, an end of partition, or an error.
+async fn next(consumer: &Consumer) -> Result<ConsumerEvent, Error> {
+    tokio::time::timeout(EVENT_WAIT, consumer.recv_event())
         .await
         .expect("an event within the wait")
+        .map(|event| event.expect("the consumer is open"))
 }
 
-async fn next_record(consumer: &mut Consumer) -> ConsumerRecord {
-    match next(consumer).await {
-        Ok(ConsumerEvent::Record(record)) => record,
+/// The next record (`recv`).
+async fn next_record(consumer: &Consumer) -> ConsumerRecord {
+    match tokio::time::timeout(EVENT_WAIT, consumer.recv())
+        .await
+        .expect("a record within the wait")
+    {
+        Ok(Some(record)) => record,
         other => panic!("expected a record, got {other:?}"),
     }
 }
@@ -78,8 +84,8 @@ fn value(record: &ConsumerRecord) -> String {
 }
 
 /// Nothing arrives within `wait` (virtual time).
-async fn quiet(consumer: &mut Consumer, wait: Duration) {
-    if let Ok(event) = tokio::time::timeout(wait, consumer.recv()).await {
+async fn quiet(consumer: &Consumer, wait: Duration) {
+    if let Ok(event) = tokio::time::timeout(wait, consumer.recv_event()).await {
         panic!("expected nothing, got {event:?}");
     }
 }
@@ -97,17 +103,14 @@ fn count(cluster: &Cluster, api: ApiKey) -> usize {
 /// the log; also the Fetch version it uses.
 async fn reading_consumer(cluster: &Cluster) -> (Consumer, i16) {
     append(cluster, &["a", "b"]);
-    let mut consumer = consumer(cluster);
+    let consumer = consumer(cluster);
     consumer
         .assign(&[TopicPartition::new("t", 0)])
         .expect("assign");
-    let got: Vec<String> = [
-        next_record(&mut consumer).await,
-        next_record(&mut consumer).await,
-    ]
-    .iter()
-    .map(value)
-    .collect();
+    let got: Vec<String> = [next_record(&consumer).await, next_record(&consumer).await]
+        .iter()
+        .map(value)
+        .collect();
     assert_eq!(got, ["a", "b"]);
     let version = cluster
         .requests()
@@ -141,11 +144,11 @@ fn warnings<'a>(lines: &'a [String], what: &str, needle: &str) -> Vec<&'a String
 async fn fetch_outage(fault: Action) -> usize {
     let (events, _guard) = capture_events();
     let cluster = cluster().await;
-    let (mut consumer, _) = reading_consumer(&cluster).await;
+    let (consumer, _) = reading_consumer(&cluster).await;
     let fetches_before = count(&cluster, ApiKey::Fetch);
     let start = tokio::time::Instant::now();
     fault_then_c(&cluster, fault).await;
-    match next(&mut consumer).await {
+    match next(&consumer).await {
         Err(error @ Error::BrokerUnreachable { broker: 0, .. }) => {
             assert!(error.is_retriable(), "{error}");
             assert!(!error.is_fatal(), "{error}");
@@ -162,7 +165,7 @@ async fn fetch_outage(fault: Action) -> usize {
         "{reported_after:?}"
     );
     // Once per episode, however long it lasts.
-    quiet(&mut consumer, WINDOW - reported_after).await;
+    quiet(&consumer, WINDOW - reported_after).await;
     let fetches = count(&cluster, ApiKey::Fetch) - fetches_before;
     assert!(fetches >= 2, "retried: {fetches} fetches");
     assert!(
@@ -181,8 +184,8 @@ async fn fetch_outage(fault: Action) -> usize {
         "{failures:#?}"
     );
     cluster.clear_interceptors();
-    assert_eq!(value(&next_record(&mut consumer).await), "c");
-    quiet(&mut consumer, Duration::from_secs(3)).await;
+    assert_eq!(value(&next_record(&consumer).await), "c");
+    quiet(&consumer, Duration::from_secs(3)).await;
     fetches
 }
 
@@ -224,12 +227,12 @@ async fn unreachable_bootstrap_servers_are_reported_once_and_consuming_starts_la
     append(&cluster, &["a"]);
     // Every connection is dropped before it is usable.
     cluster.intercept(Interceptor::new(ApiKey::ApiVersions, Action::Disconnect).keep());
-    let mut consumer = consumer(&cluster);
+    let consumer = consumer(&cluster);
     consumer
         .assign(&[TopicPartition::new("t", 0)])
         .expect("assign");
     let start = tokio::time::Instant::now();
-    match next(&mut consumer).await {
+    match next(&consumer).await {
         Err(error @ Error::AllBrokersDown { .. }) => {
             assert!(error.is_retriable() && !error.is_fatal(), "{error}");
         }
@@ -240,7 +243,7 @@ async fn unreachable_bootstrap_servers_are_reported_once_and_consuming_starts_la
         reported_after >= Duration::from_secs(1) && reported_after <= Duration::from_secs(10),
         "{reported_after:?}"
     );
-    quiet(&mut consumer, WINDOW - reported_after).await;
+    quiet(&consumer, WINDOW - reported_after).await;
     let attempts = count(&cluster, ApiKey::ApiVersions);
     assert!(
         (3..=60).contains(&attempts),
@@ -251,8 +254,8 @@ async fn unreachable_bootstrap_servers_are_reported_once_and_consuming_starts_la
     let failures = warnings(&lines, "metadata refresh failed", &bootstrap);
     assert!(failures.len() >= 2, "{lines:#?}");
     cluster.clear_interceptors();
-    assert_eq!(value(&next_record(&mut consumer).await), "a");
-    quiet(&mut consumer, Duration::from_secs(3)).await;
+    assert_eq!(value(&next_record(&consumer).await), "a");
+    quiet(&consumer, Duration::from_secs(3)).await;
 }
 
 /// Decodes each Fetch response at `version`, lets `change` edit it, and sends that instead.
@@ -298,7 +301,7 @@ async fn batches_at_offsets_no_log_can_have_are_corrupt_data_not_a_loop() {
     for bad in [i64::MAX, i64::MIN] {
         let (events, _guard) = capture_events();
         let cluster = cluster().await;
-        let (mut consumer, version) = reading_consumer(&cluster).await;
+        let (consumer, version) = reading_consumer(&cluster).await;
         let rebased = rewrite_fetch(version, move |response| {
             for topic in &mut response.responses {
                 for partition in &mut topic.partitions {
@@ -309,15 +312,14 @@ async fn batches_at_offsets_no_log_can_have_are_corrupt_data_not_a_loop() {
             }
         });
         fault_then_c(&cluster, rebased).await;
-        match next(&mut consumer).await {
+        match next(&consumer).await {
             Err(Error::CorruptRecord {
-                topic,
                 partition,
                 offset,
                 broker,
                 ..
             }) => {
-                assert_eq!((topic.as_str(), partition), ("t", 0));
+                assert_eq!(partition, TopicPartition::new("t", 0));
                 assert_eq!((offset, broker), (Some(bad), Some(0)));
             }
             other => panic!("expected CorruptRecord at {bad}, got {other:?}"),
@@ -325,7 +327,7 @@ async fn batches_at_offsets_no_log_can_have_are_corrupt_data_not_a_loop() {
         let tp = TopicPartition::new("t", 0);
         assert_eq!(consumer.position(&tp), Some(2), "stays at the bad batch");
         let fetches = count(&cluster, ApiKey::Fetch);
-        quiet(&mut consumer, Duration::from_secs(10)).await;
+        quiet(&consumer, Duration::from_secs(10)).await;
         assert_eq!(
             count(&cluster, ApiKey::Fetch),
             fetches,
@@ -338,14 +340,14 @@ async fn batches_at_offsets_no_log_can_have_are_corrupt_data_not_a_loop() {
         );
         cluster.clear_interceptors();
         consumer.seek(&tp, Offset::At(2)).expect("seek");
-        assert_eq!(value(&next_record(&mut consumer).await), "c");
+        assert_eq!(value(&next_record(&consumer).await), "c");
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_high_watermark_far_ahead_without_data_does_not_make_the_consumer_spin() {
     let cluster = cluster().await;
-    let (mut consumer, version) = reading_consumer(&cluster).await;
+    let (consumer, version) = reading_consumer(&cluster).await;
     // Once "c" is there, the broker answers at once; the answer claims data and has none.
     let empty = rewrite_fetch(version, |response| {
         for topic in &mut response.responses {
@@ -358,9 +360,9 @@ async fn a_high_watermark_far_ahead_without_data_does_not_make_the_consumer_spin
     });
     fault_then_c(&cluster, empty).await;
     let fetches = count(&cluster, ApiKey::Fetch);
-    quiet(&mut consumer, Duration::from_secs(10)).await;
+    quiet(&consumer, Duration::from_secs(10)).await;
     let sent = count(&cluster, ApiKey::Fetch) - fetches;
     assert!((3..=25).contains(&sent), "{sent} fetches in 10 s");
     cluster.clear_interceptors();
-    assert_eq!(value(&next_record(&mut consumer).await), "c");
+    assert_eq!(value(&next_record(&consumer).await), "c");
 }

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use franzy::engine::partitioner::partition_for_key;
+use franzy::partitioner::partition_for_key;
 use franzy::producer::{DeliveryFuture, Header, Producer, ProducerRecord, RecordMetadata};
 use franzy::proto::compression::Compression;
 use franzy::proto::record_batch::{DecodeLimits, RecordBatch};
 use franzy::proto::{ApiKey, ErrorCode};
-use franzy::{Acks, Config, Error, Persisted, ProduceError};
+use franzy::{Acks, Config, Error, Persisted, ProduceError, TopicPartition};
 use franzy_harness::{Action, Cluster, ClusterBuilder, Interceptor};
 use franzy_tests::init_tracing;
 use tokio::time::Instant;
@@ -815,7 +815,7 @@ async fn records_that_cannot_be_sent_fail_at_once_with_the_record() {
     .await;
     let error = outcome(delivery).await.expect_err("no such partition");
     assert!(
-        matches!(&error.error, Error::UnknownPartition { topic, partition: 6 } if topic == "orders"),
+        matches!(&error.error, Error::UnknownPartition { partition } if *partition == TopicPartition::new("orders", 6)),
         "{error:?}"
     );
     // Known now: send itself refuses.
@@ -825,7 +825,7 @@ async fn records_that_cannot_be_sent_fail_at_once_with_the_record() {
         .expect_err("no such partition");
     assert!(matches!(
         error.error,
-        Error::UnknownPartition { partition: 9, .. }
+        Error::UnknownPartition { ref partition } if partition.partition == 9
     ));
 
     producer.close().await;
@@ -1054,4 +1054,77 @@ fn config_errors_name_the_key() {
     fn assert_bounds<T: Send + Sync + 'static + std::error::Error>() {}
     assert_bounds::<Error>();
     assert_bounds::<ProduceError>();
+}
+
+#[tokio::test(start_paused = true)]
+async fn send_and_wait_returns_where_the_record_was_written_or_why_not() {
+    let cluster = cluster(1).await;
+    let producer = producer(
+        &cluster,
+        config(&cluster).set("linger.ms", "5").expect("valid"),
+    );
+    let start = Instant::now();
+    let first = tokio::time::timeout(
+        BOUND,
+        producer.send_and_wait(
+            ProducerRecord::new("orders")
+                .with_partition(2)
+                .with_value("one"),
+        ),
+    )
+    .await
+    .expect("in time")
+    .expect("written");
+    assert_eq!(
+        (&*first.topic, first.partition, first.offset),
+        ("orders", 2, 0)
+    );
+    assert!(
+        start.elapsed() >= 5 * MS,
+        "it waited for the acknowledgement"
+    );
+    let second = producer
+        .send_and_wait(
+            ProducerRecord::new("orders")
+                .with_partition(2)
+                .with_value("two"),
+        )
+        .await
+        .expect("written");
+    assert_eq!(second.offset, 1);
+    let values: Vec<_> = log(&cluster, "orders", 2)
+        .into_iter()
+        .map(|(offset, _, value, _)| (offset, value))
+        .collect();
+    assert_eq!(
+        values,
+        vec![(0, Some(Bytes::from("one"))), (1, Some(Bytes::from("two")))]
+    );
+    // A failure gives the record back, as a DeliveryFuture would.
+    cluster.intercept(
+        Interceptor::new(ApiKey::Produce, Action::Error(ErrorCode::InvalidRecord))
+            .on_partition("orders", 2),
+    );
+    let error = producer
+        .send_and_wait(
+            ProducerRecord::new("orders")
+                .with_partition(2)
+                .with_value("refused"),
+        )
+        .await
+        .expect_err("refused");
+    assert_eq!(error.error.code(), Some(ErrorCode::InvalidRecord));
+    assert_eq!(
+        error.error.partition(),
+        Some(&TopicPartition::new("orders", 2))
+    );
+    assert_eq!(error.record.value.as_deref(), Some(&b"refused"[..]));
+    assert_eq!(error.persisted, Persisted::No);
+    // Refused at once, as send is, once closed.
+    producer.close().await;
+    let closed = producer
+        .send_and_wait(ProducerRecord::new("orders").with_value("late"))
+        .await
+        .expect_err("closed");
+    assert!(matches!(closed.error, Error::Closed));
 }
