@@ -45,6 +45,7 @@
 //! | [`config`] | [`Config`]: typed setters; Kafka's and librdkafka's property names and `.properties` files, from one table |
 //! | [`builder`] | [`ClientBuilder`]: transport and seed for a producer or consumer |
 //! | [`error`] | [`Error`] and its classification (retriable, abortable, fatal); [`ProduceError`] |
+//! | [`group_metadata`] | [`ConsumerGroupMetadata`]: a group member's id and generation, for offsets sent to a transaction |
 //! | [`topic_partition`] | [`TopicPartition`]: one partition of one topic |
 //! | [`transport`] | [`Connector`](transport::Connector): how a `host:port` becomes a byte stream (TCP by default) |
 //! | [`partitioner`] | [`partition_for_key`](partitioner::partition_for_key): the Java client's murmur2 partitioner |
@@ -77,6 +78,7 @@ pub mod engine;
 #[allow(dead_code)]
 mod engine;
 pub mod error;
+pub mod group_metadata;
 #[cfg(feature = "internals")]
 pub mod io;
 #[cfg(not(feature = "internals"))]
@@ -93,6 +95,7 @@ pub use builder::ClientBuilder;
 pub use config::{Acks, Config, IsolationLevel, OffsetReset, Partitioner};
 pub use consumer::{Consumer, ConsumerBuilder};
 pub use error::{Error, Persisted, ProduceError, Result};
+pub use group_metadata::ConsumerGroupMetadata;
 pub use producer::{DeliveryFuture, Producer, ProducerBuilder};
 pub use record::{
     ConsumerEvent, ConsumerRecord, Header, Offset, ProducerRecord, RecordMetadata, TimestampType,
