@@ -66,17 +66,27 @@ impl ClusterState {
         broker.up = up;
         let live: HashSet<i32> = self.live_brokers().map(|b| b.id).collect();
         let is_up = |b: i32| live.contains(&b);
+        let mut changed = Vec::new();
         for topic in self.topics.values_mut() {
             let unclean = topic
                 .config("unclean.leader.election.enable")
                 .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
             for partition in &mut topic.partitions {
+                let before = (partition.leader_epoch(), partition.isr().len());
                 if up {
                     partition.broker_up(id, unclean, is_up);
                 } else {
                     partition.broker_down(id, is_up);
                 }
+                if before != (partition.leader_epoch(), partition.isr().len()) {
+                    changed.push((topic.id, partition.index()));
+                }
             }
+        }
+        // A fetch waiting on a partition whose leader moved answers at once (Kafka's
+        // `DelayedFetch`, case A).
+        for (topic, partition) in changed {
+            self.touch_partition(topic, partition);
         }
     }
 
@@ -197,6 +207,9 @@ impl ClusterState {
         self.topic_names_by_id.remove(&topic.id);
         self.topic_names_by_collision_key
             .remove(&topic::unify_collision_chars(name));
+        for partition in &topic.partitions {
+            self.touch_partition(topic.id, partition.index());
+        }
         Ok(topic.id)
     }
 
@@ -307,10 +320,13 @@ impl ClusterState {
         broker: i32,
     ) -> Result<(), ErrorCode> {
         let up = self.is_broker_up(broker);
-        let p = self
+        let t = self
             .topics
             .get_mut(topic)
-            .and_then(|t| t.partition_mut(partition))
+            .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+        let id = t.id;
+        let p = t
+            .partition_mut(partition)
             .ok_or(ErrorCode::UnknownTopicOrPartition)?;
         if !p.replicas().contains(&broker) {
             return Err(ErrorCode::InvalidReplicaAssignment);
@@ -320,6 +336,7 @@ impl ClusterState {
         }
         p.join_isr(broker);
         p.elect(broker);
+        self.touch_partition(id, partition);
         Ok(())
     }
 

@@ -40,6 +40,7 @@ pub mod partition_log;
 pub mod producer_state;
 pub mod purgatory;
 pub mod record_scan;
+pub mod request;
 #[cfg(test)]
 pub(crate) mod test_batches;
 pub mod topic;
@@ -52,6 +53,10 @@ pub use log_validator::{AppendLimits, InflateBudget, PrevalidatedBatch};
 pub use partition::Partition;
 pub use partition_log::{AppendInfo, PartitionLog, StoredBatch, TimestampOffset};
 pub use producer_state::{ProducerEntry, ProducerStates};
+pub use purgatory::{
+    Purgatory, Ready, Resolution, Wait, WaitKey, WaitLimits, WaitStats, WaiterId, Wake,
+};
+pub use request::{Parked, RequestContext};
 pub use topic::Topic;
 
 /// The first producer id InitProducerId hands out; the next ones count up from it, cluster
@@ -102,6 +107,10 @@ pub struct ClusterConfig {
     /// POLICY_VIOLATION (see [`crate::handlers::produce`]). Each batch is also limited to
     /// 64 MiB on its own. Default [`DEFAULT_MAX_DECOMPRESSED_BYTES_PER_REQUEST`].
     pub max_decompressed_bytes_per_request: usize,
+    /// Most requests waiting at once and the bytes they may hold (fetches long-polling,
+    /// later joins and transaction ends): a request that would go past either answers at
+    /// once as at its deadline. Default [`WaitLimits::default`]: 100,000 requests, 128 MiB.
+    pub wait_limits: WaitLimits,
 }
 
 /// Default of [`ClusterConfig::max_partitions_per_request`]: 10,000.
@@ -128,6 +137,7 @@ impl Default for ClusterConfig {
             max_topics_created_per_request: DEFAULT_MAX_TOPICS_CREATED_PER_REQUEST,
             max_partitions_created_per_request: DEFAULT_MAX_PARTITIONS_CREATED_PER_REQUEST,
             max_decompressed_bytes_per_request: DEFAULT_MAX_DECOMPRESSED_BYTES_PER_REQUEST,
+            wait_limits: WaitLimits::default(),
         }
     }
 }
@@ -159,6 +169,8 @@ pub struct ClusterState {
     topic_names_by_collision_key: HashMap<String, String>,
     topics_created: u64,
     next_producer_id: i64,
+    /// Requests that wait for a change or a deadline (fetches short of `min_bytes`).
+    waiting: Purgatory<Parked>,
 }
 
 impl ClusterState {
@@ -178,6 +190,7 @@ impl ClusterState {
                 });
             }
         }
+        let waiting = Purgatory::new(config.wait_limits);
         Self {
             config,
             brokers,
@@ -187,6 +200,7 @@ impl ClusterState {
             topic_names_by_collision_key: HashMap::new(),
             topics_created: 0,
             next_producer_id: FIRST_PRODUCER_ID,
+            waiting,
         }
     }
 
@@ -269,6 +283,69 @@ impl ClusterState {
         Ok(id)
     }
 
+    /// Parks a request for `waiter` until one of `wait`'s keys is touched, its outcome is
+    /// resolved, or its deadline passes (see [`purgatory`]). Refused, and handed back, when
+    /// the purgatory is full (or the waiter already has a request waiting): answer it at
+    /// once, as at its deadline.
+    // The request comes back whole, moved once: boxing it would buy nothing.
+    #[allow(clippy::result_large_err)]
+    pub fn park(&mut self, waiter: WaiterId, wait: Wait<Parked>) -> Result<(), Wait<Parked>> {
+        self.waiting.park(waiter, wait)
+    }
+
+    /// The next waiting request that is ready to be looked at again (a key it waits on was
+    /// touched, its outcome was resolved, or its deadline passed), oldest first.
+    pub fn take_ready(&mut self) -> Option<Ready<Parked>> {
+        self.waiting.take_ready()
+    }
+
+    /// Takes `waiter`'s waiting request out unanswered (its connection went away).
+    pub fn unpark(&mut self, waiter: WaiterId) -> Option<Parked> {
+        self.waiting.remove(waiter)
+    }
+
+    /// Hands `waiter`'s waiting request the outcome the state decided for it. False if it
+    /// has none waiting.
+    pub fn resolve(&mut self, waiter: WaiterId, resolution: Resolution) -> bool {
+        self.waiting.resolve(waiter, resolution)
+    }
+
+    /// Makes every request waiting on `key` ready to look again. The state touches the keys
+    /// of its own changes (appends, leader moves, deletions); this is for changes made from
+    /// outside.
+    pub fn touch(&mut self, key: &WaitKey) {
+        self.waiting.touch(key);
+    }
+
+    /// The waiting requests: how many, their bytes, what happened to them so far.
+    pub fn waiting(&self) -> &Purgatory<Parked> {
+        &self.waiting
+    }
+
+    /// When [`ClusterState::handle_timeout`] next has something to do: the earliest
+    /// deadline of anything time-driven (waiting requests now; session, rebalance and
+    /// transaction timeouts with the coordinators), or [`Time::ZERO`] when a waiting request
+    /// is ready already. `None` when nothing is.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        if self.waiting.has_ready() {
+            return Some(Time::ZERO);
+        }
+        self.waiting.next_deadline()
+    }
+
+    /// Drives what is due at `now`: waiting requests whose deadline passed become ready
+    /// ([`ClusterState::take_ready`] hands them out).
+    pub fn handle_timeout(&mut self, now: Time) {
+        self.waiting.expire(now);
+    }
+
+    /// Touches partition `partition` of the topic `id`.
+    fn touch_partition(&mut self, id: Uuid, partition: i32) {
+        if !self.waiting.is_empty() {
+            self.waiting.touch(&WaitKey::Partition(id, partition));
+        }
+    }
+
     /// The limits that govern appends to `topic`: its configs over the cluster's.
     pub fn append_limits(&self, topic: &str) -> Option<AppendLimits> {
         let t = self.topics.get(topic)?;
@@ -337,14 +414,22 @@ impl ClusterState {
                 log_validator::validate_for_append_within(batch, &limits, now_ms, budget)?;
             }
         }
-        let p = self
+        let t = self
             .topics
             .get_mut(topic)
-            .and_then(|t| t.partition_mut(partition))
+            .ok_or(ClusterError::code(ErrorCode::UnknownTopicOrPartition))?;
+        let id = t.id;
+        let p = t
+            .partition_mut(partition)
             .ok_or(ClusterError::code(ErrorCode::UnknownTopicOrPartition))?;
         let epoch = p.leader_epoch();
-        p.log_mut()
-            .append(batch, epoch, limits.log_append_time.then_some(now_ms))
+        let info = p
+            .log_mut()
+            .append(batch, epoch, limits.log_append_time.then_some(now_ms))?;
+        if !info.duplicate {
+            self.touch_partition(id, partition);
+        }
+        Ok(info)
     }
 
     /// Moves the log start offset of `topic`/`partition` to `before_offset` (-1: the high
@@ -364,13 +449,16 @@ impl ClusterState {
             let policies: Vec<&str> = v.split(',').map(str::trim).collect();
             policies.contains(&"compact") && !policies.contains(&"delete")
         });
+        let id = t.id;
         let p = t
             .partition_mut(partition)
             .ok_or(ErrorCode::UnknownTopicOrPartition)?;
         if compact_only {
             return Err(ErrorCode::PolicyViolation);
         }
-        p.log_mut().delete_records_before(before_offset)
+        let start = p.log_mut().delete_records_before(before_offset)?;
+        self.touch_partition(id, partition);
+        Ok(start)
     }
 
     /// The partition a client may use on `broker`, as Kafka's `ReplicaManager` decides:
