@@ -9,6 +9,7 @@
 //! | `server` | the thin tokio loop: socket -> frame -> handler -> frame -> socket |
 //! | `waiting` | the state under its lock with the answers owed to waiting connections; the clock and the timer task |
 //! | `frame_budget` | bytes of request frames being received, across connections |
+//! | `heavy` | the threads that work on large requests (decoding, validating, encoding) |
 //!
 //! ```text
 //!  client ──TCP or in-memory──▶ server.rs ──RequestKind──▶ control.rs (faults?)
@@ -48,13 +49,14 @@ use franzy::proto::frame::DEFAULT_MAX_FRAME_SIZE;
 use franzy::proto::ErrorCode;
 use tokio::io::DuplexStream;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub mod cluster;
 pub mod control;
 mod frame_budget;
 pub mod handlers;
+mod heavy;
 mod server;
 mod waiting;
 
@@ -63,6 +65,7 @@ pub use control::{Action, Interceptor, RecordLimits, RecordedRequest};
 
 use control::Control;
 use frame_budget::FrameBudget;
+use heavy::HeavyPool;
 use waiting::{Clock, Core};
 
 /// Default of [`ClusterBuilder::queued_max_request_bytes`]: 128 MiB.
@@ -138,9 +141,9 @@ pub(crate) struct Shared {
     pub(crate) frame_budget: Arc<FrameBudget>,
     /// How long a connection may hold part of a frame without receiving anything.
     pub(crate) idle_timeout: Option<Duration>,
-    /// Produce requests validated at once on blocking threads: one core fewer than there
-    /// are, so that the connections always have a core.
-    pub(crate) prepare_slots: Semaphore,
+    /// The threads that work on large requests (one core fewer than there are, so that the
+    /// connections always have a core).
+    pub(crate) heavy: Arc<HeavyPool>,
     /// Capacity of the response buffers connections keep for their next response.
     pub(crate) spare_response_bytes: AtomicUsize,
     /// Runs on the blocking thread before a produce request is validated (tests only).
@@ -412,7 +415,6 @@ impl ClusterBuilder {
                     code,
                 })?;
         }
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let shared = Arc::new(Shared {
             core: Mutex::new(Core::new(state)),
             control: Mutex::new(Control::with_record_limits(self.seed, self.record_limits)),
@@ -424,7 +426,7 @@ impl ClusterBuilder {
             frame_budget: Arc::new(FrameBudget::new(self.queued_max_request_bytes)),
             idle_timeout: (!self.connections_max_idle.is_zero())
                 .then_some(self.connections_max_idle),
-            prepare_slots: Semaphore::new(cores.saturating_sub(1).max(1)),
+            heavy: Arc::new(HeavyPool::for_this_machine()),
             spare_response_bytes: AtomicUsize::new(0),
             #[cfg(test)]
             prepare_hook: Mutex::new(None),

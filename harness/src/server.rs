@@ -27,10 +27,10 @@
 //! request's batches are validated between the two, without the lock ([`prepare`]):
 //! CRCs, records, decompression, timestamps; a Metadata request's names are sorted out
 //! there too. Answers that the handler left unfinished ([`Reply::Finish`]) are built after
-//! the lock. Large or compressed batches are validated on a blocking thread, and a large
-//! request ([`heavy`]) is decoded, planned, finished and encoded on one, so that neither a
-//! request that inflates hundreds of megabytes nor one of 200,000 entries stalls the
-//! other connections.
+//! the lock. Large or compressed batches are validated on the pool of heavy work
+//! (`heavy.rs`), and a large request ([`heavy`]) is decoded, planned, finished and encoded
+//! there, so that neither a request that inflates hundreds of megabytes nor one of 200,000
+//! entries stalls the other connections.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -405,7 +405,7 @@ async fn handle_frame<R: AsyncRead + Unpin>(
         // Work proportional to a large request runs where it does not hold up the others.
         let frame_bytes = frame.len();
         let large = frame_bytes > ALLOWANCE;
-        let request = match heavy(large, move || decode_request(frame)).await {
+        let request = match heavy(shared, large, move || decode_request(frame)).await {
             Some(Ok(request)) => request,
             Some(Err(error)) => return Outcome::Close(error.to_string()),
             None => return Outcome::Close("decoding the request failed".into()),
@@ -422,7 +422,7 @@ async fn handle_frame<R: AsyncRead + Unpin>(
                 .filter_map(|id| Some((id, Arc::from(core.state.topic_by_id(id)?.name()))))
                 .collect()
         };
-        let listed = heavy(large, move || {
+        let listed = heavy(shared, large, move || {
             let partitions = (spec.partitions)(&body, version, &|id| names.get(&id).cloned());
             (body, partitions)
         })
@@ -496,7 +496,7 @@ async fn handle_frame<R: AsyncRead + Unpin>(
             _ => {}
         }
         let correlation_id = prefix.correlation_id;
-        let mut outcome = heavy(large, move || {
+        let mut outcome = heavy(shared, large, move || {
             encode(out, api, version, correlation_id, &response)
         })
         .await
@@ -526,7 +526,7 @@ async fn prepare(
         (RequestKind::Produce(req), Some(limits)) => (req, limits),
         (RequestKind::Metadata(req), _) => {
             let config = shared.config.clone();
-            let planned = heavy(large, move || {
+            let planned = heavy(shared, large, move || {
                 let plan = handlers::metadata::plan(&req, &config);
                 (req, plan)
             })
@@ -545,9 +545,8 @@ async fn prepare(
         let prepared = produce::prepare(&req, ctx, &limits, &shared.config);
         return (RequestKind::Produce(req), Prepared::Produce(prepared));
     }
-    // One slot per core but one: validation never takes every core from the connections.
-    // (The semaphore is never closed; if it were, the work would just run unthrottled.)
-    let _slot = shared.prepare_slots.acquire().await.ok();
+    // On the pool of heavy work: one thread per core but one, so validation never takes
+    // every core from the connections.
     let ctx = ctx.clone();
     let config = shared.config.clone();
     #[cfg(test)]
@@ -556,7 +555,7 @@ async fn prepare(
         .lock()
         .ok()
         .and_then(|mut hook| hook.take());
-    let work = tokio::task::spawn_blocking(move || {
+    let work = shared.heavy.run(move || {
         #[cfg(test)]
         if let Some(hook) = hook {
             hook();
@@ -565,11 +564,11 @@ async fn prepare(
         (req, prepared)
     });
     match work.await {
-        Ok((req, prepared)) => (RequestKind::Produce(req), Prepared::Produce(prepared)),
+        Some((req, prepared)) => (RequestKind::Produce(req), Prepared::Produce(prepared)),
         // The validation panicked (a bug) and took the request with it: close, saying so.
-        Err(error) => (
+        None => (
             RequestKind::Produce(Default::default()),
-            Prepared::Failed(format!("produce validation failed: {error}")),
+            Prepared::Failed("produce validation failed".into()),
         ),
     }
 }
@@ -620,7 +619,7 @@ async fn run_handler<R: AsyncRead + Unpin>(
     };
     // The lock is released: what is left of the answer is built without it.
     Some(match reply {
-        Reply::Finish(unfinished) => heavy(large, move || handlers::finish(unfinished))
+        Reply::Finish(unfinished) => heavy(shared, large, move || handlers::finish(unfinished))
             .await
             .unwrap_or_else(|| Reply::Close {
                 reason: "building the answer failed".into(),
@@ -630,17 +629,18 @@ async fn run_handler<R: AsyncRead + Unpin>(
 }
 
 /// Runs `work`, which may take a while when `large` (decoding, planning or encoding a large
-/// request), on a blocking thread: a worker busy for 50 ms on a request of 200,000
-/// partitions also stopped it polling the sockets, and delayed every other request as
-/// long. `None` if the work panicked (a bug; the caller closes the connection).
+/// request), on the pool of heavy work (`heavy.rs`): a worker busy for 50 ms on a request of
+/// 200,000 partitions also stopped it polling the sockets, and delayed every other request
+/// as long. `None` if the work panicked (a bug; the caller closes the connection).
 async fn heavy<R: Send + 'static>(
+    shared: &Shared,
     large: bool,
     work: impl FnOnce() -> R + Send + 'static,
 ) -> Option<R> {
     if !large {
         return Some(work());
     }
-    tokio::task::spawn_blocking(work).await.ok()
+    shared.heavy.run(work).await
 }
 
 fn encode(
