@@ -43,7 +43,7 @@ use franzy::proto::{ApiKey, RequestKind, ResponseKind};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info_span, warn, Instrument};
+use tracing::{debug, debug_span, info_span, warn, Instrument};
 use uuid::Uuid;
 
 use crate::cluster::WaiterId;
@@ -383,7 +383,10 @@ async fn handle_frame<R: AsyncRead + Unpin>(
         return Outcome::Close(format!("unknown api key {}", prefix.api_key));
     };
     let version = prefix.api_version;
-    let span = info_span!(
+    // At debug level: at info (`franzy serve`'s default) a span per request cost the
+    // formatting of its fields, a few percent of the broker's time under load. Warnings
+    // from handlers name their API themselves; the connection's span (broker, peer) stays.
+    let span = debug_span!(
         "request",
         api = ?api,
         version,
@@ -440,17 +443,20 @@ async fn handle_frame<R: AsyncRead + Unpin>(
             )),
             _ => None,
         };
-        shared.record(
-            api,
-            version,
-            broker_id,
-            client_id.as_deref(),
-            prefix.correlation_id,
-            &partitions,
-        );
-        let decision = shared
-            .lock_control()
-            .decide(api, broker_id, &partitions, &named_ids);
+        // Recorded and matched against the interceptors under one hold of the control lock.
+        let decision = {
+            let mut control = shared.lock_control();
+            control.record(RequestSummary {
+                api_key: api,
+                api_version: version,
+                broker_id,
+                client_id: client_id.as_deref(),
+                correlation_id: prefix.correlation_id,
+                at: shared.clock.uptime(),
+                partitions: &partitions,
+            });
+            control.decide(api, broker_id, &partitions, &named_ids)
+        };
         drop(partitions);
         let action = decision.request_action;
         let reply = match &action {
