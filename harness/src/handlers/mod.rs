@@ -31,6 +31,34 @@
 //!    [`Reply::Park`]: [`park`] moves the request into the cluster's purgatory, and
 //!    [`complete_ready`] hands it back to the API's [`ApiSpec::complete`] whenever a key it
 //!    waits on is touched, its outcome is resolved, or its deadline passes.
+//!
+//! How a coordinator's request waits, e.g. a JoinGroup until its rebalance completes (a
+//! sketch: `groups` is the group coordinator's state, to come in `cluster/groups.rs`):
+//!
+//! ```ignore
+//! // handle: the member joins; if the rebalance is not complete, park on the group.
+//! let member = cluster.groups.join(&req, ctx.waiter, ctx.now)?; // remembers ctx.waiter
+//! if !member.join_complete() {
+//!     return Reply::Park(Park {
+//!         keys: vec![WaitKey::Group(group_id)],
+//!         deadline: ctx.now + rebalance_timeout,
+//!         request: RequestKind::JoinGroup(req),
+//!     });
+//! }
+//! // The coordinator, when the last member joined (a request) or the rebalance timed out
+//! // (ClusterState::handle_timeout), computes each member's result and hands it over:
+//! //     self.waiting.resolve(member.waiter, Resolution::Join(result));
+//! // (or keeps it in the group and touches WaitKey::Group for every waiter to read it).
+//! // complete: build the response from what it was handed.
+//! fn complete(cluster: &mut ClusterState, parked: Parked, wake: Wake) -> Completion {
+//!     match wake {
+//!         Wake::Resolved(Resolution::Join(result)) => Completion::Done(respond(result)),
+//!         Wake::Resolved(Resolution::Error(code)) => Completion::Done(error(code)),
+//!         Wake::Touched => Completion::Wait(parked), // not yet
+//!         Wake::Due => Completion::Done(error(ErrorCode::RebalanceInProgress)),
+//!     }
+//! }
+//! ```
 
 use std::sync::Arc;
 
