@@ -37,6 +37,7 @@ pub mod leader_epochs;
 pub mod log_validator;
 pub mod partition;
 pub mod partition_log;
+pub mod plant;
 pub mod producer_state;
 pub mod purgatory;
 pub mod record_scan;
@@ -52,6 +53,7 @@ pub use error::ClusterError;
 pub use log_validator::{AppendLimits, InflateBudget, PrevalidatedBatch};
 pub use partition::Partition;
 pub use partition_log::{AppendInfo, PartitionLog, StoredBatch, TimestampOffset};
+pub use plant::PlantedBug;
 pub use producer_state::{ProducerEntry, ProducerStates};
 pub use purgatory::{
     Purgatory, Ready, Resolution, Wait, WaitKey, WaitLimits, WaitStats, WaiterId, Wake,
@@ -111,6 +113,8 @@ pub struct ClusterConfig {
     /// later joins and transaction ends): a request that would go past either answers at
     /// once as at its deadline. Default [`WaitLimits::default`]: 100,000 requests, 128 MiB.
     pub wait_limits: WaitLimits,
+    /// A deliberate bug, for testing checkers only ([`plant`]). Default none.
+    pub planted: Option<PlantedBug>,
 }
 
 /// Default of [`ClusterConfig::max_partitions_per_request`]: 10,000.
@@ -138,6 +142,7 @@ impl Default for ClusterConfig {
             max_partitions_created_per_request: DEFAULT_MAX_PARTITIONS_CREATED_PER_REQUEST,
             max_decompressed_bytes_per_request: DEFAULT_MAX_DECOMPRESSED_BYTES_PER_REQUEST,
             wait_limits: WaitLimits::default(),
+            planted: None,
         }
     }
 }
@@ -171,6 +176,8 @@ pub struct ClusterState {
     next_producer_id: i64,
     /// Requests that wait for a change or a deadline (fetches short of `min_bytes`).
     waiting: Purgatory<Parked>,
+    /// The deliberate bug, when one was asked for (testing checkers only).
+    plant: Option<plant::Plant>,
 }
 
 impl ClusterState {
@@ -191,6 +198,7 @@ impl ClusterState {
             }
         }
         let waiting = Purgatory::new(config.wait_limits);
+        let plant = config.planted.map(plant::Plant::new);
         Self {
             config,
             brokers,
@@ -201,6 +209,7 @@ impl ClusterState {
             topics_created: 0,
             next_producer_id: FIRST_PRODUCER_ID,
             waiting,
+            plant,
         }
     }
 
@@ -317,6 +326,11 @@ impl ClusterState {
         self.waiting.touch(key);
     }
 
+    /// How often the planted bug ([`ClusterConfig::planted`]) acted; 0 without one.
+    pub fn planted_fired(&self) -> u64 {
+        self.plant.as_ref().map_or(0, plant::Plant::fired)
+    }
+
     /// The waiting requests: how many, their bytes, what happened to them so far.
     pub fn waiting(&self) -> &Purgatory<Parked> {
         &self.waiting
@@ -426,6 +440,13 @@ impl ClusterState {
         let info = p
             .log_mut()
             .append(batch, epoch, limits.log_append_time.then_some(now_ms))?;
+        if let Some(plant) = self.plant.as_mut().filter(|_| !info.duplicate) {
+            let idempotent = franzy::proto::batch_header::BatchHeader::parse(batch)
+                .is_ok_and(|header| header.producer_id >= 0);
+            if let Some(bug) = idempotent.then(|| plant.on_append()).flatten() {
+                p.log_mut().apply_planted(bug);
+            }
+        }
         if !info.duplicate {
             self.touch_partition(id, partition);
         }

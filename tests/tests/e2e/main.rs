@@ -8,4 +8,5 @@ mod faults;
 mod fetch_faults;
 mod hostile_input;
 mod idempotence;
+mod lab;
 mod producer;
