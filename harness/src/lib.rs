@@ -6,6 +6,7 @@
 //! | [`cluster`] | pure broker state: brokers, topics, partitions, logs. No IO. |
 //! | [`handlers`] | one file per API key: request + state -> response. No IO. |
 //! | [`control`] | fault injection (interceptors) and the record of requests |
+//! | [`control_plane`] | the same controls over HTTP/JSON (`franzy serve --control`) |
 //! | `server` | the thin tokio loop: socket -> frame -> handler -> frame -> socket |
 //! | `waiting` | the state under its lock with the answers owed to waiting connections; the clock and the timer task |
 //! | `frame_budget` | bytes of request frames being received, across connections |
@@ -56,6 +57,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod cluster;
 pub mod control;
+pub mod control_plane;
 mod frame_budget;
 pub mod handlers;
 mod heavy;

@@ -76,6 +76,11 @@ pub struct ServeArgs {
     /// How many bytes the request record may hold [default: 64MiB].
     #[arg(long, value_parser = parse_bytes, value_name = "BYTES")]
     pub record_max_bytes: Option<usize>,
+    /// Serve the control plane (HTTP/JSON: stop brokers, move leaders, inject faults, read
+    /// the request log) on ADDR, e.g. 127.0.0.1:0; its address is printed as
+    /// `control http://HOST:PORT` on the line after the bootstrap address.
+    #[arg(long, value_name = "ADDR")]
+    pub control: Option<String>,
 }
 
 fn parse_topic(spec: &str) -> Result<(String, i32), String> {
@@ -189,6 +194,17 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let mut interrupt = Interrupt::watch()?;
     let cluster = builder.build().await.map_err(|e| e.to_string())?;
     println!("{}", cluster.bootstrap());
+    let _control = match &args.control {
+        Some(address) => {
+            let control = cluster
+                .serve_control(address)
+                .await
+                .map_err(|e| format!("control plane: {e}"))?;
+            println!("control http://{}", control.local_addr());
+            Some(control)
+        }
+        None => None,
+    };
     tracing::info!(bootstrap = %cluster.bootstrap(), "cluster up; interrupt to stop");
     interrupt.recv().await;
     cluster.shutdown().await;

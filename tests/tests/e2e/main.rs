@@ -4,6 +4,7 @@
 mod client_core;
 mod config;
 mod consumer;
+mod control_plane;
 mod faults;
 mod fetch_faults;
 mod hostile_input;
