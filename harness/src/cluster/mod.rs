@@ -51,7 +51,10 @@ pub use controller::{CreatedTopic, NewTopic};
 pub use error::ClusterError;
 pub use log_validator::{AppendLimits, InflateBudget, PrevalidatedBatch};
 pub use partition::Partition;
-pub use partition_log::{AppendInfo, PartitionLog, StoredBatch, TimestampOffset};
+pub use partition_log::{
+    AbortedTransaction, AppendInfo, LogRead, PartitionLog, StoredBatch, TimestampOffset,
+    TransactionMarker,
+};
 pub use producer_state::{ProducerEntry, ProducerStates};
 pub use purgatory::{
     Purgatory, Ready, Resolution, Wait, WaitKey, WaitLimits, WaitStats, WaiterId, Wake,
@@ -111,6 +114,11 @@ pub struct ClusterConfig {
     /// later joins and transaction ends): a request that would go past either answers at
     /// once as at its deadline. Default [`WaitLimits::default`]: 100,000 requests, 128 MiB.
     pub wait_limits: WaitLimits,
+    /// Most entries of a partition's aborted-transaction index (each 32 bytes); past it the
+    /// oldest are dropped, and a read_committed consumer reading from before the oldest
+    /// kept would see those aborted records. Kafka keeps the index as long as its log
+    /// segments. Default [`partition_log::DEFAULT_MAX_ABORTED_TRANSACTIONS`] (100,000).
+    pub max_aborted_transactions_per_partition: usize,
 }
 
 /// Default of [`ClusterConfig::max_partitions_per_request`]: 10,000.
@@ -138,6 +146,7 @@ impl Default for ClusterConfig {
             max_partitions_created_per_request: DEFAULT_MAX_PARTITIONS_CREATED_PER_REQUEST,
             max_decompressed_bytes_per_request: DEFAULT_MAX_DECOMPRESSED_BYTES_PER_REQUEST,
             wait_limits: WaitLimits::default(),
+            max_aborted_transactions_per_partition: partition_log::DEFAULT_MAX_ABORTED_TRANSACTIONS,
         }
     }
 }
@@ -389,13 +398,18 @@ impl ClusterState {
             now_ms,
             None,
             &mut InflateBudget::per_batch_only(),
+            false,
         )
     }
 
     /// Appends one batch of a produce request (as [`log_validator::single_batch`] found it)
     /// as [`ClusterState::append_records`] does, with the log-level validation taken from
     /// `prevalidated` when it was done at `now_ms` against the topic's current limits, and
-    /// otherwise done here, inflating compressed records within `budget`.
+    /// otherwise done here, inflating compressed records within `budget`. `verified`: the
+    /// transaction coordinator confirmed the partition is in the batch's transaction
+    /// (KIP-890), which a transactional batch that opens its transaction here needs.
+    // One batch's append: its arguments are the batch, where, and what was checked before.
+    #[allow(clippy::too_many_arguments)]
     pub fn append_batch(
         &mut self,
         topic: &str,
@@ -404,6 +418,7 @@ impl ClusterState {
         now_ms: i64,
         prevalidated: Option<PrevalidatedBatch>,
         budget: &mut InflateBudget,
+        verified: bool,
     ) -> Result<AppendInfo, ClusterError> {
         let limits = self
             .append_limits(topic)
@@ -423,12 +438,52 @@ impl ClusterState {
             .partition_mut(partition)
             .ok_or(ClusterError::code(ErrorCode::UnknownTopicOrPartition))?;
         let epoch = p.leader_epoch();
-        let info = p
-            .log_mut()
-            .append(batch, epoch, limits.log_append_time.then_some(now_ms))?;
+        let info = p.log_mut().append(
+            batch,
+            epoch,
+            limits.log_append_time.then_some(now_ms),
+            verified,
+        )?;
         if !info.duplicate {
             self.touch_partition(id, partition);
         }
+        Ok(info)
+    }
+
+    /// Writes a transaction marker to `topic`/`partition` at `now_ms`, as a partition leader
+    /// appends the coordinator's `WriteTxnMarkers` (see [`PartitionLog::append_marker`]):
+    /// the producer's transaction there ends, the last stable offset moves on, and the
+    /// fetches waiting on the partition look again. Does not check leadership: markers are
+    /// written to the shared log whoever leads.
+    pub fn append_marker(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        marker: &TransactionMarker,
+        now_ms: i64,
+    ) -> Result<AppendInfo, ClusterError> {
+        let log_append_time = self
+            .append_limits(topic)
+            .ok_or(ClusterError::code(ErrorCode::UnknownTopicOrPartition))?
+            .log_append_time;
+        let max_aborted = self.config.max_aborted_transactions_per_partition;
+        let t = self
+            .topics
+            .get_mut(topic)
+            .ok_or(ClusterError::code(ErrorCode::UnknownTopicOrPartition))?;
+        let id = t.id;
+        let p = t
+            .partition_mut(partition)
+            .ok_or(ClusterError::code(ErrorCode::UnknownTopicOrPartition))?;
+        let epoch = p.leader_epoch();
+        let info = p.log_mut().append_marker(
+            marker,
+            epoch,
+            now_ms,
+            log_append_time.then_some(now_ms),
+            max_aborted,
+        )?;
+        self.touch_partition(id, partition);
         Ok(info)
     }
 

@@ -584,7 +584,15 @@ fn produce_partition(
             ));
         }
     }
-    let info = cluster.append_batch(topic, partition, batch, ctx.now_ms, prevalidated, budget)?;
+    let info = cluster.append_batch(
+        topic,
+        partition,
+        batch,
+        ctx.now_ms,
+        prevalidated,
+        budget,
+        false,
+    )?;
     if info.duplicate {
         tracing::debug!(
             topic,
