@@ -16,6 +16,7 @@
 //! | [`producer_state`] | idempotent producers per partition: epochs, last five batches |
 //! | [`record_scan`] | record offsets and timestamps of uncompressed batches |
 //! | [`topic_config`] | topic configs: defaults, types, validation |
+//! | [`transactions`] | the transaction coordinator: ids, producer epochs, transaction states |
 //! | [`error`] | an error code with Kafka's message |
 //!
 //! The coordinators will join as `groups.rs` (consumer groups: membership, rebalances,
@@ -45,6 +46,7 @@ pub mod request;
 pub(crate) mod test_batches;
 pub mod topic;
 pub mod topic_config;
+pub mod transactions;
 
 pub use clock::Time;
 pub use controller::{CreatedTopic, NewTopic};
