@@ -6,6 +6,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`controller`] | topics created and deleted, partitions added, leaders moved, brokers stopped and started |
+//! | [`coordinator`] | where coordinators live: internal topics, partition of a key, moves, loading |
 //! | [`purgatory`] | requests that wait: by key, by deadline, bounded |
 //! | [`clock`] | cluster time ([`Time`]): the state's only notion of time, handed in |
 //! | [`topic`] | a topic and Kafka's topic-name rules |
@@ -13,6 +14,7 @@
 //! | [`partition_log`] | the stored batches, offsets, reads and timestamp lookups |
 //! | [`leader_epochs`] | which epoch began at which offset (KIP-101) |
 //! | [`log_validator`] | what a broker checks before it appends |
+//! | [`offsets`] | committed offsets per group and partition; transactional offsets pending |
 //! | [`producer_state`] | idempotent producers per partition: epochs, last five batches |
 //! | [`record_scan`] | record offsets and timestamps of uncompressed batches |
 //! | [`topic_config`] | topic configs: defaults, types, validation |
@@ -33,9 +35,11 @@ use uuid::Uuid;
 
 pub mod clock;
 pub mod controller;
+pub mod coordinator;
 pub mod error;
 pub mod leader_epochs;
 pub mod log_validator;
+pub mod offsets;
 pub mod partition;
 pub mod partition_log;
 pub mod producer_state;
@@ -50,8 +54,10 @@ pub mod transactions;
 
 pub use clock::Time;
 pub use controller::{CreatedTopic, NewTopic};
+pub use coordinator::{CoordinatorConfig, CoordinatorType};
 pub use error::ClusterError;
 pub use log_validator::{AppendLimits, InflateBudget, PrevalidatedBatch};
+pub use offsets::{OffsetAndMetadata, OffsetLimits, OffsetStore, PartitionOffset};
 pub use partition::Partition;
 pub use partition_log::{
     AbortedTransaction, AppendInfo, LogRead, PartitionLog, StoredBatch, TimestampOffset,
@@ -121,6 +127,11 @@ pub struct ClusterConfig {
     /// kept would see those aborted records. Kafka keeps the index as long as its log
     /// segments. Default [`partition_log::DEFAULT_MAX_ABORTED_TRANSACTIONS`] (100,000).
     pub max_aborted_transactions_per_partition: usize,
+    /// The internal topics coordinators live on, and coordinator moves (see
+    /// [`coordinator`]).
+    pub coordinators: CoordinatorConfig,
+    /// Bounds of the committed offsets (see [`offsets`]).
+    pub offsets: OffsetLimits,
 }
 
 /// Default of [`ClusterConfig::max_partitions_per_request`]: 10,000.
@@ -149,6 +160,8 @@ impl Default for ClusterConfig {
             max_decompressed_bytes_per_request: DEFAULT_MAX_DECOMPRESSED_BYTES_PER_REQUEST,
             wait_limits: WaitLimits::default(),
             max_aborted_transactions_per_partition: partition_log::DEFAULT_MAX_ABORTED_TRANSACTIONS,
+            coordinators: CoordinatorConfig::default(),
+            offsets: OffsetLimits::default(),
         }
     }
 }
@@ -182,6 +195,10 @@ pub struct ClusterState {
     next_producer_id: i64,
     /// Requests that wait for a change or a deadline (fetches short of `min_bytes`).
     waiting: Purgatory<Parked>,
+    /// Where coordinators are loading, and the latest time the state was shown.
+    placement: coordinator::Placement,
+    /// Committed offsets and transactional offsets pending, of every group.
+    offsets: OffsetStore,
 }
 
 impl ClusterState {
@@ -202,6 +219,7 @@ impl ClusterState {
             }
         }
         let waiting = Purgatory::new(config.wait_limits);
+        let offsets = OffsetStore::new(config.offsets);
         Self {
             config,
             brokers,
@@ -212,7 +230,20 @@ impl ClusterState {
             topics_created: 0,
             next_producer_id: FIRST_PRODUCER_ID,
             waiting,
+            placement: coordinator::Placement::default(),
+            offsets,
         }
+    }
+
+    /// Every group's committed offsets, and the transactional offsets pending.
+    pub fn offsets(&self) -> &OffsetStore {
+        &self.offsets
+    }
+
+    /// The offset store, to commit, stage transactional offsets and end transactions (see
+    /// [`offsets`]).
+    pub fn offsets_mut(&mut self) -> &mut OffsetStore {
+        &mut self.offsets
     }
 
     /// The configuration.
@@ -347,6 +378,7 @@ impl ClusterState {
     /// Drives what is due at `now`: waiting requests whose deadline passed become ready
     /// ([`ClusterState::take_ready`] hands them out).
     pub fn handle_timeout(&mut self, now: Time) {
+        self.observe_time(now);
         self.waiting.expire(now);
     }
 
