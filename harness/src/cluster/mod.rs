@@ -51,6 +51,7 @@ pub(crate) mod test_batches;
 pub mod topic;
 pub mod topic_config;
 pub mod transactions;
+mod transactions_markers;
 
 pub use clock::Time;
 pub use controller::{CreatedTopic, NewTopic};
@@ -69,6 +70,7 @@ pub use purgatory::{
 };
 pub use request::{Parked, RequestContext};
 pub use topic::Topic;
+pub use transactions::{TransactionConfig, TransactionState, Transactions};
 
 /// The first producer id InitProducerId hands out; the next ones count up from it, cluster
 /// wide, in the order requests arrive. (Kafka hands out blocks of 1000 per broker starting at
@@ -132,6 +134,9 @@ pub struct ClusterConfig {
     pub coordinators: CoordinatorConfig,
     /// Bounds of the committed offsets (see [`offsets`]).
     pub offsets: OffsetLimits,
+    /// The transaction coordinator's settings: timeouts, expiry, marker delay, bounds (see
+    /// [`transactions`]).
+    pub transactions: TransactionConfig,
 }
 
 /// Default of [`ClusterConfig::max_partitions_per_request`]: 10,000.
@@ -162,6 +167,7 @@ impl Default for ClusterConfig {
             max_aborted_transactions_per_partition: partition_log::DEFAULT_MAX_ABORTED_TRANSACTIONS,
             coordinators: CoordinatorConfig::default(),
             offsets: OffsetLimits::default(),
+            transactions: TransactionConfig::default(),
         }
     }
 }
@@ -199,6 +205,11 @@ pub struct ClusterState {
     placement: coordinator::Placement,
     /// Committed offsets and transactional offsets pending, of every group.
     offsets: OffsetStore,
+    /// The transaction coordinator's state (see [`transactions`]).
+    transactions: Transactions,
+    /// Wall-clock milliseconds at the cluster's start, for timestamps the state makes
+    /// without a request (see `transactions_markers.rs`).
+    wall_clock_start_ms: i64,
 }
 
 impl ClusterState {
@@ -220,6 +231,7 @@ impl ClusterState {
         }
         let waiting = Purgatory::new(config.wait_limits);
         let offsets = OffsetStore::new(config.offsets);
+        let transactions = Transactions::new(config.transactions);
         Self {
             config,
             brokers,
@@ -232,6 +244,8 @@ impl ClusterState {
             waiting,
             placement: coordinator::Placement::default(),
             offsets,
+            transactions,
+            wall_clock_start_ms: 0,
         }
     }
 
@@ -372,14 +386,23 @@ impl ClusterState {
         if self.waiting.has_ready() {
             return Some(Time::ZERO);
         }
-        self.waiting.next_deadline()
+        [
+            self.waiting.next_deadline(),
+            self.transactions.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Drives what is due at `now`: waiting requests whose deadline passed become ready
-    /// ([`ClusterState::take_ready`] hands them out).
+    /// ([`ClusterState::take_ready`] hands them out); the transaction coordinator writes
+    /// the markers due, aborts the transactions past their timeout and forgets expired
+    /// transactional ids.
     pub fn handle_timeout(&mut self, now: Time) {
         self.observe_time(now);
         self.waiting.expire(now);
+        self.drive_transactions(now);
     }
 
     /// Touches partition `partition` of the topic `id`.

@@ -117,6 +117,16 @@ pub struct Now {
     pub wall_ms: i64,
 }
 
+impl Now {
+    /// The moment a request was handled.
+    pub fn of(ctx: &super::RequestContext) -> Self {
+        Self {
+            at: ctx.now,
+            wall_ms: ctx.now_ms,
+        }
+    }
+}
+
 /// A transaction's state, as DescribeTransactions and ListTransactions name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TransactionState {
@@ -1052,7 +1062,7 @@ impl Transactions {
         producer_ids: &[i64],
         duration_filter_ms: i64,
         now: Now,
-        owned: &dyn Fn(&str) -> bool,
+        owned: &mut dyn FnMut(&str) -> bool,
     ) -> (Vec<ListedTransaction>, Vec<String>) {
         let mut wanted_states = BTreeSet::new();
         let mut unknown = Vec::new();
@@ -1731,29 +1741,37 @@ mod tests {
         f.init("b", None).expect("b");
         f.init("c", None).expect("c");
         f.add("a", a, &[0]).expect("open a");
-        let all = |_: &str| true;
+        let mut all = |_: &str| true;
         let names = |listed: Vec<ListedTransaction>| -> Vec<String> {
             listed
                 .iter()
                 .map(|l| l.transactional_id.to_string())
                 .collect()
         };
-        let (listed, unknown) = f.txns.list(&[], &[], -1, at(0), &all);
+        let (listed, unknown) = f.txns.list(&[], &[], -1, at(0), &mut all);
         assert_eq!(names(listed), vec!["a", "b", "c"]);
         assert!(unknown.is_empty());
-        let (listed, unknown) =
-            f.txns
-                .list(&["Ongoing".into(), "Bogus".into()], &[], -1, at(0), &all);
+        let (listed, unknown) = f.txns.list(
+            &["Ongoing".into(), "Bogus".into()],
+            &[],
+            -1,
+            at(0),
+            &mut all,
+        );
         assert_eq!(names(listed), vec!["a"]);
         assert_eq!(unknown, vec!["Bogus".to_string()]);
-        let (listed, _) = f.txns.list(&[], &[1001, 5], -1, at(0), &all);
+        let (listed, _) = f.txns.list(&[], &[1001, 5], -1, at(0), &mut all);
         assert_eq!(names(listed), vec!["b"]);
         // Open longer than 500 ms (an Empty id counts from -1, as in Kafka).
-        let (listed, _) = f.txns.list(&["Ongoing".into()], &[], 500, at(400), &all);
+        let (listed, _) = f
+            .txns
+            .list(&["Ongoing".into()], &[], 500, at(400), &mut all);
         assert!(listed.is_empty());
-        let (listed, _) = f.txns.list(&["Ongoing".into()], &[], 500, at(600), &all);
+        let (listed, _) = f
+            .txns
+            .list(&["Ongoing".into()], &[], 500, at(600), &mut all);
         assert_eq!(names(listed), vec!["a"]);
-        let (listed, _) = f.txns.list(&[], &[], -1, at(0), &|id: &str| id != "b");
+        let (listed, _) = f.txns.list(&[], &[], -1, at(0), &mut |id: &str| id != "b");
         assert_eq!(names(listed), vec!["a", "c"]);
     }
 
