@@ -11,21 +11,23 @@
 //! | [`clock`] | cluster time ([`Time`]): the state's only notion of time, handed in |
 //! | [`topic`] | a topic and Kafka's topic-name rules |
 //! | [`partition`] | replicas, ISR, leader, leader epoch, and leader election |
-//! | [`partition_log`] | the stored batches, offsets, reads and timestamp lookups |
+//! | [`partition_log`] | the stored batches, offsets, reads, timestamp lookups; LSO, markers, aborted index |
 //! | [`leader_epochs`] | which epoch began at which offset (KIP-101) |
 //! | [`log_validator`] | what a broker checks before it appends |
 //! | [`offsets`] | committed offsets per group and partition; transactional offsets pending |
-//! | [`producer_state`] | idempotent producers per partition: epochs, last five batches |
+//! | [`producer_state`] | producers per partition: epochs, last five batches, open transactions |
 //! | [`record_scan`] | record offsets and timestamps of uncompressed batches |
 //! | [`topic_config`] | topic configs: defaults, types, validation |
 //! | [`transactions`] | the transaction coordinator: ids, producer epochs, transaction states |
 //! | [`error`] | an error code with Kafka's message |
 //!
-//! The coordinators will join as `groups.rs` (consumer groups: membership, rebalances,
-//! offsets) and `transactions.rs` (transactional ids, producer epochs, markers), each state
-//! of its own inside [`ClusterState`], driven by requests and by
-//! [`ClusterState::handle_timeout`] (session, rebalance and transaction timeouts), parking
-//! their waiting requests in the one purgatory under `WaitKey::Group` and
+//! The coordinators keep their own state inside [`ClusterState`]: the transaction
+//! coordinator's in [`transactions`] (transactional ids, producer epochs, transaction
+//! states; its work on the logs, markers and timeouts, in `transactions_markers.rs`), the
+//! group coordinator's to join as `groups.rs` (membership, rebalances); committed offsets in
+//! [`offsets`]. Both are driven by requests and by [`ClusterState::handle_timeout`]
+//! (transaction timeouts and markers now; session and rebalance timeouts to come), and park
+//! their waiting requests, if any, in the one purgatory under `WaitKey::Group` and
 //! `WaitKey::TransactionalId`.
 
 use std::collections::{BTreeMap, HashMap};
