@@ -1775,6 +1775,141 @@ mod tests {
         assert_eq!(names(listed), vec!["a", "c"]);
     }
 
+    /// A fixture whose id "a" is in `state` (markers never written by themselves here),
+    /// with its producer.
+    fn in_state(state: TransactionState) -> (Fixture, (i64, i16)) {
+        use TransactionState as S;
+        let mut f = Fixture::new();
+        let producer = f.init("a", None).expect("init");
+        match state {
+            S::Empty => {}
+            S::Ongoing => f.add("a", producer, &[0]).expect("add"),
+            S::PrepareCommit | S::PrepareAbort | S::CompleteCommit | S::CompleteAbort => {
+                f.add("a", producer, &[0]).expect("add");
+                let commit = matches!(state, S::PrepareCommit | S::CompleteCommit);
+                f.end("a", producer, commit, TransactionVersion::V1)
+                    .expect("end");
+                if matches!(state, S::CompleteCommit | S::CompleteAbort) {
+                    f.txns.complete("a", at(1)).expect("complete");
+                }
+            }
+            S::Dead | S::PrepareEpochFence => unreachable!("never a resting state"),
+        }
+        assert_eq!(f.state("a"), state);
+        (f, producer)
+    }
+
+    /// Kafka's answers, state by state, for the producer itself (transaction version 1):
+    /// InitProducerId, AddPartitions of a new partition, verification of partition 0, EndTxn
+    /// commit and abort. `Ok` is success; "retry" is CONCURRENT_TRANSACTIONS.
+    #[test]
+    fn every_request_in_every_state_answers_as_kafka() {
+        use ErrorCode::{ConcurrentTransactions as Busy, InvalidTxnState as Invalid};
+        use TransactionState as S;
+        type Row = (
+            TransactionState,
+            Result<(), ErrorCode>,
+            Result<(), ErrorCode>,
+            Result<Option<ErrorCode>, ErrorCode>,
+            Result<(), ErrorCode>,
+            Result<(), ErrorCode>,
+        );
+        let abortable = Ok(Some(ErrorCode::TransactionAbortable));
+        let rows: [Row; 6] = [
+            (
+                S::Empty,
+                Ok(()),
+                Ok(()),
+                abortable,
+                Err(Invalid),
+                Err(Invalid),
+            ),
+            // InitProducerId on an open transaction fences it: the client retries.
+            (S::Ongoing, Err(Busy), Ok(()), Ok(None), Ok(()), Ok(())),
+            (
+                S::PrepareCommit,
+                Err(Busy),
+                Err(Busy),
+                Err(Busy),
+                Err(Busy),
+                Err(Invalid),
+            ),
+            (
+                S::PrepareAbort,
+                Err(Busy),
+                Err(Busy),
+                Err(Busy),
+                Err(Invalid),
+                Err(Busy),
+            ),
+            (
+                S::CompleteCommit,
+                Ok(()),
+                Ok(()),
+                abortable,
+                Ok(()),
+                Err(Invalid),
+            ),
+            (
+                S::CompleteAbort,
+                Ok(()),
+                Ok(()),
+                abortable,
+                Err(Invalid),
+                Ok(()),
+            ),
+        ];
+        let part0 = [("t".to_string(), 0)];
+        for (state, init, add, verify, commit, abort) in rows {
+            let (mut f, _) = in_state(state);
+            assert_eq!(f.init("a", None).map(|_| ()), init, "{state:?} init");
+            let (mut f, producer) = in_state(state);
+            assert_eq!(f.add("a", producer, &[1]), add, "{state:?} add");
+            let (f, producer) = in_state(state);
+            let verified = f
+                .txns
+                .verify_partitions("a", producer.0, producer.1, &part0)
+                .map(|codes| codes[0]);
+            assert_eq!(verified, verify, "{state:?} verify");
+            for (commit_it, want) in [(true, commit), (false, abort)] {
+                let (mut f, producer) = in_state(state);
+                let ended = f
+                    .end("a", producer, commit_it, TransactionVersion::V1)
+                    .map(|_| ());
+                assert_eq!(ended, want, "{state:?} end commit={commit_it}");
+            }
+            // Another epoch is fenced, another producer id unknown, in every state.
+            let (mut f, (id, epoch)) = in_state(state);
+            let stale = (id, epoch + 1);
+            assert_eq!(
+                f.add("a", stale, &[1]),
+                Err(ErrorCode::ProducerFenced),
+                "{state:?}"
+            );
+            assert_eq!(
+                f.end("a", stale, true, TransactionVersion::V1),
+                Err(ErrorCode::ProducerFenced),
+                "{state:?}"
+            );
+            assert_eq!(
+                f.txns.verify_partitions("a", id, epoch + 1, &part0),
+                Err(ErrorCode::ProducerFenced),
+                "{state:?}"
+            );
+            let other = (id + 1, epoch);
+            assert_eq!(
+                f.add("a", other, &[1]),
+                Err(ErrorCode::InvalidProducerIdMapping),
+                "{state:?}"
+            );
+            assert_eq!(
+                f.end("a", other, false, TransactionVersion::V1),
+                Err(ErrorCode::InvalidProducerIdMapping),
+                "{state:?}"
+            );
+        }
+    }
+
     #[test]
     fn state_names_are_kafkas() {
         for state in TransactionState::ALL {

@@ -68,3 +68,71 @@ pub fn error_response(
 ) -> AddOffsetsToTxnResponse {
     AddOffsetsToTxnResponse::default().with_error_code(code.code())
 }
+
+#[cfg(test)]
+mod tests {
+    use franzy::proto::{ApiKey, ResponseKind};
+    use kafka_protocol::messages::{GroupId, TransactionalId};
+
+    use super::*;
+    use crate::cluster::{ClusterConfig, TransactionConfig};
+    use crate::handlers::test_support::{
+        api_ctx, assert_encodes, cluster_configured, end_txn, init_txn, txn_coordinator,
+    };
+    use crate::handlers::text;
+
+    fn request(producer: (i64, i16)) -> AddOffsetsToTxnRequest {
+        AddOffsetsToTxnRequest::default()
+            .with_transactional_id(TransactionalId(text("txn")))
+            .with_producer_id(producer.0.into())
+            .with_producer_epoch(producer.1)
+            .with_group_id(GroupId(text("g")))
+    }
+
+    #[test]
+    fn the_groups_partition_joins_as_addpartitions_would_add_it() {
+        let config = ClusterConfig {
+            transactions: TransactionConfig {
+                marker_delay: std::time::Duration::from_secs(1),
+                ..TransactionConfig::default()
+            },
+            ..ClusterConfig::default()
+        };
+        let mut c = cluster_configured(1, config);
+        let (_, id, epoch) = init_txn(&mut c, "txn", 4);
+        let broker = txn_coordinator(&mut c, "txn");
+        let add = |c: &mut ClusterState, broker: i32, version: i16, producer| {
+            let r = handle(
+                c,
+                &api_ctx(ApiKey::AddOffsetsToTxn, broker, version),
+                request(producer),
+            );
+            assert_encodes(&ResponseKind::AddOffsetsToTxn(r.clone()), version);
+            r.error_code
+        };
+        assert_eq!(
+            add(&mut c, (broker + 1) % 3, 3, (id, epoch)),
+            ErrorCode::NotCoordinator.code()
+        );
+        assert_eq!(
+            add(&mut c, broker, 1, (id, epoch + 1)),
+            ErrorCode::InvalidProducerEpoch.code()
+        );
+        assert_eq!(
+            add(&mut c, broker, 2, (id, epoch + 1)),
+            ErrorCode::ProducerFenced.code()
+        );
+        assert_eq!(add(&mut c, broker, 4, (id, epoch)), 0);
+        let partition = c.coordinator_partition(CoordinatorType::Group, "g");
+        let joined = c.transactions().get("txn").is_some_and(|t| {
+            t.partitions()
+                .contains(&(OFFSETS_TOPIC.to_string(), partition))
+        });
+        assert!(joined);
+        assert_eq!(end_txn(&mut c, "txn", (id, epoch), true, 3).0, 0);
+        assert_eq!(
+            add(&mut c, broker, 3, (id, epoch)),
+            ErrorCode::ConcurrentTransactions.code()
+        );
+    }
+}
