@@ -4,7 +4,7 @@
 //! (COORDINATOR_LOAD_IN_PROGRESS just after a move), TRANSACTIONAL_ID_NOT_FOUND for an id
 //! the coordinator does not know (or that expired); else its state's name, producer id and
 //! epoch, timeout, the start of the open transaction (-1 when none) and its partitions by
-//! topic. Ids are answered in request order (a repeated id twice), which is what the admin
+//! topic (an error leaves the other fields at 0 and "", as Kafka does). Ids are answered in request order (a repeated id twice), which is what the admin
 //! client, sending each id to its own coordinator, expects.
 
 use std::collections::BTreeMap;
@@ -37,14 +37,11 @@ fn describe(
     ctx: &RequestContext,
     id: &TransactionalId,
 ) -> TransactionState {
+    // Kafka leaves the other fields at their defaults (0, "").
     let failed = |code: ErrorCode| {
         TransactionState::default()
             .with_transactional_id(id.clone())
             .with_error_code(code.code())
-            .with_transaction_state(text(""))
-            .with_producer_id((-1).into())
-            .with_producer_epoch(-1)
-            .with_transaction_start_time_ms(-1)
     };
     if id.is_empty() {
         return failed(ErrorCode::InvalidRequest);
@@ -91,10 +88,6 @@ pub fn error_response(
             TransactionState::default()
                 .with_transactional_id(id.clone())
                 .with_error_code(code.code())
-                .with_transaction_state(text(""))
-                .with_producer_id((-1).into())
-                .with_producer_epoch(-1)
-                .with_transaction_start_time_ms(-1)
         })
         .collect();
     DescribeTransactionsResponse::default().with_transaction_states(states)
