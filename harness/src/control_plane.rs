@@ -13,8 +13,8 @@
 //! | `GET /faults`, `DELETE /faults` | interceptors pending; removes them all |
 //! | `GET /requests?api=&broker=&since=` | the request record, filtered (`since`: ms of cluster time) |
 //! | `DELETE /requests` | forgets the record |
-//! | `POST /groups/{id}/coordinator/{broker}` | moves a group's coordinator (501 until the harness has coordinators) |
-//! | `POST /transactions/{id}/coordinator/{broker}` | moves a transactional id's coordinator (501 likewise) |
+//! | `POST /groups/{id}/coordinator/{broker}` | [`ClusterHandle::move_group_coordinator`] |
+//! | `POST /transactions/{id}/coordinator/{broker}` | [`ClusterHandle::move_transaction_coordinator`] |
 //!
 //! A fault: `{"api": "Produce", "broker": 1, "topic": "orders", "partition": 0,
 //! "error": "NOT_LEADER_OR_FOLLOWER", "times": 3}`; exactly one action of `"error"` (a name
@@ -26,7 +26,7 @@
 //! The server is HTTP/1.1 on tokio, written here with strict limits rather than pulled in:
 //! one request per connection (`Connection: close`), headers up to 16 KiB, bodies up to
 //! 64 KiB, 10 s to send a request, 64 connections at once. Answers are JSON; errors are
-//! `{"error": "..."}` with 400, 404, 405, 413, 501 or 503.
+//! `{"error": "..."}` with 400, 404, 405, 408, 413, 431, 501 or 503.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -363,11 +363,17 @@ async fn route(cluster: &ClusterHandle, request: &Request) -> Result<String, Fai
             cluster.clear_requests();
             Ok(OK.into())
         }
-        ("POST", ["groups", _, "coordinator", _]) => {
-            Err((501, "the harness has no group coordinator yet".into()))
+        ("POST", ["groups", id, "coordinator", broker]) => {
+            cluster
+                .move_group_coordinator(id, number(broker, "broker")?)
+                .map_err(|e| (400, e.to_string()))?;
+            Ok(OK.into())
         }
-        ("POST", ["transactions", _, "coordinator", _]) => {
-            Err((501, "the harness has no transaction coordinator yet".into()))
+        ("POST", ["transactions", id, "coordinator", broker]) => {
+            cluster
+                .move_transaction_coordinator(id, number(broker, "broker")?)
+                .map_err(|e| (400, e.to_string()))?;
+            Ok(OK.into())
         }
         (
             _,

@@ -119,7 +119,15 @@ async fn every_control_changes_the_cluster_and_errors_are_json() {
     );
     assert_eq!(http(at, "GET", "/requests?api=Nope", "").await.0, 400);
 
-    assert_eq!(http(at, "POST", "/groups/g/coordinator/1", "").await.0, 501);
+    // Coordinators move to the broker asked for (each creating its internal topic first).
+    assert_eq!(http(at, "POST", "/groups/g/coordinator/1", "").await.0, 200);
+    assert_eq!(
+        http(at, "POST", "/transactions/t/coordinator/2", "")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(http(at, "POST", "/groups/g/coordinator/9", "").await.0, 400);
     assert_eq!(http(at, "GET", "/brokers/1/stop", "").await.0, 405);
     assert_eq!(http(at, "GET", "/nothing", "").await.0, 404);
     // A body over 64 KiB is refused from its length alone.
