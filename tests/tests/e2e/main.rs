@@ -11,5 +11,6 @@ mod group_coordinator;
 mod hostile_input;
 mod idempotence;
 mod lab;
+mod librdkafka_scenarios;
 mod producer;
 mod txn_coordinator;
