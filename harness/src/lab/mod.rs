@@ -84,10 +84,10 @@ impl Workload {
         match self {
             Self::Idempotent => None,
             Self::Transactional => {
-                Some("transactions (the transaction coordinator and the transactional producer) are not in franzy yet")
+                Some("franzy's transactional producer is not on main yet (the harness's transaction coordinator is)")
             }
             Self::Group => {
-                Some("consumer groups (the group coordinator and the group consumer) are not in franzy yet")
+                Some("franzy's group consumer is not on main yet")
             }
         }
     }
