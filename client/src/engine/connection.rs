@@ -677,9 +677,13 @@ impl Connection {
     }
 
     fn send_authenticate(&mut self, client: Box<SaslClient>, message: Vec<u8>, now: Instant) {
-        let version = match self.version_for(ApiKey::SaslAuthenticate) {
-            Ok(version) => version,
-            Err(_) => {
+        let version = match self
+            .versions
+            .as_ref()
+            .and_then(|v| v.choose(ApiKey::SaslAuthenticate))
+        {
+            Some(version) => version,
+            None => {
                 return self
                     .fail_authentication("the broker does not support SaslAuthenticate".into())
             }

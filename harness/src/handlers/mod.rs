@@ -85,6 +85,7 @@ pub mod metadata;
 pub mod named_ids;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sasl;
 #[cfg(test)]
 pub(crate) mod test_support;
 
@@ -347,6 +348,26 @@ pub static APIS: &[ApiSpec] = &[
         named_ids: no_named_ids,
     },
     ApiSpec {
+        key: ApiKey::SaslHandshake,
+        versions: range(1, 1),
+        handle: |_, ctx, request, _| match request {
+            RequestKind::SaslHandshake(_) => Reply::Respond(ResponseKind::SaslHandshake(
+                sasl::handshake_response(ErrorCode::IllegalSaslState),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, _, code| match request {
+            RequestKind::SaslHandshake(_) => {
+                Some(ResponseKind::SaslHandshake(sasl::handshake_response(code)))
+            }
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: no_partitions,
+        named_ids: no_named_ids,
+    },
+    ApiSpec {
         key: ApiKey::ApiVersions,
         versions: range(0, 4),
         handle: |cluster, ctx, request, _| match request {
@@ -486,6 +507,26 @@ pub static APIS: &[ApiSpec] = &[
             RequestKind::DescribeConfigs(req) => describe_configs::partitions(req),
             _ => Vec::new(),
         },
+        named_ids: no_named_ids,
+    },
+    ApiSpec {
+        key: ApiKey::SaslAuthenticate,
+        versions: range(0, 2),
+        handle: |_, ctx, request, _| match request {
+            RequestKind::SaslAuthenticate(_) => Reply::Respond(ResponseKind::SaslAuthenticate(
+                sasl::authenticate_response(ErrorCode::IllegalSaslState),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, _, code| match request {
+            RequestKind::SaslAuthenticate(_) => Some(ResponseKind::SaslAuthenticate(
+                sasl::authenticate_response(code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: no_partitions,
         named_ids: no_named_ids,
     },
     ApiSpec {

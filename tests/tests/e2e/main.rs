@@ -9,3 +9,4 @@ mod fetch_faults;
 mod hostile_input;
 mod idempotence;
 mod producer;
+mod security;
