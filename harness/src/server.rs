@@ -522,6 +522,7 @@ async fn handle_frame<R: AsyncRead + Unpin>(
             let verdict = session.decide(
                 security,
                 api,
+                version,
                 &body,
                 shared.clock.uptime(),
                 shared.clock.wall_ms(now),

@@ -827,12 +827,14 @@ impl Connection {
     }
 }
 
-/// The SCRAM client nonce of exchange `n`: 32 base64 characters derived from the
-/// connection's entropy (printable, without `,`).
+/// The SCRAM client nonce of exchange `n`: 32 letters and digits derived from the
+/// connection's entropy (as Kafka's base-36 nonces: some peers mishandle `+` and `/`).
 fn sasl_nonce(entropy: &[u8; 32], n: u32) -> String {
-    use base64::Engine;
-    let digest = derive(entropy, b"nonce", n);
-    base64::engine::general_purpose::STANDARD.encode(&digest[..24])
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    derive(entropy, b"nonce", n)
+        .iter()
+        .map(|b| char::from(DIGITS[usize::from(*b) % DIGITS.len()]))
+        .collect()
 }
 
 /// Where in the session lifetime to re-authenticate: between 85% and 95%, as the Java

@@ -349,7 +349,9 @@ pub static APIS: &[ApiSpec] = &[
     },
     ApiSpec {
         key: ApiKey::SaslHandshake,
-        versions: range(1, 1),
+        // v0 is advertised because librdkafka before 2.10 requires it to see SASL at all
+        // (it then uses v1); a v0 handshake itself is refused (security::Session).
+        versions: range(0, 1),
         handle: |_, ctx, request, _| match request {
             RequestKind::SaslHandshake(_) => Reply::Respond(ResponseKind::SaslHandshake(
                 sasl::handshake_response(ErrorCode::IllegalSaslState),

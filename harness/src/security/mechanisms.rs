@@ -301,7 +301,9 @@ impl ScramServer {
             return Err(Refused("Unexpected SCRAM message".into()));
         };
         let last = parse_client_final(message)?;
-        if last.nonce != nonce {
+        // Kafka's ScramSaslServer checks `endsWith`, not equality: librdkafka 2.0 sends
+        // its own nonce again in front of the combined one.
+        if !last.nonce.ends_with(&nonce) {
             return Err(Refused(
                 "Invalid SCRAM client final message: nonce mismatch".into(),
             ));

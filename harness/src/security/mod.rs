@@ -158,6 +158,14 @@ fn derive(seed: u64, label: &str) -> Vec<u8> {
     hash.finalize().to_vec()
 }
 
+fn alphanumeric(bytes: &[u8]) -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    bytes
+        .iter()
+        .map(|b| char::from(DIGITS[usize::from(*b) % DIGITS.len()]))
+        .collect()
+}
+
 #[derive(Debug, Default)]
 struct Faults {
     refused: HashSet<Mechanism>,
@@ -215,11 +223,11 @@ impl ServerSecurity {
             .collect()
     }
 
+    /// Letters and digits only, as Kafka's (base 36): librdkafka 2.0 mangles nonces with
+    /// `+` or `/` in them.
     fn server_nonce(&self) -> String {
-        use base64::Engine;
         let n = self.nonces.fetch_add(1, Ordering::Relaxed);
-        base64::engine::general_purpose::STANDARD
-            .encode(&derive(self.seed, &format!("nonce/{n}"))[..18])
+        alphanumeric(&derive(self.seed, &format!("nonce/{n}")))
     }
 
     fn take_injected_failure(&self) -> bool {
@@ -293,11 +301,22 @@ impl Session {
         &mut self,
         security: &ServerSecurity,
         api: franzy::proto::ApiKey,
+        version: i16,
         body: &franzy::proto::RequestKind,
         uptime: Duration,
         now_ms: i64,
     ) -> Verdict {
         use franzy::proto::{ApiKey, RequestKind};
+        if api == ApiKey::SaslHandshake && version == 0 {
+            // Its tokens would follow unframed (before KIP-152); Kafka 4.0 removed it.
+            return Verdict::Respond {
+                response: ResponseKind::SaslHandshake(
+                    SaslHandshakeResponse::default()
+                        .with_error_code(ErrorCode::UnsupportedVersion.code()),
+                ),
+                close: Some("SaslHandshake v0 (unframed tokens) is not supported".into()),
+            };
+        }
         match (&self.state, api, body) {
             (
                 State::Authenticated {
@@ -446,7 +465,10 @@ impl Session {
                     _ => server
                         .client_final(hash, bytes)
                         .map(|(last, user)| (last, Some((user, None))))
-                        .map_err(|_| Refused(generic())),
+                        .map_err(|Refused(why)| {
+                            tracing::debug!(%why, "SCRAM client-final refused");
+                            Refused(generic())
+                        }),
                 }
             }
             Exchange::OAuth { error } => {
