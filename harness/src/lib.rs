@@ -57,11 +57,13 @@ pub mod control;
 mod frame_budget;
 pub mod handlers;
 mod heavy;
+pub mod security;
 mod server;
 mod waiting;
 
 pub use cluster::{ClusterConfig, ClusterState, CoordinatorType};
 pub use control::{Action, Interceptor, RecordLimits, RecordedRequest};
+pub use security::{ListenerSecurity, Mechanism, SecurityProtocol};
 
 use control::Control;
 use frame_budget::FrameBudget;
@@ -146,6 +148,8 @@ pub(crate) struct Shared {
     pub(crate) heavy: Arc<HeavyPool>,
     /// Capacity of the response buffers connections keep for their next response.
     pub(crate) spare_response_bytes: AtomicUsize,
+    /// TLS and SASL of the listeners, if any.
+    pub(crate) security: Option<Arc<security::ServerSecurity>>,
     /// Runs on the blocking thread before a produce request is validated (tests only).
     #[cfg(test)]
     pub(crate) prepare_hook: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
@@ -204,6 +208,7 @@ pub struct ClusterBuilder {
     connections_max_idle: Duration,
     record_limits: RecordLimits,
     seed: u64,
+    security: Option<ListenerSecurity>,
 }
 
 impl Default for ClusterBuilder {
@@ -221,6 +226,7 @@ impl Default for ClusterBuilder {
             connections_max_idle: DEFAULT_CONNECTIONS_MAX_IDLE,
             record_limits: RecordLimits::default(),
             seed: 0,
+            security: None,
         }
     }
 }
@@ -492,6 +498,14 @@ impl ClusterBuilder {
         self
     }
 
+    /// How every broker's listener is secured: TLS (certificates generated for the
+    /// advertised host names unless given; [`Cluster::ca_pem_path`]) and SASL users and
+    /// mechanisms. Default: PLAINTEXT.
+    pub fn security(mut self, security: ListenerSecurity) -> Self {
+        self.security = Some(security);
+        self
+    }
+
     /// How many requests are kept for [`Cluster::requests`]. Default 100,000.
     pub fn record_limit(mut self, n: usize) -> Self {
         self.record_limits.requests = n;
@@ -568,7 +582,18 @@ impl ClusterBuilder {
                     code,
                 })?;
         }
+        let hosts: Vec<String> = match &self.transport {
+            Transport::Tcp { host, .. } => vec![host.clone()],
+            Transport::InMemory => (0..self.brokers)
+                .map(|id| format!("broker-{id}.franzy.invalid"))
+                .collect(),
+        };
+        let security = match self.security {
+            Some(security) => Some(Arc::new(security.start(&hosts, self.seed)?)),
+            None => None,
+        };
         let shared = Arc::new(Shared {
+            security,
             core: Mutex::new(Core::new(state)),
             control: Mutex::new(Control::with_record_limits(self.seed, self.record_limits)),
             config: shared_config,
@@ -935,6 +960,76 @@ impl ClusterHandle {
     /// How long the cluster has been running, in tokio time.
     pub fn uptime(&self) -> Duration {
         self.shared.clock.uptime()
+    }
+
+    /// The listeners' security protocol.
+    pub fn security_protocol(&self) -> SecurityProtocol {
+        self.shared
+            .security
+            .as_ref()
+            .map_or(SecurityProtocol::Plaintext, |s| s.protocol())
+    }
+
+    /// The generated CA certificate's PEM file, for clients to trust (TLS clusters whose
+    /// certificates were generated).
+    pub fn ca_pem_path(&self) -> Option<std::path::PathBuf> {
+        self.tls().and_then(|tls| tls.ca_path.clone())
+    }
+
+    /// The generated CA certificate, PEM.
+    pub fn ca_pem(&self) -> Option<String> {
+        self.tls().and_then(|tls| tls.ca_pem.clone())
+    }
+
+    /// A client certificate for `name` signed by the generated CA, `(chain, key)` PEM, for
+    /// mTLS.
+    pub fn issue_client_certificate(&self, name: &str) -> Result<(String, String), HarnessError> {
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+        if let Some(authority) = self.tls().and_then(|tls| tls.authority.as_ref()) {
+            let issued = authority.issue_client(name).map_err(HarnessError::Config)?;
+            return Ok((issued.certificate_pem, issued.key_pem));
+        }
+        let _ = name;
+        Err(HarnessError::Config(
+            "no generated CA to issue certificates".into(),
+        ))
+    }
+
+    /// Fails the next `n` authentications that would succeed, with
+    /// SASL_AUTHENTICATION_FAILED (fault injection).
+    pub fn fail_authentications(&self, n: usize) {
+        if let Some(security) = &self.shared.security {
+            security
+                .fail_next
+                .store(n, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// Expires every session authenticated so far, as if its token had: each connection's
+    /// next request must be a re-authentication, or the connection is closed.
+    pub fn expire_sessions(&self) {
+        if let Some(security) = &self.shared.security {
+            security.expire_sessions();
+        }
+    }
+
+    /// Refuses `mechanism` at the handshake (UNSUPPORTED_SASL_MECHANISM) until
+    /// [`Cluster::allow_mechanism`].
+    pub fn refuse_mechanism(&self, mechanism: Mechanism) {
+        if let Some(security) = &self.shared.security {
+            security.refuse_mechanism(mechanism, true);
+        }
+    }
+
+    /// Accepts `mechanism` again (if it was enabled).
+    pub fn allow_mechanism(&self, mechanism: Mechanism) {
+        if let Some(security) = &self.shared.security {
+            security.refuse_mechanism(mechanism, false);
+        }
+    }
+
+    fn tls(&self) -> Option<&security::tls::ServerTls> {
+        self.shared.security.as_ref().and_then(|s| s.tls.as_ref())
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use franzy_harness::Cluster;
+use franzy_harness::{Cluster, ListenerSecurity, SecurityProtocol};
 
 use super::Interrupt;
 
@@ -76,6 +76,42 @@ pub struct ServeArgs {
     /// How many bytes the request record may hold [default: 64MiB].
     #[arg(long, value_parser = parse_bytes, value_name = "BYTES")]
     pub record_max_bytes: Option<usize>,
+    /// The listeners' protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL. With TLS, a CA
+    /// and broker certificates are generated (unless --cert and --key are given) and
+    /// `ca: PATH` is printed on the second line of stdout.
+    #[arg(long, value_parser = parse_protocol, default_value = "PLAINTEXT", value_name = "PROTOCOL")]
+    pub security_protocol: SecurityProtocol,
+    /// A user for SASL PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 (repeatable).
+    #[arg(long = "user", value_parser = parse_user, value_name = "NAME:PASSWORD")]
+    pub users: Vec<(String, String)>,
+    /// Where the generated ca.pem, broker.pem and broker-key.pem are written [default: a
+    /// new directory under the system's temporary directory].
+    #[arg(long, value_name = "DIR")]
+    pub tls_dir: Option<std::path::PathBuf>,
+    /// The brokers' certificate chain (PEM file) instead of a generated one; needs --key.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<std::path::PathBuf>,
+    /// The private key (PEM file) of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<std::path::PathBuf>,
+    /// connections.max.reauth.ms: sessions last at most this long and clients must
+    /// re-authenticate [default: no limit].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub reauth: Option<Duration>,
+}
+
+fn parse_protocol(text: &str) -> Result<SecurityProtocol, String> {
+    SecurityProtocol::from_name(text)
+        .ok_or_else(|| format!("{text:?} is not PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"))
+}
+
+fn parse_user(text: &str) -> Result<(String, String), String> {
+    match text.split_once(':') {
+        Some((name, password)) if !name.is_empty() && !password.is_empty() => {
+            Ok((name.to_string(), password.to_string()))
+        }
+        _ => Err(format!("user {text:?} is not NAME:PASSWORD")),
+    }
 }
 
 fn parse_topic(spec: &str) -> Result<(String, i32), String> {
@@ -186,9 +222,31 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     if let Some(n) = args.record_max_bytes {
         builder = builder.record_max_bytes(n);
     }
+    if args.security_protocol != SecurityProtocol::Plaintext {
+        let mut security = ListenerSecurity::new(args.security_protocol);
+        for (name, password) in args.users {
+            security = security.user(name, password);
+        }
+        if let Some(dir) = args.tls_dir {
+            security = security.tls_dir(dir);
+        }
+        if let (Some(cert), Some(key)) = (args.cert, args.key) {
+            let read = |path: &std::path::Path| {
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+            };
+            security = security.certificate(read(&cert)?, read(&key)?);
+        }
+        if let Some(lifetime) = args.reauth {
+            security = security.connections_max_reauth(lifetime);
+        }
+        builder = builder.security(security);
+    }
     let mut interrupt = Interrupt::watch()?;
     let cluster = builder.build().await.map_err(|e| e.to_string())?;
     println!("{}", cluster.bootstrap());
+    if let Some(ca) = cluster.ca_pem_path() {
+        println!("ca: {}", ca.display());
+    }
     tracing::info!(bootstrap = %cluster.bootstrap(), "cluster up; interrupt to stop");
     interrupt.recv().await;
     cluster.shutdown().await;

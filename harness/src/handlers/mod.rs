@@ -98,6 +98,7 @@ pub mod metadata;
 pub mod named_ids;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sasl;
 #[cfg(test)]
 pub(crate) mod test_support;
 pub mod txn_offset_commit;
@@ -384,6 +385,28 @@ pub static APIS: &[ApiSpec] = &[
         },
     },
     ApiSpec {
+        key: ApiKey::SaslHandshake,
+        // v0 is advertised because librdkafka before 2.10 requires it to see SASL at all
+        // (it then uses v1); a v0 handshake itself is refused (security::Session).
+        versions: range(0, 1),
+        handle: |_, ctx, request, _| match request {
+            RequestKind::SaslHandshake(_) => Reply::Respond(ResponseKind::SaslHandshake(
+                sasl::handshake_response(ErrorCode::IllegalSaslState),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, _, code| match request {
+            RequestKind::SaslHandshake(_) => {
+                Some(ResponseKind::SaslHandshake(sasl::handshake_response(code)))
+            }
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: no_partitions,
+        named_ids: no_named_ids,
+    },
+    ApiSpec {
         key: ApiKey::ApiVersions,
         versions: range(0, 4),
         handle: |cluster, ctx, request, _| match request {
@@ -621,6 +644,26 @@ pub static APIS: &[ApiSpec] = &[
             RequestKind::DescribeConfigs(req) => describe_configs::partitions(req),
             _ => Vec::new(),
         },
+        named_ids: no_named_ids,
+    },
+    ApiSpec {
+        key: ApiKey::SaslAuthenticate,
+        versions: range(0, 2),
+        handle: |_, ctx, request, _| match request {
+            RequestKind::SaslAuthenticate(_) => Reply::Respond(ResponseKind::SaslAuthenticate(
+                sasl::authenticate_response(ErrorCode::IllegalSaslState),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, _, code| match request {
+            RequestKind::SaslAuthenticate(_) => Some(ResponseKind::SaslAuthenticate(
+                sasl::authenticate_response(code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: no_partitions,
         named_ids: no_named_ids,
     },
     ApiSpec {
@@ -997,6 +1040,8 @@ mod tests {
             ApiKey::ListTransactions => {
                 RequestKind::ListTransactions(ListTransactionsRequest::default())
             }
+            ApiKey::SaslHandshake => RequestKind::SaslHandshake(Default::default()),
+            ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(Default::default()),
             other => panic!("no default request for {other:?}"),
         }
     }
@@ -1032,7 +1077,8 @@ mod tests {
                 }
             }
         }
-        assert_eq!(supported_range(ApiKey::SaslHandshake), None);
+        // An inter-broker API, never served to clients.
+        assert_eq!(supported_range(ApiKey::AlterPartition), None);
     }
 
     #[test]
