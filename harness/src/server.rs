@@ -117,7 +117,7 @@ pub(crate) async fn serve_connection<S>(
     async move {
         tokio::select! {
             () = cancel.cancelled() => debug!("connection closed by broker shutdown"),
-            end = connection_loop(&shared, broker_id, stream) => match end {
+            end = connection_loop(&shared, broker_id, stream, &peer) => match end {
                 End::PeerClosed => debug!("peer closed the connection"),
                 End::Closed(reason) => warn!(%reason, "closing connection"),
                 End::Io(error) => debug!(%error, "connection error"),
@@ -150,6 +150,8 @@ enum Outcome {
 struct Peer<'a, R> {
     reader: &'a mut R,
     buf: &'a mut BytesMut,
+    /// Where the connection comes from, as Kafka reports a client's host.
+    client_host: &'a Arc<str>,
 }
 
 impl<R: AsyncRead + Unpin> Peer<'_, R> {
@@ -174,10 +176,16 @@ impl<R: AsyncRead + Unpin> Peer<'_, R> {
     }
 }
 
-async fn connection_loop<S>(shared: &Shared, broker_id: i32, stream: S) -> End
+async fn connection_loop<S>(shared: &Shared, broker_id: i32, stream: S, address: &str) -> End
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    // As Kafka reports a client's host (`InetAddress.toString()` of an address without a
+    // name): "/" and the IP.
+    let client_host: Arc<str> = match address.parse::<std::net::SocketAddr>() {
+        Ok(socket) => Arc::from(format!("/{}", socket.ip())),
+        Err(_) => Arc::from(format!("/{address}")),
+    };
     let (mut reader, mut writer) = tokio::io::split(stream);
     let decoder = FrameDecoder::new(shared.max_frame_size);
     // A connection answers in order, so at most one of its requests waits at a time.
@@ -198,6 +206,7 @@ where
             let mut peer = Peer {
                 reader: &mut reader,
                 buf: &mut buf,
+                client_host: &client_host,
             };
             let outcome =
                 handle_frame(shared, broker_id, waiter, frame, spare.take(), &mut peer).await;
@@ -476,6 +485,7 @@ async fn handle_frame<R: AsyncRead + Unpin>(
                     broker_id,
                     client_id,
                     waiter,
+                    client_host: peer.client_host.clone(),
                     now,
                     now_ms: shared.clock.wall_ms(now),
                     partition_errors: decision.partition_errors,

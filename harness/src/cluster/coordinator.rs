@@ -290,6 +290,9 @@ impl ClusterState {
                 }
             }
         }
+        if let Some(partitions) = moved.get(&CoordinatorType::Group) {
+            self.group_partitions_moved(partitions);
+        }
         let until = self.placement.now + self.config.coordinators.load_delay;
         for (&kind, partitions) in &moved {
             for &partition in partitions {

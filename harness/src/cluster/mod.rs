@@ -19,6 +19,7 @@
 //! | [`record_scan`] | record offsets and timestamps of uncompressed batches |
 //! | [`topic_config`] | topic configs: defaults, types, validation |
 //! | [`error`] | an error code with Kafka's message |
+//! | [`groups`] | the group coordinator: groups, members, rebalances, sessions |
 //!
 //! The coordinators will join as `groups.rs` (consumer groups: membership, rebalances,
 //! offsets) and `transactions.rs` (transactional ids, producer epochs, markers), each state
@@ -36,6 +37,7 @@ pub mod clock;
 pub mod controller;
 pub mod coordinator;
 pub mod error;
+pub mod groups;
 pub mod leader_epochs;
 pub mod log_validator;
 pub mod offsets;
@@ -54,6 +56,7 @@ pub use clock::Time;
 pub use controller::{CreatedTopic, NewTopic};
 pub use coordinator::{CoordinatorConfig, CoordinatorType};
 pub use error::ClusterError;
+pub use groups::{GroupConfig, GroupCoordinator};
 pub use log_validator::{AppendLimits, InflateBudget, PrevalidatedBatch};
 pub use offsets::{OffsetAndMetadata, OffsetLimits, OffsetStore, PartitionOffset};
 pub use partition::Partition;
@@ -122,6 +125,8 @@ pub struct ClusterConfig {
     pub coordinators: CoordinatorConfig,
     /// Bounds of the committed offsets (see [`offsets`]).
     pub offsets: OffsetLimits,
+    /// The group coordinator's settings and bounds (see [`groups`]).
+    pub groups: GroupConfig,
 }
 
 /// Default of [`ClusterConfig::max_partitions_per_request`]: 10,000.
@@ -151,6 +156,7 @@ impl Default for ClusterConfig {
             wait_limits: WaitLimits::default(),
             coordinators: CoordinatorConfig::default(),
             offsets: OffsetLimits::default(),
+            groups: GroupConfig::default(),
         }
     }
 }
@@ -188,6 +194,8 @@ pub struct ClusterState {
     placement: coordinator::Placement,
     /// Committed offsets and transactional offsets pending, of every group.
     offsets: OffsetStore,
+    /// Consumer groups: members, rebalances, sessions.
+    groups: GroupCoordinator,
 }
 
 impl ClusterState {
@@ -209,6 +217,7 @@ impl ClusterState {
         }
         let waiting = Purgatory::new(config.wait_limits);
         let offsets = OffsetStore::new(config.offsets);
+        let groups = GroupCoordinator::new(config.groups.clone(), config.seed);
         Self {
             config,
             brokers,
@@ -221,6 +230,7 @@ impl ClusterState {
             waiting,
             placement: coordinator::Placement::default(),
             offsets,
+            groups,
         }
     }
 
@@ -361,13 +371,17 @@ impl ClusterState {
         if self.waiting.has_ready() {
             return Some(Time::ZERO);
         }
-        self.waiting.next_deadline()
+        [self.waiting.next_deadline(), self.groups.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Drives what is due at `now`: waiting requests whose deadline passed become ready
     /// ([`ClusterState::take_ready`] hands them out).
     pub fn handle_timeout(&mut self, now: Time) {
         self.observe_time(now);
+        self.expire_groups(now);
         self.waiting.expire(now);
     }
 
