@@ -3,7 +3,8 @@
 # against franzy's harness cluster, over loopback TCP.
 #
 # usage: tests/interop/run.sh [harness|mock]
-#   harness (default): `franzy serve --brokers 3 --topic orders:6`, the harness binary
+#   harness (default): `franzy serve --brokers 3 --topic orders:6 --topic group-orders:6`,
+#                      the harness binary
 #   mock:              librdkafka's mock cluster (mock_cluster.c), to check the suite itself
 #                      against a broker we did not write either
 #
@@ -11,6 +12,7 @@
 #   FRANZY_BIN        harness binary to run (default: built with cargo into the target dir)
 #   INTEROP_MESSAGES  records per client (default 10000)
 #   INTEROP_TIMEOUT   seconds allowed for each client step (default 120)
+#   INTEROP_GROUP_MESSAGES  records the consumer-group step produces and reads (default 6000)
 #   INTEROP_IDEMPOTENT=0  make both producers (kcat's librdkafka, kafka-python) plain instead
 #                     of idempotent (InitProducerId and sequenced batches; default on)
 #
@@ -28,6 +30,8 @@ step_timeout="$INTEROP_TIMEOUT"
 brokers=3
 topic=orders
 partitions=6
+group_topic=group-orders
+group_messages="${INTEROP_GROUP_MESSAGES:-6000}"
 work="$(mktemp -d)"
 broker_pid=""
 
@@ -85,11 +89,11 @@ harness)
         FRANZY_BIN="$target_dir/debug/franzy"
     fi
     [[ -x "$FRANZY_BIN" ]] || fail "harness binary $FRANZY_BIN not found"
-    broker_cmd=("$FRANZY_BIN" serve --brokers "$brokers" --topic "$topic:$partitions")
+    broker_cmd=("$FRANZY_BIN" serve --brokers "$brokers" --topic "$topic:$partitions" --topic "$group_topic:$partitions")
     ;;
 mock)
     mock="$("$here/build_mock_cluster.sh" "$work")"
-    broker_cmd=("$mock" "$brokers" "$topic:$partitions")
+    broker_cmd=("$mock" "$brokers" "$topic:$partitions" "$group_topic:$partitions")
     # kafka-python 3 cannot decode this mock's answer to ApiVersions v4 (see
     # kafka_python_golden.py); starting at the Kafka 2.3 version set avoids it. The mock's
     # ListOffsets v5 answers are unreadable for several partitions: interop.py avoids them.
@@ -156,6 +160,19 @@ log "kafka-python: metadata, producing $messages keyed records with headers, con
 timeout $((step_timeout + 60)) python3 "$here/interop.py" kafka-python "$bootstrap" "$topic" \
     "$partitions" "$brokers" "$messages" kp --other "$messages" kcat ||
     fail "kafka-python step failed"
+
+# --- Consumer groups ----------------------------------------------------------------------------
+
+log "kafka-python: three members of one group read $group_messages records from $partitions partitions"
+timeout $((step_timeout + 60)) python3 "$here/interop.py" kafka-python-group "$bootstrap" "$group_topic" \
+    "$partitions" "$group_messages" interop-group --prefix grp ||
+    fail "kafka-python group step failed"
+
+log "kcat: a balanced consumer (-G) reads the same records"
+timeout "$step_timeout" kcat -b "$bootstrap" -G kcat-group -X auto.offset.reset=earliest -e -q \
+    -f '%p\t%o\t%s\n' "$group_topic" >"$work/kcat_group.txt" 2>"$work/kcat.err" ||
+    fail "kcat -G failed or timed out: $(cat "$work/kcat.err")"
+python3 "$here/interop.py" kcat-group-consumed "$work/kcat_group.txt" "$group_messages" grp
 
 kill -0 "$broker_pid" 2>/dev/null || fail "broker died during the suite"
 stop_broker
