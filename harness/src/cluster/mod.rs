@@ -21,12 +21,13 @@
 //! | [`error`] | an error code with Kafka's message |
 //! | [`groups`] | the group coordinator: groups, members, rebalances, sessions |
 //!
-//! The coordinators will join as `groups.rs` (consumer groups: membership, rebalances,
-//! offsets) and `transactions.rs` (transactional ids, producer epochs, markers), each state
-//! of its own inside [`ClusterState`], driven by requests and by
-//! [`ClusterState::handle_timeout`] (session, rebalance and transaction timeouts), parking
-//! their waiting requests in the one purgatory under `WaitKey::Group` and
-//! `WaitKey::TransactionalId`.
+//! The coordinators live on the leaders of internal partitions ([`coordinator`]), each with
+//! a state of its own inside [`ClusterState`]: [`groups`] (consumer groups: membership,
+//! rebalances, sessions; their offsets in [`offsets`]) and, to come, `transactions.rs`
+//! (transactional ids, producer epochs, markers). They are driven by requests and by
+//! [`ClusterState::handle_timeout`] (session, rebalance and transaction timeouts), and their
+//! waiting requests wait in the one purgatory, handed their outcome
+//! ([`Resolution::Group`]) or woken by `WaitKey::TransactionalId`.
 
 use std::collections::{BTreeMap, HashMap};
 

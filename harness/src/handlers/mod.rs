@@ -44,7 +44,8 @@
 //!    waits on is touched, its outcome is resolved, or its deadline passes.
 //!
 //! How a coordinator's request waits, e.g. a JoinGroup until its rebalance completes (a
-//! sketch: `groups` is the group coordinator's state, to come in `cluster/groups.rs`):
+//! sketch; [`join_group`] and `cluster/groups/` do it this way, handing the outcome over as
+//! `Resolution::Group`):
 //!
 //! ```ignore
 //! // handle: the member joins; if the rebalance is not complete, park on the group.

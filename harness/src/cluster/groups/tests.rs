@@ -879,3 +879,95 @@ fn subscriptions_are_read_as_version_zero_and_garbage_is_refused() {
         None
     );
 }
+
+/// A group of two members (leader `l`, follower `f`) brought into `state`.
+fn in_state(state: ClassicGroupState) -> (Bench, Arc<str>, Arc<str>) {
+    let mut b = Bench::new();
+    let l = b.stable_single("g");
+    let (f, waiting) = b.join_new("g");
+    waiting.expect_err("waits for the leader");
+    b.join("g", &l).expect("completes the join phase");
+    b.answers();
+    assert_eq!(b.state("g"), ClassicGroupState::CompletingRebalance);
+    match state {
+        ClassicGroupState::CompletingRebalance => {}
+        ClassicGroupState::Stable => {
+            b.sync("g", &l, 2, &[(&l, "l"), (&f, "f")]).expect("leader");
+        }
+        ClassicGroupState::PreparingRebalance => {
+            b.sync("g", &l, 2, &[(&l, "l"), (&f, "f")]).expect("leader");
+            let (_, third) = b.join_new("g");
+            third.expect_err("waits for the others");
+        }
+        ClassicGroupState::Empty => {
+            b.sync("g", &l, 2, &[(&l, "l"), (&f, "f")]).expect("leader");
+            b.leave("g", &l).expect("leaves");
+            b.leave("g", &f).expect("leaves");
+        }
+        ClassicGroupState::Dead => unreachable!("not a state a group is kept in"),
+    }
+    b.answers();
+    assert_eq!(b.state("g"), state);
+    (b, l, f)
+}
+
+#[test]
+fn every_request_in_every_state_is_answered_as_kafka_answers_it() {
+    use ClassicGroupState::*;
+    const WAITS: i16 = i16::MIN;
+    let none = 0;
+    let rip = code(ErrorCode::RebalanceInProgress);
+    let unknown = code(ErrorCode::UnknownMemberId);
+    // state, then for the follower at the group's generation: JoinGroup with the same
+    // protocols, SyncGroup, Heartbeat, OffsetCommit; then the leader's JoinGroup.
+    let table = [
+        (Empty, [unknown, unknown, unknown, unknown, unknown]),
+        (PreparingRebalance, [WAITS, rip, rip, none, WAITS]),
+        (CompletingRebalance, [none, WAITS, none, rip, none]),
+        (Stable, [none, none, none, none, WAITS]),
+    ];
+    for (state, expected) in table {
+        let answered = |r: Result<i16, WaiterId>| r.unwrap_or(WAITS);
+        let outcome = |r: Result<JoinOutcome, WaiterId>| answered(r.map(|j| j.error_code));
+        let (mut b, l, f) = in_state(state);
+        let generation = b.generation("g");
+        let join = outcome(b.join("g", &f));
+        let (mut b, _, f) = in_state(state);
+        let sync = answered(b.sync("g", &f, generation, &[]).map(|s| s.error_code));
+        let (mut b, _, f) = in_state(state);
+        let heartbeat = b.heartbeat("g", &f, generation).err().map_or(0, code);
+        let (mut b, _, f) = in_state(state);
+        let broker = b.coordinator("g");
+        let now = b.now;
+        let commit =
+            b.c.validate_offset_commit("g", &f, None, generation, 8, broker, now)
+                .err()
+                .map_or(0, code);
+        let (mut b, _, _) = in_state(state);
+        let leader_join = outcome(b.join("g", &l));
+        assert_eq!(
+            [join, sync, heartbeat, commit, leader_join],
+            expected,
+            "{state:?}"
+        );
+    }
+    // In Stable, a leader's JoinGroup (or a changed subscription) starts a rebalance.
+    let (mut b, l, _) = in_state(Stable);
+    b.join("g", &l).expect_err("waits for the follower");
+    assert_eq!(b.state("g"), PreparingRebalance);
+    let (mut b, _, f) = in_state(Stable);
+    let changed = b.args(&f, None, range(&["t", "u"]));
+    b.join_with("g", changed).expect_err("waits");
+    assert_eq!(b.state("g"), PreparingRebalance);
+    // In CompletingRebalance, a changed subscription aborts the sync phase: waiting syncs
+    // are told REBALANCE_IN_PROGRESS.
+    let (mut b, l, f) = in_state(CompletingRebalance);
+    let waiting = b.sync("g", &f, 2, &[]).expect_err("waits for the leader");
+    let changed = b.args(&l, None, range(&["u"]));
+    b.join_with("g", changed).expect_err("rebalances");
+    match b.answers().remove(&waiting) {
+        Some(GroupAnswer::Sync(s)) => assert_eq!(s.error_code, rip),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(b.state("g"), PreparingRebalance);
+}
