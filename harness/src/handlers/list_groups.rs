@@ -1,7 +1,9 @@
 //! ListGroups (key 16), v0-5: the groups this broker coordinates (a client asks every
 //! broker and merges), with their protocol type, state (v4+) and type (v5+); filtered by
 //! state names (v4+, case-insensitive, KIP-518) and type names (v5+, "classic",
-//! "consumer", KIP-848), as Kafka's `GroupMetadataManager.listGroups` filters them.
+//! "consumer", KIP-848), as Kafka's `GroupMetadataManager.listGroups` filters them. While
+//! one of the broker's partitions of `__consumer_offsets` loads after a move, the answer is
+//! COORDINATOR_LOAD_IN_PROGRESS, as Kafka's `listGroups` fails on a loading shard.
 
 use franzy::proto::ErrorCode;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
@@ -27,8 +29,11 @@ pub fn handle(
     } else {
         Vec::new()
     };
-    let groups = cluster
-        .coordinated_groups(ctx.broker_id, &states, &types)
+    let groups = match cluster.coordinated_groups(ctx.broker_id, &states, &types, ctx.now) {
+        Ok(groups) => groups,
+        Err(code) => return error_response(&req, version, code),
+    };
+    let groups = groups
         .into_iter()
         .map(|group| {
             let mut listed = ListedGroup::default()

@@ -765,14 +765,17 @@ impl ClusterState {
 
     /// The groups `broker` coordinates (ListGroups lists only those; clients ask every
     /// broker), filtered by state names (case-insensitive) and type names when given.
+    ///
+    /// COORDINATOR_LOAD_IN_PROGRESS while one of its partitions loads, as Kafka answers.
     pub fn coordinated_groups(
         &self,
         broker: i32,
         states: &[String],
         types: &[String],
-    ) -> Vec<&Group> {
+        now: Time,
+    ) -> Result<Vec<&Group>, ErrorCode> {
         let Some(topic) = self.topic(OFFSETS_TOPIC) else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
         let states: BTreeSet<String> = states.iter().map(|s| s.trim().to_lowercase()).collect();
         let types: BTreeSet<String> = types.iter().map(|s| s.trim().to_lowercase()).collect();
@@ -780,6 +783,9 @@ impl ClusterState {
         for partition in topic.partitions() {
             if partition.leader() != broker {
                 continue;
+            }
+            if self.is_loading(CoordinatorType::Group, partition.index(), now) {
+                return Err(ErrorCode::CoordinatorLoadInProgress);
             }
             for group in self.groups.groups_of_partition(partition.index()) {
                 let state_ok =
@@ -790,7 +796,7 @@ impl ClusterState {
                 }
             }
         }
-        listed
+        Ok(listed)
     }
 
     /// The request waiting as `waiter` for group `group_id` was answered otherwise (its
@@ -855,6 +861,9 @@ impl ClusterState {
     /// written, with new sessions, if the partition has a live leader.
     pub(crate) fn group_partitions_moved(&mut self, partitions: &[i32]) {
         let now = self.time();
+        // Sessions start once the new coordinator has loaded the partition (Kafka schedules
+        // them in `onLoaded`); meanwhile heartbeats are answered without error.
+        let loaded = now + self.config().coordinators.load_delay;
         let mut answers = Vec::new();
         for &partition in partitions {
             let live = self
@@ -868,12 +877,11 @@ impl ClusterState {
                 .unwrap_or_default();
             for id in ids {
                 self.groups
-                    .with_classic(&id, now, &mut answers, |group, ops| {
-                        group.unload(ops);
-                        if live {
-                            group.load(ops);
-                        }
-                    });
+                    .with_classic(&id, now, &mut answers, |group, ops| group.unload(ops));
+                if live {
+                    self.groups
+                        .with_classic(&id, loaded, &mut answers, |group, ops| group.load(ops));
+                }
             }
         }
         self.deliver(answers, None);

@@ -51,10 +51,14 @@ impl Bench {
     }
 
     fn with(groups: GroupConfig) -> Self {
-        let mut c = ClusterState::new(ClusterConfig {
+        Self::configured(ClusterConfig {
             groups,
             ..ClusterConfig::default()
-        });
+        })
+    }
+
+    fn configured(config: ClusterConfig) -> Self {
+        let mut c = ClusterState::new(config);
         c.create_internal_topic(CoordinatorType::Group)
             .expect("offsets topic");
         Self {
@@ -970,4 +974,53 @@ fn every_request_in_every_state_is_answered_as_kafka_answers_it() {
         other => panic!("{other:?}"),
     }
     assert_eq!(b.state("g"), PreparingRebalance);
+}
+
+#[test]
+fn while_a_new_coordinator_loads_heartbeats_pass_and_sessions_wait_for_it() {
+    let mut b = Bench::configured(ClusterConfig {
+        coordinators: crate::cluster::CoordinatorConfig {
+            load_delay: Duration::from_secs(5),
+            ..Default::default()
+        },
+        ..ClusterConfig::default()
+    });
+    let a = b.stable_single("g");
+    let new = (b.coordinator("g") + 1) % 3;
+    b.c.observe_time(b.now);
+    b.c.move_coordinator(CoordinatorType::Group, "g", new)
+        .expect("moved");
+    // Kafka answers a heartbeat "blindly" while loading; other requests wait for the load.
+    assert_eq!(b.heartbeat("g", &a, 1), Ok(()));
+    assert_eq!(
+        b.sync("g", &a, 1, &[]).expect("answered").error_code,
+        code(ErrorCode::CoordinatorLoadInProgress)
+    );
+    let broker = b.coordinator("g");
+    assert!(matches!(
+        b.c.coordinated_groups(broker, &[], &[], b.now),
+        Err(ErrorCode::CoordinatorLoadInProgress)
+    ));
+    // The session starts once loaded: 5 s + 10 s after the move, not 10 s.
+    b.advance(14_999);
+    assert_eq!(b.state("g"), ClassicGroupState::Stable);
+    b.advance(1);
+    assert_eq!(b.state("g"), ClassicGroupState::Empty);
+    assert_eq!(
+        b.c.coordinated_groups(broker, &[], &[], b.now)
+            .map(|g| g.len()),
+        Ok(1)
+    );
+}
+
+#[test]
+fn deleting_a_topic_deletes_its_committed_offsets() {
+    let mut b = Bench::new();
+    b.c.create_topic("t", 2, Default::default()).expect("topic");
+    let offsets = b.c.offsets_mut();
+    offsets
+        .commit("g", "t", 1, crate::cluster::OffsetAndMetadata::new(5, 0))
+        .expect("commit");
+    b.c.delete_topic("t").expect("deleted");
+    assert!(!b.c.offsets().has_offsets("g"));
 }
