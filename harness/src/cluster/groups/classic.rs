@@ -1091,8 +1091,10 @@ impl ClassicGroup {
             return;
         }
         if !self.maybe_elect_new_joined_leader() && !self.members.is_empty() {
-            // Nobody rejoined: wait another rebalance timeout for sessions to expire.
-            let timeout = self.rebalance_timeout_ms().max(0) as u64;
+            // Nobody rejoined: wait another rebalance timeout for sessions to expire. At
+            // least a millisecond: with a rebalance timeout of 0 this would otherwise fire
+            // again at the same instant, forever (Kafka's timer would spin too).
+            let timeout = (self.rebalance_timeout_ms().max(0) as u64).max(1);
             self.schedule_join(JoinTimer::Complete, timeout, ops);
             return;
         }

@@ -829,7 +829,14 @@ impl ClusterState {
     /// Timers of groups whose coordinator has no live leader are dropped (the group is
     /// loaded again, with new timers, when it has one).
     pub(crate) fn expire_groups(&mut self, now: Time) {
-        while let Some(key) = self.groups.timers.pop_due(now) {
+        // Bounded, as `complete_ready` is: what is left stays due, and the next call (at
+        // once: `poll_timeout` reports the past deadline) goes on.
+        let mut budget = self.groups.timers.len().saturating_mul(2).max(64);
+        while budget > 0 {
+            budget -= 1;
+            let Some(key) = self.groups.timers.pop_due(now) else {
+                break;
+            };
             let group_id = match &key {
                 TimerKey::Heartbeat(group, _) | TimerKey::Join(group) | TimerKey::Sync(group) => {
                     group.clone()

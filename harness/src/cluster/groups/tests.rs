@@ -1024,3 +1024,36 @@ fn deleting_a_topic_deletes_its_committed_offsets() {
     b.c.delete_topic("t").expect("deleted");
     assert!(!b.c.offsets().has_offsets("g"));
 }
+
+#[test]
+fn a_rebalance_timeout_of_zero_does_not_spin_when_nobody_rejoins() {
+    let mut b = Bench::new();
+    let args = b.args("", Some("s"), range(&["t"]));
+    let waiter = b.join_with("g", args).expect_err("joins");
+    b.advance(0);
+    let first = b.joined(waiter).member_id;
+    b.sync("g", &first, 1, &[]).expect("leader");
+    // The static member restarts with a rebalance timeout of 0 (same protocol: no
+    // rebalance), then keeps heartbeating but never rejoins, so that no join phase can end
+    // with it.
+    let mut args = b.args("", Some("s"), range(&["t"]));
+    args.rebalance_timeout_ms = 0;
+    let s = b.join_with("g", args).expect("replaced at once").member_id;
+    let (c, waiting) = b.join_new("g");
+    waiting.expect_err("a rebalance, waiting for the static member");
+    b.leave("g", &c).expect("left");
+    b.answers();
+    assert_eq!(b.state("g"), ClassicGroupState::PreparingRebalance);
+    // Past the first join timer (30 s), the phase is tried again every millisecond; every
+    // step ends.
+    for i in 0..20 {
+        b.advance(5_000);
+        assert_eq!(
+            b.heartbeat("g", &s, 1),
+            Err(ErrorCode::RebalanceInProgress),
+            "step {i}"
+        );
+    }
+    assert_eq!(b.state("g"), ClassicGroupState::PreparingRebalance);
+    assert!(b.c.groups().timers() <= 2);
+}
