@@ -477,6 +477,66 @@ impl ClusterBuilder {
         self
     }
 
+    /// Shortest session timeout a JoinGroup may ask for (`group.min.session.timeout.ms`);
+    /// shorter ones are INVALID_SESSION_TIMEOUT. Default 6 s, as Kafka.
+    pub fn group_min_session_timeout(mut self, timeout: Duration) -> Self {
+        self.config.groups.min_session_timeout = timeout;
+        self
+    }
+
+    /// Longest session timeout a JoinGroup may ask for (`group.max.session.timeout.ms`).
+    /// Default 30 minutes, as Kafka.
+    pub fn group_max_session_timeout(mut self, timeout: Duration) -> Self {
+        self.config.groups.max_session_timeout = timeout;
+        self
+    }
+
+    /// How long a new group waits for more members before its first generation
+    /// (`group.initial.rebalance.delay.ms`), extended by as much for each member that joins
+    /// meanwhile, up to the rebalance timeout. Default zero, so that tests do not wait
+    /// (Kafka's is 3 s).
+    pub fn group_initial_rebalance_delay(mut self, delay: Duration) -> Self {
+        self.config.groups.initial_rebalance_delay = delay;
+        self
+    }
+
+    /// How long a new member's JoinGroup may wait for its rebalance before the member is
+    /// dropped (Kafka's fixed 5 minutes). Default 5 minutes.
+    pub fn group_new_member_join_timeout(mut self, timeout: Duration) -> Self {
+        self.config.groups.new_member_join_timeout = timeout;
+        self
+    }
+
+    /// Most members per group (`group.max.size`), and separately most members waiting to
+    /// join with the id they were given (KIP-394); past it GROUP_MAX_SIZE_REACHED. Default
+    /// 10,000 (Kafka's default is unbounded).
+    pub fn group_max_size(mut self, n: usize) -> Self {
+        self.config.groups.max_size = n;
+        self
+    }
+
+    /// Most groups, with members or only offsets; a request that would create another is
+    /// answered UNKNOWN_SERVER_ERROR. Default 100,000.
+    pub fn max_groups(mut self, n: usize) -> Self {
+        self.config.groups.max_groups = n;
+        self
+    }
+
+    /// Most bytes of one member's protocol metadata, or of one member's assignment; past it
+    /// the JoinGroup or SyncGroup is answered UNKNOWN_SERVER_ERROR (Kafka's answer for a
+    /// group record too large for its log). Default 1 MiB.
+    pub fn max_member_metadata_bytes(mut self, n: usize) -> Self {
+        self.config.groups.max_member_bytes = n;
+        self
+    }
+
+    /// Most bytes of all groups' member metadata and assignments together; past it as
+    /// [`ClusterBuilder::max_member_metadata_bytes`]. Default 256 MiB.
+    pub fn max_group_bytes(mut self, n: usize) -> Self {
+        self.config.groups.max_bytes = n;
+        self
+    }
+
     /// Listen on real TCP sockets on `host` (default 127.0.0.1), ephemeral ports.
     pub fn tcp(mut self, host: impl Into<String>, base_port: u16) -> Self {
         self.transport = Transport::Tcp {
@@ -567,6 +627,13 @@ impl ClusterBuilder {
             return Err(HarnessError::Config(
                 "transaction check intervals must be above zero".into(),
             ));
+        }
+        let groups = &self.config.groups;
+        if groups.min_session_timeout > groups.max_session_timeout {
+            return Err(HarnessError::Config(format!(
+                "group.min.session.timeout.ms ({:?}) above group.max.session.timeout.ms ({:?})",
+                groups.min_session_timeout, groups.max_session_timeout
+            )));
         }
         let mut config = self.config;
         config.broker_ids = (0..self.brokers).collect();

@@ -129,12 +129,12 @@ pub(crate) async fn serve_connection<S>(
                 Some(tls) => {
                     let handshake = tls.acceptor.accept(stream);
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
-                        Ok(Ok(stream)) => connection_loop(&shared, broker_id, stream).await,
+                        Ok(Ok(stream)) => connection_loop(&shared, broker_id, stream, &peer).await,
                         Ok(Err(error)) => End::Tls(error.to_string()),
                         Err(_) => End::Tls("handshake timed out".into()),
                     }
                 }
-                None => connection_loop(&shared, broker_id, stream).await,
+                None => connection_loop(&shared, broker_id, stream, &peer).await,
             }
         };
         tokio::select! {
@@ -178,6 +178,8 @@ enum Outcome {
 struct Peer<'a, R> {
     reader: &'a mut R,
     buf: &'a mut BytesMut,
+    /// Where the connection comes from, as Kafka reports a client's host.
+    client_host: &'a Arc<str>,
 }
 
 impl<R: AsyncRead + Unpin> Peer<'_, R> {
@@ -202,10 +204,16 @@ impl<R: AsyncRead + Unpin> Peer<'_, R> {
     }
 }
 
-async fn connection_loop<S>(shared: &Shared, broker_id: i32, stream: S) -> End
+async fn connection_loop<S>(shared: &Shared, broker_id: i32, stream: S, address: &str) -> End
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    // As Kafka reports a client's host (`InetAddress.toString()` of an address without a
+    // name): "/" and the IP.
+    let client_host: Arc<str> = match address.parse::<std::net::SocketAddr>() {
+        Ok(socket) => Arc::from(format!("/{}", socket.ip())),
+        Err(_) => Arc::from(format!("/{address}")),
+    };
     let (mut reader, mut writer) = tokio::io::split(stream);
     let decoder = FrameDecoder::new(shared.max_frame_size);
     // A connection answers in order, so at most one of its requests waits at a time.
@@ -227,6 +235,7 @@ where
             let mut peer = Peer {
                 reader: &mut reader,
                 buf: &mut buf,
+                client_host: &client_host,
             };
             let outcome = handle_frame(
                 shared,
@@ -558,6 +567,7 @@ async fn handle_frame<R: AsyncRead + Unpin>(
                     broker_id,
                     client_id,
                     waiter,
+                    client_host: peer.client_host.clone(),
                     now,
                     now_ms: shared.clock.wall_ms(now),
                     partition_errors: decision.partition_errors,

@@ -34,6 +34,29 @@ pub struct ServeArgs {
     /// Seed for the cluster's fault-injection randomness.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Partitions of __consumer_offsets, over which group coordinators spread
+    /// (offsets.topic.num.partitions) [default: 50].
+    #[arg(long, value_name = "N")]
+    pub offsets_topic_partitions: Option<i32>,
+    /// How long a new group waits for more members before its first generation
+    /// (group.initial.rebalance.delay.ms) [default: 0].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub group_initial_rebalance_delay: Option<Duration>,
+    /// Shortest session timeout a member may ask for (group.min.session.timeout.ms)
+    /// [default: 6s].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub group_min_session_timeout: Option<Duration>,
+    /// Longest session timeout a member may ask for (group.max.session.timeout.ms)
+    /// [default: 30m].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub group_max_session_timeout: Option<Duration>,
+    /// Most members per group (group.max.size) [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub group_max_size: Option<usize>,
+    /// How long a broker that becomes a coordinator answers COORDINATOR_LOAD_IN_PROGRESS
+    /// [default: 0].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub coordinator_load_delay: Option<Duration>,
     /// Largest request frame accepted (socket.request.max.bytes) [default: 100MiB].
     #[arg(long, value_parser = parse_bytes, value_name = "BYTES")]
     pub max_frame_size: Option<usize>,
@@ -185,6 +208,24 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .seed(args.seed);
     for (name, partitions) in args.topics {
         builder = builder.topic(name, partitions);
+    }
+    if let Some(n) = args.offsets_topic_partitions {
+        builder = builder.offsets_topic_partitions(n);
+    }
+    if let Some(delay) = args.group_initial_rebalance_delay {
+        builder = builder.group_initial_rebalance_delay(delay);
+    }
+    if let Some(timeout) = args.group_min_session_timeout {
+        builder = builder.group_min_session_timeout(timeout);
+    }
+    if let Some(timeout) = args.group_max_session_timeout {
+        builder = builder.group_max_session_timeout(timeout);
+    }
+    if let Some(n) = args.group_max_size {
+        builder = builder.group_max_size(n);
+    }
+    if let Some(delay) = args.coordinator_load_delay {
+        builder = builder.coordinator_load_delay(delay);
     }
     if let Some(n) = args.max_frame_size {
         builder = builder.max_frame_size(n);
