@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Start an in-process Kafka cluster, print its bootstrap address, serve until interrupted.
-    Serve(cli::serve::ServeArgs),
+    Serve(Box<cli::serve::ServeArgs>),
     /// Produce records read from stdin, one a line.
     Produce(cli::produce::ProduceArgs),
     /// Consume records to stdout, one a line or as -f says, until interrupted (or -e, -c).
@@ -68,7 +68,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => cli::serve::run(args).await.map_err(Failure::from),
+            Command::Serve(args) => cli::serve::run(*args).await.map_err(Failure::from),
             Command::Produce(args) => cli::produce::run(args).await.map_err(Failure::from),
             Command::Consume(args) => cli::consume::run(args).await,
             Command::Bench(command) => cli::bench::run(command).await.map_err(Failure::from),

@@ -27,10 +27,10 @@
 //! What [`Config::set`] does with a key, from one table (listed below):
 //!
 //! - **Supported** keys are parsed into the typed settings and honoured. A value that does
-//!   not parse, or that franzy cannot honour safely (`security.protocol=SSL`,
-//!   `isolation.level=read_committed`, a `transactional.id`), is an [`Error::Config`] naming
-//!   the key: going on without TLS or outside a transaction would be wrong, not merely
-//!   different.
+//!   not parse, or that franzy cannot honour safely (`sasl.mechanism=GSSAPI`,
+//!   `ssl.truststore.type=JKS`, `isolation.level=read_committed`, a `transactional.id`), is
+//!   an [`Error::Config`] naming the key: going on unauthenticated or outside a transaction
+//!   would be wrong, not merely different.
 //! - **Known keys franzy ignores** (not implemented yet, such as `group.id`, or meaningless
 //!   here, such as `key.serializer`) are kept as text ([`Config::ignored`], [`Config::get`])
 //!   and logged once, at warn level, when set: `ignored: KEY (not supported)`, with the
@@ -70,6 +70,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::proto::compression::Compression;
+use crate::security::{Sasl, SecurityProtocol, SecuritySettings, TlsConfig};
 
 /// The longest duration franzy keeps: 2^42 ms, about 139 years. Longer settings, and
 /// "no limit" values such as librdkafka's `message.timeout.ms=0`, become this, which no
@@ -223,6 +224,8 @@ pub struct Config {
     pub(crate) enable_partition_eof: bool,
     /// `enable.idempotence`: `None` until set, when it follows the other settings.
     pub(crate) enable_idempotence: Option<bool>,
+    /// `security.protocol` and the `ssl.*` and `sasl.*` keys (its `Debug` hides secrets).
+    pub(crate) security: SecuritySettings,
     /// What was set of the settings derived from others.
     given: Given,
     /// The keys franzy keeps without acting on them.
@@ -277,6 +280,7 @@ impl Default for Config {
             max_response_size: DEFAULT_MAX_RESPONSE_SIZE,
             enable_partition_eof: false,
             enable_idempotence: None,
+            security: SecuritySettings::default(),
             given: Given::default(),
             kept: Kept::default(),
         };
@@ -437,6 +441,28 @@ impl Config {
             key "enable.idempotence", default "true";
     }
 
+    /// How connections are secured (`security.protocol`). Default `PLAINTEXT`. TLS uses
+    /// [`Config::tls`] (Mozilla's roots when not set), SASL uses [`Config::sasl`] (or the
+    /// `sasl.*` keys).
+    pub fn security_protocol(mut self, protocol: SecurityProtocol) -> Self {
+        self.security.protocol = protocol;
+        self
+    }
+
+    /// TLS settings for `SSL` and `SASL_SSL`; they replace every `ssl.*` key. Default:
+    /// from the `ssl.*` keys (Mozilla's roots, hostname verification).
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.security.tls = Some(tls);
+        self
+    }
+
+    /// SASL mechanism and credentials for `SASL_PLAINTEXT` and `SASL_SSL`; they replace the
+    /// `sasl.*` keys. Default: from the `sasl.*` keys.
+    pub fn sasl(mut self, sasl: Sasl) -> Self {
+        self.security.sasl = Some(sasl);
+        self
+    }
+
     /// Whether the producer is idempotent with these settings (see
     /// [`Config::enable_idempotence`]).
     pub fn idempotence(&self) -> bool {
@@ -523,7 +549,7 @@ impl Config {
             if let Some((scheme, _)) = server.split_once("://") {
                 return Err(Error::config(
                     "bootstrap.servers",
-                    format!("{scheme}:// is not supported yet: franzy speaks PLAINTEXT only"),
+                    format!("{scheme}:// is not a security protocol (set security.protocol)"),
                 ));
             }
             let valid = server
@@ -648,15 +674,15 @@ fn servers(list: impl AsRef<str>) -> Vec<String> {
     split_servers(list.as_ref())
 }
 
-/// A comma-separated server list, blanks and a `PLAINTEXT://` prefix dropped (other
-/// schemes stay, for [`Config::validate`] to refuse).
+/// A comma-separated server list, blanks and a security protocol prefix (`PLAINTEXT://`,
+/// `SASL_SSL://`, ...) dropped, as listener URLs carry them (other schemes stay, for
+/// [`Config::validate`] to refuse). `security.protocol` says how to connect.
 fn split_servers(list: &str) -> Vec<String> {
-    const PLAINTEXT: &str = "plaintext://";
     list.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| match s.get(..PLAINTEXT.len()) {
-            Some(scheme) if scheme.eq_ignore_ascii_case(PLAINTEXT) => &s[PLAINTEXT.len()..],
+        .map(|s| match s.split_once("://") {
+            Some((scheme, rest)) if SecurityProtocol::from_name(scheme).is_some() => rest,
             _ => s,
         })
         .map(String::from)
@@ -751,7 +777,22 @@ mod tests {
             "bootstrap.servers" => "a:1,b:2",
             "client.id" => "app",
             "client.dns.lookup" => "resolve_canonical_bootstrap_servers_only",
-            "security.protocol" => "plaintext",
+            "security.protocol" => "sasl_ssl",
+            "ssl.truststore.type" | "ssl.keystore.type" => "pem",
+            "ssl.truststore.location" => "/etc/kafka/ca.pem",
+            "ssl.truststore.certificates" => "-----BEGIN CERTIFICATE-----",
+            "ssl.ca.location" => "/etc/ssl/ca.pem",
+            "ssl.keystore.location" => "/etc/kafka/client.pem",
+            "ssl.keystore.certificate.chain" => "-----BEGIN CERTIFICATE-----",
+            "ssl.keystore.key" => "[hidden]",
+            "ssl.certificate.location" => "/etc/kafka/client.crt",
+            "ssl.key.location" => "/etc/kafka/client.key",
+            "ssl.endpoint.identification.algorithm" => "",
+            "enable.ssl.certificate.verification" => "false",
+            "sasl.mechanism" => "SCRAM-SHA-512",
+            "sasl.jaas.config" => "[hidden]",
+            "sasl.username" => "alice",
+            "sasl.password" => "[hidden]",
             "request.timeout.ms" => "40000",
             "metadata.max.age.ms" => "-1",
             "reconnect.backoff.ms" => "20",
@@ -950,10 +991,10 @@ mod tests {
             ("isolation.level", "read_committed"),
             ("isolation.level", "serializable"),
             ("enable.partition.eof", "maybe"),
-            ("security.protocol", "SSL"),
-            ("security.protocol", "sasl_ssl"),
-            ("security.protocol", "SASL_PLAINTEXT"),
             ("security.protocol", "TLS"),
+            ("ssl.truststore.type", "JKS"),
+            ("ssl.keystore.type", "PKCS12"),
+            ("ssl.endpoint.identification.algorithm", "ldaps"),
             ("transactional.id", "orders-tx"),
             ("client.dns.lookup", "default"),
             ("metadata.max.age.ms", "-2"),
@@ -965,13 +1006,10 @@ mod tests {
             let result = Config::new("a:1").set(key, value);
             assert_eq!(config_error_key(result), key, "{key}={value}");
         }
-        let not_yet = Config::new("a:1")
-            .set("security.protocol", "SSL")
+        let jks = Config::new("a:1")
+            .set("ssl.truststore.type", "JKS")
             .expect_err("refused");
-        assert!(
-            not_yet.to_string().contains("not supported yet"),
-            "{not_yet}"
-        );
+        assert!(jks.to_string().contains("only PEM"), "{jks}");
     }
 
     #[test]
@@ -1080,21 +1118,27 @@ mod tests {
             .validate()
             .expect_err("read_committed");
         assert!(matches!(&err, Error::Config { key, .. } if key == "isolation.level"));
-        let err = Config::new("SSL://a:9093").validate().expect_err("TLS");
+        let err = Config::new("http://a:9093").validate().expect_err("scheme");
         assert!(matches!(&err, Error::Config { key, .. } if key == "bootstrap.servers"));
-        let plain = Config::new("PLAINTEXT://a:9092, plaintext://b:9092");
-        assert_eq!(plain.bootstrap_servers, vec!["a:9092", "b:9092"]);
+        let plain = Config::new("PLAINTEXT://a:9092, plaintext://b:9092, SASL_SSL://c:9093");
+        assert_eq!(plain.bootstrap_servers, vec!["a:9092", "b:9092", "c:9093"]);
         assert!(plain.validate().is_ok());
     }
 
     #[test]
     fn ignored_keys_are_kept_and_warned_about_once() -> Result<(), Error> {
+        // Registers the warning callsites first: a callsite registered by another test's
+        // thread while the recorder below is installed could cache "not interested".
+        let _ = Config::new("a:1")
+            .set("group.id", "warm")
+            .and_then(|c| c.set("warm.unknown.key", "x"))
+            .and_then(|c| c.set("lingerms", "5"));
         let mut config = Config::new("a:1");
         let lines = warnings(|| {
             config = Config::new("a:1")
                 .set("group.id", "audit")
                 .and_then(|c| c.set("group.id", "audit-2"))
-                .and_then(|c| c.set("sasl.mechanisms", "PLAIN"))
+                .and_then(|c| c.set("sasl.oauthbearer.client.id", "app"))
                 .and_then(|c| c.set("enable.auto.commit", "false"))
                 .and_then(|c| c.set("interceptor.classes", ""))
                 .and_then(|c| c.set("interceptor.classes", "com.example.Tracing"))
@@ -1109,7 +1153,7 @@ mod tests {
         let warned: Vec<&str> = lines.iter().map(String::as_str).collect();
         assert_eq!(warned.len(), 5, "{warned:#?}");
         assert!(warned[0].starts_with("WARN ignored: group.id (not supported) reason="));
-        assert!(warned[1].starts_with("WARN ignored: sasl.mechanisms (not supported)"));
+        assert!(warned[1].starts_with("WARN ignored: sasl.oauthbearer.client.id (not supported)"));
         assert!(warned[2].starts_with("WARN ignored: interceptor.classes (not supported)"));
         assert_eq!(warned[3], "WARN ignored: schema.registry.url (unknown)");
         assert_eq!(
@@ -1122,7 +1166,7 @@ mod tests {
             kept,
             vec![
                 ("group.id", "audit-2"),
-                ("sasl.mechanism", "PLAIN"),
+                ("sasl.oauthbearer.client.credentials.client.id", "app"),
                 ("enable.auto.commit", "false"),
                 ("interceptor.classes", "com.example.Other"),
                 ("schema.registry.url", "http://r:8081"),
@@ -1130,7 +1174,10 @@ mod tests {
             ]
         );
         assert_eq!(config.get("group.id").as_deref(), Some("audit-2"));
-        assert_eq!(config.get("sasl.mechanisms").as_deref(), Some("PLAIN"));
+        assert_eq!(
+            config.get("sasl.oauthbearer.client.id").as_deref(),
+            Some("app")
+        );
         assert_eq!(config.get("max.block.ms"), None);
         assert_eq!(
             config.get("linger.ms").as_deref(),

@@ -34,8 +34,9 @@ pub enum Persisted {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A configuration value is malformed, asks for something franzy does not support yet
-    /// (TLS, SASL, transactions, `read_committed`), or conflicts with other settings.
+    /// A configuration value is malformed, asks for something franzy does not support
+    /// (GSSAPI, JKS keystores, transactions, `read_committed`), or conflicts with other
+    /// settings; or a file it names cannot be read.
     #[error("invalid configuration {key}: {reason}")]
     Config {
         /// The Kafka property name (or builder method) at fault.
@@ -72,6 +73,28 @@ pub enum Error {
         /// The cause.
         #[source]
         source: Arc<std::io::Error>,
+    },
+    /// The broker refused to authenticate the client, or the client refused the broker:
+    /// wrong credentials (SASL_AUTHENTICATION_FAILED), a mechanism the broker does not
+    /// enable, a SCRAM server signature that does not verify, a TLS handshake that failed
+    /// (an unknown CA, a certificate for another host). Fatal: the same settings fail the
+    /// same way, so the client's operations fail with it rather than retry forever.
+    #[error("authentication with {broker} failed: {reason}")]
+    Authentication {
+        /// `host:port` of the broker.
+        broker: String,
+        /// Why, naming the cause (the broker's message, the TLS error).
+        reason: String,
+    },
+    /// Authentication was interrupted by something a new connection may not meet again
+    /// (ILLEGAL_SASL_STATE, a connection lost mid-exchange). Retriable; a connection
+    /// attempt retries it once before it becomes [`Error::Authentication`].
+    #[error("authentication with {broker} interrupted: {reason}")]
+    AuthenticationInterrupted {
+        /// `host:port` of the broker.
+        broker: String,
+        /// What happened.
+        reason: String,
     },
     /// The connection broke while the request was in flight or queued.
     #[error("connection to {address} lost")]
@@ -226,8 +249,11 @@ impl Error {
             Self::Connect { .. }
             | Self::Disconnected { .. }
             | Self::RequestTimeout(_)
-            | Self::BrokerUnreachable { .. }
-            | Self::AllBrokersDown { .. } => true,
+            | Self::AuthenticationInterrupted { .. } => true,
+            // An outage whose cause is an authentication failure will not pass by itself.
+            Self::BrokerUnreachable { cause, .. } | Self::AllBrokersDown { cause, .. } => {
+                !cause.is_fatal()
+            }
             _ => false,
         }
     }
@@ -235,7 +261,10 @@ impl Error {
     /// The instance can no longer be used and must be recreated.
     pub fn is_fatal(&self) -> bool {
         match self {
-            Self::Fatal(_) => true,
+            Self::Fatal(_) | Self::Authentication { .. } => true,
+            Self::BrokerUnreachable { cause, .. } | Self::AllBrokersDown { cause, .. } => {
+                cause.is_fatal()
+            }
             Self::Broker { code, .. } | Self::Partition { code, .. } => matches!(
                 code,
                 ErrorCode::ProducerFenced

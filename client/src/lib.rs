@@ -88,6 +88,7 @@ pub mod partitioner;
 pub mod producer;
 pub mod proto;
 pub mod record;
+pub mod security;
 pub mod topic_partition;
 pub mod transport;
 

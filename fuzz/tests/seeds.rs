@@ -201,3 +201,30 @@ fn fetcher_seeds_run_and_reach_what_they_are_named_for() {
         }
     }
 }
+
+#[test]
+fn sasl_seeds_reach_what_they_are_named_for() {
+    use franzy::engine::sasl::scram::parse_server_first;
+    use franzy_harness::security::mechanisms::{
+        parse_client_final, parse_client_first, parse_oauth_initial, parse_plain,
+        validate_unsecured_jwt,
+    };
+    for (path, bytes) in seeds("sasl_client") {
+        if path.ends_with("server_first") {
+            parse_server_first(&bytes[1..], "fuzznonce").expect("server-first parses");
+        }
+    }
+    for (path, bytes) in seeds("sasl_server") {
+        let message = &bytes[1..];
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let parsed = match name {
+            "plain" => parse_plain(message).is_ok(),
+            "client_first" => parse_client_first(message).is_ok(),
+            "client_final" => parse_client_final(message).is_ok(),
+            "oauth_initial" => parse_oauth_initial(message).is_ok(),
+            "jwt" => validate_unsecured_jwt(&String::from_utf8_lossy(message), 0).is_ok(),
+            other => panic!("unexpected seed {other}"),
+        };
+        assert!(parsed, "{} does not parse", path.display());
+    }
+}

@@ -62,12 +62,14 @@ mod frame_budget;
 pub mod handlers;
 mod heavy;
 pub mod lab;
+pub mod security;
 mod server;
 mod trace;
 mod waiting;
 
 pub use cluster::{ClusterConfig, ClusterState, CoordinatorType, PlantedBug};
 pub use control::{Action, Interceptor, RecordLimits, RecordedRequest};
+pub use security::{ListenerSecurity, Mechanism, SecurityProtocol};
 
 use control::Control;
 use frame_budget::FrameBudget;
@@ -154,6 +156,8 @@ pub(crate) struct Shared {
     pub(crate) spare_response_bytes: AtomicUsize,
     /// The digest of every frame, when asked for ([`ClusterBuilder::trace`]).
     pub(crate) trace: Option<trace::Trace>,
+    /// TLS and SASL of the listeners, if any.
+    pub(crate) security: Option<Arc<security::ServerSecurity>>,
     /// Runs on the blocking thread before a produce request is validated (tests only).
     #[cfg(test)]
     pub(crate) prepare_hook: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
@@ -215,6 +219,7 @@ pub struct ClusterBuilder {
     heavy_work_inline: bool,
     wall_clock_start_ms: Option<i64>,
     trace: bool,
+    security: Option<ListenerSecurity>,
 }
 
 impl Default for ClusterBuilder {
@@ -235,6 +240,7 @@ impl Default for ClusterBuilder {
             heavy_work_inline: false,
             wall_clock_start_ms: None,
             trace: false,
+            security: None,
         }
     }
 }
@@ -485,6 +491,66 @@ impl ClusterBuilder {
         self
     }
 
+    /// Shortest session timeout a JoinGroup may ask for (`group.min.session.timeout.ms`);
+    /// shorter ones are INVALID_SESSION_TIMEOUT. Default 6 s, as Kafka.
+    pub fn group_min_session_timeout(mut self, timeout: Duration) -> Self {
+        self.config.groups.min_session_timeout = timeout;
+        self
+    }
+
+    /// Longest session timeout a JoinGroup may ask for (`group.max.session.timeout.ms`).
+    /// Default 30 minutes, as Kafka.
+    pub fn group_max_session_timeout(mut self, timeout: Duration) -> Self {
+        self.config.groups.max_session_timeout = timeout;
+        self
+    }
+
+    /// How long a new group waits for more members before its first generation
+    /// (`group.initial.rebalance.delay.ms`), extended by as much for each member that joins
+    /// meanwhile, up to the rebalance timeout. Default zero, so that tests do not wait
+    /// (Kafka's is 3 s).
+    pub fn group_initial_rebalance_delay(mut self, delay: Duration) -> Self {
+        self.config.groups.initial_rebalance_delay = delay;
+        self
+    }
+
+    /// How long a new member's JoinGroup may wait for its rebalance before the member is
+    /// dropped (Kafka's fixed 5 minutes). Default 5 minutes.
+    pub fn group_new_member_join_timeout(mut self, timeout: Duration) -> Self {
+        self.config.groups.new_member_join_timeout = timeout;
+        self
+    }
+
+    /// Most members per group (`group.max.size`), and separately most members waiting to
+    /// join with the id they were given (KIP-394); past it GROUP_MAX_SIZE_REACHED. Default
+    /// 10,000 (Kafka's default is unbounded).
+    pub fn group_max_size(mut self, n: usize) -> Self {
+        self.config.groups.max_size = n;
+        self
+    }
+
+    /// Most groups, with members or only offsets; a request that would create another is
+    /// answered UNKNOWN_SERVER_ERROR. Default 100,000.
+    pub fn max_groups(mut self, n: usize) -> Self {
+        self.config.groups.max_groups = n;
+        self
+    }
+
+    /// Most bytes of one member's protocol metadata, or of one member's assignment; past it
+    /// the JoinGroup or SyncGroup is answered UNKNOWN_SERVER_ERROR (Kafka's answer for a
+    /// group record too large for its log). Default 1 MiB.
+    pub fn max_member_metadata_bytes(mut self, n: usize) -> Self {
+        self.config.groups.max_member_bytes = n;
+        self
+    }
+
+    /// Most bytes of all groups' member metadata and assignments together; past it as
+    /// [`ClusterBuilder::max_member_metadata_bytes`]. Default 256 MiB.
+    pub fn max_group_bytes(mut self, n: usize) -> Self {
+        self.config.groups.max_bytes = n;
+        self
+    }
+
     /// Listen on real TCP sockets on `host` (default 127.0.0.1), ephemeral ports.
     pub fn tcp(mut self, host: impl Into<String>, base_port: u16) -> Self {
         self.transport = Transport::Tcp {
@@ -503,6 +569,14 @@ impl ClusterBuilder {
     /// Seed for everything random in the cluster (fault probabilities). Default 0.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
+        self
+    }
+
+    /// How every broker's listener is secured: TLS (certificates generated for the
+    /// advertised host names unless given; [`Cluster::ca_pem_path`]) and SASL users and
+    /// mechanisms. Default: PLAINTEXT.
+    pub fn security(mut self, security: ListenerSecurity) -> Self {
+        self.security = Some(security);
         self
     }
 
@@ -602,6 +676,13 @@ impl ClusterBuilder {
                 "transaction check intervals must be above zero".into(),
             ));
         }
+        let groups = &self.config.groups;
+        if groups.min_session_timeout > groups.max_session_timeout {
+            return Err(HarnessError::Config(format!(
+                "group.min.session.timeout.ms ({:?}) above group.max.session.timeout.ms ({:?})",
+                groups.min_session_timeout, groups.max_session_timeout
+            )));
+        }
         let mut config = self.config;
         config.broker_ids = (0..self.brokers).collect();
         let shared_config = config.clone();
@@ -616,7 +697,18 @@ impl ClusterBuilder {
                     code,
                 })?;
         }
+        let hosts: Vec<String> = match &self.transport {
+            Transport::Tcp { host, .. } => vec![host.clone()],
+            Transport::InMemory => (0..self.brokers)
+                .map(|id| format!("broker-{id}.franzy.invalid"))
+                .collect(),
+        };
+        let security = match self.security {
+            Some(security) => Some(Arc::new(security.start(&hosts, self.seed)?)),
+            None => None,
+        };
         let shared = Arc::new(Shared {
+            security,
             core: Mutex::new(Core::new(state)),
             control: Mutex::new(Control::with_record_limits(self.seed, self.record_limits)),
             config: shared_config,
@@ -994,6 +1086,76 @@ impl ClusterHandle {
     /// covers (see [`ClusterBuilder::trace`]); `None` when tracing is off.
     pub fn trace_digest(&self) -> Option<(u64, u64)> {
         self.shared.trace.as_ref().map(trace::Trace::digest)
+    }
+
+    /// The listeners' security protocol.
+    pub fn security_protocol(&self) -> SecurityProtocol {
+        self.shared
+            .security
+            .as_ref()
+            .map_or(SecurityProtocol::Plaintext, |s| s.protocol())
+    }
+
+    /// The generated CA certificate's PEM file, for clients to trust (TLS clusters whose
+    /// certificates were generated).
+    pub fn ca_pem_path(&self) -> Option<std::path::PathBuf> {
+        self.tls().and_then(|tls| tls.ca_path.clone())
+    }
+
+    /// The generated CA certificate, PEM.
+    pub fn ca_pem(&self) -> Option<String> {
+        self.tls().and_then(|tls| tls.ca_pem.clone())
+    }
+
+    /// A client certificate for `name` signed by the generated CA, `(chain, key)` PEM, for
+    /// mTLS.
+    pub fn issue_client_certificate(&self, name: &str) -> Result<(String, String), HarnessError> {
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+        if let Some(authority) = self.tls().and_then(|tls| tls.authority.as_ref()) {
+            let issued = authority.issue_client(name).map_err(HarnessError::Config)?;
+            return Ok((issued.certificate_pem, issued.key_pem));
+        }
+        let _ = name;
+        Err(HarnessError::Config(
+            "no generated CA to issue certificates".into(),
+        ))
+    }
+
+    /// Fails the next `n` authentications that would succeed, with
+    /// SASL_AUTHENTICATION_FAILED (fault injection).
+    pub fn fail_authentications(&self, n: usize) {
+        if let Some(security) = &self.shared.security {
+            security
+                .fail_next
+                .store(n, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// Expires every session authenticated so far, as if its token had: each connection's
+    /// next request must be a re-authentication, or the connection is closed.
+    pub fn expire_sessions(&self) {
+        if let Some(security) = &self.shared.security {
+            security.expire_sessions();
+        }
+    }
+
+    /// Refuses `mechanism` at the handshake (UNSUPPORTED_SASL_MECHANISM) until
+    /// [`Cluster::allow_mechanism`].
+    pub fn refuse_mechanism(&self, mechanism: Mechanism) {
+        if let Some(security) = &self.shared.security {
+            security.refuse_mechanism(mechanism, true);
+        }
+    }
+
+    /// Accepts `mechanism` again (if it was enabled).
+    pub fn allow_mechanism(&self, mechanism: Mechanism) {
+        if let Some(security) = &self.shared.security {
+            security.refuse_mechanism(mechanism, false);
+        }
+    }
+
+    fn tls(&self) -> Option<&security::tls::ServerTls> {
+        self.shared.security.as_ref().and_then(|s| s.tls.as_ref())
     }
 }
 

@@ -50,6 +50,7 @@ use crate::cluster::WaiterId;
 use crate::control::{Action, RequestSummary};
 use crate::handlers::produce::{self, TopicLimits};
 use crate::handlers::{self, api_versions, Prepared, Reply, RequestContext};
+use crate::security::{Session, Verdict};
 use crate::trace::Direction;
 use crate::waiting::{Parking, WaitGuard};
 use crate::Shared;
@@ -61,6 +62,13 @@ const ALLOWANCE: usize = 64 * 1024;
 
 /// The most a connection reads at once into a large frame.
 const LARGE_READ: usize = 1024 * 1024;
+
+/// How long a TLS client has to finish its handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Largest request frame before authentication (Kafka's
+/// `sasl.server.max.receive.size`).
+const MAX_UNAUTHENTICATED_FRAME: usize = 512 * 1024;
 
 /// Largest response buffer a connection keeps for its next response.
 const MAX_SPARE_RESPONSE_BUFFER: usize = 64 * 1024 * 1024;
@@ -117,15 +125,31 @@ pub(crate) async fn serve_connection<S>(
 {
     let span = info_span!("connection", broker = broker_id, peer = %peer);
     async move {
+        let serve = async {
+            match shared.security.as_ref().and_then(|s| s.tls.as_ref()) {
+                // TLS listeners: the handshake first (bounded), then the same loop.
+                Some(tls) => {
+                    let handshake = tls.acceptor.accept(stream);
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
+                        Ok(Ok(stream)) => connection_loop(&shared, broker_id, stream, &peer).await,
+                        Ok(Err(error)) => End::Tls(error.to_string()),
+                        Err(_) => End::Tls("handshake timed out".into()),
+                    }
+                }
+                None => connection_loop(&shared, broker_id, stream, &peer).await,
+            }
+        };
         // Biased everywhere: tokio's default random branch order would make a run
         // depend on more than its seed (the fault lab replays runs byte for byte).
         tokio::select! {
             biased;
             () = cancel.cancelled() => debug!("connection closed by broker shutdown"),
-            end = connection_loop(&shared, broker_id, stream) => match end {
+            end = serve => match end {
                 End::PeerClosed => debug!("peer closed the connection"),
                 End::Closed(reason) => warn!(%reason, "closing connection"),
                 End::Io(error) => debug!(%error, "connection error"),
+                End::Tls(reason) => debug!(%reason, "TLS handshake failed"),
+                End::Unauthenticated(reason) => debug!(%reason, "authentication failed"),
             },
         }
     }
@@ -137,10 +161,14 @@ enum End {
     PeerClosed,
     Closed(String),
     Io(std::io::Error),
+    Tls(String),
+    Unauthenticated(String),
 }
 
 enum Outcome {
     Send(BytesMut),
+    /// Answer, then close (a failed authentication, as Kafka does).
+    SendThenClose(BytesMut, String),
     Nothing,
     Close(String),
     /// The peer went away while its request waited.
@@ -155,6 +183,8 @@ enum Outcome {
 struct Peer<'a, R> {
     reader: &'a mut R,
     buf: &'a mut BytesMut,
+    /// Where the connection comes from, as Kafka reports a client's host.
+    client_host: &'a Arc<str>,
 }
 
 impl<R: AsyncRead + Unpin> Peer<'_, R> {
@@ -179,10 +209,16 @@ impl<R: AsyncRead + Unpin> Peer<'_, R> {
     }
 }
 
-async fn connection_loop<S>(shared: &Shared, broker_id: i32, stream: S) -> End
+async fn connection_loop<S>(shared: &Shared, broker_id: i32, stream: S, address: &str) -> End
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    // As Kafka reports a client's host (`InetAddress.toString()` of an address without a
+    // name): "/" and the IP.
+    let client_host: Arc<str> = match address.parse::<std::net::SocketAddr>() {
+        Ok(socket) => Arc::from(format!("/{}", socket.ip())),
+        Err(_) => Arc::from(format!("/{address}")),
+    };
     let (mut reader, mut writer) = tokio::io::split(stream);
     let decoder = FrameDecoder::new(shared.max_frame_size);
     // A connection answers in order, so at most one of its requests waits at a time.
@@ -193,6 +229,7 @@ where
     // megabytes encoded into fresh memory each time cost more in page faults and regrowth
     // copies than the encoding itself.
     let mut spare = SpareBuffer::new(shared);
+    let mut session = Session::new();
     loop {
         loop {
             let frame = match decoder.decode(&mut buf) {
@@ -203,18 +240,31 @@ where
             let mut peer = Peer {
                 reader: &mut reader,
                 buf: &mut buf,
+                client_host: &client_host,
             };
             if let Some(trace) = &shared.trace {
                 trace.feed(waiter.0, broker_id, Direction::Request, &frame);
             }
-            let outcome =
-                handle_frame(shared, broker_id, waiter, frame, spare.take(), &mut peer).await;
+            let outcome = handle_frame(
+                shared,
+                broker_id,
+                waiter,
+                frame,
+                spare.take(),
+                &mut peer,
+                &mut session,
+            )
+            .await;
             // The request is handled and its frame dropped: its bytes leave the budget.
             share.end_overdraft();
             share.shrink_to(over_allowance(buf.len()));
             if let Some(trace) = &shared.trace {
                 let (direction, bytes): (_, &[u8]) = match &outcome {
                     Outcome::Send(bytes) => (Some(Direction::Response), bytes),
+                    Outcome::SendThenClose(bytes, _) => {
+                        // The close that follows is not traced: it always does.
+                        (Some(Direction::Response), bytes)
+                    }
                     Outcome::Close(_) | Outcome::PeerClosed => (Some(Direction::Closed), &[]),
                     Outcome::Hang => (Some(Direction::Silenced), &[]),
                     Outcome::Nothing => (None, &[]),
@@ -229,6 +279,13 @@ where
                         return End::Io(error);
                     }
                     spare.keep(bytes);
+                }
+                Outcome::SendThenClose(bytes, reason) => {
+                    if let Err(error) = writer.write_all(&bytes).await {
+                        return End::Io(error);
+                    }
+                    let _ = writer.flush().await;
+                    return End::Unauthenticated(reason);
                 }
                 Outcome::Nothing => {}
                 Outcome::Close(reason) => return End::Closed(reason),
@@ -393,7 +450,15 @@ async fn handle_frame<R: AsyncRead + Unpin>(
     frame: Bytes,
     out: BytesMut,
     peer: &mut Peer<'_, R>,
+    session: &mut Session,
 ) -> Outcome {
+    let sasl = shared.security.as_deref().filter(|s| s.uses_sasl());
+    if sasl.is_some() && !session.is_authenticated() && frame.len() > MAX_UNAUTHENTICATED_FRAME {
+        return Outcome::Close(format!(
+            "a {}-byte request before authentication",
+            frame.len()
+        ));
+    }
     let prefix = match peek_request_prefix(&frame) {
         Ok(prefix) => prefix,
         Err(error) => return Outcome::Close(error.to_string()),
@@ -478,6 +543,36 @@ async fn handle_frame<R: AsyncRead + Unpin>(
         };
         drop(partitions);
         let action = decision.request_action;
+        // SASL listeners: the connection's session decides first (authentication,
+        // re-authentication, expiry), unless an interceptor takes the request.
+        let intercepted = matches!(
+            action,
+            Some(Action::Disconnect | Action::NeverAnswer | Action::Error(_))
+        );
+        if let (Some(security), false) = (sasl, intercepted) {
+            let now = shared.clock.now();
+            let verdict = session.decide(
+                security,
+                api,
+                version,
+                &body,
+                shared.clock.uptime(),
+                shared.clock.wall_ms(now),
+            );
+            match verdict {
+                Verdict::Pass => {}
+                Verdict::Respond { response, close } => {
+                    let outcome = encode(out, api, version, prefix.correlation_id, &response);
+                    return match (close, outcome) {
+                        (Some(reason), Outcome::Send(bytes)) => {
+                            Outcome::SendThenClose(bytes, reason)
+                        }
+                        (_, outcome) => outcome,
+                    };
+                }
+                Verdict::Close(reason) => return Outcome::Close(reason),
+            }
+        }
         let reply = match &action {
             Some(Action::Disconnect) => return Outcome::Close("interceptor: disconnect".into()),
             Some(Action::NeverAnswer) => return Outcome::Hang,
@@ -495,6 +590,7 @@ async fn handle_frame<R: AsyncRead + Unpin>(
                     broker_id,
                     client_id,
                     waiter,
+                    client_host: peer.client_host.clone(),
                     now,
                     now_ms: shared.clock.wall_ms(now),
                     partition_errors: decision.partition_errors,

@@ -42,12 +42,12 @@ fi
     >"$work/server.out" 2>"$work/server.err" &
 server_pid=$!
 for _ in $(seq 300); do
-    [[ $(wc -l <"$work/server.out") -ge 2 ]] && break
+    grep -q '^control ' "$work/server.out" && break
     kill -0 "$server_pid" 2>/dev/null || fail "franzy serve exited: $(cat "$work/server.err")"
     sleep 0.1
 done
 bootstrap="$(sed -n 1p "$work/server.out")"
-control="$(sed -n 2p "$work/server.out" | sed -n 's/^control \(http:\/\/.*\)$/\1/p')"
+control="$(sed -n 's/^control \(http:\/\/.*\)$/\1/p' "$work/server.out")"
 [[ -n "$bootstrap" && -n "$control" ]] || fail "no bootstrap and control lines: $(cat "$work/server.out")"
 log "cluster at $bootstrap, control plane at $control"
 

@@ -21,6 +21,16 @@ Subcommands:
                                  kafka-python-txn N wrote: WHICH is "committed" (exactly the
                                  2N committed records, read_committed) or "all" (all 3N,
                                  read_uncommitted); kcat never shows the markers
+  kafka-python-group BOOTSTRAP TOPIC PARTITIONS N GROUP
+                                 with kafka-python: produce N records to TOPIC, read them with
+                                 three consumers of group GROUP (the broker's group
+                                 coordinator assigns the partitions, offsets are committed),
+                                 check none is lost, then check that a new member of the
+                                 group reads nothing again and the committed offsets are the
+                                 end offsets
+  kcat-group-consumed FILE N PREFIX
+                                 check `kcat -G ... -f '%p\t%o\t%s\n'` output: N values of
+                                 kafka-python-group's run with PREFIX, each at least once
 
 Every check prints what it found and exits non-zero with a message on the first mismatch.
 Record i of a run with prefix P has key P-key-(i mod 1000) and value P-value-i, so that each
@@ -388,6 +398,140 @@ def txn_consumed(args):
     return 0
 
 
+def kafka_python_group(args):
+    import threading
+
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    bootstrap = args.bootstrap.split(",")
+    common = {"bootstrap_servers": bootstrap}
+    api_version = os.environ.get("KAFKA_PYTHON_API_VERSION")
+    if api_version:
+        common["api_version"] = tuple(int(x) for x in api_version.split("."))
+    deadline = time.monotonic() + TIMEOUT_S
+    timeout_ms = int(TIMEOUT_S * 1000)
+
+    producer = KafkaProducer(
+        acks="all", linger_ms=5, max_block_ms=timeout_ms, request_timeout_ms=timeout_ms,
+        delivery_timeout_ms=timeout_ms + 1000,
+        client_id="franzy-interop-group-producer", **common,
+    )
+    # Spread evenly over the partitions, so that every member has something to read.
+    futures = [
+        producer.send(args.topic, value=value_of(args.prefix, i).encode(), partition=i % args.partitions)
+        for i in range(args.n)
+    ]
+    producer.flush(timeout=max(1.0, deadline - time.monotonic()))
+    for future in futures:
+        future.get(timeout=max(1.0, deadline - time.monotonic()))
+    producer.close(timeout=10)
+    print(f"kafka-python group: produced {args.n} records to {args.topic} ({args.partitions} partitions)")
+
+    def consumer(name):
+        return KafkaConsumer(
+            args.topic,
+            group_id=args.group,
+            client_id=name,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            session_timeout_ms=10000,
+            heartbeat_interval_ms=1000,
+            fetch_max_wait_ms=200,
+            request_timeout_ms=timeout_ms + 1000,
+            **common,
+        )
+
+    lock = threading.Lock()
+    seen = Counter()
+    by_member = Counter()
+    assigned = {}
+    stop = threading.Event()
+    errors = []
+
+    def run(name):
+        try:
+            c = consumer(name)
+            while not stop.is_set():
+                batches = c.poll(timeout_ms=200)
+                with lock:
+                    for tp, records in batches.items():
+                        for r in records:
+                            seen[(tp.partition, r.offset, r.value.decode())] += 1
+                            by_member[name] += 1
+                    assigned[name] = sorted(tp.partition for tp in c.assignment())
+                if batches:
+                    c.commit()
+            c.commit()
+            c.close()
+        except Exception as e:  # reported by the main thread
+            errors.append(f"{name}: {e!r}")
+            stop.set()
+
+    threads = [threading.Thread(target=run, args=(f"member-{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        while True:
+            with lock:
+                distinct = len(seen)
+                spread = all(assigned.get(f"member-{i}") for i in range(3))
+            if errors or (distinct >= args.n and spread):
+                break
+            if time.monotonic() > deadline:
+                raise Mismatch(f"kafka-python group: read {distinct} of {args.n} records before the {TIMEOUT_S:.0f}s timeout (assignments {assigned})")
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    check(not errors, f"kafka-python group: {errors}")
+    values = {v for (_, _, v) in seen}
+    missing = [i for i in range(args.n) if value_of(args.prefix, i) not in values]
+    check(not missing, f"kafka-python group: {len(missing)} records lost, first {missing[:5]}")
+    check(len(values) == args.n, f"kafka-python group: {len(values)} distinct values, want {args.n}")
+    owners = sorted(sum((assigned[m] for m in assigned), []))
+    check(owners == list(range(args.partitions)), f"kafka-python group: final assignment {assigned} does not cover each partition once")
+    duplicates = sum(n - 1 for n in seen.values())
+    print(f"kafka-python group: 3 members read all {args.n} records (per member {dict(by_member)}, "
+          f"{duplicates} read twice across rebalances), final assignment {assigned}")
+
+    # Everything was committed: a new member of the group starts at the committed offsets
+    # and finds nothing to read, and the offsets are the end offsets.
+    late = consumer("member-late")
+    got = 0
+    quiet_until = time.monotonic() + 5
+    while time.monotonic() < quiet_until:
+        for _, records in late.poll(timeout_ms=200).items():
+            got += len(records)
+        if not late.assignment():
+            quiet_until = max(quiet_until, time.monotonic() + 1)
+            check(time.monotonic() < deadline, "kafka-python group: the late member got no assignment")
+    tps = [TopicPartition(args.topic, p) for p in range(args.partitions)]
+    ends = late.end_offsets(tps)
+    committed = {tp: late.committed(tp) for tp in tps}
+    late.close()
+    check(got == 0, f"kafka-python group: a new member read {got} records again")
+    check(all(committed[tp] == ends[tp] for tp in tps), f"kafka-python group: committed {committed}, end offsets {ends}")
+    print(f"kafka-python group: a new member reads nothing; committed offsets are the end offsets {sorted(ends.values())}")
+    return 0
+
+
+def kcat_group_consumed(args):
+    values = Counter()
+    with open(args.file, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if not line:
+                continue
+            fields = line.split("\t")
+            check(len(fields) == 3, f"kcat -G line {number}: {line!r} is not partition, offset, value")
+            values[fields[2]] += 1
+    missing = [i for i in range(args.n) if values[value_of(args.prefix, i)] == 0]
+    check(not missing, f"kcat -G: {len(missing)} records not read, first {missing[:5]}")
+    print(f"kcat -G: all {args.n} records read by a balanced consumer ({sum(values.values())} lines)")
+    return 0
+
+
 def kafka_python_headers(i):
     return [("h1", b"v1"), ("seq", str(i).encode())]
 
@@ -429,6 +573,19 @@ def main():
     p.add_argument("prefix")
     p.add_argument("--other", nargs=2, metavar=("N", "PREFIX"), default=["0", ""])
     p.set_defaults(run=kafka_python)
+    p = sub.add_parser("kafka-python-group")
+    p.add_argument("bootstrap")
+    p.add_argument("topic")
+    p.add_argument("partitions", type=int)
+    p.add_argument("n", type=int)
+    p.add_argument("group")
+    p.add_argument("--prefix", default="grp")
+    p.set_defaults(run=kafka_python_group)
+    p = sub.add_parser("kcat-group-consumed")
+    p.add_argument("file")
+    p.add_argument("n", type=int)
+    p.add_argument("prefix")
+    p.set_defaults(run=kcat_group_consumed)
     args = parser.parse_args()
     if args.command == "kafka-python":
         args.other_n, args.other_prefix = int(args.other[0]), args.other[1]

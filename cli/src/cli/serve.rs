@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use franzy_harness::Cluster;
+use franzy_harness::{Cluster, ListenerSecurity, SecurityProtocol};
 
 use super::Interrupt;
 
@@ -34,6 +34,29 @@ pub struct ServeArgs {
     /// Seed for the cluster's fault-injection randomness.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Partitions of __consumer_offsets, over which group coordinators spread
+    /// (offsets.topic.num.partitions) [default: 50].
+    #[arg(long, value_name = "N")]
+    pub offsets_topic_partitions: Option<i32>,
+    /// How long a new group waits for more members before its first generation
+    /// (group.initial.rebalance.delay.ms) [default: 0].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub group_initial_rebalance_delay: Option<Duration>,
+    /// Shortest session timeout a member may ask for (group.min.session.timeout.ms)
+    /// [default: 6s].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub group_min_session_timeout: Option<Duration>,
+    /// Longest session timeout a member may ask for (group.max.session.timeout.ms)
+    /// [default: 30m].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub group_max_session_timeout: Option<Duration>,
+    /// Most members per group (group.max.size) [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub group_max_size: Option<usize>,
+    /// How long a broker that becomes a coordinator answers COORDINATOR_LOAD_IN_PROGRESS
+    /// [default: 0].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub coordinator_load_delay: Option<Duration>,
     /// Largest request frame accepted (socket.request.max.bytes) [default: 100MiB].
     #[arg(long, value_parser = parse_bytes, value_name = "BYTES")]
     pub max_frame_size: Option<usize>,
@@ -78,9 +101,46 @@ pub struct ServeArgs {
     pub record_max_bytes: Option<usize>,
     /// Serve the control plane (HTTP/JSON: stop brokers, move leaders, inject faults, read
     /// the request log) on ADDR, e.g. 127.0.0.1:0; its address is printed as
-    /// `control http://HOST:PORT` on the line after the bootstrap address.
+    /// `control http://HOST:PORT` on a line of its own after the bootstrap address (and
+    /// after the `ca:` line with TLS).
     #[arg(long, value_name = "ADDR")]
     pub control: Option<String>,
+    /// The listeners' protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL. With TLS, a CA
+    /// and broker certificates are generated (unless --cert and --key are given) and
+    /// `ca: PATH` is printed on the second line of stdout.
+    #[arg(long, value_parser = parse_protocol, default_value = "PLAINTEXT", value_name = "PROTOCOL")]
+    pub security_protocol: SecurityProtocol,
+    /// A user for SASL PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 (repeatable).
+    #[arg(long = "user", value_parser = parse_user, value_name = "NAME:PASSWORD")]
+    pub users: Vec<(String, String)>,
+    /// Where the generated ca.pem, broker.pem and broker-key.pem are written [default: a
+    /// new directory under the system's temporary directory].
+    #[arg(long, value_name = "DIR")]
+    pub tls_dir: Option<std::path::PathBuf>,
+    /// The brokers' certificate chain (PEM file) instead of a generated one; needs --key.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<std::path::PathBuf>,
+    /// The private key (PEM file) of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<std::path::PathBuf>,
+    /// connections.max.reauth.ms: sessions last at most this long and clients must
+    /// re-authenticate [default: no limit].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub reauth: Option<Duration>,
+}
+
+fn parse_protocol(text: &str) -> Result<SecurityProtocol, String> {
+    SecurityProtocol::from_name(text)
+        .ok_or_else(|| format!("{text:?} is not PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"))
+}
+
+fn parse_user(text: &str) -> Result<(String, String), String> {
+    match text.split_once(':') {
+        Some((name, password)) if !name.is_empty() && !password.is_empty() => {
+            Ok((name.to_string(), password.to_string()))
+        }
+        _ => Err(format!("user {text:?} is not NAME:PASSWORD")),
+    }
 }
 
 fn parse_topic(spec: &str) -> Result<(String, i32), String> {
@@ -155,6 +215,24 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     for (name, partitions) in args.topics {
         builder = builder.topic(name, partitions);
     }
+    if let Some(n) = args.offsets_topic_partitions {
+        builder = builder.offsets_topic_partitions(n);
+    }
+    if let Some(delay) = args.group_initial_rebalance_delay {
+        builder = builder.group_initial_rebalance_delay(delay);
+    }
+    if let Some(timeout) = args.group_min_session_timeout {
+        builder = builder.group_min_session_timeout(timeout);
+    }
+    if let Some(timeout) = args.group_max_session_timeout {
+        builder = builder.group_max_session_timeout(timeout);
+    }
+    if let Some(n) = args.group_max_size {
+        builder = builder.group_max_size(n);
+    }
+    if let Some(delay) = args.coordinator_load_delay {
+        builder = builder.coordinator_load_delay(delay);
+    }
     if let Some(n) = args.max_frame_size {
         builder = builder.max_frame_size(n);
     }
@@ -191,9 +269,31 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     if let Some(n) = args.record_max_bytes {
         builder = builder.record_max_bytes(n);
     }
+    if args.security_protocol != SecurityProtocol::Plaintext {
+        let mut security = ListenerSecurity::new(args.security_protocol);
+        for (name, password) in args.users {
+            security = security.user(name, password);
+        }
+        if let Some(dir) = args.tls_dir {
+            security = security.tls_dir(dir);
+        }
+        if let (Some(cert), Some(key)) = (args.cert, args.key) {
+            let read = |path: &std::path::Path| {
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+            };
+            security = security.certificate(read(&cert)?, read(&key)?);
+        }
+        if let Some(lifetime) = args.reauth {
+            security = security.connections_max_reauth(lifetime);
+        }
+        builder = builder.security(security);
+    }
     let mut interrupt = Interrupt::watch()?;
     let cluster = builder.build().await.map_err(|e| e.to_string())?;
     println!("{}", cluster.bootstrap());
+    if let Some(ca) = cluster.ca_pem_path() {
+        println!("ca: {}", ca.display());
+    }
     let _control = match &args.control {
         Some(address) => {
             let control = cluster

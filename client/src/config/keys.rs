@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::{Acks, Config, IsolationLevel, OffsetReset, Partitioner, FOREVER};
 use crate::proto::compression::Compression;
+use crate::security::SecuritySettings;
 
 /// Which of Kafka's clients define a key (a key may be set on any `Config`; this is what the
 /// docs listing shows).
@@ -205,8 +206,13 @@ const GROUPS: &str = "consumer groups are not implemented yet: nothing is commit
 const SERDE: &str = "franzy sends and returns bytes: (de)serialize in the application \
                      (the ByteArray classes are what franzy does anyway)";
 const INTERCEPTORS: &str = "interceptors are Java classes, which franzy cannot load";
-const TLS: &str = "TLS is not implemented yet (`security.protocol` must be PLAINTEXT)";
-const SASL: &str = "SASL is not implemented yet (`security.protocol` must be PLAINTEXT)";
+const TLS: &str = "TLS tuning franzy leaves to rustls's safe defaults (TLS 1.2 and 1.3, \
+                   its cipher suites, its random source)";
+const SASL: &str = "franzy speaks PLAIN, SCRAM-SHA-256/512 and OAUTHBEARER (unsecured JWTs \
+                    from the JAAS options, other tokens from a TokenProvider): Kerberos, login \
+                    classes and token endpoints are not implemented";
+const PEM_ONLY: &str = "franzy reads PEM stores only, which have no store password";
+const ENCRYPTED_KEYS: &str = "encrypted private keys are not supported: decrypt the key";
 const METRICS: &str = "franzy records no metrics (it reports through `tracing`)";
 const TRANSACTIONS: &str = "transactions are not implemented yet";
 const LEVELS: &str = "franzy compresses at one fixed level per codec";
@@ -277,30 +283,174 @@ pub(super) static KEYS: &[Key] = &[
         "security.protocol",
         PCA,
         "PLAINTEXT",
-        "only `PLAINTEXT`; `SSL`, `SASL_PLAINTEXT` and `SASL_SSL` are refused until TLS and \
-         SASL land",
-        |_, v| {
-            let plaintext = choice(
-                v,
-                &[
-                    ("PLAINTEXT", true),
-                    ("SSL", false),
-                    ("SASL_PLAINTEXT", false),
-                    ("SASL_SSL", false),
-                ],
-            )?;
-            if plaintext {
-                Ok(())
+        "`PLAINTEXT`, `SSL` (TLS), `SASL_PLAINTEXT` or `SASL_SSL`",
+        |c, v| c.security.set_protocol(v),
+        |c| c.security.protocol.name().into(),
+    ),
+    supported(
+        "ssl.truststore.type",
+        PCA,
+        "PEM",
+        "`PEM` only (Java's default, `JKS`, and `PKCS12` are refused: convert them to PEM)",
+        |_, v| crate::security::check_store_type(v),
+        |_| "PEM".into(),
+    ),
+    supported(
+        "ssl.truststore.location",
+        PCA,
+        "",
+        "PEM file of the CAs to trust instead of Mozilla's roots",
+        |c, v| SecuritySettings::set_optional(&mut c.security.truststore_location, v),
+        |c| c.security.truststore_location.clone().unwrap_or_default(),
+    ),
+    supported(
+        "ssl.truststore.certificates",
+        PCA,
+        "",
+        "PEM text of the CAs to trust instead of Mozilla's roots",
+        |c, v| SecuritySettings::set_optional(&mut c.security.truststore_certificates, v),
+        |c| {
+            c.security
+                .truststore_certificates
+                .clone()
+                .unwrap_or_default()
+        },
+    )
+    .also(&["ssl.ca.pem"]),
+    supported(
+        "ssl.ca.location",
+        PCA,
+        "",
+        "PEM file (or directory of `.pem`/`.crt` files) of the CAs to trust instead of \
+         Mozilla's roots",
+        |c, v| SecuritySettings::set_optional(&mut c.security.ca_location, v),
+        |c| c.security.ca_location.clone().unwrap_or_default(),
+    )
+    .librdkafka(),
+    supported(
+        "ssl.keystore.type",
+        PCA,
+        "PEM",
+        "`PEM` only (`JKS` and `PKCS12` are refused: convert them to PEM)",
+        |_, v| crate::security::check_store_type(v),
+        |_| "PEM".into(),
+    ),
+    supported(
+        "ssl.keystore.location",
+        PCA,
+        "",
+        "PEM file with the client certificate chain and its unencrypted private key (mTLS)",
+        |c, v| SecuritySettings::set_optional(&mut c.security.keystore_location, v),
+        |c| c.security.keystore_location.clone().unwrap_or_default(),
+    ),
+    supported(
+        "ssl.keystore.certificate.chain",
+        PCA,
+        "",
+        "PEM text of the client certificate chain (mTLS)",
+        |c, v| SecuritySettings::set_optional(&mut c.security.keystore_certificate_chain, v),
+        |c| {
+            c.security
+                .keystore_certificate_chain
+                .clone()
+                .unwrap_or_default()
+        },
+    )
+    .also(&["ssl.certificate.pem"]),
+    supported(
+        "ssl.keystore.key",
+        PCA,
+        "",
+        "PEM text of the client certificate's unencrypted private key (mTLS)",
+        |c, v| SecuritySettings::set_optional(&mut c.security.keystore_key, v),
+        |c| hidden(&c.security.keystore_key),
+    )
+    .also(&["ssl.key.pem"])
+    .secret(),
+    supported(
+        "ssl.certificate.location",
+        PCA,
+        "",
+        "PEM file of the client certificate chain (mTLS)",
+        |c, v| SecuritySettings::set_optional(&mut c.security.certificate_location, v),
+        |c| c.security.certificate_location.clone().unwrap_or_default(),
+    )
+    .librdkafka(),
+    supported(
+        "ssl.key.location",
+        PCA,
+        "",
+        "PEM file of the client certificate's unencrypted private key (mTLS)",
+        |c, v| SecuritySettings::set_optional(&mut c.security.key_location, v),
+        |c| c.security.key_location.clone().unwrap_or_default(),
+    )
+    .librdkafka(),
+    supported(
+        "ssl.endpoint.identification.algorithm",
+        PCA,
+        "https",
+        "`https`: the broker's certificate must name the host connected to (DNS name or IP \
+         address); empty (or librdkafka's `none`): any name",
+        |c, v| c.security.set_endpoint_identification(v),
+        |c| {
+            if c.security.endpoint_identification {
+                "https".into()
             } else {
-                Err(format!(
-                    "{} is not supported yet: franzy speaks PLAINTEXT only until TLS and SASL \
-                     land",
-                    v.to_ascii_uppercase()
-                ))
+                String::new()
             }
         },
-        |_| "PLAINTEXT".into(),
     ),
+    supported(
+        "enable.ssl.certificate.verification",
+        PCA,
+        "true",
+        "`false` trusts any broker certificate (tests only)",
+        |c, v| {
+            c.security.verify_certificates = boolean(v)?;
+            Ok(())
+        },
+        |c| c.security.verify_certificates.to_string(),
+    )
+    .librdkafka(),
+    supported(
+        "sasl.mechanism",
+        PCA,
+        "GSSAPI",
+        "`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512` or `OAUTHBEARER`; Kafka's default, \
+         `GSSAPI` (Kerberos), is refused when SASL is used",
+        |c, v| c.security.set_mechanism(v),
+        |c| c.security.mechanism.clone(),
+    )
+    .also(&["sasl.mechanisms"]),
+    supported(
+        "sasl.jaas.config",
+        PCA,
+        "",
+        "`PlainLoginModule` or `ScramLoginModule` with `username` and `password`, or \
+         `OAuthBearerLoginModule` with `unsecuredLoginStringClaim_sub` (unsecured JWTs)",
+        |c, v| SecuritySettings::set_optional(&mut c.security.jaas, v),
+        |c| hidden(&c.security.jaas),
+    )
+    .secret(),
+    supported(
+        "sasl.username",
+        PCA,
+        "",
+        "user name for PLAIN and SCRAM when `sasl.jaas.config` is not set",
+        |c, v| SecuritySettings::set_optional(&mut c.security.username, v),
+        |c| c.security.username.clone().unwrap_or_default(),
+    )
+    .librdkafka(),
+    supported(
+        "sasl.password",
+        PCA,
+        "",
+        "password for PLAIN and SCRAM when `sasl.jaas.config` is not set",
+        |c, v| SecuritySettings::set_optional(&mut c.security.password, v),
+        |c| hidden(&c.security.password),
+    )
+    .librdkafka()
+    .secret(),
     supported(
         "request.timeout.ms",
         PCA,
@@ -783,24 +933,13 @@ pub(super) static KEYS: &[Key] = &[
     ignored("ssl.provider", PCA, TLS),
     ignored("ssl.cipher.suites", PCA, TLS),
     ignored("ssl.enabled.protocols", PCA, TLS),
-    ignored("ssl.keystore.type", PCA, TLS),
-    ignored("ssl.keystore.location", PCA, TLS),
-    ignored("ssl.keystore.password", PCA, TLS).secret(),
-    ignored("ssl.key.password", PCA, TLS).secret(),
-    ignored("ssl.keystore.key", PCA, TLS).secret(),
-    ignored("ssl.keystore.certificate.chain", PCA, TLS).secret(),
-    ignored("ssl.truststore.certificates", PCA, TLS).secret(),
-    ignored("ssl.truststore.type", PCA, TLS),
-    ignored("ssl.truststore.location", PCA, TLS),
-    ignored("ssl.truststore.password", PCA, TLS).secret(),
+    ignored("ssl.keystore.password", PCA, PEM_ONLY).secret(),
+    ignored("ssl.key.password", PCA, ENCRYPTED_KEYS).secret(),
+    ignored("ssl.truststore.password", PCA, PEM_ONLY).secret(),
     ignored("ssl.keymanager.algorithm", PCA, TLS),
     ignored("ssl.trustmanager.algorithm", PCA, TLS),
-    ignored("ssl.endpoint.identification.algorithm", PCA, TLS),
     ignored("ssl.secure.random.implementation", PCA, TLS),
     ignored("ssl.engine.factory.class", PCA, TLS),
-    // SASL.
-    ignored("sasl.mechanism", PCA, SASL).also(&["sasl.mechanisms"]),
-    ignored("sasl.jaas.config", PCA, SASL).secret(),
     ignored("sasl.client.callback.handler.class", PCA, SASL),
     ignored("sasl.login.callback.handler.class", PCA, SASL),
     ignored("sasl.login.class", PCA, SASL),
@@ -890,22 +1029,13 @@ pub(super) static KEYS: &[Key] = &[
     rdkafka("socket.receive.buffer.bytes", PCA, NETWORK).inert(&["0"]),
     rdkafka("topic.metadata.refresh.fast.interval.ms", PCA, NETWORK),
     rdkafka("statistics.interval.ms", PCA, METRICS).inert(&["0"]),
-    rdkafka("enable.ssl.certificate.verification", PCA, TLS),
-    rdkafka("ssl.ca.location", PCA, TLS),
-    rdkafka("ssl.ca.pem", PCA, TLS),
     rdkafka("ssl.ca.certificate.stores", PCA, TLS),
-    rdkafka("ssl.certificate.location", PCA, TLS),
-    rdkafka("ssl.certificate.pem", PCA, TLS),
     rdkafka("ssl.crl.location", PCA, TLS),
     rdkafka("ssl.curves.list", PCA, TLS),
     rdkafka("ssl.sigalgs.list", PCA, TLS),
     rdkafka("ssl.engine.id", PCA, TLS),
     rdkafka("ssl.engine.location", PCA, TLS),
-    rdkafka("ssl.key.location", PCA, TLS),
-    rdkafka("ssl.key.pem", PCA, TLS).secret(),
     rdkafka("ssl.providers", PCA, TLS),
-    rdkafka("sasl.username", PCA, SASL),
-    rdkafka("sasl.password", PCA, SASL).secret(),
     rdkafka("sasl.kerberos.principal", PCA, SASL),
     rdkafka("sasl.kerberos.keytab", PCA, SASL),
     rdkafka("sasl.oauthbearer.config", PCA, SASL).secret(),
@@ -956,6 +1086,14 @@ fn choice<T: Copy>(value: &str, choices: &[(&str, T)]) -> Result<T, String> {
 }
 
 /// A boolean as Kafka's `ConfigDef` reads one: `true` or `false` in any case.
+/// A secret's value as `Config::get` shows it: hidden when set.
+fn hidden(value: &Option<String>) -> String {
+    value
+        .as_ref()
+        .map(|_| "[hidden]".to_string())
+        .unwrap_or_default()
+}
+
 fn boolean(value: &str) -> Result<bool, String> {
     if value.eq_ignore_ascii_case("true") {
         Ok(true)

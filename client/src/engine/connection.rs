@@ -1,13 +1,20 @@
 //! One broker connection, without the socket: correlation ids, requests in flight, version
-//! negotiation, per-request timeouts (KIP-35, KIP-511; protocol guide "Requests and
-//! Responses").
+//! negotiation, SASL authentication and re-authentication, per-request timeouts (KIP-35,
+//! KIP-511; KIP-43, KIP-152, KIP-368; protocol guide "Requests and Responses" and "SASL
+//! Authentication Sequence").
 //!
-//! Call order, as a driver uses it:
+//! Call order, as a driver uses it (TLS, when configured, is below this: the driver wraps
+//! the socket before the first byte):
 //! 1. [`Connection::new`] queues an ApiVersions request; write [`Connection::poll_transmit`]
 //!    to the socket whenever it returns bytes.
 //! 2. Feed every read to [`Connection::handle_received`]; after each call, drain
-//!    [`Connection::poll_event`]. The first event on a healthy connection is
-//!    [`ConnectionEvent::Ready`]; only then may [`Connection::send`] be called.
+//!    [`Connection::poll_event`]. With SASL configured, the connection then sends
+//!    SaslHandshake v1 and SaslAuthenticate requests by itself (the mechanism's messages
+//!    come from `engine::sasl`); for OAUTHBEARER it first asks for a token with
+//!    [`ConnectionEvent::TokenNeeded`], which the driver answers with
+//!    [`Connection::handle_token`]. The first event on a healthy connection is
+//!    [`ConnectionEvent::Ready`]; only then, and only while [`Connection::is_ready`], may
+//!    [`Connection::send`] be called.
 //! 3. Sleep until [`Connection::poll_timeout`] and call [`Connection::handle_timeout`].
 //! 4. On EOF or an IO error call [`Connection::handle_closed`]. After any failure the
 //!    connection is [`Connection::is_closed`] and every request in flight has been failed:
@@ -17,14 +24,30 @@
 //! whose correlation id is not the oldest one in flight is a protocol violation. A request
 //! that times out breaks the connection (as in the Java client): the responses behind it can
 //! no longer be trusted to arrive.
+//!
+//! Re-authentication (KIP-368): when SaslAuthenticate v1+ reports a session lifetime, the
+//! connection re-authenticates at a random point between 85% and 95% of it, as the Java
+//! client does. From then it is not ready: the driver holds new requests back, the requests
+//! in flight are answered, and the handshake and exchange run again on the same connection
+//! (without ApiVersions); then it is ready again. [`Connection::poll_timeout`] includes
+//! that moment.
+//!
+//! Authentication failures (SASL_AUTHENTICATION_FAILED, an unsupported mechanism, a server
+//! message that does not verify) close the connection with [`Error::Authentication`], which
+//! is fatal; ILLEGAL_SASL_STATE closes it with [`Error::Disconnected`]-like retriable
+//! error the driver retries once (`io::broker`).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::messages::{
+    ApiVersionsRequest, ApiVersionsResponse, SaslAuthenticateRequest, SaslAuthenticateResponse,
+    SaslHandshakeRequest, SaslHandshakeResponse,
+};
 use kafka_protocol::protocol::StrBytes;
 
+use super::sasl::{Credentials, Mechanism, SaslClient};
 use crate::error::Error;
 use crate::proto::frame::{
     grow_frame, FrameDecoder, FramePool, DEFAULT_MAX_FRAME_SIZE, POOLED_FRAME_MIN,
@@ -35,6 +58,9 @@ use crate::proto::{ApiKey, ErrorCode, RequestHeader, RequestKind, ResponseKind};
 
 /// The highest ApiVersions version franzy sends first.
 const API_VERSIONS_VERSION: i16 = 3;
+/// SaslHandshake v1: the tokens go in SaslAuthenticate requests (KIP-152). Kafka 4.0 removed
+/// v0, whose tokens followed the handshake unframed (KIP-896), so franzy sends v1 only.
+const SASL_HANDSHAKE_VERSION: i16 = 1;
 
 /// Settings of a connection.
 #[derive(Debug, Clone)]
@@ -45,6 +71,8 @@ pub struct ConnectionConfig {
     pub request_timeout: Duration,
     /// Largest response frame accepted.
     pub max_response_size: usize,
+    /// SASL, if the connection authenticates (`SASL_PLAINTEXT`, `SASL_SSL`).
+    pub sasl: Option<SaslConfig>,
 }
 
 impl Default for ConnectionConfig {
@@ -53,15 +81,32 @@ impl Default for ConnectionConfig {
             client_id: "franzy".into(),
             request_timeout: Duration::from_secs(30),
             max_response_size: DEFAULT_MAX_FRAME_SIZE,
+            sasl: None,
         }
     }
+}
+
+/// How a connection authenticates.
+#[derive(Debug, Clone)]
+pub struct SaslConfig {
+    /// The mechanism.
+    pub mechanism: Mechanism,
+    /// The user name and password for PLAIN and SCRAM; `None` for OAUTHBEARER, whose token
+    /// the driver fetches for each exchange ([`ConnectionEvent::TokenNeeded`]).
+    pub credentials: Option<Credentials>,
+    /// This connection's randomness: SCRAM nonces and the re-authentication point are
+    /// derived from it (the driver draws it from the OS, or from the client's seed).
+    pub entropy: [u8; 32],
 }
 
 /// What the connection has to tell its driver.
 #[derive(Debug)]
 pub enum ConnectionEvent {
-    /// Version negotiation is done; requests may be sent.
+    /// Version negotiation (and authentication) is done; requests may be sent.
     Ready,
+    /// OAUTHBEARER needs a token for the exchange about to start: fetch one and hand it to
+    /// [`Connection::handle_token`].
+    TokenNeeded,
     /// The response to the request sent with `token`.
     Response {
         /// The caller's token.
@@ -95,7 +140,7 @@ struct InFlight {
     api: ApiKey,
     version: i16,
     deadline: Instant,
-    /// `None` for the connection's own ApiVersions request.
+    /// `None` for the connection's own requests (ApiVersions, SASL).
     token: Option<u64>,
     /// Whether its bytes have left through `poll_transmit`.
     sent: bool,
@@ -104,8 +149,22 @@ struct InFlight {
 #[derive(Debug)]
 enum State {
     Negotiating,
-    Ready(BrokerVersions),
+    Authenticating(AuthStep),
+    Ready,
     Closed,
+}
+
+/// Where an authentication (or re-authentication) stands.
+#[derive(Debug)]
+enum AuthStep {
+    /// Re-authentication is due: the requests in flight are being answered first.
+    Draining,
+    /// Waiting for the driver's OAUTHBEARER token.
+    AwaitingToken,
+    /// SaslHandshake sent, with the exchange that follows it.
+    Handshake(Box<SaslClient>),
+    /// A SaslAuthenticate request sent.
+    Exchange(Box<SaslClient>),
 }
 
 /// A broker connection's protocol state.
@@ -114,6 +173,12 @@ pub struct Connection {
     address: String,
     config: ConnectionConfig,
     state: State,
+    /// What the broker supports, once ApiVersions answered.
+    versions: Option<BrokerVersions>,
+    /// SASL exchanges started on this connection (numbers nonces and jitter).
+    exchanges: u32,
+    /// When to re-authenticate (KIP-368), if the broker gave the session a lifetime.
+    reauthenticate_at: Option<Instant>,
     next_correlation_id: i32,
     in_flight: VecDeque<InFlight>,
     /// Bytes queued for the socket; the first `unsent_from` requests in `in_flight` are
@@ -136,6 +201,9 @@ impl Connection {
             address: address.into(),
             config,
             state: State::Negotiating,
+            versions: None,
+            exchanges: 0,
+            reauthenticate_at: None,
             next_correlation_id: 0,
             in_flight: VecDeque::new(),
             transmit: BytesMut::new(),
@@ -154,9 +222,20 @@ impl Connection {
         &self.address
     }
 
-    /// Version negotiation is done and the connection is healthy.
+    /// `request.timeout.ms`, which also bounds the driver's wait for a token.
+    pub fn request_timeout(&self) -> Duration {
+        self.config.request_timeout
+    }
+
+    /// Version negotiation and authentication are done and the connection is healthy:
+    /// requests may be sent. False again while it re-authenticates.
     pub fn is_ready(&self) -> bool {
-        matches!(self.state, State::Ready(_))
+        matches!(self.state, State::Ready)
+    }
+
+    /// Authenticating (for the first time or again).
+    pub fn is_authenticating(&self) -> bool {
+        matches!(self.state, State::Authenticating(_))
     }
 
     /// The connection failed or was closed; it will never be usable again.
@@ -172,28 +251,26 @@ impl Connection {
     /// What the broker said it supports, once ready.
     pub fn broker_versions(&self) -> Option<&BrokerVersions> {
         match &self.state {
-            State::Ready(versions) => Some(versions),
+            State::Ready => self.versions.as_ref(),
             _ => None,
         }
     }
 
     /// The version to use for `api`: the highest both sides support.
     pub fn version_for(&self, api: ApiKey) -> Result<i16, Error> {
-        match &self.state {
-            State::Ready(versions) => {
-                versions
-                    .choose(api)
-                    .ok_or_else(|| Error::UnsupportedVersion {
-                        address: self.address.clone(),
-                        api,
-                    })
-            }
-            State::Negotiating => Err(Error::Protocol {
+        match (&self.state, &self.versions) {
+            (State::Closed, _) => Err(Error::Disconnected {
+                address: self.address.clone(),
+            }),
+            (State::Ready | State::Authenticating(_), Some(versions)) => versions
+                .choose(api)
+                .ok_or_else(|| Error::UnsupportedVersion {
+                    address: self.address.clone(),
+                    api,
+                }),
+            _ => Err(Error::Protocol {
                 peer: self.address.clone(),
                 reason: "request before version negotiation finished".into(),
-            }),
-            State::Closed => Err(Error::Disconnected {
-                address: self.address.clone(),
             }),
         }
     }
@@ -210,7 +287,10 @@ impl Connection {
         now: Instant,
     ) -> Result<(), Error> {
         if !self.is_ready() {
-            return Err(self.version_for(api).err().unwrap_or(Error::Closed));
+            return Err(self.version_for(api).err().unwrap_or(Error::Protocol {
+                peer: self.address.clone(),
+                reason: "request while the connection authenticates".into(),
+            }));
         }
         let correlation_id = self.encode(api, version, body)?;
         if expect_response {
@@ -239,7 +319,15 @@ impl Connection {
 
     /// When [`Connection::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.in_flight.iter().map(|r| r.deadline).min()
+        let reauthenticate = match self.state {
+            State::Ready => self.reauthenticate_at,
+            _ => None,
+        };
+        self.in_flight
+            .iter()
+            .map(|r| r.deadline)
+            .chain(reauthenticate)
+            .min()
     }
 
     /// The next event for the driver.
@@ -298,8 +386,16 @@ impl Connection {
         }
     }
 
-    /// Time has passed: fails the connection if a request is overdue.
+    /// Time has passed: fails the connection if a request is overdue; starts
+    /// re-authentication when it is due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if matches!(self.state, State::Ready) && self.reauthenticate_at.is_some_and(|at| at <= now)
+        {
+            tracing::debug!(broker = %self.address, "re-authenticating");
+            self.reauthenticate_at = None;
+            self.state = State::Authenticating(AuthStep::Draining);
+            self.continue_reauthentication(now);
+        }
         let overdue = self.in_flight.iter().any(|r| r.deadline <= now);
         if overdue {
             let timeout = self.config.request_timeout;
@@ -317,6 +413,9 @@ impl Connection {
 
     /// The socket closed or failed.
     pub fn handle_closed(&mut self) {
+        if self.is_authenticating() {
+            return self.fail_retriable("connection closed during authentication");
+        }
         if !self.is_closed() {
             let error = Error::Disconnected {
                 address: self.address.clone(),
@@ -381,7 +480,21 @@ impl Connection {
             return Err("in-flight queue changed underneath".into());
         };
         match request.token {
-            None => self.handle_api_versions(frame, request.version, now),
+            None if request.api == ApiKey::ApiVersions => {
+                self.handle_api_versions(frame, request.version, now)
+            }
+            None => {
+                let (_, response) = decode_response(frame, request.api, request.version)
+                    .map_err(|e| e.to_string())?;
+                match response {
+                    ResponseKind::SaslHandshake(answer) => self.handle_sasl_handshake(answer, now),
+                    ResponseKind::SaslAuthenticate(answer) => {
+                        self.handle_sasl_authenticate(answer, now)
+                    }
+                    _ => return Err(format!("unexpected answer to {:?}", request.api)),
+                }
+                Ok(())
+            }
             Some(token) => {
                 let (_, response) = decode_response(frame, request.api, request.version)
                     .map_err(|e| e.to_string())?;
@@ -390,6 +503,9 @@ impl Connection {
                     version: request.version,
                     response: Box::new(response),
                 });
+                if matches!(self.state, State::Authenticating(AuthStep::Draining)) {
+                    self.continue_reauthentication(now);
+                }
                 Ok(())
             }
         }
@@ -431,8 +547,13 @@ impl Connection {
                 if versions.range(ApiKey::ApiVersions).is_none() {
                     return Err("ApiVersions response does not list ApiVersions".into());
                 }
-                self.state = State::Ready(versions);
-                self.events.push_back(ConnectionEvent::Ready);
+                self.versions = Some(versions);
+                if self.config.sasl.is_some() {
+                    self.start_authentication(now);
+                } else {
+                    self.state = State::Ready;
+                    self.events.push_back(ConnectionEvent::Ready);
+                }
                 Ok(())
             }
             Some(ErrorCode::UnsupportedVersion) => {
@@ -455,6 +576,218 @@ impl Connection {
                 Ok(())
             }
         }
+    }
+
+    /// The OAUTHBEARER token asked for by [`ConnectionEvent::TokenNeeded`], or why the
+    /// provider could not give one (which fails the connection with an authentication
+    /// error).
+    pub fn handle_token(&mut self, token: Result<Credentials, String>, now: Instant) {
+        if !matches!(self.state, State::Authenticating(AuthStep::AwaitingToken)) {
+            return;
+        }
+        match token {
+            Ok(credentials) => self.send_handshake(&credentials, now),
+            Err(reason) => self.fail_authentication(format!("no OAUTHBEARER token: {reason}")),
+        }
+    }
+
+    fn start_authentication(&mut self, now: Instant) {
+        let Some(sasl) = &self.config.sasl else {
+            return;
+        };
+        match sasl.credentials.clone() {
+            Some(credentials) => self.send_handshake(&credentials, now),
+            None => {
+                self.state = State::Authenticating(AuthStep::AwaitingToken);
+                self.events.push_back(ConnectionEvent::TokenNeeded);
+            }
+        }
+    }
+
+    /// Re-authentication waits for the answers in flight, then starts.
+    fn continue_reauthentication(&mut self, now: Instant) {
+        let draining = matches!(self.state, State::Authenticating(AuthStep::Draining));
+        if draining && self.in_flight.iter().all(|r| r.token.is_none()) {
+            self.start_authentication(now);
+        }
+    }
+
+    fn send_handshake(&mut self, credentials: &Credentials, now: Instant) {
+        let Some(sasl) = &self.config.sasl else {
+            return;
+        };
+        let mechanism = sasl.mechanism;
+        let nonce = sasl_nonce(&sasl.entropy, self.exchanges);
+        self.exchanges = self.exchanges.wrapping_add(1);
+        let client = match SaslClient::new(mechanism, credentials, &nonce) {
+            Ok(client) => client,
+            Err(error) => return self.fail_authentication(error.0),
+        };
+        let supported = self
+            .versions
+            .as_ref()
+            .and_then(|v| v.range(ApiKey::SaslHandshake))
+            .is_some_and(|r| r.min <= SASL_HANDSHAKE_VERSION && SASL_HANDSHAKE_VERSION <= r.max);
+        if !supported {
+            return self.fail_authentication(
+                "the broker does not support SaslHandshake v1 (Kafka 1.0 or later)".into(),
+            );
+        }
+        let body = RequestKind::SaslHandshake(
+            SaslHandshakeRequest::default()
+                .with_mechanism(StrBytes::from_static_str(mechanism.name())),
+        );
+        if self.send_internal(ApiKey::SaslHandshake, SASL_HANDSHAKE_VERSION, &body, now) {
+            self.state = State::Authenticating(AuthStep::Handshake(Box::new(client)));
+        }
+    }
+
+    fn handle_sasl_handshake(&mut self, answer: SaslHandshakeResponse, now: Instant) {
+        let State::Authenticating(AuthStep::Handshake(client)) =
+            std::mem::replace(&mut self.state, State::Closed)
+        else {
+            return self.fail_protocol("SaslHandshake answer out of turn".into());
+        };
+        let mut client = client;
+        match ErrorCode::try_from_code(answer.error_code) {
+            None => {}
+            Some(ErrorCode::UnsupportedSaslMechanism) => {
+                let enabled: Vec<&str> = answer.mechanisms.iter().map(|m| m.as_str()).collect();
+                return self.fail_authentication(format!(
+                    "the broker does not enable SASL mechanism {} (it enables {})",
+                    client.mechanism(),
+                    if enabled.is_empty() {
+                        "none".to_string()
+                    } else {
+                        enabled.join(", ")
+                    }
+                ));
+            }
+            Some(ErrorCode::IllegalSaslState) => {
+                return self.fail_retriable("ILLEGAL_SASL_STATE answering SaslHandshake");
+            }
+            Some(code) => {
+                return self.fail_authentication(format!("SaslHandshake failed with {code:?}"))
+            }
+        }
+        match client.start() {
+            Ok(first) => self.send_authenticate(client, first, now),
+            Err(error) => self.fail_authentication(error.0),
+        }
+    }
+
+    fn send_authenticate(&mut self, client: Box<SaslClient>, message: Vec<u8>, now: Instant) {
+        let version = match self
+            .versions
+            .as_ref()
+            .and_then(|v| v.choose(ApiKey::SaslAuthenticate))
+        {
+            Some(version) => version,
+            None => {
+                return self
+                    .fail_authentication("the broker does not support SaslAuthenticate".into())
+            }
+        };
+        let body = RequestKind::SaslAuthenticate(
+            SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(message)),
+        );
+        if self.send_internal(ApiKey::SaslAuthenticate, version, &body, now) {
+            self.state = State::Authenticating(AuthStep::Exchange(client));
+        }
+    }
+
+    fn handle_sasl_authenticate(&mut self, answer: SaslAuthenticateResponse, now: Instant) {
+        let State::Authenticating(AuthStep::Exchange(client)) =
+            std::mem::replace(&mut self.state, State::Closed)
+        else {
+            return self.fail_protocol("SaslAuthenticate answer out of turn".into());
+        };
+        let mut client = client;
+        let message = answer
+            .error_message
+            .as_ref()
+            .map(|m| m.chars().take(500).collect::<String>());
+        match ErrorCode::try_from_code(answer.error_code) {
+            None => {}
+            Some(ErrorCode::IllegalSaslState) => {
+                return self.fail_retriable("ILLEGAL_SASL_STATE answering SaslAuthenticate");
+            }
+            Some(code) => {
+                let reason = match message {
+                    Some(message) => format!("{code:?}: {message}"),
+                    None => format!("{code:?}"),
+                };
+                return self.fail_authentication(reason);
+            }
+        }
+        match client.handle_server(&answer.auth_bytes) {
+            Ok(Some(next)) => self.send_authenticate(client, next, now),
+            Ok(None) => self.authenticated(answer.session_lifetime_ms, now),
+            Err(error) => self.fail_authentication(error.0),
+        }
+    }
+
+    fn authenticated(&mut self, session_lifetime_ms: i64, now: Instant) {
+        let first = self.exchanges <= 1;
+        self.reauthenticate_at = None;
+        if session_lifetime_ms > 0 {
+            let lifetime = Duration::from_millis(session_lifetime_ms.unsigned_abs())
+                .min(crate::config::FOREVER);
+            let entropy = self.config.sasl.as_ref().map_or([0; 32], |s| s.entropy);
+            let fraction = reauthentication_fraction(&entropy, self.exchanges);
+            self.reauthenticate_at = Some(now + lifetime.mul_f64(fraction));
+            tracing::debug!(broker = %self.address, ?lifetime, "authenticated; session expires");
+        } else {
+            tracing::debug!(broker = %self.address, "authenticated");
+        }
+        self.state = State::Ready;
+        if first {
+            self.events.push_back(ConnectionEvent::Ready);
+        }
+    }
+
+    /// Encodes one of the connection's own requests; false if it could not (the
+    /// connection is then failed).
+    fn send_internal(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        body: &RequestKind,
+        now: Instant,
+    ) -> bool {
+        match self.encode(api, version, body) {
+            Ok(correlation_id) => {
+                self.in_flight.push_back(InFlight {
+                    correlation_id,
+                    api,
+                    version,
+                    deadline: now + self.config.request_timeout,
+                    token: None,
+                    sent: false,
+                });
+                true
+            }
+            Err(error) => {
+                self.fail_with(error);
+                false
+            }
+        }
+    }
+
+    fn fail_authentication(&mut self, reason: String) {
+        self.fail_with(Error::Authentication {
+            broker: self.address.clone(),
+            reason,
+        });
+    }
+
+    /// A failure the driver may retry once on a new connection.
+    fn fail_retriable(&mut self, reason: &str) {
+        tracing::debug!(broker = %self.address, reason, "authentication interrupted");
+        self.fail_with(Error::AuthenticationInterrupted {
+            broker: self.address.clone(),
+            reason: reason.to_string(),
+        });
     }
 
     fn fail_protocol(&mut self, reason: String) {
@@ -492,6 +825,33 @@ impl Connection {
             error: connection_error,
         });
     }
+}
+
+/// The SCRAM client nonce of exchange `n`: 32 letters and digits derived from the
+/// connection's entropy (as Kafka's base-36 nonces: some peers mishandle `+` and `/`).
+fn sasl_nonce(entropy: &[u8; 32], n: u32) -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    derive(entropy, b"nonce", n)
+        .iter()
+        .map(|b| char::from(DIGITS[usize::from(*b) % DIGITS.len()]))
+        .collect()
+}
+
+/// Where in the session lifetime to re-authenticate: between 85% and 95%, as the Java
+/// client (`SaslClientAuthenticator`).
+fn reauthentication_fraction(entropy: &[u8; 32], n: u32) -> f64 {
+    let digest = derive(entropy, b"reauth", n);
+    let draw = f64::from(u16::from_be_bytes([digest[0], digest[1]])) / f64::from(u16::MAX);
+    0.85 + 0.10 * draw
+}
+
+fn derive(entropy: &[u8; 32], label: &[u8], n: u32) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(entropy);
+    hash.update(label);
+    hash.update(n.to_be_bytes());
+    hash.finalize().to_vec()
 }
 
 #[cfg(test)]

@@ -225,8 +225,11 @@ impl<T> ProducerEngine<T> {
         now: Instant,
         metadata: &Metadata,
     ) -> Duration {
-        if result.is_ok() {
-            self.accumulator.handle_metadata(metadata, now);
+        match result {
+            Ok(()) => self.accumulator.handle_metadata(metadata, now),
+            // An authentication failure does not pass with retries: the records fail now.
+            Err(error) if error.is_fatal() => self.accumulator.set_fatal(error.clone()),
+            Err(_) => {}
         }
         self.refresh
             .handle_refresh(result.is_ok(), now, metadata, &mut self.rng)

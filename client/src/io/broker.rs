@@ -1,5 +1,11 @@
 //! One broker connection as a tokio task around the sans-IO [`Connection`] engine.
 //!
+//! Opening one: the connector's stream, wrapped in TLS when configured
+//! ([`wrap_tls`](super::transport::wrap_tls)), then the engine's ApiVersions and SASL
+//! exchanges (the task fetches OAUTHBEARER tokens from the provider when the engine asks).
+//! An authentication interrupted (ILLEGAL_SASL_STATE, a connection lost mid-exchange) is
+//! tried once more on a new connection; the second time it is [`Error::Authentication`].
+//!
 //! The task owns the read half of the stream; a second task owns the write half, so that a
 //! broker busy writing large responses never deadlocks with us writing requests. Callers talk
 //! to the task through [`BrokerConnection`] handles (cheap clones): each request carries a
@@ -14,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, Instrument};
 
-use super::transport::{BoxedStream, Connector};
+use super::transport::{wrap_tls, BoxedStream, Connector};
 use crate::engine::connection::{Connection, ConnectionConfig, ConnectionEvent};
 use crate::error::Error;
 use crate::proto::versions::BrokerVersions;
@@ -56,6 +62,25 @@ struct Command {
     reply: Reply,
 }
 
+/// What secures a connection: TLS, and where OAUTHBEARER tokens come from.
+#[derive(Clone, Default)]
+pub struct Security {
+    /// TLS, if the connection uses it.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The OAUTHBEARER token provider (the mechanism and other credentials are in the
+    /// connection's `SaslConfig`).
+    pub tokens: Option<Arc<dyn crate::security::TokenProvider>>,
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Security")
+            .field("tls", &self.tls.is_some())
+            .field("tokens", &self.tokens.is_some())
+            .finish()
+    }
+}
+
 /// A handle to a live broker connection.
 #[derive(Clone)]
 pub struct BrokerConnection {
@@ -73,22 +98,57 @@ impl std::fmt::Debug for BrokerConnection {
 }
 
 impl BrokerConnection {
-    /// Connects to `address` and negotiates versions, within `config.request_timeout`.
+    /// Connects to `address`, negotiates versions and authenticates, within
+    /// `config.request_timeout` (each).
     pub async fn open(
         connector: &dyn Connector,
         address: &str,
         config: ConnectionConfig,
         max_in_flight: usize,
+        security: &Security,
+    ) -> Result<Self, Error> {
+        match Self::open_once(connector, address, config.clone(), max_in_flight, security).await {
+            Err(Error::AuthenticationInterrupted { reason, .. }) => {
+                debug!(%address, %reason, "authentication interrupted, trying once more");
+                let mut config = config;
+                if let Some(sasl) = &mut config.sasl {
+                    // A fresh nonce for the new exchange.
+                    sasl.entropy[0] ^= 0x5a;
+                }
+                match Self::open_once(connector, address, config, max_in_flight, security).await {
+                    Err(Error::AuthenticationInterrupted { reason: again, .. }) => {
+                        Err(Error::Authentication {
+                            broker: address.to_string(),
+                            reason: format!("{reason}, and again on a new connection: {again}"),
+                        })
+                    }
+                    other => other,
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn open_once(
+        connector: &dyn Connector,
+        address: &str,
+        config: ConnectionConfig,
+        max_in_flight: usize,
+        security: &Security,
     ) -> Result<Self, Error> {
         let timeout = config.request_timeout;
         let connect = async {
-            connector
+            let stream = connector
                 .connect(address)
                 .await
                 .map_err(|source| Error::Connect {
                     address: address.to_string(),
                     source: Arc::new(source),
-                })
+                })?;
+            match &security.tls {
+                Some(tls) => wrap_tls(tls.clone(), address, stream).await,
+                None => Ok(stream),
+            }
         };
         let stream =
             tokio::time::timeout(timeout, connect)
@@ -105,11 +165,21 @@ impl BrokerConnection {
         let (commands, receiver) = mpsc::channel(64);
         let (ready_tx, ready_rx) = oneshot::channel();
         let span = tracing::debug_span!("broker_connection", address = %address);
+        let tokens = security.tokens.clone();
         tokio::spawn(
-            run(stream, connection, receiver, max_in_flight.max(1), ready_tx).instrument(span),
+            run(
+                stream,
+                connection,
+                receiver,
+                max_in_flight.max(1),
+                ready_tx,
+                tokens,
+            )
+            .instrument(span),
         );
+        // Versions, then authentication (a token fetch and a few round trips).
         let versions =
-            match tokio::time::timeout(timeout + Duration::from_millis(100), ready_rx).await {
+            match tokio::time::timeout(3 * timeout + Duration::from_millis(100), ready_rx).await {
                 Ok(Ok(Ok(versions))) => versions,
                 Ok(Ok(Err(error))) => return Err(error),
                 Ok(Err(_)) | Err(_) => {
@@ -196,6 +266,7 @@ async fn run(
     mut commands: mpsc::Receiver<Command>,
     max_in_flight: usize,
     ready: oneshot::Sender<Result<BrokerVersions, Error>>,
+    tokens: Option<Arc<dyn crate::security::TokenProvider>>,
 ) {
     let (mut reader, mut writer) = tokio::io::split(stream);
     let (outgoing, mut outgoing_rx) = mpsc::unbounded_channel::<Bytes>();
@@ -246,12 +317,37 @@ async fn run(
                         let _ = reply.send(Err(RequestError { error, sent }));
                     }
                 }
+                ConnectionEvent::TokenNeeded => {
+                    // Nothing is in flight while the connection waits for its token.
+                    let token = match &tokens {
+                        Some(provider) => {
+                            let timeout = connection_timeout(&connection);
+                            match tokio::time::timeout(timeout, provider.token()).await {
+                                Ok(Ok(token)) => Ok(crate::engine::sasl::Credentials::Token {
+                                    token: token.value,
+                                    extensions: token.extensions,
+                                }),
+                                Ok(Err(reason)) => Err(reason),
+                                Err(_) => Err(format!("the token provider took over {timeout:?}")),
+                            }
+                        }
+                        None => Err("no token provider".to_string()),
+                    };
+                    let now = tokio::time::Instant::now().into_std();
+                    connection.handle_token(token, now);
+                }
                 ConnectionEvent::Closed { error } => {
                     debug!(%error, "connection closed");
                     if let Some(ready) = ready.take() {
                         let _ = ready.send(Err(error));
                     }
                 }
+            }
+        }
+        // Handling an event (a token) may have queued bytes.
+        while let Some(bytes) = connection.poll_transmit() {
+            if outgoing.send(bytes).is_err() {
+                connection.handle_closed();
             }
         }
         if connection.is_closed() {
@@ -315,6 +411,10 @@ async fn run(
             }
         }
     }
+}
+
+fn connection_timeout(connection: &Connection) -> Duration {
+    connection.request_timeout()
 }
 
 async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {

@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tracing::debug;
 
-use super::broker::{BrokerConnection, BuildRequest, RequestError, Response};
+use super::broker::{BrokerConnection, BuildRequest, RequestError, Response, Security};
 use super::transport::Connector;
 use crate::config::Config;
 use crate::engine::backoff::{Backoff, Rng};
-use crate::engine::connection::ConnectionConfig;
+use crate::engine::connection::{ConnectionConfig, SaslConfig};
 use crate::engine::metadata::Metadata;
 use crate::error::Error;
 use crate::proto::{ApiKey, RequestKind, ResponseKind};
@@ -37,6 +37,10 @@ pub struct ClusterClient {
     refresh: tokio::sync::Mutex<u64>,
     /// Rotates the broker tried first by [`ClusterClient::request_any`].
     rotation: Mutex<usize>,
+    /// TLS and SASL, resolved from the configuration when the client started.
+    security: crate::security::settings::Resolved,
+    /// SASL randomness comes from `rng` (a test's seed) rather than the OS.
+    seeded: bool,
 }
 
 impl std::fmt::Debug for ClusterClient {
@@ -71,13 +75,16 @@ impl ClusterClient {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             Error::InvalidArgument(format!("a {role} must be built within a tokio runtime"))
         })?;
+        let seeded = seed.is_some();
         let seed = seed.unwrap_or_else(|| {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0x5eed, |d| d.as_nanos() as u64)
         });
         let connector = connector.unwrap_or_else(|| Arc::new(super::transport::TcpConnector));
-        let cluster = Arc::new(ClusterClient::new(config, connector, seed)?);
+        let mut cluster = ClusterClient::new(config, connector, seed)?;
+        cluster.seeded = seeded;
+        let cluster = Arc::new(cluster);
         Ok(ClientStart {
             runtime,
             seed,
@@ -88,7 +95,10 @@ impl ClusterClient {
     /// A client core; `seed` drives backoff jitter.
     pub fn new(config: Config, connector: Arc<dyn Connector>, seed: u64) -> Result<Self, Error> {
         config.validate()?;
+        let security = config.security.resolve()?;
         Ok(Self {
+            security,
+            seeded: true,
             metadata: Mutex::new(Metadata::new(config.metadata_max_age)),
             config,
             connector,
@@ -110,10 +120,36 @@ impl ClusterClient {
     }
 
     fn connection_config(&self) -> ConnectionConfig {
+        let sasl = self.security.sasl.as_ref().map(|sasl| SaslConfig {
+            mechanism: sasl.mechanism(),
+            credentials: sasl.engine_credentials(),
+            entropy: self.entropy(),
+        });
         ConnectionConfig {
             client_id: self.config.client_id.clone(),
             request_timeout: self.config.request_timeout,
             max_response_size: self.config.max_response_size,
+            sasl,
+        }
+    }
+
+    /// Randomness for one connection's SASL exchanges: from the seed in tests (so that
+    /// runs replay), from the OS otherwise (SCRAM nonces must not be guessable).
+    fn entropy(&self) -> [u8; 32] {
+        let mut entropy = [0u8; 32];
+        if self.seeded || getrandom::fill(&mut entropy).is_err() {
+            let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+            for chunk in entropy.chunks_mut(8) {
+                chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
+            }
+        }
+        entropy
+    }
+
+    fn connection_security(&self) -> Security {
+        Security {
+            tls: self.security.tls.clone(),
+            tokens: self.security.sasl.as_ref().and_then(|s| s.token_provider()),
         }
     }
 
@@ -151,6 +187,7 @@ impl ClusterClient {
             address,
             self.connection_config(),
             self.config.max_in_flight,
+            &self.connection_security(),
         )
         .await
         {

@@ -211,6 +211,8 @@ impl ClusterState {
         for partition in &topic.partitions {
             self.touch_partition(topic.id, partition.index());
         }
+        // Kafka's group coordinator drops the offsets of deleted partitions.
+        self.offsets.delete_topic(name);
         Ok(topic.id)
     }
 

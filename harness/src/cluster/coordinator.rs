@@ -221,10 +221,19 @@ impl ClusterState {
         if leader < 0 || leader != broker {
             return Err(ErrorCode::NotCoordinator);
         }
-        match self.placement.loading.get(&(kind, partition)) {
-            Some(&until) if now < until => Err(ErrorCode::CoordinatorLoadInProgress),
-            _ => Ok(partition),
+        if self.is_loading(kind, partition, now) {
+            return Err(ErrorCode::CoordinatorLoadInProgress);
         }
+        Ok(partition)
+    }
+
+    /// Whether partition `partition` of `kind`'s internal topic is still being loaded by its
+    /// new leader at `now` (see [`CoordinatorConfig::load_delay`]).
+    pub fn is_loading(&self, kind: CoordinatorType, partition: i32, now: Time) -> bool {
+        self.placement
+            .loading
+            .get(&(kind, partition))
+            .is_some_and(|&until| now < until)
     }
 
     /// Creates `kind`'s internal topic now if it does not exist (with its partitions,
@@ -289,6 +298,9 @@ impl ClusterState {
                     moved.entry(kind).or_default().push(partition);
                 }
             }
+        }
+        if let Some(partitions) = moved.get(&CoordinatorType::Group) {
+            self.group_partitions_moved(partitions);
         }
         let until = self.placement.now + self.config.coordinators.load_delay;
         for (&kind, partitions) in &moved {

@@ -20,15 +20,16 @@
 //! | [`topic_config`] | topic configs: defaults, types, validation |
 //! | [`transactions`] | the transaction coordinator: ids, producer epochs, transaction states |
 //! | [`error`] | an error code with Kafka's message |
+//! | [`groups`] | the group coordinator: groups, members, rebalances, sessions |
 //!
-//! The coordinators keep their own state inside [`ClusterState`]: the transaction
-//! coordinator's in [`transactions`] (transactional ids, producer epochs, transaction
-//! states; its work on the logs, markers and timeouts, in `transactions_markers.rs`), the
-//! group coordinator's to join as `groups.rs` (membership, rebalances); committed offsets in
-//! [`offsets`]. Both are driven by requests and by [`ClusterState::handle_timeout`]
-//! (transaction timeouts and markers now; session and rebalance timeouts to come), and park
-//! their waiting requests, if any, in the one purgatory under `WaitKey::Group` and
-//! `WaitKey::TransactionalId`.
+//! The coordinators live on the leaders of internal partitions ([`coordinator`]), each with
+//! a state of its own inside [`ClusterState`]: [`groups`] (consumer groups: membership,
+//! rebalances, sessions; their offsets in [`offsets`]) and [`transactions`] (transactional
+//! ids, producer epochs, transaction states; its work on the logs, markers and timeouts, in
+//! `transactions_markers.rs`). They are driven by requests and by
+//! [`ClusterState::handle_timeout`] (session, rebalance and transaction timeouts, markers),
+//! and their waiting requests wait in the one purgatory, handed their outcome
+//! ([`Resolution::Group`]) or woken by `WaitKey::TransactionalId`.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -39,6 +40,7 @@ pub mod clock;
 pub mod controller;
 pub mod coordinator;
 pub mod error;
+pub mod groups;
 pub mod leader_epochs;
 pub mod log_validator;
 pub mod offsets;
@@ -60,6 +62,7 @@ pub use clock::Time;
 pub use controller::{CreatedTopic, NewTopic};
 pub use coordinator::{CoordinatorConfig, CoordinatorType};
 pub use error::ClusterError;
+pub use groups::{GroupConfig, GroupCoordinator};
 pub use log_validator::{AppendLimits, InflateBudget, PrevalidatedBatch};
 pub use offsets::{OffsetAndMetadata, OffsetLimits, OffsetStore, PartitionOffset};
 pub use partition::Partition;
@@ -141,6 +144,8 @@ pub struct ClusterConfig {
     /// The transaction coordinator's settings: timeouts, expiry, marker delay, bounds (see
     /// [`transactions`]).
     pub transactions: TransactionConfig,
+    /// The group coordinator's settings and bounds (see [`groups`]).
+    pub groups: GroupConfig,
     /// A deliberate bug, for testing checkers only ([`plant`]). Default none.
     pub planted: Option<PlantedBug>,
 }
@@ -174,6 +179,7 @@ impl Default for ClusterConfig {
             coordinators: CoordinatorConfig::default(),
             offsets: OffsetLimits::default(),
             transactions: TransactionConfig::default(),
+            groups: GroupConfig::default(),
             planted: None,
         }
     }
@@ -217,6 +223,8 @@ pub struct ClusterState {
     /// Wall-clock milliseconds at the cluster's start, for timestamps the state makes
     /// without a request (see `transactions_markers.rs`).
     wall_clock_start_ms: i64,
+    /// Consumer groups: members, rebalances, sessions.
+    groups: GroupCoordinator,
     /// The deliberate bug, when one was asked for (testing checkers only).
     plant: Option<plant::Plant>,
 }
@@ -241,6 +249,7 @@ impl ClusterState {
         let waiting = Purgatory::new(config.wait_limits);
         let offsets = OffsetStore::new(config.offsets);
         let transactions = Transactions::new(config.transactions);
+        let groups = GroupCoordinator::new(config.groups.clone(), config.seed);
         let plant = config.planted.map(plant::Plant::new);
         Self {
             config,
@@ -256,6 +265,7 @@ impl ClusterState {
             offsets,
             transactions,
             wall_clock_start_ms: 0,
+            groups,
             plant,
         }
     }
@@ -405,6 +415,7 @@ impl ClusterState {
         [
             self.waiting.next_deadline(),
             self.transactions.next_deadline(),
+            self.groups.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -417,6 +428,7 @@ impl ClusterState {
     /// transactional ids.
     pub fn handle_timeout(&mut self, now: Time) {
         self.observe_time(now);
+        self.expire_groups(now);
         self.waiting.expire(now);
         self.drive_transactions(now);
     }

@@ -14,7 +14,8 @@
 //!   pending is answered UNSTABLE_OFFSET_COMMIT instead, as Kafka does;
 //! - [`OffsetStore::delete`] (OffsetDelete) and [`OffsetStore::delete_group`]
 //!   (DeleteGroups) drop committed and pending offsets alike (Kafka's tombstone removes the
-//!   pending ones too).
+//!   pending ones too); [`OffsetStore::delete_topic`] drops a deleted topic's offsets from
+//!   every group (Kafka's `onPartitionsDeleted`).
 //!
 //! Transactional offsets (TxnOffsetCommit, EndTxn), by the transaction coordinator:
 //! - [`OffsetStore::stage_transactional`]`(group, producer_id, producer_epoch, offsets)`:
@@ -158,6 +159,9 @@ pub struct OffsetStore {
     open_by_group: HashMap<Arc<str>, BTreeSet<i64>>,
     /// Entries (committed and pending) per group, for [`OffsetLimits::per_group`].
     per_group: HashMap<Arc<str>, usize>,
+    /// The groups with committed offsets of each topic, so that a deleted topic's offsets
+    /// are found without looking at every group.
+    groups_by_topic: HashMap<Arc<str>, BTreeSet<Arc<str>>>,
     next_record: u64,
     stats: OffsetStats,
 }
@@ -230,8 +234,14 @@ impl OffsetStore {
         };
         self.reserve(group, existing, stored.bytes(topic))?;
         let group = self.intern_group(group);
-        let topics = self.committed.entry(group).or_default();
+        let topics = self.committed.entry(group.clone()).or_default();
         let topic = intern_topic(topics, topic);
+        if !topics.contains_key(&topic) {
+            self.groups_by_topic
+                .entry(topic.clone())
+                .or_default()
+                .insert(group);
+        }
         if topics
             .entry(topic)
             .or_default()
@@ -340,6 +350,7 @@ impl OffsetStore {
                     self.stats.committed -= 1;
                     if partitions.is_empty() {
                         topics.remove(topic);
+                        unindex(&mut self.groups_by_topic, topic, group);
                     }
                 }
             }
@@ -376,6 +387,7 @@ impl OffsetStore {
         let mut removed = 0;
         if let Some(topics) = self.committed.remove(group) {
             for (topic, partitions) in topics {
+                unindex(&mut self.groups_by_topic, &topic, group);
                 for stored in partitions.values() {
                     self.stats.committed -= 1;
                     self.stats.bytes = self.stats.bytes.saturating_sub(stored.bytes(&topic));
@@ -513,6 +525,12 @@ impl OffsetStore {
     fn materialize(&mut self, group: &Arc<str>, topic: &Arc<str>, partition: i32, stored: Stored) {
         let bytes = stored.bytes(topic);
         let topics = self.committed.entry(group.clone()).or_default();
+        if !topics.contains_key(topic) {
+            self.groups_by_topic
+                .entry(topic.clone())
+                .or_default()
+                .insert(group.clone());
+        }
         let partitions = topics.entry(topic.clone()).or_default();
         match partitions.get(&partition) {
             Some(existing) if existing.record > stored.record => return,
@@ -527,6 +545,42 @@ impl OffsetStore {
             }
         }
         partitions.insert(partition, stored);
+    }
+
+    /// Deletes every offset of `topic`, committed and pending, in every group (the topic
+    /// was deleted; Kafka's `onPartitionsDeleted`). How many there were. Linear in the
+    /// groups that committed offsets of it and in the open transactions.
+    pub fn delete_topic(&mut self, topic: &str) -> usize {
+        let mut freed: Vec<(Arc<str>, usize)> = Vec::new();
+        for group in self.groups_by_topic.remove(topic).unwrap_or_default() {
+            let Some(topics) = self.committed.get_mut(&group) else {
+                continue;
+            };
+            if let Some(partitions) = topics.remove(topic) {
+                for stored in partitions.values() {
+                    self.stats.committed -= 1;
+                    freed.push((group.clone(), stored.bytes(topic)));
+                }
+            }
+            if topics.is_empty() {
+                self.committed.remove(&group);
+            }
+        }
+        for txn in self.pending.values_mut() {
+            for (group, topics) in &mut txn.groups {
+                if let Some(partitions) = topics.remove(topic) {
+                    for stored in partitions.values() {
+                        self.stats.pending -= 1;
+                        freed.push((group.clone(), stored.bytes(topic)));
+                    }
+                }
+            }
+        }
+        let removed = freed.len();
+        for (group, bytes) in freed {
+            self.release(&group, bytes);
+        }
+        removed
     }
 
     fn next_record(&mut self) -> u64 {
@@ -584,6 +638,16 @@ impl OffsetStore {
             .get_key_value(group)
             .map(|(k, _)| k.clone())
             .unwrap_or_else(|| Arc::from(group))
+    }
+}
+
+/// Takes `group` off `topic`'s list of groups.
+fn unindex(index: &mut HashMap<Arc<str>, BTreeSet<Arc<str>>>, topic: &str, group: &str) {
+    if let Some(groups) = index.get_mut(topic) {
+        groups.remove(group);
+        if groups.is_empty() {
+            index.remove(topic);
+        }
     }
 }
 
@@ -794,6 +858,30 @@ mod tests {
         assert_eq!(fetched(&store, "g", "t", 0, true), Ok(Some(60)));
         assert_eq!(store.stats().committed, 1);
         assert_eq!(store.stats().bytes, ENTRY_OVERHEAD + 1);
+    }
+
+    #[test]
+    fn a_deleted_topic_takes_its_offsets_from_every_group() {
+        let mut store = OffsetStore::default();
+        store.commit("g", "t", 0, offset(1)).expect("commit");
+        store.commit("g", "u", 0, offset(2)).expect("commit");
+        store.commit("h", "t", 3, offset(3)).expect("commit");
+        store.stage_transactional("i", 5, 0, [staged("t", 1, 4)]);
+        assert_eq!(store.delete_topic("t"), 3);
+        assert_eq!(fetched(&store, "g", "t", 0, false), Ok(None));
+        assert_eq!(fetched(&store, "g", "u", 0, false), Ok(Some(2)));
+        assert!(!store.has_offsets("h"));
+        assert!(!store.has_pending("i", "t", 1));
+        store.complete_transaction(5, true);
+        assert_eq!(fetched(&store, "i", "t", 1, false), Ok(None));
+        assert_eq!(store.delete_topic("t"), 0);
+        // The index follows deletions: deleting the group and the other topic leaves
+        // nothing behind.
+        store.commit("g", "t", 0, offset(9)).expect("commit");
+        store.delete("g", "t", 0);
+        store.delete_group("g");
+        assert!(store.groups_by_topic.is_empty());
+        assert_eq!(store.stats(), OffsetStats::default());
     }
 
     #[test]

@@ -35,6 +35,7 @@ use franzy::proto::ErrorCode;
 use uuid::Uuid;
 
 use super::clock::Time;
+use super::groups::GroupAnswer;
 
 /// Who waits: one per connection, given by the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -72,6 +73,8 @@ pub enum Wake {
 pub enum Resolution {
     /// Answer with this error (the coordinator moved, the member was fenced, ...).
     Error(ErrorCode),
+    /// A JoinGroup's or SyncGroup's answer, from the group coordinator.
+    Group(GroupAnswer),
 }
 
 /// Bounds of a [`Purgatory`].

@@ -2,6 +2,7 @@
 //! ([`RequestContext`]), and a request waiting in the purgatory ([`Parked`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use franzy::proto::{ApiKey, ErrorCode, RequestKind};
 
@@ -23,6 +24,9 @@ pub struct RequestContext {
     /// in order, so it has at most one request waiting). A coordinator that parks a request
     /// keeps this to resolve it later.
     pub waiter: WaiterId,
+    /// Where the request came from, as Kafka reports a client's host: "/" and the peer's
+    /// IP ("/in-memory" for in-memory connections).
+    pub client_host: Arc<str>,
     /// Cluster time when the request was handled: deadlines count from it. Injected, never
     /// read inside handlers.
     pub now: Time,

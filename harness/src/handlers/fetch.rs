@@ -78,6 +78,8 @@ pub fn complete(cluster: &mut ClusterState, parked: Parked, wake: Wake) -> Compl
             let response = error_response(&req, context.api_version, code);
             return Completion::Done(Reply::Respond(ResponseKind::Fetch(response)));
         }
+        // An outcome meant for another kind of request: answer with what there is.
+        Wake::Resolved(_) => Look::Last,
     };
     match read(cluster, &context, &req, look) {
         Read::Short(_) => Completion::Wait(Parked {

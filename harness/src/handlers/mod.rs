@@ -11,7 +11,15 @@
 //! | [`fetch`] | Fetch (1) | reads stored batches, waits for `min_bytes` in the purgatory |
 //! | [`list_offsets`] | ListOffsets (2) | offsets by timestamp, earliest, latest, max |
 //! | [`metadata`] | Metadata (3) | brokers, topics, leaders; auto-creation |
+//! | [`offset_commit`] | OffsetCommit (8) | a group's positions, checked against its generation |
+//! | [`offset_fetch`] | OffsetFetch (9) | committed offsets; several groups (v8+), stable (v7+) |
 //! | [`find_coordinator`] | FindCoordinator (10) | group and transaction coordinators, batched |
+//! | [`join_group`] | JoinGroup (11) | joins a group; waits in the purgatory for the join phase |
+//! | [`heartbeat`] | Heartbeat (12) | keeps a member's session; says when to rejoin |
+//! | [`leave_group`] | LeaveGroup (13) | members leave (batched v3+, by instance id) |
+//! | [`sync_group`] | SyncGroup (14) | the leader's assignment; waits in the purgatory for it |
+//! | [`describe_groups`] | DescribeGroups (15) | state, protocol, members, assignments |
+//! | [`list_groups`] | ListGroups (16) | the groups a broker coordinates; state/type filters |
 //! | [`api_versions`] | ApiVersions (18) | what [`APIS`] lists |
 //! | [`create_topics`] | CreateTopics (19) | topics, counts, assignments, configs |
 //! | [`delete_topics`] | DeleteTopics (20) | by name or id |
@@ -23,6 +31,8 @@
 //! | [`txn_offset_commit`] | TxnOffsetCommit (28) | group offsets staged in a transaction |
 //! | [`describe_configs`] | DescribeConfigs (32) | topic and broker configs |
 //! | [`create_partitions`] | CreatePartitions (37) | more partitions |
+//! | [`delete_groups`] | DeleteGroups (42) | empty groups and their offsets |
+//! | [`offset_delete`] | OffsetDelete (47) | a group's offsets of some partitions |
 //! | [`describe_cluster`] | DescribeCluster (60) | brokers, cluster and controller ids |
 //! | [`describe_transactions`] | DescribeTransactions (65) | a transactional id's state |
 //! | [`list_transactions`] | ListTransactions (66) | the ids a broker coordinates, filtered |
@@ -40,7 +50,8 @@
 //!    waits on is touched, its outcome is resolved, or its deadline passes.
 //!
 //! How a coordinator's request waits, e.g. a JoinGroup until its rebalance completes (a
-//! sketch: `groups` is the group coordinator's state, to come in `cluster/groups.rs`):
+//! sketch; [`join_group`] and `cluster/groups/` do it this way, handing the outcome over as
+//! `Resolution::Group`):
 //!
 //! ```ignore
 //! // handle: the member joins; if the rebalance is not complete, park on the group.
@@ -84,20 +95,31 @@ pub mod add_partitions_to_txn;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod describe_transactions;
 pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
+pub mod heartbeat;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod list_transactions;
 pub mod metadata;
 pub mod named_ids;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sasl;
+pub mod sync_group;
 #[cfg(test)]
 pub(crate) mod test_support;
 pub mod txn_offset_commit;
@@ -361,6 +383,58 @@ pub static APIS: &[ApiSpec] = &[
         named_ids: no_named_ids,
     },
     ApiSpec {
+        key: ApiKey::OffsetCommit,
+        versions: range(2, 9),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::OffsetCommit(req) => Reply::Respond(ResponseKind::OffsetCommit(
+                offset_commit::handle(cluster, ctx, req),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::OffsetCommit(req) => Some(ResponseKind::OffsetCommit(
+                offset_commit::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: |request, _, _| match request {
+            RequestKind::OffsetCommit(req) => offset_commit::partitions(req),
+            _ => Vec::new(),
+        },
+        named_ids: |request, _| match request {
+            RequestKind::OffsetCommit(req) => named_ids::offset_commit(req),
+            _ => NamedIds::default(),
+        },
+    },
+    ApiSpec {
+        key: ApiKey::OffsetFetch,
+        versions: range(1, 9),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::OffsetFetch(req) => Reply::Respond(ResponseKind::OffsetFetch(
+                offset_fetch::handle(cluster, ctx, req),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::OffsetFetch(req) => Some(ResponseKind::OffsetFetch(
+                offset_fetch::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: |request, version, _| match request {
+            RequestKind::OffsetFetch(req) => offset_fetch::partitions(req, version),
+            _ => Vec::new(),
+        },
+        named_ids: |request, version| match request {
+            RequestKind::OffsetFetch(req) => named_ids::offset_fetch(req, version),
+            _ => NamedIds::default(),
+        },
+    },
+    ApiSpec {
         key: ApiKey::FindCoordinator,
         versions: range(0, 6),
         handle: |cluster, ctx, request, _| match request {
@@ -382,6 +456,159 @@ pub static APIS: &[ApiSpec] = &[
             RequestKind::FindCoordinator(req) => named_ids::find_coordinator(req, version),
             _ => NamedIds::default(),
         },
+    },
+    ApiSpec {
+        key: ApiKey::JoinGroup,
+        versions: range(0, 9),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::JoinGroup(req) => join_group::handle(cluster, ctx, req),
+            other => mismatched(ctx, &other),
+        },
+        complete: join_group::complete,
+        error_response: |request, version, code| match request {
+            RequestKind::JoinGroup(req) => Some(ResponseKind::JoinGroup(
+                join_group::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: no_partitions,
+        named_ids: |request, _| match request {
+            RequestKind::JoinGroup(req) => named_ids::join_group(req),
+            _ => NamedIds::default(),
+        },
+    },
+    ApiSpec {
+        key: ApiKey::Heartbeat,
+        versions: range(0, 4),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::Heartbeat(req) => Reply::Respond(ResponseKind::Heartbeat(
+                heartbeat::handle(cluster, ctx, req),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::Heartbeat(req) => Some(ResponseKind::Heartbeat(
+                heartbeat::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: no_partitions,
+        named_ids: |request, _| match request {
+            RequestKind::Heartbeat(req) => named_ids::heartbeat(req),
+            _ => NamedIds::default(),
+        },
+    },
+    ApiSpec {
+        key: ApiKey::LeaveGroup,
+        versions: range(0, 5),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::LeaveGroup(req) => Reply::Respond(ResponseKind::LeaveGroup(
+                leave_group::handle(cluster, ctx, req),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::LeaveGroup(req) => Some(ResponseKind::LeaveGroup(
+                leave_group::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: no_partitions,
+        named_ids: |request, _| match request {
+            RequestKind::LeaveGroup(req) => named_ids::leave_group(req),
+            _ => NamedIds::default(),
+        },
+    },
+    ApiSpec {
+        key: ApiKey::SyncGroup,
+        versions: range(0, 5),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::SyncGroup(req) => sync_group::handle(cluster, ctx, req),
+            other => mismatched(ctx, &other),
+        },
+        complete: sync_group::complete,
+        error_response: |request, version, code| match request {
+            RequestKind::SyncGroup(req) => Some(ResponseKind::SyncGroup(
+                sync_group::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: no_partitions,
+        named_ids: |request, _| match request {
+            RequestKind::SyncGroup(req) => named_ids::sync_group(req),
+            _ => NamedIds::default(),
+        },
+    },
+    ApiSpec {
+        key: ApiKey::DescribeGroups,
+        versions: range(0, 6),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::DescribeGroups(req) => Reply::Respond(ResponseKind::DescribeGroups(
+                describe_groups::handle(cluster, ctx, req),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::DescribeGroups(req) => Some(ResponseKind::DescribeGroups(
+                describe_groups::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: no_partitions,
+        named_ids: |request, _| match request {
+            RequestKind::DescribeGroups(req) => named_ids::describe_groups(req),
+            _ => NamedIds::default(),
+        },
+    },
+    ApiSpec {
+        key: ApiKey::ListGroups,
+        versions: range(0, 5),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::ListGroups(req) => Reply::Respond(ResponseKind::ListGroups(
+                list_groups::handle(cluster, ctx, req),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::ListGroups(req) => Some(ResponseKind::ListGroups(
+                list_groups::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: no_partitions,
+        named_ids: no_named_ids,
+    },
+    ApiSpec {
+        key: ApiKey::SaslHandshake,
+        // v0 is advertised because librdkafka before 2.10 requires it to see SASL at all
+        // (it then uses v1); a v0 handshake itself is refused (security::Session).
+        versions: range(0, 1),
+        handle: |_, ctx, request, _| match request {
+            RequestKind::SaslHandshake(_) => Reply::Respond(ResponseKind::SaslHandshake(
+                sasl::handshake_response(ErrorCode::IllegalSaslState),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, _, code| match request {
+            RequestKind::SaslHandshake(_) => {
+                Some(ResponseKind::SaslHandshake(sasl::handshake_response(code)))
+            }
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: no_partitions,
+        named_ids: no_named_ids,
     },
     ApiSpec {
         key: ApiKey::ApiVersions,
@@ -624,6 +851,26 @@ pub static APIS: &[ApiSpec] = &[
         named_ids: no_named_ids,
     },
     ApiSpec {
+        key: ApiKey::SaslAuthenticate,
+        versions: range(0, 2),
+        handle: |_, ctx, request, _| match request {
+            RequestKind::SaslAuthenticate(_) => Reply::Respond(ResponseKind::SaslAuthenticate(
+                sasl::authenticate_response(ErrorCode::IllegalSaslState),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, _, code| match request {
+            RequestKind::SaslAuthenticate(_) => Some(ResponseKind::SaslAuthenticate(
+                sasl::authenticate_response(code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: no_partitions,
+        named_ids: no_named_ids,
+    },
+    ApiSpec {
         key: ApiKey::CreatePartitions,
         versions: range(0, 3),
         handle: |cluster, ctx, request, _| match request {
@@ -645,6 +892,55 @@ pub static APIS: &[ApiSpec] = &[
             _ => Vec::new(),
         },
         named_ids: no_named_ids,
+    },
+    ApiSpec {
+        key: ApiKey::DeleteGroups,
+        versions: range(0, 2),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::DeleteGroups(req) => Reply::Respond(ResponseKind::DeleteGroups(
+                delete_groups::handle(cluster, ctx, req),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::DeleteGroups(req) => Some(ResponseKind::DeleteGroups(
+                delete_groups::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: no_partitions,
+        named_ids: |request, _| match request {
+            RequestKind::DeleteGroups(req) => named_ids::delete_groups(req),
+            _ => NamedIds::default(),
+        },
+    },
+    ApiSpec {
+        key: ApiKey::OffsetDelete,
+        versions: range(0, 0),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::OffsetDelete(req) => Reply::Respond(ResponseKind::OffsetDelete(
+                offset_delete::handle(cluster, ctx, req),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::OffsetDelete(req) => Some(ResponseKind::OffsetDelete(
+                offset_delete::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: |request, _, _| match request {
+            RequestKind::OffsetDelete(req) => offset_delete::partitions(req),
+            _ => Vec::new(),
+        },
+        named_ids: |request, _| match request {
+            RequestKind::OffsetDelete(req) => named_ids::offset_delete(req),
+            _ => NamedIds::default(),
+        },
     },
     ApiSpec {
         key: ApiKey::DescribeCluster,
@@ -963,6 +1259,16 @@ mod tests {
             ApiKey::FindCoordinator => {
                 RequestKind::FindCoordinator(FindCoordinatorRequest::default())
             }
+            ApiKey::OffsetCommit => RequestKind::OffsetCommit(OffsetCommitRequest::default()),
+            ApiKey::OffsetFetch => RequestKind::OffsetFetch(OffsetFetchRequest::default()),
+            ApiKey::JoinGroup => RequestKind::JoinGroup(JoinGroupRequest::default()),
+            ApiKey::Heartbeat => RequestKind::Heartbeat(HeartbeatRequest::default()),
+            ApiKey::LeaveGroup => RequestKind::LeaveGroup(LeaveGroupRequest::default()),
+            ApiKey::SyncGroup => RequestKind::SyncGroup(SyncGroupRequest::default()),
+            ApiKey::DescribeGroups => RequestKind::DescribeGroups(DescribeGroupsRequest::default()),
+            ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
+            ApiKey::DeleteGroups => RequestKind::DeleteGroups(DeleteGroupsRequest::default()),
+            ApiKey::OffsetDelete => RequestKind::OffsetDelete(OffsetDeleteRequest::default()),
             ApiKey::ApiVersions => RequestKind::ApiVersions(ApiVersionsRequest::default()),
             ApiKey::CreateTopics => RequestKind::CreateTopics(CreateTopicsRequest::default()),
             ApiKey::DeleteTopics => RequestKind::DeleteTopics(DeleteTopicsRequest::default()),
@@ -997,6 +1303,8 @@ mod tests {
             ApiKey::ListTransactions => {
                 RequestKind::ListTransactions(ListTransactionsRequest::default())
             }
+            ApiKey::SaslHandshake => RequestKind::SaslHandshake(Default::default()),
+            ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(Default::default()),
             other => panic!("no default request for {other:?}"),
         }
     }
@@ -1032,7 +1340,8 @@ mod tests {
                 }
             }
         }
-        assert_eq!(supported_range(ApiKey::SaslHandshake), None);
+        // An inter-broker API, never served to clients.
+        assert_eq!(supported_range(ApiKey::AlterPartition), None);
     }
 
     #[test]

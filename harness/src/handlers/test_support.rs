@@ -26,6 +26,7 @@ pub fn api_ctx(api: ApiKey, broker: i32, version: i16) -> RequestContext {
         broker_id: broker,
         client_id: Some("test".into()),
         waiter: WaiterId(1),
+        client_host: "/127.0.0.1".into(),
         now: Time::ZERO,
         now_ms: NOW,
         partition_errors: HashMap::new(),

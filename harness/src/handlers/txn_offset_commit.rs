@@ -120,7 +120,16 @@ fn commit(
         }
         code => code,
     })?;
-    validate_member(cluster, req)?;
+    // KIP-447: the member and generation are checked as the group coordinator checks an
+    // OffsetCommit (a group it does not know accepts only generation -1, and is created).
+    cluster.validate_txn_offset_commit(
+        group,
+        req.member_id.as_str(),
+        req.group_instance_id.as_ref().map(|id| &**id),
+        req.generation_id,
+        ctx.broker_id,
+        ctx.now,
+    )?;
     let now_ms = ctx.now_ms;
     let offsets: Vec<PartitionOffset> = req
         .topics
@@ -200,14 +209,6 @@ fn verify_transaction(
 /// members yet, so every group is one Kafka would create as a "simple" group on this
 /// commit: generation -1 is accepted, any other is ILLEGAL_GENERATION
 /// (`OffsetMetadataManager.validateTransactionalOffsetCommit`).
-fn validate_member(_cluster: &ClusterState, req: &TxnOffsetCommitRequest) -> Result<(), ErrorCode> {
-    if req.generation_id < 0 {
-        Ok(())
-    } else {
-        Err(ErrorCode::IllegalGeneration)
-    }
-}
-
 fn response(
     req: &TxnOffsetCommitRequest,
     codes: Vec<Vec<Option<ErrorCode>>>,

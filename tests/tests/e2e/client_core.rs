@@ -25,9 +25,15 @@ async fn a_connection_negotiates_versions_with_the_harness() {
     let cluster = cluster().await;
     let connector = cluster.connector();
     let config = franzy::engine::connection::ConnectionConfig::default();
-    let connection = BrokerConnection::open(&connector, "broker-1.franzy.invalid:9092", config, 5)
-        .await
-        .expect("connects and negotiates");
+    let connection = BrokerConnection::open(
+        &connector,
+        "broker-1.franzy.invalid:9092",
+        config,
+        5,
+        &Default::default(),
+    )
+    .await
+    .expect("connects and negotiates");
     assert_eq!(
         connection
             .version_for(ApiKey::ApiVersions)
@@ -35,7 +41,7 @@ async fn a_connection_negotiates_versions_with_the_harness() {
         4
     );
     assert!(matches!(
-        connection.version_for(ApiKey::JoinGroup),
+        connection.version_for(ApiKey::DescribeAcls),
         Err(Error::UnsupportedVersion { .. })
     ));
     let recorded = cluster.requests();
@@ -64,6 +70,7 @@ async fn negotiation_that_never_answers_times_out_at_the_request_timeout() {
         "broker-0.franzy.invalid:9092",
         config,
         5,
+        &Default::default(),
     )
     .await;
     assert!(

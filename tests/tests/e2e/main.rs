@@ -13,4 +13,5 @@ mod idempotence;
 mod lab;
 mod librdkafka_scenarios;
 mod producer;
+mod security;
 mod txn_coordinator;
