@@ -27,10 +27,9 @@
 //! What [`Config::set`] does with a key, from one table (listed below):
 //!
 //! - **Supported** keys are parsed into the typed settings and honoured. A value that does
-//!   not parse, or that franzy cannot honour safely (`security.protocol=SSL`,
-//!   `isolation.level=read_committed`, a `transactional.id`), is an [`Error::Config`] naming
-//!   the key: going on without TLS or outside a transaction would be wrong, not merely
-//!   different.
+//!   not parse, or that franzy cannot honour safely (`security.protocol=SSL`, a
+//!   `transactional.id`), is an [`Error::Config`] naming the key: going on without TLS or
+//!   outside a transaction would be wrong, not merely different.
 //! - **Known keys franzy ignores** (not implemented yet, such as `group.id`, or meaningless
 //!   here, such as `key.serializer`) are kept as text ([`Config::ignored`], [`Config::get`])
 //!   and logged once, at warn level, when set: `ignored: KEY (not supported)`, with the
@@ -160,9 +159,8 @@ impl OffsetReset {
 pub enum IsolationLevel {
     /// `read_uncommitted`: everything up to the high watermark.
     ReadUncommitted,
-    /// `read_committed`: up to the last stable offset, without aborted transactions. Not
-    /// supported yet: aborted transactions are not filtered out, so [`Config::validate`]
-    /// refuses it.
+    /// `read_committed`: up to the last stable offset (the first offset of the oldest open
+    /// transaction), without the records of aborted transactions.
     ReadCommitted,
 }
 
@@ -402,8 +400,9 @@ impl Config {
         /// Where a partition without a valid position starts.
         auto_offset_reset(OffsetReset) => auto_offset_reset,
             key "auto.offset.reset", default "latest";
-        /// Which records the consumer sees ([`IsolationLevel::ReadCommitted`] is refused by
-        /// [`Config::validate`] until aborted transactions are filtered out).
+        /// Which records the consumer sees: everything written
+        /// ([`IsolationLevel::ReadUncommitted`], the Java client's default; librdkafka's is
+        /// `read_committed`), or only what transactions committed.
         isolation_level(IsolationLevel) => isolation_level,
             key "isolation.level", default "read_uncommitted";
         /// Periodic metadata refresh.
@@ -591,8 +590,6 @@ impl Config {
                 "must exceed fetch.max.bytes by at least 64 KiB of response overhead",
             ));
         }
-        check_isolation_level(self.isolation_level)
-            .map_err(|reason| Error::config("isolation.level", reason))?;
         Ok(())
     }
 
@@ -626,17 +623,6 @@ impl Config {
             .given
             .max_response_size
             .unwrap_or(DEFAULT_MAX_RESPONSE_SIZE.max(fetch_max.saturating_add(RESPONSE_OVERHEAD)));
-    }
-}
-
-/// `read_committed` needs aborted transactions filtered out of fetched batches, which the
-/// consumer does not do yet; returning aborted records as committed would be wrong.
-fn check_isolation_level(level: IsolationLevel) -> Result<(), String> {
-    match level {
-        IsolationLevel::ReadUncommitted => Ok(()),
-        IsolationLevel::ReadCommitted => Err("read_committed is not supported yet: aborted \
-                                              transactions are not filtered out"
-            .into()),
     }
 }
 
@@ -938,7 +924,6 @@ mod tests {
             ("fetch.wait.max.ms", "1.5"),
             ("auto.offset.reset", "middle"),
             ("auto.offset.reset", "by_duration:P1D"),
-            ("isolation.level", "read_committed"),
             ("isolation.level", "serializable"),
             ("enable.partition.eof", "maybe"),
             ("security.protocol", "SSL"),
@@ -1065,12 +1050,16 @@ mod tests {
     }
 
     #[test]
+    fn read_committed_is_an_isolation_level_like_any_other() -> Result<(), Error> {
+        let config = Config::new("a:1").set("isolation.level", "READ_COMMITTED")?;
+        assert_eq!(config.isolation_level, IsolationLevel::ReadCommitted);
+        assert!(config.validate().is_ok());
+        assert_eq!(config.get("isolation.level").as_deref(), Some("read_committed"));
+        Ok(())
+    }
+
+    #[test]
     fn refused_until_supported() {
-        let err = Config::new("a:1")
-            .isolation_level(IsolationLevel::ReadCommitted)
-            .validate()
-            .expect_err("read_committed");
-        assert!(matches!(&err, Error::Config { key, .. } if key == "isolation.level"));
         let err = Config::new("SSL://a:9093").validate().expect_err("TLS");
         assert!(matches!(&err, Error::Config { key, .. } if key == "bootstrap.servers"));
         let plain = Config::new("PLAINTEXT://a:9092, plaintext://b:9092");

@@ -650,8 +650,9 @@ pub(super) static KEYS: &[Key] = &[
         "isolation.level",
         C,
         "read_uncommitted",
-        "only `read_uncommitted`: `read_committed` is refused until aborted transactions \
-         are filtered out",
+        "`read_uncommitted` (everything, up to the high watermark) or `read_committed` \
+         (committed transactions only, up to the last stable offset); the default is Java's \
+         (librdkafka's default is `read_committed`)",
         |c, v| {
             let level = choice(
                 v,
@@ -660,7 +661,6 @@ pub(super) static KEYS: &[Key] = &[
                     ("read_committed", IsolationLevel::ReadCommitted),
                 ],
             )?;
-            super::check_isolation_level(level)?;
             c.isolation_level = level;
             Ok(())
         },
