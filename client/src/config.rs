@@ -1054,7 +1054,10 @@ mod tests {
         let config = Config::new("a:1").set("isolation.level", "READ_COMMITTED")?;
         assert_eq!(config.isolation_level, IsolationLevel::ReadCommitted);
         assert!(config.validate().is_ok());
-        assert_eq!(config.get("isolation.level").as_deref(), Some("read_committed"));
+        assert_eq!(
+            config.get("isolation.level").as_deref(),
+            Some("read_committed")
+        );
         Ok(())
     }
 

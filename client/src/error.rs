@@ -427,7 +427,11 @@ mod tests {
             cause: Box::new(Error::broker(ErrorCode::ProducerFenced)),
         };
         assert!(fenced.is_fatal() && !fenced.requires_abort());
-        assert_eq!(fenced.code(), None, "the fencing does not say the commit failed");
+        assert_eq!(
+            fenced.code(),
+            None,
+            "the fencing does not say the commit failed"
+        );
         // Misuse changes nothing.
         let misuse = Error::InvalidTransactionState("no transaction in progress".into());
         assert!(!misuse.requires_abort() && !misuse.is_retriable() && !misuse.is_fatal());

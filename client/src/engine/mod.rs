@@ -31,3 +31,4 @@ pub mod partitioner;
 pub mod producer;
 pub mod producer_id;
 pub mod refresh;
+pub mod transaction;

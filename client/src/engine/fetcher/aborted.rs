@@ -140,7 +140,12 @@ mod tests {
             .with_first_offset(first_offset)
     }
 
-    fn header(base_offset: i64, records: i32, producer_id: i64, transactional: bool) -> BatchHeader {
+    fn header(
+        base_offset: i64,
+        records: i32,
+        producer_id: i64,
+        transactional: bool,
+    ) -> BatchHeader {
         BatchHeader {
             base_offset,
             batch_length: 49,
@@ -175,8 +180,14 @@ mod tests {
         // Producer 8's transaction begins inside this batch's range.
         assert_eq!(filter.data_batch(&header(12, 1, 8, true)), Verdict::Aborted);
         // Non-transactional and idempotent-only batches of an aborted producer id stay.
-        assert_eq!(filter.data_batch(&header(13, 1, 8, false)), Verdict::Deliver);
-        assert_eq!(filter.data_batch(&header(14, 1, -1, false)), Verdict::Deliver);
+        assert_eq!(
+            filter.data_batch(&header(13, 1, 8, false)),
+            Verdict::Deliver
+        );
+        assert_eq!(
+            filter.data_batch(&header(14, 1, -1, false)),
+            Verdict::Deliver
+        );
         filter.control_batch(&marker(ControlRecordKind::Abort, 7, 15));
         // After its ABORT marker, producer 7's next transaction is delivered.
         assert_eq!(filter.data_batch(&header(16, 1, 7, true)), Verdict::Deliver);
@@ -200,9 +211,18 @@ mod tests {
         ];
         let mut filter = AbortedTransactions::new(Some(&list));
         assert!(!filter.is_empty());
-        assert_eq!(filter.data_batch(&header(100, 1, -1, true)), Verdict::Deliver);
-        assert_eq!(filter.data_batch(&header(101, 1, 3, true)), Verdict::Aborted);
-        assert_eq!(filter.data_batch(&header(102, 1, 4, true)), Verdict::Deliver);
+        assert_eq!(
+            filter.data_batch(&header(100, 1, -1, true)),
+            Verdict::Deliver
+        );
+        assert_eq!(
+            filter.data_batch(&header(101, 1, 3, true)),
+            Verdict::Aborted
+        );
+        assert_eq!(
+            filter.data_batch(&header(102, 1, 4, true)),
+            Verdict::Deliver
+        );
         // A batch ending at the top of int64 reaches every entry without overflowing.
         assert_eq!(
             filter.data_batch(&header(i64::MAX - 1, 2, 4, true)),
@@ -215,7 +235,10 @@ mod tests {
         odd.records[0].key = Some(bytes::Bytes::from_static(&[0, 0]));
         let mut filter = AbortedTransactions::new(Some(&[aborted(3, 0)]));
         filter.control_batch(&odd);
-        assert_eq!(filter.data_batch(&header(201, 1, 3, true)), Verdict::Aborted);
+        assert_eq!(
+            filter.data_batch(&header(201, 1, 3, true)),
+            Verdict::Aborted
+        );
     }
 
     #[test]

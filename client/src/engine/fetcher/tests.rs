@@ -1187,7 +1187,12 @@ fn txn_batch(base_offset: i64, producer_id: i64, values: &[&str]) -> Vec<u8> {
         .transactional(true);
     for (i, v) in values.iter().enumerate() {
         builder
-            .append(1_000 + i as i64, None, Some(Bytes::from(v.to_string())), vec![])
+            .append(
+                1_000 + i as i64,
+                None,
+                Some(Bytes::from(v.to_string())),
+                vec![],
+            )
             .expect("appends");
     }
     builder.build().encode().expect("encodes").to_vec()
@@ -1303,7 +1308,11 @@ fn the_position_moves_past_markers_and_aborted_batches_without_a_record() {
     assert!(matches!(f.poll_event(), Some(Ok(ConsumerEvent::Record(r))) if r.offset == 3));
     assert_eq!(f.position(&p), Some(4));
     assert!(matches!(f.poll_event(), Some(Ok(ConsumerEvent::Record(r))) if r.offset == 4));
-    assert_eq!(f.position(&p), Some(6), "the marker behind the last record is stepped over");
+    assert_eq!(
+        f.position(&p),
+        Some(6),
+        "the marker behind the last record is stepped over"
+    );
     assert!(f.poll_event().is_none());
 }
 
@@ -1387,7 +1396,8 @@ mod read_committed_model {
             } else {
                 ControlRecordKind::Abort
             };
-            self.batches.push((self.offset, marker(self.offset, pid, kind)));
+            self.batches
+                .push((self.offset, marker(self.offset, pid, kind)));
             if commit {
                 self.visible.extend(values);
             } else {
@@ -1424,7 +1434,11 @@ mod read_committed_model {
                 Step::Write { p, n } => {
                     let first = log.offset;
                     let records = log.write(Some(*p), *n);
-                    log.open.entry(*p).or_insert((first, Vec::new())).1.extend(records);
+                    log.open
+                        .entry(*p)
+                        .or_insert((first, Vec::new()))
+                        .1
+                        .extend(records);
                 }
                 Step::Plain { n } => {
                     let records = log.write(None, *n);
