@@ -27,9 +27,9 @@
 //! What [`Config::set`] does with a key, from one table (listed below):
 //!
 //! - **Supported** keys are parsed into the typed settings and honoured. A value that does
-//!   not parse, or that franzy cannot honour safely (`security.protocol=SSL`, a
-//!   `transactional.id`), is an [`Error::Config`] naming the key: going on without TLS or
-//!   outside a transaction would be wrong, not merely different.
+//!   not parse, or that franzy cannot honour safely (`security.protocol=SSL`, a Java
+//!   partitioner class), is an [`Error::Config`] naming the key: going on without TLS or with
+//!   records in other partitions would be wrong, not merely different.
 //! - **Known keys franzy ignores** (not implemented yet, such as `group.id`, or meaningless
 //!   here, such as `key.serializer`) are kept as text ([`Config::ignored`], [`Config::get`])
 //!   and logged once, at warn level, when set: `ignored: KEY (not supported)`, with the
@@ -221,6 +221,10 @@ pub struct Config {
     pub(crate) enable_partition_eof: bool,
     /// `enable.idempotence`: `None` until set, when it follows the other settings.
     pub(crate) enable_idempotence: Option<bool>,
+    /// `transactional.id`: `None` (or empty) for a producer without transactions.
+    pub(crate) transactional_id: Option<String>,
+    /// `transaction.timeout.ms`.
+    pub(crate) transaction_timeout: Duration,
     /// What was set of the settings derived from others.
     given: Given,
     /// The keys franzy keeps without acting on them.
@@ -275,6 +279,8 @@ impl Default for Config {
             max_response_size: DEFAULT_MAX_RESPONSE_SIZE,
             enable_partition_eof: false,
             enable_idempotence: None,
+            transactional_id: None,
+            transaction_timeout: Duration::from_secs(60),
             given: Given::default(),
             kept: Kept::default(),
         };
@@ -434,19 +440,41 @@ impl Config {
         /// client since 3.2.
         enable_idempotence(bool) => enable_idempotence via Some,
             key "enable.idempotence", default "true";
+        /// Makes the producer transactional (`Producer::init_transactions` and the other
+        /// transactional methods; records only inside a transaction). A new producer with the
+        /// same id fences this one (its open transaction is aborted). Implies
+        /// `enable.idempotence` (with it explicitly false, [`Config::validate`] fails). An
+        /// empty id is none.
+        transactional_id(impl Into<String>) => transactional_id via optional_id,
+            key "transactional.id", default "";
+        /// Longest a transaction may stay open before the transaction coordinator aborts it
+        /// (sent with InitProducerId; brokers refuse more than their
+        /// `transaction.max.timeout.ms`, 15 minutes by default). Also how long a commit
+        /// retries an EndTxn that got no answer before it reports
+        /// [`Error::TransactionOutcomeUnknown`].
+        transaction_timeout(Duration) => transaction_timeout via capped,
+            key "transaction.timeout.ms", default "60000";
     }
 
     /// Whether the producer is idempotent with these settings (see
-    /// [`Config::enable_idempotence`]).
+    /// [`Config::enable_idempotence`]; a `transactional.id` implies it).
     pub fn idempotence(&self) -> bool {
-        self.enable_idempotence
-            .unwrap_or(self.acks == Acks::All && self.retries > 0 && self.max_in_flight <= 5)
+        self.transactional_id.is_some()
+            || self
+                .enable_idempotence
+                .unwrap_or(self.acks == Acks::All && self.retries > 0 && self.max_in_flight <= 5)
     }
 
-    /// Whether idempotence was asked for explicitly (then a broker without InitProducerId is
-    /// an error rather than a reason to go without).
+    /// Whether idempotence was asked for explicitly, or implied by a `transactional.id`
+    /// (then a broker without InitProducerId is an error rather than a reason to go
+    /// without, and settings that conflict with it fail [`Config::validate`]).
     pub(crate) fn idempotence_explicit(&self) -> bool {
-        self.enable_idempotence == Some(true)
+        self.enable_idempotence == Some(true) || self.transactional_id.is_some()
+    }
+
+    /// The `transactional.id`, if the producer is transactional.
+    pub fn transactional(&self) -> Option<&str> {
+        self.transactional_id.as_deref()
     }
 
     /// The configured `batch.size` in bytes.
@@ -541,13 +569,33 @@ impl Config {
                 format!("{} is not between 1 and 5", self.max_in_flight),
             ));
         }
-        if self.enable_idempotence == Some(true) {
+        if self.transactional_id.is_some() && self.enable_idempotence == Some(false) {
+            // Java: "Cannot set a transactional.id without also enabling idempotence."
+            return Err(Error::config(
+                "transactional.id",
+                "requires enable.idempotence, which is set to false",
+            ));
+        }
+        if self.idempotence_explicit() {
+            let key = if self.enable_idempotence == Some(true) {
+                "enable.idempotence"
+            } else {
+                "transactional.id"
+            };
             if self.acks != Acks::All {
-                return Err(Error::config("enable.idempotence", "requires acks=all"));
+                return Err(Error::config(key, "requires acks=all"));
             }
             if self.retries == 0 {
-                return Err(Error::config("enable.idempotence", "requires retries > 0"));
+                return Err(Error::config(key, "requires retries > 0"));
             }
+        }
+        if self.transaction_timeout.is_zero()
+            || self.transaction_timeout.as_millis() > i32::MAX as u128
+        {
+            return Err(Error::config(
+                "transaction.timeout.ms",
+                format!("must be between 1 and {} ms", i32::MAX),
+            ));
         }
         if self.batch_size == 0 {
             return Err(Error::config("batch.size", "must be positive"));
@@ -624,6 +672,11 @@ impl Config {
             .max_response_size
             .unwrap_or(DEFAULT_MAX_RESPONSE_SIZE.max(fetch_max.saturating_add(RESPONSE_OVERHEAD)));
     }
+}
+
+/// A `transactional.id` setting: an empty id is none.
+fn optional_id(id: impl Into<String>) -> Option<String> {
+    Some(id.into()).filter(|id| !id.is_empty())
 }
 
 fn capped(duration: Duration) -> Duration {
@@ -759,7 +812,8 @@ mod tests {
             "partitioner" => "murmur2",
             "partitioner.class" => "org.apache.kafka.clients.producer.UniformStickyPartitioner",
             "partitioner.ignore.keys" => "true",
-            "transactional.id" => "",
+            "transactional.id" => "orders-tx",
+            "transaction.timeout.ms" => "90000",
             "auto.offset.reset" => "smallest",
             "isolation.level" => "READ_UNCOMMITTED",
             "fetch.min.bytes" => "1000",
@@ -930,7 +984,8 @@ mod tests {
             ("security.protocol", "sasl_ssl"),
             ("security.protocol", "SASL_PLAINTEXT"),
             ("security.protocol", "TLS"),
-            ("transactional.id", "orders-tx"),
+            ("transaction.timeout.ms", "0"),
+            ("transaction.timeout.ms", "2147483648"),
             ("client.dns.lookup", "default"),
             ("metadata.max.age.ms", "-2"),
             ("topic.metadata.refresh.interval.ms", "never"),
@@ -1197,6 +1252,35 @@ mod tests {
             assert!(matches!(&err, Error::Config { key, .. } if key == "enable.idempotence"));
         }
         explicit.validate()
+    }
+
+    #[test]
+    fn a_transactional_id_implies_idempotence_as_in_java() -> Result<(), Error> {
+        let config = Config::new("a:1").set("transactional.id", "orders-tx")?;
+        assert_eq!(config.transactional(), Some("orders-tx"));
+        assert!(config.idempotence() && config.idempotence_explicit());
+        assert_eq!(config.transaction_timeout, Duration::from_secs(60));
+        config.validate()?;
+        assert_eq!(
+            Config::new("a:1").transactional_id("").transactional(),
+            None
+        );
+        let err = config
+            .clone()
+            .set("enable.idempotence", "false")?
+            .validate()
+            .expect_err("Java: cannot set a transactional.id without idempotence");
+        assert!(matches!(&err, Error::Config { key, .. } if key == "transactional.id"));
+        for conflicting in [config.clone().acks(Acks::Leader), config.clone().retries(0)] {
+            let err = conflicting.validate().expect_err("conflict");
+            assert!(matches!(&err, Error::Config { key, .. } if key == "transactional.id"));
+        }
+        let err = config
+            .transaction_timeout(Duration::ZERO)
+            .validate()
+            .expect_err("zero");
+        assert!(matches!(&err, Error::Config { key, .. } if key == "transaction.timeout.ms"));
+        Ok(())
     }
 
     #[test]

@@ -208,7 +208,8 @@ const INTERCEPTORS: &str = "interceptors are Java classes, which franzy cannot l
 const TLS: &str = "TLS is not implemented yet (`security.protocol` must be PLAINTEXT)";
 const SASL: &str = "SASL is not implemented yet (`security.protocol` must be PLAINTEXT)";
 const METRICS: &str = "franzy records no metrics (it reports through `tracing`)";
-const TRANSACTIONS: &str = "transactions are not implemented yet";
+const TRANSACTIONS: &str = "two-phase commit with an external transaction manager (KIP-939) \
+                            is not implemented";
 const LEVELS: &str = "franzy compresses at one fixed level per codec";
 const PRODUCER: &str = "not implemented by franzy's producer yet";
 const CONSUMER: &str = "not implemented by franzy's consumer yet (franzy always checks CRCs, \
@@ -601,20 +602,31 @@ pub(super) static KEYS: &[Key] = &[
         "transactional.id",
         P,
         "",
-        "only empty: transactions are not implemented yet, and a producer with an id would \
-         write outside any transaction",
-        |_, v| {
-            if v.is_empty() {
-                Ok(())
-            } else {
-                Err(
-                    "transactions are not supported yet (franzy would write these records \
-                     outside any transaction)"
-                        .into(),
-                )
-            }
+        "makes the producer transactional: records are sent inside transactions \
+         (`init_transactions`, `begin_transaction`, `commit_transaction`), and a new producer \
+         with the same id fences this one; implies `enable.idempotence`. Empty: none",
+        |c, v| {
+            c.transactional_id = (!v.is_empty()).then(|| v.to_string());
+            Ok(())
         },
-        |_| String::new(),
+        |c| c.transactional_id.clone().unwrap_or_default(),
+    ),
+    supported(
+        "transaction.timeout.ms",
+        P,
+        "60000",
+        "longest a transaction may stay open before the coordinator aborts it (at most the \
+         brokers' `transaction.max.timeout.ms`); also how long a commit retries an \
+         unanswered EndTxn before its outcome is reported unknown",
+        |c, v| {
+            let timeout = millis(v)?;
+            if timeout.is_zero() || timeout.as_millis() > i32::MAX as u128 {
+                return Err(format!("{v} is not between 1 and {}", i32::MAX));
+            }
+            c.transaction_timeout = timeout;
+            Ok(())
+        },
+        |c| show_millis(c.transaction_timeout),
     ),
     // Supported, consumer.
     supported(
@@ -753,7 +765,6 @@ pub(super) static KEYS: &[Key] = &[
     ignored("value.serializer", P, SERDE)
         .inert(&["org.apache.kafka.common.serialization.ByteArraySerializer"]),
     ignored("interceptor.classes", PC, INTERCEPTORS).inert(&[""]),
-    ignored("transaction.timeout.ms", P, TRANSACTIONS),
     ignored("transaction.two.phase.commit.enable", P, TRANSACTIONS).inert(&["false"]),
     // Consumer.
     ignored("group.id", C, GROUPS),

@@ -647,10 +647,13 @@ impl TransactionManager {
             TransactionState::AbortableError => Some(Error::Abortable(Box::new(
                 self.last_error.clone().unwrap_or(Error::TransactionAborted),
             ))),
-            TransactionState::AbortingTransaction => Some(match &self.last_error {
-                Some(error) => Error::Abortable(Box::new(error.clone())),
-                None => Error::TransactionAborted,
-            }),
+            // Not once EndTxn succeeded (the epoch bump that may follow is no abort).
+            TransactionState::AbortingTransaction if self.end.is_some() => {
+                Some(match &self.last_error {
+                    Some(error) => Error::Abortable(Box::new(error.clone())),
+                    None => Error::TransactionAborted,
+                })
+            }
             _ => None,
         }
     }
