@@ -177,6 +177,38 @@ fn bad_arguments_are_errors_not_panics() {
         limit,
     );
     assert!(!ok && stderr.contains("NAME=VALUE"), "{stderr}");
+    // Transactions: --txn-records needs a transactional id, and a transactional id needs
+    // idempotence; both are refused before connecting.
+    let (ok, _, stderr) = run(
+        &[
+            "produce",
+            "-b",
+            "127.0.0.1:1",
+            "-t",
+            "t",
+            "--txn-records",
+            "5",
+        ],
+        b"",
+        limit,
+    );
+    assert!(!ok && stderr.contains("transactional.id"), "{stderr}");
+    let (ok, _, stderr) = run(
+        &[
+            "produce",
+            "-b",
+            "127.0.0.1:1",
+            "-t",
+            "t",
+            "-X",
+            "transactional.id=tx",
+            "-X",
+            "enable.idempotence=false",
+        ],
+        b"",
+        limit,
+    );
+    assert!(!ok && stderr.contains("transactional.id"), "{stderr}");
 }
 
 #[test]
