@@ -9,7 +9,6 @@ use std::num::NonZeroU64;
 
 use bytes::Bytes;
 use franzy::producer::{DeliveryFuture, Header, Producer, ProducerRecord};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use super::{parse_delimiter, split_once, ClientArgs, Interrupt, Target};
 
@@ -66,7 +65,7 @@ pub async fn run(args: ProduceArgs) -> Result<(), String> {
     }
     let producer = Producer::new(config).map_err(|e| e.to_string())?;
     let lines = Lines {
-        reader: BufReader::new(tokio::io::stdin()),
+        input: read_stdin(),
         delimiter,
         args: &args,
     };
@@ -80,25 +79,43 @@ pub async fn run(args: ProduceArgs) -> Result<(), String> {
     result
 }
 
+/// Reads stdin line by line on a thread of its own, which the process's exit ends: a
+/// blocking read on tokio's blocking pool would keep the runtime from shutting down while
+/// stdin stays open (an interrupted `produce` would hang instead of exiting).
+fn read_stdin() -> tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>> {
+    let (lines, input) = tokio::sync::mpsc::channel(1024);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            let mut line = Vec::new();
+            let read = std::io::BufRead::read_until(&mut stdin, b'\n', &mut line);
+            let end = matches!(read, Ok(0) | Err(_));
+            let item = read.map(|_| line);
+            if (!end || item.is_err()) && lines.blocking_send(item).is_err() {
+                return;
+            }
+            if end {
+                return;
+            }
+        }
+    });
+    input
+}
+
 /// The records of stdin, one a line.
-struct Lines<'a, R> {
-    reader: BufReader<R>,
+struct Lines<'a> {
+    input: tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
     delimiter: Option<Vec<u8>>,
     args: &'a ProduceArgs,
 }
 
-impl<R: AsyncRead + Unpin> Lines<'_, R> {
-    /// The next line's record, `None` at the end of input.
+impl Lines<'_> {
+    /// The next line's record, `None` at the end of input. Cancel-safe.
     async fn next(&mut self) -> Result<Option<ProducerRecord>, String> {
-        let mut line = Vec::new();
-        let read = self
-            .reader
-            .read_until(b'\n', &mut line)
-            .await
-            .map_err(|e| format!("cannot read stdin: {e}"))?;
-        if read == 0 {
-            return Ok(None);
-        }
+        let line = match self.input.recv().await {
+            None => return Ok(None),
+            Some(line) => line.map_err(|e| format!("cannot read stdin: {e}"))?,
+        };
         let line = line.strip_suffix(b"\n").unwrap_or(&line);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let args = self.args;
@@ -122,10 +139,7 @@ impl<R: AsyncRead + Unpin> Lines<'_, R> {
 }
 
 /// Sends every line, then waits for each acknowledgement.
-async fn produce<R: AsyncRead + Unpin>(
-    producer: &Producer,
-    mut lines: Lines<'_, R>,
-) -> Result<(), String> {
+async fn produce(producer: &Producer, mut lines: Lines<'_>) -> Result<(), String> {
     let (deliveries_tx, mut deliveries) = tokio::sync::mpsc::channel(100_000);
     let collector = tokio::spawn(async move {
         let (mut delivered, mut failed) = (0u64, 0u64);
@@ -159,9 +173,9 @@ async fn produce<R: AsyncRead + Unpin>(
 
 /// Sends the lines in transactions: one for the whole input, or one per `every` records.
 /// Any error, and SIGINT/SIGTERM, aborts the open transaction and fails.
-async fn produce_in_transactions<R: AsyncRead + Unpin>(
+async fn produce_in_transactions(
     producer: &Producer,
-    mut lines: Lines<'_, R>,
+    mut lines: Lines<'_>,
     every: Option<NonZeroU64>,
 ) -> Result<(), String> {
     let mut interrupt = Interrupt::watch()?;
@@ -207,9 +221,9 @@ struct Committed {
     transactions: u64,
 }
 
-async fn transactions<R: AsyncRead + Unpin>(
+async fn transactions(
     producer: &Producer,
-    lines: &mut Lines<'_, R>,
+    lines: &mut Lines<'_>,
     every: Option<NonZeroU64>,
     committed: &mut Committed,
 ) -> Result<(), String> {

@@ -39,13 +39,18 @@
 //! makes the commit's outcome uncertain until an answer comes: a retry of a commit the
 //! coordinator completed answers success, one of a transaction it aborted answers
 //! INVALID_TXN_STATE, and while it completes CONCURRENT_TRANSACTIONS. If no answer comes
-//! within `transaction.timeout.ms` of the first EndTxn, or a retry is answered with a
-//! fencing error (a newer producer may have found the transaction committed), the commit
-//! ends with [`Error::TransactionOutcomeUnknown`], and the producer re-initialises with its
-//! current producer id and epoch (InitProducerId v3+, KIP-360) before the next transaction,
-//! so that the epoch is never used again. An abort that cannot reach the coordinator by its
-//! deadline is done all the same (the coordinator aborts the transaction on its timeout or on
-//! that re-initialisation), and so is reported as such.
+//! within `transaction.timeout.ms` of when the EndTxn could first go, or a retry is
+//! answered with a fencing error (a newer producer may have found the transaction
+//! committed), the commit ends with [`Error::TransactionOutcomeUnknown`]. The producer then
+//! settles the transaction in the background, as Java does before any epoch bump: EndTxn(abort),
+//! retried until answered (NONE: it is aborted; INVALID_TXN_STATE: the commit had arrived and
+//! it committed), then re-initialises with its current producer id and epoch (InitProducerId
+//! v3+, KIP-360), so that the epoch is never used again; `begin_transaction` waits for both.
+//! (A re-initialisation while the transaction is still open would be fenced, and so is every
+//! request of a producer whose transaction the coordinator aborted on its timeout: that
+//! producer ends fatally, as a Java one does.) An abort that cannot reach the coordinator by
+//! its deadline is reported done (nothing can commit the transaction any more) and settled
+//! the same way.
 //!
 //! # Call order
 //!
@@ -278,6 +283,10 @@ struct PendingOffsets {
 struct PendingEnd {
     op: OperationId,
     commit: bool,
+    /// No caller waits any more: the transaction is being settled after its commit's or
+    /// abort's deadline passed (EndTxn(abort), retried without a deadline, then the epoch
+    /// bump); `begin_transaction` waits for it.
+    background: bool,
     /// Give up retrying at this time (set when the first EndTxn is sent).
     deadline: Option<Instant>,
     /// An EndTxn was sent and no answer came: the coordinator may have acted on it.
@@ -425,6 +434,10 @@ impl TransactionManager {
             TransactionState::Initializing if self.init.is_some() => {
                 self.init_transactions().map(Some)
             }
+            // Settling the last transaction before re-initialising.
+            TransactionState::Initializing if self.end.as_ref().is_some_and(|e| e.background) => {
+                Ok(self.end.as_ref().map(|end| end.op))
+            }
             TransactionState::Uninitialized => Err(invalid(
                 "cannot begin a transaction before init_transactions",
             )),
@@ -497,6 +510,7 @@ impl TransactionManager {
                 self.end = Some(PendingEnd {
                     op,
                     commit: true,
+                    background: false,
                     deadline: None,
                     possibly_delivered: false,
                     last_failure: None,
@@ -533,6 +547,7 @@ impl TransactionManager {
                 self.end = Some(PendingEnd {
                     op,
                     commit: false,
+                    background: false,
                     deadline: None,
                     possibly_delivered: false,
                     last_failure: None,
@@ -572,6 +587,13 @@ impl TransactionManager {
             .take_if(|_| !matches!(self.in_flight, Some((_, Sent::InitProducerId))))
         {
             self.complete(init.op, Err(Error::Closed));
+        }
+        // Settling a transaction in the background is moot once the producer closes: the
+        // coordinator aborts it on its timeout.
+        if let Some(end) = self.end.take_if(|end| end.background) {
+            self.complete(end.op, Err(Error::Closed));
+            self.end_transaction();
+            self.state = TransactionState::Ready;
         }
     }
 
@@ -841,7 +863,7 @@ impl TransactionManager {
         let Some(end) = self.end.as_ref() else {
             return;
         };
-        if end.deadline.is_none_or(|at| now < at) {
+        if end.background || end.deadline.is_none_or(|at| now < at) {
             return;
         }
         let Some(end) = self.end.take() else {
@@ -851,28 +873,46 @@ impl TransactionManager {
             .last_failure
             .clone()
             .unwrap_or(Error::RequestTimeout(self.config.transaction_timeout));
-        if end.commit && end.possibly_delivered {
-            warn!(%cause, "no answer to EndTxn(commit) within transaction.timeout.ms: outcome unknown");
-            self.complete(
-                end.op,
-                Err(Error::TransactionOutcomeUnknown {
-                    cause: Box::new(cause),
-                }),
-            );
-            self.end_transaction();
-            self.start_bump(None);
-        } else if end.commit {
+        if end.commit && !end.possibly_delivered {
             // The coordinator never saw the commit: the transaction did not commit. Abort it.
             warn!(%cause, "EndTxn(commit) never reached the coordinator within transaction.timeout.ms");
             self.complete(end.op, Err(Error::Abortable(Box::new(cause.clone()))));
             self.abortable(cause, true);
-        } else {
-            warn!(%cause, "EndTxn(abort) got no answer within transaction.timeout.ms: \
-                the coordinator aborts the transaction on its timeout or at our re-initialisation");
-            self.complete(end.op, Ok(()));
-            self.end_transaction();
-            self.start_bump(None);
+            return;
         }
+        if end.commit {
+            warn!(%cause, "no answer to EndTxn(commit) within transaction.timeout.ms: outcome unknown");
+            let unknown = Error::TransactionOutcomeUnknown {
+                cause: Box::new(cause),
+            };
+            self.complete(end.op, Err(unknown));
+        } else {
+            warn!(%cause, "EndTxn(abort) got no answer within transaction.timeout.ms: the \
+                transaction cannot commit; aborting it in the background");
+            self.complete(end.op, Ok(()));
+        }
+        if self.closing {
+            self.end_transaction();
+            self.state = TransactionState::Ready;
+            return;
+        }
+        // Settle the transaction before re-initialising: an InitProducerId while it is still
+        // open at the coordinator would be fenced (Kafka fences the epoch it aborts with), so
+        // as Java does before any epoch bump, EndTxn(abort) first, retried until answered.
+        // It finds the transaction aborted (now or by the coordinator's timeout) or, for a
+        // commit that did arrive, committed (INVALID_TXN_STATE); either way the bump follows,
+        // so that no late request of this epoch can act on a later transaction.
+        let op = self.next_op();
+        self.state = TransactionState::Initializing;
+        self.bump_required = true;
+        self.end = Some(PendingEnd {
+            op,
+            commit: false,
+            background: true,
+            deadline: None,
+            possibly_delivered: false,
+            last_failure: None,
+        });
     }
 
     /// Ends a transaction that needs no EndTxn: nothing was added to it.
@@ -1668,14 +1708,27 @@ impl TransactionManager {
 
     fn handle_end_txn(&mut self, code: Option<ErrorCode>) -> Next {
         let context = || Some("EndTxn".to_string());
-        let (commit, possibly_delivered) = match &self.end {
-            Some(end) => (end.commit, end.possibly_delivered),
+        let (commit, possibly_delivered, background) = match &self.end {
+            Some(end) => (end.commit, end.possibly_delivered, end.background),
             None => return Next::Done,
         };
         match code {
+            Some(ErrorCode::InvalidTxnState) if background => {
+                // Settling a transaction whose commit's outcome was reported unknown: the
+                // commit had reached the coordinator after all. Now bump the epoch.
+                info!("the transaction whose commit was reported unknown committed");
+                if let Some(end) = self.end.take() {
+                    self.transaction_done(end.op);
+                }
+                Next::Done
+            }
             None => {
                 if let Some(end) = self.end.take() {
-                    info!(commit, "transaction ended");
+                    if background {
+                        info!("the transaction whose commit or abort timed out is aborted");
+                    } else {
+                        info!(commit, "transaction ended");
+                    }
                     self.transaction_done(end.op);
                 }
                 Next::Done
@@ -2505,68 +2558,69 @@ mod tests {
 
     #[test]
     fn a_commit_without_an_answer_until_the_deadline_is_unknown_and_the_epoch_is_never_reused() {
-        let (mut d, op, mut end) = committing();
-        let started = d.now;
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            assert!(attempts < 1_000, "the commit never gives up");
-            d.fail(&end, Error::RequestTimeout(30_000 * MS), true);
-            if !d.completions().is_empty() {
-                panic!("reported before the deadline");
-            }
-            match d.next() {
-                Some(r) if r.api == ApiKey::FindCoordinator => {
-                    d.answer(&r, 3, coordinator(1));
-                    match d.next() {
-                        Some(r) if r.api == ApiKey::EndTxn => end = r,
-                        Some(r) => {
-                            assert_eq!(r.api, ApiKey::InitProducerId, "{r:?}");
-                            end = r;
-                            break;
-                        }
-                        None => panic!("nothing to send"),
-                    }
+        for commit_had_arrived in [false, true] {
+            let (mut d, op, mut end) = committing();
+            let started = d.now;
+            let mut attempts = 0;
+            let done = loop {
+                attempts += 1;
+                assert!(attempts < 1_000, "the commit never gives up");
+                d.fail(&end, Error::RequestTimeout(30_000 * MS), true);
+                let mut next = d.next().expect("something to send");
+                let done = d.completions();
+                if next.api == ApiKey::FindCoordinator {
+                    d.answer(&next, 3, coordinator(1));
+                    next = d.expect(ApiKey::EndTxn);
                 }
-                Some(r) => panic!("{r:?}"),
-                None => panic!("nothing to send"),
-            }
+                end = next;
+                if !done.is_empty() {
+                    break done;
+                }
+            };
+            assert!(
+                d.now >= started + TIMEOUT,
+                "gave up at {:?}",
+                d.now - started
+            );
+            let [(o, Err(error))] = &done[..] else {
+                panic!("{done:?}")
+            };
+            assert_eq!(*o, op);
+            assert!(
+                matches!(error, Error::TransactionOutcomeUnknown { .. }),
+                "{error}"
+            );
+            assert!(!error.is_fatal() && !error.is_retriable() && !error.requires_abort());
+            // The transaction is settled first (EndTxn(abort): an InitProducerId while it is
+            // open would be fenced), then the epoch bumped (KIP-360), before anything else.
+            assert_eq!(d.tm.state(), TransactionState::Initializing);
+            let RequestKind::EndTxn(body) = end.build(3).expect("builds") else {
+                panic!("{end:?}")
+            };
+            assert!(!body.committed, "settled by an abort");
+            let waiting =
+                d.tm.begin_transaction()
+                    .expect("waits")
+                    .expect("an operation");
+            assert!(d.tm.check_send().is_err(), "no transaction yet");
+            // The abort finds the transaction aborted, or committed after all.
+            let settled = commit_had_arrived.then_some(ErrorCode::InvalidTxnState);
+            d.answer(&end, 3, answer_for(&end, settled));
+            let bump = d.expect(ApiKey::InitProducerId);
+            let RequestKind::InitProducerId(body) = bump.build(3).expect("builds") else {
+                panic!()
+            };
+            assert_eq!((body.producer_id.0, body.producer_epoch), (1000, 0));
+            let body = ResponseKind::InitProducerId(
+                InitProducerIdResponse::default()
+                    .with_producer_id(1000.into())
+                    .with_producer_epoch(1),
+            );
+            d.answer(&bump, 3, body);
+            assert!(matches!(&d.completions()[..], [(o, Ok(()))] if *o == waiting));
+            assert_eq!(d.tm.take_producer_id(), Some(ProducerId::new(1000, 1)));
+            assert_eq!(d.tm.begin_transaction().ok(), Some(None));
         }
-        assert!(
-            d.now >= started + TIMEOUT,
-            "gave up at {:?}",
-            d.now - started
-        );
-        let done = d.completions();
-        let [(o, Err(error))] = &done[..] else {
-            panic!("{done:?}")
-        };
-        assert_eq!(*o, op);
-        assert!(
-            matches!(error, Error::TransactionOutcomeUnknown { .. }),
-            "{error}"
-        );
-        assert!(!error.is_fatal() && !error.is_retriable() && !error.requires_abort());
-        // Re-initialising with the current id and epoch (KIP-360) before anything else.
-        assert_eq!(d.tm.state(), TransactionState::Initializing);
-        let RequestKind::InitProducerId(body) = end.build(3).expect("builds") else {
-            panic!()
-        };
-        assert_eq!((body.producer_id.0, body.producer_epoch), (1000, 0));
-        let waiting =
-            d.tm.begin_transaction()
-                .expect("waits")
-                .expect("an operation");
-        assert!(d.tm.check_send().is_err(), "no transaction yet");
-        let body = ResponseKind::InitProducerId(
-            InitProducerIdResponse::default()
-                .with_producer_id(1000.into())
-                .with_producer_epoch(1),
-        );
-        d.answer(&end, 3, body);
-        assert!(matches!(&d.completions()[..], [(o, Ok(()))] if *o == waiting));
-        assert_eq!(d.tm.take_producer_id(), Some(ProducerId::new(1000, 1)));
-        assert_eq!(d.tm.begin_transaction().ok(), Some(None));
     }
 
     #[test]
