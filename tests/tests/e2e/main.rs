@@ -10,4 +10,5 @@ mod group_coordinator;
 mod hostile_input;
 mod idempotence;
 mod producer;
+mod transactions;
 mod txn_coordinator;
