@@ -214,7 +214,8 @@ const SASL: &str = "franzy speaks PLAIN, SCRAM-SHA-256/512 and OAUTHBEARER (unse
 const PEM_ONLY: &str = "franzy reads PEM stores only, which have no store password";
 const ENCRYPTED_KEYS: &str = "encrypted private keys are not supported: decrypt the key";
 const METRICS: &str = "franzy records no metrics (it reports through `tracing`)";
-const TRANSACTIONS: &str = "transactions are not implemented yet";
+const TRANSACTIONS: &str = "two-phase commit with an external transaction manager (KIP-939) \
+                            is not implemented";
 const LEVELS: &str = "franzy compresses at one fixed level per codec";
 const PRODUCER: &str = "not implemented by franzy's producer yet";
 const CONSUMER: &str = "not implemented by franzy's consumer yet (franzy always checks CRCs, \
@@ -751,20 +752,31 @@ pub(super) static KEYS: &[Key] = &[
         "transactional.id",
         P,
         "",
-        "only empty: transactions are not implemented yet, and a producer with an id would \
-         write outside any transaction",
-        |_, v| {
-            if v.is_empty() {
-                Ok(())
-            } else {
-                Err(
-                    "transactions are not supported yet (franzy would write these records \
-                     outside any transaction)"
-                        .into(),
-                )
-            }
+        "makes the producer transactional: records are sent inside transactions \
+         (`init_transactions`, `begin_transaction`, `commit_transaction`), and a new producer \
+         with the same id fences this one; implies `enable.idempotence`. Empty: none",
+        |c, v| {
+            c.transactional_id = (!v.is_empty()).then(|| v.to_string());
+            Ok(())
         },
-        |_| String::new(),
+        |c| c.transactional_id.clone().unwrap_or_default(),
+    ),
+    supported(
+        "transaction.timeout.ms",
+        P,
+        "60000",
+        "longest a transaction may stay open before the coordinator aborts it (at most the \
+         brokers' `transaction.max.timeout.ms`); also how long a commit retries an \
+         unanswered EndTxn before its outcome is reported unknown",
+        |c, v| {
+            let timeout = millis(v)?;
+            if timeout.is_zero() || timeout.as_millis() > i32::MAX as u128 {
+                return Err(format!("{v} is not between 1 and {}", i32::MAX));
+            }
+            c.transaction_timeout = timeout;
+            Ok(())
+        },
+        |c| show_millis(c.transaction_timeout),
     ),
     // Supported, consumer.
     supported(
@@ -800,8 +812,9 @@ pub(super) static KEYS: &[Key] = &[
         "isolation.level",
         C,
         "read_uncommitted",
-        "only `read_uncommitted`: `read_committed` is refused until aborted transactions \
-         are filtered out",
+        "`read_uncommitted` (everything, up to the high watermark) or `read_committed` \
+         (committed transactions only, up to the last stable offset); the default is Java's \
+         (librdkafka's default is `read_committed`)",
         |c, v| {
             let level = choice(
                 v,
@@ -810,7 +823,6 @@ pub(super) static KEYS: &[Key] = &[
                     ("read_committed", IsolationLevel::ReadCommitted),
                 ],
             )?;
-            super::check_isolation_level(level)?;
             c.isolation_level = level;
             Ok(())
         },
@@ -903,7 +915,6 @@ pub(super) static KEYS: &[Key] = &[
     ignored("value.serializer", P, SERDE)
         .inert(&["org.apache.kafka.common.serialization.ByteArraySerializer"]),
     ignored("interceptor.classes", PC, INTERCEPTORS).inert(&[""]),
-    ignored("transaction.timeout.ms", P, TRANSACTIONS),
     ignored("transaction.two.phase.commit.enable", P, TRANSACTIONS).inert(&["false"]),
     // Consumer.
     ignored("group.id", C, GROUPS),

@@ -45,6 +45,17 @@ impl BrokerVersions {
     pub fn choose(&self, api: ApiKey) -> Option<i16> {
         negotiate(api.valid_versions(), self.range(api)?)
     }
+
+    /// As [`BrokerVersions::choose`], but no higher than `max` (a client that does not speak
+    /// what later versions mean, e.g. a transactional producer without KIP-890 part 2).
+    pub fn choose_at_most(&self, api: ApiKey, max: i16) -> Option<i16> {
+        let ours = api.valid_versions();
+        let capped = VersionRange {
+            min: ours.min,
+            max: ours.max.min(max),
+        };
+        negotiate(capped, self.range(api)?)
+    }
 }
 
 #[cfg(test)]
@@ -66,5 +77,12 @@ mod tests {
         let table = BrokerVersions::new([(produce, 0, 9), (999, 0, 1)]);
         assert_eq!(table.choose(ApiKey::Produce), Some(9));
         assert_eq!(table.choose(ApiKey::Fetch), None);
+        assert_eq!(table.choose_at_most(ApiKey::Produce, 7), Some(7));
+        assert_eq!(table.choose_at_most(ApiKey::Produce, 11), Some(9));
+        assert_eq!(
+            table.choose_at_most(ApiKey::Produce, 2),
+            None,
+            "below both ranges"
+        );
     }
 }

@@ -11,4 +11,5 @@ mod hostile_input;
 mod idempotence;
 mod producer;
 mod security;
+mod transactions;
 mod txn_coordinator;
