@@ -1,0 +1,13 @@
+//! The consumer group: membership in the classic group protocol (FindCoordinator, JoinGroup,
+//! SyncGroup, Heartbeat, LeaveGroup; KIP-345 static membership, KIP-394 member ids, KIP-429
+//! cooperative rebalancing), the partition assignors the leader runs, the consumer
+//! protocol's payloads, and offset commits (OffsetCommit, OffsetFetch). No IO: time is an
+//! argument, requests are polled out and answers fed in.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`assignor`] | range, roundrobin, sticky, cooperative-sticky; the [`assignor::PartitionAssignor`] trait |
+//! | [`protocol`] | `ConsumerProtocolSubscription` / `ConsumerProtocolAssignment`, versions 0-3 |
+
+pub mod assignor;
+pub mod protocol;
