@@ -92,12 +92,8 @@ client.dns.lookup: use_all_dns_ips
 
 /// The keys of [`JAVA_CONSUMER`] franzy warns about.
 const CONSUMER_WARNINGS: &[&str] = &[
-    "group.id (not supported)",
     "key.deserializer (not supported)",
     "max.poll.records (not supported)",
-    "session.timeout.ms (not supported)",
-    "heartbeat.interval.ms (not supported)",
-    "partition.assignment.strategy (not supported)",
 ];
 
 async fn cluster(partitions: i32) -> Cluster {
@@ -361,8 +357,5 @@ async fn librdkafka_names_configure_a_producer_and_a_consumer() {
         ),
         "{eof:?}"
     );
-    assert_eq!(
-        ignored_warnings(&events),
-        ["debug (not supported)", "group.id (not supported)"]
-    );
+    assert_eq!(ignored_warnings(&events), ["debug (not supported)"]);
 }

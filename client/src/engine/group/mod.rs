@@ -11,3 +11,4 @@
 
 pub mod assignor;
 pub mod protocol;
+pub mod requests;
