@@ -61,3 +61,5 @@ if ! grep -q "idempotent: producer id" "$work/quickstart.out"; then
     exit 1
 fi
 echo "client-vs-mock: ok"
+# The group consumer against the mock's group coordinator, on a mock cluster of its own.
+"$here/group_vs_mock.sh"

@@ -69,7 +69,6 @@ const PRODUCER_WARNINGS: &[&str] = &[
 const JAVA_CONSUMER: &str = r"# orders-audit consumer
 bootstrap.servers: BOOTSTRAP
 client.id: orders-audit
-group.id: orders-audit
 key.deserializer: org.apache.kafka.common.serialization.StringDeserializer
 value.deserializer: org.apache.kafka.common.serialization.ByteArrayDeserializer
 auto.offset.reset: earliest
@@ -337,8 +336,7 @@ async fn librdkafka_names_configure_a_producer_and_a_consumer() {
              enable.partition.eof=true\n\
              fetch.wait.max.ms=100\n\
              fetch.message.max.bytes=65536\n\
-             api.version.request=true\n\
-             group.id=audit\n",
+             api.version.request=true\n",
             &cluster,
         ),
     );

@@ -3,7 +3,7 @@
 use indexmap::IndexMap;
 
 use super::{unknown_partition, Buffered, FetchState, Fetcher, LookupTarget, PartitionState};
-use crate::config::OffsetReset;
+use crate::config::{IsolationLevel, OffsetReset};
 use crate::error::Error;
 use crate::record::Offset;
 use crate::topic_partition::TopicPartition;
@@ -160,6 +160,19 @@ impl Fetcher {
     pub fn watermarks(&self, tp: &TopicPartition) -> Option<(i64, i64)> {
         let state = self.partitions.get(tp)?;
         (state.high_watermark >= 0).then_some((state.log_start_offset, state.high_watermark))
+    }
+
+    /// How many records of `tp` are left to hand out: the end of the log (the high
+    /// watermark, or the last stable offset with `read_committed`) minus the position, as
+    /// of the last fetch; `None` before both are known.
+    pub fn lag(&self, tp: &TopicPartition) -> Option<i64> {
+        let state = self.partitions.get(tp)?;
+        let end = match self.config.isolation_level {
+            IsolationLevel::ReadCommitted => state.last_stable_offset,
+            IsolationLevel::ReadUncommitted => state.high_watermark,
+        };
+        let position = self.position(tp)?;
+        (end >= 0).then(|| end.saturating_sub(position).max(0))
     }
 
     /// Stops fetching `partitions` and holds back what is buffered for them.

@@ -8,7 +8,13 @@
 //! |---|---|
 //! | [`assignor`] | range, roundrobin, sticky, cooperative-sticky; the [`assignor::PartitionAssignor`] trait |
 //! | [`protocol`] | `ConsumerProtocolSubscription` / `ConsumerProtocolAssignment`, versions 0-3 |
+//! | [`requests`] | the group's requests as values, built per negotiated version |
+//! | `member` | [`GroupEngine`]: the member's state machine, commits and lookups, in call order |
 
 pub mod assignor;
+mod member;
 pub mod protocol;
 pub mod requests;
+
+pub use member::{Committed, GroupConfig, GroupEngine, GroupEvent, Token};
+pub use requests::{GroupRequest, OffsetAndMetadata, Target};
