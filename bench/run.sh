@@ -29,8 +29,13 @@
 #   BENCH_RUNS     runs of each measurement; the table shows the median (default 3)
 #   BENCH_TIMEOUT  seconds allowed for each run (default 180)
 #   BENCH_ONLY     space-separated subset of "embedded harness mock" (default all three)
+#   BENCH_RDKAFKA  which librdkafka measures: "system" (the system's, through rdkafka-bench,
+#                  rows "librdkafka"), "bundled" (the one rdkafka-sys bundles, built from
+#                  source by bench/bundled, rows "librdkafka-bundled"), or "both"
+#                  (default "system")
 #
-# Needs cargo, gcc, pkg-config and librdkafka-dev (apt-get install librdkafka-dev).
+# Needs cargo, gcc, pkg-config and librdkafka-dev (apt-get install librdkafka-dev); the
+# bundled build also needs make and perl. The mock cluster is always the system library's.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -40,6 +45,14 @@ size="${BENCH_SIZE:-100}"
 runs="${BENCH_RUNS:-3}"
 run_timeout="${BENCH_TIMEOUT:-180}"
 only="${BENCH_ONLY:-embedded harness mock}"
+which_rdkafka="${BENCH_RDKAFKA:-system}"
+case "$which_rdkafka" in
+system | bundled | both) ;;
+*)
+    echo "bench: BENCH_RDKAFKA must be system, bundled or both, not $which_rdkafka" >&2
+    exit 2
+    ;;
+esac
 work="$(mktemp -d)"
 broker_pid=""
 results="$work/results.tsv"
@@ -85,9 +98,18 @@ log "building franzy (release)"
 target_dir="$(cd "$root" && cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 franzy="$target_dir/release/franzy"
-log "building rdkafka-bench (release, system librdkafka $(pkg-config --modversion rdkafka))"
-(cd "$here" && cargo build --quiet --release)
-rdkafka="$here/target/release/rdkafka-bench"
+rdkafka=""
+bundled=""
+if [[ "$which_rdkafka" != bundled ]]; then
+    log "building rdkafka-bench (release, system librdkafka $(pkg-config --modversion rdkafka))"
+    (cd "$here" && cargo build --quiet --release)
+    rdkafka="$here/target/release/rdkafka-bench"
+fi
+if [[ "$which_rdkafka" != system ]]; then
+    log "building rdkafka-bench-bundled (release, librdkafka built from rdkafka-sys's sources)"
+    (cd "$here/bundled" && cargo build --quiet --release)
+    bundled="$here/bundled/target/release/rdkafka-bench-bundled"
+fi
 log "building the mock cluster"
 mock="$("$root/tests/interop/build_mock_cluster.sh" "$work")"
 
@@ -149,16 +171,26 @@ for broker in harness mock; do
     esac
     for _ in $(seq "$runs"); do
         measure "$broker" franzy produce "$franzy" bench produce -b "$bootstrap" -t bench "${common[@]}"
-        measure "$broker" librdkafka produce "$rdkafka" produce -b "$bootstrap" -t bench "${common[@]}"
+        if [[ -n "$rdkafka" ]]; then
+            measure "$broker" librdkafka produce "$rdkafka" produce -b "$bootstrap" -t bench "${common[@]}"
+        fi
+        if [[ -n "$bundled" ]]; then
+            measure "$broker" librdkafka-bundled produce "$bundled" produce -b "$bootstrap" -t bench "${common[@]}"
+        fi
     done
     log "$broker: filling topic consume (untimed)"
     timeout "$run_timeout" "$franzy" bench produce -b "$bootstrap" -t consume \
         --count "$((2 * count))" --size "$size" >/dev/null
     for _ in $(seq "$runs"); do
         measure "$broker" franzy consume "$franzy" bench consume -b "$bootstrap" -t consume "${common[@]}"
-        measure "$broker" librdkafka consume "$rdkafka" consume -b "$bootstrap" -t consume "${common[@]}"
-        measure "$broker" librdkafka-q100k consume "$rdkafka" consume -b "$bootstrap" -t consume \
-            "${common[@]}" -X queued.min.messages=100000
+        if [[ -n "$rdkafka" ]]; then
+            measure "$broker" librdkafka consume "$rdkafka" consume -b "$bootstrap" -t consume "${common[@]}"
+            measure "$broker" librdkafka-q100k consume "$rdkafka" consume -b "$bootstrap" -t consume \
+                "${common[@]}" -X queued.min.messages=100000
+        fi
+        if [[ -n "$bundled" ]]; then
+            measure "$broker" librdkafka-bundled consume "$bundled" consume -b "$bootstrap" -t consume "${common[@]}"
+        fi
     done
     stop_broker
 done
@@ -189,18 +221,24 @@ print()
 print(f"{count:,} records of {size} bytes, acks=all, linger.ms=5, batch.size=16384; "
       f"median of {runs} runs, records/s")
 print()
-print(f"| {'broker':<9} | {'client':<16} | {'produce':>10} | {'consume':>10} | consume/produce |")
-print(f"|{'-' * 11}|{'-' * 18}|{'-' * 12}|{'-' * 12}|{'-' * 17}|")
+print(f"| {'broker':<9} | {'client':<18} | {'produce':>10} | {'consume':>10} | consume/produce |")
+print(f"|{'-' * 11}|{'-' * 20}|{'-' * 12}|{'-' * 12}|{'-' * 17}|")
 for broker in ("embedded", "harness", "mock"):
-    for client in ("franzy", "librdkafka", "librdkafka-q100k"):
+    for client in ("franzy", "librdkafka", "librdkafka-q100k", "librdkafka-bundled"):
         p, c = rates.get((broker, client, "produce")), rates.get((broker, client, "consume"))
         if not p and not c:
             continue
         ratio = f"{statistics.median(c) / statistics.median(p):.2f}" if p and c else "-"
-        print(f"| {broker:<9} | {client:<16} | {cell((broker, client, 'produce')):>10} | "
+        print(f"| {broker:<9} | {client:<18} | {cell((broker, client, 'produce')):>10} | "
               f"{cell((broker, client, 'consume')):>10} | {ratio:>15} |")
+print()
+for client in ("librdkafka", "librdkafka-bundled"):
+    p, m = rates.get(("harness", client, "produce")), rates.get(("mock", client, "produce"))
+    if p and m:
+        ratio = statistics.median(p) / statistics.median(m)
+        print(f"{client} produce, harness / mock: {ratio:.2f}")
 print()
 print("every run (records/s):")
 for key in sorted(rates):
-    print(f"  {key[0]:<9} {key[1]:<16} {key[2]:<8} {runs_of(key)}")
+    print(f"  {key[0]:<9} {key[1]:<18} {key[2]:<8} {runs_of(key)}")
 EOF

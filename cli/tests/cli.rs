@@ -498,3 +498,50 @@ fn consume_streams_and_stops_cleanly_on_sigterm() {
 fn consume_streams_and_stops_cleanly_on_sigint() {
     consume_streams_until("INT");
 }
+
+#[test]
+fn serve_takes_the_harness_limits_as_flags() {
+    use std::net::TcpStream;
+    let (_server, bootstrap) = serve(&[
+        "--brokers",
+        "1",
+        "--max-frame-size",
+        "4KiB",
+        "--queued-max-request-bytes",
+        "1MiB",
+        "--idle-timeout",
+        "1s",
+        "--max-waiting-requests",
+        "10",
+        "--record-limit",
+        "100",
+    ]);
+    let address = bootstrap.split(',').next().expect("one broker");
+    // A frame announced past --max-frame-size closes the connection at once.
+    let mut big = TcpStream::connect(address).expect("connect");
+    big.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    big.write_all(&8192i32.to_be_bytes()).expect("write");
+    let mut rest = [0u8; 16];
+    assert_eq!(big.read(&mut rest).map_err(|e| e.kind()), Ok(0));
+    // Half a frame is dropped after --idle-timeout.
+    let mut half = TcpStream::connect(address).expect("connect");
+    half.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    half.write_all(&100i32.to_be_bytes()).expect("write");
+    half.write_all(&[0; 10]).expect("write");
+    let started = Instant::now();
+    assert_eq!(half.read(&mut rest).map_err(|e| e.kind()), Ok(0));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(15),
+        "{waited:?}"
+    );
+    // And a bad value is an error, not a panic.
+    let (ok, _, stderr) = run(
+        &["serve", "--idle-timeout", "30"],
+        b"",
+        Duration::from_secs(30),
+    );
+    assert!(!ok && stderr.contains("needs a unit"), "{stderr}");
+}

@@ -929,8 +929,17 @@ mod tests {
             fn enter(&self, _: &tracing::span::Id) {}
             fn exit(&self, _: &tracing::span::Id) {}
         }
+        // Tests run on several threads, and tracing caches per callsite whether anyone
+        // listens: a callsite first hit on another thread, or a scoped subscriber of another
+        // test coming and going, could leave this one's events unrecorded. One recording at
+        // a time, with the cache rebuilt once the recorder is in place.
+        static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+        let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let lines = Arc::new(Mutex::new(Vec::new()));
-        tracing::subscriber::with_default(Recorder(lines.clone()), f);
+        tracing::subscriber::with_default(Recorder(lines.clone()), || {
+            tracing::callsite::rebuild_interest_cache();
+            f()
+        });
         let lines = lines.lock().map(|l| l.clone()).unwrap_or_default();
         lines
     }

@@ -1,7 +1,10 @@
 //! Fault injection and request recording.
 //!
-//! An [`Interceptor`] matches requests by API key and, optionally, by broker and by
-//! topic-partition, and applies an [`Action`] to them. Interceptors are kept in the order they
+//! An [`Interceptor`] matches requests by API key and, optionally, by broker, by
+//! topic-partition, by group id and by transactional id, and applies an [`Action`] to them.
+//! What a request names (partitions, group ids, transactional ids) comes from its API's
+//! entry in the handlers' table (`handlers::APIS`), so interceptors work for every API
+//! there, and for the ones added later. Interceptors are kept in the order they
 //! were added and tried first-in first-out; each applies to a given number of requests
 //! (one by default) and is then removed, unless it was made to [`Interceptor::keep`].
 //!
@@ -26,6 +29,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use franzy::proto::{ApiKey, ErrorCode};
+
+use crate::handlers::NamedIds;
 
 /// What an interceptor does to a request it matches.
 #[derive(Clone)]
@@ -67,6 +72,8 @@ pub struct Interceptor {
     api: ApiKey,
     broker: Option<i32>,
     partition: Option<(String, i32)>,
+    group: Option<String>,
+    transactional_id: Option<String>,
     action: Action,
     remaining: Option<u64>,
     probability: Option<f64>,
@@ -79,6 +86,8 @@ impl Interceptor {
             api,
             broker: None,
             partition: None,
+            group: None,
+            transactional_id: None,
             action,
             remaining: Some(1),
             probability: None,
@@ -95,6 +104,22 @@ impl Interceptor {
     /// partition fails.
     pub fn on_partition(mut self, topic: impl Into<String>, partition: i32) -> Self {
         self.partition = Some((topic.into(), partition));
+        self
+    }
+
+    /// Only requests that name consumer group `id` (FindCoordinator for a group, JoinGroup,
+    /// SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, AddOffsetsToTxn,
+    /// TxnOffsetCommit, ...). An [`Action::Error`] fails the whole request.
+    pub fn on_group(mut self, id: impl Into<String>) -> Self {
+        self.group = Some(id.into());
+        self
+    }
+
+    /// Only requests that name transactional id `id` (FindCoordinator for a transaction,
+    /// InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, TxnOffsetCommit, ...).
+    /// An [`Action::Error`] fails the whole request.
+    pub fn on_transactional_id(mut self, id: impl Into<String>) -> Self {
+        self.transactional_id = Some(id.into());
         self
     }
 
@@ -118,8 +143,16 @@ impl Interceptor {
         self
     }
 
-    fn matches_request(&self, api: ApiKey, broker: i32) -> bool {
-        self.api == api && self.broker.is_none_or(|b| b == broker)
+    fn matches_request(&self, api: ApiKey, broker: i32, ids: &NamedIds) -> bool {
+        let names = |wanted: &Option<String>, named: &[Arc<str>]| {
+            wanted
+                .as_deref()
+                .is_none_or(|wanted| named.iter().any(|id| &**id == wanted))
+        };
+        self.api == api
+            && self.broker.is_none_or(|b| b == broker)
+            && names(&self.group, &ids.groups)
+            && names(&self.transactional_id, &ids.transactional_ids)
     }
 }
 
@@ -407,10 +440,17 @@ impl Control {
         self.dropped_records
     }
 
-    /// Matches a request of `api` received by `broker` that names `partitions`, consuming
-    /// one use of each interceptor that applies. Linear in the interceptors plus the
-    /// partitions (looked up in a set built once, if an interceptor is narrowed to one).
-    pub fn decide(&mut self, api: ApiKey, broker: i32, partitions: &[(Arc<str>, i32)]) -> Decision {
+    /// Matches a request of `api` received by `broker` that names `partitions` and the
+    /// group and transactional `ids`, consuming one use of each interceptor that applies.
+    /// Linear in the interceptors plus the partitions (looked up in a set built once, if an
+    /// interceptor is narrowed to one) and ids.
+    pub fn decide(
+        &mut self,
+        api: ApiKey,
+        broker: i32,
+        partitions: &[(Arc<str>, i32)],
+        ids: &NamedIds,
+    ) -> Decision {
         let mut decision = Decision::default();
         let mut named = NamedPartitions {
             partitions,
@@ -418,7 +458,7 @@ impl Control {
         };
         let mut index = 0;
         while index < self.interceptors.len() {
-            let applied = self.try_apply(index, api, broker, &mut named, &mut decision);
+            let applied = self.try_apply(index, api, broker, ids, &mut named, &mut decision);
             if applied {
                 let interceptor = &mut self.interceptors[index];
                 if let Some(left) = interceptor.remaining.as_mut() {
@@ -439,11 +479,12 @@ impl Control {
         index: usize,
         api: ApiKey,
         broker: i32,
+        ids: &NamedIds,
         named: &mut NamedPartitions<'_>,
         decision: &mut Decision,
     ) -> bool {
         let interceptor = &self.interceptors[index];
-        if !interceptor.matches_request(api, broker) {
+        if !interceptor.matches_request(api, broker, ids) {
             return false;
         }
         let partition_error = match (&interceptor.partition, &interceptor.action) {
@@ -542,18 +583,18 @@ mod tests {
             Action::Error(ErrorCode::NotLeaderOrFollower),
         ));
         control.add(Interceptor::new(ApiKey::Produce, Action::Disconnect).keep());
-        let first = control.decide(ApiKey::Produce, 0, &[]);
+        let first = control.decide(ApiKey::Produce, 0, &[], &NamedIds::default());
         assert!(matches!(
             first.request_action,
             Some(Action::Error(ErrorCode::NotLeaderOrFollower))
         ));
         for _ in 0..3 {
-            let next = control.decide(ApiKey::Produce, 0, &[]);
+            let next = control.decide(ApiKey::Produce, 0, &[], &NamedIds::default());
             assert!(matches!(next.request_action, Some(Action::Disconnect)));
         }
         assert_eq!(control.pending(), 1);
         assert!(control
-            .decide(ApiKey::Fetch, 0, &[])
+            .decide(ApiKey::Fetch, 0, &[], &NamedIds::default())
             .request_action
             .is_none());
     }
@@ -570,7 +611,12 @@ mod tests {
             .times(2),
         );
         control.add(Interceptor::new(ApiKey::Fetch, Action::NeverAnswer).on_broker(2));
-        let d = control.decide(ApiKey::Produce, 0, &[tp("orders", 0), tp("orders", 1)]);
+        let d = control.decide(
+            ApiKey::Produce,
+            0,
+            &[tp("orders", 0), tp("orders", 1)],
+            &NamedIds::default(),
+        );
         assert!(d.request_action.is_none());
         assert_eq!(
             d.partition_errors.get(&("orders".to_string(), 1)),
@@ -579,28 +625,92 @@ mod tests {
         assert!(!d.partition_errors.contains_key(&("orders".to_string(), 0)));
         // A request that does not name the partition leaves the interceptor untouched.
         assert!(control
-            .decide(ApiKey::Produce, 0, &[tp("orders", 0)])
+            .decide(ApiKey::Produce, 0, &[tp("orders", 0)], &NamedIds::default())
             .partition_errors
             .is_empty());
         assert_eq!(
             control
-                .decide(ApiKey::Produce, 0, &[tp("orders", 1)])
+                .decide(ApiKey::Produce, 0, &[tp("orders", 1)], &NamedIds::default())
                 .partition_errors
                 .len(),
             1
         );
         assert!(control
-            .decide(ApiKey::Produce, 0, &[tp("orders", 1)])
+            .decide(ApiKey::Produce, 0, &[tp("orders", 1)], &NamedIds::default())
             .partition_errors
             .is_empty());
         assert!(control
-            .decide(ApiKey::Fetch, 1, &[])
+            .decide(ApiKey::Fetch, 1, &[], &NamedIds::default())
             .request_action
             .is_none());
         assert!(matches!(
-            control.decide(ApiKey::Fetch, 2, &[]).request_action,
+            control
+                .decide(ApiKey::Fetch, 2, &[], &NamedIds::default())
+                .request_action,
             Some(Action::NeverAnswer)
         ));
+    }
+
+    #[test]
+    fn group_and_transactional_id_narrowing() {
+        let mut control = Control::new(1, 10);
+        control.add(
+            Interceptor::new(ApiKey::JoinGroup, Action::Error(ErrorCode::NotCoordinator))
+                .on_group("orders-app"),
+        );
+        control.add(
+            Interceptor::new(
+                ApiKey::InitProducerId,
+                Action::Error(ErrorCode::ConcurrentTransactions),
+            )
+            .on_transactional_id("tx-1")
+            .keep(),
+        );
+        let group = |id: &str| NamedIds {
+            groups: vec![Arc::from(id)],
+            transactional_ids: Vec::new(),
+        };
+        let txn = |id: &str| NamedIds {
+            groups: Vec::new(),
+            transactional_ids: vec![Arc::from(id)],
+        };
+        // Another group, or no group at all, passes.
+        assert!(control
+            .decide(ApiKey::JoinGroup, 0, &[], &group("other"))
+            .request_action
+            .is_none());
+        assert!(control
+            .decide(ApiKey::JoinGroup, 0, &[], &NamedIds::default())
+            .request_action
+            .is_none());
+        assert!(matches!(
+            control
+                .decide(ApiKey::JoinGroup, 0, &[], &group("orders-app"))
+                .request_action,
+            Some(Action::Error(ErrorCode::NotCoordinator))
+        ));
+        // Used up: the next join of that group passes.
+        assert!(control
+            .decide(ApiKey::JoinGroup, 0, &[], &group("orders-app"))
+            .request_action
+            .is_none());
+        for _ in 0..2 {
+            assert!(matches!(
+                control
+                    .decide(ApiKey::InitProducerId, 1, &[], &txn("tx-1"))
+                    .request_action,
+                Some(Action::Error(ErrorCode::ConcurrentTransactions))
+            ));
+        }
+        assert!(control
+            .decide(ApiKey::InitProducerId, 1, &[], &txn("tx-2"))
+            .request_action
+            .is_none());
+        // A group id is not a transactional id.
+        assert!(control
+            .decide(ApiKey::InitProducerId, 1, &[], &group("tx-1"))
+            .request_action
+            .is_none());
     }
 
     #[test]
@@ -615,7 +725,7 @@ mod tests {
             (0..200)
                 .map(|_| {
                     control
-                        .decide(ApiKey::Produce, 0, &[])
+                        .decide(ApiKey::Produce, 0, &[], &NamedIds::default())
                         .request_action
                         .is_some()
                 })

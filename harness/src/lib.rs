@@ -7,13 +7,19 @@
 //! | [`handlers`] | one file per API key: request + state -> response. No IO. |
 //! | [`control`] | fault injection (interceptors) and the record of requests |
 //! | `server` | the thin tokio loop: socket -> frame -> handler -> frame -> socket |
+//! | `waiting` | the state under its lock with the answers owed to waiting connections; the clock and the timer task |
 //! | `frame_budget` | bytes of request frames being received, across connections |
+//! | `heavy` | the threads that work on large requests (decoding, validating, encoding) |
 //!
 //! ```text
 //!  client ──TCP or in-memory──▶ server.rs ──RequestKind──▶ control.rs (faults?)
 //!                                  ▲                            │
 //!                                  │                            ▼
 //!                              response ◀── handlers/<api>.rs ◀─ ClusterState (cluster/)
+//!                                  ▲                            │ Reply::Park
+//!                                  │ touched / resolved / due   ▼
+//!                                  └──── complete ◀──── purgatory (cluster/purgatory.rs)
+//!                                                         ▲ deadlines: timer task
 //! ```
 //!
 //! ```no_run
@@ -35,28 +41,32 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use franzy::proto::frame::DEFAULT_MAX_FRAME_SIZE;
 use franzy::proto::ErrorCode;
 use tokio::io::DuplexStream;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub mod cluster;
 pub mod control;
 mod frame_budget;
 pub mod handlers;
+mod heavy;
 mod server;
+mod waiting;
 
 pub use cluster::{ClusterConfig, ClusterState};
 pub use control::{Action, Interceptor, RecordLimits, RecordedRequest};
 
 use control::Control;
 use frame_budget::FrameBudget;
+use heavy::HeavyPool;
+use waiting::{Clock, Core};
 
 /// Default of [`ClusterBuilder::queued_max_request_bytes`]: 128 MiB.
 pub const DEFAULT_QUEUED_MAX_REQUEST_BYTES: usize = 128 * 1024 * 1024;
@@ -116,36 +126,48 @@ pub enum Transport {
 
 /// State shared by the cluster handle and every connection task.
 pub(crate) struct Shared {
-    state: Mutex<ClusterState>,
+    core: Mutex<Core>,
     control: Mutex<Control>,
     /// A copy of the state's configuration, for the work done before the state lock.
     pub(crate) config: ClusterConfig,
-    /// Woken after every request that may have changed the state, for parked fetches.
-    pub(crate) changed: Notify,
+    /// Cluster time.
+    pub(crate) clock: Clock,
+    /// Wakes the timer task when a deadline earlier than the one it sleeps until appears.
+    pub(crate) timer: Notify,
+    /// The next connection's waiter id.
+    pub(crate) next_waiter: AtomicU64,
     pub(crate) max_frame_size: usize,
     /// Bytes of request frames being received, all connections together.
     pub(crate) frame_budget: Arc<FrameBudget>,
     /// How long a connection may hold part of a frame without receiving anything.
     pub(crate) idle_timeout: Option<Duration>,
-    /// Produce requests validated at once on blocking threads: one core fewer than there
-    /// are, so that the connections always have a core.
-    pub(crate) prepare_slots: Semaphore,
+    /// The threads that work on large requests (one core fewer than there are, so that the
+    /// connections always have a core).
+    pub(crate) heavy: Arc<HeavyPool>,
     /// Capacity of the response buffers connections keep for their next response.
     pub(crate) spare_response_bytes: AtomicUsize,
-    pub(crate) started: tokio::time::Instant,
-    started_wall_ms: i64,
     /// Runs on the blocking thread before a produce request is validated (tests only).
     #[cfg(test)]
     pub(crate) prepare_hook: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
 }
 
 impl Shared {
-    pub(crate) fn lock_state(&self) -> MutexGuard<'_, ClusterState> {
+    /// The cluster state (`.state`) and what is kept beside it. Whoever changes the state
+    /// settles before letting go ([`Shared::settle`]).
+    pub(crate) fn lock_core(&self) -> MutexGuard<'_, Core> {
         // A panic while holding the lock cannot leave the state half-written in a way that
         // matters more than stopping every later test, so keep serving.
-        self.state
+        self.core
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Delivers what the last change answered, and wakes the timer if the change brought a
+    /// deadline forward.
+    pub(crate) fn settle(&self, core: &mut Core) {
+        if core.settle() {
+            self.timer.notify_one();
+        }
     }
 
     pub(crate) fn lock_control(&self) -> MutexGuard<'_, Control> {
@@ -156,9 +178,9 @@ impl Shared {
 
     /// Wall-clock milliseconds, advanced by tokio time: under a paused clock, timestamps
     /// move only when the test advances time.
+    #[cfg(test)]
     pub(crate) fn now_ms(&self) -> i64 {
-        let elapsed = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
-        self.started_wall_ms.saturating_add(elapsed)
+        self.clock.wall_ms(self.clock.now())
     }
 }
 
@@ -306,6 +328,21 @@ impl ClusterBuilder {
         self
     }
 
+    /// Most requests waiting at once in the purgatory (fetches long-polling; see
+    /// [`cluster::purgatory`]): a request that would go past it is answered at once, as at
+    /// its deadline. Each connection has at most one request waiting. Default 100,000.
+    pub fn max_waiting_requests(mut self, n: usize) -> Self {
+        self.config.wait_limits.waiters = n;
+        self
+    }
+
+    /// Most bytes of waiting requests (counted by their frames) at once; past it, a request
+    /// that would wait is answered at once. Default 128 MiB.
+    pub fn max_waiting_bytes(mut self, n: usize) -> Self {
+        self.config.wait_limits.bytes = n;
+        self
+    }
+
     /// Listen on real TCP sockets on `host` (default 127.0.0.1), ephemeral ports.
     pub fn tcp(mut self, host: impl Into<String>, base_port: u16) -> Self {
         self.transport = Transport::Tcp {
@@ -378,30 +415,28 @@ impl ClusterBuilder {
                     code,
                 })?;
         }
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let shared = Arc::new(Shared {
-            state: Mutex::new(state),
+            core: Mutex::new(Core::new(state)),
             control: Mutex::new(Control::with_record_limits(self.seed, self.record_limits)),
             config: shared_config,
-            changed: Notify::new(),
+            clock: Clock::start(),
+            timer: Notify::new(),
+            next_waiter: AtomicU64::new(0),
             max_frame_size: self.max_frame_size,
             frame_budget: Arc::new(FrameBudget::new(self.queued_max_request_bytes)),
             idle_timeout: (!self.connections_max_idle.is_zero())
                 .then_some(self.connections_max_idle),
-            prepare_slots: Semaphore::new(cores.saturating_sub(1).max(1)),
+            heavy: Arc::new(HeavyPool::for_this_machine()),
             spare_response_bytes: AtomicUsize::new(0),
             #[cfg(test)]
             prepare_hook: Mutex::new(None),
-            started: tokio::time::Instant::now(),
-            started_wall_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-                .unwrap_or(0),
         });
+        let root = CancellationToken::new();
+        tokio::spawn(waiting::run_timer(shared.clone(), root.clone()));
         let cluster = Cluster {
             inner: Arc::new(ClusterHandle {
                 shared,
-                root: CancellationToken::new(),
+                root,
                 brokers: Mutex::new(Vec::new()),
                 transport: self.transport.clone(),
             }),
@@ -603,11 +638,12 @@ impl ClusterHandle {
         self.shared.lock_control().clear_recorded();
     }
 
-    /// Runs `f` on the cluster state (to inspect logs or change leaders), then wakes any
-    /// parked fetch so it sees the change.
+    /// Runs `f` on the cluster state (to inspect logs or change leaders); the requests
+    /// waiting on what it changed look again (a parked fetch sees the new records).
     pub fn with_state<R>(&self, f: impl FnOnce(&mut ClusterState) -> R) -> R {
-        let result = f(&mut self.shared.lock_state());
-        self.shared.changed.notify_waiters();
+        let mut core = self.shared.lock_core();
+        let result = f(&mut core.state);
+        self.shared.settle(&mut core);
         result
     }
 
@@ -693,7 +729,7 @@ impl ClusterHandle {
 
     /// How long the cluster has been running, in tokio time.
     pub fn uptime(&self) -> Duration {
-        self.shared.started.elapsed()
+        self.shared.clock.uptime()
     }
 }
 

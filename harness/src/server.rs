@@ -4,6 +4,14 @@
 //! in order, as a Kafka broker does (it mutes a channel while a request is in flight), so a
 //! delayed or parked request holds back the ones behind it on the same connection.
 //!
+//! A request whose handler answers `Reply::Park` (a fetch short of `min_bytes`) moves into
+//! the cluster's purgatory under the state lock, and the connection waits for its answer on
+//! a channel: whoever makes it ready (a produce on another connection touching its
+//! partition, the timer task at its deadline, see `waiting.rs`) looks at it again under the
+//! lock and delivers the answer. No handler runs again with a copy of the request. While it
+//! waits, the connection keeps reading (up to [`ALLOWANCE`]), so a peer that goes away takes
+//! its waiting request with it.
+//!
 //! Anything that cannot be a Kafka request (a bad length prefix, an unknown API key, a body
 //! that does not decode, an API or version we do not implement other than ApiVersions)
 //! closes the connection with a tracing event; the broker keeps serving everyone else.
@@ -19,10 +27,10 @@
 //! request's batches are validated between the two, without the lock ([`prepare`]):
 //! CRCs, records, decompression, timestamps; a Metadata request's names are sorted out
 //! there too. Answers that the handler left unfinished ([`Reply::Finish`]) are built after
-//! the lock. Large or compressed batches are validated on a blocking thread, and a large
-//! request ([`heavy`]) is decoded, planned, finished and encoded on one, so that neither a
-//! request that inflates hundreds of megabytes nor one of 200,000 entries stalls the
-//! other connections.
+//! the lock. Large or compressed batches are validated on the pool of heavy work
+//! (`heavy.rs`), and a large request ([`heavy`]) is decoded, planned, finished and encoded
+//! there, so that neither a request that inflates hundreds of megabytes nor one of 200,000
+//! entries stalls the other connections.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -35,12 +43,14 @@ use franzy::proto::{ApiKey, RequestKind, ResponseKind};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info_span, warn, Instrument};
+use tracing::{debug, debug_span, info_span, warn, Instrument};
 use uuid::Uuid;
 
+use crate::cluster::WaiterId;
 use crate::control::{Action, RequestSummary};
 use crate::handlers::produce::{self, TopicLimits};
 use crate::handlers::{self, api_versions, Prepared, Reply, RequestContext};
+use crate::waiting::{Parking, WaitGuard};
 use crate::Shared;
 
 /// Bytes a connection may buffer without drawing on the frame budget, and the most it reads
@@ -128,7 +138,40 @@ enum Outcome {
     Send(BytesMut),
     Nothing,
     Close(String),
+    /// The peer went away while its request waited.
+    PeerClosed,
     Hang,
+}
+
+/// The connection's reading side while one of its requests waits: bytes that arrive are
+/// kept for the requests pipelined behind it (up to the [`ALLOWANCE`], which needs no frame
+/// budget), and the end of the stream is noticed, so that a client that goes away takes its
+/// waiting request with it instead of leaving it until its deadline.
+struct Peer<'a, R> {
+    reader: &'a mut R,
+    buf: &'a mut BytesMut,
+}
+
+impl<R: AsyncRead + Unpin> Peer<'_, R> {
+    /// Resolves when the peer closed the connection (or reading failed); never while it is
+    /// open. Cancel-safe: bytes are only taken when they are there.
+    async fn gone(&mut self) {
+        loop {
+            let room = ALLOWANCE.saturating_sub(self.buf.len());
+            if room == 0 {
+                // Enough is waiting to be handled: read no more until it is.
+                return std::future::pending().await;
+            }
+            if self.buf.capacity() - self.buf.len() < room {
+                self.buf.reserve(room);
+            }
+            let mut limited = (&mut *self.buf).limit(room);
+            match self.reader.read_buf(&mut limited).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
 }
 
 async fn connection_loop<S>(shared: &Shared, broker_id: i32, stream: S) -> End
@@ -137,6 +180,8 @@ where
 {
     let (mut reader, mut writer) = tokio::io::split(stream);
     let decoder = FrameDecoder::new(shared.max_frame_size);
+    // A connection answers in order, so at most one of its requests waits at a time.
+    let waiter = WaiterId(shared.next_waiter.fetch_add(1, Ordering::Relaxed));
     let mut buf = BytesMut::new();
     let mut share = shared.frame_budget.share();
     // The last response's buffer, emptied, for the next one: a fetch response of tens of
@@ -150,7 +195,12 @@ where
                 Ok(None) => break,
                 Err(error) => return End::Closed(format!("bad frame: {error}")),
             };
-            let outcome = handle_frame(shared, broker_id, frame, spare.take()).await;
+            let mut peer = Peer {
+                reader: &mut reader,
+                buf: &mut buf,
+            };
+            let outcome =
+                handle_frame(shared, broker_id, waiter, frame, spare.take(), &mut peer).await;
             // The request is handled and its frame dropped: its bytes leave the budget.
             share.end_overdraft();
             share.shrink_to(over_allowance(buf.len()));
@@ -163,6 +213,7 @@ where
                 }
                 Outcome::Nothing => {}
                 Outcome::Close(reason) => return End::Closed(reason),
+                Outcome::PeerClosed => return End::PeerClosed,
                 Outcome::Hang => {
                     // Read and discard until the peer gives up, answering nothing.
                     drop(buf);
@@ -316,7 +367,14 @@ impl Drop for SpareBuffer<'_> {
 
 /// Handles one request frame; a response is encoded into `out` (empty, possibly with
 /// capacity left from an earlier response).
-async fn handle_frame(shared: &Shared, broker_id: i32, frame: Bytes, out: BytesMut) -> Outcome {
+async fn handle_frame<R: AsyncRead + Unpin>(
+    shared: &Shared,
+    broker_id: i32,
+    waiter: WaiterId,
+    frame: Bytes,
+    out: BytesMut,
+    peer: &mut Peer<'_, R>,
+) -> Outcome {
     let prefix = match peek_request_prefix(&frame) {
         Ok(prefix) => prefix,
         Err(error) => return Outcome::Close(error.to_string()),
@@ -325,17 +383,20 @@ async fn handle_frame(shared: &Shared, broker_id: i32, frame: Bytes, out: BytesM
         return Outcome::Close(format!("unknown api key {}", prefix.api_key));
     };
     let version = prefix.api_version;
-    let span = info_span!(
+    // At debug level: at info (`franzy serve`'s default) a span per request cost the
+    // formatting of its fields, a few percent of the broker's time under load. Warnings
+    // from handlers name their API themselves; the connection's span (broker, peer) stays.
+    let span = debug_span!(
         "request",
         api = ?api,
         version,
         correlation_id = prefix.correlation_id
     );
     async move {
-        let Some(range) = handlers::supported_range(api) else {
+        let Some(spec) = handlers::spec(api) else {
             return Outcome::Close(format!("{api:?} is not implemented by this broker"));
         };
-        if version < range.min || version > range.max {
+        if !spec.serves(version) {
             if api == ApiKey::ApiVersions {
                 // KIP-511: answer in v0 with the list, so the client can pick a version.
                 shared.record(api, version, broker_id, None, prefix.correlation_id, &[]);
@@ -345,8 +406,9 @@ async fn handle_frame(shared: &Shared, broker_id: i32, frame: Bytes, out: BytesM
             return Outcome::Close(format!("unsupported version {version} of {api:?}"));
         }
         // Work proportional to a large request runs where it does not hold up the others.
-        let large = frame.len() > ALLOWANCE;
-        let request = match heavy(large, move || decode_request(frame)).await {
+        let frame_bytes = frame.len();
+        let large = frame_bytes > ALLOWANCE;
+        let request = match heavy(shared, large, move || decode_request(frame)).await {
             Some(Ok(request)) => request,
             Some(Err(error)) => return Outcome::Close(error.to_string()),
             None => return Outcome::Close("decoding the request failed".into()),
@@ -354,70 +416,82 @@ async fn handle_frame(shared: &Shared, broker_id: i32, frame: Bytes, out: BytesM
         let client_id = request.header.client_id.as_ref().map(|s| s.to_string());
         let body = request.body;
         // Topic ids are resolved under the lock; the partitions are listed without it.
-        let ids = handlers::topic_ids_of(&body);
+        let ids = handlers::topic_ids_of(spec, &body, version);
         let names: HashMap<Uuid, Arc<str>> = if ids.is_empty() {
             HashMap::new()
         } else {
-            let state = shared.lock_state();
+            let core = shared.lock_core();
             ids.into_iter()
-                .filter_map(|id| Some((id, Arc::from(state.topic_by_id(id)?.name()))))
+                .filter_map(|id| Some((id, Arc::from(core.state.topic_by_id(id)?.name()))))
                 .collect()
         };
-        let listed = heavy(large, move || {
-            let partitions = handlers::partitions_named(&body, &|id| names.get(&id).cloned());
+        let listed = heavy(shared, large, move || {
+            let partitions = (spec.partitions)(&body, version, &|id| names.get(&id).cloned());
             (body, partitions)
         })
         .await;
         let Some((body, partitions)) = listed else {
             return Outcome::Close("listing the request's partitions failed".into());
         };
+        let named_ids = (spec.named_ids)(&body, version);
         let topic_limits = match &body {
             RequestKind::Produce(req) => Some(TopicLimits::read(
-                &shared.lock_state(),
+                &shared.lock_core().state,
                 req,
                 version,
                 shared.config.max_partitions_per_request,
             )),
             _ => None,
         };
-        shared.record(
-            api,
-            version,
-            broker_id,
-            client_id.as_deref(),
-            prefix.correlation_id,
-            &partitions,
-        );
-        let decision = shared.lock_control().decide(api, broker_id, &partitions);
+        // Recorded and matched against the interceptors under one hold of the control lock.
+        let decision = {
+            let mut control = shared.lock_control();
+            control.record(RequestSummary {
+                api_key: api,
+                api_version: version,
+                broker_id,
+                client_id: client_id.as_deref(),
+                correlation_id: prefix.correlation_id,
+                at: shared.clock.uptime(),
+                partitions: &partitions,
+            });
+            control.decide(api, broker_id, &partitions, &named_ids)
+        };
         drop(partitions);
         let action = decision.request_action;
         let reply = match &action {
             Some(Action::Disconnect) => return Outcome::Close("interceptor: disconnect".into()),
             Some(Action::NeverAnswer) => return Outcome::Hang,
-            Some(Action::Error(code)) => match handlers::error_response(&body, version, *code) {
+            Some(Action::Error(code)) => match (spec.error_response)(&body, version, *code) {
                 Some(response) => Reply::Respond(response),
                 None => {
                     return Outcome::Close(format!("interceptor: {api:?} cannot carry {code:?}"))
                 }
             },
             _ => {
+                let now = shared.clock.now();
                 let ctx = RequestContext {
-                    broker_id,
+                    api_key: api,
                     api_version: version,
+                    broker_id,
                     client_id,
-                    now_ms: shared.now_ms(),
+                    waiter,
+                    now,
+                    now_ms: shared.clock.wall_ms(now),
                     partition_errors: decision.partition_errors,
-                    deadline_reached: false,
                 };
                 let (body, prepared) = prepare(shared, &ctx, body, topic_limits, large).await;
-                run_handler(shared, ctx, body, prepared, large).await
+                match run_handler(shared, ctx, body, prepared, large, frame_bytes, peer).await {
+                    Some(reply) => reply,
+                    None => return Outcome::PeerClosed,
+                }
             }
         };
         let response = match reply {
             Reply::Respond(response) => response,
             Reply::NoResponse => return Outcome::Nothing,
             Reply::Close { reason } => return Outcome::Close(reason),
-            Reply::Park { .. } => return Outcome::Close("handler parked past its deadline".into()),
+            Reply::Park(_) => return Outcome::Close("handler parked outside the purgatory".into()),
             Reply::Finish(_) => return Outcome::Close("handler left its answer unfinished".into()),
         };
         match action {
@@ -428,7 +502,7 @@ async fn handle_frame(shared: &Shared, broker_id: i32, frame: Bytes, out: BytesM
             _ => {}
         }
         let correlation_id = prefix.correlation_id;
-        let mut outcome = heavy(large, move || {
+        let mut outcome = heavy(shared, large, move || {
             encode(out, api, version, correlation_id, &response)
         })
         .await
@@ -458,7 +532,7 @@ async fn prepare(
         (RequestKind::Produce(req), Some(limits)) => (req, limits),
         (RequestKind::Metadata(req), _) => {
             let config = shared.config.clone();
-            let planned = heavy(large, move || {
+            let planned = heavy(shared, large, move || {
                 let plan = handlers::metadata::plan(&req, &config);
                 (req, plan)
             })
@@ -477,9 +551,8 @@ async fn prepare(
         let prepared = produce::prepare(&req, ctx, &limits, &shared.config);
         return (RequestKind::Produce(req), Prepared::Produce(prepared));
     }
-    // One slot per core but one: validation never takes every core from the connections.
-    // (The semaphore is never closed; if it were, the work would just run unthrottled.)
-    let _slot = shared.prepare_slots.acquire().await.ok();
+    // On the pool of heavy work: one thread per core but one, so validation never takes
+    // every core from the connections.
     let ctx = ctx.clone();
     let config = shared.config.clone();
     #[cfg(test)]
@@ -488,7 +561,7 @@ async fn prepare(
         .lock()
         .ok()
         .and_then(|mut hook| hook.take());
-    let work = tokio::task::spawn_blocking(move || {
+    let work = shared.heavy.run(move || {
         #[cfg(test)]
         if let Some(hook) = hook {
             hook();
@@ -497,90 +570,83 @@ async fn prepare(
         (req, prepared)
     });
     match work.await {
-        Ok((req, prepared)) => (RequestKind::Produce(req), Prepared::Produce(prepared)),
+        Some((req, prepared)) => (RequestKind::Produce(req), Prepared::Produce(prepared)),
         // The validation panicked (a bug) and took the request with it: close, saying so.
-        Err(error) => (
+        None => (
             RequestKind::Produce(Default::default()),
-            Prepared::Failed(format!("produce validation failed: {error}")),
+            Prepared::Failed("produce validation failed".into()),
         ),
     }
 }
 
-/// Runs the handler; a fetch that parks is run again whenever the cluster changes, and a
-/// last time when its wait is over.
-async fn run_handler(
+/// Runs the handler under the cluster lock. A request that waits (a fetch short of
+/// `min_bytes`) moves into the purgatory, and this connection waits for its answer, which
+/// whoever completes it (a produce on another connection, the timer at its deadline)
+/// delivers. The answer is finished after the lock. `None` if the peer went away while
+/// its request waited (the request left the purgatory with it).
+async fn run_handler<R: AsyncRead + Unpin>(
     shared: &Shared,
-    mut ctx: RequestContext,
+    ctx: RequestContext,
     body: RequestKind,
     prepared: Prepared,
     large: bool,
-) -> Reply {
-    let retryable = matches!(body, RequestKind::Fetch(_));
-    if !retryable {
-        let reply = handlers::dispatch_prepared(&mut shared.lock_state(), &ctx, body, prepared);
-        shared.changed.notify_waiters();
-        // The lock is released: what is left of the answer is built without it.
-        return match reply {
-            Reply::Finish(unfinished) => heavy(large, move || handlers::finish(unfinished))
-                .await
-                .unwrap_or_else(|| Reply::Close {
-                    reason: "building the answer failed".into(),
-                }),
-            reply => reply,
+    frame_bytes: usize,
+    peer: &mut Peer<'_, R>,
+) -> Option<Reply> {
+    let waiter = ctx.waiter;
+    let parking = {
+        let mut core = shared.lock_core();
+        let reply = handlers::dispatch_prepared(&mut core.state, &ctx, body, prepared);
+        let parking = match reply {
+            Reply::Park(park) => core.park(ctx, park, frame_bytes),
+            reply => Parking::Answered(reply),
         };
-    }
-
-    let mut deadline = None;
-    loop {
-        let notified = shared.changed.notified();
-        tokio::pin!(notified);
-        // Registered before looking at the state, so a change between the look and the
-        // wait is not missed.
-        notified.as_mut().enable();
-        // Cloned before the lock: a request of many partitions costs as much to copy.
-        let attempt = body.clone();
-        let reply =
-            handlers::dispatch_prepared(&mut shared.lock_state(), &ctx, attempt, Prepared::Nothing);
-        let reply = match reply {
-            Reply::Finish(unfinished) => {
-                return heavy(large, move || handlers::finish(unfinished))
-                    .await
-                    .unwrap_or_else(|| Reply::Close {
-                        reason: "building the answer failed".into(),
-                    })
-            }
-            reply => reply,
-        };
-        let Reply::Park { max_wait } = reply else {
-            return reply;
-        };
-        if ctx.deadline_reached {
-            return reply;
+        shared.settle(&mut core);
+        parking
+    };
+    let reply = match parking {
+        Parking::Answered(reply) => reply,
+        Parking::Waiting(answer) => {
+            // Dropped with this task (broker stopped, cluster shut down) or when the peer
+            // goes: either way the request leaves the purgatory.
+            let guard = WaitGuard::new(shared, waiter);
+            let reply = tokio::select! {
+                reply = answer => reply,
+                () = peer.gone() => {
+                    debug!("peer closed the connection while its request waited");
+                    return None;
+                }
+            };
+            guard.disarm();
+            reply.unwrap_or_else(|_| Reply::Close {
+                reason: "a waiting request lost its answer".into(),
+            })
         }
-        let until = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + max_wait);
-        tokio::select! {
-            () = &mut notified => {}
-            () = tokio::time::sleep_until(until) => ctx.deadline_reached = true,
-        }
-        if tokio::time::Instant::now() >= until {
-            ctx.deadline_reached = true;
-        }
-        ctx.now_ms = shared.now_ms();
-    }
+    };
+    // The lock is released: what is left of the answer is built without it.
+    Some(match reply {
+        Reply::Finish(unfinished) => heavy(shared, large, move || handlers::finish(unfinished))
+            .await
+            .unwrap_or_else(|| Reply::Close {
+                reason: "building the answer failed".into(),
+            }),
+        reply => reply,
+    })
 }
 
 /// Runs `work`, which may take a while when `large` (decoding, planning or encoding a large
-/// request), on a blocking thread: a worker busy for 50 ms on a request of 200,000
-/// partitions also stopped it polling the sockets, and delayed every other request as
-/// long. `None` if the work panicked (a bug; the caller closes the connection).
+/// request), on the pool of heavy work (`heavy.rs`): a worker busy for 50 ms on a request of
+/// 200,000 partitions also stopped it polling the sockets, and delayed every other request
+/// as long. `None` if the work panicked (a bug; the caller closes the connection).
 async fn heavy<R: Send + 'static>(
+    shared: &Shared,
     large: bool,
     work: impl FnOnce() -> R + Send + 'static,
 ) -> Option<R> {
     if !large {
         return Some(work());
     }
-    tokio::task::spawn_blocking(work).await.ok()
+    shared.heavy.run(work).await
 }
 
 fn encode(
@@ -606,7 +672,7 @@ impl Shared {
         correlation_id: i32,
         partitions: &[(Arc<str>, i32)],
     ) {
-        let at = self.started.elapsed();
+        let at = self.clock.uptime();
         self.lock_control().record(RequestSummary {
             api_key,
             api_version,
@@ -627,13 +693,17 @@ mod tests {
     use bytes::BytesMut;
     use franzy::proto::message::{decode_response, encode_request};
     use franzy::proto::{ErrorCode, RequestHeader, StrBytes};
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
     use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-    use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest, ProduceRequest};
+    use kafka_protocol::messages::{
+        ApiVersionsRequest, FetchRequest, MetadataRequest, ProduceRequest,
+    };
     use tokio::io::DuplexStream;
 
     use super::*;
     use crate::cluster::test_batches::BatchBuilder;
+    use crate::cluster::WaitStats;
     use crate::handlers::topic_name;
     use crate::Cluster;
 
@@ -679,6 +749,208 @@ mod tests {
         RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![
             MetadataRequestTopic::default().with_name(Some(topic_name(topic))),
         ])))
+    }
+
+    fn fetch(topic: &str, partition: i32, offset: i64, max_wait_ms: i32) -> RequestKind {
+        RequestKind::Fetch(
+            FetchRequest::default()
+                .with_replica_id((-1).into())
+                .with_max_wait_ms(max_wait_ms)
+                .with_min_bytes(1)
+                .with_max_bytes(1 << 20)
+                .with_session_epoch(-1)
+                .with_topics(vec![FetchTopic::default()
+                    .with_topic(topic_name(topic))
+                    .with_partitions(vec![FetchPartition::default()
+                        .with_partition(partition)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(1 << 20)])]),
+        )
+    }
+
+    fn produce_one(cluster: &Cluster, topic: &str, partition: i32) -> RequestKind {
+        let batch = BatchBuilder::new(cluster.inner.shared.now_ms())
+            .record(b"v")
+            .bytes();
+        RequestKind::Produce(ProduceRequest::default().with_acks(1).with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(topic_name(topic))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(batch))]),
+        ]))
+    }
+
+    fn records_of(answer: Option<ResponseKind>) -> usize {
+        let Some(ResponseKind::Fetch(r)) = answer else {
+            panic!("no fetch response: {answer:?}");
+        };
+        assert_eq!(r.responses[0].partitions[0].error_code, 0);
+        r.responses[0].partitions[0]
+            .records
+            .as_ref()
+            .map_or(0, Bytes::len)
+    }
+
+    fn waits(cluster: &Cluster) -> WaitStats {
+        cluster.with_state(|s| s.waiting().stats())
+    }
+
+    /// Yields (bounded) until `cluster` has `n` requests waiting.
+    async fn until_waiting(cluster: &Cluster, n: usize) {
+        for _ in 0..1000 {
+            if cluster.with_state(|s| s.waiting().len()) == n {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("never {n} waiting");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timer_answers_a_long_poll_at_its_deadline() {
+        let cluster = Cluster::builder()
+            .in_memory()
+            .brokers(1)
+            .topic("t", 1)
+            .build()
+            .await
+            .expect("cluster");
+        let mut conn = cluster.connect(0).expect("connect");
+        let started = tokio::time::Instant::now();
+        let answer = ask(&mut conn, ApiKey::Fetch, 12, &fetch("t", 0, 0, 500), 0).await;
+        assert_eq!(records_of(answer), 0);
+        assert_eq!(started.elapsed(), Duration::from_millis(500));
+        let stats = waits(&cluster);
+        assert_eq!((stats.parked, stats.touched, stats.due), (1, 0, 1));
+        assert_eq!(cluster.with_state(|s| s.poll_timeout()), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_poll_is_answered_by_a_produce_on_another_connection_and_looked_at_only_then() {
+        let cluster = Cluster::builder()
+            .in_memory()
+            .brokers(1)
+            .topic("t", 2)
+            .build()
+            .await
+            .expect("cluster");
+        let mut consumer = cluster.connect(0).expect("connect");
+        let started = tokio::time::Instant::now();
+        let polled = tokio::spawn(async move {
+            ask(
+                &mut consumer,
+                ApiKey::Fetch,
+                12,
+                &fetch("t", 0, 0, 10_000),
+                0,
+            )
+            .await
+        });
+        until_waiting(&cluster, 1).await;
+        // Requests that touch nothing it waits on leave it alone: it is not looked at again.
+        let mut producer = cluster.connect(0).expect("connect");
+        let answer = ask(&mut producer, ApiKey::Metadata, 1, &metadata("t"), 0).await;
+        assert!(matches!(answer, Some(ResponseKind::Metadata(_))));
+        let other = produce_one(&cluster, "t", 1);
+        assert!(ask(&mut producer, ApiKey::Produce, 9, &other, 0)
+            .await
+            .is_some());
+        assert!(!polled.is_finished());
+        assert_eq!(waits(&cluster).touched, 0);
+        // A record on its partition answers it at once, looked at exactly once more.
+        let mine = produce_one(&cluster, "t", 0);
+        assert!(ask(&mut producer, ApiKey::Produce, 9, &mine, 0)
+            .await
+            .is_some());
+        let answer = polled.await.expect("joins");
+        assert!(records_of(answer) > 0);
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "no waiting for the deadline"
+        );
+        let stats = waits(&cluster);
+        assert_eq!((stats.parked, stats.touched, stats.due), (1, 1, 0));
+        assert!(cluster.with_state(|s| s.waiting().is_empty()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_that_goes_away_takes_its_waiting_request_with_it() {
+        let cluster = Cluster::builder()
+            .in_memory()
+            .brokers(1)
+            .topic("t", 1)
+            .build()
+            .await
+            .expect("cluster");
+        let mut consumer = cluster.connect(0).expect("connect");
+        consumer
+            .write_all(&frame(ApiKey::Fetch, 12, &fetch("t", 0, 0, 60_000), 0))
+            .await
+            .expect("write");
+        until_waiting(&cluster, 1).await;
+        drop(consumer);
+        until_waiting(&cluster, 0).await;
+        assert_eq!(waits(&cluster).removed, 1);
+        assert_eq!(cluster.with_state(|s| s.poll_timeout()), None);
+        // Its broker stopping does the same.
+        let mut consumer = cluster.connect(0).expect("connect");
+        consumer
+            .write_all(&frame(ApiKey::Fetch, 12, &fetch("t", 0, 0, 60_000), 0))
+            .await
+            .expect("write");
+        until_waiting(&cluster, 1).await;
+        cluster.stop_broker(0).expect("stops");
+        until_waiting(&cluster, 0).await;
+        let mut rest = Vec::new();
+        let _ = consumer.read_to_end(&mut rest).await;
+        assert!(rest.is_empty(), "closed without an answer");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_behind_a_waiting_one_are_answered_after_it_in_order() {
+        let cluster = Cluster::builder()
+            .in_memory()
+            .brokers(1)
+            .topic("t", 1)
+            .build()
+            .await
+            .expect("cluster");
+        let mut conn = cluster.connect(0).expect("connect");
+        let mut both = frame(ApiKey::Fetch, 12, &fetch("t", 0, 0, 300), 0);
+        both.extend_from_slice(&frame(ApiKey::Metadata, 1, &metadata("t"), 0));
+        conn.write_all(&both).await.expect("write");
+        let started = tokio::time::Instant::now();
+        let first = read_frame(&mut conn).await.expect("fetch answer");
+        assert!(decode_response(first, ApiKey::Fetch, 12).is_ok());
+        assert_eq!(started.elapsed(), Duration::from_millis(300));
+        let second = read_frame(&mut conn).await.expect("metadata answer");
+        assert!(decode_response(second, ApiKey::Metadata, 1).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn past_the_waiting_limit_a_long_poll_is_answered_at_once() {
+        let cluster = Cluster::builder()
+            .in_memory()
+            .brokers(1)
+            .topic("t", 1)
+            .max_waiting_requests(1)
+            .build()
+            .await
+            .expect("cluster");
+        let mut first = cluster.connect(0).expect("connect");
+        first
+            .write_all(&frame(ApiKey::Fetch, 12, &fetch("t", 0, 0, 60_000), 0))
+            .await
+            .expect("write");
+        until_waiting(&cluster, 1).await;
+        let mut second = cluster.connect(0).expect("connect");
+        let started = tokio::time::Instant::now();
+        let answer = ask(&mut second, ApiKey::Fetch, 12, &fetch("t", 0, 0, 60_000), 0).await;
+        assert_eq!(records_of(answer), 0);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert_eq!(waits(&cluster).refused, 1);
     }
 
     #[tokio::test]

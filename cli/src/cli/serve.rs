@@ -1,4 +1,10 @@
 //! `franzy serve`: a harness cluster for any Kafka client, until interrupted.
+//!
+//! Besides the cluster's shape (brokers, topics, address), the flags set the harness's
+//! limits, each named after the Kafka setting it stands for where there is one: sizes take
+//! bytes with an optional `KiB`/`MiB`/`GiB` suffix, durations a number with `ms`, `s` or `m`.
+
+use std::time::Duration;
 
 use franzy_harness::Cluster;
 
@@ -28,6 +34,48 @@ pub struct ServeArgs {
     /// Seed for the cluster's fault-injection randomness.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Largest request frame accepted (socket.request.max.bytes) [default: 100MiB].
+    #[arg(long, value_parser = parse_bytes, value_name = "BYTES")]
+    pub max_frame_size: Option<usize>,
+    /// Most bytes of request frames being received at once, all connections together
+    /// (queued.max.request.bytes); at least --max-frame-size [default: 128MiB].
+    #[arg(long, value_parser = parse_bytes, value_name = "BYTES")]
+    pub queued_max_request_bytes: Option<usize>,
+    /// How long a connection in the middle of a frame may receive nothing before it is
+    /// closed (connections.max.idle.ms); 0 turns it off [default: 30s].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub idle_timeout: Option<Duration>,
+    /// Largest record batch Produce accepts (message.max.bytes) [default: 1048588].
+    #[arg(long, value_parser = parse_bytes, value_name = "BYTES")]
+    pub message_max_bytes: Option<usize>,
+    /// Most partition entries one request may name; the rest are answered INVALID_REQUEST
+    /// [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub max_partitions_per_request: Option<usize>,
+    /// Most topics one Metadata or CreateTopics request may create [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub max_topics_created_per_request: Option<usize>,
+    /// Most partitions one CreateTopics or CreatePartitions request may create
+    /// [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub max_partitions_created_per_request: Option<usize>,
+    /// Most bytes the compressed batches of one Produce request may inflate to, together
+    /// [default: 256MiB].
+    #[arg(long, value_parser = parse_bytes, value_name = "BYTES")]
+    pub max_decompressed_bytes_per_request: Option<usize>,
+    /// Most requests waiting at once (fetches long-polling); past it a request that would
+    /// wait is answered at once [default: 100000].
+    #[arg(long, value_name = "N")]
+    pub max_waiting_requests: Option<usize>,
+    /// Most bytes of waiting requests at once [default: 128MiB].
+    #[arg(long, value_parser = parse_bytes, value_name = "BYTES")]
+    pub max_waiting_bytes: Option<usize>,
+    /// How many requests the request record keeps [default: 100000].
+    #[arg(long, value_name = "N")]
+    pub record_limit: Option<usize>,
+    /// How many bytes the request record may hold [default: 64MiB].
+    #[arg(long, value_parser = parse_bytes, value_name = "BYTES")]
+    pub record_max_bytes: Option<usize>,
 }
 
 fn parse_topic(spec: &str) -> Result<(String, i32), String> {
@@ -45,6 +93,52 @@ fn parse_topic(spec: &str) -> Result<(String, i32), String> {
     Ok((name.to_string(), partitions))
 }
 
+/// Bytes: a whole number, optionally followed by `B`, `KiB`, `MiB` or `GiB` (also `K`, `M`,
+/// `G`, all binary).
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size in bytes (e.g. 1048576, 64KiB, 100MiB)"))?;
+    let factor: usize = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" | "k" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} in {text:?}")),
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// A duration: a whole number followed by `ms`, `s` or `m`; `0` alone is zero.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 500ms, 30s, 10m)"))?;
+    match unit.trim() {
+        "ms" => Ok(Duration::from_millis(number)),
+        "s" => Ok(Duration::from_secs(number)),
+        "m" => number
+            .checked_mul(60)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("{text:?} is too long")),
+        "" if number == 0 => Ok(Duration::ZERO),
+        "" => Err(format!("{text:?} needs a unit: ms, s or m")),
+        other => Err(format!("unknown duration unit {other:?} in {text:?}")),
+    }
+}
+
 /// Runs the cluster; prints the bootstrap address alone on stdout's first line.
 pub async fn run(args: ServeArgs) -> Result<(), String> {
     let mut builder = Cluster::builder()
@@ -56,6 +150,42 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     for (name, partitions) in args.topics {
         builder = builder.topic(name, partitions);
     }
+    if let Some(n) = args.max_frame_size {
+        builder = builder.max_frame_size(n);
+    }
+    if let Some(n) = args.queued_max_request_bytes {
+        builder = builder.queued_max_request_bytes(n);
+    }
+    if let Some(idle) = args.idle_timeout {
+        builder = builder.connections_max_idle(idle);
+    }
+    if let Some(n) = args.message_max_bytes {
+        builder = builder.message_max_bytes(n);
+    }
+    if let Some(n) = args.max_partitions_per_request {
+        builder = builder.max_partitions_per_request(n);
+    }
+    if let Some(n) = args.max_topics_created_per_request {
+        builder = builder.max_topics_created_per_request(n);
+    }
+    if let Some(n) = args.max_partitions_created_per_request {
+        builder = builder.max_partitions_created_per_request(n);
+    }
+    if let Some(n) = args.max_decompressed_bytes_per_request {
+        builder = builder.max_decompressed_bytes_per_request(n);
+    }
+    if let Some(n) = args.max_waiting_requests {
+        builder = builder.max_waiting_requests(n);
+    }
+    if let Some(n) = args.max_waiting_bytes {
+        builder = builder.max_waiting_bytes(n);
+    }
+    if let Some(n) = args.record_limit {
+        builder = builder.record_limit(n);
+    }
+    if let Some(n) = args.record_max_bytes {
+        builder = builder.record_max_bytes(n);
+    }
     let mut interrupt = Interrupt::watch()?;
     let cluster = builder.build().await.map_err(|e| e.to_string())?;
     println!("{}", cluster.bootstrap());
@@ -63,4 +193,32 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     interrupt.recv().await;
     cluster.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert_eq!(parse_bytes("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_bytes("100MiB"), Ok(100 << 20));
+        assert_eq!(parse_bytes("2G"), Ok(2 << 30));
+        assert_eq!(parse_bytes("7B"), Ok(7));
+        assert!(parse_bytes("MiB").is_err());
+        assert!(parse_bytes("10 parsecs").is_err());
+        assert!(parse_bytes("99999999999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn durations_need_a_unit_unless_zero() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("1h").is_err());
+        assert!(parse_duration("").is_err());
+    }
 }

@@ -79,7 +79,16 @@ pub struct PartitionLog {
     log_end_offset: i64,
     epochs: LeaderEpochs,
     producers: ProducerStates,
+    /// Room for the next batches: they are copied in one after the other and split off,
+    /// sharing one allocation (see [`PartitionLog::append`]). Always empty, only capacity.
+    segment: BytesMut,
+    /// Bytes appended so far, which size the next segment.
+    appended: usize,
 }
+
+/// The smallest and largest segment a log allocates at once.
+const MIN_SEGMENT: usize = 16 * 1024;
+const MAX_SEGMENT: usize = 1024 * 1024;
 
 impl PartitionLog {
     /// An empty log whose first leader epoch is `epoch`.
@@ -164,7 +173,7 @@ impl PartitionLog {
                 )
             }
         }
-        let mut bytes = BytesMut::from(batch);
+        let mut bytes = self.store(batch);
         let base_offset = self.log_end_offset;
         set_base_offset(&mut bytes, base_offset);
         set_partition_leader_epoch(&mut bytes, leader_epoch);
@@ -187,6 +196,24 @@ impl PartitionLog {
             bytes: bytes.freeze(),
         });
         Ok(info)
+    }
+
+    /// A copy of `batch` in the log's current segment, a new one when it has no room: as
+    /// large as what the log holds, between 16 KiB and 1 MiB (at least the batch). One
+    /// allocation per segment instead of one per batch cost the allocator's growth (a
+    /// `mprotect` per 128 KiB of heap) a tenth of the broker's time under a steady produce
+    /// load; a segment is freed once its last batch is.
+    fn store(&mut self, batch: &[u8]) -> BytesMut {
+        if self.segment.capacity() < batch.len() {
+            let size = self
+                .appended
+                .clamp(MIN_SEGMENT, MAX_SEGMENT)
+                .max(batch.len());
+            self.segment = BytesMut::with_capacity(size);
+        }
+        self.appended = self.appended.saturating_add(batch.len());
+        self.segment.extend_from_slice(batch);
+        self.segment.split()
     }
 
     /// The bytes a fetch at `offset` returns: from the start of the batch holding `offset`,

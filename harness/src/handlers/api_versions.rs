@@ -8,10 +8,10 @@ use franzy::proto::ErrorCode;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 
-use super::{supported_versions, RequestContext};
+use super::{RequestContext, APIS};
 use crate::cluster::ClusterState;
 
-/// Answers with every API and version range in [`supported_versions`]. From v3 the client
+/// Answers with every API and version range in [`APIS`]. From v3 the client
 /// software name and version must match Kafka's pattern (KIP-511), else INVALID_REQUEST
 /// with no API list, as Kafka answers.
 pub fn handle(
@@ -54,14 +54,14 @@ pub fn unsupported_version_response() -> ApiVersionsResponse {
     error_response(0, ErrorCode::UnsupportedVersion)
 }
 
+/// Every entry of the API table, as served.
 fn advertised() -> Vec<ApiVersion> {
-    supported_versions()
-        .iter()
-        .map(|(key, range)| {
+    APIS.iter()
+        .map(|spec| {
             ApiVersion::default()
-                .with_api_key(*key as i16)
-                .with_min_version(range.min)
-                .with_max_version(range.max)
+                .with_api_key(spec.key as i16)
+                .with_min_version(spec.versions.min)
+                .with_max_version(spec.versions.max)
         })
         .collect()
 }
@@ -82,7 +82,7 @@ mod tests {
         };
         let r = handle(&c, &ctx(0, 3), req("librdkafka"));
         assert_eq!(r.error_code, 0);
-        assert_eq!(r.api_keys.len(), supported_versions().len());
+        assert_eq!(r.api_keys.len(), APIS.len());
         let r = handle(&c, &ctx(0, 3), req("bad name!"));
         assert_eq!(r.error_code, ErrorCode::InvalidRequest.code());
         assert!(r.api_keys.is_empty());

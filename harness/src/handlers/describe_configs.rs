@@ -7,6 +7,7 @@
 //! the broker-level configs; an empty name (cluster-wide dynamic defaults) lists none.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use franzy::proto::ErrorCode;
 use kafka_protocol::messages::describe_configs_response::{
@@ -114,6 +115,15 @@ pub fn handle(
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
+}
+
+/// The topics `req` describes (partition -1: the whole topic).
+pub fn partitions(req: &DescribeConfigsRequest) -> Vec<(Arc<str>, i32)> {
+    req.resources
+        .iter()
+        .filter(|r| r.resource_type == RESOURCE_TOPIC)
+        .map(|r| (Arc::from(r.resource_name.as_str()), -1))
+        .collect()
 }
 
 /// The answer that fails every resource of `req` with `code`.

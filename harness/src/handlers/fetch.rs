@@ -12,7 +12,13 @@
 //! limited by `partition_max_bytes` and what is left of `max_bytes`; bytes are cut at the
 //! limit, possibly inside a batch, except that until some partition returned data the first
 //! batch is returned whole whatever its size. Consumers (v11+) may fetch from followers,
-//! which share the leader's log here. `min_bytes` not yet reached parks the request.
+//! which share the leader's log here.
+//!
+//! A fetch short of `min_bytes` (with `max_wait_ms` > 0) parks in the purgatory on the
+//! partitions it reads ([`crate::cluster::WaitKey::Partition`]), as Kafka's `DelayedFetch`:
+//! an append, a leader or ISR change, DeleteRecords or the topic's deletion makes it look
+//! again ([`complete`]); it answers once it has `min_bytes`, once some partition fails or
+//! its history diverged, or at `max_wait_ms` with whatever there is.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -23,23 +29,101 @@ use franzy::proto::ErrorCode;
 use kafka_protocol::messages::fetch_response::{
     EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
-use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind};
-
+use kafka_protocol::messages::{FetchRequest, FetchResponse, RequestKind, ResponseKind};
 use uuid::Uuid;
 
-use super::{text, Reply, RequestContext};
-use crate::cluster::ClusterState;
+use super::{text, Completion, Park, Reply};
+use crate::cluster::{ClusterState, Parked, RequestContext, Resolution, WaitKey, Wake};
 
 /// Kafka's broker-side cap on a fetch response (`fetch.max.bytes`, 55 MiB).
 pub const FETCH_MAX_BYTES: usize = 57_671_680;
 
-/// Serves a fetch request, or parks it until `min_bytes` can be met.
+/// Serves a fetch request, or parks it (with the partitions it reads as keys) until
+/// `min_bytes` can be met or `max_wait_ms` has passed.
 pub fn handle(cluster: &ClusterState, ctx: &RequestContext, req: FetchRequest) -> Reply {
+    match read(cluster, ctx, &req, Look::First) {
+        Read::Short(keys) => Reply::Park(Park {
+            keys,
+            deadline: ctx.now + Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0)),
+            request: RequestKind::Fetch(req),
+        }),
+        Read::Done(done) => answer(*done, req, ctx.api_version),
+    }
+}
+
+/// Looks again at a fetch that waited: answers once `min_bytes` can be met, a partition
+/// fails or moves, or the wait is over; else it waits on.
+pub fn complete(cluster: &mut ClusterState, parked: Parked, wake: Wake) -> Completion {
+    let Parked {
+        request: RequestKind::Fetch(req),
+        context,
+    } = parked
+    else {
+        return super::mismatched_parked(parked);
+    };
+    let look = match wake {
+        Wake::Touched => Look::Again,
+        Wake::Due => Look::Last,
+        Wake::Resolved(Resolution::Error(code)) => {
+            let response = error_response(&req, context.api_version, code);
+            return Completion::Done(Reply::Respond(ResponseKind::Fetch(response)));
+        }
+    };
+    match read(cluster, &context, &req, look) {
+        Read::Short(_) => Completion::Wait(Parked {
+            request: RequestKind::Fetch(req),
+            context,
+        }),
+        Read::Done(done) => Completion::Done(answer(*done, req, context.api_version)),
+    }
+}
+
+/// Which look at the log this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Look {
+    /// When the request arrives: it may wait, and then names its keys.
+    First,
+    /// After a key was touched: it may wait on.
+    Again,
+    /// At the deadline: whatever there is.
+    Last,
+}
+
+enum Read {
+    /// Fewer than `min_bytes` and nothing that answers at once: wait (on these keys, on
+    /// the first look).
+    Short(Vec<WaitKey>),
+    Done(Box<Done>),
+}
+
+struct Done {
+    response: FetchResponse,
+    /// Where the cap cut the request (topic, partition within it).
+    cut: Option<(usize, usize)>,
+}
+
+fn answer(done: Done, req: FetchRequest, version: i16) -> Reply {
+    let Done { response, cut } = done;
+    match cut {
+        Some(from) => Reply::Finish(super::Unfinished::Fetch(FetchPastCap {
+            response,
+            req,
+            from,
+            version,
+        })),
+        None => Reply::Respond(ResponseKind::Fetch(response)),
+    }
+}
+
+/// Reads what `req` asks for, as Kafka's `ReplicaManager.readFromLog` would.
+fn read(cluster: &ClusterState, ctx: &RequestContext, req: &FetchRequest, look: Look) -> Read {
     let version = ctx.api_version;
     if version >= 7 && !matches!(req.session_epoch, -1 | 0) {
-        return Reply::Respond(ResponseKind::Fetch(
-            FetchResponse::default().with_error_code(ErrorCode::FetchSessionIdNotFound.code()),
-        ));
+        return Read::Done(Box::new(Done {
+            response: FetchResponse::default()
+                .with_error_code(ErrorCode::FetchSessionIdNotFound.code()),
+            cut: None,
+        }));
     }
     let replica_id = if version >= 15 {
         req.replica_state.replica_id.0
@@ -49,6 +133,9 @@ pub fn handle(cluster: &ClusterState, ctx: &RequestContext, req: FetchRequest) -
     let from_consumer = replica_id < 0;
     let only_leader = !from_consumer || version < 11;
     let read_committed = req.isolation_level == 1;
+    let min_bytes = usize::try_from(req.min_bytes).unwrap_or(0);
+    let may_wait = look != Look::Last && req.max_wait_ms > 0 && min_bytes > 0;
+    let mut keys = Vec::new();
     let mut remaining = usize::try_from(req.max_bytes)
         .unwrap_or(0)
         .min(FETCH_MAX_BYTES);
@@ -66,13 +153,17 @@ pub fn handle(cluster: &ClusterState, ctx: &RequestContext, req: FetchRequest) -
     // after the cluster lock.
     let mut cut = None;
     'topics: for (topic_index, topic) in req.topics.iter().enumerate() {
-        let name = if version >= 13 {
-            cluster
-                .topic_by_id(topic.topic_id)
-                .map(|t| t.name().to_string())
+        let found = if version >= 13 {
+            cluster.topic_by_id(topic.topic_id)
         } else {
-            Some(topic.topic.0.as_str().to_string())
+            cluster.topic(topic.topic.0.as_str())
         };
+        let name = if version >= 13 {
+            found.map(|t| t.name())
+        } else {
+            Some(topic.topic.0.as_str())
+        };
+        let topic_id = found.map(|t| t.id());
         let mut partitions = Vec::with_capacity(topic.partitions.len().min(max_entries));
         for (partition_index, fp) in topic.partitions.iter().enumerate() {
             any_partition = true;
@@ -89,7 +180,7 @@ pub fn handle(cluster: &ClusterState, ctx: &RequestContext, req: FetchRequest) -
                 responses.push(response);
                 break 'topics;
             }
-            let Some(name) = name.as_deref() else {
+            let Some(name) = name else {
                 any_error = true;
                 partitions.push(failed(fp.partition, ErrorCode::UnknownTopicId));
                 continue;
@@ -134,6 +225,11 @@ pub fn handle(cluster: &ClusterState, ctx: &RequestContext, req: FetchRequest) -
                     continue;
                 }
             };
+            if look == Look::First && may_wait {
+                if let Some(id) = topic_id {
+                    keys.push(WaitKey::Partition(id, fp.partition));
+                }
+            }
             let log = p.log();
             let mut data = PartitionData::default()
                 .with_partition_index(fp.partition)
@@ -183,16 +279,8 @@ pub fn handle(cluster: &ClusterState, ctx: &RequestContext, req: FetchRequest) -
         }
         responses.push(response);
     }
-    let min_bytes = usize::try_from(req.min_bytes).unwrap_or(0);
-    if !ctx.deadline_reached
-        && req.max_wait_ms > 0
-        && any_partition
-        && !any_error
-        && total_bytes < min_bytes
-    {
-        return Reply::Park {
-            max_wait: Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0)),
-        };
+    if may_wait && any_partition && !any_error && total_bytes < min_bytes {
+        return Read::Short(keys);
     }
     let mut response = FetchResponse::default().with_responses(responses);
     if version >= 16 {
@@ -207,15 +295,7 @@ pub fn handle(cluster: &ClusterState, ctx: &RequestContext, req: FetchRequest) -
             })
             .collect();
     }
-    match cut {
-        Some(from) => Reply::Finish(super::Unfinished::Fetch(FetchPastCap {
-            response,
-            req,
-            from,
-            version,
-        })),
-        None => Reply::Respond(ResponseKind::Fetch(response)),
-    }
+    Read::Done(Box::new(Done { response, cut }))
 }
 
 /// A fetch that named more partitions than the cap: the answer so far, and where the entries
@@ -326,7 +406,9 @@ fn failed(partition: i32, code: ErrorCode) -> PartitionData {
 mod tests {
     use super::*;
     use crate::cluster::test_batches::BatchBuilder;
-    use crate::handlers::test_support::{assert_encodes, cluster_with, ctx, NOW};
+    use crate::cluster::{Time, WaiterId};
+    use crate::handlers::test_support::{api_ctx, assert_encodes, cluster_with, ctx, NOW};
+    use franzy::proto::ApiKey;
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
     use uuid::Uuid;
 
@@ -565,34 +647,185 @@ mod tests {
         );
     }
 
+    /// Parks `req` (v12) as its handler asks, as waiter `waiter`.
+    fn park_fetch(c: &mut ClusterState, req: FetchRequest, waiter: u64) -> Vec<WaitKey> {
+        park_fetch_at(c, req, waiter, 12)
+    }
+
+    fn park_fetch_at(
+        c: &mut ClusterState,
+        req: FetchRequest,
+        waiter: u64,
+        version: i16,
+    ) -> Vec<WaitKey> {
+        let mut context = api_ctx(ApiKey::Fetch, 0, version);
+        context.waiter = WaiterId(waiter);
+        let Reply::Park(park) = handle(c, &context, req) else {
+            panic!("the fetch waits");
+        };
+        let keys = park.keys.clone();
+        assert!(crate::handlers::park(c, context, park, 100).is_none());
+        keys
+    }
+
+    fn answered(c: &mut ClusterState) -> Vec<(u64, FetchResponse)> {
+        crate::handlers::complete_ready(c)
+            .into_iter()
+            .map(|(waiter, reply)| match reply {
+                Reply::Respond(ResponseKind::Fetch(r)) => (waiter.0, r),
+                other => panic!("expected a fetch response, got {other:?}"),
+            })
+            .collect()
+    }
+
+    fn bytes_of(r: &FetchResponse) -> usize {
+        r.responses[0].partitions[0]
+            .records
+            .as_ref()
+            .map_or(0, Bytes::len)
+    }
+
     #[test]
-    fn waits_for_min_bytes_until_data_or_deadline() {
+    fn a_fetch_short_of_min_bytes_waits_on_its_partitions_until_data_or_deadline() {
         let (mut c, _) = seeded();
+        let id = c.topic("t").map_or(Uuid::nil(), |t| t.id());
         let req = fetch_req(Uuid::nil(), &[(0, 3, 1000)], 1000, 1);
-        assert!(matches!(
-            handle(&c, &ctx(0, 12), req.clone()),
-            Reply::Park { max_wait } if max_wait == Duration::from_millis(500)
-        ));
-        let mut last_call = ctx(0, 12);
-        last_call.deadline_reached = true;
-        let r = respond(&c, &last_call, req.clone());
+        let Reply::Park(park) = handle(&c, &api_ctx(ApiKey::Fetch, 0, 12), req.clone()) else {
+            panic!("the fetch waits");
+        };
+        assert_eq!(park.keys, vec![WaitKey::Partition(id, 0)]);
+        assert_eq!(park.deadline, Time::from_start(Duration::from_millis(500)));
+        park_fetch(&mut c, req.clone(), 1);
+        assert!(answered(&mut c).is_empty());
+        // An append elsewhere does not wake it; time short of the deadline does not either.
+        c.append_records("t", 1, &BatchBuilder::new(NOW).record(b"y").build(), NOW)
+            .expect("append");
+        c.handle_timeout(Time::from_start(Duration::from_millis(499)));
+        assert!(answered(&mut c).is_empty());
+        assert_eq!(c.waiting().stats().touched, 0);
+        // An append to its partition answers it, with the record.
+        c.append_records("t", 0, &BatchBuilder::new(NOW).record(b"x").build(), NOW)
+            .expect("append");
+        let answers = answered(&mut c);
+        assert_eq!(answers.len(), 1);
+        assert!(bytes_of(&answers[0].1) > 0);
+        assert!(c.waiting().is_empty());
+        // At the end of the log again: the deadline answers with nothing.
+        let req = fetch_req(Uuid::nil(), &[(0, 4, 1000)], 1000, 1);
+        park_fetch(&mut c, req, 2);
         assert_eq!(
-            r.responses[0].partitions[0]
-                .records
-                .as_ref()
-                .map(Bytes::len),
-            Some(0)
+            c.poll_timeout(),
+            Some(Time::from_start(Duration::from_millis(500)))
+        );
+        c.handle_timeout(Time::from_start(Duration::from_millis(500)));
+        let answers = answered(&mut c);
+        assert_eq!((answers[0].0, bytes_of(&answers[0].1)), (2, 0));
+        assert_eq!(answers[0].1.responses[0].partitions[0].error_code, 0);
+        assert_eq!(c.poll_timeout(), None);
+        // An error answers at once, without waiting.
+        let req = fetch_req(Uuid::nil(), &[(0, 99, 1000)], 1000, 1);
+        assert!(matches!(handle(&c, &ctx(0, 12), req), Reply::Respond(_)));
+    }
+
+    #[test]
+    fn a_waiting_fetch_answers_when_its_leader_moves_or_its_topic_goes() {
+        let (mut c, _) = seeded();
+        // Before v11 only the leader serves (from v11 a follower serves consumers, and the
+        // fetch would wait on).
+        park_fetch_at(
+            &mut c,
+            fetch_req(Uuid::nil(), &[(0, 3, 1000)], 1000, 1),
+            1,
+            10,
+        );
+        c.set_leader("t", 0, 1).expect("moves");
+        let answers = answered(&mut c);
+        assert_eq!(
+            answers[0].1.responses[0].partitions[0].error_code,
+            ErrorCode::NotLeaderOrFollower.code()
+        );
+        c.set_leader("t", 0, 0).expect("moves back");
+        park_fetch(&mut c, fetch_req(Uuid::nil(), &[(0, 3, 1000)], 1000, 1), 2);
+        c.delete_topic("t").expect("deleted");
+        let answers = answered(&mut c);
+        assert_eq!(
+            answers[0].1.responses[0].partitions[0].error_code,
+            ErrorCode::UnknownTopicOrPartition.code()
+        );
+        // DeleteRecords makes it look again; at the log end it still has nothing, and waits.
+        let (mut c, _) = seeded();
+        park_fetch(&mut c, fetch_req(Uuid::nil(), &[(0, 3, 1000)], 1000, 1), 3);
+        c.delete_records("t", 0, -1).expect("truncated to the end");
+        assert!(answered(&mut c).is_empty());
+        assert_eq!((c.waiting().stats().touched, c.waiting().len()), (1, 1));
+    }
+
+    #[test]
+    fn many_fetches_waiting_on_one_partition_answer_together_and_once() {
+        let (mut c, _) = seeded();
+        for waiter in 1..=50 {
+            park_fetch(
+                &mut c,
+                fetch_req(Uuid::nil(), &[(0, 3, 1000)], 1000, 1),
+                waiter,
+            );
+        }
+        c.append_records("t", 0, &BatchBuilder::new(NOW).record(b"x").build(), NOW)
+            .expect("append");
+        let waiters: Vec<u64> = answered(&mut c).into_iter().map(|(w, _)| w).collect();
+        assert_eq!(waiters, (1..=50).collect::<Vec<_>>());
+        let stats = c.waiting().stats();
+        assert_eq!((stats.parked, stats.touched, stats.due), (50, 50, 0));
+    }
+
+    #[test]
+    fn a_touched_fetch_still_short_waits_on_with_its_deadline() {
+        let (mut c, _) = seeded();
+        // Wants 10 KB: a small record is not enough.
+        park_fetch(
+            &mut c,
+            fetch_req(Uuid::nil(), &[(0, 3, 100_000)], 100_000, 10_000),
+            1,
         );
         c.append_records("t", 0, &BatchBuilder::new(NOW).record(b"x").build(), NOW)
             .expect("append");
-        let r = respond(&c, &ctx(0, 12), req);
-        assert!(r.responses[0].partitions[0]
-            .records
-            .as_ref()
-            .is_some_and(|b| !b.is_empty()));
-        // An error answers at once.
-        let req = fetch_req(Uuid::nil(), &[(0, 99, 1000)], 1000, 1);
-        assert!(matches!(handle(&c, &ctx(0, 12), req), Reply::Respond(_)));
+        assert!(answered(&mut c).is_empty());
+        assert_eq!(c.waiting().len(), 1);
+        assert_eq!(
+            c.poll_timeout(),
+            Some(Time::from_start(Duration::from_millis(500)))
+        );
+        c.handle_timeout(Time::from_start(Duration::from_secs(1)));
+        let answers = answered(&mut c);
+        assert!(bytes_of(&answers[0].1) > 0, "what there is at the deadline");
+        let stats = c.waiting().stats();
+        assert_eq!((stats.parked, stats.touched, stats.due), (2, 1, 1));
+    }
+
+    #[test]
+    fn a_full_purgatory_answers_at_once() {
+        let config = crate::cluster::ClusterConfig {
+            wait_limits: crate::cluster::WaitLimits {
+                waiters: 0,
+                bytes: 1 << 20,
+            },
+            ..Default::default()
+        };
+        let mut c = crate::handlers::test_support::cluster_configured(2, config);
+        let context = api_ctx(ApiKey::Fetch, 0, 12);
+        let Reply::Park(park) = handle(
+            &c,
+            &context,
+            fetch_req(Uuid::nil(), &[(0, 0, 1000)], 1000, 1),
+        ) else {
+            panic!("the fetch would wait");
+        };
+        let reply = crate::handlers::park(&mut c, context, park, 100);
+        assert!(
+            matches!(reply, Some(Reply::Respond(ResponseKind::Fetch(_)))),
+            "{reply:?}"
+        );
+        assert_eq!(c.waiting().stats().refused, 1);
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub fn error_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::test_support::{assert_encodes, cluster_with, ctx};
+    use crate::handlers::test_support::{api_ctx, assert_encodes, cluster_with, ctx};
     use crate::handlers::{dispatch, Reply};
     use franzy::proto::message::decode_request;
     use franzy::proto::{ApiKey, ResponseKind, StrBytes};
@@ -164,7 +164,11 @@ mod tests {
         );
         let mut c = cluster_with(1);
         let version = decoded.header.request_api_version;
-        match dispatch(&mut c, &ctx(0, version), decoded.body) {
+        match dispatch(
+            &mut c,
+            &api_ctx(ApiKey::InitProducerId, 0, version),
+            decoded.body,
+        ) {
             Reply::Respond(ResponseKind::InitProducerId(r)) => {
                 assert_eq!(
                     (r.error_code, r.producer_id.0, r.producer_epoch),

@@ -1,13 +1,17 @@
-//! One file per API key. A handler is a pure function of the cluster state and one decoded
-//! request: it never touches sockets or clocks (time comes in [`RequestContext::now_ms`]).
+//! One file per API key, and one table ([`APIS`]) that says, for each API served, everything
+//! the server needs to know: its versions, its handler, how it looks again after waiting,
+//! its error answer, the topic ids, topic-partitions and group or transactional ids it
+//! names. Adding an API is one entry there plus one handler file. A handler is a pure
+//! function of the cluster state and one decoded request: it never touches sockets or
+//! clocks (time comes in [`RequestContext::now`]).
 //!
 //! | module | API (key) | what |
 //! |---|---|---|
 //! | [`produce`] | Produce (0) | validates, checks producer sequences, appends |
-//! | [`fetch`] | Fetch (1) | reads stored batches, waits for `min_bytes` |
+//! | [`fetch`] | Fetch (1) | reads stored batches, waits for `min_bytes` in the purgatory |
 //! | [`list_offsets`] | ListOffsets (2) | offsets by timestamp, earliest, latest, max |
 //! | [`metadata`] | Metadata (3) | brokers, topics, leaders; auto-creation |
-//! | [`api_versions`] | ApiVersions (18) | what [`supported_versions`] lists |
+//! | [`api_versions`] | ApiVersions (18) | what [`APIS`] lists |
 //! | [`create_topics`] | CreateTopics (19) | topics, counts, assignments, configs |
 //! | [`delete_topics`] | DeleteTopics (20) | by name or id |
 //! | [`init_producer_id`] | InitProducerId (22) | producer ids for idempotent producers |
@@ -15,26 +19,58 @@
 //! | [`describe_configs`] | DescribeConfigs (32) | topic and broker configs |
 //! | [`create_partitions`] | CreatePartitions (37) | more partitions |
 //! | [`describe_cluster`] | DescribeCluster (60) | brokers, cluster and controller ids |
+//! | [`named_ids`] | - | the group and transactional ids requests name, every API |
 //!
 //! Call order, as the server drives it (see `server.rs`):
-//! 1. the server decodes the frame and checks the version against [`supported_versions`]
-//!    (an unsupported ApiVersions request gets [`api_versions::unsupported_version_response`]);
-//! 2. `control.rs` matches interceptors; a request-level error becomes [`error_response`],
-//!    partition-level errors go into [`RequestContext::partition_errors`];
-//! 3. [`dispatch`] runs the handler. A fetch that cannot yet satisfy `min_bytes` answers
-//!    [`Reply::Park`]; the server calls it again whenever a log grows, and a last time with
-//!    `deadline_reached = true` when its wait is over.
+//! 1. the server decodes the frame and checks the version against the API's entry (an
+//!    unsupported ApiVersions request gets [`api_versions::unsupported_version_response`]);
+//! 2. `control.rs` matches interceptors against what the entry says the request names; a
+//!    request-level error becomes [`ApiSpec::error_response`], partition-level errors go
+//!    into [`RequestContext::partition_errors`];
+//! 3. [`dispatch_prepared`] runs the handler. A handler that cannot answer yet answers
+//!    [`Reply::Park`]: [`park`] moves the request into the cluster's purgatory, and
+//!    [`complete_ready`] hands it back to the API's [`ApiSpec::complete`] whenever a key it
+//!    waits on is touched, its outcome is resolved, or its deadline passes.
+//!
+//! How a coordinator's request waits, e.g. a JoinGroup until its rebalance completes (a
+//! sketch: `groups` is the group coordinator's state, to come in `cluster/groups.rs`):
+//!
+//! ```ignore
+//! // handle: the member joins; if the rebalance is not complete, park on the group.
+//! let member = cluster.groups.join(&req, ctx.waiter, ctx.now)?; // remembers ctx.waiter
+//! if !member.join_complete() {
+//!     return Reply::Park(Park {
+//!         keys: vec![WaitKey::Group(group_id)],
+//!         deadline: ctx.now + rebalance_timeout,
+//!         request: RequestKind::JoinGroup(req),
+//!     });
+//! }
+//! // The coordinator, when the last member joined (a request) or the rebalance timed out
+//! // (ClusterState::handle_timeout), computes each member's result and hands it over:
+//! //     self.waiting.resolve(member.waiter, Resolution::Join(result));
+//! // (or keeps it in the group and touches WaitKey::Group for every waiter to read it).
+//! // complete: build the response from what it was handed.
+//! fn complete(cluster: &mut ClusterState, parked: Parked, wake: Wake) -> Completion {
+//!     match wake {
+//!         Wake::Resolved(Resolution::Join(result)) => Completion::Done(respond(result)),
+//!         Wake::Resolved(Resolution::Error(code)) => Completion::Done(error(code)),
+//!         Wake::Touched => Completion::Wait(parked), // not yet
+//!         Wake::Due => Completion::Done(error(ErrorCode::RebalanceInProgress)),
+//!     }
+//! }
+//! ```
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use franzy::proto::{ApiKey, ErrorCode, RequestKind, ResponseKind, StrBytes};
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::VersionRange;
 use uuid::Uuid;
 
-use crate::cluster::ClusterState;
+use crate::cluster::{ClusterState, Time, Wait, WaitKey, WaiterId, Wake};
+
+pub use crate::cluster::{Parked, RequestContext};
+pub use named_ids::NamedIds;
 
 pub mod api_versions;
 pub mod create_partitions;
@@ -46,39 +82,56 @@ pub mod fetch;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
+pub mod named_ids;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 #[cfg(test)]
 pub(crate) mod test_support;
 
-/// What a handler knows about the request besides its body.
-#[derive(Debug, Clone)]
-pub struct RequestContext {
-    /// The broker the request arrived at.
-    pub broker_id: i32,
-    /// The request's API version.
-    pub api_version: i16,
-    /// The client id from the request header.
-    pub client_id: Option<String>,
-    /// Wall-clock time in milliseconds since the Unix epoch, for timestamps
-    /// (log-append time, ListOffsets by timestamp). Injected, never read inside handlers.
-    pub now_ms: i64,
-    /// Errors injected for single partitions of this request, by (topic name, partition).
-    /// A handler that serves per-partition results answers these instead of doing the work.
-    pub partition_errors: HashMap<(String, i32), ErrorCode>,
-    /// True on the last call for a parked fetch: answer with whatever is there.
-    pub deadline_reached: bool,
+/// Resolves a topic id to its name (under the cluster lock, or from a map made under it).
+pub type ResolveTopicId<'a> = &'a dyn Fn(Uuid) -> Option<Arc<str>>;
+
+/// (topic name, partition) pairs a request names, in request order; -1 for a whole topic.
+pub type TopicPartitions = Vec<(Arc<str>, i32)>;
+
+/// How the harness serves one API: one entry of [`APIS`].
+#[derive(Clone, Copy)]
+pub struct ApiSpec {
+    /// The API.
+    pub key: ApiKey,
+    /// The versions served (and advertised by ApiVersions): what the handler implements,
+    /// within what `kafka-protocol` can decode.
+    pub versions: VersionRange,
+    /// Serves a request, with what was prepared for it before the cluster lock.
+    pub handle: fn(&mut ClusterState, &RequestContext, RequestKind, Prepared) -> Reply,
+    /// Looks again at a request of this API that waited (after [`Reply::Park`]): answers, or
+    /// waits on. APIs that never park answer a closed connection (a bug).
+    pub complete: fn(&mut ClusterState, Parked, Wake) -> Completion,
+    /// The answer that fails the whole request with a code, or `None` when the API (or
+    /// this request, e.g. an acks=0 produce) has no way to carry one.
+    pub error_response: fn(&RequestKind, i16, ErrorCode) -> Option<ResponseKind>,
+    /// The topic ids the request names at this version (resolved under the lock).
+    pub topic_ids: fn(&RequestKind, i16) -> Vec<Uuid>,
+    /// The (topic, partition) pairs the request names at this version, ids resolved by the
+    /// given function; partition -1 for a whole topic.
+    pub partitions: fn(&RequestKind, i16, ResolveTopicId<'_>) -> TopicPartitions,
+    /// The group ids and transactional ids the request names at this version.
+    pub named_ids: fn(&RequestKind, i16) -> NamedIds,
 }
 
-impl RequestContext {
-    /// The error injected for `topic`/`partition`, if any (no allocation when none was).
-    pub fn partition_error(&self, topic: &str, partition: i32) -> Option<ErrorCode> {
-        if self.partition_errors.is_empty() {
-            return None;
-        }
-        self.partition_errors
-            .get(&(topic.to_string(), partition))
-            .copied()
+impl std::fmt::Debug for ApiSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiSpec")
+            .field("key", &self.key)
+            .field("versions", &self.versions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiSpec {
+    /// Whether `version` is served.
+    pub fn serves(&self, version: i16) -> bool {
+        self.versions.min <= version && version <= self.versions.max
     }
 }
 
@@ -111,15 +164,35 @@ pub enum Reply {
         /// Why, for the broker's log.
         reason: String,
     },
-    /// Not enough data for a fetch yet: call again when a log grows, and once more with
-    /// `deadline_reached` after `max_wait`.
-    Park {
-        /// How long the request may wait, from its first arrival.
-        max_wait: Duration,
-    },
+    /// Not yet: wait in the purgatory (see [`park`]) until a key is touched, the outcome is
+    /// resolved, or the deadline passes.
+    Park(Park),
     /// The cluster's part is done: [`finish`] builds the answer, after the cluster lock is
     /// released (only [`dispatch_prepared`] answers this; [`dispatch`] finishes itself).
     Finish(Unfinished),
+}
+
+/// A request a handler wants to wait, and on what.
+#[derive(Debug)]
+pub struct Park {
+    /// The keys whose changes may let it answer.
+    pub keys: Vec<WaitKey>,
+    /// When it answers whatever happens.
+    pub deadline: Time,
+    /// The request, handed back whole (never copied).
+    pub request: RequestKind,
+}
+
+/// What [`ApiSpec::complete`] made of a request that waited.
+// As `Reply`: moved once, boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Completion {
+    /// Its answer.
+    Done(Reply),
+    /// Not yet: back into the purgatory, on the same keys and with the same deadline.
+    /// Never after [`Wake::Due`].
+    Wait(Parked),
 }
 
 /// A reply whose cluster part is done and whose building is left for after the lock.
@@ -144,32 +217,369 @@ pub fn finish(unfinished: Unfinished) -> Reply {
     }
 }
 
-/// The versions this harness implements, per API: exactly what the handlers serve, and so
-/// exactly what ApiVersions advertises.
-pub fn supported_versions() -> &'static [(ApiKey, VersionRange)] {
-    SUPPORTED
-}
-
 const fn range(min: i16, max: i16) -> VersionRange {
     VersionRange { min, max }
 }
 
-/// Each range is what the handler implements, within what `kafka-protocol` can decode: the
-/// full decodable range for every API served (Kafka 4.x dropped the older versions too).
-static SUPPORTED: &[(ApiKey, VersionRange)] = &[
-    (ApiKey::Produce, range(3, 13)),
-    (ApiKey::Fetch, range(4, 18)),
-    (ApiKey::ListOffsets, range(1, 10)),
-    (ApiKey::Metadata, range(0, 13)),
-    (ApiKey::ApiVersions, range(0, 4)),
-    (ApiKey::CreateTopics, range(2, 7)),
-    (ApiKey::DeleteTopics, range(1, 6)),
-    (ApiKey::OffsetForLeaderEpoch, range(2, 4)),
-    (ApiKey::DescribeConfigs, range(1, 4)),
-    (ApiKey::InitProducerId, range(0, 4)),
-    (ApiKey::CreatePartitions, range(0, 3)),
-    (ApiKey::DescribeCluster, range(0, 2)),
+/// Every API this harness serves, in key order: exactly what ApiVersions advertises. Each
+/// range is what the handler implements, within what `kafka-protocol` can decode (the full
+/// decodable range for every API served; Kafka 4.x dropped the older versions too).
+pub static APIS: &[ApiSpec] = &[
+    ApiSpec {
+        key: ApiKey::Produce,
+        versions: range(3, 13),
+        handle: |cluster, ctx, request, prepared| match request {
+            RequestKind::Produce(req) => {
+                let prepared = match prepared {
+                    Prepared::Produce(prepared) => prepared,
+                    _ => {
+                        let max_entries = cluster.config().max_partitions_per_request;
+                        let limits =
+                            produce::TopicLimits::read(cluster, &req, ctx.api_version, max_entries);
+                        produce::prepare(&req, ctx, &limits, cluster.config())
+                    }
+                };
+                Reply::Finish(Unfinished::Produce(produce::apply(
+                    cluster, ctx, req, prepared,
+                )))
+            }
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::Produce(req) if req.acks == 0 => None,
+            RequestKind::Produce(req) => Some(ResponseKind::Produce(produce::error_response(
+                req, version, code,
+            ))),
+            _ => None,
+        },
+        topic_ids: |request, version| match request {
+            RequestKind::Produce(req) if version >= 13 => {
+                req.topic_data.iter().map(|t| t.topic_id).collect()
+            }
+            _ => Vec::new(),
+        },
+        partitions: |request, version, resolve| match request {
+            RequestKind::Produce(req) => produce::partitions(resolve, req, version),
+            _ => Vec::new(),
+        },
+        named_ids: no_named_ids,
+    },
+    ApiSpec {
+        key: ApiKey::Fetch,
+        versions: range(4, 18),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::Fetch(req) => fetch::handle(cluster, ctx, req),
+            other => mismatched(ctx, &other),
+        },
+        complete: fetch::complete,
+        error_response: |request, version, code| match request {
+            RequestKind::Fetch(req) => Some(ResponseKind::Fetch(fetch::error_response(
+                req, version, code,
+            ))),
+            _ => None,
+        },
+        topic_ids: |request, version| match request {
+            RequestKind::Fetch(req) if version >= 13 => {
+                req.topics.iter().map(|t| t.topic_id).collect()
+            }
+            _ => Vec::new(),
+        },
+        partitions: |request, version, resolve| match request {
+            RequestKind::Fetch(req) => fetch::partitions(resolve, req, version),
+            _ => Vec::new(),
+        },
+        named_ids: no_named_ids,
+    },
+    ApiSpec {
+        key: ApiKey::ListOffsets,
+        versions: range(1, 10),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::ListOffsets(req) => Reply::Respond(ResponseKind::ListOffsets(
+                list_offsets::handle(cluster, ctx, req),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::ListOffsets(req) => Some(ResponseKind::ListOffsets(
+                list_offsets::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: |request, _, _| match request {
+            RequestKind::ListOffsets(req) => list_offsets::partitions(req),
+            _ => Vec::new(),
+        },
+        named_ids: no_named_ids,
+    },
+    ApiSpec {
+        key: ApiKey::Metadata,
+        versions: range(0, 13),
+        handle: |cluster, ctx, request, prepared| match request {
+            RequestKind::Metadata(req) => {
+                let plan = match prepared {
+                    Prepared::Metadata(plan) => plan,
+                    _ => metadata::plan(&req, cluster.config()),
+                };
+                Reply::Finish(Unfinished::Metadata(metadata::apply(
+                    cluster, ctx, req, plan,
+                )))
+            }
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::Metadata(req) => Some(ResponseKind::Metadata(metadata::error_response(
+                req, version, code,
+            ))),
+            _ => None,
+        },
+        topic_ids: |request, _| match request {
+            RequestKind::Metadata(req) => req.topics.iter().flatten().map(|t| t.topic_id).collect(),
+            _ => Vec::new(),
+        },
+        partitions: |request, _, resolve| match request {
+            RequestKind::Metadata(req) => metadata::partitions(resolve, req),
+            _ => Vec::new(),
+        },
+        named_ids: no_named_ids,
+    },
+    ApiSpec {
+        key: ApiKey::ApiVersions,
+        versions: range(0, 4),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::ApiVersions(req) => Reply::Respond(ResponseKind::ApiVersions(
+                api_versions::handle(cluster, ctx, req),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::ApiVersions(_) => Some(ResponseKind::ApiVersions(
+                api_versions::error_response(version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: no_partitions,
+        named_ids: no_named_ids,
+    },
+    ApiSpec {
+        key: ApiKey::CreateTopics,
+        versions: range(2, 7),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::CreateTopics(req) => Reply::Respond(ResponseKind::CreateTopics(
+                create_topics::handle(cluster, ctx, req),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::CreateTopics(req) => Some(ResponseKind::CreateTopics(
+                create_topics::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: |request, _, _| match request {
+            RequestKind::CreateTopics(req) => create_topics::partitions(req),
+            _ => Vec::new(),
+        },
+        named_ids: no_named_ids,
+    },
+    ApiSpec {
+        key: ApiKey::DeleteTopics,
+        versions: range(1, 6),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::DeleteTopics(req) => Reply::Respond(ResponseKind::DeleteTopics(
+                delete_topics::handle(cluster, ctx, req),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::DeleteTopics(req) => Some(ResponseKind::DeleteTopics(
+                delete_topics::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: |request, version| match request {
+            RequestKind::DeleteTopics(req) if version >= 6 => {
+                req.topics.iter().map(|t| t.topic_id).collect()
+            }
+            _ => Vec::new(),
+        },
+        partitions: |request, version, resolve| match request {
+            RequestKind::DeleteTopics(req) => delete_topics::partitions(resolve, req, version),
+            _ => Vec::new(),
+        },
+        named_ids: no_named_ids,
+    },
+    ApiSpec {
+        key: ApiKey::InitProducerId,
+        versions: range(0, 4),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::InitProducerId(req) => Reply::Respond(ResponseKind::InitProducerId(
+                init_producer_id::handle(cluster, ctx, req),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::InitProducerId(req) => Some(ResponseKind::InitProducerId(
+                init_producer_id::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: no_partitions,
+        named_ids: |request, _| match request {
+            RequestKind::InitProducerId(req) => named_ids::init_producer_id(req),
+            _ => NamedIds::default(),
+        },
+    },
+    ApiSpec {
+        key: ApiKey::OffsetForLeaderEpoch,
+        versions: range(2, 4),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::OffsetForLeaderEpoch(req) => {
+                Reply::Respond(ResponseKind::OffsetForLeaderEpoch(
+                    offset_for_leader_epoch::handle(cluster, ctx, req),
+                ))
+            }
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::OffsetForLeaderEpoch(req) => Some(ResponseKind::OffsetForLeaderEpoch(
+                offset_for_leader_epoch::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: |request, _, _| match request {
+            RequestKind::OffsetForLeaderEpoch(req) => offset_for_leader_epoch::partitions(req),
+            _ => Vec::new(),
+        },
+        named_ids: no_named_ids,
+    },
+    ApiSpec {
+        key: ApiKey::DescribeConfigs,
+        versions: range(1, 4),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::DescribeConfigs(req) => Reply::Respond(ResponseKind::DescribeConfigs(
+                describe_configs::handle(cluster, ctx, req),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::DescribeConfigs(req) => Some(ResponseKind::DescribeConfigs(
+                describe_configs::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: |request, _, _| match request {
+            RequestKind::DescribeConfigs(req) => describe_configs::partitions(req),
+            _ => Vec::new(),
+        },
+        named_ids: no_named_ids,
+    },
+    ApiSpec {
+        key: ApiKey::CreatePartitions,
+        versions: range(0, 3),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::CreatePartitions(req) => Reply::Respond(ResponseKind::CreatePartitions(
+                create_partitions::handle(cluster, ctx, req),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::CreatePartitions(req) => Some(ResponseKind::CreatePartitions(
+                create_partitions::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: |request, _, _| match request {
+            RequestKind::CreatePartitions(req) => create_partitions::partitions(req),
+            _ => Vec::new(),
+        },
+        named_ids: no_named_ids,
+    },
+    ApiSpec {
+        key: ApiKey::DescribeCluster,
+        versions: range(0, 2),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::DescribeCluster(req) => Reply::Respond(ResponseKind::DescribeCluster(
+                describe_cluster::handle(cluster, ctx, req),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::DescribeCluster(req) => Some(ResponseKind::DescribeCluster(
+                describe_cluster::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: no_partitions,
+        named_ids: no_named_ids,
+    },
 ];
+
+/// [`ApiSpec::complete`] of APIs that never park.
+fn never_waits(_: &mut ClusterState, parked: Parked, _: Wake) -> Completion {
+    mismatched_parked(parked)
+}
+
+/// [`ApiSpec::topic_ids`] of APIs that name topics by name only.
+fn no_topic_ids(_: &RequestKind, _: i16) -> Vec<Uuid> {
+    Vec::new()
+}
+
+/// [`ApiSpec::partitions`] of APIs that name no topic.
+fn no_partitions(_: &RequestKind, _: i16, _: ResolveTopicId<'_>) -> Vec<(Arc<str>, i32)> {
+    Vec::new()
+}
+
+/// [`ApiSpec::named_ids`] of APIs that name no group or transactional id.
+fn no_named_ids(_: &RequestKind, _: i16) -> NamedIds {
+    NamedIds::default()
+}
+
+/// The answer to a body that is not of the API its entry serves: a bug in the table, and a
+/// closed connection is a clearer symptom than a hang.
+fn mismatched(ctx: &RequestContext, request: &RequestKind) -> Reply {
+    Reply::Close {
+        reason: format!(
+            "no {:?} handler for {:?}",
+            ctx.api_key,
+            std::mem::discriminant(request)
+        ),
+    }
+}
+
+/// [`mismatched`], for a parked request handed to the wrong API (or to one that never
+/// parks).
+pub(crate) fn mismatched_parked(parked: Parked) -> Completion {
+    Completion::Done(mismatched(&parked.context, &parked.request))
+}
+
+/// The entry for `api`, if the harness serves it.
+pub fn spec(api: ApiKey) -> Option<&'static ApiSpec> {
+    APIS.iter().find(|spec| spec.key == api)
+}
+
+/// The supported range for `api`, if the harness serves it.
+pub fn supported_range(api: ApiKey) -> Option<VersionRange> {
+    spec(api).map(|spec| spec.versions)
+}
 
 /// Every operation on a topic, as an authorized-operations bit set (READ, WRITE, CREATE,
 /// DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS): there are no ACLs here.
@@ -198,15 +608,8 @@ pub(crate) fn topic_name(s: &str) -> TopicName {
     TopicName(text(s))
 }
 
-/// The supported range for `api`, if the harness serves it.
-pub fn supported_range(api: ApiKey) -> Option<VersionRange> {
-    SUPPORTED
-        .iter()
-        .find(|(key, _)| *key == api)
-        .map(|(_, r)| *r)
-}
-
-/// Runs the handler for `request`, doing all of its work here.
+/// Runs the handler for `request`, doing all of its work here. A request that would wait
+/// is answered [`Reply::Park`] and not parked (see [`park`]).
 pub fn dispatch(cluster: &mut ClusterState, ctx: &RequestContext, request: RequestKind) -> Reply {
     match dispatch_prepared(cluster, ctx, request, Prepared::Nothing) {
         Reply::Finish(unfinished) => finish(unfinished),
@@ -214,79 +617,112 @@ pub fn dispatch(cluster: &mut ClusterState, ctx: &RequestContext, request: Reque
     }
 }
 
-/// Runs the handler for `request`, with what was `prepared` for it before the lock. The reply
-/// may be [`Reply::Finish`]: [`finish`] it once the lock is released.
+/// Runs the handler for `request` (of API `ctx.api_key`), with what was `prepared` for it
+/// before the lock. The reply may be [`Reply::Finish`]: [`finish`] it once the lock is
+/// released; or [`Reply::Park`]: [`park`] it.
 pub fn dispatch_prepared(
     cluster: &mut ClusterState,
     ctx: &RequestContext,
     request: RequestKind,
     prepared: Prepared,
 ) -> Reply {
-    let respond = Reply::Respond;
-    let prepared = match prepared {
-        Prepared::Failed(reason) => return Reply::Close { reason },
-        other => other,
-    };
-    match request {
-        RequestKind::Produce(req) => {
-            let prepared = match prepared {
-                Prepared::Produce(prepared) => prepared,
-                _ => {
-                    let limits = produce::TopicLimits::read(
-                        cluster,
-                        &req,
-                        ctx.api_version,
-                        cluster.config().max_partitions_per_request,
-                    );
-                    produce::prepare(&req, ctx, &limits, cluster.config())
-                }
-            };
-            Reply::Finish(Unfinished::Produce(produce::apply(
-                cluster, ctx, req, prepared,
-            )))
-        }
-        RequestKind::Fetch(req) => fetch::handle(cluster, ctx, req),
-        RequestKind::ListOffsets(req) => respond(ResponseKind::ListOffsets(list_offsets::handle(
-            cluster, ctx, req,
-        ))),
-        RequestKind::Metadata(req) => {
-            let plan = match prepared {
-                Prepared::Metadata(plan) => plan,
-                _ => metadata::plan(&req, cluster.config()),
-            };
-            Reply::Finish(Unfinished::Metadata(metadata::apply(
-                cluster, ctx, req, plan,
-            )))
-        }
-        RequestKind::ApiVersions(req) => respond(ResponseKind::ApiVersions(api_versions::handle(
-            cluster, ctx, req,
-        ))),
-        RequestKind::CreateTopics(req) => respond(ResponseKind::CreateTopics(
-            create_topics::handle(cluster, ctx, req),
-        )),
-        RequestKind::DeleteTopics(req) => respond(ResponseKind::DeleteTopics(
-            delete_topics::handle(cluster, ctx, req),
-        )),
-        RequestKind::OffsetForLeaderEpoch(req) => respond(ResponseKind::OffsetForLeaderEpoch(
-            offset_for_leader_epoch::handle(cluster, ctx, req),
-        )),
-        RequestKind::DescribeConfigs(req) => respond(ResponseKind::DescribeConfigs(
-            describe_configs::handle(cluster, ctx, req),
-        )),
-        RequestKind::InitProducerId(req) => respond(ResponseKind::InitProducerId(
-            init_producer_id::handle(cluster, ctx, req),
-        )),
-        RequestKind::CreatePartitions(req) => respond(ResponseKind::CreatePartitions(
-            create_partitions::handle(cluster, ctx, req),
-        )),
-        RequestKind::DescribeCluster(req) => respond(ResponseKind::DescribeCluster(
-            describe_cluster::handle(cluster, ctx, req),
-        )),
-        // The server only dispatches APIs listed in `supported_versions`; anything else is
-        // a bug in that table, and a closed connection is a clearer symptom than a hang.
-        other => Reply::Close {
-            reason: format!("no handler for {:?}", std::mem::discriminant(&other)),
+    if let Prepared::Failed(reason) = prepared {
+        return Reply::Close { reason };
+    }
+    match spec(ctx.api_key) {
+        Some(spec) => (spec.handle)(cluster, ctx, request, prepared),
+        // The server only dispatches APIs of the table.
+        None => mismatched(ctx, &request),
+    }
+}
+
+/// Parks a request its handler answered [`Reply::Park`] for, as `ctx.waiter`, holding
+/// `bytes` (the size of its frame). `None` once it waits: its answer will come out of
+/// [`complete_ready`]. When the purgatory is full, it is answered at once, as at its
+/// deadline.
+pub fn park(
+    cluster: &mut ClusterState,
+    context: RequestContext,
+    park: Park,
+    bytes: usize,
+) -> Option<Reply> {
+    let waiter = context.waiter;
+    let wait = Wait {
+        keys: park.keys,
+        deadline: park.deadline,
+        bytes,
+        request: Parked {
+            request: park.request,
+            context,
         },
+    };
+    let refused = cluster.park(waiter, wait).err()?;
+    match look_again(cluster, refused.request, Wake::Due) {
+        Completion::Done(reply) => Some(reply),
+        Completion::Wait(_) => Some(waited_past_deadline()),
+    }
+}
+
+/// Most requests [`complete_ready`] looks at per call, as a multiple of those waiting when
+/// it starts: a handler that touched the keys of another that touched its own would
+/// otherwise go on forever. What is left stays ready, and
+/// [`ClusterState::poll_timeout`] says so.
+const LOOKS_PER_WAITER: usize = 4;
+
+/// Looks again at every waiting request that is ready (touched, resolved or due), through
+/// its API's [`ApiSpec::complete`]: the ones that answer are returned with their waiter, the
+/// others wait on with their keys and deadline.
+pub fn complete_ready(cluster: &mut ClusterState) -> Vec<(WaiterId, Reply)> {
+    let mut answers = Vec::new();
+    if !cluster.waiting().has_ready() {
+        return answers;
+    }
+    let mut looks = (cluster.waiting().len().saturating_mul(LOOKS_PER_WAITER)).max(16);
+    while looks > 0 {
+        looks -= 1;
+        let Some(ready) = cluster.take_ready() else {
+            break;
+        };
+        let due = ready.wake == Wake::Due;
+        let Wait {
+            keys,
+            deadline,
+            bytes,
+            request: parked,
+        } = ready.wait;
+        match look_again(cluster, parked, ready.wake) {
+            Completion::Done(reply) => answers.push((ready.waiter, reply)),
+            Completion::Wait(_) if due => answers.push((ready.waiter, waited_past_deadline())),
+            Completion::Wait(parked) => {
+                let wait = Wait {
+                    keys,
+                    deadline,
+                    bytes,
+                    request: parked,
+                };
+                if let Err(refused) = cluster.park(ready.waiter, wait) {
+                    let reply = match look_again(cluster, refused.request, Wake::Due) {
+                        Completion::Done(reply) => reply,
+                        Completion::Wait(_) => waited_past_deadline(),
+                    };
+                    answers.push((ready.waiter, reply));
+                }
+            }
+        }
+    }
+    answers
+}
+
+fn look_again(cluster: &mut ClusterState, parked: Parked, wake: Wake) -> Completion {
+    match spec(parked.context.api_key) {
+        Some(spec) => (spec.complete)(cluster, parked, wake),
+        None => mismatched_parked(parked),
+    }
+}
+
+fn waited_past_deadline() -> Reply {
+    Reply::Close {
+        reason: "a request went on waiting past its deadline".into(),
     }
 }
 
@@ -296,103 +732,35 @@ pub fn dispatch_prepared(
 /// acks=0, which is never answered.
 pub fn error_response(
     request: &RequestKind,
-    api_version: i16,
+    api: ApiKey,
+    version: i16,
     code: ErrorCode,
 ) -> Option<ResponseKind> {
-    let v = api_version;
-    Some(match request {
-        RequestKind::Produce(req) if req.acks == 0 => return None,
-        RequestKind::Produce(req) => ResponseKind::Produce(produce::error_response(req, v, code)),
-        RequestKind::Fetch(req) => ResponseKind::Fetch(fetch::error_response(req, v, code)),
-        RequestKind::ListOffsets(req) => {
-            ResponseKind::ListOffsets(list_offsets::error_response(req, v, code))
-        }
-        RequestKind::Metadata(req) => {
-            ResponseKind::Metadata(metadata::error_response(req, v, code))
-        }
-        RequestKind::ApiVersions(_) => {
-            ResponseKind::ApiVersions(api_versions::error_response(v, code))
-        }
-        RequestKind::CreateTopics(req) => {
-            ResponseKind::CreateTopics(create_topics::error_response(req, v, code))
-        }
-        RequestKind::DeleteTopics(req) => {
-            ResponseKind::DeleteTopics(delete_topics::error_response(req, v, code))
-        }
-        RequestKind::OffsetForLeaderEpoch(req) => ResponseKind::OffsetForLeaderEpoch(
-            offset_for_leader_epoch::error_response(req, v, code),
-        ),
-        RequestKind::DescribeConfigs(req) => {
-            ResponseKind::DescribeConfigs(describe_configs::error_response(req, v, code))
-        }
-        RequestKind::InitProducerId(req) => {
-            ResponseKind::InitProducerId(init_producer_id::error_response(req, v, code))
-        }
-        RequestKind::CreatePartitions(req) => {
-            ResponseKind::CreatePartitions(create_partitions::error_response(req, v, code))
-        }
-        RequestKind::DescribeCluster(req) => {
-            ResponseKind::DescribeCluster(describe_cluster::error_response(req, v, code))
-        }
-        _ => return None,
-    })
+    (spec(api)?.error_response)(request, version, code)
 }
 
-/// The (topic name, partition) pairs a request names, for interceptors narrowed to a
-/// partition; whole-topic requests (Metadata, CreateTopics, ...) give partition -1. Requests
-/// that name topics by id (Fetch v13+, Produce v13+, DeleteTopics v6, Metadata v12+) are
-/// resolved through `cluster`; unknown ids are left out. The version is read off the body:
-/// a request carries ids exactly when their field is set.
-pub fn partitions_of(cluster: &ClusterState, request: &RequestKind) -> Vec<(Arc<str>, i32)> {
-    partitions_named(request, &|id| {
-        cluster.topic_by_id(id).map(|t| Arc::from(t.name()))
-    })
-}
-
-/// [`partitions_of`], with topic ids resolved by `resolve`: the server resolves the ids a
-/// request names ([`topic_ids_of`]) under the cluster lock, and lists the partitions
-/// without it.
-pub fn partitions_named(
+/// The (topic name, partition) pairs a request of `api` at `version` names, for
+/// interceptors narrowed to a partition; whole-topic requests (Metadata, CreateTopics, ...)
+/// give partition -1. Topic ids are resolved through `cluster`; unknown ids are left out.
+pub fn partitions_of(
+    cluster: &ClusterState,
     request: &RequestKind,
-    resolve: &dyn Fn(Uuid) -> Option<Arc<str>>,
+    api: ApiKey,
+    version: i16,
 ) -> Vec<(Arc<str>, i32)> {
-    match request {
-        RequestKind::Produce(req) => {
-            let by_id = req.topic_data.iter().any(|t| !t.topic_id.is_nil());
-            produce::partitions(resolve, req, if by_id { 13 } else { 12 })
-        }
-        RequestKind::Fetch(req) => {
-            let by_id = req.topics.iter().any(|t| !t.topic_id.is_nil());
-            fetch::partitions(resolve, req, if by_id { 13 } else { 12 })
-        }
-        RequestKind::ListOffsets(req) => list_offsets::partitions(req),
-        RequestKind::Metadata(req) => metadata::partitions(resolve, req),
-        RequestKind::CreateTopics(req) => create_topics::partitions(req),
-        RequestKind::DeleteTopics(req) => {
-            let version = if req.topics.is_empty() { 5 } else { 6 };
-            delete_topics::partitions(resolve, req, version)
-        }
-        RequestKind::OffsetForLeaderEpoch(req) => offset_for_leader_epoch::partitions(req),
-        RequestKind::DescribeConfigs(req) => req
-            .resources
-            .iter()
-            .filter(|r| r.resource_type == describe_configs::RESOURCE_TOPIC)
-            .map(|r| (Arc::from(r.resource_name.as_str()), -1))
-            .collect(),
-        RequestKind::CreatePartitions(req) => create_partitions::partitions(req),
-        _ => Vec::new(),
-    }
+    let resolve = |id| cluster.topic_by_id(id).map(|t| Arc::from(t.name()));
+    spec(api).map_or_else(Vec::new, |spec| {
+        (spec.partitions)(request, version, &resolve)
+    })
 }
 
-/// The distinct topic ids a request names, for [`partitions_named`].
-pub fn topic_ids_of(request: &RequestKind) -> Vec<Uuid> {
-    let ids: Vec<Uuid> = match request {
-        RequestKind::Produce(req) => req.topic_data.iter().map(|t| t.topic_id).collect(),
-        RequestKind::Fetch(req) => req.topics.iter().map(|t| t.topic_id).collect(),
-        RequestKind::Metadata(req) => req.topics.iter().flatten().map(|t| t.topic_id).collect(),
-        RequestKind::DeleteTopics(req) => req.topics.iter().map(|t| t.topic_id).collect(),
-        _ => Vec::new(),
-    };
+/// The distinct topic ids a request names, for [`ApiSpec::partitions`]: the server resolves
+/// them under the cluster lock, then lists the partitions without it.
+pub fn topic_ids_of(spec: &ApiSpec, request: &RequestKind, version: i16) -> Vec<Uuid> {
+    let ids = (spec.topic_ids)(request, version);
+    if ids.is_empty() {
+        return ids;
+    }
     let mut seen = std::collections::HashSet::new();
     ids.into_iter()
         .filter(|id| !id.is_nil() && seen.insert(*id))
@@ -401,7 +769,7 @@ pub fn topic_ids_of(request: &RequestKind) -> Vec<Uuid> {
 
 #[cfg(test)]
 mod tests {
-    use super::test_support::{assert_encodes, cluster_with, ctx};
+    use super::test_support::{api_ctx, assert_encodes, cluster_with};
     use super::*;
 
     fn default_request(api: ApiKey) -> RequestKind {
@@ -434,21 +802,30 @@ mod tests {
     }
 
     #[test]
-    fn advertised_ranges_are_decodable_and_every_api_is_served() {
-        for (api, range) in supported_versions() {
+    fn every_api_in_the_table_is_decodable_served_and_has_an_error_answer_at_every_version() {
+        let mut previous = None;
+        for spec in APIS {
+            let api = spec.key;
+            // One entry per API, in key order.
+            assert!(previous < Some(api as i16), "{api:?} out of order or twice");
+            previous = Some(api as i16);
             let valid = api.valid_versions();
+            let range = spec.versions;
             assert!(range.min >= valid.min && range.max <= valid.max, "{api:?}");
-            assert_eq!(supported_range(*api), Some(*range));
+            assert_eq!(supported_range(api), Some(range));
             for version in range.min..=range.max {
                 let mut cluster = cluster_with(1);
-                let mut context = ctx(0, version);
-                context.deadline_reached = true;
-                match dispatch(&mut cluster, &context, default_request(*api)) {
+                let context = api_ctx(api, 0, version);
+                match dispatch(&mut cluster, &context, default_request(api)) {
                     Reply::Respond(r) => assert_encodes(&r, version),
                     other => panic!("{api:?} v{version}: {other:?}"),
                 }
-                let error =
-                    error_response(&default_request(*api), version, ErrorCode::NotController);
+                let error = error_response(
+                    &default_request(api),
+                    api,
+                    version,
+                    ErrorCode::NotController,
+                );
                 match error {
                     Some(r) => assert_encodes(&r, version),
                     None => panic!("{api:?} v{version} has no error response"),
@@ -456,6 +833,44 @@ mod tests {
             }
         }
         assert_eq!(supported_range(ApiKey::FindCoordinator), None);
+    }
+
+    #[test]
+    fn api_versions_advertises_exactly_the_table() {
+        use kafka_protocol::messages::ApiVersionsRequest;
+        let request = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("franzy"))
+            .with_client_software_version(StrBytes::from_static_str("1.0"));
+        for version in 0..=4 {
+            let Reply::Respond(ResponseKind::ApiVersions(r)) = dispatch(
+                &mut cluster_with(1),
+                &api_ctx(ApiKey::ApiVersions, 0, version),
+                RequestKind::ApiVersions(request.clone()),
+            ) else {
+                panic!("an ApiVersions response")
+            };
+            let advertised: Vec<(i16, i16, i16)> = r
+                .api_keys
+                .iter()
+                .map(|a| (a.api_key, a.min_version, a.max_version))
+                .collect();
+            let table: Vec<(i16, i16, i16)> = APIS
+                .iter()
+                .map(|s| (s.key as i16, s.versions.min, s.versions.max))
+                .collect();
+            assert_eq!(advertised, table, "v{version}");
+        }
+    }
+
+    #[test]
+    fn a_body_of_another_api_closes_the_connection() {
+        let mut cluster = cluster_with(1);
+        let reply = dispatch(
+            &mut cluster,
+            &api_ctx(ApiKey::Fetch, 0, 12),
+            default_request(ApiKey::Metadata),
+        );
+        assert!(matches!(reply, Reply::Close { .. }), "{reply:?}");
     }
 
     #[test]
@@ -468,14 +883,25 @@ mod tests {
             .with_topic_id(id)
             .with_partitions(vec![FetchPartition::default().with_partition(1)])]);
         assert_eq!(
-            partitions_of(&cluster, &RequestKind::Fetch(by_id)),
+            partitions_of(
+                &cluster,
+                &RequestKind::Fetch(by_id.clone()),
+                ApiKey::Fetch,
+                13
+            ),
             vec![("t".into(), 1)]
+        );
+        // Before v13 the topic is named, and the id (were it set) is not looked at.
+        assert!(
+            partitions_of(&cluster, &RequestKind::Fetch(by_id), ApiKey::Fetch, 12)
+                .iter()
+                .all(|(name, _)| name.is_empty())
         );
         let by_name = FetchRequest::default().with_topics(vec![FetchTopic::default()
             .with_topic(topic_name("x"))
             .with_partitions(vec![FetchPartition::default().with_partition(0)])]);
         assert_eq!(
-            partitions_of(&cluster, &RequestKind::Fetch(by_name)),
+            partitions_of(&cluster, &RequestKind::Fetch(by_name), ApiKey::Fetch, 12),
             vec![("x".into(), 0)]
         );
     }
@@ -497,8 +923,7 @@ mod tests {
             ..ClusterConfig::default()
         };
         let mut cluster = super::test_support::cluster_configured(3, config);
-        let mut context = ctx(0, 9);
-        context.deadline_reached = true;
+        let context = api_ctx(ApiKey::Fetch, 0, 9);
         let invalid = ErrorCode::InvalidRequest.code();
         let fetch_topic = |count: i32| {
             FetchTopic::default()
@@ -554,9 +979,11 @@ mod tests {
                         .map(|p| ListOffsetsPartition::default().with_partition_index(p))
                         .collect(),
                 )]);
-        let Reply::Respond(ResponseKind::ListOffsets(r)) =
-            dispatch(&mut cluster, &context, RequestKind::ListOffsets(list))
-        else {
+        let Reply::Respond(ResponseKind::ListOffsets(r)) = dispatch(
+            &mut cluster,
+            &api_ctx(ApiKey::ListOffsets, 0, 9),
+            RequestKind::ListOffsets(list),
+        ) else {
             panic!("a list offsets response")
         };
         let codes: Vec<i16> = r.topics[0]
@@ -582,8 +1009,7 @@ mod tests {
                         .collect(),
                 ),
         ]);
-        let mut v3 = context.clone();
-        v3.api_version = 3;
+        let v3 = api_ctx(ApiKey::OffsetForLeaderEpoch, 0, 3);
         let Reply::Respond(ResponseKind::OffsetForLeaderEpoch(r)) =
             dispatch(&mut cluster, &v3, RequestKind::OffsetForLeaderEpoch(epochs))
         else {
@@ -602,8 +1028,7 @@ mod tests {
             resource(),
             resource(),
         ]);
-        let mut v4 = context.clone();
-        v4.api_version = 4;
+        let v4 = api_ctx(ApiKey::DescribeConfigs, 0, 4);
         let Reply::Respond(ResponseKind::DescribeConfigs(r)) =
             dispatch(&mut cluster, &v4, RequestKind::DescribeConfigs(describe))
         else {

@@ -4,23 +4,31 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bytes::BytesMut;
-use franzy::proto::ResponseKind;
+use franzy::proto::{ApiKey, ResponseKind};
 
 use super::RequestContext;
-use crate::cluster::{ClusterConfig, ClusterState};
+use crate::cluster::{ClusterConfig, ClusterState, Time, WaiterId};
 
 /// The time handler tests run at.
 pub const NOW: i64 = 1_700_000_000_000;
 
 /// A context for a request at `version` arriving at `broker`.
 pub fn ctx(broker: i32, version: i16) -> RequestContext {
+    api_ctx(ApiKey::ApiVersions, broker, version)
+}
+
+/// A context for a request of `api` at `version` arriving at `broker`, at cluster time zero
+/// (wall-clock [`NOW`]), from waiter 1.
+pub fn api_ctx(api: ApiKey, broker: i32, version: i16) -> RequestContext {
     RequestContext {
-        broker_id: broker,
+        api_key: api,
         api_version: version,
+        broker_id: broker,
         client_id: Some("test".into()),
+        waiter: WaiterId(1),
+        now: Time::ZERO,
         now_ms: NOW,
         partition_errors: HashMap::new(),
-        deadline_reached: false,
     }
 }
 

@@ -212,3 +212,90 @@ async fn shutdown_closes_live_connections() {
         .await
         .expect("closed by shutdown");
 }
+
+fn init_producer_id(transactional_id: Option<&'static str>) -> RequestKind {
+    use franzy::kafka_protocol::messages::{InitProducerIdRequest, TransactionalId};
+    use franzy::proto::StrBytes;
+    RequestKind::InitProducerId(
+        InitProducerIdRequest::default()
+            .with_transactional_id(
+                transactional_id.map(|id| TransactionalId(StrBytes::from_static_str(id))),
+            )
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id((-1).into())
+            .with_producer_epoch(-1),
+    )
+}
+
+fn init_producer_id_error(response: &ResponseKind) -> i16 {
+    match response {
+        ResponseKind::InitProducerId(r) => r.error_code,
+        other => panic!("unexpected response {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interceptor_narrowed_to_a_transactional_id_fails_only_requests_naming_it() {
+    let cluster = cluster().await;
+    cluster.intercept(
+        Interceptor::new(
+            ApiKey::InitProducerId,
+            Action::Error(ErrorCode::CoordinatorLoadInProgress),
+        )
+        .on_transactional_id("payments")
+        .times(2),
+    );
+    let mut conn = RawConnection::new(cluster.connect(0).expect("connect"));
+    // Without a transactional id, or with another one, the interceptor does not apply:
+    // an idempotent producer gets its id; other transactional ids get what the harness
+    // answers them today.
+    let (_, response) = conn
+        .request(ApiKey::InitProducerId, 4, &init_producer_id(None))
+        .await
+        .expect("answered");
+    assert_eq!(init_producer_id_error(&response), 0);
+    let (_, response) = conn
+        .request(
+            ApiKey::InitProducerId,
+            4,
+            &init_producer_id(Some("billing")),
+        )
+        .await
+        .expect("answered");
+    assert_eq!(
+        init_producer_id_error(&response),
+        ErrorCode::TransactionalIdAuthorizationFailed.code()
+    );
+    assert_eq!(cluster.pending_interceptors(), 1);
+    for _ in 0..2 {
+        let (_, response) = conn
+            .request(
+                ApiKey::InitProducerId,
+                4,
+                &init_producer_id(Some("payments")),
+            )
+            .await
+            .expect("answered");
+        assert_eq!(
+            init_producer_id_error(&response),
+            ErrorCode::CoordinatorLoadInProgress.code()
+        );
+    }
+    assert_eq!(cluster.pending_interceptors(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interceptor_narrowed_to_a_group_leaves_requests_naming_no_group_alone() {
+    let cluster = cluster().await;
+    cluster.intercept(
+        Interceptor::new(ApiKey::InitProducerId, Action::Disconnect)
+            .on_group("orders-app")
+            .keep(),
+    );
+    let mut conn = RawConnection::new(cluster.connect(0).expect("connect"));
+    let (_, response) = conn
+        .request(ApiKey::InitProducerId, 4, &init_producer_id(None))
+        .await
+        .expect("answered: InitProducerId names no group");
+    assert_eq!(init_producer_id_error(&response), 0);
+}
