@@ -663,6 +663,7 @@ impl GroupEngine {
     /// Closing: leaves the group (a LeaveGroup for dynamic members; static members stay
     /// until `session.timeout.ms`, KIP-345). Whether a LeaveGroup is to be sent.
     pub fn close(&mut self) -> bool {
+        debug!(group = %self.config.group_id, member = %self.member_id, "closing");
         self.topics = None;
         self.pattern = None;
         self.rejoin = None;
@@ -826,6 +827,7 @@ impl GroupEngine {
         };
         if let Leave::Pending(reason) = &self.leave {
             let reason = reason.clone();
+            info!(group = %self.config.group_id, member = %self.leaving_member, %reason, "leaving the group");
             let id = self.next_request_id();
             let member_id = std::mem::take(&mut self.leaving_member);
             out.push(request(
@@ -900,7 +902,9 @@ impl GroupEngine {
                 waiting.push_back(commit);
                 continue;
             }
-            if self.topics.is_some() && !matches!(self.phase, Phase::Stable) {
+            // Java's `generationIfStable`: a member commits in its generation until its
+            // JoinGroup goes out (so a revoke callback before a rebalance can commit).
+            if self.topics.is_some() && !self.heartbeating() {
                 let error = if matches!(self.phase, Phase::Idle) && self.rejoin.is_none() {
                     commit_failed(
                         None,
