@@ -563,10 +563,11 @@ impl Consumer {
         }
     }
 
-    /// The group part of `close`: revoke (with its commit), or commit for manual
-    /// assignment, then LeaveGroup.
+    /// The group part of `close`, as Java's `onLeavePrepare`: the owned partitions are
+    /// revoked (with the commit of `enable.auto.commit`) while the member is in its
+    /// generation, or lost when a rebalance is under way; manual assignment commits.
     async fn leave_group(&self) {
-        let (owned, subscribed, auto_commit) = {
+        let (owned, subscribed, auto_commit, in_generation) = {
             let state = self.shared.lock();
             let Some(group) = state.group.as_ref() else {
                 return;
@@ -578,23 +579,19 @@ impl Consumer {
                 group.owned().to_vec(),
                 group.is_subscribed(),
                 group.config().auto_commit,
+                group.in_generation(),
             )
         };
         let handle = self.handle();
-        if subscribed
-            && !owned.is_empty()
-            && self
-                .shared
-                .lock()
-                .group
-                .as_ref()
-                .is_some_and(GroupEngine::is_stable)
-        {
+        if subscribed && !owned.is_empty() {
             self.shared.lock().fetcher.hold(&owned);
-            handle
-                .callback(&crate::engine::group::GroupEvent::Revoke(owned))
-                .await;
-        } else if auto_commit {
+            let event = if in_generation {
+                crate::engine::group::GroupEvent::Revoke(owned)
+            } else {
+                crate::engine::group::GroupEvent::Lose(owned)
+            };
+            handle.callback(&event).await;
+        } else if auto_commit && !subscribed {
             if let Err(error) = handle.commit().await {
                 tracing::warn!(%error, "the commit on close failed");
             }

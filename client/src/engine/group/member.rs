@@ -378,6 +378,12 @@ impl GroupEngine {
         self.pattern.is_some()
     }
 
+    /// Whether the member is in a generation that still accepts its commits: it has joined
+    /// and its next JoinGroup has not gone out (Java's `generationIfStable`).
+    pub fn in_generation(&self) -> bool {
+        self.heartbeating()
+    }
+
     /// Whether the member is in a generation with an assignment and no rebalance going on.
     pub fn is_stable(&self) -> bool {
         matches!(self.phase, Phase::Stable) && self.rejoin.is_none()
