@@ -12,7 +12,8 @@
 //! offset (else where `-o beginning|end` says), positions handed out are committed as it
 //! goes (`enable.auto.commit`, unless `-X` says otherwise), and SIGINT or SIGTERM commits
 //! and leaves the group before exiting. `-e` then exits once every partition this member
-//! is assigned has reached its end.
+//! is assigned has reached its end. As in kcat, a topic starting with `^` is a regular
+//! expression: the group subscribes to every topic it matches, including later ones.
 //!
 //! Errors from the consumer are printed on stderr as kcat prints them (`% ERROR: ...`).
 //! Consuming goes on after a non-fatal one; a fatal one ends the command with a non-zero
@@ -191,9 +192,14 @@ async fn connect(
             config = config.auto_offset_reset(reset);
         }
         let consumer = Consumer::new(config).map_err(|e| e.to_string())?;
-        consumer
-            .subscribe([args.client.topic.as_str()])
-            .map_err(|e| e.to_string())?;
+        // kcat's rule: a topic starting with ^ is a regular expression.
+        let topic = args.client.topic.as_str();
+        if topic.starts_with('^') {
+            consumer.subscribe_pattern(topic)
+        } else {
+            consumer.subscribe([topic])
+        }
+        .map_err(|e| e.to_string())?;
         return Ok((target, consumer, Vec::new()));
     }
     let consumer = Consumer::new(config).map_err(|e| e.to_string())?;

@@ -59,7 +59,7 @@ pub(crate) async fn run(shared: Arc<Shared>, seed: u64) {
                 break;
             }
             // Automatic commits of what was handed out.
-            if group.poll_auto_commit(now.into_std()) && group.is_stable() {
+            if group.poll_auto_commit(now.into_std()) {
                 let offsets = group.auto_commit_offsets(state.fetcher.consumed_positions());
                 if !offsets.is_empty() {
                     group.commit(offsets, None);

@@ -592,9 +592,14 @@ impl GroupEngine {
     }
 
     /// Whether an automatic commit is due: the consumer then commits the consumed
-    /// positions ([`GroupEngine::auto_commit_offsets`]).
+    /// positions ([`GroupEngine::auto_commit_offsets`]). Only in a stable generation when
+    /// subscribed; always with manual assignment (Java auto-commits assigned partitions
+    /// too when there is a `group.id`).
     pub fn poll_auto_commit(&mut self, now: Instant) -> bool {
-        if !self.config.auto_commit {
+        if !self.config.auto_commit || self.failed.is_some() {
+            return false;
+        }
+        if self.topics.is_some() && !self.is_stable() {
             return false;
         }
         match self.next_auto_commit {
@@ -1072,7 +1077,7 @@ impl GroupEngine {
         if self.topics.is_some() && !self.in_poll && self.generation >= 0 {
             times.extend(self.last_poll.map(|t| t + self.config.rebalance_timeout));
         }
-        if self.config.auto_commit && matches!(self.phase, Phase::Stable) {
+        if self.config.auto_commit && (self.is_stable() || self.topics.is_none()) {
             times.extend(self.next_auto_commit);
         }
         times.extend(self.find_retry.pending(now));

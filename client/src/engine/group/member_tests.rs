@@ -663,3 +663,54 @@ fn fatal_join_errors_end_the_membership() {
     }
     let _ = Bytes::new();
 }
+
+#[test]
+fn a_pattern_subscribes_to_the_topics_it_matches_as_they_appear() {
+    let now = Instant::now();
+    let mut engine = engine(None, false);
+    engine
+        .subscribe_pattern("t|orders-.*")
+        .expect("a valid pattern");
+    assert!(engine.wants_all_topics());
+    engine.handle_metadata(&metadata(2), now);
+    assert_eq!(engine.subscription(), vec!["t".to_string()]);
+    let join = one(find(&mut engine, now), ApiKey::JoinGroup);
+    let Body::JoinGroup { protocols, .. } = &join.body else {
+        panic!()
+    };
+    assert_eq!(
+        decode_subscription(&protocols[0].1).expect("sub").topics,
+        vec!["t".to_string()]
+    );
+    // The whole name must match (Java's `matches()`), and internal topics never do.
+    let broker = MetadataResponseBroker::default()
+        .with_node_id(BrokerId(0))
+        .with_host(text("b0"))
+        .with_port(9092);
+    let topic = |name: &str, internal: bool| {
+        MetadataResponseTopic::default()
+            .with_name(Some(TopicName(text(name))))
+            .with_is_internal(internal)
+            .with_partitions(vec![
+                MetadataResponsePartition::default().with_leader_id(BrokerId(0))
+            ])
+    };
+    let mut md = metadata(2);
+    md.handle_response(
+        &MetadataResponse::default()
+            .with_brokers(vec![broker])
+            .with_topics(vec![
+                topic("orders-eu", false),
+                topic("xorders-eu", false),
+                topic("__consumer_offsets", false).with_is_internal(true),
+            ]),
+        now,
+    );
+    engine.handle_metadata(&md, now);
+    assert_eq!(
+        engine.subscription(),
+        vec!["orders-eu".to_string(), "t".to_string()]
+    );
+    assert!(!engine.is_stable(), "a new match rejoins");
+    assert!(engine.subscribe_pattern("(").is_err());
+}
