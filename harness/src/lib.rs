@@ -60,7 +60,7 @@ mod heavy;
 mod server;
 mod waiting;
 
-pub use cluster::{ClusterConfig, ClusterState};
+pub use cluster::{ClusterConfig, ClusterState, CoordinatorType};
 pub use control::{Action, Interceptor, RecordLimits, RecordedRequest};
 
 use control::Control;
@@ -343,6 +343,69 @@ impl ClusterBuilder {
         self
     }
 
+    /// Partitions of `__consumer_offsets`, over which groups' coordinators spread
+    /// (`offsets.topic.num.partitions`). Default 50.
+    pub fn offsets_topic_partitions(mut self, n: i32) -> Self {
+        self.config.coordinators.offsets_topic_partitions = n;
+        self
+    }
+
+    /// Replicas of `__consumer_offsets` (`offsets.topic.replication.factor`): while fewer
+    /// brokers are up when the first FindCoordinator creates it, it is not created and group
+    /// coordinators are unavailable, as in Kafka. Default min(3, brokers).
+    pub fn offsets_topic_replication_factor(mut self, n: i16) -> Self {
+        self.config.coordinators.offsets_topic_replication_factor = Some(n);
+        self
+    }
+
+    /// Partitions of `__transaction_state` (`transaction.state.log.num.partitions`).
+    /// Default 50.
+    pub fn transaction_topic_partitions(mut self, n: i32) -> Self {
+        self.config.coordinators.transaction_topic_partitions = n;
+        self
+    }
+
+    /// Replicas of `__transaction_state` (`transaction.state.log.replication.factor`).
+    /// Default min(3, brokers).
+    pub fn transaction_topic_replication_factor(mut self, n: i16) -> Self {
+        self.config
+            .coordinators
+            .transaction_topic_replication_factor = Some(n);
+        self
+    }
+
+    /// How long a broker that became a coordinator (the leader of an internal partition)
+    /// answers COORDINATOR_LOAD_IN_PROGRESS, as while Kafka loads the partition. Default
+    /// zero.
+    pub fn coordinator_load_delay(mut self, delay: Duration) -> Self {
+        self.config.coordinators.load_delay = delay;
+        self
+    }
+
+    /// Longest metadata string of a committed offset, in UTF-16 units
+    /// (`offset.metadata.max.bytes`); longer ones are refused with
+    /// OFFSET_METADATA_TOO_LARGE. Default 4096.
+    pub fn offset_metadata_max_bytes(mut self, n: usize) -> Self {
+        self.config.offsets.metadata_max_bytes = n;
+        self
+    }
+
+    /// Most partitions one group may hold offsets for (committed or pending in a
+    /// transaction); commits of further partitions are refused with
+    /// INVALID_COMMIT_OFFSET_SIZE. Default 100,000.
+    pub fn max_offsets_per_group(mut self, n: usize) -> Self {
+        self.config.offsets.per_group = n;
+        self
+    }
+
+    /// Most bytes all committed and pending offsets may take together (each charged 96
+    /// bytes, its topic name and its metadata); commits past it are refused with
+    /// INVALID_COMMIT_OFFSET_SIZE. Default 256 MiB.
+    pub fn max_offset_bytes(mut self, n: usize) -> Self {
+        self.config.offsets.bytes = n;
+        self
+    }
+
     /// Listen on real TCP sockets on `host` (default 127.0.0.1), ephemeral ports.
     pub fn tcp(mut self, host: impl Into<String>, base_port: u16) -> Self {
         self.transport = Transport::Tcp {
@@ -402,6 +465,23 @@ impl ClusterBuilder {
                 "queued.max.request.bytes ({}) must be at least the max frame size ({})",
                 self.queued_max_request_bytes, self.max_frame_size
             )));
+        }
+        let coordinators = &self.config.coordinators;
+        if coordinators.offsets_topic_partitions < 1
+            || coordinators.transaction_topic_partitions < 1
+        {
+            return Err(HarnessError::Config(
+                "internal topics need at least one partition".into(),
+            ));
+        }
+        let factors = [
+            coordinators.offsets_topic_replication_factor,
+            coordinators.transaction_topic_replication_factor,
+        ];
+        if factors.iter().flatten().any(|&f| f < 1) {
+            return Err(HarnessError::Config(
+                "internal topics need a replication factor of at least one".into(),
+            ));
         }
         let mut config = self.config;
         config.broker_ids = (0..self.brokers).collect();
@@ -642,6 +722,8 @@ impl ClusterHandle {
     /// waiting on what it changed look again (a parked fetch sees the new records).
     pub fn with_state<R>(&self, f: impl FnOnce(&mut ClusterState) -> R) -> R {
         let mut core = self.shared.lock_core();
+        // Changes made here (leader moves, stopped brokers) happen now.
+        core.state.observe_time(self.shared.clock.now());
         let result = f(&mut core.state);
         self.shared.settle(&mut core);
         result
@@ -725,6 +807,56 @@ impl ClusterHandle {
             state.set_broker_up(id, true);
         });
         Ok(())
+    }
+
+    /// The broker coordinating group `group` now (the leader of its partition of
+    /// `__consumer_offsets`), or `None` while there is none (the topic does not exist yet,
+    /// or the partition has no leader).
+    pub fn group_coordinator(&self, group: &str) -> Option<i32> {
+        self.coordinator(CoordinatorType::Group, group)
+    }
+
+    /// The broker coordinating transactional id `id` now (the leader of its partition of
+    /// `__transaction_state`), or `None` while there is none.
+    pub fn transaction_coordinator(&self, id: &str) -> Option<i32> {
+        self.coordinator(CoordinatorType::Transaction, id)
+    }
+
+    fn coordinator(&self, kind: CoordinatorType, key: &str) -> Option<i32> {
+        self.with_state(|state| {
+            let partition = state.coordinator_partition(kind, key);
+            let leader = state.partition(kind.topic(), partition)?.leader();
+            state.is_broker_up(leader).then_some(leader)
+        })
+    }
+
+    /// Moves group `group`'s coordinator to broker `broker`: leadership of its partition of
+    /// `__consumer_offsets` moves there (in a new leader epoch), as a reassignment or a
+    /// preferred-leader election would move it in Kafka. Waiting requests of the old
+    /// coordinator answer NOT_COORDINATOR; the group's state and offsets move with it.
+    /// Creates the internal topic first if no FindCoordinator has yet. Errors: `broker` is
+    /// not a replica of the partition, or is down.
+    pub fn move_group_coordinator(&self, group: &str, broker: i32) -> Result<(), HarnessError> {
+        self.move_coordinator(CoordinatorType::Group, group, broker)
+    }
+
+    /// Moves transactional id `id`'s coordinator to broker `broker`, as
+    /// [`ClusterHandle::move_group_coordinator`] does for groups.
+    pub fn move_transaction_coordinator(&self, id: &str, broker: i32) -> Result<(), HarnessError> {
+        self.move_coordinator(CoordinatorType::Transaction, id, broker)
+    }
+
+    fn move_coordinator(
+        &self,
+        kind: CoordinatorType,
+        key: &str,
+        broker: i32,
+    ) -> Result<(), HarnessError> {
+        self.with_state(|state| state.move_coordinator(kind, key, broker))
+            .map_err(|code| HarnessError::Topic {
+                topic: kind.topic().to_string(),
+                code,
+            })
     }
 
     /// How long the cluster has been running, in tokio time.

@@ -85,9 +85,10 @@ impl ClusterState {
         }
         // A fetch waiting on a partition whose leader moved answers at once (Kafka's
         // `DelayedFetch`, case A).
-        for (topic, partition) in changed {
+        for &(topic, partition) in &changed {
             self.touch_partition(topic, partition);
         }
+        self.coordinator_leaders_changed(&changed);
     }
 
     /// Creates topic `name` with `partitions` partitions on min(default replication factor,
@@ -337,6 +338,7 @@ impl ClusterState {
         p.join_isr(broker);
         p.elect(broker);
         self.touch_partition(id, partition);
+        self.coordinator_leaders_changed(&[(id, partition)]);
         Ok(())
     }
 

@@ -6,6 +6,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`controller`] | topics created and deleted, partitions added, leaders moved, brokers stopped and started |
+//! | [`coordinator`] | where coordinators live: internal topics, partition of a key, moves, loading |
 //! | [`purgatory`] | requests that wait: by key, by deadline, bounded |
 //! | [`clock`] | cluster time ([`Time`]): the state's only notion of time, handed in |
 //! | [`topic`] | a topic and Kafka's topic-name rules |
@@ -13,6 +14,7 @@
 //! | [`partition_log`] | the stored batches, offsets, reads and timestamp lookups |
 //! | [`leader_epochs`] | which epoch began at which offset (KIP-101) |
 //! | [`log_validator`] | what a broker checks before it appends |
+//! | [`offsets`] | committed offsets per group and partition; transactional offsets pending |
 //! | [`producer_state`] | idempotent producers per partition: epochs, last five batches |
 //! | [`record_scan`] | record offsets and timestamps of uncompressed batches |
 //! | [`topic_config`] | topic configs: defaults, types, validation |
@@ -32,9 +34,11 @@ use uuid::Uuid;
 
 pub mod clock;
 pub mod controller;
+pub mod coordinator;
 pub mod error;
 pub mod leader_epochs;
 pub mod log_validator;
+pub mod offsets;
 pub mod partition;
 pub mod partition_log;
 pub mod producer_state;
@@ -48,8 +52,10 @@ pub mod topic_config;
 
 pub use clock::Time;
 pub use controller::{CreatedTopic, NewTopic};
+pub use coordinator::{CoordinatorConfig, CoordinatorType};
 pub use error::ClusterError;
 pub use log_validator::{AppendLimits, InflateBudget, PrevalidatedBatch};
+pub use offsets::{OffsetAndMetadata, OffsetLimits, OffsetStore, PartitionOffset};
 pub use partition::Partition;
 pub use partition_log::{AppendInfo, PartitionLog, StoredBatch, TimestampOffset};
 pub use producer_state::{ProducerEntry, ProducerStates};
@@ -111,6 +117,11 @@ pub struct ClusterConfig {
     /// later joins and transaction ends): a request that would go past either answers at
     /// once as at its deadline. Default [`WaitLimits::default`]: 100,000 requests, 128 MiB.
     pub wait_limits: WaitLimits,
+    /// The internal topics coordinators live on, and coordinator moves (see
+    /// [`coordinator`]).
+    pub coordinators: CoordinatorConfig,
+    /// Bounds of the committed offsets (see [`offsets`]).
+    pub offsets: OffsetLimits,
 }
 
 /// Default of [`ClusterConfig::max_partitions_per_request`]: 10,000.
@@ -138,6 +149,8 @@ impl Default for ClusterConfig {
             max_partitions_created_per_request: DEFAULT_MAX_PARTITIONS_CREATED_PER_REQUEST,
             max_decompressed_bytes_per_request: DEFAULT_MAX_DECOMPRESSED_BYTES_PER_REQUEST,
             wait_limits: WaitLimits::default(),
+            coordinators: CoordinatorConfig::default(),
+            offsets: OffsetLimits::default(),
         }
     }
 }
@@ -171,6 +184,10 @@ pub struct ClusterState {
     next_producer_id: i64,
     /// Requests that wait for a change or a deadline (fetches short of `min_bytes`).
     waiting: Purgatory<Parked>,
+    /// Where coordinators are loading, and the latest time the state was shown.
+    placement: coordinator::Placement,
+    /// Committed offsets and transactional offsets pending, of every group.
+    offsets: OffsetStore,
 }
 
 impl ClusterState {
@@ -191,6 +208,7 @@ impl ClusterState {
             }
         }
         let waiting = Purgatory::new(config.wait_limits);
+        let offsets = OffsetStore::new(config.offsets);
         Self {
             config,
             brokers,
@@ -201,7 +219,20 @@ impl ClusterState {
             topics_created: 0,
             next_producer_id: FIRST_PRODUCER_ID,
             waiting,
+            placement: coordinator::Placement::default(),
+            offsets,
         }
+    }
+
+    /// Every group's committed offsets, and the transactional offsets pending.
+    pub fn offsets(&self) -> &OffsetStore {
+        &self.offsets
+    }
+
+    /// The offset store, to commit, stage transactional offsets and end transactions (see
+    /// [`offsets`]).
+    pub fn offsets_mut(&mut self) -> &mut OffsetStore {
+        &mut self.offsets
     }
 
     /// The configuration.
@@ -336,6 +367,7 @@ impl ClusterState {
     /// Drives what is due at `now`: waiting requests whose deadline passed become ready
     /// ([`ClusterState::take_ready`] hands them out).
     pub fn handle_timeout(&mut self, now: Time) {
+        self.observe_time(now);
         self.waiting.expire(now);
     }
 

@@ -34,7 +34,7 @@ use uuid::Uuid;
 
 use super::{text, topic_name, RequestContext, TOPIC_OPERATIONS};
 use crate::cluster::topic::{is_internal_topic, validate_topic_name};
-use crate::cluster::{ClusterConfig, ClusterState, Topic};
+use crate::cluster::{ClusterConfig, ClusterState, CoordinatorType, Topic};
 
 /// `topic_authorized_operations` when not requested.
 const OPERATIONS_OMITTED: i32 = i32::MIN;
@@ -195,7 +195,12 @@ pub fn apply(
                 ErrorCode::LeaderNotAvailable
             } else {
                 let partitions = cluster.config().default_partitions;
-                match cluster.create_topic(name, partitions, Default::default()) {
+                // Internal topics are created as their coordinator would create them.
+                let creation = match CoordinatorType::of_internal_topic(name) {
+                    Some(kind) => cluster.create_internal_topic(kind),
+                    None => cluster.create_topic(name, partitions, Default::default()),
+                };
+                match creation {
                     Ok(_) => {
                         created += 1;
                         ErrorCode::LeaderNotAvailable

@@ -11,6 +11,7 @@
 //! | [`fetch`] | Fetch (1) | reads stored batches, waits for `min_bytes` in the purgatory |
 //! | [`list_offsets`] | ListOffsets (2) | offsets by timestamp, earliest, latest, max |
 //! | [`metadata`] | Metadata (3) | brokers, topics, leaders; auto-creation |
+//! | [`find_coordinator`] | FindCoordinator (10) | group and transaction coordinators, batched |
 //! | [`api_versions`] | ApiVersions (18) | what [`APIS`] lists |
 //! | [`create_topics`] | CreateTopics (19) | topics, counts, assignments, configs |
 //! | [`delete_topics`] | DeleteTopics (20) | by name or id |
@@ -79,6 +80,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod fetch;
+pub mod find_coordinator;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
@@ -345,6 +347,29 @@ pub static APIS: &[ApiSpec] = &[
             _ => Vec::new(),
         },
         named_ids: no_named_ids,
+    },
+    ApiSpec {
+        key: ApiKey::FindCoordinator,
+        versions: range(0, 6),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::FindCoordinator(req) => Reply::Respond(ResponseKind::FindCoordinator(
+                find_coordinator::handle(cluster, ctx, req),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::FindCoordinator(req) => Some(ResponseKind::FindCoordinator(
+                find_coordinator::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: no_partitions,
+        named_ids: |request, version| match request {
+            RequestKind::FindCoordinator(req) => named_ids::find_coordinator(req, version),
+            _ => NamedIds::default(),
+        },
     },
     ApiSpec {
         key: ApiKey::ApiVersions,
@@ -629,6 +654,7 @@ pub fn dispatch_prepared(
     if let Prepared::Failed(reason) = prepared {
         return Reply::Close { reason };
     }
+    cluster.observe_time(ctx.now);
     match spec(ctx.api_key) {
         Some(spec) => (spec.handle)(cluster, ctx, request, prepared),
         // The server only dispatches APIs of the table.
@@ -779,6 +805,9 @@ mod tests {
             ApiKey::Fetch => RequestKind::Fetch(FetchRequest::default()),
             ApiKey::ListOffsets => RequestKind::ListOffsets(ListOffsetsRequest::default()),
             ApiKey::Metadata => RequestKind::Metadata(MetadataRequest::default()),
+            ApiKey::FindCoordinator => {
+                RequestKind::FindCoordinator(FindCoordinatorRequest::default())
+            }
             ApiKey::ApiVersions => RequestKind::ApiVersions(ApiVersionsRequest::default()),
             ApiKey::CreateTopics => RequestKind::CreateTopics(CreateTopicsRequest::default()),
             ApiKey::DeleteTopics => RequestKind::DeleteTopics(DeleteTopicsRequest::default()),
@@ -832,7 +861,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(supported_range(ApiKey::FindCoordinator), None);
+        assert_eq!(supported_range(ApiKey::SaslHandshake), None);
     }
 
     #[test]

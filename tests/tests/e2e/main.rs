@@ -6,6 +6,7 @@ mod config;
 mod consumer;
 mod faults;
 mod fetch_faults;
+mod group_coordinator;
 mod hostile_input;
 mod idempotence;
 mod producer;
