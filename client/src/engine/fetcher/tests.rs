@@ -1217,7 +1217,7 @@ fn group_partitions_wait_for_their_committed_offset_and_revoked_ones_are_held() 
     );
     assert_eq!(f.lag(&p0), Some(6), "high watermark 10, position 4");
     // Revoked: the rest of the batch is dropped, the position stays at what was handed out.
-    f.hold(&[p0.clone()]);
+    f.hold(std::slice::from_ref(&p0));
     assert!(f.poll_event().is_none(), "no record of a held partition");
     assert_eq!(f.position(&p0), Some(4));
     assert_eq!(f.consumed_positions(), vec![(p0.clone(), 4)]);
@@ -1226,7 +1226,7 @@ fn group_partitions_wait_for_their_committed_offset_and_revoked_ones_are_held() 
         .iter()
         .all(|plan| plan.partitions().all(|(tp, _)| *tp != p0)));
     // A start position that comes late, after a seek, changes nothing.
-    f.assign_from_group(&[p1.clone()]);
+    f.assign_from_group(std::slice::from_ref(&p1));
     f.assign_from_group(&[p0.clone(), p1.clone()]);
     f.seek(&p0, Offset::At(8)).expect("assigned");
     f.start_at_committed(&p0, Some(1));
