@@ -382,6 +382,71 @@ impl ClusterBuilder {
         self
     }
 
+    /// Longest transaction timeout producers may ask for (`transaction.max.timeout.ms`);
+    /// InitProducerId with a longer one is INVALID_TRANSACTION_TIMEOUT. Default 15 minutes.
+    pub fn transaction_max_timeout(mut self, timeout: Duration) -> Self {
+        self.config.transactions.max_timeout = timeout;
+        self
+    }
+
+    /// How often the transaction coordinator looks for transactions open longer than their
+    /// timeout, to abort them with a bumped epoch
+    /// (`transaction.abort.timed.out.transaction.cleanup.interval.ms`). Default 1 second
+    /// (Kafka's is 10 seconds).
+    pub fn transaction_abort_interval(mut self, interval: Duration) -> Self {
+        self.config.transactions.abort_interval = interval;
+        self
+    }
+
+    /// How long a transactional id without a transaction in flight is kept after its last
+    /// change (`transactional.id.expiration.ms`); then it is forgotten and its next
+    /// InitProducerId gets a new producer id. Default 7 days, as Kafka.
+    pub fn transactional_id_expiration(mut self, expiration: Duration) -> Self {
+        self.config.transactions.id_expiration = expiration;
+        self
+    }
+
+    /// How often transactional ids are checked for expiration
+    /// (`transaction.remove.expired.transaction.cleanup.interval.ms`). Default 1 hour, as
+    /// Kafka.
+    pub fn transactional_id_expiration_interval(mut self, interval: Duration) -> Self {
+        self.config.transactions.id_expiration_interval = interval;
+        self
+    }
+
+    /// How long after a transaction's end is decided its markers are written; meanwhile it
+    /// is PrepareCommit or PrepareAbort, and the coordinator answers
+    /// CONCURRENT_TRANSACTIONS to the next InitProducerId, AddPartitionsToTxn or
+    /// EndTxn, as Kafka does while its markers are in flight. Default zero: written while
+    /// the EndTxn is handled.
+    pub fn transaction_marker_delay(mut self, delay: Duration) -> Self {
+        self.config.transactions.marker_delay = delay;
+        self
+    }
+
+    /// Most transactional ids the coordinator knows at once; past it, the id idle longest
+    /// is forgotten early, or InitProducerId for a new id is CONCURRENT_TRANSACTIONS while
+    /// every id has a transaction in flight. Default 100,000.
+    pub fn max_transactional_ids(mut self, n: usize) -> Self {
+        self.config.transactions.max_transactional_ids = n;
+        self
+    }
+
+    /// Most partitions (group offsets included) in one transaction; adding more is
+    /// POLICY_VIOLATION. Default 10,000.
+    pub fn max_partitions_per_transaction(mut self, n: usize) -> Self {
+        self.config.transactions.max_partitions_per_transaction = n;
+        self
+    }
+
+    /// Most entries of a partition's aborted-transaction index (32 bytes each); past it the
+    /// oldest go, and a read_committed consumer reading from before them would see those
+    /// aborted records. Default 100,000.
+    pub fn max_aborted_transactions_per_partition(mut self, n: usize) -> Self {
+        self.config.max_aborted_transactions_per_partition = n;
+        self
+    }
+
     /// Longest metadata string of a committed offset, in UTF-16 units
     /// (`offset.metadata.max.bytes`); longer ones are refused with
     /// OFFSET_METADATA_TOO_LARGE. Default 4096.
@@ -483,10 +548,18 @@ impl ClusterBuilder {
                 "internal topics need a replication factor of at least one".into(),
             ));
         }
+        let transactions = &self.config.transactions;
+        if transactions.abort_interval.is_zero() || transactions.id_expiration_interval.is_zero() {
+            return Err(HarnessError::Config(
+                "transaction check intervals must be above zero".into(),
+            ));
+        }
         let mut config = self.config;
         config.broker_ids = (0..self.brokers).collect();
         let shared_config = config.clone();
         let mut state = ClusterState::new(config);
+        let clock = Clock::start();
+        state.set_wall_clock_start(clock.wall_ms(cluster::Time::ZERO));
         for (name, partitions, configs) in &self.topics {
             state
                 .create_topic(name, *partitions, configs.clone())
@@ -499,7 +572,7 @@ impl ClusterBuilder {
             core: Mutex::new(Core::new(state)),
             control: Mutex::new(Control::with_record_limits(self.seed, self.record_limits)),
             config: shared_config,
-            clock: Clock::start(),
+            clock,
             timer: Notify::new(),
             next_waiter: AtomicU64::new(0),
             max_frame_size: self.max_frame_size,

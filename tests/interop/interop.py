@@ -12,6 +12,15 @@ Subcommands:
                                  with headers (acks=all), then read the whole topic back by
                                  manual assignment and check it, including the --other
                                  records that kcat wrote before
+  kafka-python-txn BOOTSTRAP TOPIC N
+                                 with kafka-python's transactional producer: commit N records,
+                                 abort N, commit N (record i: key txn-key-(i mod 1000), value
+                                 txn-value-i); then read the topic back with a read_committed
+                                 consumer and check it holds exactly the 2N committed records
+  txn-consumed FILE N WHICH      check `kcat -C -f '%p\t%o\t%k\t%s\n'` output of the topic
+                                 kafka-python-txn N wrote: WHICH is "committed" (exactly the
+                                 2N committed records, read_committed) or "all" (all 3N,
+                                 read_uncommitted); kcat never shows the markers
 
 Every check prints what it found and exits non-zero with a message on the first mismatch.
 Record i of a run with prefix P has key P-key-(i mod 1000) and value P-value-i, so that each
@@ -271,6 +280,114 @@ def kafka_python(args):
     return 0
 
 
+def txn_phases(n):
+    """The transactions kafka-python-txn runs: (first record, count, commit)."""
+    return [(0, n, True), (n, n, False), (2 * n, n, True)]
+
+
+def txn_committed_values(n):
+    return {value_of("txn", i) for start, count, commit in txn_phases(n) if commit for i in range(start, start + count)}
+
+
+def kafka_python_txn(args):
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    bootstrap = args.bootstrap.split(",")
+    common = {"bootstrap_servers": bootstrap, "client_id": "franzy-interop-txn"}
+    api_version = os.environ.get("KAFKA_PYTHON_API_VERSION")
+    if api_version:
+        common["api_version"] = tuple(int(x) for x in api_version.split("."))
+    deadline = time.monotonic() + TIMEOUT_S
+    timeout_ms = int(TIMEOUT_S * 1000)
+
+    producer = KafkaProducer(
+        transactional_id="franzy-interop-txn",
+        acks="all",
+        linger_ms=5,
+        max_block_ms=timeout_ms,
+        request_timeout_ms=timeout_ms,
+        delivery_timeout_ms=timeout_ms + 1000,
+        **common,
+    )
+    producer.init_transactions()
+    for start, count, commit in txn_phases(args.n):
+        producer.begin_transaction()
+        futures = [
+            producer.send(args.topic, key=key_of("txn", i).encode(), value=value_of("txn", i).encode())
+            for i in range(start, start + count)
+        ]
+        producer.flush(timeout=max(1.0, deadline - time.monotonic()))
+        for future in futures:
+            future.get(timeout=max(1.0, deadline - time.monotonic()))
+        if commit:
+            producer.commit_transaction()
+        else:
+            producer.abort_transaction()
+        print(f"kafka-python: transaction of records {start}..{start + count - 1} {'committed' if commit else 'aborted'}")
+    producer.close(timeout=10)
+
+    consumer = KafkaConsumer(
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        request_timeout_ms=timeout_ms + 1000,
+        fetch_max_wait_ms=200,
+        **common,
+    )
+    partitions = sorted(consumer.partitions_for_topic(args.topic) or [])
+    tps = [TopicPartition(args.topic, p) for p in partitions]
+    consumer.assign(tps)
+    if MOCK_QUIRKS:
+        # The mock's ListOffsets answers for several partitions cannot be read (see the
+        # kafka-python step): one partition per request.
+        end_offsets = {}
+        for tp in tps:
+            consumer.seek(tp, 0)
+            end_offsets.update(consumer.end_offsets([tp]))
+    else:
+        consumer.seek_to_beginning(*tps)
+        end_offsets = consumer.end_offsets(tps)
+    values = []
+    while any(consumer.position(tp) < end_offsets[tp] for tp in tps):
+        if time.monotonic() > deadline:
+            raise Mismatch(f"kafka-python read_committed: read {len(values)} records before the {TIMEOUT_S:.0f}s timeout")
+        for _, batch in consumer.poll(timeout_ms=500).items():
+            values.extend(r.value.decode() for r in batch)
+    consumer.close()
+    want = txn_committed_values(args.n)
+    if MOCK_QUIRKS:
+        # librdkafka's mock cluster lists no aborted transactions in its fetch answers, so
+        # read_committed consumers see the aborted records too.
+        want = {value_of("txn", i) for i in range(3 * args.n)}
+        print("kafka-python read_committed: the mock reports no aborted transactions; expecting every record")
+    check(len(values) == len(want), f"kafka-python read_committed: {len(values)} records, want {len(want)}")
+    check(set(values) == want, f"kafka-python read_committed: records of the aborted transaction, or committed ones missing: {sorted(set(values) ^ want)[:5]}")
+    print(f"kafka-python read_committed: exactly the {len(want)} records expected of {3 * args.n}")
+    return 0
+
+
+def txn_consumed(args):
+    values = []
+    with open(args.file) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if not line:
+                continue
+            fields = line.split("\t")
+            check(len(fields) == 4, f"kcat -C: unexpected line {line!r}")
+            values.append(fields[3])
+    if args.which == "committed" and not MOCK_QUIRKS:
+        want = txn_committed_values(args.n)
+    else:
+        # (With the mock, read_committed sees the aborted records too: it lists no aborted
+        # transactions in its fetch answers.)
+        want = {value_of("txn", i) for i in range(3 * args.n)}
+    check(len(values) == len(want), f"kcat ({args.which}): {len(values)} records, want {len(want)}")
+    check(set(values) == want, f"kcat ({args.which}): unexpected or missing records: {sorted(set(values) ^ want)[:5]}")
+    print(f"kcat ({args.which}): exactly {len(want)} records of the {3 * args.n} produced in transactions")
+    return 0
+
+
 def kafka_python_headers(i):
     return [("h1", b"v1"), ("seq", str(i).encode())]
 
@@ -293,6 +410,16 @@ def main():
     p.add_argument("n", type=int)
     p.add_argument("prefix")
     p.set_defaults(run=kcat_consumed)
+    p = sub.add_parser("kafka-python-txn")
+    p.add_argument("bootstrap")
+    p.add_argument("topic")
+    p.add_argument("n", type=int)
+    p.set_defaults(run=kafka_python_txn)
+    p = sub.add_parser("txn-consumed")
+    p.add_argument("file")
+    p.add_argument("n", type=int)
+    p.add_argument("which", choices=["committed", "all"])
+    p.set_defaults(run=txn_consumed)
     p = sub.add_parser("kafka-python")
     p.add_argument("bootstrap")
     p.add_argument("topic")

@@ -13,6 +13,10 @@
 #   INTEROP_TIMEOUT   seconds allowed for each client step (default 120)
 #   INTEROP_IDEMPOTENT=0  make both producers (kcat's librdkafka, kafka-python) plain instead
 #                     of idempotent (InitProducerId and sequenced batches; default on)
+#   INTEROP_TXN_MESSAGES  records per transaction of the transactions step (default 500):
+#                     kafka-python commits, aborts and commits that many to topic `txns`, and
+#                     kcat must read exactly the committed ones with read_committed, all of
+#                     them with read_uncommitted
 #
 # Needs kcat, python3 with tests/interop/requirements.txt, and for `mock` gcc, pkg-config and
 # librdkafka-dev. Exits non-zero with a MISMATCH or FAIL line on the first problem; the broker
@@ -28,6 +32,9 @@ step_timeout="$INTEROP_TIMEOUT"
 brokers=3
 topic=orders
 partitions=6
+txn_topic=txns
+txn_partitions=3
+txn_messages="${INTEROP_TXN_MESSAGES:-500}"
 work="$(mktemp -d)"
 broker_pid=""
 
@@ -85,11 +92,12 @@ harness)
         FRANZY_BIN="$target_dir/debug/franzy"
     fi
     [[ -x "$FRANZY_BIN" ]] || fail "harness binary $FRANZY_BIN not found"
-    broker_cmd=("$FRANZY_BIN" serve --brokers "$brokers" --topic "$topic:$partitions")
+    broker_cmd=("$FRANZY_BIN" serve --brokers "$brokers" --topic "$topic:$partitions"
+        --topic "$txn_topic:$txn_partitions")
     ;;
 mock)
     mock="$("$here/build_mock_cluster.sh" "$work")"
-    broker_cmd=("$mock" "$brokers" "$topic:$partitions")
+    broker_cmd=("$mock" "$brokers" "$topic:$partitions" "$txn_topic:$txn_partitions")
     # kafka-python 3 cannot decode this mock's answer to ApiVersions v4 (see
     # kafka_python_golden.py); starting at the Kafka 2.3 version set avoids it. The mock's
     # ListOffsets v5 answers are unreadable for several partitions: interop.py avoids them.
@@ -156,6 +164,23 @@ log "kafka-python: metadata, producing $messages keyed records with headers, con
 timeout $((step_timeout + 60)) python3 "$here/interop.py" kafka-python "$bootstrap" "$topic" \
     "$partitions" "$brokers" "$messages" kp --other "$messages" kcat ||
     fail "kafka-python step failed"
+
+# --- transactions -----------------------------------------------------------------------------
+
+log "kafka-python: transactional producer: commit $txn_messages, abort $txn_messages, commit $txn_messages to $txn_topic"
+timeout $((step_timeout + 60)) python3 "$here/interop.py" kafka-python-txn "$bootstrap" "$txn_topic" \
+    "$txn_messages" || fail "kafka-python transactions step failed"
+
+for isolation in read_committed read_uncommitted; do
+    which=committed
+    [[ "$isolation" == read_uncommitted ]] && which=all
+    log "kcat: consuming $txn_topic with isolation.level=$isolation"
+    timeout "$step_timeout" kcat -b "$bootstrap" -C -t "$txn_topic" -o beginning -e -q \
+        -X isolation.level="$isolation" -f '%p\t%o\t%k\t%s\n' \
+        >"$work/kcat_txn_$which.txt" 2>"$work/kcat.err" ||
+        fail "kcat -C ($isolation) failed or timed out: $(cat "$work/kcat.err")"
+    python3 "$here/interop.py" txn-consumed "$work/kcat_txn_$which.txt" "$txn_messages" "$which"
+done
 
 kill -0 "$broker_pid" 2>/dev/null || fail "broker died during the suite"
 stop_broker

@@ -11,20 +11,23 @@
 //! | [`clock`] | cluster time ([`Time`]): the state's only notion of time, handed in |
 //! | [`topic`] | a topic and Kafka's topic-name rules |
 //! | [`partition`] | replicas, ISR, leader, leader epoch, and leader election |
-//! | [`partition_log`] | the stored batches, offsets, reads and timestamp lookups |
+//! | [`partition_log`] | the stored batches, offsets, reads, timestamp lookups; LSO, markers, aborted index |
 //! | [`leader_epochs`] | which epoch began at which offset (KIP-101) |
 //! | [`log_validator`] | what a broker checks before it appends |
 //! | [`offsets`] | committed offsets per group and partition; transactional offsets pending |
-//! | [`producer_state`] | idempotent producers per partition: epochs, last five batches |
+//! | [`producer_state`] | producers per partition: epochs, last five batches, open transactions |
 //! | [`record_scan`] | record offsets and timestamps of uncompressed batches |
 //! | [`topic_config`] | topic configs: defaults, types, validation |
+//! | [`transactions`] | the transaction coordinator: ids, producer epochs, transaction states |
 //! | [`error`] | an error code with Kafka's message |
 //!
-//! The coordinators will join as `groups.rs` (consumer groups: membership, rebalances,
-//! offsets) and `transactions.rs` (transactional ids, producer epochs, markers), each state
-//! of its own inside [`ClusterState`], driven by requests and by
-//! [`ClusterState::handle_timeout`] (session, rebalance and transaction timeouts), parking
-//! their waiting requests in the one purgatory under `WaitKey::Group` and
+//! The coordinators keep their own state inside [`ClusterState`]: the transaction
+//! coordinator's in [`transactions`] (transactional ids, producer epochs, transaction
+//! states; its work on the logs, markers and timeouts, in `transactions_markers.rs`), the
+//! group coordinator's to join as `groups.rs` (membership, rebalances); committed offsets in
+//! [`offsets`]. Both are driven by requests and by [`ClusterState::handle_timeout`]
+//! (transaction timeouts and markers now; session and rebalance timeouts to come), and park
+//! their waiting requests, if any, in the one purgatory under `WaitKey::Group` and
 //! `WaitKey::TransactionalId`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -49,6 +52,8 @@ pub mod request;
 pub(crate) mod test_batches;
 pub mod topic;
 pub mod topic_config;
+pub mod transactions;
+mod transactions_markers;
 
 pub use clock::Time;
 pub use controller::{CreatedTopic, NewTopic};
@@ -57,13 +62,17 @@ pub use error::ClusterError;
 pub use log_validator::{AppendLimits, InflateBudget, PrevalidatedBatch};
 pub use offsets::{OffsetAndMetadata, OffsetLimits, OffsetStore, PartitionOffset};
 pub use partition::Partition;
-pub use partition_log::{AppendInfo, PartitionLog, StoredBatch, TimestampOffset};
+pub use partition_log::{
+    AbortedTransaction, AppendInfo, LogRead, PartitionLog, StoredBatch, TimestampOffset,
+    TransactionMarker,
+};
 pub use producer_state::{ProducerEntry, ProducerStates};
 pub use purgatory::{
     Purgatory, Ready, Resolution, Wait, WaitKey, WaitLimits, WaitStats, WaiterId, Wake,
 };
 pub use request::{Parked, RequestContext};
 pub use topic::Topic;
+pub use transactions::{TransactionConfig, TransactionState, Transactions};
 
 /// The first producer id InitProducerId hands out; the next ones count up from it, cluster
 /// wide, in the order requests arrive. (Kafka hands out blocks of 1000 per broker starting at
@@ -117,11 +126,19 @@ pub struct ClusterConfig {
     /// later joins and transaction ends): a request that would go past either answers at
     /// once as at its deadline. Default [`WaitLimits::default`]: 100,000 requests, 128 MiB.
     pub wait_limits: WaitLimits,
+    /// Most entries of a partition's aborted-transaction index (each 32 bytes); past it the
+    /// oldest are dropped, and a read_committed consumer reading from before the oldest
+    /// kept would see those aborted records. Kafka keeps the index as long as its log
+    /// segments. Default [`partition_log::DEFAULT_MAX_ABORTED_TRANSACTIONS`] (100,000).
+    pub max_aborted_transactions_per_partition: usize,
     /// The internal topics coordinators live on, and coordinator moves (see
     /// [`coordinator`]).
     pub coordinators: CoordinatorConfig,
     /// Bounds of the committed offsets (see [`offsets`]).
     pub offsets: OffsetLimits,
+    /// The transaction coordinator's settings: timeouts, expiry, marker delay, bounds (see
+    /// [`transactions`]).
+    pub transactions: TransactionConfig,
 }
 
 /// Default of [`ClusterConfig::max_partitions_per_request`]: 10,000.
@@ -149,8 +166,10 @@ impl Default for ClusterConfig {
             max_partitions_created_per_request: DEFAULT_MAX_PARTITIONS_CREATED_PER_REQUEST,
             max_decompressed_bytes_per_request: DEFAULT_MAX_DECOMPRESSED_BYTES_PER_REQUEST,
             wait_limits: WaitLimits::default(),
+            max_aborted_transactions_per_partition: partition_log::DEFAULT_MAX_ABORTED_TRANSACTIONS,
             coordinators: CoordinatorConfig::default(),
             offsets: OffsetLimits::default(),
+            transactions: TransactionConfig::default(),
         }
     }
 }
@@ -188,6 +207,11 @@ pub struct ClusterState {
     placement: coordinator::Placement,
     /// Committed offsets and transactional offsets pending, of every group.
     offsets: OffsetStore,
+    /// The transaction coordinator's state (see [`transactions`]).
+    transactions: Transactions,
+    /// Wall-clock milliseconds at the cluster's start, for timestamps the state makes
+    /// without a request (see `transactions_markers.rs`).
+    wall_clock_start_ms: i64,
 }
 
 impl ClusterState {
@@ -209,6 +233,7 @@ impl ClusterState {
         }
         let waiting = Purgatory::new(config.wait_limits);
         let offsets = OffsetStore::new(config.offsets);
+        let transactions = Transactions::new(config.transactions);
         Self {
             config,
             brokers,
@@ -221,6 +246,8 @@ impl ClusterState {
             waiting,
             placement: coordinator::Placement::default(),
             offsets,
+            transactions,
+            wall_clock_start_ms: 0,
         }
     }
 
@@ -361,14 +388,23 @@ impl ClusterState {
         if self.waiting.has_ready() {
             return Some(Time::ZERO);
         }
-        self.waiting.next_deadline()
+        [
+            self.waiting.next_deadline(),
+            self.transactions.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Drives what is due at `now`: waiting requests whose deadline passed become ready
-    /// ([`ClusterState::take_ready`] hands them out).
+    /// ([`ClusterState::take_ready`] hands them out); the transaction coordinator writes
+    /// the markers due, aborts the transactions past their timeout and forgets expired
+    /// transactional ids.
     pub fn handle_timeout(&mut self, now: Time) {
         self.observe_time(now);
         self.waiting.expire(now);
+        self.drive_transactions(now);
     }
 
     /// Touches partition `partition` of the topic `id`.
@@ -421,13 +457,18 @@ impl ClusterState {
             now_ms,
             None,
             &mut InflateBudget::per_batch_only(),
+            false,
         )
     }
 
     /// Appends one batch of a produce request (as [`log_validator::single_batch`] found it)
     /// as [`ClusterState::append_records`] does, with the log-level validation taken from
     /// `prevalidated` when it was done at `now_ms` against the topic's current limits, and
-    /// otherwise done here, inflating compressed records within `budget`.
+    /// otherwise done here, inflating compressed records within `budget`. `verified`: the
+    /// transaction coordinator confirmed the partition is in the batch's transaction
+    /// (KIP-890), which a transactional batch that opens its transaction here needs.
+    // One batch's append: its arguments are the batch, where, and what was checked before.
+    #[allow(clippy::too_many_arguments)]
     pub fn append_batch(
         &mut self,
         topic: &str,
@@ -436,6 +477,7 @@ impl ClusterState {
         now_ms: i64,
         prevalidated: Option<PrevalidatedBatch>,
         budget: &mut InflateBudget,
+        verified: bool,
     ) -> Result<AppendInfo, ClusterError> {
         let limits = self
             .append_limits(topic)
@@ -455,12 +497,52 @@ impl ClusterState {
             .partition_mut(partition)
             .ok_or(ClusterError::code(ErrorCode::UnknownTopicOrPartition))?;
         let epoch = p.leader_epoch();
-        let info = p
-            .log_mut()
-            .append(batch, epoch, limits.log_append_time.then_some(now_ms))?;
+        let info = p.log_mut().append(
+            batch,
+            epoch,
+            limits.log_append_time.then_some(now_ms),
+            verified,
+        )?;
         if !info.duplicate {
             self.touch_partition(id, partition);
         }
+        Ok(info)
+    }
+
+    /// Writes a transaction marker to `topic`/`partition` at `now_ms`, as a partition leader
+    /// appends the coordinator's `WriteTxnMarkers` (see [`PartitionLog::append_marker`]):
+    /// the producer's transaction there ends, the last stable offset moves on, and the
+    /// fetches waiting on the partition look again. Does not check leadership: markers are
+    /// written to the shared log whoever leads.
+    pub fn append_marker(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        marker: &TransactionMarker,
+        now_ms: i64,
+    ) -> Result<AppendInfo, ClusterError> {
+        let log_append_time = self
+            .append_limits(topic)
+            .ok_or(ClusterError::code(ErrorCode::UnknownTopicOrPartition))?
+            .log_append_time;
+        let max_aborted = self.config.max_aborted_transactions_per_partition;
+        let t = self
+            .topics
+            .get_mut(topic)
+            .ok_or(ClusterError::code(ErrorCode::UnknownTopicOrPartition))?;
+        let id = t.id;
+        let p = t
+            .partition_mut(partition)
+            .ok_or(ClusterError::code(ErrorCode::UnknownTopicOrPartition))?;
+        let epoch = p.leader_epoch();
+        let info = p.log_mut().append_marker(
+            marker,
+            epoch,
+            now_ms,
+            log_append_time.then_some(now_ms),
+            max_aborted,
+        )?;
+        self.touch_partition(id, partition);
         Ok(info)
     }
 

@@ -1,20 +1,31 @@
-//! What a partition remembers about its idempotent producers (KIP-98, KIP-360), and the
-//! checks Kafka makes with it before appending a client's batch.
+//! What a partition remembers about its idempotent and transactional producers (KIP-98,
+//! KIP-360, KIP-890), and the checks Kafka makes with it before appending a client's batch
+//! or a transaction marker.
 //!
-//! Per producer id: the epoch of its last append and the metadata of its last five batches
-//! (Kafka's `ProducerStateEntry`, `NUM_BATCHES_TO_RETAIN = 5`). A client batch with a
-//! producer id is checked in Kafka's order (`UnifiedLog.analyzeAndValidateProducerState`,
-//! `ProducerAppendInfo.checkProducerEpoch` / `checkSequence`):
+//! Per producer id: the epoch of its last append, the metadata of its last five batches
+//! (Kafka's `ProducerStateEntry`, `NUM_BATCHES_TO_RETAIN = 5`), the first offset of its
+//! ongoing transaction on this partition (`currentTxnFirstOffset`) and the epoch of the
+//! last coordinator that wrote a marker for it. A client batch with a producer id is
+//! checked in Kafka's order (`UnifiedLog.analyzeAndValidateProducerState`,
+//! `ProducerAppendInfo.checkProducerEpoch` / `checkSequence` / `appendDataBatch`):
 //!
 //! 1. a batch equal to one of the five (same epoch, same first and last sequence) is a
 //!    duplicate: it is not appended, and the original batch's offsets answer it;
-//! 2. a transactional batch outside a transaction is refused (INVALID_TXN_STATE), after an
-//!    epoch check of its own: no transaction is ever open here;
+//! 2. a transactional batch of a producer with no transaction open here must have been
+//!    verified with the transaction coordinator (KIP-890 part 1, done by the produce
+//!    handler before the append), else INVALID_TXN_STATE;
 //! 3. an epoch below the current one is fenced (INVALID_PRODUCER_EPOCH);
 //! 4. a new epoch must start at sequence 0; the same epoch must continue at last + 1 (after
 //!    `i32::MAX` comes 0); otherwise OUT_OF_ORDER_SEQUENCE_NUMBER. A producer without state
 //!    (or with the "no epoch" epoch -1) may start at any sequence, as Kafka allows since
-//!    KIP-360.
+//!    KIP-360;
+//! 5. a non-transactional batch while the producer's transaction is open here is
+//!    INVALID_TXN_STATE.
+//!
+//! A marker ([`ProducerStates::check_marker`]) is checked for a stale producer epoch
+//! (INVALID_PRODUCER_EPOCH) and a stale coordinator epoch (TRANSACTION_COORDINATOR_FENCED),
+//! then ends the producer's transaction ([`ProducerStates::complete_transaction`]), taking
+//! the marker's epoch (a bumped epoch fences the old one).
 //!
 //! Pure state: no clock, no IO. Producers are never expired (Kafka drops a producer idle for
 //! `producer.id.expiration.ms`, a day by default), and DeleteRecords keeps them, as Kafka does.
@@ -52,12 +63,44 @@ pub struct BatchMetadata {
 pub struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<BatchMetadata>,
+    /// Offset of the first batch of the producer's open transaction here.
+    current_txn_first_offset: Option<i64>,
+    /// Epoch of the coordinator that wrote the producer's last marker here, or -1.
+    coordinator_epoch: i32,
 }
 
 impl ProducerEntry {
-    /// The epoch of the producer's last append.
+    fn new(epoch: i16) -> Self {
+        Self {
+            epoch,
+            batches: VecDeque::with_capacity(BATCHES_RETAINED),
+            current_txn_first_offset: None,
+            coordinator_epoch: -1,
+        }
+    }
+
+    /// The epoch of the producer's last append (or marker).
     pub fn epoch(&self) -> i16 {
         self.epoch
+    }
+
+    /// The first offset of the producer's transaction open on this partition, if one is.
+    pub fn current_txn_first_offset(&self) -> Option<i64> {
+        self.current_txn_first_offset
+    }
+
+    /// The epoch of the coordinator that wrote the producer's last marker here, or -1.
+    pub fn coordinator_epoch(&self) -> i32 {
+        self.coordinator_epoch
+    }
+
+    /// Takes `epoch`; a new epoch forgets the batches of the old one (Kafka's
+    /// `maybeUpdateProducerEpoch`).
+    fn update_epoch(&mut self, epoch: i16) {
+        if self.epoch != epoch {
+            self.epoch = epoch;
+            self.batches.clear();
+        }
     }
 
     /// The last batches appended in this epoch, oldest first, at most [`BATCHES_RETAINED`].
@@ -123,10 +166,25 @@ pub enum ProducerError {
         /// The last sequence appended.
         last_sequence: i32,
     },
-    /// A transactional batch, but no transaction is open (none ever is in this harness).
+    /// A transactional batch of a producer without a transaction open here, which the
+    /// transaction coordinator did not verify (KIP-890).
     NotInTransaction {
         /// The producer id.
         producer_id: i64,
+    },
+    /// A non-transactional batch while the producer's transaction is open here.
+    ExpectedTransactional {
+        /// The producer id.
+        producer_id: i64,
+    },
+    /// A marker from a coordinator older than one that already wrote a marker here.
+    CoordinatorFenced {
+        /// The producer id.
+        producer_id: i64,
+        /// The marker's coordinator epoch.
+        coordinator_epoch: i32,
+        /// The coordinator epoch the partition knows.
+        current_coordinator_epoch: i32,
     },
 }
 
@@ -138,7 +196,10 @@ impl ProducerError {
             Self::NewEpochNotAtZero { .. } | Self::OutOfOrder { .. } => {
                 ErrorCode::OutOfOrderSequenceNumber
             }
-            Self::NotInTransaction { .. } => ErrorCode::InvalidTxnState,
+            Self::NotInTransaction { .. } | Self::ExpectedTransactional { .. } => {
+                ErrorCode::InvalidTxnState
+            }
+            Self::CoordinatorFenced { .. } => ErrorCode::TransactionCoordinatorFenced,
         }
     }
 
@@ -170,6 +231,16 @@ impl ProducerError {
             Self::NotInTransaction { producer_id } => format!(
                 "Record of producer {producer_id} at offset {offset} was not part of an ongoing transaction"
             ),
+            Self::ExpectedTransactional { producer_id } => format!(
+                "Expected transactional write from producer {producer_id} at offset {offset}"
+            ),
+            Self::CoordinatorFenced {
+                producer_id,
+                coordinator_epoch,
+                current_coordinator_epoch,
+            } => format!(
+                "Invalid coordinator epoch for producerId {producer_id} at offset {offset}: {coordinator_epoch} (zombie), {current_coordinator_epoch} (current)"
+            ),
         }
     }
 }
@@ -196,9 +267,24 @@ impl ProducerStates {
         self.producers.is_empty()
     }
 
+    /// Whether `producer_id` has a transaction open on this partition (Kafka's
+    /// `UnifiedLog.hasOngoingTransaction`).
+    pub fn has_ongoing_transaction(&self, producer_id: i64) -> bool {
+        self.producers
+            .get(&producer_id)
+            .is_some_and(|e| e.current_txn_first_offset.is_some())
+    }
+
     /// Checks a client's batch (its header as sent) against the state, as Kafka's leader
     /// does for appends from clients. Batches without a producer id always pass.
-    pub fn check(&self, batch: &BatchHeader) -> Result<SequenceCheck, ProducerError> {
+    /// `verified`: the transaction coordinator confirmed that the batch's partition is in
+    /// its producer's transaction (KIP-890), which a transactional batch needs when its
+    /// producer has no transaction open here yet.
+    pub fn check(
+        &self,
+        batch: &BatchHeader,
+        verified: bool,
+    ) -> Result<SequenceCheck, ProducerError> {
         let producer_id = batch.producer_id;
         if producer_id < 0 {
             return Ok(SequenceCheck::Append);
@@ -211,20 +297,18 @@ impl ProducerStates {
         {
             return Ok(SequenceCheck::Duplicate(*original));
         }
-        let current_epoch = entry.map_or(NO_EPOCH, |e| e.epoch);
-        let stale = || ProducerError::StaleEpoch {
-            producer_id,
-            epoch,
-            current_epoch,
-        };
-        if batch.attributes.is_transactional() {
-            if epoch < current_epoch {
-                return Err(stale());
-            }
+        let ongoing = entry.is_some_and(|e| e.current_txn_first_offset.is_some());
+        let transactional = batch.attributes.is_transactional();
+        if transactional && !ongoing && !verified {
             return Err(ProducerError::NotInTransaction { producer_id });
         }
+        let current_epoch = entry.map_or(NO_EPOCH, |e| e.epoch);
         if epoch < current_epoch {
-            return Err(stale());
+            return Err(ProducerError::StaleEpoch {
+                producer_id,
+                epoch,
+                current_epoch,
+            });
         }
         if epoch != current_epoch {
             // A new epoch (KIP-360 bumps it to reset sequences) starts over at 0.
@@ -236,37 +320,36 @@ impl ProducerStates {
                     current_epoch,
                 });
             }
-            return Ok(SequenceCheck::Append);
+        } else {
+            let last_sequence = entry.map_or(-1, ProducerEntry::last_sequence);
+            // Without an epoch (-1) nothing is known to continue from: any sequence is
+            // accepted.
+            if current_epoch != NO_EPOCH && !continues(last_sequence, sequence) {
+                return Err(ProducerError::OutOfOrder {
+                    producer_id,
+                    sequence,
+                    last_sequence,
+                });
+            }
         }
-        let last_sequence = entry.map_or(-1, ProducerEntry::last_sequence);
-        // Without an epoch (-1) nothing is known to continue from: any sequence is accepted.
-        if current_epoch != NO_EPOCH && !continues(last_sequence, sequence) {
-            return Err(ProducerError::OutOfOrder {
-                producer_id,
-                sequence,
-                last_sequence,
-            });
+        if ongoing && !transactional {
+            return Err(ProducerError::ExpectedTransactional { producer_id });
         }
         Ok(SequenceCheck::Append)
     }
 
     /// Records a batch that was appended (its header as stored, offsets assigned). A new
     /// epoch forgets the batches of the old one; the sixth batch pushes out the oldest.
-    pub fn record(&mut self, stored: &BatchHeader) {
+    /// Returns the batch's base offset when it began a transaction of its producer here.
+    pub fn record(&mut self, stored: &BatchHeader) -> Option<i64> {
         if stored.producer_id < 0 {
-            return;
+            return None;
         }
         let entry = self
             .producers
             .entry(stored.producer_id)
-            .or_insert_with(|| ProducerEntry {
-                epoch: NO_EPOCH,
-                batches: VecDeque::with_capacity(BATCHES_RETAINED),
-            });
-        if entry.epoch != stored.producer_epoch {
-            entry.epoch = stored.producer_epoch;
-            entry.batches.clear();
-        }
+            .or_insert_with(|| ProducerEntry::new(NO_EPOCH));
+        entry.update_epoch(stored.producer_epoch);
         if entry.batches.len() == BATCHES_RETAINED {
             entry.batches.pop_front();
         }
@@ -277,6 +360,60 @@ impl ProducerStates {
             last_offset: stored.last_offset(),
             timestamp: stored.max_timestamp,
         });
+        if stored.attributes.is_transactional() && entry.current_txn_first_offset.is_none() {
+            entry.current_txn_first_offset = Some(stored.base_offset);
+            return Some(stored.base_offset);
+        }
+        None
+    }
+
+    /// Checks a transaction marker for `producer_id` at `epoch` from a coordinator of
+    /// `coordinator_epoch`, as Kafka's `ProducerAppendInfo.appendEndTxnMarker` does: a
+    /// producer epoch below the partition's is INVALID_PRODUCER_EPOCH, a coordinator epoch
+    /// below the last marker's is TRANSACTION_COORDINATOR_FENCED.
+    pub fn check_marker(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        coordinator_epoch: i32,
+    ) -> Result<(), ProducerError> {
+        let Some(entry) = self.producers.get(&producer_id) else {
+            return Ok(());
+        };
+        if epoch < entry.epoch {
+            return Err(ProducerError::StaleEpoch {
+                producer_id,
+                epoch,
+                current_epoch: entry.epoch,
+            });
+        }
+        if coordinator_epoch < entry.coordinator_epoch {
+            return Err(ProducerError::CoordinatorFenced {
+                producer_id,
+                coordinator_epoch,
+                current_coordinator_epoch: entry.coordinator_epoch,
+            });
+        }
+        Ok(())
+    }
+
+    /// Records a marker that was appended (after [`ProducerStates::check_marker`]): the
+    /// producer takes the marker's epoch and coordinator epoch, and its transaction here
+    /// ends. Returns the first offset of the transaction it ended, if the producer wrote
+    /// anything in it here (a marker for an empty transaction changes no offsets).
+    pub fn complete_transaction(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        coordinator_epoch: i32,
+    ) -> Option<i64> {
+        let entry = self
+            .producers
+            .entry(producer_id)
+            .or_insert_with(|| ProducerEntry::new(NO_EPOCH));
+        entry.update_epoch(epoch);
+        entry.coordinator_epoch = coordinator_epoch;
+        entry.current_txn_first_offset.take()
     }
 }
 
@@ -335,7 +472,7 @@ mod tests {
         next_offset: &mut i64,
         b: BatchHeader,
     ) -> Result<SequenceCheck, ProducerError> {
-        let check = states.check(&b)?;
+        let check = states.check(&b, false)?;
         if check == SequenceCheck::Append {
             let stored = BatchHeader {
                 base_offset: *next_offset,
@@ -496,21 +633,129 @@ mod tests {
         // Below -1 is below every epoch, the empty state's included.
         let fresh = ProducerStates::default();
         assert_eq!(
-            code(fresh.check(&batch(-2, 0, 1))),
+            code(fresh.check(&batch(-2, 0, 1), false)),
             ErrorCode::InvalidProducerEpoch
         );
     }
 
+    fn transactional(epoch: i16, sequence: i32, records: i32) -> BatchHeader {
+        let mut b = batch(epoch, sequence, records);
+        b.attributes = BatchAttributes(0x10);
+        b
+    }
+
+    /// Checks `b` as verified by the coordinator and records it at `*next_offset`.
+    fn append_verified(
+        states: &mut ProducerStates,
+        next_offset: &mut i64,
+        b: BatchHeader,
+    ) -> Result<Option<i64>, ProducerError> {
+        states.check(&b, true)?;
+        let stored = BatchHeader {
+            base_offset: *next_offset,
+            ..b
+        };
+        *next_offset = stored.next_offset();
+        Ok(states.record(&stored))
+    }
+
     #[test]
-    fn transactional_batches_are_refused_after_the_epoch_check() {
+    fn an_unverified_transactional_batch_is_refused_before_the_epoch_check() {
         let mut s = ProducerStates::default();
         let mut next = 0;
         append(&mut s, &mut next, batch(2, 0, 1)).expect("idempotent");
-        let mut txn = batch(2, 1, 1);
-        txn.attributes = BatchAttributes(0x10);
-        assert_eq!(code(s.check(&txn)), ErrorCode::InvalidTxnState);
-        txn.producer_epoch = 1;
-        assert_eq!(code(s.check(&txn)), ErrorCode::InvalidProducerEpoch);
+        // Kafka's verification check comes before the producer checks: even a stale epoch
+        // is INVALID_TXN_STATE when no transaction is open and nothing verified it.
+        assert_eq!(
+            code(s.check(&transactional(2, 1, 1), false)),
+            ErrorCode::InvalidTxnState
+        );
+        assert_eq!(
+            code(s.check(&transactional(1, 1, 1), false)),
+            ErrorCode::InvalidTxnState
+        );
+        // Verified, the usual epoch check applies.
+        assert_eq!(
+            code(s.check(&transactional(1, 1, 1), true)),
+            ErrorCode::InvalidProducerEpoch
+        );
+        assert_eq!(
+            s.check(&transactional(2, 1, 1), true),
+            Ok(SequenceCheck::Append)
+        );
+    }
+
+    #[test]
+    fn a_transaction_opens_with_its_first_batch_and_needs_no_verification_after() {
+        let mut s = ProducerStates::default();
+        let mut next = 10;
+        assert_eq!(
+            append_verified(&mut s, &mut next, transactional(0, 0, 2)),
+            Ok(Some(10))
+        );
+        assert!(s.has_ongoing_transaction(PID));
+        // Further batches of the open transaction need no verification and open nothing.
+        s.check(&transactional(0, 2, 1), false)
+            .expect("the transaction is open");
+        assert_eq!(
+            append_verified(&mut s, &mut next, transactional(0, 2, 1)),
+            Ok(None)
+        );
+        // A non-transactional batch in the middle of the transaction is refused, after the
+        // sequence check.
+        assert_eq!(
+            code(s.check(&batch(0, 3, 1), false)),
+            ErrorCode::InvalidTxnState
+        );
+        assert_eq!(
+            code(s.check(&batch(0, 9, 1), false)),
+            ErrorCode::OutOfOrderSequenceNumber
+        );
+        let entry = s.entry(PID).expect("entry");
+        assert_eq!(entry.current_txn_first_offset(), Some(10));
+    }
+
+    #[test]
+    fn markers_end_the_transaction_and_fence_stale_epochs_and_coordinators() {
+        let mut s = ProducerStates::default();
+        let mut next = 0;
+        append_verified(&mut s, &mut next, transactional(3, 0, 2)).expect("open");
+        assert_eq!(
+            s.check_marker(PID, 2, 0).map_err(|e| e.code()),
+            Err(ErrorCode::InvalidProducerEpoch)
+        );
+        s.check_marker(PID, 3, 5).expect("current epoch");
+        assert_eq!(s.complete_transaction(PID, 3, 5), Some(0));
+        assert!(!s.has_ongoing_transaction(PID));
+        let entry = s.entry(PID).expect("entry");
+        assert_eq!((entry.epoch(), entry.coordinator_epoch()), (3, 5));
+        // The same epoch keeps the sequences: the next batch continues.
+        assert_eq!(entry.last_sequence(), 1);
+        // An older coordinator is fenced.
+        assert_eq!(
+            s.check_marker(PID, 3, 4).map_err(|e| e.code()),
+            Err(ErrorCode::TransactionCoordinatorFenced)
+        );
+        // A marker at a bumped epoch (a fence, or KIP-890's bump per transaction) fences
+        // the old epoch and restarts the sequences; an empty transaction ends nothing.
+        s.check_marker(PID, 4, 5).expect("bumped");
+        assert_eq!(s.complete_transaction(PID, 4, 5), None);
+        assert_eq!(
+            code(s.check(&transactional(3, 2, 1), true)),
+            ErrorCode::InvalidProducerEpoch
+        );
+        assert_eq!(
+            code(s.check(&transactional(4, 2, 1), true)),
+            ErrorCode::OutOfOrderSequenceNumber
+        );
+        assert_eq!(
+            s.check(&transactional(4, 0, 1), true),
+            Ok(SequenceCheck::Append)
+        );
+        // A marker for a producer the partition never saw is accepted and creates it.
+        assert_eq!(s.check_marker(7, 0, 0), Ok(()));
+        assert_eq!(s.complete_transaction(7, 0, 0), None);
+        assert_eq!(s.entry(7).map(ProducerEntry::epoch), Some(0));
     }
 
     #[test]
@@ -518,7 +763,7 @@ mod tests {
         let mut s = ProducerStates::default();
         let mut plain = batch(-1, -1, 2);
         plain.producer_id = -1;
-        assert_eq!(s.check(&plain), Ok(SequenceCheck::Append));
+        assert_eq!(s.check(&plain, false), Ok(SequenceCheck::Append));
         s.record(&plain);
         assert!(s.is_empty());
         assert!(ProducerError::OutOfOrder {

@@ -14,6 +14,15 @@
 //! batch is returned whole whatever its size. Consumers (v11+) may fetch from followers,
 //! which share the leader's log here.
 //!
+//! Isolation (KIP-98): a read_committed fetch (`isolation_level` 1) reads only batches below
+//! the partition's last stable offset and lists the aborted transactions that overlap what
+//! it returns (producer id and first offset, as Kafka's `TransactionIndex.collectAbortedTxns`
+//! finds them: marker at or after the fetch offset, first offset before the end of the
+//! returned batches), an empty list when it returns nothing; read_uncommitted reads up to
+//! the high watermark and gets no list. Every answer carries the last stable offset. Since
+//! only what is below the last stable offset is read, a read_committed long poll counts only
+//! those bytes towards `min_bytes`, and a marker (an append) wakes it.
+//!
 //! A fetch short of `min_bytes` (with `max_wait_ms` > 0) parks in the purgatory on the
 //! partitions it reads ([`crate::cluster::WaitKey::Partition`]), as Kafka's `DelayedFetch`:
 //! an append, a leader or ISR change, DeleteRecords or the topic's deletion makes it look
@@ -27,7 +36,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use franzy::proto::ErrorCode;
 use kafka_protocol::messages::fetch_response::{
-    EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint,
+    PartitionData,
 };
 use kafka_protocol::messages::{FetchRequest, FetchResponse, RequestKind, ResponseKind};
 use uuid::Uuid;
@@ -255,10 +265,30 @@ fn read(cluster: &ClusterState, ctx: &RequestContext, req: &FetchRequest, look: 
             let limit = usize::try_from(fp.partition_max_bytes)
                 .unwrap_or(0)
                 .min(remaining);
-            match log.read(fp.fetch_offset, limit, min_one_batch) {
-                Ok(records) => {
+            // read_committed reads up to the last stable offset, and reports the aborted
+            // transactions that overlap what it returns (Kafka's `collectAbortedTxns`).
+            let max_offset = if read_committed {
+                log.last_stable_offset()
+            } else {
+                log.high_watermark()
+            };
+            match log.read_to(fp.fetch_offset, limit, min_one_batch, max_offset) {
+                Ok(read) => {
+                    let records = read.records;
                     if !records.is_empty() {
                         min_one_batch = false;
+                        if read_committed {
+                            data.aborted_transactions = Some(
+                                log.aborted_transactions(fp.fetch_offset, read.upper_bound_offset)
+                                    .into_iter()
+                                    .map(|a| {
+                                        AbortedTransaction::default()
+                                            .with_producer_id(a.producer_id.into())
+                                            .with_first_offset(a.first_offset)
+                                    })
+                                    .collect(),
+                            );
+                        }
                     }
                     remaining = remaining.saturating_sub(records.len());
                     total_bytes = total_bytes.saturating_add(records.len());
@@ -846,6 +876,114 @@ mod tests {
             r.responses[0].partitions[0].aborted_transactions,
             Some(Vec::new())
         );
+    }
+
+    /// Appends a transactional batch of `producer` to t/0 as a verified produce would.
+    fn append_txn(c: &mut ClusterState, producer: i64, sequence: i32) {
+        let batch = BatchBuilder::new(NOW)
+            .record(b"t")
+            .producer(producer, 0, sequence)
+            .transactional()
+            .build();
+        let mut budget = crate::cluster::InflateBudget::per_batch_only();
+        c.append_batch("t", 0, &batch, NOW, None, &mut budget, true)
+            .expect("verified transactional append");
+    }
+
+    fn end_txn(c: &mut ClusterState, producer: i64, commit: bool) {
+        let marker = crate::cluster::TransactionMarker {
+            producer_id: producer,
+            producer_epoch: 0,
+            commit,
+            coordinator_epoch: 0,
+        };
+        c.append_marker("t", 0, &marker, NOW).expect("marker");
+    }
+
+    #[test]
+    fn read_committed_stops_at_the_last_stable_offset_and_lists_overlapping_aborts() {
+        let (mut c, _) = seeded();
+        // 0-2 plain; p7 at 3 aborted (marker 4); p8 at 5, still open; plain at 6.
+        append_txn(&mut c, 7, 0);
+        end_txn(&mut c, 7, false);
+        append_txn(&mut c, 8, 0);
+        c.append_records("t", 0, &BatchBuilder::new(NOW).record(b"p").build(), NOW)
+            .expect("plain");
+        let fetch = |c: &ClusterState, offset: i64, isolation: i8| {
+            let req = fetch_req(Uuid::nil(), &[(0, offset, 1 << 20)], 1 << 20, 0)
+                .with_isolation_level(isolation);
+            respond(c, &ctx(0, 12), req).responses[0].partitions[0].clone()
+        };
+        let uncommitted = fetch(&c, 0, 0);
+        assert_eq!(
+            (uncommitted.high_watermark, uncommitted.last_stable_offset),
+            (7, 5)
+        );
+        assert_eq!(uncommitted.aborted_transactions, None);
+        let all = c.partition_log("t", 0).map_or(0, |l| {
+            l.batches().iter().map(|b| b.bytes().len()).sum::<usize>()
+        });
+        assert_eq!(uncommitted.records.as_ref().map(Bytes::len), Some(all));
+        let committed = fetch(&c, 0, 1);
+        assert_eq!(committed.last_stable_offset, 5);
+        let below_lso = c.partition_log("t", 0).map_or(0, |l| {
+            l.batches()
+                .iter()
+                .filter(|b| b.base_offset() < 5)
+                .map(|b| b.bytes().len())
+                .sum::<usize>()
+        });
+        assert_eq!(committed.records.as_ref().map(Bytes::len), Some(below_lso));
+        let aborted = committed.aborted_transactions.unwrap_or_default();
+        assert_eq!(
+            aborted
+                .iter()
+                .map(|a| (a.producer_id.0, a.first_offset))
+                .collect::<Vec<_>>(),
+            vec![(7, 3)]
+        );
+        // From past the abort marker: nothing aborted overlaps.
+        let later = fetch(&c, 5, 1);
+        assert_eq!(later.records.as_ref().map(Bytes::len), Some(0));
+        assert_eq!(later.aborted_transactions, Some(Vec::new()));
+        // ListOffsets' latest with read_committed is the last stable offset too.
+        use kafka_protocol::messages::list_offsets_request::{
+            ListOffsetsPartition, ListOffsetsTopic,
+        };
+        let list = |isolation: i8| {
+            let req = kafka_protocol::messages::ListOffsetsRequest::default()
+                .with_replica_id((-1).into())
+                .with_isolation_level(isolation)
+                .with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(super::super::topic_name("t"))
+                    .with_partitions(vec![ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(-1)])]);
+            crate::handlers::list_offsets::handle(&c, &api_ctx(ApiKey::ListOffsets, 0, 9), req)
+                .topics[0]
+                .partitions[0]
+                .offset
+        };
+        assert_eq!((list(0), list(1)), (7, 5));
+    }
+
+    #[test]
+    fn a_read_committed_long_poll_counts_only_stable_bytes_and_wakes_on_the_marker() {
+        let (mut c, _) = seeded();
+        append_txn(&mut c, 7, 0);
+        // At offset 3 with read_committed there is nothing stable: it waits, though the
+        // open transaction's batch is there.
+        let req = fetch_req(Uuid::nil(), &[(0, 3, 1000)], 1000, 1).with_isolation_level(1);
+        park_fetch(&mut c, req, 1);
+        append_txn(&mut c, 7, 1);
+        assert!(answered(&mut c).is_empty(), "still nothing stable");
+        end_txn(&mut c, 7, true);
+        let answers = answered(&mut c);
+        assert_eq!(answers.len(), 1);
+        let p = &answers[0].1.responses[0].partitions[0];
+        assert_eq!(p.last_stable_offset, 6);
+        assert!(bytes_of(&answers[0].1) > 0);
+        assert_eq!(p.aborted_transactions, Some(Vec::new()));
     }
 
     #[test]

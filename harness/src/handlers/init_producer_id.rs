@@ -1,29 +1,40 @@
-//! InitProducerId (key 22), v0-4: a producer id and epoch for an idempotent producer
-//! (KIP-98; producer id and epoch in the request from v3, KIP-360; flexible from v2).
+//! InitProducerId (key 22), v0-5: a producer id and epoch, for an idempotent producer or a
+//! transactional one (KIP-98; producer id and epoch in the request from v3, KIP-360;
+//! flexible from v2; PRODUCER_FENCED from v4; TRANSACTION_ABORTABLE from v5, KIP-890, which
+//! this API never answers).
 //!
-//! Without a transactional id, as Kafka's `TransactionCoordinator.handleInitProducerId`
-//! does: every request gets a fresh producer id (from the cluster-wide counter, see
-//! [`ClusterState::allocate_producer_id`]) at epoch 0, from any broker. The producer id and
-//! epoch a v3+ request carries are ignored (a producer bumping its epoch after an
-//! OUT_OF_ORDER_SEQUENCE_NUMBER gets a new id), except that setting exactly one of them is
-//! INVALID_REQUEST, as `KafkaApis` checks. `transaction_timeout_ms` is ignored.
+//! First, as `KafkaApis` checks: setting exactly one of the v3+ producer id and epoch is
+//! INVALID_REQUEST. Then, as Kafka's `TransactionCoordinator.handleInitProducerId`:
 //!
-//! With a transactional id (even an empty one): TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
-//! Transactions are not implemented; this is what a Kafka cluster whose ACLs allow no
-//! transactional id answers, before anything else: non-retriable, and fatal to Java and
-//! librdkafka producers, so a transactional client stops at once instead of retrying (a
-//! broker's "not the coordinator" answers would be retried forever). Produce refuses
-//! transactional batches with the same code.
+//! - without a transactional id, every request gets a fresh producer id (from the
+//!   cluster-wide counter, [`ClusterState::allocate_producer_id`]) at epoch 0, from any
+//!   broker; the producer id and epoch a v3+ request carries are ignored (a producer bumping
+//!   its epoch after an OUT_OF_ORDER_SEQUENCE_NUMBER gets a new id);
+//! - with one: an empty id is INVALID_REQUEST, a `transaction_timeout_ms` outside
+//!   `1..=transaction.max.timeout.ms` INVALID_TRANSACTION_TIMEOUT (both checked by any
+//!   broker), then a broker other than the id's coordinator answers NOT_COORDINATOR (or
+//!   COORDINATOR_LOAD_IN_PROGRESS just after the coordinator moved there), and the
+//!   coordinator decides ([`crate::cluster::transactions`]): a new id gets a producer id, a
+//!   known one a bumped epoch; an open transaction of the previous producer is aborted
+//!   first with a bumped epoch and the request answered CONCURRENT_TRANSACTIONS, for the
+//!   client to retry; PRODUCER_FENCED (INVALID_PRODUCER_EPOCH before v4) when the v3+
+//!   producer id and epoch name an older producer.
+//!
+//! `keep_prepared_txn` (v6, KIP-939) is not decodable here.
 
 use franzy::proto::ErrorCode;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
 
 use super::RequestContext;
+use crate::cluster::transactions::{InitOutcome, Now};
 use crate::cluster::ClusterState;
 
 /// Kafka's `RecordBatch.NO_PRODUCER_ID` / `NO_PRODUCER_EPOCH`: "none" in v3+ requests.
 const NO_PRODUCER_ID: i64 = -1;
 const NO_PRODUCER_EPOCH: i16 = -1;
+
+/// The first version whose clients know PRODUCER_FENCED.
+const PRODUCER_FENCED_VERSION: i16 = 4;
 
 /// Serves an InitProducerId request.
 pub fn handle(
@@ -32,23 +43,74 @@ pub fn handle(
     req: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
     let version = ctx.api_version;
-    if req.transactional_id.is_some() {
-        return error_response(&req, version, ErrorCode::TransactionalIdAuthorizationFailed);
-    }
     // Below v3 the fields are not on the wire and decode as -1.
     let id_given = req.producer_id.0 != NO_PRODUCER_ID;
     let epoch_given = req.producer_epoch != NO_PRODUCER_EPOCH;
     if id_given != epoch_given {
         return error_response(&req, version, ErrorCode::InvalidRequest);
     }
-    match cluster.allocate_producer_id() {
-        Ok(id) => InitProducerIdResponse::default()
-            .with_throttle_time_ms(0)
-            .with_error_code(0)
-            .with_producer_id(id.into())
-            .with_producer_epoch(0),
+    let Some(transactional_id) = req.transactional_id.as_ref() else {
+        return match cluster.allocate_producer_id() {
+            Ok(id) => answer(id, 0),
+            Err(code) => error_response(&req, version, code),
+        };
+    };
+    let transactional_id = transactional_id.as_str();
+    let expected = id_given.then_some((req.producer_id.0, req.producer_epoch));
+    match init_transactional(
+        cluster,
+        ctx,
+        transactional_id,
+        req.transaction_timeout_ms,
+        expected,
+    ) {
+        Ok((producer_id, producer_epoch)) => answer(producer_id, producer_epoch),
+        Err(ErrorCode::ProducerFenced) if version < PRODUCER_FENCED_VERSION => {
+            error_response(&req, version, ErrorCode::InvalidProducerEpoch)
+        }
         Err(code) => error_response(&req, version, code),
     }
+}
+
+fn init_transactional(
+    cluster: &mut ClusterState,
+    ctx: &RequestContext,
+    transactional_id: &str,
+    timeout_ms: i32,
+    expected: Option<(i64, i16)>,
+) -> Result<(i64, i16), ErrorCode> {
+    if transactional_id.is_empty() {
+        return Err(ErrorCode::InvalidRequest);
+    }
+    if !cluster.transactions().is_valid_timeout(timeout_ms) {
+        return Err(ErrorCode::InvalidTransactionTimeout);
+    }
+    cluster.check_transaction_coordinator(transactional_id, ctx.broker_id, ctx.now)?;
+    let now = Now::of(ctx);
+    let outcome = {
+        let (transactions, mut allocate) = cluster.transactions_and_ids();
+        transactions.init_producer_id(transactional_id, timeout_ms, expected, now, &mut allocate)?
+    };
+    match outcome {
+        InitOutcome::Initialized {
+            producer_id,
+            producer_epoch,
+        } => Ok((producer_id, producer_epoch)),
+        InitOutcome::Fencing => {
+            // The previous producer's transaction is aborted (its markers written now
+            // unless they are to wait); the client retries and gets the next epoch.
+            cluster.write_due_markers(transactional_id, ctx.now);
+            Err(ErrorCode::ConcurrentTransactions)
+        }
+    }
+}
+
+fn answer(producer_id: i64, producer_epoch: i16) -> InitProducerIdResponse {
+    InitProducerIdResponse::default()
+        .with_throttle_time_ms(0)
+        .with_error_code(0)
+        .with_producer_id(producer_id.into())
+        .with_producer_epoch(producer_epoch)
 }
 
 /// The answer that fails `req` with `code`: no producer id, no epoch (Kafka's
@@ -94,7 +156,7 @@ mod tests {
     fn every_request_gets_a_new_id_at_epoch_zero_from_any_broker() {
         let mut c = cluster_with(1);
         let mut ids = Vec::new();
-        for version in 0..=4 {
+        for version in 0..=5 {
             for broker in 0..3 {
                 let r = init(&mut c, broker, version, idempotent());
                 assert_eq!((r.error_code, r.producer_epoch), (0, 0), "v{version}");
@@ -102,7 +164,7 @@ mod tests {
                 ids.push(r.producer_id.0);
             }
         }
-        let expected: Vec<i64> = (0..15).map(|i| 1000 + i).collect();
+        let expected: Vec<i64> = (0..18).map(|i| 1000 + i).collect();
         assert_eq!(ids, expected, "one counter for the cluster, from 1000");
     }
 
@@ -129,22 +191,108 @@ mod tests {
         }
     }
 
+    fn transactional(id: &str) -> InitProducerIdRequest {
+        idempotent().with_transactional_id(Some(StrBytes::from_string(id.to_string()).into()))
+    }
+
     #[test]
-    fn transactional_ids_are_refused_for_good() {
+    fn transactional_ids_are_checked_then_served_by_their_coordinator() {
+        use crate::handlers::test_support::{init_txn, txn_coordinator};
         let mut c = cluster_with(1);
-        for (version, id) in [(0, "txn"), (4, "txn"), (2, "")] {
-            let req =
-                idempotent().with_transactional_id(Some(StrBytes::from_static_str(id).into()));
-            let r = init(&mut c, 0, version, req);
-            assert_eq!(
-                r.error_code,
-                ErrorCode::TransactionalIdAuthorizationFailed.code()
-            );
-            assert!(!ErrorCode::TransactionalIdAuthorizationFailed.is_retriable());
-            assert_eq!((r.producer_id.0, r.producer_epoch), (-1, -1));
+        // Before the coordinators' topic exists, no broker coordinates.
+        let r = init(&mut c, 0, 4, transactional("txn"));
+        assert_eq!(r.error_code, ErrorCode::NotCoordinator.code());
+        let coordinator = txn_coordinator(&mut c, "txn");
+        let other = (coordinator + 1) % 3;
+        // Any broker refuses an empty id and a bad timeout first.
+        let r = init(&mut c, other, 4, transactional(""));
+        assert_eq!(r.error_code, ErrorCode::InvalidRequest.code());
+        for timeout in [0, 900_001] {
+            let req = transactional("txn").with_transaction_timeout_ms(timeout);
+            let r = init(&mut c, other, 4, req);
+            assert_eq!(r.error_code, ErrorCode::InvalidTransactionTimeout.code());
         }
-        // No id was used up by the refusals.
-        assert_eq!(init(&mut c, 0, 4, idempotent()).producer_id.0, 1000);
+        let r = init(&mut c, other, 4, transactional("txn"));
+        assert_eq!(r.error_code, ErrorCode::NotCoordinator.code());
+        assert_eq!((r.producer_id.0, r.producer_epoch), (-1, -1));
+        // The coordinator: a new id at epoch 0, then bumps, at every version.
+        for (version, epoch) in (0..=5).zip(0..) {
+            assert_eq!(
+                init_txn(&mut c, "txn", version),
+                (0, 1000, epoch),
+                "v{version}"
+            );
+        }
+        // Producer ids come from the same counter as idempotent producers'.
+        assert_eq!(init(&mut c, 0, 4, idempotent()).producer_id.0, 1001);
+        assert_eq!(init_txn(&mut c, "other", 4), (0, 1002, 0));
+        // v3+: naming an older producer is fenced: PRODUCER_FENCED from v4.
+        let stale = transactional("txn")
+            .with_producer_id(1000.into())
+            .with_producer_epoch(2);
+        let fenced = ErrorCode::ProducerFenced.code();
+        assert_eq!(
+            init(&mut c, coordinator, 4, stale.clone()).error_code,
+            fenced
+        );
+        assert_eq!(
+            init(&mut c, coordinator, 5, stale.clone()).error_code,
+            fenced
+        );
+        assert_eq!(
+            init(&mut c, coordinator, 3, stale).error_code,
+            ErrorCode::InvalidProducerEpoch.code()
+        );
+        // The current producer bumps its epoch (KIP-360).
+        let current = transactional("txn")
+            .with_producer_id(1000.into())
+            .with_producer_epoch(5);
+        let r = init(&mut c, coordinator, 3, current);
+        assert_eq!(
+            (r.error_code, r.producer_id.0, r.producer_epoch),
+            (0, 1000, 6)
+        );
+    }
+
+    #[test]
+    fn an_open_transaction_is_aborted_with_a_bumped_epoch_before_the_next_producer() {
+        use crate::handlers::test_support::{
+            add_txn_partitions, init_txn, produce_txn, txn_records,
+        };
+        let mut c = cluster_with(2);
+        let (_, id, epoch) = init_txn(&mut c, "txn", 4);
+        assert_eq!(
+            add_txn_partitions(&mut c, "txn", (id, epoch), &[0, 1]),
+            vec![0, 0]
+        );
+        let p = produce_txn(&mut c, Some("txn"), 0, txn_records((id, epoch), 0), 9);
+        assert_eq!(p.error_code, 0);
+        assert_eq!(
+            c.partition_log("t", 0).map(|l| l.last_stable_offset()),
+            Some(0)
+        );
+        // A new producer: the old transaction is aborted (markers at epoch 1) and the
+        // client told to retry.
+        assert_eq!(
+            init_txn(&mut c, "txn", 4).0,
+            ErrorCode::ConcurrentTransactions.code()
+        );
+        for partition in 0..2 {
+            let log = c.partition_log("t", partition).expect("log");
+            let marker = log.batches().last().expect("a marker");
+            assert!(marker.header().attributes.is_control());
+            assert_eq!(marker.header().producer_epoch, 1);
+            assert_eq!(log.last_stable_offset(), log.high_watermark());
+        }
+        let aborted = c
+            .partition_log("t", 0)
+            .map(|l| l.aborted_index().copied().collect::<Vec<_>>())
+            .unwrap_or_default();
+        assert_eq!((aborted.len(), aborted[0].first_offset), (1, 0));
+        assert_eq!(init_txn(&mut c, "txn", 4), (0, id, 2));
+        // The old producer is fenced on the partitions.
+        let zombie = produce_txn(&mut c, Some("txn"), 0, txn_records((id, epoch), 1), 9);
+        assert_eq!(zombie.error_code, ErrorCode::InvalidProducerEpoch.code());
     }
 
     #[test]

@@ -15,11 +15,17 @@
 //! | [`api_versions`] | ApiVersions (18) | what [`APIS`] lists |
 //! | [`create_topics`] | CreateTopics (19) | topics, counts, assignments, configs |
 //! | [`delete_topics`] | DeleteTopics (20) | by name or id |
-//! | [`init_producer_id`] | InitProducerId (22) | producer ids for idempotent producers |
+//! | [`init_producer_id`] | InitProducerId (22) | producer ids and epochs, idempotent or transactional |
 //! | [`offset_for_leader_epoch`] | OffsetForLeaderEpoch (23) | end offset of an epoch |
+//! | [`add_partitions_to_txn`] | AddPartitionsToTxn (24) | partitions join a transaction; verification (v4+) |
+//! | [`add_offsets_to_txn`] | AddOffsetsToTxn (25) | a group's offsets partition joins a transaction |
+//! | [`end_txn`] | EndTxn (26) | commit or abort: markers, group offsets |
+//! | [`txn_offset_commit`] | TxnOffsetCommit (28) | group offsets staged in a transaction |
 //! | [`describe_configs`] | DescribeConfigs (32) | topic and broker configs |
 //! | [`create_partitions`] | CreatePartitions (37) | more partitions |
 //! | [`describe_cluster`] | DescribeCluster (60) | brokers, cluster and controller ids |
+//! | [`describe_transactions`] | DescribeTransactions (65) | a transactional id's state |
+//! | [`list_transactions`] | ListTransactions (66) | the ids a broker coordinates, filtered |
 //! | [`named_ids`] | - | the group and transactional ids requests name, every API |
 //!
 //! Call order, as the server drives it (see `server.rs`):
@@ -73,22 +79,28 @@ use crate::cluster::{ClusterState, Time, Wait, WaitKey, WaiterId, Wake};
 pub use crate::cluster::{Parked, RequestContext};
 pub use named_ids::NamedIds;
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_transactions;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod init_producer_id;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod metadata;
 pub mod named_ids;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod txn_offset_commit;
 
 /// Resolves a topic id to its name (under the cluster lock, or from a map made under it).
 pub type ResolveTopicId<'a> = &'a dyn Fn(Uuid) -> Option<Arc<str>>;
@@ -444,7 +456,7 @@ pub static APIS: &[ApiSpec] = &[
     },
     ApiSpec {
         key: ApiKey::InitProducerId,
-        versions: range(0, 4),
+        versions: range(0, 5),
         handle: |cluster, ctx, request, _| match request {
             RequestKind::InitProducerId(req) => Reply::Respond(ResponseKind::InitProducerId(
                 init_producer_id::handle(cluster, ctx, req),
@@ -489,6 +501,104 @@ pub static APIS: &[ApiSpec] = &[
             _ => Vec::new(),
         },
         named_ids: no_named_ids,
+    },
+    ApiSpec {
+        key: ApiKey::AddPartitionsToTxn,
+        versions: range(0, 5),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::AddPartitionsToTxn(req) => Reply::Respond(
+                ResponseKind::AddPartitionsToTxn(add_partitions_to_txn::handle(cluster, ctx, req)),
+            ),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::AddPartitionsToTxn(req) => Some(ResponseKind::AddPartitionsToTxn(
+                add_partitions_to_txn::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: |request, version, _| match request {
+            RequestKind::AddPartitionsToTxn(req) => add_partitions_to_txn::partitions(req, version),
+            _ => Vec::new(),
+        },
+        named_ids: |request, version| match request {
+            RequestKind::AddPartitionsToTxn(req) => named_ids::add_partitions_to_txn(req, version),
+            _ => NamedIds::default(),
+        },
+    },
+    ApiSpec {
+        key: ApiKey::AddOffsetsToTxn,
+        versions: range(0, 4),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::AddOffsetsToTxn(req) => Reply::Respond(ResponseKind::AddOffsetsToTxn(
+                add_offsets_to_txn::handle(cluster, ctx, req),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::AddOffsetsToTxn(req) => Some(ResponseKind::AddOffsetsToTxn(
+                add_offsets_to_txn::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: no_partitions,
+        named_ids: |request, _| match request {
+            RequestKind::AddOffsetsToTxn(req) => named_ids::add_offsets_to_txn(req),
+            _ => NamedIds::default(),
+        },
+    },
+    ApiSpec {
+        key: ApiKey::EndTxn,
+        versions: range(0, 5),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::EndTxn(req) => {
+                Reply::Respond(ResponseKind::EndTxn(end_txn::handle(cluster, ctx, req)))
+            }
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::EndTxn(req) => Some(ResponseKind::EndTxn(end_txn::error_response(
+                req, version, code,
+            ))),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: no_partitions,
+        named_ids: |request, _| match request {
+            RequestKind::EndTxn(req) => named_ids::end_txn(req),
+            _ => NamedIds::default(),
+        },
+    },
+    ApiSpec {
+        key: ApiKey::TxnOffsetCommit,
+        versions: range(0, 5),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::TxnOffsetCommit(req) => Reply::Respond(ResponseKind::TxnOffsetCommit(
+                txn_offset_commit::handle(cluster, ctx, req),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::TxnOffsetCommit(req) => Some(ResponseKind::TxnOffsetCommit(
+                txn_offset_commit::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: |request, _, _| match request {
+            RequestKind::TxnOffsetCommit(req) => txn_offset_commit::partitions(req),
+            _ => Vec::new(),
+        },
+        named_ids: |request, _| match request {
+            RequestKind::TxnOffsetCommit(req) => named_ids::txn_offset_commit(req),
+            _ => NamedIds::default(),
+        },
     },
     ApiSpec {
         key: ApiKey::DescribeConfigs,
@@ -549,6 +659,51 @@ pub static APIS: &[ApiSpec] = &[
         error_response: |request, version, code| match request {
             RequestKind::DescribeCluster(req) => Some(ResponseKind::DescribeCluster(
                 describe_cluster::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: no_partitions,
+        named_ids: no_named_ids,
+    },
+    ApiSpec {
+        key: ApiKey::DescribeTransactions,
+        versions: range(0, 0),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::DescribeTransactions(req) => {
+                Reply::Respond(ResponseKind::DescribeTransactions(
+                    describe_transactions::handle(cluster, ctx, req),
+                ))
+            }
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::DescribeTransactions(req) => Some(ResponseKind::DescribeTransactions(
+                describe_transactions::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: no_partitions,
+        named_ids: |request, _| match request {
+            RequestKind::DescribeTransactions(req) => named_ids::describe_transactions(req),
+            _ => NamedIds::default(),
+        },
+    },
+    ApiSpec {
+        key: ApiKey::ListTransactions,
+        versions: range(0, 1),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::ListTransactions(req) => Reply::Respond(ResponseKind::ListTransactions(
+                list_transactions::handle(cluster, ctx, req),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::ListTransactions(req) => Some(ResponseKind::ListTransactions(
+                list_transactions::error_response(req, version, code),
             )),
             _ => None,
         },
@@ -825,6 +980,22 @@ mod tests {
             }
             ApiKey::DescribeCluster => {
                 RequestKind::DescribeCluster(DescribeClusterRequest::default())
+            }
+            ApiKey::AddPartitionsToTxn => {
+                RequestKind::AddPartitionsToTxn(AddPartitionsToTxnRequest::default())
+            }
+            ApiKey::AddOffsetsToTxn => {
+                RequestKind::AddOffsetsToTxn(AddOffsetsToTxnRequest::default())
+            }
+            ApiKey::EndTxn => RequestKind::EndTxn(EndTxnRequest::default()),
+            ApiKey::TxnOffsetCommit => {
+                RequestKind::TxnOffsetCommit(TxnOffsetCommitRequest::default())
+            }
+            ApiKey::DescribeTransactions => {
+                RequestKind::DescribeTransactions(DescribeTransactionsRequest::default())
+            }
+            ApiKey::ListTransactions => {
+                RequestKind::ListTransactions(ListTransactionsRequest::default())
             }
             other => panic!("no default request for {other:?}"),
         }

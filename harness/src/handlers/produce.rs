@@ -2,12 +2,15 @@
 //! leader hints in v10+; topic ids in v13, KIP-516).
 //!
 //! First, for the whole request: transactional records (the first batch of some partition
-//! has the transactional bit) fail every partition with TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-//! the answer of a Kafka cluster whose ACLs allow no transactional id (transactions are not
-//! implemented; InitProducerId refuses transactional ids the same way).
+//! has the transactional bit) without a transactional id fail every partition with
+//! TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as Kafka's `KafkaApis.handleProduceRequest`
+//! answers; transactional batches of more than one producer id and epoch fail it with
+//! INVALID_PRODUCER_ID_MAPPING (KIP-890, see [`verify_transaction`]).
 //!
 //! Then per partition, in Kafka's order: unknown topic (id) or partition, injected error, the
-//! request-level record checks (exactly one magic-v2 batch; no zstd before v7), acks,
+//! request-level record checks (exactly one magic-v2 batch; no zstd before v7), the
+//! transaction coordinator's verification of a transactional batch that opens a transaction
+//! on the partition (KIP-890 part 1; from v12 the produce adds the partition, part 2), acks,
 //! leadership, `min.insync.replicas` for acks=-1, then the log's own checks, the producer's
 //! epoch and sequence (idempotence, KIP-98: see `cluster::producer_state`), and the append.
 //! A retried batch that is already in the log is answered with its original offsets.
@@ -28,6 +31,7 @@ use uuid::Uuid;
 
 use super::{text, Reply, RequestContext};
 use crate::cluster::log_validator::{self, InflateBudget, PrevalidatedBatch};
+use crate::cluster::transactions::{Now, TransactionVersion};
 use crate::cluster::{AppendLimits, ClusterConfig, ClusterError, ClusterState};
 
 /// The work on a produce request that needs no cluster lock, done before the lock is taken
@@ -164,7 +168,7 @@ pub fn prepare(
     let fates = fates(req, config.max_partitions_per_request);
     let mut budget = InflateBudget::new(config.max_decompressed_bytes_per_request);
     let mut validated = Vec::new();
-    if has_transactional_records(req) || !matches!(req.acks, -1..=1) {
+    if refused_as_transactional(req) || !matches!(req.acks, -1..=1) {
         return PreparedProduce {
             fates,
             validated,
@@ -284,11 +288,19 @@ pub fn apply(
         max_entries: cluster.config().max_partitions_per_request,
         refused: None,
     };
-    if has_transactional_records(&applied.req) {
-        // Kafka checks WRITE on the transactional id before looking at any partition.
+    if refused_as_transactional(&applied.req) {
+        // Kafka checks WRITE on the transactional id before looking at any partition, and
+        // transactional records without one fail it.
         applied.refused = Some(ErrorCode::TransactionalIdAuthorizationFailed);
         return applied;
     }
+    let verified = match verify_transaction(cluster, ctx, &applied.req, &applied.fates) {
+        Ok(verified) => verified,
+        Err(code) => {
+            applied.refused = Some(code);
+            return applied;
+        }
+    };
     let mut validated = validated.into_iter().peekable();
     let mut leaders: BTreeSet<i32> = BTreeSet::new();
     let mut position = 0usize;
@@ -326,6 +338,7 @@ pub fn apply(
                     data.records.as_deref(),
                     prevalidated,
                     &mut budget,
+                    verified.get(&(name.clone(), data.index)),
                 ),
             };
             let answer = match result {
@@ -519,6 +532,193 @@ pub fn partitions(
     out
 }
 
+/// Whether the request is refused before any partition for carrying transactional records
+/// without a transactional id (Kafka's TRANSACTIONAL_ID_AUTHORIZATION_FAILED).
+fn refused_as_transactional(req: &ProduceRequest) -> bool {
+    req.transactional_id.is_none() && has_transactional_records(req)
+}
+
+/// What the transaction coordinator said of a partition a transactional batch opens a
+/// transaction on: verified, or the error the partition is answered.
+type Verification = Result<(), ClusterError>;
+
+/// KIP-890's check of a transactional produce, as Kafka's `ReplicaManager.
+/// handleProduceAppend` makes it before appending: the transactional batches must all be
+/// of one producer id and epoch (else INVALID_PRODUCER_ID_MAPPING for the whole request);
+/// each partition where that producer has no transaction open yet is checked with the
+/// transaction coordinator of the request's transactional id, which must know the
+/// partition is in the transaction (Produce v3-11), or adds it (v12+, transaction version
+/// 2, Kafka's `ADD_PARTITION`). The answers per partition, mapped as Kafka maps them:
+/// not in the transaction is INVALID_TXN_STATE ("Partition was not added to the
+/// transaction") before v11 and TRANSACTION_ABORTABLE from v11; PRODUCER_FENCED is
+/// INVALID_PRODUCER_EPOCH; a coordinator that cannot answer (none, loading, another end in
+/// flight: CONCURRENT_TRANSACTIONS) is NOT_ENOUGH_REPLICAS, retriable for every client;
+/// INVALID_PRODUCER_ID_MAPPING and the others as they are.
+fn verify_transaction(
+    cluster: &mut ClusterState,
+    ctx: &RequestContext,
+    req: &ProduceRequest,
+    fates: &[Fate],
+) -> Result<HashMap<(String, i32), Verification>, ErrorCode> {
+    let Some(transactional_id) = req.transactional_id.as_deref() else {
+        return Ok(HashMap::new());
+    };
+    let version = ctx.api_version;
+    let mut producers: BTreeSet<(i64, i16)> = BTreeSet::new();
+    let mut unverified: Vec<(String, i32)> = Vec::new();
+    let mut position = 0usize;
+    for topic in &req.topic_data {
+        let name = if version >= 13 {
+            cluster
+                .topic_by_id(topic.topic_id)
+                .map(|t| t.name().to_string())
+        } else {
+            Some(topic.name.0.as_str().to_string())
+        };
+        for data in &topic.partition_data {
+            let here = position;
+            position += 1;
+            if fates.get(here) != Some(&Fate::Serve) {
+                continue;
+            }
+            let Some(name) = name.as_deref() else {
+                continue;
+            };
+            let Some(partition) = cluster.partition(name, data.index) else {
+                continue;
+            };
+            if ctx.partition_error(name, data.index).is_some() {
+                continue;
+            }
+            let Some(header) = data
+                .records
+                .as_deref()
+                .and_then(|r| log_validator::single_batch(r).ok())
+                .filter(|batch| zstd_before_v7(version, batch).is_none())
+                .and_then(|batch| BatchHeader::parse(batch).ok())
+            else {
+                continue;
+            };
+            if header.producer_id < 0 || !header.attributes.is_transactional() {
+                continue;
+            }
+            producers.insert((header.producer_id, header.producer_epoch));
+            if !partition
+                .log()
+                .producer_states()
+                .has_ongoing_transaction(header.producer_id)
+            {
+                unverified.push((name.to_string(), data.index));
+            }
+        }
+    }
+    if producers.len() > 1 {
+        return Err(ErrorCode::InvalidProducerIdMapping);
+    }
+    let Some(&(producer_id, producer_epoch)) = producers.first() else {
+        return Ok(HashMap::new());
+    };
+    if unverified.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let answers: Vec<Option<ErrorCode>> = match ask_coordinator(
+        cluster,
+        ctx,
+        transactional_id,
+        (producer_id, producer_epoch),
+        &unverified,
+    ) {
+        Ok(answers) => answers,
+        Err(code) => vec![Some(code); unverified.len()],
+    };
+    Ok(unverified
+        .into_iter()
+        .zip(answers)
+        .map(|(partition, answer)| {
+            let verification = match answer {
+                None => Ok(()),
+                Some(code) => Err(verification_error(code, version)),
+            };
+            (partition, verification)
+        })
+        .collect())
+}
+
+/// The transaction coordinator's answer for `partitions` (None: in the transaction).
+fn ask_coordinator(
+    cluster: &mut ClusterState,
+    ctx: &RequestContext,
+    transactional_id: &str,
+    (producer_id, producer_epoch): (i64, i16),
+    partitions: &[(String, i32)],
+) -> Result<Vec<Option<ErrorCode>>, ErrorCode> {
+    cluster.active_transaction_coordinator(transactional_id, ctx.now)?;
+    if ctx.api_version >= FIRST_ADD_PARTITION_VERSION {
+        let now = Now::of(ctx);
+        cluster.transactions_mut().add_partitions(
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            partitions,
+            TransactionVersion::V2,
+            now,
+        )?;
+        return Ok(vec![None; partitions.len()]);
+    }
+    cluster.transactions().verify_partitions(
+        transactional_id,
+        producer_id,
+        producer_epoch,
+        partitions,
+    )
+}
+
+/// A verification failure as the produce answers it (Kafka's `AddPartitionsToTxnManager`
+/// and `ReplicaManager.handleProduceAppend` mappings).
+fn verification_error(code: ErrorCode, version: i16) -> ClusterError {
+    match code {
+        ErrorCode::ProducerFenced => ClusterError::code(ErrorCode::InvalidProducerEpoch),
+        ErrorCode::TransactionAbortable if version >= FIRST_ABORTABLE_VERSION => {
+            ClusterError::code(ErrorCode::TransactionAbortable)
+        }
+        ErrorCode::TransactionAbortable | ErrorCode::InvalidTxnState => ClusterError::new(
+            ErrorCode::InvalidTxnState,
+            "Partition was not added to the transaction",
+        ),
+        ErrorCode::ConcurrentTransactions
+        | ErrorCode::NetworkException
+        | ErrorCode::CoordinatorLoadInProgress
+        | ErrorCode::CoordinatorNotAvailable
+        | ErrorCode::NotCoordinator => ClusterError::new(
+            ErrorCode::NotEnoughReplicas,
+            format!(
+                "Unable to verify the partition has been added to the transaction. Underlying error: {}",
+                java_error_name(code)
+            ),
+        ),
+        code => ClusterError::code(code),
+    }
+}
+
+/// Java's `Errors` name of the codes a verification can end with.
+fn java_error_name(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::ConcurrentTransactions => "CONCURRENT_TRANSACTIONS",
+        ErrorCode::NetworkException => "NETWORK_EXCEPTION",
+        ErrorCode::CoordinatorLoadInProgress => "COORDINATOR_LOAD_IN_PROGRESS",
+        ErrorCode::CoordinatorNotAvailable => "COORDINATOR_NOT_AVAILABLE",
+        ErrorCode::NotCoordinator => "NOT_COORDINATOR",
+        _ => "UNKNOWN_SERVER_ERROR",
+    }
+}
+
+/// The first Produce version whose clients know TRANSACTION_ABORTABLE (Kafka's
+/// `GENERIC_ERROR_SUPPORTED`).
+const FIRST_ABORTABLE_VERSION: i16 = 11;
+/// The first Produce version of transaction version 2: the partition is added to the
+/// transaction by the produce itself (Kafka's `ADD_PARTITION`).
+const FIRST_ADD_PARTITION_VERSION: i16 = 12;
+
 /// Whether the first batch of some partition is transactional, as Kafka's
 /// `RequestUtils.hasTransactionalRecords` decides: a batch that is not all there, or whose
 /// framing is unreadable, counts as not transactional (the partition checks refuse it).
@@ -553,6 +753,7 @@ fn produce_partition(
     records: Option<&[u8]>,
     prevalidated: Option<PrevalidatedBatch>,
     budget: &mut InflateBudget,
+    verification: Option<&Verification>,
 ) -> Result<PartitionProduceResponse, ClusterError> {
     if cluster.partition(topic, partition).is_none() {
         return Err(ClusterError::code(ErrorCode::UnknownTopicOrPartition));
@@ -564,6 +765,12 @@ fn produce_partition(
     if let Some(error) = zstd_before_v7(ctx.api_version, batch) {
         return Err(error);
     }
+    // KIP-890: the coordinator's verdict comes before the append's own checks.
+    let verified = match verification {
+        Some(Err(error)) => return Err(error.clone()),
+        Some(Ok(())) => true,
+        None => false,
+    };
     if !matches!(acks, -1..=1) {
         return Err(ClusterError::code(ErrorCode::InvalidRequiredAcks));
     }
@@ -584,7 +791,15 @@ fn produce_partition(
             ));
         }
     }
-    let info = cluster.append_batch(topic, partition, batch, ctx.now_ms, prevalidated, budget)?;
+    let info = cluster.append_batch(
+        topic,
+        partition,
+        batch,
+        ctx.now_ms,
+        prevalidated,
+        budget,
+        verified,
+    )?;
     if info.duplicate {
         tracing::debug!(
             topic,
@@ -1049,7 +1264,7 @@ mod tests {
     }
 
     #[test]
-    fn transactional_records_fail_the_whole_request() {
+    fn transactional_records_without_a_transactional_id_fail_the_whole_request() {
         let mut c = cluster_with(2);
         let txn = BatchBuilder::new(NOW)
             .record(b"x")
@@ -1095,6 +1310,94 @@ mod tests {
             .slice(..50);
         let r = produce_at(&mut c, 0, 9, -1, 0, cut);
         assert_eq!(first_error(&r), ErrorCode::InvalidRecord.code());
+    }
+
+    #[test]
+    fn transactional_batches_are_verified_with_the_coordinator_by_version() {
+        use crate::handlers::test_support::{
+            add_txn_partitions, init_txn, produce_txn, txn_records,
+        };
+        let mut c = cluster_with(3);
+        let (_, id, epoch) = init_txn(&mut c, "txn", 4);
+        let producer = (id, epoch);
+        // Not added: INVALID_TXN_STATE with Kafka's message before v11.
+        let p = produce_txn(&mut c, Some("txn"), 0, txn_records(producer, 0), 9);
+        assert_eq!(p.error_code, ErrorCode::InvalidTxnState.code());
+        assert_eq!(
+            p.error_message.as_deref(),
+            Some("Partition was not added to the transaction")
+        );
+        // TRANSACTION_ABORTABLE, without a message, from v11.
+        let p = produce_txn(&mut c, Some("txn"), 0, txn_records(producer, 0), 11);
+        assert_eq!(p.error_code, ErrorCode::TransactionAbortable.code());
+        assert_eq!(p.error_message, None);
+        assert_eq!(c.partition_log("t", 0).map(|l| l.log_end_offset()), Some(0));
+        // Added, it is written; the open transaction holds the last stable offset.
+        assert_eq!(add_txn_partitions(&mut c, "txn", producer, &[0]), vec![0]);
+        let p = produce_txn(&mut c, Some("txn"), 0, txn_records(producer, 0), 9);
+        assert_eq!((p.error_code, p.base_offset), (0, 0));
+        let p = produce_txn(&mut c, Some("txn"), 0, txn_records(producer, 1), 9);
+        assert_eq!((p.error_code, p.base_offset), (0, 1));
+        assert_eq!(
+            c.partition_log("t", 0).map(|l| l.last_stable_offset()),
+            Some(0)
+        );
+        // Other producers: an unknown id, a stale epoch.
+        let p = produce_txn(&mut c, Some("nobody"), 1, txn_records(producer, 0), 9);
+        assert_eq!(p.error_code, ErrorCode::InvalidProducerIdMapping.code());
+        let p = produce_txn(&mut c, Some("txn"), 1, txn_records((id, epoch + 1), 0), 9);
+        assert_eq!(p.error_code, ErrorCode::InvalidProducerEpoch.code());
+        // From v12 the produce adds the partition itself (transaction version 2).
+        let p = produce_txn(&mut c, Some("txn"), 2, txn_records(producer, 0), 12);
+        assert_eq!(p.error_code, 0);
+        let partitions = c.transactions().get("txn").map(|t| t.partitions().len());
+        assert_eq!(partitions, Some(2));
+    }
+
+    #[test]
+    fn a_busy_coordinator_is_not_enough_replicas_and_mixed_producers_are_refused() {
+        use crate::handlers::test_support::{
+            add_txn_partitions, end_txn, init_txn, produce_txn, txn_coordinator, txn_records,
+        };
+        let config = ClusterConfig {
+            transactions: crate::cluster::TransactionConfig {
+                marker_delay: std::time::Duration::from_secs(1),
+                ..Default::default()
+            },
+            ..ClusterConfig::default()
+        };
+        let mut c = cluster_configured(2, config);
+        let (_, id, epoch) = init_txn(&mut c, "txn", 4);
+        add_txn_partitions(&mut c, "txn", (id, epoch), &[0]);
+        assert_eq!(end_txn(&mut c, "txn", (id, epoch), true, 3).0, 0);
+        let p = produce_txn(&mut c, Some("txn"), 1, txn_records((id, epoch), 0), 9);
+        assert_eq!(p.error_code, ErrorCode::NotEnoughReplicas.code());
+        assert_eq!(
+            p.error_message.as_deref(),
+            Some("Unable to verify the partition has been added to the transaction. Underlying error: CONCURRENT_TRANSACTIONS")
+        );
+        // Two producers' transactional batches in one request: every partition refused.
+        txn_coordinator(&mut c, "txn");
+        let leader = c.partition("t", 0).map_or(0, |p| p.leader());
+        let mut req = request(-1, "t", Uuid::nil(), 0, txn_records((id, epoch), 0));
+        req.transactional_id = Some(kafka_protocol::messages::TransactionalId(
+            crate::handlers::text("txn"),
+        ));
+        req.topic_data[0].partition_data.push(
+            PartitionProduceData::default()
+                .with_index(1)
+                .with_records(Some(txn_records((id + 1, 0), 0))),
+        );
+        let Reply::Respond(ResponseKind::Produce(r)) = handle(&mut c, &ctx(leader, 9), req) else {
+            panic!("expected a produce response");
+        };
+        let codes: Vec<i16> = r.responses[0]
+            .partition_responses
+            .iter()
+            .map(|p| p.error_code)
+            .collect();
+        let mapping = ErrorCode::InvalidProducerIdMapping.code();
+        assert_eq!(codes, vec![mapping, mapping]);
     }
 
     #[test]

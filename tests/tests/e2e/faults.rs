@@ -247,8 +247,8 @@ async fn an_interceptor_narrowed_to_a_transactional_id_fails_only_requests_namin
     );
     let mut conn = RawConnection::new(cluster.connect(0).expect("connect"));
     // Without a transactional id, or with another one, the interceptor does not apply:
-    // an idempotent producer gets its id; other transactional ids get what the harness
-    // answers them today.
+    // an idempotent producer gets its id; another transactional id gets what broker 0
+    // answers it (no broker coordinates before the first FindCoordinator).
     let (_, response) = conn
         .request(ApiKey::InitProducerId, 4, &init_producer_id(None))
         .await
@@ -264,7 +264,7 @@ async fn an_interceptor_narrowed_to_a_transactional_id_fails_only_requests_namin
         .expect("answered");
     assert_eq!(
         init_producer_id_error(&response),
-        ErrorCode::TransactionalIdAuthorizationFailed.code()
+        ErrorCode::NotCoordinator.code()
     );
     assert_eq!(cluster.pending_interceptors(), 1);
     for _ in 0..2 {

@@ -109,7 +109,7 @@ async fn init_producer_id_is_advertised_and_served_by_every_broker() {
         .iter()
         .find(|k| k.api_key == ApiKey::InitProducerId as i16)
         .map(|k| (k.min_version, k.max_version));
-    assert_eq!(advertised, Some((0, 4)));
+    assert_eq!(advertised, Some((0, 5)));
     let mut ids = Vec::new();
     for broker in 0..3 {
         let mut conn = connect(&cluster, broker).await;

@@ -10,3 +10,4 @@ mod group_coordinator;
 mod hostile_input;
 mod idempotence;
 mod producer;
+mod txn_coordinator;
