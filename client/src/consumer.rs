@@ -480,67 +480,77 @@ impl Consumer {
         self.poll_next(cx, false)
     }
 
-    /// The next event (records only if `records_only`), `Ok(None)` once closed.
+    /// The next event (records only if `records_only`), `Ok(None)` once closed. One lock
+    /// per record on the common path; rebalance steps and group errors take the slow path
+    /// only when the group engine has some.
     fn poll_next(
         &self,
         cx: &mut Context<'_>,
         records_only: bool,
     ) -> Poll<Result<Option<ConsumerEvent>, Error>> {
-        let poll = self.poll_group_and_records(cx, records_only);
-        if let Some(group) = self.shared.lock().group.as_mut() {
-            // The max.poll.interval.ms clock: waiting in recv counts as polling.
-            group.handle_poll(tokio::time::Instant::now().into_std(), poll.is_pending());
+        let mut steps_done = false;
+        loop {
+            let mut state = self.shared.lock();
+            if state.closed {
+                return Poll::Ready(Ok(None));
+            }
+            if let Some(group) = state.group.as_mut() {
+                let attention = self.shared.group.step_running() || group.needs_attention();
+                if attention && !steps_done {
+                    drop(state);
+                    steps_done = true;
+                    // Rebalance steps first: their callbacks run here, as Java runs them
+                    // in poll.
+                    let now = tokio::time::Instant::now().into_std();
+                    if group::poll_steps(&self.shared, cx).is_pending() {
+                        self.note_poll(now, true);
+                        return Poll::Pending;
+                    }
+                    let error = self
+                        .shared
+                        .lock()
+                        .group
+                        .as_mut()
+                        .and_then(GroupEngine::poll_error);
+                    if let Some(error) = error {
+                        self.note_poll(now, false);
+                        return Poll::Ready(Err(error));
+                    }
+                    continue;
+                }
+            }
+            let event = loop {
+                match state.fetcher.poll_event() {
+                    // End-of-partition events are for `recv_event` only.
+                    Some(Ok(ConsumerEvent::PartitionEof { .. })) if records_only => continue,
+                    event => break event,
+                }
+            };
+            let freed = state.fetcher.poll_space_freed();
+            let poll = match event {
+                Some(event) => Poll::Ready(event.map(Some)),
+                None => {
+                    state.register(cx.waker());
+                    Poll::Pending
+                }
+            };
+            if let Some(group) = state.group.as_mut() {
+                // The max.poll.interval.ms clock: waiting in recv counts as polling.
+                group.handle_poll(tokio::time::Instant::now().into_std(), poll.is_pending());
+            }
+            drop(state);
+            if freed {
+                self.shared.wake_driver();
+            }
+            return poll;
         }
-        poll
     }
 
-    fn poll_group_and_records(
-        &self,
-        cx: &mut Context<'_>,
-        records_only: bool,
-    ) -> Poll<Result<Option<ConsumerEvent>, Error>> {
-        if self.shared.lock().closed {
-            return Poll::Ready(Ok(None));
+    /// Tells the group when the application entered or left `recv`.
+    fn note_poll(&self, now: std::time::Instant, waiting: bool) {
+        if let Some(group) = self.shared.lock().group.as_mut() {
+            group.handle_poll(now, waiting);
         }
-        if self.shared.lock().group.is_some() {
-            // Rebalance steps first: their callbacks run here, as Java runs them in poll.
-            if group::poll_steps(&self.shared, cx).is_pending() {
-                return Poll::Pending;
-            }
-            if let Some(error) = self
-                .shared
-                .lock()
-                .group
-                .as_mut()
-                .and_then(GroupEngine::poll_error)
-            {
-                return Poll::Ready(Err(error));
-            }
-        }
-        let mut state = self.shared.lock();
-        if state.closed {
-            return Poll::Ready(Ok(None));
-        }
-        let event = loop {
-            match state.fetcher.poll_event() {
-                // End-of-partition events are for `recv_event` only.
-                Some(Ok(ConsumerEvent::PartitionEof { .. })) if records_only => continue,
-                event => break event,
-            }
-        };
-        let freed = state.fetcher.poll_space_freed();
-        let poll = match event {
-            Some(event) => Poll::Ready(event.map(Some)),
-            None => {
-                state.register(cx.waker());
-                Poll::Pending
-            }
-        };
-        drop(state);
-        if freed {
-            self.shared.wake_driver();
-        }
-        poll
     }
 
     /// Closes the consumer; buffered records are dropped. In a group: the owned partitions

@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
@@ -77,6 +78,8 @@ pub(crate) struct GroupShared {
     pub(crate) listener: Option<Arc<dyn RebalanceListener>>,
     /// The rebalance step `recv` is running, with its callback.
     pub(crate) running: Mutex<Option<(GroupEvent, CallbackFuture)>>,
+    /// Whether `running` holds a step (read without its lock on every `recv`).
+    pub(crate) running_flag: AtomicBool,
     pub(crate) commits: Mutex<HashMap<Token, oneshot::Sender<Result<(), Error>>>>,
     pub(crate) lookups: Mutex<HashMap<Token, oneshot::Sender<Result<Committed, Error>>>>,
 }
@@ -86,6 +89,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl GroupShared {
+    /// Whether a rebalance step's callback is running.
+    pub(crate) fn step_running(&self) -> bool {
+        self.running_flag.load(Ordering::Acquire)
+    }
+
     /// Completes the waiters of finished commits and lookups.
     pub(crate) fn deliver(
         &self,
@@ -325,6 +333,7 @@ pub(crate) fn poll_steps(shared: &Arc<Shared>, cx: &mut Context<'_>) -> Poll<()>
                 let Some((event, _)) = running.take() else {
                     continue;
                 };
+                shared.group.running_flag.store(false, Ordering::Release);
                 drop(running);
                 finish_step(shared, event);
                 continue;
@@ -356,6 +365,7 @@ pub(crate) fn poll_steps(shared: &Arc<Shared>, cx: &mut Context<'_>) -> Poll<()>
         };
         let future = handle.callback(&event);
         *lock(&shared.group.running) = Some((event, future));
+        shared.group.running_flag.store(true, Ordering::Release);
     }
 }
 

@@ -545,6 +545,17 @@ impl GroupEngine {
         Some(event)
     }
 
+    /// Whether `recv` must look at the group before handing out records: a rebalance step
+    /// or an error waits, or a rejoin will start with one.
+    pub fn needs_attention(&self) -> bool {
+        self.has_events()
+            || !self.errors.is_empty()
+            || self.poll_expired
+            || (self.rejoin.is_some()
+                && self.topics.is_some()
+                && matches!(self.phase, Phase::Stable | Phase::Idle))
+    }
+
     /// Whether a step is out with the consumer or waiting.
     pub fn has_events(&self) -> bool {
         self.event_out.is_some() || !self.events.is_empty()
