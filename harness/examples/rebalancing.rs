@@ -288,8 +288,9 @@ async fn lab(bootstrap: &str, strategy: &str, round: usize) -> Result<Report, St
             sent.insert(value);
         }
     }
-    // Until every record was processed, or a minute.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    // Until every record was processed, or two minutes (a broker may hold a rebalance for
+    // up to a session timeout per membership change).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while tokio::time::Instant::now() < deadline {
         let missing = {
             let stats = lock(&stats);
@@ -307,6 +308,14 @@ async fn lab(bootstrap: &str, strategy: &str, round: usize) -> Result<Report, St
         task.abort();
     }
     let stats = lock(&stats);
+    let missing: Vec<&u64> = sent
+        .iter()
+        .filter(|v| !stats.processed.contains_key(v))
+        .take(10)
+        .collect();
+    if !missing.is_empty() {
+        eprintln!("{strategy}: never processed, among others: {missing:?}");
+    }
     let counts: BTreeMap<u64, u32> = sent
         .iter()
         .map(|v| (*v, stats.processed.get(v).copied().unwrap_or(0)))
