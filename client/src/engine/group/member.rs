@@ -1286,8 +1286,10 @@ impl GroupEngine {
                 self.member_id = body.member_id.to_string();
             }
             Some(ErrorCode::UnknownMemberId) | Some(ErrorCode::IllegalGeneration) => {
+                // Out of the group: what it still owns (cooperative) is lost, and it
+                // joins again as a new member (the steps before JoinGroup run again).
                 self.reset_generation();
-                self.phase = Phase::Joining { request: None };
+                self.phase = Phase::Idle;
             }
             Some(ErrorCode::RebalanceInProgress) => {
                 self.join_retry.fail(&mut self.rng, now);
@@ -1417,7 +1419,7 @@ impl GroupEngine {
             }
             Some(ErrorCode::UnknownMemberId) | Some(ErrorCode::IllegalGeneration) => {
                 self.reset_generation();
-                self.phase = Phase::Joining { request: None };
+                self.phase = Phase::Idle;
                 self.request_rejoin("SyncGroup: the member is not in this generation");
             }
             Some(ErrorCode::CoordinatorNotAvailable) | Some(ErrorCode::NotCoordinator) => {

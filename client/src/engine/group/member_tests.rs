@@ -714,3 +714,41 @@ fn a_pattern_subscribes_to_the_topics_it_matches_as_they_appear() {
     assert!(!engine.is_stable(), "a new match rejoins");
     assert!(engine.subscribe_pattern("(").is_err());
 }
+
+#[test]
+fn a_cooperative_member_refused_at_join_loses_what_it_kept_and_joins_anew() {
+    let now = Instant::now();
+    let mut engine = joined(None, true, 2, now);
+    let beat = one(engine.poll_requests(now + 1_000 * MS), ApiKey::Heartbeat);
+    engine.handle_response(
+        beat.id,
+        4,
+        heartbeat_answer(ErrorCode::RebalanceInProgress),
+        now + 1_000 * MS,
+    );
+    let join = one(engine.poll_requests(now + 1_000 * MS), ApiKey::JoinGroup);
+    assert_eq!(engine.owned().len(), 2, "cooperative: kept while joining");
+    let refused = ResponseKind::JoinGroup(
+        JoinGroupResponse::default().with_error_code(ErrorCode::UnknownMemberId.code()),
+    );
+    engine.handle_response(join.id, 9, refused, now + 1_100 * MS);
+    assert_eq!(
+        engine.poll_event(now + 1_100 * MS),
+        Some(GroupEvent::Lose(vec![tp(0), tp(1)]))
+    );
+    engine.handle_event_done();
+    let join = one(engine.poll_requests(now + 1_100 * MS), ApiKey::JoinGroup);
+    let Body::JoinGroup {
+        member_id,
+        protocols,
+        ..
+    } = &join.body
+    else {
+        panic!()
+    };
+    assert_eq!(member_id, "");
+    assert!(decode_subscription(&protocols[0].1)
+        .expect("sub")
+        .owned_partitions
+        .is_empty());
+}
