@@ -209,6 +209,24 @@ fn bad_arguments_are_errors_not_panics() {
         limit,
     );
     assert!(!ok && stderr.contains("transactional.id"), "{stderr}");
+    // With -G the group assigns partitions and committed offsets decide where to start.
+    for (args, names) in [
+        (
+            &["-t", "t", "-G", "g", "-o", "17"][..],
+            "-o takes beginning or end",
+        ),
+        (&["-t", "t", "-G", "g", "-p", "0"][..], "-p and -G"),
+        (
+            &["-t", "t", "-G", "g", "-X", "group.protocol=consumer"][..],
+            "group.protocol",
+        ),
+        (&["-t", "^(", "-G", "g"][..], "bad topic pattern"),
+    ] {
+        let mut argv = vec!["consume", "-b", "127.0.0.1:1"];
+        argv.extend_from_slice(args);
+        let (ok, _, stderr) = run(&argv, b"", limit);
+        assert!(!ok && stderr.contains(names), "{args:?}: {stderr}");
+    }
 }
 
 #[test]

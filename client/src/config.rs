@@ -31,7 +31,7 @@
 //!   `ssl.truststore.type=JKS`, a Java partitioner class), is an [`Error::Config`] naming the
 //!   key: going on unauthenticated or with records in other partitions would be wrong, not
 //!   merely different.
-//! - **Known keys franzy ignores** (not implemented yet, such as `group.id`, or meaningless
+//! - **Known keys franzy ignores** (not implemented yet, such as `group.remote.assignor`, or meaningless
 //!   here, such as `key.serializer`) are kept as text ([`Config::ignored`], [`Config::get`])
 //!   and logged once, at warn level, when set: `ignored: KEY (not supported)`, with the
 //!   reason in the event's `reason` field. A value that asks for nothing franzy does not do
@@ -229,6 +229,17 @@ pub struct Config {
     pub(crate) transactional_id: Option<String>,
     /// `transaction.timeout.ms`.
     pub(crate) transaction_timeout: Duration,
+    pub(crate) group_id: Option<String>,
+    pub(crate) group_instance_id: Option<String>,
+    pub(crate) session_timeout: Duration,
+    pub(crate) heartbeat_interval: Duration,
+    pub(crate) max_poll_interval: Duration,
+    /// `partition.assignment.strategy`, as given (Java class or protocol names).
+    pub(crate) assignment_strategy: Vec<String>,
+    pub(crate) enable_auto_commit: bool,
+    pub(crate) auto_commit_interval: Duration,
+    pub(crate) client_rack: Option<String>,
+    pub(crate) default_api_timeout: Duration,
     /// What was set of the settings derived from others.
     given: Given,
     /// The keys franzy keeps without acting on them.
@@ -286,6 +297,19 @@ impl Default for Config {
             security: SecuritySettings::default(),
             transactional_id: None,
             transaction_timeout: Duration::from_secs(60),
+            group_id: None,
+            group_instance_id: None,
+            session_timeout: Duration::from_secs(45),
+            heartbeat_interval: Duration::from_secs(3),
+            max_poll_interval: Duration::from_secs(300),
+            assignment_strategy: vec![
+                "org.apache.kafka.clients.consumer.RangeAssignor".into(),
+                "org.apache.kafka.clients.consumer.CooperativeStickyAssignor".into(),
+            ],
+            enable_auto_commit: true,
+            auto_commit_interval: Duration::from_secs(5),
+            client_rack: None,
+            default_api_timeout: Duration::from_secs(60),
             given: Given::default(),
             kept: Kept::default(),
         };
@@ -459,6 +483,35 @@ impl Config {
         /// [`Error::TransactionOutcomeUnknown`].
         transaction_timeout(Duration) => transaction_timeout via capped,
             key "transaction.timeout.ms", default "60000";
+        /// The consumer group. Set, [`Consumer::subscribe`](crate::Consumer::subscribe)
+        /// joins it and the consumer commits offsets to it (also with `assign`).
+        group_id(impl Into<String>) => group_id via non_empty,
+            key "group.id", default "";
+        /// A static member's identity (KIP-345): a restart within `session.timeout.ms`
+        /// causes no rebalance, and closing sends no LeaveGroup.
+        group_instance_id(impl Into<String>)
+            => group_instance_id via non_empty,
+            key "group.instance.id", default "";
+        /// How long the coordinator waits for a heartbeat before removing the member.
+        session_timeout(Duration) => session_timeout via capped,
+            key "session.timeout.ms", default "45000";
+        /// Time between heartbeats (sent by a background task); below the session timeout.
+        heartbeat_interval(Duration) => heartbeat_interval via capped,
+            key "heartbeat.interval.ms", default "3000";
+        /// Longest time between two `recv` calls before the member leaves the group; also
+        /// the rebalance timeout.
+        max_poll_interval(Duration) => max_poll_interval via capped,
+            key "max.poll.interval.ms", default "300000";
+        /// Commit the positions handed out every `auto.commit.interval.ms`, before
+        /// partitions are revoked, and on close.
+        enable_auto_commit(bool) => enable_auto_commit,
+            key "enable.auto.commit", default "true";
+        /// Time between automatic commits.
+        auto_commit_interval(Duration) => auto_commit_interval via capped,
+            key "auto.commit.interval.ms", default "5000";
+        /// How long `commit`, `committed` and the last commit of `close` wait.
+        default_api_timeout(Duration) => default_api_timeout via capped,
+            key "default.api.timeout.ms", default "60000";
     }
 
     /// How connections are secured (`security.protocol`). Default `PLAINTEXT`. TLS uses
@@ -481,6 +534,19 @@ impl Config {
     pub fn sasl(mut self, sasl: Sasl) -> Self {
         self.security.sasl = Some(sasl);
         self
+    }
+
+    /// Sets `partition.assignment.strategy`: built-in assignors by protocol name (`range`,
+    /// `roundrobin`, `sticky`, `cooperative-sticky`) or Java class name, in order of
+    /// preference. Errors name the key for an assignor franzy does not have.
+    ///
+    /// Default: `partition.assignment.strategy=org.apache.kafka.clients.consumer.RangeAssignor,org.apache.kafka.clients.consumer.CooperativeStickyAssignor`.
+    pub fn partition_assignment_strategy<S: AsRef<str>>(
+        self,
+        names: impl IntoIterator<Item = S>,
+    ) -> Result<Self, Error> {
+        let joined: Vec<String> = names.into_iter().map(|n| n.as_ref().to_string()).collect();
+        self.set("partition.assignment.strategy", joined.join(","))
     }
 
     /// Whether the producer is idempotent with these settings (see
@@ -665,6 +731,20 @@ impl Config {
                 "must exceed fetch.max.bytes by at least 64 KiB of response overhead",
             ));
         }
+        if self.group_id.is_some() {
+            if self.heartbeat_interval >= self.session_timeout {
+                return Err(Error::config(
+                    "heartbeat.interval.ms",
+                    "must be less than session.timeout.ms",
+                ));
+            }
+            if self.session_timeout.is_zero() || self.max_poll_interval.is_zero() {
+                return Err(Error::config(
+                    "session.timeout.ms",
+                    "session.timeout.ms and max.poll.interval.ms must be positive",
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -704,6 +784,10 @@ impl Config {
 /// A `transactional.id` setting: an empty id is none.
 fn optional_id(id: impl Into<String>) -> Option<String> {
     Some(id.into()).filter(|id| !id.is_empty())
+}
+
+fn non_empty(text: impl Into<String>) -> Option<String> {
+    Some(text.into()).filter(|text| !text.is_empty())
 }
 
 fn capped(duration: Duration) -> Duration {
@@ -863,6 +947,17 @@ mod tests {
             "fetch.max.bytes" => "1000000",
             "max.partition.fetch.bytes" => "65536",
             "enable.partition.eof" => "TRUE",
+            "group.id" => "audit",
+            "group.instance.id" => "audit-1",
+            "group.protocol" => "CLASSIC",
+            "session.timeout.ms" => "10000",
+            "heartbeat.interval.ms" => "1000",
+            "max.poll.interval.ms" => "60000",
+            "partition.assignment.strategy" => "range, cooperative-sticky",
+            "enable.auto.commit" => "false",
+            "auto.commit.interval.ms" => "1000",
+            "client.rack" => "eu-1a",
+            "default.api.timeout.ms" => "5000",
             other => panic!("no sample value for {other}"),
         }
     }
@@ -1042,6 +1137,10 @@ mod tests {
             ("topic.metadata.refresh.interval.ms", "never"),
             ("receive.message.max.bytes", "1e9"),
             ("socket.timeout.ms", "1s"),
+            ("group.protocol", "consumer"),
+            ("partition.assignment.strategy", "com.example.MyAssignor"),
+            ("partition.assignment.strategy", ""),
+            ("session.timeout.ms", "soon"),
         ];
         for (key, value) in bad {
             let result = Config::new("a:1").set(key, value);
@@ -1178,16 +1277,16 @@ mod tests {
         // Registers the warning callsites first: a callsite registered by another test's
         // thread while the recorder below is installed could cache "not interested".
         let _ = Config::new("a:1")
-            .set("group.id", "warm")
+            .set("group.remote.assignor", "warm")
             .and_then(|c| c.set("warm.unknown.key", "x"))
             .and_then(|c| c.set("lingerms", "5"));
         let mut config = Config::new("a:1");
         let lines = warnings(|| {
             config = Config::new("a:1")
-                .set("group.id", "audit")
-                .and_then(|c| c.set("group.id", "audit-2"))
+                .set("group.remote.assignor", "uniform")
+                .and_then(|c| c.set("group.remote.assignor", "range"))
                 .and_then(|c| c.set("sasl.oauthbearer.client.id", "app"))
-                .and_then(|c| c.set("enable.auto.commit", "false"))
+                .and_then(|c| c.set("check.crcs", "true"))
                 .and_then(|c| c.set("interceptor.classes", ""))
                 .and_then(|c| c.set("interceptor.classes", "com.example.Tracing"))
                 .and_then(|c| c.set("interceptor.classes", "com.example.Other"))
@@ -1195,12 +1294,17 @@ mod tests {
                 .and_then(|c| c.set("lingerms", "5"))
                 .expect("all accepted");
             // Clones and clients built later do not warn again.
-            let clone = config.clone().set("group.id", "again").expect("accepted");
+            let clone = config
+                .clone()
+                .set("group.remote.assignor", "again")
+                .expect("accepted");
             clone.validate().expect("valid");
         });
         let warned: Vec<&str> = lines.iter().map(String::as_str).collect();
         assert_eq!(warned.len(), 5, "{warned:#?}");
-        assert!(warned[0].starts_with("WARN ignored: group.id (not supported) reason="));
+        assert!(
+            warned[0].starts_with("WARN ignored: group.remote.assignor (not supported) reason=")
+        );
         assert!(warned[1].starts_with("WARN ignored: sasl.oauthbearer.client.id (not supported)"));
         assert!(warned[2].starts_with("WARN ignored: interceptor.classes (not supported)"));
         assert_eq!(warned[3], "WARN ignored: schema.registry.url (unknown)");
@@ -1213,15 +1317,19 @@ mod tests {
         assert_eq!(
             kept,
             vec![
-                ("group.id", "audit-2"),
+                ("group.remote.assignor", "range"),
                 ("sasl.oauthbearer.client.credentials.client.id", "app"),
-                ("enable.auto.commit", "false"),
+                ("check.crcs", "true"),
                 ("interceptor.classes", "com.example.Other"),
                 ("schema.registry.url", "http://r:8081"),
                 ("lingerms", "5"),
             ]
         );
-        assert_eq!(config.get("group.id").as_deref(), Some("audit-2"));
+        assert_eq!(
+            config.get("group.remote.assignor").as_deref(),
+            Some("range")
+        );
+        assert_eq!(config.get("check.crcs").as_deref(), Some("true"));
         assert_eq!(
             config.get("sasl.oauthbearer.client.id").as_deref(),
             Some("app")

@@ -200,6 +200,36 @@ pub enum Error {
         #[source]
         cause: Box<Error>,
     },
+    /// A commit was refused because the member is not in the group's current generation
+    /// (it was removed, or a rebalance is in progress): Java's `CommitFailedException` and
+    /// `RebalanceInProgressException`. The partitions may belong to another member now;
+    /// the consumer rejoins on the next `recv`. Not retriable as is.
+    #[error("commit failed: {reason}")]
+    CommitFailed {
+        /// The broker's code, when the coordinator refused the commit.
+        code: Option<ErrorCode>,
+        /// Why.
+        reason: String,
+    },
+    /// The application did not call `recv` within `max.poll.interval.ms`: the consumer left
+    /// its group (its partitions went to other members). Returned once by the next `recv`,
+    /// which then rejoins the group; commits until then fail with [`Error::CommitFailed`].
+    #[error("the time between recv calls exceeded max.poll.interval.ms ({interval:?}): the consumer left the group and rejoins")]
+    PollIntervalExceeded {
+        /// `max.poll.interval.ms`.
+        interval: Duration,
+    },
+    /// The consumer's group membership failed for good: another consumer with the same
+    /// `group.instance.id` fenced it (FENCED_INSTANCE_ID), it may not use the group
+    /// (GROUP_AUTHORIZATION_FAILED), or the group refused its settings
+    /// (INCONSISTENT_GROUP_PROTOCOL, INVALID_SESSION_TIMEOUT, ...). Fatal.
+    #[error("consumer group {group} failed: {code}")]
+    GroupFailed {
+        /// The group id.
+        group: String,
+        /// Kafka's error code.
+        code: ErrorCode,
+    },
     /// The client was closed.
     #[error("client is closed")]
     Closed,
@@ -284,7 +314,10 @@ impl Error {
     /// transaction failed.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            Self::Broker { code, .. } | Self::Partition { code, .. } => Some(*code),
+            Self::Broker { code, .. }
+            | Self::Partition { code, .. }
+            | Self::GroupFailed { code, .. } => Some(*code),
+            Self::CommitFailed { code, .. } => *code,
             Self::Fatal(cause) | Self::Abortable(cause) => cause.code(),
             _ => None,
         }
@@ -309,7 +342,7 @@ impl Error {
     /// The instance can no longer be used and must be recreated.
     pub fn is_fatal(&self) -> bool {
         match self {
-            Self::Fatal(_) | Self::Authentication { .. } => true,
+            Self::Fatal(_) | Self::Authentication { .. } | Self::GroupFailed { .. } => true,
             Self::BrokerUnreachable { cause, .. } | Self::AllBrokersDown { cause, .. } => {
                 cause.is_fatal()
             }

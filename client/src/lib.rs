@@ -40,7 +40,8 @@
 //! | module | what |
 //! |---|---|
 //! | [`producer`] | [`Producer`]: `send` records, await their delivery (or `send_and_wait`); `flush`, `close`; transactions |
-//! | [`consumer`] | [`Consumer`]: manual assignment, seek, pause, prefetching `recv` / `recv_event` / `Stream`, all through `&self` |
+//! | [`consumer`] | [`Consumer`]: group subscriptions (topics or a pattern) with rebalance callbacks and commits, or manual assignment; seek, pause, prefetching `recv` / `recv_event` / `Stream`, all through `&self` |
+//! | [`assignor`] | partition assignors: range, roundrobin, sticky, cooperative-sticky, and the [`PartitionAssignor`](assignor::PartitionAssignor) trait for your own |
 //! | [`record`] | the record types: [`ProducerRecord`], [`RecordMetadata`], [`ConsumerRecord`], [`ConsumerEvent`], [`Offset`], [`Header`] |
 //! | [`config`] | [`Config`]: typed setters; Kafka's and librdkafka's property names and `.properties` files, from one table |
 //! | [`builder`] | [`ClientBuilder`]: transport and seed for a producer or consumer |
@@ -65,6 +66,7 @@
 //!                                            proto (bytes <-> values)
 //! ```
 
+pub mod assignor;
 pub mod builder;
 pub mod config;
 pub mod consumer;
@@ -94,7 +96,9 @@ pub mod transport;
 
 pub use builder::ClientBuilder;
 pub use config::{Acks, Config, IsolationLevel, OffsetReset, Partitioner};
-pub use consumer::{Consumer, ConsumerBuilder};
+pub use consumer::{
+    Consumer, ConsumerBuilder, ConsumerHandle, OffsetAndMetadata, RebalanceListener,
+};
 pub use error::{Error, Persisted, ProduceError, Result};
 pub use group_metadata::ConsumerGroupMetadata;
 pub use producer::{DeliveryFuture, Producer, ProducerBuilder};

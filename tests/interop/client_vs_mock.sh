@@ -96,3 +96,5 @@ if ! diff -q "$work/txn.expected" "$work/txn.franzy" >/dev/null; then
 fi
 echo "client-vs-mock: transactions: 1000 records committed in 4 transactions, read back by kcat and franzy with read_committed"
 echo "client-vs-mock: ok"
+# The group consumer against the mock's group coordinator, on a mock cluster of its own.
+"$here/group_vs_mock.sh"

@@ -16,6 +16,7 @@
 //! | [`producer_id`] | the InitProducerId state machine: retries, the fallback without idempotence |
 //! | [`transaction`] | the transactional producer's state machine: coordinators, partitions and offsets in the transaction, commit and abort, torn commits |
 //! | [`fetcher`] | the consumer's engine: positions, Fetch/ListOffsets planning, prefetch buffer, resets, outages |
+//! | [`group`] | the consumer group: membership, assignors, commits |
 //! | [`refresh`] | when to refresh the metadata, with spacing and backoff: one policy for every role |
 //! | [`metadata`] | the cluster view: brokers, topics, leaders, leader epochs |
 //! | [`connection`] | one broker connection: correlation ids, in-flight requests, negotiation, timeouts |
@@ -26,6 +27,7 @@ pub mod accumulator;
 pub mod backoff;
 pub mod connection;
 pub mod fetcher;
+pub mod group;
 pub mod idempotence;
 pub mod metadata;
 pub mod partitioner;

@@ -12,6 +12,20 @@ pub fn negotiate(ours: VersionRange, theirs: VersionRange) -> Option<i16> {
     (min <= max).then_some(max)
 }
 
+/// The versions this codec can encode for `api`. kafka-protocol's `ApiKey::valid_versions`
+/// lists OffsetCommit and OffsetFetch v10 (KIP-848's topic ids), which its generated
+/// request structs cannot encode; a broker advertising them would otherwise be sent a
+/// request that fails to build.
+pub fn codec_versions(api: ApiKey) -> VersionRange {
+    use kafka_protocol::messages::{OffsetCommitRequest, OffsetFetchRequest};
+    use kafka_protocol::protocol::Message;
+    match api {
+        ApiKey::OffsetCommit => <OffsetCommitRequest as Message>::VERSIONS,
+        ApiKey::OffsetFetch => <OffsetFetchRequest as Message>::VERSIONS,
+        _ => api.valid_versions(),
+    }
+}
+
 /// What a broker said it supports, per API, as read from an ApiVersions response.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BrokerVersions {
@@ -43,7 +57,7 @@ impl BrokerVersions {
 
     /// The version to use for `api`: the highest that both this codec and the broker support.
     pub fn choose(&self, api: ApiKey) -> Option<i16> {
-        negotiate(api.valid_versions(), self.range(api)?)
+        negotiate(codec_versions(api), self.range(api)?)
     }
 
     /// As [`BrokerVersions::choose`], but no higher than `max` (a client that does not speak
@@ -69,6 +83,15 @@ mod tests {
         assert_eq!(negotiate(r(3, 12), r(0, 9)), Some(9));
         assert_eq!(negotiate(r(0, 2), r(3, 12)), None);
         assert_eq!(negotiate(r(4, 4), r(4, 4)), Some(4));
+    }
+
+    #[test]
+    fn versions_the_codec_cannot_encode_are_never_chosen() {
+        let commit = ApiKey::OffsetCommit as i16;
+        let fetch = ApiKey::OffsetFetch as i16;
+        let table = BrokerVersions::new([(commit, 2, 10), (fetch, 1, 10)]);
+        assert_eq!(table.choose(ApiKey::OffsetCommit), Some(9));
+        assert_eq!(table.choose(ApiKey::OffsetFetch), Some(9));
     }
 
     #[test]

@@ -255,6 +255,9 @@ enum FetchState {
     Fetching,
     /// Stopped by an error the user is (or was) told about; a seek restarts it.
     Halted,
+    /// Assigned by the group coordinator: waits for its committed offset (OffsetFetch)
+    /// before it is fetched, or reset by `auto.offset.reset` when there is none.
+    AwaitingPosition,
 }
 
 #[derive(Debug)]

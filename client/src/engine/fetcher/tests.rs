@@ -1508,3 +1508,57 @@ mod read_committed_model {
         }
     }
 }
+
+#[test]
+fn group_partitions_wait_for_their_committed_offset_and_revoked_ones_are_held() {
+    let now = Instant::now();
+    let md = metadata(&[("t", &[0, 0])]);
+    let (p0, p1) = (tp("t", 0), tp("t", 1));
+    let mut f = Fetcher::new(config(), 1);
+    f.assign_from_group(&[p0.clone(), p1.clone()]);
+    assert_eq!(f.awaiting_committed(), vec![p0.clone(), p1.clone()]);
+    assert!(
+        f.poll_fetches(now, &md).is_empty(),
+        "nothing before the offsets"
+    );
+    assert!(f.poll_list_offsets(now, &md).is_empty());
+    assert_eq!(f.position(&p0), None);
+    assert!(f.consumed_positions().is_empty());
+    // p0 has a committed offset; p1 has none and resets by policy (latest: a lookup).
+    f.start_at_committed(&p0, Some(3));
+    f.start_at_committed(&p1, None);
+    assert!(f.awaiting_committed().is_empty());
+    assert_eq!(f.position(&p0), Some(3));
+    assert_eq!(f.poll_list_offsets(now, &md).len(), 1);
+    let plan = only_plan(&mut f, now, &md);
+    assert_eq!(plan.partitions().collect::<Vec<_>>(), vec![(&p0, 3)]);
+    f.handle_fetch_response(
+        plan.id(),
+        18,
+        response("t", vec![ok(0, 10, batch(3, &["a", "b", "c"]))]),
+        now,
+    );
+    let first = f.poll_event();
+    assert!(matches!(&first, Some(Ok(ConsumerEvent::Record(r))) if r.offset == 3));
+    assert_eq!(
+        f.consumed_positions(),
+        vec![(p0.clone(), 4)],
+        "what was handed out"
+    );
+    assert_eq!(f.lag(&p0), Some(6), "high watermark 10, position 4");
+    // Revoked: the rest of the batch is dropped, the position stays at what was handed out.
+    f.hold(std::slice::from_ref(&p0));
+    assert!(f.poll_event().is_none(), "no record of a held partition");
+    assert_eq!(f.position(&p0), Some(4));
+    assert_eq!(f.consumed_positions(), vec![(p0.clone(), 4)]);
+    assert!(f
+        .poll_fetches(now, &md)
+        .iter()
+        .all(|plan| plan.partitions().all(|(tp, _)| *tp != p0)));
+    // A start position that comes late, after a seek, changes nothing.
+    f.assign_from_group(std::slice::from_ref(&p1));
+    f.assign_from_group(&[p0.clone(), p1.clone()]);
+    f.seek(&p0, Offset::At(8)).expect("assigned");
+    f.start_at_committed(&p0, Some(1));
+    assert_eq!(f.position(&p0), Some(8));
+}
