@@ -177,6 +177,56 @@ fn bad_arguments_are_errors_not_panics() {
         limit,
     );
     assert!(!ok && stderr.contains("NAME=VALUE"), "{stderr}");
+    // Transactions: --txn-records needs a transactional id, and a transactional id needs
+    // idempotence; both are refused before connecting.
+    let (ok, _, stderr) = run(
+        &[
+            "produce",
+            "-b",
+            "127.0.0.1:1",
+            "-t",
+            "t",
+            "--txn-records",
+            "5",
+        ],
+        b"",
+        limit,
+    );
+    assert!(!ok && stderr.contains("transactional.id"), "{stderr}");
+    let (ok, _, stderr) = run(
+        &[
+            "produce",
+            "-b",
+            "127.0.0.1:1",
+            "-t",
+            "t",
+            "-X",
+            "transactional.id=tx",
+            "-X",
+            "enable.idempotence=false",
+        ],
+        b"",
+        limit,
+    );
+    assert!(!ok && stderr.contains("transactional.id"), "{stderr}");
+    // With -G the group assigns partitions and committed offsets decide where to start.
+    for (args, names) in [
+        (
+            &["-t", "t", "-G", "g", "-o", "17"][..],
+            "-o takes beginning or end",
+        ),
+        (&["-t", "t", "-G", "g", "-p", "0"][..], "-p and -G"),
+        (
+            &["-t", "t", "-G", "g", "-X", "group.protocol=consumer"][..],
+            "group.protocol",
+        ),
+        (&["-t", "^(", "-G", "g"][..], "bad topic pattern"),
+    ] {
+        let mut argv = vec!["consume", "-b", "127.0.0.1:1"];
+        argv.extend_from_slice(args);
+        let (ok, _, stderr) = run(&argv, b"", limit);
+        assert!(!ok && stderr.contains(names), "{args:?}: {stderr}");
+    }
 }
 
 #[test]
@@ -544,4 +594,99 @@ fn serve_takes_the_harness_limits_as_flags() {
         Duration::from_secs(30),
     );
     assert!(!ok && stderr.contains("needs a unit"), "{stderr}");
+}
+
+#[test]
+fn produce_in_transactions_commits_at_the_end_or_every_n_records_and_aborts_on_sigint() {
+    let (_server, bootstrap) = serve(&["--brokers", "3", "--topic", "ledger:2"]);
+    let limit = Duration::from_secs(60);
+    let produce = |id: &str, extra: &[&str], input: &str| {
+        let id_property = format!("transactional.id={id}");
+        let mut args = vec![
+            "produce",
+            "-b",
+            &bootstrap,
+            "-t",
+            "ledger",
+            "-X",
+            &id_property,
+        ];
+        args.extend_from_slice(extra);
+        run(&args, input.as_bytes(), limit)
+    };
+    // The whole input in one transaction.
+    let (ok, _, stderr) = produce("cli-1", &[], "a\nb\nc\n");
+    assert!(ok, "produce failed: {stderr}");
+    assert!(
+        stderr.contains("3 records committed in 1 transactions"),
+        "{stderr}"
+    );
+    // One transaction every 2 records, the rest at the end.
+    let (ok, _, stderr) = produce("cli-2", &["--txn-records", "2"], "d\ne\nf\ng\nh\n");
+    assert!(ok, "produce failed: {stderr}");
+    assert!(
+        stderr.contains("5 records committed in 3 transactions"),
+        "{stderr}"
+    );
+    // Interrupted with the input still open: the transaction is aborted, the exit non-zero.
+    let mut interrupted = Command::new(BIN)
+        .args([
+            "produce",
+            "-b",
+            &bootstrap,
+            "-t",
+            "ledger",
+            "-X",
+            "transactional.id=cli-3",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("franzy produce starts");
+    let mut stdin = interrupted.stdin.take().expect("piped stdin");
+    stdin.write_all(b"x\ny\n").expect("write stdin");
+    stdin.flush().expect("flush stdin");
+    std::thread::sleep(Duration::from_secs(1));
+    let status = Command::new("kill")
+        .args(["-s", "INT", &interrupted.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(status) = interrupted.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(start.elapsed() < limit, "produce did not exit on SIGINT");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(stdin);
+    let mut stderr = String::new();
+    let _ = interrupted
+        .stderr
+        .take()
+        .expect("piped stderr")
+        .read_to_string(&mut stderr);
+    assert!(!exit.success(), "an interrupted transaction exits non-zero");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    // read_committed: exactly the committed lines, never the aborted ones.
+    let (ok, stdout, stderr) = run(
+        &[
+            "consume",
+            "-b",
+            &bootstrap,
+            "-t",
+            "ledger",
+            "-e",
+            "-X",
+            "isolation.level=read_committed",
+        ],
+        b"",
+        limit,
+    );
+    assert!(ok, "consume failed: {stderr}");
+    let mut got: Vec<&str> = stdout.lines().collect();
+    got.sort_unstable();
+    assert_eq!(got, vec!["a", "b", "c", "d", "e", "f", "g", "h"]);
 }

@@ -14,6 +14,10 @@ pub struct ClientBuilder<C> {
     pub(crate) config: Config,
     pub(crate) connector: Option<Arc<dyn Connector>>,
     pub(crate) seed: Option<u64>,
+    /// A consumer's rebalance listener.
+    pub(crate) listener: Option<Arc<dyn crate::consumer::RebalanceListener>>,
+    /// A consumer's assignors, replacing `partition.assignment.strategy`.
+    pub(crate) assignors: Option<Vec<Box<dyn crate::assignor::PartitionAssignor>>>,
     client: PhantomData<fn() -> C>,
 }
 
@@ -32,6 +36,8 @@ impl<C> ClientBuilder<C> {
             config,
             connector: None,
             seed: None,
+            listener: None,
+            assignors: None,
             client: PhantomData,
         }
     }

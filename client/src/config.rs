@@ -28,10 +28,10 @@
 //!
 //! - **Supported** keys are parsed into the typed settings and honoured. A value that does
 //!   not parse, or that franzy cannot honour safely (`sasl.mechanism=GSSAPI`,
-//!   `ssl.truststore.type=JKS`, `isolation.level=read_committed`, a `transactional.id`), is
-//!   an [`Error::Config`] naming the key: going on unauthenticated or outside a transaction
-//!   would be wrong, not merely different.
-//! - **Known keys franzy ignores** (not implemented yet, such as `group.id`, or meaningless
+//!   `ssl.truststore.type=JKS`, a Java partitioner class), is an [`Error::Config`] naming the
+//!   key: going on unauthenticated or with records in other partitions would be wrong, not
+//!   merely different.
+//! - **Known keys franzy ignores** (not implemented yet, such as `group.remote.assignor`, or meaningless
 //!   here, such as `key.serializer`) are kept as text ([`Config::ignored`], [`Config::get`])
 //!   and logged once, at warn level, when set: `ignored: KEY (not supported)`, with the
 //!   reason in the event's `reason` field. A value that asks for nothing franzy does not do
@@ -161,9 +161,8 @@ impl OffsetReset {
 pub enum IsolationLevel {
     /// `read_uncommitted`: everything up to the high watermark.
     ReadUncommitted,
-    /// `read_committed`: up to the last stable offset, without aborted transactions. Not
-    /// supported yet: aborted transactions are not filtered out, so [`Config::validate`]
-    /// refuses it.
+    /// `read_committed`: up to the last stable offset (the first offset of the oldest open
+    /// transaction), without the records of aborted transactions.
     ReadCommitted,
 }
 
@@ -226,6 +225,21 @@ pub struct Config {
     pub(crate) enable_idempotence: Option<bool>,
     /// `security.protocol` and the `ssl.*` and `sasl.*` keys (its `Debug` hides secrets).
     pub(crate) security: SecuritySettings,
+    /// `transactional.id`: `None` (or empty) for a producer without transactions.
+    pub(crate) transactional_id: Option<String>,
+    /// `transaction.timeout.ms`.
+    pub(crate) transaction_timeout: Duration,
+    pub(crate) group_id: Option<String>,
+    pub(crate) group_instance_id: Option<String>,
+    pub(crate) session_timeout: Duration,
+    pub(crate) heartbeat_interval: Duration,
+    pub(crate) max_poll_interval: Duration,
+    /// `partition.assignment.strategy`, as given (Java class or protocol names).
+    pub(crate) assignment_strategy: Vec<String>,
+    pub(crate) enable_auto_commit: bool,
+    pub(crate) auto_commit_interval: Duration,
+    pub(crate) client_rack: Option<String>,
+    pub(crate) default_api_timeout: Duration,
     /// What was set of the settings derived from others.
     given: Given,
     /// The keys franzy keeps without acting on them.
@@ -281,6 +295,21 @@ impl Default for Config {
             enable_partition_eof: false,
             enable_idempotence: None,
             security: SecuritySettings::default(),
+            transactional_id: None,
+            transaction_timeout: Duration::from_secs(60),
+            group_id: None,
+            group_instance_id: None,
+            session_timeout: Duration::from_secs(45),
+            heartbeat_interval: Duration::from_secs(3),
+            max_poll_interval: Duration::from_secs(300),
+            assignment_strategy: vec![
+                "org.apache.kafka.clients.consumer.RangeAssignor".into(),
+                "org.apache.kafka.clients.consumer.CooperativeStickyAssignor".into(),
+            ],
+            enable_auto_commit: true,
+            auto_commit_interval: Duration::from_secs(5),
+            client_rack: None,
+            default_api_timeout: Duration::from_secs(60),
             given: Given::default(),
             kept: Kept::default(),
         };
@@ -406,8 +435,9 @@ impl Config {
         /// Where a partition without a valid position starts.
         auto_offset_reset(OffsetReset) => auto_offset_reset,
             key "auto.offset.reset", default "latest";
-        /// Which records the consumer sees ([`IsolationLevel::ReadCommitted`] is refused by
-        /// [`Config::validate`] until aborted transactions are filtered out).
+        /// Which records the consumer sees: everything written
+        /// ([`IsolationLevel::ReadUncommitted`], the Java client's default; librdkafka's is
+        /// `read_committed`), or only what transactions committed.
         isolation_level(IsolationLevel) => isolation_level,
             key "isolation.level", default "read_uncommitted";
         /// Periodic metadata refresh.
@@ -439,6 +469,49 @@ impl Config {
         /// client since 3.2.
         enable_idempotence(bool) => enable_idempotence via Some,
             key "enable.idempotence", default "true";
+        /// Makes the producer transactional (`Producer::init_transactions` and the other
+        /// transactional methods; records only inside a transaction). A new producer with the
+        /// same id fences this one (its open transaction is aborted). Implies
+        /// `enable.idempotence` (with it explicitly false, [`Config::validate`] fails). An
+        /// empty id is none.
+        transactional_id(impl Into<String>) => transactional_id via optional_id,
+            key "transactional.id", default "";
+        /// Longest a transaction may stay open before the transaction coordinator aborts it
+        /// (sent with InitProducerId; brokers refuse more than their
+        /// `transaction.max.timeout.ms`, 15 minutes by default). Also how long a commit
+        /// retries an EndTxn that got no answer before it reports
+        /// [`Error::TransactionOutcomeUnknown`].
+        transaction_timeout(Duration) => transaction_timeout via capped,
+            key "transaction.timeout.ms", default "60000";
+        /// The consumer group. Set, [`Consumer::subscribe`](crate::Consumer::subscribe)
+        /// joins it and the consumer commits offsets to it (also with `assign`).
+        group_id(impl Into<String>) => group_id via non_empty,
+            key "group.id", default "";
+        /// A static member's identity (KIP-345): a restart within `session.timeout.ms`
+        /// causes no rebalance, and closing sends no LeaveGroup.
+        group_instance_id(impl Into<String>)
+            => group_instance_id via non_empty,
+            key "group.instance.id", default "";
+        /// How long the coordinator waits for a heartbeat before removing the member.
+        session_timeout(Duration) => session_timeout via capped,
+            key "session.timeout.ms", default "45000";
+        /// Time between heartbeats (sent by a background task); below the session timeout.
+        heartbeat_interval(Duration) => heartbeat_interval via capped,
+            key "heartbeat.interval.ms", default "3000";
+        /// Longest time between two `recv` calls before the member leaves the group; also
+        /// the rebalance timeout.
+        max_poll_interval(Duration) => max_poll_interval via capped,
+            key "max.poll.interval.ms", default "300000";
+        /// Commit the positions handed out every `auto.commit.interval.ms`, before
+        /// partitions are revoked, and on close.
+        enable_auto_commit(bool) => enable_auto_commit,
+            key "enable.auto.commit", default "true";
+        /// Time between automatic commits.
+        auto_commit_interval(Duration) => auto_commit_interval via capped,
+            key "auto.commit.interval.ms", default "5000";
+        /// How long `commit`, `committed` and the last commit of `close` wait.
+        default_api_timeout(Duration) => default_api_timeout via capped,
+            key "default.api.timeout.ms", default "60000";
     }
 
     /// How connections are secured (`security.protocol`). Default `PLAINTEXT`. TLS uses
@@ -463,17 +536,38 @@ impl Config {
         self
     }
 
-    /// Whether the producer is idempotent with these settings (see
-    /// [`Config::enable_idempotence`]).
-    pub fn idempotence(&self) -> bool {
-        self.enable_idempotence
-            .unwrap_or(self.acks == Acks::All && self.retries > 0 && self.max_in_flight <= 5)
+    /// Sets `partition.assignment.strategy`: built-in assignors by protocol name (`range`,
+    /// `roundrobin`, `sticky`, `cooperative-sticky`) or Java class name, in order of
+    /// preference. Errors name the key for an assignor franzy does not have.
+    ///
+    /// Default: `partition.assignment.strategy=org.apache.kafka.clients.consumer.RangeAssignor,org.apache.kafka.clients.consumer.CooperativeStickyAssignor`.
+    pub fn partition_assignment_strategy<S: AsRef<str>>(
+        self,
+        names: impl IntoIterator<Item = S>,
+    ) -> Result<Self, Error> {
+        let joined: Vec<String> = names.into_iter().map(|n| n.as_ref().to_string()).collect();
+        self.set("partition.assignment.strategy", joined.join(","))
     }
 
-    /// Whether idempotence was asked for explicitly (then a broker without InitProducerId is
-    /// an error rather than a reason to go without).
+    /// Whether the producer is idempotent with these settings (see
+    /// [`Config::enable_idempotence`]; a `transactional.id` implies it).
+    pub fn idempotence(&self) -> bool {
+        self.transactional_id.is_some()
+            || self
+                .enable_idempotence
+                .unwrap_or(self.acks == Acks::All && self.retries > 0 && self.max_in_flight <= 5)
+    }
+
+    /// Whether idempotence was asked for explicitly, or implied by a `transactional.id`
+    /// (then a broker without InitProducerId is an error rather than a reason to go
+    /// without, and settings that conflict with it fail [`Config::validate`]).
     pub(crate) fn idempotence_explicit(&self) -> bool {
-        self.enable_idempotence == Some(true)
+        self.enable_idempotence == Some(true) || self.transactional_id.is_some()
+    }
+
+    /// The `transactional.id`, if the producer is transactional.
+    pub fn transactional(&self) -> Option<&str> {
+        self.transactional_id.as_deref()
     }
 
     /// The configured `batch.size` in bytes.
@@ -568,13 +662,33 @@ impl Config {
                 format!("{} is not between 1 and 5", self.max_in_flight),
             ));
         }
-        if self.enable_idempotence == Some(true) {
+        if self.transactional_id.is_some() && self.enable_idempotence == Some(false) {
+            // Java: "Cannot set a transactional.id without also enabling idempotence."
+            return Err(Error::config(
+                "transactional.id",
+                "requires enable.idempotence, which is set to false",
+            ));
+        }
+        if self.idempotence_explicit() {
+            let key = if self.enable_idempotence == Some(true) {
+                "enable.idempotence"
+            } else {
+                "transactional.id"
+            };
             if self.acks != Acks::All {
-                return Err(Error::config("enable.idempotence", "requires acks=all"));
+                return Err(Error::config(key, "requires acks=all"));
             }
             if self.retries == 0 {
-                return Err(Error::config("enable.idempotence", "requires retries > 0"));
+                return Err(Error::config(key, "requires retries > 0"));
             }
+        }
+        if self.transaction_timeout.is_zero()
+            || self.transaction_timeout.as_millis() > i32::MAX as u128
+        {
+            return Err(Error::config(
+                "transaction.timeout.ms",
+                format!("must be between 1 and {} ms", i32::MAX),
+            ));
         }
         if self.batch_size == 0 {
             return Err(Error::config("batch.size", "must be positive"));
@@ -617,8 +731,20 @@ impl Config {
                 "must exceed fetch.max.bytes by at least 64 KiB of response overhead",
             ));
         }
-        check_isolation_level(self.isolation_level)
-            .map_err(|reason| Error::config("isolation.level", reason))?;
+        if self.group_id.is_some() {
+            if self.heartbeat_interval >= self.session_timeout {
+                return Err(Error::config(
+                    "heartbeat.interval.ms",
+                    "must be less than session.timeout.ms",
+                ));
+            }
+            if self.session_timeout.is_zero() || self.max_poll_interval.is_zero() {
+                return Err(Error::config(
+                    "session.timeout.ms",
+                    "session.timeout.ms and max.poll.interval.ms must be positive",
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -655,15 +781,13 @@ impl Config {
     }
 }
 
-/// `read_committed` needs aborted transactions filtered out of fetched batches, which the
-/// consumer does not do yet; returning aborted records as committed would be wrong.
-fn check_isolation_level(level: IsolationLevel) -> Result<(), String> {
-    match level {
-        IsolationLevel::ReadUncommitted => Ok(()),
-        IsolationLevel::ReadCommitted => Err("read_committed is not supported yet: aborted \
-                                              transactions are not filtered out"
-            .into()),
-    }
+/// A `transactional.id` setting: an empty id is none.
+fn optional_id(id: impl Into<String>) -> Option<String> {
+    Some(id.into()).filter(|id| !id.is_empty())
+}
+
+fn non_empty(text: impl Into<String>) -> Option<String> {
+    Some(text.into()).filter(|text| !text.is_empty())
 }
 
 fn capped(duration: Duration) -> Duration {
@@ -814,7 +938,8 @@ mod tests {
             "partitioner" => "murmur2",
             "partitioner.class" => "org.apache.kafka.clients.producer.UniformStickyPartitioner",
             "partitioner.ignore.keys" => "true",
-            "transactional.id" => "",
+            "transactional.id" => "orders-tx",
+            "transaction.timeout.ms" => "90000",
             "auto.offset.reset" => "smallest",
             "isolation.level" => "READ_UNCOMMITTED",
             "fetch.min.bytes" => "1000",
@@ -822,6 +947,17 @@ mod tests {
             "fetch.max.bytes" => "1000000",
             "max.partition.fetch.bytes" => "65536",
             "enable.partition.eof" => "TRUE",
+            "group.id" => "audit",
+            "group.instance.id" => "audit-1",
+            "group.protocol" => "CLASSIC",
+            "session.timeout.ms" => "10000",
+            "heartbeat.interval.ms" => "1000",
+            "max.poll.interval.ms" => "60000",
+            "partition.assignment.strategy" => "range, cooperative-sticky",
+            "enable.auto.commit" => "false",
+            "auto.commit.interval.ms" => "1000",
+            "client.rack" => "eu-1a",
+            "default.api.timeout.ms" => "5000",
             other => panic!("no sample value for {other}"),
         }
     }
@@ -988,19 +1124,23 @@ mod tests {
             ("fetch.wait.max.ms", "1.5"),
             ("auto.offset.reset", "middle"),
             ("auto.offset.reset", "by_duration:P1D"),
-            ("isolation.level", "read_committed"),
             ("isolation.level", "serializable"),
             ("enable.partition.eof", "maybe"),
             ("security.protocol", "TLS"),
             ("ssl.truststore.type", "JKS"),
             ("ssl.keystore.type", "PKCS12"),
             ("ssl.endpoint.identification.algorithm", "ldaps"),
-            ("transactional.id", "orders-tx"),
+            ("transaction.timeout.ms", "0"),
+            ("transaction.timeout.ms", "2147483648"),
             ("client.dns.lookup", "default"),
             ("metadata.max.age.ms", "-2"),
             ("topic.metadata.refresh.interval.ms", "never"),
             ("receive.message.max.bytes", "1e9"),
             ("socket.timeout.ms", "1s"),
+            ("group.protocol", "consumer"),
+            ("partition.assignment.strategy", "com.example.MyAssignor"),
+            ("partition.assignment.strategy", ""),
+            ("session.timeout.ms", "soon"),
         ];
         for (key, value) in bad {
             let result = Config::new("a:1").set(key, value);
@@ -1112,12 +1252,19 @@ mod tests {
     }
 
     #[test]
+    fn read_committed_is_an_isolation_level_like_any_other() -> Result<(), Error> {
+        let config = Config::new("a:1").set("isolation.level", "READ_COMMITTED")?;
+        assert_eq!(config.isolation_level, IsolationLevel::ReadCommitted);
+        assert!(config.validate().is_ok());
+        assert_eq!(
+            config.get("isolation.level").as_deref(),
+            Some("read_committed")
+        );
+        Ok(())
+    }
+
+    #[test]
     fn refused_until_supported() {
-        let err = Config::new("a:1")
-            .isolation_level(IsolationLevel::ReadCommitted)
-            .validate()
-            .expect_err("read_committed");
-        assert!(matches!(&err, Error::Config { key, .. } if key == "isolation.level"));
         let err = Config::new("http://a:9093").validate().expect_err("scheme");
         assert!(matches!(&err, Error::Config { key, .. } if key == "bootstrap.servers"));
         let plain = Config::new("PLAINTEXT://a:9092, plaintext://b:9092, SASL_SSL://c:9093");
@@ -1130,16 +1277,16 @@ mod tests {
         // Registers the warning callsites first: a callsite registered by another test's
         // thread while the recorder below is installed could cache "not interested".
         let _ = Config::new("a:1")
-            .set("group.id", "warm")
+            .set("group.remote.assignor", "warm")
             .and_then(|c| c.set("warm.unknown.key", "x"))
             .and_then(|c| c.set("lingerms", "5"));
         let mut config = Config::new("a:1");
         let lines = warnings(|| {
             config = Config::new("a:1")
-                .set("group.id", "audit")
-                .and_then(|c| c.set("group.id", "audit-2"))
+                .set("group.remote.assignor", "uniform")
+                .and_then(|c| c.set("group.remote.assignor", "range"))
                 .and_then(|c| c.set("sasl.oauthbearer.client.id", "app"))
-                .and_then(|c| c.set("enable.auto.commit", "false"))
+                .and_then(|c| c.set("check.crcs", "true"))
                 .and_then(|c| c.set("interceptor.classes", ""))
                 .and_then(|c| c.set("interceptor.classes", "com.example.Tracing"))
                 .and_then(|c| c.set("interceptor.classes", "com.example.Other"))
@@ -1147,12 +1294,17 @@ mod tests {
                 .and_then(|c| c.set("lingerms", "5"))
                 .expect("all accepted");
             // Clones and clients built later do not warn again.
-            let clone = config.clone().set("group.id", "again").expect("accepted");
+            let clone = config
+                .clone()
+                .set("group.remote.assignor", "again")
+                .expect("accepted");
             clone.validate().expect("valid");
         });
         let warned: Vec<&str> = lines.iter().map(String::as_str).collect();
         assert_eq!(warned.len(), 5, "{warned:#?}");
-        assert!(warned[0].starts_with("WARN ignored: group.id (not supported) reason="));
+        assert!(
+            warned[0].starts_with("WARN ignored: group.remote.assignor (not supported) reason=")
+        );
         assert!(warned[1].starts_with("WARN ignored: sasl.oauthbearer.client.id (not supported)"));
         assert!(warned[2].starts_with("WARN ignored: interceptor.classes (not supported)"));
         assert_eq!(warned[3], "WARN ignored: schema.registry.url (unknown)");
@@ -1165,15 +1317,19 @@ mod tests {
         assert_eq!(
             kept,
             vec![
-                ("group.id", "audit-2"),
+                ("group.remote.assignor", "range"),
                 ("sasl.oauthbearer.client.credentials.client.id", "app"),
-                ("enable.auto.commit", "false"),
+                ("check.crcs", "true"),
                 ("interceptor.classes", "com.example.Other"),
                 ("schema.registry.url", "http://r:8081"),
                 ("lingerms", "5"),
             ]
         );
-        assert_eq!(config.get("group.id").as_deref(), Some("audit-2"));
+        assert_eq!(
+            config.get("group.remote.assignor").as_deref(),
+            Some("range")
+        );
+        assert_eq!(config.get("check.crcs").as_deref(), Some("true"));
         assert_eq!(
             config.get("sasl.oauthbearer.client.id").as_deref(),
             Some("app")
@@ -1261,6 +1417,35 @@ mod tests {
             assert!(matches!(&err, Error::Config { key, .. } if key == "enable.idempotence"));
         }
         explicit.validate()
+    }
+
+    #[test]
+    fn a_transactional_id_implies_idempotence_as_in_java() -> Result<(), Error> {
+        let config = Config::new("a:1").set("transactional.id", "orders-tx")?;
+        assert_eq!(config.transactional(), Some("orders-tx"));
+        assert!(config.idempotence() && config.idempotence_explicit());
+        assert_eq!(config.transaction_timeout, Duration::from_secs(60));
+        config.validate()?;
+        assert_eq!(
+            Config::new("a:1").transactional_id("").transactional(),
+            None
+        );
+        let err = config
+            .clone()
+            .set("enable.idempotence", "false")?
+            .validate()
+            .expect_err("Java: cannot set a transactional.id without idempotence");
+        assert!(matches!(&err, Error::Config { key, .. } if key == "transactional.id"));
+        for conflicting in [config.clone().acks(Acks::Leader), config.clone().retries(0)] {
+            let err = conflicting.validate().expect_err("conflict");
+            assert!(matches!(&err, Error::Config { key, .. } if key == "transactional.id"));
+        }
+        let err = config
+            .transaction_timeout(Duration::ZERO)
+            .validate()
+            .expect_err("zero");
+        assert!(matches!(&err, Error::Config { key, .. } if key == "transaction.timeout.ms"));
+        Ok(())
     }
 
     #[test]

@@ -8,6 +8,16 @@
 //! - [`Error::is_fatal`]: the producer or consumer instance can no longer be used (fenced by a
 //!   newer instance, a broken sequence that idempotence cannot repair, a broker that breaks the
 //!   protocol in a way we cannot recover from).
+//!
+//! A transactional producer's operations say what they need next the same way (the Java
+//! client's `TransactionManager` error table per request; DESIGN.md lists it): retriable
+//! broker answers are retried inside and never surface; an error with
+//! [`Error::requires_abort`] leaves the producer needing `abort_transaction()`; a fatal one
+//! closes it. Three outcomes belong to transactions only: [`Error::TransactionAborted`] (a
+//! record of a transaction that was aborted), [`Error::TransactionOutcomeUnknown`] (a commit
+//! whose answer never came: it may or may not have committed) and
+//! [`Error::InvalidTransactionState`] (a method called when the transaction's state does not
+//! allow it, such as `send` before `begin_transaction`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +45,7 @@ pub enum Persisted {
 #[non_exhaustive]
 pub enum Error {
     /// A configuration value is malformed, asks for something franzy does not support
-    /// (GSSAPI, JKS keystores, transactions, `read_committed`), or conflicts with other
+    /// (GSSAPI, JKS keystores), or conflicts with other
     /// settings; or a file it names cannot be read.
     #[error("invalid configuration {key}: {reason}")]
     Config {
@@ -190,6 +200,36 @@ pub enum Error {
         #[source]
         cause: Box<Error>,
     },
+    /// A commit was refused because the member is not in the group's current generation
+    /// (it was removed, or a rebalance is in progress): Java's `CommitFailedException` and
+    /// `RebalanceInProgressException`. The partitions may belong to another member now;
+    /// the consumer rejoins on the next `recv`. Not retriable as is.
+    #[error("commit failed: {reason}")]
+    CommitFailed {
+        /// The broker's code, when the coordinator refused the commit.
+        code: Option<ErrorCode>,
+        /// Why.
+        reason: String,
+    },
+    /// The application did not call `recv` within `max.poll.interval.ms`: the consumer left
+    /// its group (its partitions went to other members). Returned once by the next `recv`,
+    /// which then rejoins the group; commits until then fail with [`Error::CommitFailed`].
+    #[error("the time between recv calls exceeded max.poll.interval.ms ({interval:?}): the consumer left the group and rejoins")]
+    PollIntervalExceeded {
+        /// `max.poll.interval.ms`.
+        interval: Duration,
+    },
+    /// The consumer's group membership failed for good: another consumer with the same
+    /// `group.instance.id` fenced it (FENCED_INSTANCE_ID), it may not use the group
+    /// (GROUP_AUTHORIZATION_FAILED), or the group refused its settings
+    /// (INCONSISTENT_GROUP_PROTOCOL, INVALID_SESSION_TIMEOUT, ...). Fatal.
+    #[error("consumer group {group} failed: {code}")]
+    GroupFailed {
+        /// The group id.
+        group: String,
+        /// Kafka's error code.
+        code: ErrorCode,
+    },
     /// The client was closed.
     #[error("client is closed")]
     Closed,
@@ -200,6 +240,41 @@ pub enum Error {
     /// be fatal (idempotence was asked for and the brokers cannot give a producer id, ...).
     #[error("producer failed fatally: {0}")]
     Fatal(Box<Error>),
+    /// The current transaction cannot commit because of this error (a record of the
+    /// transaction failed, offsets could not be added, a retriable failure outlasted the
+    /// commit's deadline before the commit reached the coordinator, ...): call
+    /// `abort_transaction()`, after which the producer can begin a new transaction. Every
+    /// transactional operation but the abort returns this until then.
+    #[error("transaction must be aborted: {0}")]
+    Abortable(Box<Error>),
+    /// The record was part of a transaction that was aborted before it was sent (its
+    /// transaction is aborted; nothing is left to do). Returned by the record's delivery.
+    #[error("transaction aborted")]
+    TransactionAborted,
+    /// A commit whose answer never came: an `EndTxn` that may have reached the transaction
+    /// coordinator got no answer (no response, a broken connection) until the commit's
+    /// deadline (`transaction.timeout.ms` after the first `EndTxn` was sent), or a retry of it
+    /// was answered with an error that does not say what became of the first one (fenced by
+    /// a newer producer that may have found the transaction committed). The transaction may
+    /// or may not have committed: the application must find out from the data (for a
+    /// consume-transform-produce loop: the group's committed offsets).
+    ///
+    /// Neither retriable nor abortable: the producer re-initialises its producer id with an
+    /// epoch bump (KIP-360) before the next transaction (`begin_transaction` waits for it), so
+    /// the transaction's epoch is never used again. Fatal only when its cause is (the
+    /// producer was fenced): [`Error::is_fatal`] follows the cause.
+    #[error("transaction outcome unknown: {cause}")]
+    TransactionOutcomeUnknown {
+        /// The last failure of the commit.
+        #[source]
+        cause: Box<Error>,
+    },
+    /// A transactional method was called in a state that does not allow it: `send` or
+    /// `commit_transaction` before `begin_transaction`, a transactional method of a producer
+    /// without `transactional.id`, `begin_transaction` twice, ... (the Java client's
+    /// `IllegalStateException`). Nothing changed: the producer is as it was.
+    #[error("invalid transaction state: {0}")]
+    InvalidTransactionState(String),
 }
 
 impl Error {
@@ -228,16 +303,22 @@ impl Error {
             | Self::OffsetOutOfRange { partition, .. }
             | Self::CorruptRecord { partition, .. }
             | Self::UnknownPartition { partition } => Some(partition),
-            Self::Fatal(cause) => cause.partition(),
+            Self::Fatal(cause) | Self::Abortable(cause) => cause.partition(),
             _ => None,
         }
     }
 
-    /// The broker error code, if this is a broker error.
+    /// The broker error code, if this is a broker error (or wraps one: [`Error::Fatal`],
+    /// [`Error::Abortable`]). [`Error::TransactionOutcomeUnknown`] has none, even when its
+    /// cause is a broker error: a code such as PRODUCER_FENCED there does not mean the
+    /// transaction failed.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            Self::Broker { code, .. } | Self::Partition { code, .. } => Some(*code),
-            Self::Fatal(cause) => cause.code(),
+            Self::Broker { code, .. }
+            | Self::Partition { code, .. }
+            | Self::GroupFailed { code, .. } => Some(*code),
+            Self::CommitFailed { code, .. } => *code,
+            Self::Fatal(cause) | Self::Abortable(cause) => cause.code(),
             _ => None,
         }
     }
@@ -261,10 +342,11 @@ impl Error {
     /// The instance can no longer be used and must be recreated.
     pub fn is_fatal(&self) -> bool {
         match self {
-            Self::Fatal(_) | Self::Authentication { .. } => true,
+            Self::Fatal(_) | Self::Authentication { .. } | Self::GroupFailed { .. } => true,
             Self::BrokerUnreachable { cause, .. } | Self::AllBrokersDown { cause, .. } => {
                 cause.is_fatal()
             }
+            Self::TransactionOutcomeUnknown { cause } => cause.is_fatal(),
             Self::Broker { code, .. } | Self::Partition { code, .. } => matches!(
                 code,
                 ErrorCode::ProducerFenced
@@ -279,13 +361,21 @@ impl Error {
     }
 
     /// Inside a transaction, this error means the transaction must be aborted; the producer
-    /// stays usable afterwards. Fatal errors are not abortable: the producer is gone.
+    /// stays usable afterwards. Fatal errors are not abortable: the producer is gone. Neither
+    /// are misuse ([`Error::InvalidTransactionState`], [`Error::Config`], ...), a record of a
+    /// transaction already aborted ([`Error::TransactionAborted`]), nor a commit of unknown
+    /// outcome ([`Error::TransactionOutcomeUnknown`]: there is no transaction left to abort).
     pub fn requires_abort(&self) -> bool {
         !self.is_fatal()
             && !self.is_retriable()
             && !matches!(
                 self,
-                Self::Config { .. } | Self::Closed | Self::InvalidArgument(_)
+                Self::Config { .. }
+                    | Self::Closed
+                    | Self::InvalidArgument(_)
+                    | Self::InvalidTransactionState(_)
+                    | Self::TransactionAborted
+                    | Self::TransactionOutcomeUnknown { .. }
             )
     }
 }
@@ -366,6 +456,47 @@ mod tests {
             let source = std::error::Error::source(&outage).map(ToString::to_string);
             assert_eq!(source.as_deref(), Some("connection to b1:9092 lost"));
         }
+    }
+
+    #[test]
+    fn transaction_outcomes_are_classified_for_what_comes_next() {
+        let timeout = Error::RequestTimeout(Duration::from_secs(30));
+        // A retriable cause made abortable: abort, then go on.
+        let abortable = Error::Abortable(Box::new(timeout.clone()));
+        assert!(abortable.requires_abort() && !abortable.is_retriable() && !abortable.is_fatal());
+        let partition = TopicPartition::new("t", 1);
+        let failed_batch = Error::Abortable(Box::new(Error::Partition {
+            partition: partition.clone(),
+            code: ErrorCode::InvalidProducerEpoch,
+            message: None,
+        }));
+        assert_eq!(failed_batch.code(), Some(ErrorCode::InvalidProducerEpoch));
+        assert_eq!(failed_batch.partition(), Some(&partition));
+        // Records of an aborted transaction: nothing left to do.
+        let aborted = Error::TransactionAborted;
+        assert!(!aborted.requires_abort() && !aborted.is_retriable() && !aborted.is_fatal());
+        // A torn commit: not retriable, not abortable; fatal only when fenced.
+        let unknown = Error::TransactionOutcomeUnknown {
+            cause: Box::new(timeout),
+        };
+        assert!(!unknown.requires_abort() && !unknown.is_retriable() && !unknown.is_fatal());
+        assert_eq!(
+            unknown.to_string(),
+            "transaction outcome unknown: request timed out after 30s"
+        );
+        assert!(std::error::Error::source(&unknown).is_some());
+        let fenced = Error::TransactionOutcomeUnknown {
+            cause: Box::new(Error::broker(ErrorCode::ProducerFenced)),
+        };
+        assert!(fenced.is_fatal() && !fenced.requires_abort());
+        assert_eq!(
+            fenced.code(),
+            None,
+            "the fencing does not say the commit failed"
+        );
+        // Misuse changes nothing.
+        let misuse = Error::InvalidTransactionState("no transaction in progress".into());
+        assert!(!misuse.requires_abort() && !misuse.is_retriable() && !misuse.is_fatal());
     }
 
     #[test]

@@ -34,13 +34,14 @@
 //! A Java client's `.properties` file configures franzy as it is
 //! ([`Config::from_properties`]): every Kafka and librdkafka key is accepted, keys franzy does
 //! not implement are kept and logged once at warn level, and a value franzy cannot honour
-//! (`security.protocol=SSL`, a `transactional.id`) is an error naming the key. The
-//! [`config`] module lists what is supported, with defaults.
+//! (`security.protocol=SSL`) is an error naming the key. The [`config`] module lists what is
+//! supported, with defaults.
 //!
 //! | module | what |
 //! |---|---|
-//! | [`producer`] | [`Producer`]: `send` records, await their delivery (or `send_and_wait`); `flush`, `close` |
-//! | [`consumer`] | [`Consumer`]: manual assignment, seek, pause, prefetching `recv` / `recv_event` / `Stream`, all through `&self` |
+//! | [`producer`] | [`Producer`]: `send` records, await their delivery (or `send_and_wait`); `flush`, `close`; transactions |
+//! | [`consumer`] | [`Consumer`]: group subscriptions (topics or a pattern) with rebalance callbacks and commits, or manual assignment; seek, pause, prefetching `recv` / `recv_event` / `Stream`, all through `&self` |
+//! | [`assignor`] | partition assignors: range, roundrobin, sticky, cooperative-sticky, and the [`PartitionAssignor`](assignor::PartitionAssignor) trait for your own |
 //! | [`record`] | the record types: [`ProducerRecord`], [`RecordMetadata`], [`ConsumerRecord`], [`ConsumerEvent`], [`Offset`], [`Header`] |
 //! | [`config`] | [`Config`]: typed setters; Kafka's and librdkafka's property names and `.properties` files, from one table |
 //! | [`builder`] | [`ClientBuilder`]: transport and seed for a producer or consumer |
@@ -52,7 +53,7 @@
 //! | [`proto`] | the wire: frames, headers, messages, record batches, compression. No IO. |
 //!
 //! Inside, not public (DESIGN.md has the file map): `engine`, one sans-IO state machine per
-//! role (the producer's accumulator and InitProducerId, the consumer's fetcher, connections,
+//! role (the producer's accumulator, InitProducerId and transactions, the consumer's fetcher, connections,
 //! metadata and its refresh policy), with time as an argument; `io`, the tokio drivers that
 //! carry what the engines ask for. The `internals` cargo feature makes both public for the
 //! fuzz targets and the end-to-end tests: an unstable surface, outside semver.
@@ -65,6 +66,7 @@
 //!                                            proto (bytes <-> values)
 //! ```
 
+pub mod assignor;
 pub mod builder;
 pub mod config;
 pub mod consumer;
@@ -94,7 +96,9 @@ pub mod transport;
 
 pub use builder::ClientBuilder;
 pub use config::{Acks, Config, IsolationLevel, OffsetReset, Partitioner};
-pub use consumer::{Consumer, ConsumerBuilder};
+pub use consumer::{
+    Consumer, ConsumerBuilder, ConsumerHandle, OffsetAndMetadata, RebalanceListener,
+};
 pub use error::{Error, Persisted, ProduceError, Result};
 pub use group_metadata::ConsumerGroupMetadata;
 pub use producer::{DeliveryFuture, Producer, ProducerBuilder};

@@ -34,6 +34,36 @@
 //! `max.in.flight.requests.per.connection` is 1, and a retry after a lost response may
 //! write a batch twice; such failures report [`Persisted::Possibly`].
 //!
+//! **Transactions** (KIP-98), with `transactional.id` set: records are written in
+//! transactions that commit or abort as a whole (readers with
+//! `isolation.level=read_committed` see only committed ones), together with a consumer
+//! group's offsets if asked ([`Producer::send_offsets_to_transaction`]).
+//! [`Producer::init_transactions`] once, then per transaction
+//! [`Producer::begin_transaction`], `send`s, and [`Producer::commit_transaction`] or
+//! [`Producer::abort_transaction`]. `send` outside a transaction fails with
+//! [`Error::InvalidTransactionState`]. Each error says what comes next:
+//! [`Error::requires_abort`] (abort, then go on), [`Error::is_fatal`] (fenced by a newer
+//! producer with the same id, not authorized: drop the producer), or, for a commit whose
+//! answer never came, [`Error::TransactionOutcomeUnknown`] (it may have committed; the
+//! producer re-initialises before the next transaction). DESIGN.md has the state machine.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), franzy::Error> {
+//! use franzy::{Config, Producer, ProducerRecord};
+//!
+//! let producer = Producer::new(Config::new("localhost:9092").transactional_id("orders-tx"))?;
+//! producer.init_transactions().await?;
+//! producer.begin_transaction().await?;
+//! producer.send(ProducerRecord::new("orders").with_value("{}")).await.map_err(|e| e.error)?;
+//! match producer.commit_transaction().await {
+//!     Ok(()) => {}
+//!     Err(error) if error.requires_abort() => producer.abort_transaction().await?,
+//!     Err(error) => return Err(error),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use franzy::producer::{Producer, ProducerRecord};
@@ -50,6 +80,7 @@
 //! # }
 //! ```
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -60,7 +91,9 @@ use crate::builder::ClientBuilder;
 use crate::config::Config;
 use crate::engine::accumulator::{self, NewRecord};
 use crate::engine::producer::ProducerEngine;
+use crate::engine::transaction::OperationId;
 use crate::error::{Error, Persisted};
+use crate::group_metadata::ConsumerGroupMetadata;
 use crate::io::cluster::{ClientStart, ClusterClient};
 use crate::io::sender::{self, Command, ProducerState, SenderShared};
 use crate::topic_partition::TopicPartition;
@@ -201,6 +234,12 @@ impl Producer {
             inner.shared.buffer.add_permits(size);
             return Err(ProduceError::new(Error::Closed, Persisted::No, record));
         }
+        if let Err(error) = state.engine.check_send() {
+            // A transactional producer sends only inside a transaction.
+            drop(guard);
+            inner.shared.buffer.add_permits(size);
+            return Err(ProduceError::new(error, Persisted::No, record));
+        }
         let (completion, future) = state.ticket();
         // Lock order: the engine, then the metadata (as the sender task takes them).
         let mut metadata = inner.cluster.metadata();
@@ -319,6 +358,112 @@ impl Producer {
         {
             // An error means the sender task ended, and with it every record it held.
             let _ = done.await;
+        }
+    }
+
+    /// Transactions (`transactional.id`): gets a producer id from the transaction
+    /// coordinator, which fences every older producer with the same transactional id (their
+    /// writes and commits fail from now on) and completes or aborts the transaction they
+    /// left open. Call once, before the first [`Producer::begin_transaction`]. Retriable
+    /// failures are retried inside; it fails on a fatal error (fenced, not authorized, a
+    /// cluster without transactions), or [`Error::InvalidTransactionState`] without a
+    /// `transactional.id` or when called twice. Dropping the future does not stop the
+    /// initialisation; calling again waits for the same one.
+    pub async fn init_transactions(&self) -> Result<(), Error> {
+        self.transactional(|engine| engine.init_transactions().map(Some))
+            .await
+            .map(|_| ())
+    }
+
+    /// Begins a transaction: from now on, until [`Producer::commit_transaction`] or
+    /// [`Producer::abort_transaction`], records sent belong to it. Local, unless the producer
+    /// re-initialises after its last transaction (an abort that left a gap in its sequences,
+    /// or a commit of unknown outcome, [`Error::TransactionOutcomeUnknown`]): it then waits
+    /// for that. [`Producer::send`] outside a transaction fails with
+    /// [`Error::InvalidTransactionState`].
+    pub async fn begin_transaction(&self) -> Result<(), Error> {
+        // Each round waits for a real operation (the re-initialisation), so this ends.
+        loop {
+            let begun = self
+                .transactional(|engine| engine.begin_transaction())
+                .await?;
+            if begun {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Adds a consumer group's offsets to the transaction (KIP-98, KIP-447): they are
+    /// committed with it, or not at all. `offsets` are the next offsets to consume, per
+    /// partition (committed without metadata or leader epoch); `group` is the consumer's
+    /// current [`ConsumerGroupMetadata`], so that the group coordinator refuses the offsets
+    /// (the transaction must then be aborted) when the member was replaced meanwhile.
+    /// Sends AddOffsetsToTxn to the transaction coordinator, then TxnOffsetCommit to the
+    /// group's coordinator.
+    pub async fn send_offsets_to_transaction(
+        &self,
+        offsets: impl IntoIterator<Item = (TopicPartition, i64)>,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<(), Error> {
+        let offsets: BTreeMap<TopicPartition, i64> = offsets.into_iter().collect();
+        self.transactional(|engine| engine.send_offsets_to_transaction(offsets, group))
+            .await
+            .map(|_| ())
+    }
+
+    /// Commits the transaction: sends every record of it at once (as [`Producer::flush`]),
+    /// waits until each is acknowledged, then asks the transaction coordinator to commit
+    /// (EndTxn), retrying until it answers. `Ok` only once the coordinator said the
+    /// transaction committed.
+    ///
+    /// A record of the transaction that failed makes the commit fail with an error whose
+    /// [`Error::requires_abort`] is true: call [`Producer::abort_transaction`]. Fatal errors
+    /// ([`Error::is_fatal`], e.g. fenced by a newer producer) end the producer. When the
+    /// coordinator's answer never comes (`transaction.timeout.ms` after the commit could
+    /// first go) although the commit may have reached it, the commit fails with
+    /// [`Error::TransactionOutcomeUnknown`]: it may or may not have committed, and the
+    /// producer re-initialises before the next transaction.
+    pub async fn commit_transaction(&self) -> Result<(), Error> {
+        self.transactional(|engine| engine.commit_transaction().map(Some))
+            .await
+            .map(|_| ())
+    }
+
+    /// Aborts the transaction: its records not sent yet fail ([`Error::TransactionAborted`],
+    /// or the error that made the transaction abortable), those in flight are waited for,
+    /// then the transaction coordinator is asked to abort (EndTxn); readers with
+    /// `read_committed` never see the transaction's records. After an error that required
+    /// the abort, the producer also re-initialises its epoch first (KIP-360). `Ok` once the
+    /// transaction can no longer commit and the producer may begin the next.
+    pub async fn abort_transaction(&self) -> Result<(), Error> {
+        self.transactional(|engine| engine.abort_transaction().map(Some))
+            .await
+            .map(|_| ())
+    }
+
+    /// Runs a transactional call on the engine and waits for the operation it returns.
+    /// `Ok(true)` when there was none to wait for, `Ok(false)` after waiting for one.
+    async fn transactional(
+        &self,
+        call: impl FnOnce(
+            &mut ProducerEngine<crate::delivery::DeliveryTicket>,
+        ) -> Result<Option<OperationId>, Error>,
+    ) -> Result<bool, Error> {
+        let outcome = {
+            let mut state = self.inner.shared.lock_engine();
+            if state.engine.is_stopped() {
+                return Err(Error::Closed);
+            }
+            match call(&mut state.engine)? {
+                None => return Ok(true),
+                Some(op) => state.wait_for(op),
+            }
+        };
+        self.inner.shared.wake.notify_one();
+        match outcome.await {
+            Ok(result) => result.map(|()| false),
+            // The sender task ended before the operation did.
+            Err(_) => Err(Error::Closed),
         }
     }
 

@@ -7,6 +7,14 @@
 //! per record. SIGINT and SIGTERM stop the loop between records: what was received is
 //! flushed, the consumer is closed and the exit status is 0, as kcat's.
 //!
+//! With `-G GROUP` (kcat's balanced consumer), the consumer joins GROUP subscribed to the
+//! topic: the group splits the partitions among its members, each starts at its committed
+//! offset (else where `-o beginning|end` says), positions handed out are committed as it
+//! goes (`enable.auto.commit`, unless `-X` says otherwise), and SIGINT or SIGTERM commits
+//! and leaves the group before exiting. `-e` then exits once every partition this member
+//! is assigned has reached its end. As in kcat, a topic starting with `^` is a regular
+//! expression: the group subscribes to every topic it matches, including later ones.
+//!
 //! Errors from the consumer are printed on stderr as kcat prints them (`% ERROR: ...`).
 //! Consuming goes on after a non-fatal one; a fatal one ends the command with a non-zero
 //! status (`% ERROR: ...: terminating`). A partition stopped by an error (corrupt data, an
@@ -18,8 +26,8 @@ use std::future::poll_fn;
 use std::io::{BufWriter, ErrorKind, Stdout, Write};
 use std::task::Poll;
 
-use franzy::consumer::{Consumer, ConsumerEvent, Offset};
-use franzy::{Error, TopicPartition};
+use franzy::consumer::{Consumer, ConsumerEvent, ConsumerHandle, Offset};
+use franzy::{Error, OffsetReset, TopicPartition};
 
 use super::format::Format;
 use super::{parse_delimiter, ClientArgs, Failure, Interrupt, Target};
@@ -60,6 +68,10 @@ pub struct ConsumeArgs {
     /// Stop after this many records.
     #[arg(short = 'c', long)]
     pub count: Option<u64>,
+    /// Join this consumer group (kcat's -G): the group assigns the partitions, offsets are
+    /// committed; -o beginning|end applies where nothing is committed.
+    #[arg(short = 'G', long = "group", value_name = "GROUP")]
+    pub group: Option<String>,
 }
 
 fn parse_offset(spec: &str) -> Result<Offset, String> {
@@ -106,6 +118,7 @@ pub async fn run(args: ConsumeArgs) -> Result<(), Failure> {
         out: BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, std::io::stdout()),
         topic: args.client.topic.clone(),
         partitions: partitions.len(),
+        group: args.group.is_some().then(|| consumer.handle()),
         exit_at_end: args.exit_at_end,
         limit: args.count,
         printed: 0,
@@ -144,7 +157,8 @@ pub async fn run(args: ConsumeArgs) -> Result<(), Failure> {
     outcome
 }
 
-/// Resolves the target, starts the consumer and assigns it the partitions to read.
+/// Resolves the target, starts the consumer and assigns it the partitions to read (or,
+/// with `-G`, subscribes it in its group).
 async fn connect(
     args: &ConsumeArgs,
     start: Offset,
@@ -153,6 +167,40 @@ async fn connect(
     let mut config = target.config(&args.client)?;
     if args.exit_at_end {
         config = config.enable_partition_eof(true);
+    }
+    if let Some(group) = &args.group {
+        let reset = match start {
+            Offset::Beginning => OffsetReset::Earliest,
+            Offset::End => OffsetReset::Latest,
+            _ => {
+                return Err(
+                    "with -G, -o takes beginning or end (where nothing is committed)".into(),
+                )
+            }
+        };
+        if args.partition.is_some() {
+            return Err("-p and -G do not go together: the group assigns the partitions".into());
+        }
+        // -X auto.offset.reset wins over -o, as the last word on the command line.
+        let explicit_reset = args
+            .client
+            .properties
+            .iter()
+            .any(|p| p.trim_start().starts_with("auto.offset.reset="));
+        config = config.group_id(group.clone());
+        if !explicit_reset {
+            config = config.auto_offset_reset(reset);
+        }
+        let consumer = Consumer::new(config).map_err(|e| e.to_string())?;
+        // kcat's rule: a topic starting with ^ is a regular expression.
+        let topic = args.client.topic.as_str();
+        if topic.starts_with('^') {
+            consumer.subscribe_pattern(topic)
+        } else {
+            consumer.subscribe([topic])
+        }
+        .map_err(|e| e.to_string())?;
+        return Ok((target, consumer, Vec::new()));
     }
     let consumer = Consumer::new(config).map_err(|e| e.to_string())?;
     let partitions: Vec<TopicPartition> = match args.partition {
@@ -182,6 +230,8 @@ struct Printer {
     topic: String,
     partitions: usize,
     exit_at_end: bool,
+    /// With `-G`: the partitions to finish are those the group assigned.
+    group: Option<ConsumerHandle>,
     limit: Option<u64>,
     printed: u64,
     /// Partitions whose end was reached (and no record came since).
@@ -249,8 +299,21 @@ impl Printer {
 
     /// With `-e`: whether every partition reached its end or was stopped by an error.
     fn finished(&self) -> Option<Result<(), Failure>> {
-        if !self.exit_at_end || self.at_end.len() + self.stopped.len() < self.partitions {
+        if !self.exit_at_end {
             return None;
+        }
+        match &self.group {
+            Some(group) => {
+                let assignment = group.assignment();
+                let done = |tp: &TopicPartition| {
+                    self.at_end.contains(&tp.partition) || self.stopped.contains(&tp.partition)
+                };
+                if assignment.is_empty() || !assignment.iter().all(done) {
+                    return None;
+                }
+            }
+            None if self.at_end.len() + self.stopped.len() < self.partitions => return None,
+            None => {}
         }
         if self.stopped.is_empty() {
             return Some(Ok(()));

@@ -201,8 +201,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 // Why keys are ignored; the docs listing groups ignored keys by these.
-const GROUPS: &str = "consumer groups are not implemented yet: nothing is committed, and \
-                      positions come from `auto.offset.reset` or seeks";
+const GROUPS: &str = "librdkafka's local offset store and coordinator polling, which \
+                      franzy does not have: offsets are committed to the group coordinator, \
+                      and only positions already handed to the application";
+const NEW_GROUPS: &str = "the KIP-848 consumer group protocol is not implemented: franzy \
+                          speaks the classic group protocol";
 const SERDE: &str = "franzy sends and returns bytes: (de)serialize in the application \
                      (the ByteArray classes are what franzy does anyway)";
 const INTERCEPTORS: &str = "interceptors are Java classes, which franzy cannot load";
@@ -214,7 +217,8 @@ const SASL: &str = "franzy speaks PLAIN, SCRAM-SHA-256/512 and OAUTHBEARER (unse
 const PEM_ONLY: &str = "franzy reads PEM stores only, which have no store password";
 const ENCRYPTED_KEYS: &str = "encrypted private keys are not supported: decrypt the key";
 const METRICS: &str = "franzy records no metrics (it reports through `tracing`)";
-const TRANSACTIONS: &str = "transactions are not implemented yet";
+const TRANSACTIONS: &str = "two-phase commit with an external transaction manager (KIP-939) \
+                            is not implemented";
 const LEVELS: &str = "franzy compresses at one fixed level per codec";
 const PRODUCER: &str = "not implemented by franzy's producer yet";
 const CONSUMER: &str = "not implemented by franzy's consumer yet (franzy always checks CRCs, \
@@ -751,20 +755,31 @@ pub(super) static KEYS: &[Key] = &[
         "transactional.id",
         P,
         "",
-        "only empty: transactions are not implemented yet, and a producer with an id would \
-         write outside any transaction",
-        |_, v| {
-            if v.is_empty() {
-                Ok(())
-            } else {
-                Err(
-                    "transactions are not supported yet (franzy would write these records \
-                     outside any transaction)"
-                        .into(),
-                )
-            }
+        "makes the producer transactional: records are sent inside transactions \
+         (`init_transactions`, `begin_transaction`, `commit_transaction`), and a new producer \
+         with the same id fences this one; implies `enable.idempotence`. Empty: none",
+        |c, v| {
+            c.transactional_id = (!v.is_empty()).then(|| v.to_string());
+            Ok(())
         },
-        |_| String::new(),
+        |c| c.transactional_id.clone().unwrap_or_default(),
+    ),
+    supported(
+        "transaction.timeout.ms",
+        P,
+        "60000",
+        "longest a transaction may stay open before the coordinator aborts it (at most the \
+         brokers' `transaction.max.timeout.ms`); also how long a commit retries an \
+         unanswered EndTxn before its outcome is reported unknown",
+        |c, v| {
+            let timeout = millis(v)?;
+            if timeout.is_zero() || timeout.as_millis() > i32::MAX as u128 {
+                return Err(format!("{v} is not between 1 and {}", i32::MAX));
+            }
+            c.transaction_timeout = timeout;
+            Ok(())
+        },
+        |c| show_millis(c.transaction_timeout),
     ),
     // Supported, consumer.
     supported(
@@ -800,8 +815,9 @@ pub(super) static KEYS: &[Key] = &[
         "isolation.level",
         C,
         "read_uncommitted",
-        "only `read_uncommitted`: `read_committed` is refused until aborted transactions \
-         are filtered out",
+        "`read_uncommitted` (everything, up to the high watermark) or `read_committed` \
+         (committed transactions only, up to the last stable offset); the default is Java's \
+         (librdkafka's default is `read_committed`)",
         |c, v| {
             let level = choice(
                 v,
@@ -810,7 +826,6 @@ pub(super) static KEYS: &[Key] = &[
                     ("read_committed", IsolationLevel::ReadCommitted),
                 ],
             )?;
-            super::check_isolation_level(level)?;
             c.isolation_level = level;
             Ok(())
         },
@@ -875,6 +890,154 @@ pub(super) static KEYS: &[Key] = &[
         |c| c.enable_partition_eof.to_string(),
     )
     .librdkafka(),
+    supported(
+        "group.id",
+        C,
+        "",
+        "the consumer group: set, `subscribe` joins it and offsets are committed to it; \
+         empty: no group (manual assignment, nothing committed)",
+        |c, v| {
+            c.group_id = (!v.is_empty()).then(|| v.to_string());
+            Ok(())
+        },
+        |c| c.group_id.clone().unwrap_or_default(),
+    ),
+    supported(
+        "group.instance.id",
+        C,
+        "",
+        "a static member's stable identity (KIP-345): restarting within \
+         `session.timeout.ms` causes no rebalance, and closing sends no LeaveGroup",
+        |c, v| {
+            c.group_instance_id = (!v.is_empty()).then(|| v.to_string());
+            Ok(())
+        },
+        |c| c.group_instance_id.clone().unwrap_or_default(),
+    ),
+    supported(
+        "group.protocol",
+        C,
+        "classic",
+        "only `classic` (JoinGroup, SyncGroup, Heartbeat); `consumer` (KIP-848) is refused \
+         until it is implemented",
+        |_, v| match choice(v, &[("classic", true), ("consumer", false)])? {
+            true => Ok(()),
+            false => Err(
+                "the consumer group protocol (KIP-848) is not supported yet: use \
+                          group.protocol=classic"
+                    .into(),
+            ),
+        },
+        |_| "classic".into(),
+    ),
+    supported(
+        "session.timeout.ms",
+        C,
+        "45000",
+        "how long the coordinator waits for a member's heartbeat before removing it",
+        |c, v| {
+            c.session_timeout = millis(v)?;
+            Ok(())
+        },
+        |c| show_millis(c.session_timeout),
+    ),
+    supported(
+        "heartbeat.interval.ms",
+        C,
+        "3000",
+        "time between heartbeats, sent by the consumer's background task whatever the \
+         application does; below `session.timeout.ms`",
+        |c, v| {
+            c.heartbeat_interval = millis(v)?;
+            Ok(())
+        },
+        |c| show_millis(c.heartbeat_interval),
+    ),
+    supported(
+        "max.poll.interval.ms",
+        C,
+        "300000",
+        "longest time between two `recv` calls before the member leaves the group (the next \
+         `recv` reports it and rejoins); also the rebalance timeout",
+        |c, v| {
+            c.max_poll_interval = millis(v)?;
+            Ok(())
+        },
+        |c| show_millis(c.max_poll_interval),
+    ),
+    supported(
+        "partition.assignment.strategy",
+        C,
+        "org.apache.kafka.clients.consumer.RangeAssignor,\
+         org.apache.kafka.clients.consumer.CooperativeStickyAssignor",
+        "assignors in order of preference, by Java class or librdkafka name: `range`, \
+         `roundrobin`, `sticky`, `cooperative-sticky`; the group uses the first every \
+         member supports",
+        |c, v| {
+            let names = list(v);
+            if names.is_empty() {
+                return Err("at least one assignor is needed".into());
+            }
+            for name in &names {
+                if crate::engine::group::assignor::canonical_name(name).is_none() {
+                    return Err(format!(
+                        "{name:?} is not an assignor franzy has (range, roundrobin, sticky, \
+                         cooperative-sticky; give your own to the consumer's builder)"
+                    ));
+                }
+            }
+            c.assignment_strategy = names;
+            Ok(())
+        },
+        |c| c.assignment_strategy.join(","),
+    ),
+    supported(
+        "enable.auto.commit",
+        C,
+        "true",
+        "commit the positions of records already handed out every \
+         `auto.commit.interval.ms`, before partitions are revoked, and on close",
+        |c, v| {
+            c.enable_auto_commit = boolean(v)?;
+            Ok(())
+        },
+        |c| c.enable_auto_commit.to_string(),
+    )
+    .also(&["auto.commit.enable"]),
+    supported(
+        "auto.commit.interval.ms",
+        C,
+        "5000",
+        "time between automatic commits",
+        |c, v| {
+            c.auto_commit_interval = millis(v)?;
+            Ok(())
+        },
+        |c| show_millis(c.auto_commit_interval),
+    ),
+    supported(
+        "client.rack",
+        C,
+        "",
+        "the consumer's rack, sent in its group subscription (the assignors do not place \
+         by rack yet)",
+        |c, v| {
+            c.client_rack = (!v.is_empty()).then(|| v.to_string());
+            Ok(())
+        },
+        |c| c.client_rack.clone().unwrap_or_default(),
+    ),
+    supported(
+        "default.api.timeout.ms",
+        CA,
+        "60000",
+        "how long `commit`, `committed` and a closing consumer's last commit wait",
+        |c, v| {
+            c.default_api_timeout = millis(v)?;
+            Ok(())
+        },
+        |c| show_millis(c.default_api_timeout),
+    ),
     // Kafka's keys franzy ignores: every client.
     ignored("send.buffer.bytes", PCA, NETWORK).inert(&["-1"]),
     ignored("receive.buffer.bytes", PCA, NETWORK).inert(&["-1"]),
@@ -889,7 +1052,6 @@ pub(super) static KEYS: &[Key] = &[
     ignored("metrics.recording.level", PCA, METRICS),
     ignored("metric.reporters", PCA, METRICS).inert(&[""]),
     ignored("bootstrap.controllers", A, ADMIN),
-    ignored("default.api.timeout.ms", CA, CONSUMER),
     // Producer.
     ignored("max.block.ms", P, PRODUCER),
     ignored("metadata.max.idle.ms", P, PRODUCER),
@@ -903,28 +1065,15 @@ pub(super) static KEYS: &[Key] = &[
     ignored("value.serializer", P, SERDE)
         .inert(&["org.apache.kafka.common.serialization.ByteArraySerializer"]),
     ignored("interceptor.classes", PC, INTERCEPTORS).inert(&[""]),
-    ignored("transaction.timeout.ms", P, TRANSACTIONS),
     ignored("transaction.two.phase.commit.enable", P, TRANSACTIONS).inert(&["false"]),
     // Consumer.
-    ignored("group.id", C, GROUPS),
-    ignored("group.instance.id", C, GROUPS).inert(&[""]),
-    ignored("group.protocol", C, GROUPS),
-    ignored("group.remote.assignor", C, GROUPS),
-    ignored("session.timeout.ms", C, GROUPS),
-    ignored("heartbeat.interval.ms", C, GROUPS),
-    ignored("max.poll.interval.ms", C, GROUPS),
-    ignored("partition.assignment.strategy", C, GROUPS),
-    ignored("enable.auto.commit", C, GROUPS)
-        .inert(&["false"])
-        .also(&["auto.commit.enable"]),
-    ignored("auto.commit.interval.ms", C, GROUPS),
+    ignored("group.remote.assignor", C, NEW_GROUPS),
     ignored("key.deserializer", C, SERDE)
         .inert(&["org.apache.kafka.common.serialization.ByteArrayDeserializer"]),
     ignored("value.deserializer", C, SERDE)
         .inert(&["org.apache.kafka.common.serialization.ByteArrayDeserializer"]),
     ignored("max.poll.records", C, CONSUMER),
     ignored("check.crcs", C, CONSUMER).inert(&["true"]),
-    ignored("client.rack", C, CONSUMER).inert(&[""]),
     ignored("exclude.internal.topics", C, CONSUMER).inert(&["true"]),
     ignored("allow.auto.create.topics", C, CONSUMER).inert(&["true"]),
     // TLS.
@@ -1072,6 +1221,16 @@ pub(super) static KEYS: &[Key] = &[
     rdkafka("socket.blocking.max.ms", PCA, LIBRDKAFKA).inert(&["*"]),
     rdkafka("topic.metadata.refresh.fast.cnt", PCA, LIBRDKAFKA).inert(&["*"]),
 ];
+
+/// A comma-separated list, blanks dropped.
+fn list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(String::from)
+        .collect()
+}
 
 /// `value` as one of `choices` (names compared without case), or an error listing them.
 fn choice<T: Copy>(value: &str, choices: &[(&str, T)]) -> Result<T, String> {

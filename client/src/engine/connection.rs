@@ -258,16 +258,25 @@ impl Connection {
 
     /// The version to use for `api`: the highest both sides support.
     pub fn version_for(&self, api: ApiKey) -> Result<i16, Error> {
+        self.version_at_most(api, None)
+    }
+
+    /// As [`Connection::version_for`], but no higher than `max` when given.
+    pub fn version_at_most(&self, api: ApiKey, max: Option<i16>) -> Result<i16, Error> {
         match (&self.state, &self.versions) {
             (State::Closed, _) => Err(Error::Disconnected {
                 address: self.address.clone(),
             }),
-            (State::Ready | State::Authenticating(_), Some(versions)) => versions
-                .choose(api)
-                .ok_or_else(|| Error::UnsupportedVersion {
+            (State::Ready | State::Authenticating(_), Some(versions)) => {
+                let chosen = match max {
+                    None => versions.choose(api),
+                    Some(max) => versions.choose_at_most(api, max),
+                };
+                chosen.ok_or_else(|| Error::UnsupportedVersion {
                     address: self.address.clone(),
                     api,
-                }),
+                })
+            }
             _ => Err(Error::Protocol {
                 peer: self.address.clone(),
                 reason: "request before version negotiation finished".into(),

@@ -79,8 +79,10 @@ pub struct Metadata {
     /// names are the client's own (no flooding to defend against).
     topics: HashMap<String, TopicInfo, BuildHasherDefault<Fnv1a>>,
     names_by_id: HashMap<Uuid, String>,
-    /// Topics the client uses; only these are asked for.
+    /// Topics the client uses; only these are asked for (unless `all_topics`).
     wanted: BTreeSet<String>,
+    /// Ask for every topic (a consumer's pattern subscription).
+    all_topics: bool,
     /// Errors of wanted topics in the last response (unknown topic, ...).
     topic_errors: HashMap<String, ErrorCode>,
     cluster_id: Option<String>,
@@ -98,6 +100,7 @@ impl Metadata {
             topics: HashMap::default(),
             names_by_id: HashMap::new(),
             wanted: BTreeSet::new(),
+            all_topics: false,
             topic_errors: HashMap::new(),
             cluster_id: None,
             controller_id: -1,
@@ -115,10 +118,30 @@ impl Metadata {
         }
     }
 
+    /// Asks for every topic from now on (`true`), as a pattern subscription needs, or only
+    /// for the wanted ones again.
+    pub fn want_all_topics(&mut self, all: bool) {
+        if all && !self.all_topics {
+            self.stale = true;
+        }
+        self.all_topics = all;
+    }
+
+    /// Every topic in the cache.
+    pub fn topics(&self) -> impl Iterator<Item = &TopicInfo> {
+        self.topics.values()
+    }
+
     /// The Metadata request for the wanted topics (any version: the fields it sets exist in
-    /// all). Never "all topics" (null from v1 on): franzy names its topics. An empty list asks
-    /// only for the brokers (v0 reads it as "all topics", which is harmless).
+    /// all), or for all topics (null from v1 on) while a pattern subscription asks for
+    /// them. An empty list asks only for the brokers (v0 reads it as "all topics", which is
+    /// harmless).
     pub fn request(&self) -> MetadataRequest {
+        if self.all_topics {
+            return MetadataRequest::default()
+                .with_topics(None)
+                .with_allow_auto_topic_creation(false);
+        }
         let topics = self
             .wanted
             .iter()

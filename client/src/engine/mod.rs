@@ -10,11 +10,13 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`producer`] | the producer's engine: accumulator, InitProducerId, metadata refreshes, in call order |
+//! | [`producer`] | the producer's engine: accumulator, InitProducerId, transactions, metadata refreshes, in call order |
 //! | [`accumulator`] | producer batches: partitioning, linger, sizes, encoding jobs, drain per leader, retries |
 //! | [`idempotence`] | producer id and epoch, batch numbering, sequence arithmetic, epoch bumps |
 //! | [`producer_id`] | the InitProducerId state machine: retries, the fallback without idempotence |
+//! | [`transaction`] | the transactional producer's state machine: coordinators, partitions and offsets in the transaction, commit and abort, torn commits |
 //! | [`fetcher`] | the consumer's engine: positions, Fetch/ListOffsets planning, prefetch buffer, resets, outages |
+//! | [`group`] | the consumer group: membership, assignors, commits |
 //! | [`refresh`] | when to refresh the metadata, with spacing and backoff: one policy for every role |
 //! | [`metadata`] | the cluster view: brokers, topics, leaders, leader epochs |
 //! | [`connection`] | one broker connection: correlation ids, in-flight requests, negotiation, timeouts |
@@ -25,6 +27,7 @@ pub mod accumulator;
 pub mod backoff;
 pub mod connection;
 pub mod fetcher;
+pub mod group;
 pub mod idempotence;
 pub mod metadata;
 pub mod partitioner;
@@ -32,3 +35,4 @@ pub mod producer;
 pub mod producer_id;
 pub mod refresh;
 pub mod sasl;
+pub mod transaction;

@@ -31,6 +31,22 @@
 //!    [`partition_responses`]), [`ProducerEngine::handle_metadata_refresh`] and
 //!    [`ProducerEngine::handle_init_producer_id`]; go to 2.
 //!
+//! A transactional producer (`transactional.id`) also has a [`TransactionManager`]: `send`
+//! asks [`ProducerEngine::check_send`] before appending (records only inside a
+//! transaction); the user's transactional calls ([`ProducerEngine::init_transactions`],
+//! [`ProducerEngine::begin_transaction`], [`ProducerEngine::send_offsets_to_transaction`],
+//! [`ProducerEngine::commit_transaction`], [`ProducerEngine::abort_transaction`]) return an
+//! operation whose outcome [`ProducerEngine::poll_transaction_completion`] hands out; in
+//! step 4 the driver also sends [`ProducerEngine::poll_transaction_request`] (to the broker
+//! it names, at most at its version) and feeds the answer to
+//! [`ProducerEngine::handle_transaction_response`]. Its producer id comes from the
+//! transaction coordinator, never from [`ProducerEngine::poll_init_producer_id`]; its
+//! Produce requests carry the transactional id and use at most
+//! [`MAX_PRODUCE_VERSION`](super::transaction::MAX_PRODUCE_VERSION). The engine keeps the
+//! accumulator and the transaction manager in step: partitions join the transaction before
+//! their first batch goes, record failures make the transaction abortable, an abort fails
+//! the unsent records, a commit flushes, and EndTxn waits for every record.
+//!
 //! [`produce_request`]: super::accumulator::produce_request
 //! [`partition_responses`]: super::accumulator::partition_responses
 
@@ -49,14 +65,23 @@ use super::idempotence::ProducerId;
 use super::metadata::Metadata;
 use super::producer_id::{ProducerIdOutcome, ProducerIdState};
 use super::refresh::MetadataRefresh;
+use super::transaction::{
+    OperationId, TransactionConfig, TransactionManager, TransactionRequest, TransactionState,
+};
 use crate::config::Config;
 use crate::error::Error;
+use crate::group_metadata::ConsumerGroupMetadata;
+use crate::proto::ResponseKind;
+use crate::topic_partition::TopicPartition;
+use std::collections::BTreeMap;
 
 /// The producer's engine; see the [module](self) documentation for the call order.
 #[derive(Debug)]
 pub struct ProducerEngine<T> {
     accumulator: Accumulator<T>,
     producer_id: ProducerIdState,
+    /// The transaction manager of a transactional producer.
+    transaction: Option<TransactionManager>,
     refresh: MetadataRefresh,
     /// Backoff jitter of the refresh and InitProducerId policies.
     rng: Rng,
@@ -72,11 +97,34 @@ impl<T> ProducerEngine<T> {
     /// The engine of a producer configured by `config`; `seed` drives every random choice
     /// (sticky partitions, backoff jitter).
     pub fn from_config(config: &Config, seed: u64) -> Self {
-        Self::new(
+        let mut engine = Self::new(
             AccumulatorConfig::from_config(config),
             config.idempotence_explicit(),
             seed,
-        )
+        );
+        if let Some(transactional_id) = config.transactional() {
+            engine.transaction = Some(TransactionManager::new(TransactionConfig {
+                transactional_id: transactional_id.to_string(),
+                transaction_timeout: config.transaction_timeout,
+                retry_backoff: config.retry_backoff,
+                retry_backoff_max: config.retry_backoff_max,
+            }));
+        }
+        engine
+    }
+
+    /// A transactional engine with these accumulator settings (`transactional` is forced on)
+    /// and this transaction manager configuration.
+    pub fn transactional(
+        mut config: AccumulatorConfig,
+        transaction: TransactionConfig,
+        seed: u64,
+    ) -> Self {
+        config.transactional = true;
+        config.idempotent = true;
+        let mut engine = Self::new(config, true, seed);
+        engine.transaction = Some(TransactionManager::new(transaction));
+        engine
     }
 
     /// An engine with these accumulator settings; `idempotence_explicit` when
@@ -91,6 +139,7 @@ impl<T> ProducerEngine<T> {
         Self {
             accumulator: Accumulator::new(config, seed),
             producer_id,
+            transaction: None,
             refresh,
             rng: Rng::new(seed.rotate_left(17) ^ 0x6d65_7461),
             wanted: HashSet::new(),
@@ -149,11 +198,15 @@ impl<T> ProducerEngine<T> {
         self.accumulator.is_flushed(token)
     }
 
-    /// Closing: every batch is sendable from now on, and once everything completed the
-    /// engine stops ([`ProducerEngine::stop_if_idle`]).
+    /// Closing: every batch is sendable from now on, an open transaction is aborted, and
+    /// once everything completed the engine stops ([`ProducerEngine::stop_if_idle`]).
     pub fn close(&mut self) {
         self.closing = true;
         self.accumulator.close();
+        if let Some(transaction) = &mut self.transaction {
+            transaction.close();
+        }
+        self.sync_transaction();
     }
 
     /// The engine stopped: nothing appended now would ever be sent.
@@ -173,7 +226,9 @@ impl<T> ProducerEngine<T> {
 
     /// Fails what passed `delivery.timeout.ms`; see [`Accumulator::handle_timeout`].
     pub fn handle_timeout(&mut self, now: Instant, abandon: impl FnMut(BatchId) -> bool) {
+        self.sync_transaction();
         self.accumulator.handle_timeout(now, abandon);
+        self.sync_transaction();
     }
 
     /// Batches to encode outside the lock; see [`Accumulator::poll_encode`].
@@ -239,8 +294,14 @@ impl<T> ProducerEngine<T> {
     /// (idempotence on, none yet or the epochs used up, records waiting, nothing in flight)
     /// and no backoff runs.
     pub fn poll_init_producer_id(&mut self, now: Instant) -> Option<InitProducerIdRequest> {
-        let needed = self.accumulator.needs_producer_id();
+        let needed = self.needs_idempotent_producer_id();
         self.producer_id.poll_request(needed, now)
+    }
+
+    /// An idempotent producer needs an id (a transactional one gets it from its
+    /// transaction coordinator instead).
+    fn needs_idempotent_producer_id(&self) -> bool {
+        self.transaction.is_none() && self.accumulator.needs_producer_id()
     }
 
     /// The InitProducerId request ended with `result` (see
@@ -276,6 +337,7 @@ impl<T> ProducerEngine<T> {
         now: Instant,
     ) {
         self.accumulator.handle_response(request_id, outcome, now);
+        self.sync_transaction();
     }
 
     /// The records that completed together next, to resolve outside the lock.
@@ -287,21 +349,168 @@ impl<T> ProducerEngine<T> {
     /// the engine and returns true: an append after this is refused. The driver asks only
     /// when none of its requests is pending.
     pub fn stop_if_idle(&mut self) -> bool {
-        if self.closing && self.accumulator.is_idle() {
+        let transaction_idle = self
+            .transaction
+            .as_ref()
+            .is_none_or(TransactionManager::is_idle);
+        if self.closing && self.accumulator.is_idle() && transaction_idle {
             self.stopped = true;
         }
         self.stopped
+    }
+
+    // ----- transactions -----
+
+    /// Whether a record may be appended now: always without a `transactional.id`; with
+    /// one, only inside a transaction (Java's "cannot send before begin_transaction").
+    pub fn check_send(&self) -> Result<(), Error> {
+        match &self.transaction {
+            None => Ok(()),
+            Some(transaction) => transaction.check_send(),
+        }
+    }
+
+    /// The transaction manager's state, for a transactional producer.
+    pub fn transaction_state(&self) -> Option<TransactionState> {
+        self.transaction.as_ref().map(TransactionManager::state)
+    }
+
+    fn transaction_mut(&mut self) -> Result<&mut TransactionManager, Error> {
+        self.transaction.as_mut().ok_or_else(|| {
+            Error::InvalidTransactionState(
+                "the producer is not transactional: set transactional.id".into(),
+            )
+        })
+    }
+
+    /// `init_transactions`; see [`TransactionManager::init_transactions`].
+    pub fn init_transactions(&mut self) -> Result<OperationId, Error> {
+        let op = self.transaction_mut()?.init_transactions();
+        self.sync_transaction();
+        op
+    }
+
+    /// `begin_transaction`; see [`TransactionManager::begin_transaction`].
+    pub fn begin_transaction(&mut self) -> Result<Option<OperationId>, Error> {
+        let op = self.transaction_mut()?.begin_transaction();
+        self.sync_transaction();
+        op
+    }
+
+    /// `send_offsets_to_transaction`; see [`TransactionManager::send_offsets`].
+    pub fn send_offsets_to_transaction(
+        &mut self,
+        offsets: BTreeMap<TopicPartition, i64>,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<Option<OperationId>, Error> {
+        let op = self.transaction_mut()?.send_offsets(offsets, group);
+        self.sync_transaction();
+        op
+    }
+
+    /// `commit_transaction`; see [`TransactionManager::commit`].
+    pub fn commit_transaction(&mut self) -> Result<OperationId, Error> {
+        let op = self.transaction_mut()?.commit();
+        self.sync_transaction();
+        op
+    }
+
+    /// `abort_transaction`; see [`TransactionManager::abort`].
+    pub fn abort_transaction(&mut self) -> Result<OperationId, Error> {
+        let op = self.transaction_mut()?.abort();
+        self.sync_transaction();
+        op
+    }
+
+    /// The next transactional operation that completed, with its outcome.
+    pub fn poll_transaction_completion(&mut self) -> Option<(OperationId, Result<(), Error>)> {
+        self.transaction.as_mut()?.poll_completion()
+    }
+
+    /// The transactional request to send now, if any (see
+    /// [`TransactionManager::poll_request`]): EndTxn only once every record completed.
+    pub fn poll_transaction_request(&mut self, now: Instant) -> Option<TransactionRequest> {
+        self.sync_transaction();
+        let incomplete = self.accumulator.has_incomplete();
+        let request = self.transaction.as_mut()?.poll_request(now, incomplete);
+        self.sync_transaction();
+        request
+    }
+
+    /// The answer to transactional request `id` (its body, at `version`), or why none came
+    /// and whether the request may have reached the broker.
+    pub fn handle_transaction_response(
+        &mut self,
+        id: u64,
+        version: i16,
+        result: Result<ResponseKind, (Error, bool)>,
+        now: Instant,
+    ) {
+        if let Some(transaction) = &mut self.transaction {
+            transaction.handle_response(id, version, result, now, &mut self.rng);
+        }
+        self.sync_transaction();
+    }
+
+    /// Keeps the accumulator and the transaction manager in step (see the module doc).
+    fn sync_transaction(&mut self) {
+        let Some(transaction) = &mut self.transaction else {
+            return;
+        };
+        let accumulator = &mut self.accumulator;
+        if let Some(producer) = transaction.take_producer_id() {
+            debug!(
+                producer_id = producer.id,
+                epoch = producer.epoch,
+                "numbering with the transaction's producer id"
+            );
+            accumulator.set_producer_id(producer);
+        }
+        if transaction.take_transaction_ended() {
+            accumulator.end_transaction();
+        }
+        let added = transaction.take_added_partitions();
+        if !added.is_empty() {
+            accumulator.mark_partitions_added(&added);
+        }
+        if transaction.take_flush() {
+            accumulator.begin_flush();
+        }
+        let to_add = accumulator.take_partitions_to_add();
+        if !to_add.is_empty() {
+            transaction.add_partitions(to_add);
+        }
+        if let Some(error) = accumulator.take_transaction_failure() {
+            transaction.handle_record_failure(&error);
+        }
+        if accumulator.take_sequence_hole() {
+            transaction.handle_sequence_hole();
+        }
+        if let Some(error) = transaction.abort_error() {
+            accumulator.abort_undrained(&error);
+            // Records failed by the abort make no further failure.
+            let _ = accumulator.take_transaction_failure();
+            if accumulator.take_sequence_hole() {
+                transaction.handle_sequence_hole();
+            }
+        }
+        if let Some(error) = transaction.fatal_error() {
+            if accumulator.fatal().is_none() {
+                accumulator.set_fatal(error.clone());
+            }
+        }
     }
 
     /// When something changes by itself: a linger, retry backoff or delivery timeout ends,
     /// the metadata is due for a refresh, or an InitProducerId backoff ends.
     pub fn poll_timeout(&self, now: Instant, metadata: &Metadata) -> Option<Instant> {
         let active = !self.wanted.is_empty();
-        let needed = self.accumulator.needs_producer_id();
+        let needed = self.needs_idempotent_producer_id();
         [
             self.accumulator.poll_timeout(now),
             self.refresh.poll_timeout(now, metadata, active),
             self.producer_id.poll_timeout(needed, now),
+            self.transaction.as_ref().and_then(|t| t.poll_timeout(now)),
         ]
         .into_iter()
         .flatten()
@@ -342,6 +551,7 @@ mod tests {
             acks: Acks::All,
             request_timeout_ms: 30_000,
             idempotent,
+            transactional: false,
         }
     }
 
@@ -549,5 +759,256 @@ mod tests {
         assert!(engine.poll_completed_batch().is_some());
         assert!(engine.stop_if_idle());
         assert!(engine.is_stopped());
+    }
+
+    mod transactional {
+        //! The producer's engine with a transaction manager: records, partitions and the
+        //! transaction kept in step.
+
+        use super::*;
+        use crate::engine::transaction::{TransactionConfig, TransactionRequest};
+        use crate::proto::{ApiKey, RequestKind};
+        use kafka_protocol::messages::add_partitions_to_txn_response::{
+            AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+        };
+        use kafka_protocol::messages::{
+            AddPartitionsToTxnResponse, EndTxnResponse, FindCoordinatorResponse,
+            InitProducerIdResponse,
+        };
+
+        fn engine() -> ProducerEngine<u32> {
+            ProducerEngine::transactional(
+                config(true),
+                TransactionConfig {
+                    transactional_id: "tx".into(),
+                    transaction_timeout: Duration::from_secs(60),
+                    retry_backoff: 100 * MS,
+                    retry_backoff_max: Duration::from_secs(1),
+                },
+                1,
+            )
+        }
+
+        /// The answer a healthy coordinator gives to `request` (InitProducerId: id 1000 at
+        /// `epoch`).
+        fn coordinator_answer(request: &TransactionRequest, epoch: i16) -> ResponseKind {
+            match request.build(3).expect("builds") {
+                RequestKind::FindCoordinator(_) => ResponseKind::FindCoordinator(
+                    FindCoordinatorResponse::default()
+                        .with_node_id(BrokerId(0))
+                        .with_host(StrBytes::from_static_str("b0"))
+                        .with_port(9092),
+                ),
+                RequestKind::InitProducerId(_) => ResponseKind::InitProducerId(
+                    InitProducerIdResponse::default()
+                        .with_producer_id(1000.into())
+                        .with_producer_epoch(epoch),
+                ),
+                RequestKind::AddPartitionsToTxn(req) => ResponseKind::AddPartitionsToTxn(
+                    AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(
+                        req.v3_and_below_topics
+                            .iter()
+                            .map(|t| {
+                                AddPartitionsToTxnTopicResult::default()
+                                    .with_name(t.name.clone())
+                                    .with_results_by_partition(
+                                        t.partitions
+                                            .iter()
+                                            .map(|p| {
+                                                AddPartitionsToTxnPartitionResult::default()
+                                                    .with_partition_index(*p)
+                                            })
+                                            .collect(),
+                                    )
+                            })
+                            .collect(),
+                    ),
+                ),
+                RequestKind::EndTxn(_) => ResponseKind::EndTxn(EndTxnResponse::default()),
+                other => panic!("{other:?}"),
+            }
+        }
+
+        /// Answers transactional requests until none is left; returns their APIs.
+        fn settle(engine: &mut ProducerEngine<u32>, now: Instant, epoch: i16) -> Vec<ApiKey> {
+            let mut apis = Vec::new();
+            while let Some(request) = engine.poll_transaction_request(now) {
+                assert!(apis.len() < 20, "{apis:?}");
+                apis.push(request.api);
+                let body = coordinator_answer(&request, epoch);
+                engine.handle_transaction_response(request.id, 3, Ok(body), now);
+            }
+            apis
+        }
+
+        fn completions(engine: &mut ProducerEngine<u32>) -> Vec<(u64, Result<(), Error>)> {
+            std::iter::from_fn(|| engine.poll_transaction_completion()).collect()
+        }
+
+        fn initialised(md: &mut Metadata, t0: Instant) -> ProducerEngine<u32> {
+            md.want("t");
+            md.handle_response(&metadata_response(), t0);
+            let mut engine = engine();
+            assert!(
+                engine.check_send().is_err(),
+                "nothing before init_transactions"
+            );
+            assert!(
+                engine.poll_init_producer_id(t0).is_none(),
+                "no idempotent InitProducerId"
+            );
+            let op = engine.init_transactions().expect("first");
+            assert_eq!(
+                settle(&mut engine, t0, 0),
+                vec![ApiKey::FindCoordinator, ApiKey::InitProducerId]
+            );
+            assert!(matches!(&completions(&mut engine)[..], [(o, Ok(()))] if *o == op));
+            assert_eq!(engine.producer_id(), Some(ProducerId::new(1000, 0)));
+            engine
+        }
+
+        #[test]
+        fn batches_wait_for_their_partition_to_join_then_go_transactional() {
+            let t0 = Instant::now();
+            let mut md = Metadata::new(Duration::from_secs(300));
+            let mut engine = initialised(&mut md, t0);
+            assert!(matches!(
+                engine.check_send(),
+                Err(Error::InvalidTransactionState(_))
+            ));
+            assert_eq!(engine.begin_transaction().ok(), Some(None));
+            assert!(engine.check_send().is_ok());
+            assert!(engine.append(record(1, t0), &mut md, t0).is_ok());
+            let (plans, _, _) = step(&mut engine, &mut md, t0 + 10 * MS);
+            assert!(plans.is_empty(), "not before AddPartitionsToTxn");
+            assert_eq!(settle(&mut engine, t0, 0), vec![ApiKey::AddPartitionsToTxn]);
+            let (plans, _, _) = step(&mut engine, &mut md, t0 + 10 * MS);
+            assert_eq!(plans.len(), 1);
+            let batch = RecordBatch::decode(&plans[0].batches[0].records, &DecodeLimits::default())
+                .expect("valid");
+            assert!(batch.is_transactional);
+            assert_eq!((batch.producer_id, batch.producer_epoch), (1000, 0));
+            let op = engine.commit_transaction().expect("in a transaction");
+            assert!(
+                engine.check_send().is_err(),
+                "nothing joins a committing transaction"
+            );
+            assert!(
+                settle(&mut engine, t0, 0).is_empty(),
+                "EndTxn waits for the record"
+            );
+            engine.handle_produce_outcome(plans[0].request_id, answer_ok(&plans[0]), t0);
+            assert!(engine.poll_completed_batch().is_some());
+            assert_eq!(settle(&mut engine, t0, 0), vec![ApiKey::EndTxn]);
+            assert!(matches!(&completions(&mut engine)[..], [(o, Ok(()))] if *o == op));
+            // The next transaction adds the partition again.
+            assert_eq!(engine.begin_transaction().ok(), Some(None));
+            assert!(engine.append(record(2, t0), &mut md, t0).is_ok());
+            let (plans, _, _) = step(&mut engine, &mut md, t0 + 20 * MS);
+            assert!(plans.is_empty());
+            assert_eq!(settle(&mut engine, t0, 0), vec![ApiKey::AddPartitionsToTxn]);
+        }
+
+        fn answer_ok(plan: &ProduceRequestPlan) -> ProduceOutcome {
+            super::answer(plan, None)
+        }
+
+        #[test]
+        fn a_failed_record_makes_the_transaction_abortable_and_the_abort_bumps_the_epoch() {
+            let t0 = Instant::now();
+            let mut md = Metadata::new(Duration::from_secs(300));
+            let mut engine = initialised(&mut md, t0);
+            assert_eq!(engine.begin_transaction().ok(), Some(None));
+            assert!(engine.append(record(1, t0), &mut md, t0).is_ok());
+            step(&mut engine, &mut md, t0);
+            settle(&mut engine, t0, 0);
+            let (plans, _, _) = step(&mut engine, &mut md, t0 + 10 * MS);
+            // A second record waits behind the first, unsent.
+            assert!(engine.append(record(2, t0), &mut md, t0 + 10 * MS).is_ok());
+            engine.handle_produce_outcome(
+                plans[0].request_id,
+                super::answer(&plans[0], Some(ErrorCode::InvalidRecord)),
+                t0 + 11 * MS,
+            );
+            let (_, _, _) = step(&mut engine, &mut md, t0 + 12 * MS);
+            let failed: Vec<_> = std::iter::from_fn(|| engine.poll_completed_batch())
+                .flatten()
+                .map(|c| c.result)
+                .collect();
+            assert!(
+                matches!(&failed[..], [Err(first), Err(second)]
+                    if first.error.code() == Some(ErrorCode::InvalidRecord)
+                        && matches!(&second.error, Error::Abortable(cause)
+                            if cause.code() == Some(ErrorCode::InvalidRecord))),
+                "{failed:?}"
+            );
+            let error = engine.check_send().expect_err("abortable");
+            assert!(error.requires_abort(), "{error}");
+            assert!(matches!(
+                engine.commit_transaction(),
+                Err(Error::Abortable(_))
+            ));
+            let op = engine.abort_transaction().expect("abortable");
+            // EndTxn(abort), then the epoch bump the failed numbered batch needs.
+            assert_eq!(
+                settle(&mut engine, t0, 1),
+                vec![ApiKey::EndTxn, ApiKey::InitProducerId]
+            );
+            assert!(matches!(&completions(&mut engine)[..], [(o, Ok(()))] if *o == op));
+            assert_eq!(engine.producer_id(), Some(ProducerId::new(1000, 1)));
+            // The next transaction numbers from 0 in the new epoch.
+            assert_eq!(engine.begin_transaction().ok(), Some(None));
+            assert!(engine.append(record(3, t0), &mut md, t0).is_ok());
+            step(&mut engine, &mut md, t0 + 20 * MS);
+            settle(&mut engine, t0, 1);
+            let (plans, _, _) = step(&mut engine, &mut md, t0 + 30 * MS);
+            let batch = RecordBatch::decode(&plans[0].batches[0].records, &DecodeLimits::default())
+                .expect("valid");
+            assert_eq!(
+                (batch.producer_epoch, batch.base_sequence),
+                (1, 0),
+                "the epoch was bumped through the coordinator"
+            );
+        }
+
+        #[test]
+        fn an_abort_fails_unsent_records_as_aborted_and_fencing_is_fatal() {
+            let t0 = Instant::now();
+            let mut md = Metadata::new(Duration::from_secs(300));
+            let mut engine = initialised(&mut md, t0);
+            assert_eq!(engine.begin_transaction().ok(), Some(None));
+            assert!(engine.append(record(1, t0), &mut md, t0).is_ok());
+            let op = engine.abort_transaction().expect("in a transaction");
+            let (plans, _, _) = step(&mut engine, &mut md, t0 + 10 * MS);
+            assert!(plans.is_empty());
+            let failed: Vec<_> = std::iter::from_fn(|| engine.poll_completed_batch())
+                .flatten()
+                .map(|c| c.result)
+                .collect();
+            assert!(
+                matches!(&failed[..], [Err(f)] if matches!(f.error, Error::TransactionAborted)),
+                "{failed:?}"
+            );
+            // Nothing was added: no EndTxn needed.
+            assert!(settle(&mut engine, t0, 0).is_empty());
+            assert!(matches!(&completions(&mut engine)[..], [(o, Ok(()))] if *o == op));
+
+            assert_eq!(engine.begin_transaction().ok(), Some(None));
+            assert!(engine.append(record(2, t0), &mut md, t0).is_ok());
+            step(&mut engine, &mut md, t0 + 20 * MS);
+            settle(&mut engine, t0, 0);
+            let (plans, _, _) = step(&mut engine, &mut md, t0 + 30 * MS);
+            engine.handle_produce_outcome(
+                plans[0].request_id,
+                super::answer(&plans[0], Some(ErrorCode::ProducerFenced)),
+                t0 + 31 * MS,
+            );
+            assert_eq!(
+                engine.transaction_state(),
+                Some(crate::engine::transaction::TransactionState::FatalError)
+            );
+            assert!(engine.check_send().is_err_and(|e| e.is_fatal()));
+            assert!(engine.commit_transaction().is_err_and(|e| e.is_fatal()));
+        }
     }
 }

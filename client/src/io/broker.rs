@@ -57,6 +57,8 @@ type Reply = oneshot::Sender<Result<Option<Response>, RequestError>>;
 
 struct Command {
     api: ApiKey,
+    /// The highest version to use, when lower than the highest both sides speak.
+    max_version: Option<i16>,
     build: BuildRequest,
     expect_response: bool,
     reply: Reply,
@@ -239,9 +241,37 @@ impl BrokerConnection {
         impl std::future::Future<Output = Result<Option<Response>, RequestError>>,
         RequestError,
     > {
+        self.submit_at_most(api, None, build, expect_response).await
+    }
+
+    /// As [`BrokerConnection::request`], at a version no higher than `max_version`.
+    pub async fn request_at_most(
+        &self,
+        api: ApiKey,
+        max_version: Option<i16>,
+        build: BuildRequest,
+        expect_response: bool,
+    ) -> Result<Option<Response>, RequestError> {
+        self.submit_at_most(api, max_version, build, expect_response)
+            .await?
+            .await
+    }
+
+    /// As [`BrokerConnection::submit`], at a version no higher than `max_version`.
+    pub async fn submit_at_most(
+        &self,
+        api: ApiKey,
+        max_version: Option<i16>,
+        build: BuildRequest,
+        expect_response: bool,
+    ) -> Result<
+        impl std::future::Future<Output = Result<Option<Response>, RequestError>>,
+        RequestError,
+    > {
         let (reply, answer) = oneshot::channel();
         let command = Command {
             api,
+            max_version,
             build,
             expect_response,
             reply,
@@ -388,7 +418,7 @@ async fn run(
                     let token = next_token;
                     next_token += 1;
                     let sent = connection
-                        .version_for(command.api)
+                        .version_at_most(command.api, command.max_version)
                         .and_then(|version| Ok((version, (command.build)(version)?)))
                         .and_then(|(version, body)| {
                             connection.send(token, command.api, version, &body, command.expect_response, now)

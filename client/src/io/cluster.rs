@@ -156,10 +156,39 @@ impl ClusterClient {
     /// The live connection to `address`, opening one if needed (after the reconnect
     /// backoff of a previous failure).
     pub async fn connection(&self, address: &str) -> Result<BrokerConnection, Error> {
+        self.connection_in(address, address, self.connection_config())
+            .await
+    }
+
+    /// A connection to `address` of its own, kept under `purpose` apart from the one
+    /// fetches and produce requests share, with its own request timeout: Java talks to a
+    /// group coordinator on a separate connection, so that a JoinGroup the broker holds
+    /// for a whole rebalance never stalls the fetches behind it (a broker answers one
+    /// connection's requests in order).
+    pub async fn dedicated_connection(
+        &self,
+        purpose: &str,
+        address: &str,
+        request_timeout: std::time::Duration,
+    ) -> Result<BrokerConnection, Error> {
+        let config = ConnectionConfig {
+            request_timeout,
+            ..self.connection_config()
+        };
+        self.connection_in(&format!("{purpose}@{address}"), address, config)
+            .await
+    }
+
+    async fn connection_in(
+        &self,
+        key: &str,
+        address: &str,
+        config: ConnectionConfig,
+    ) -> Result<BrokerConnection, Error> {
         let slot = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             slots
-                .entry(address.to_string())
+                .entry(key.to_string())
                 .or_insert_with(|| {
                     Arc::new(tokio::sync::Mutex::new(Slot {
                         connection: None,
@@ -185,7 +214,7 @@ impl ClusterClient {
         match BrokerConnection::open(
             self.connector.as_ref(),
             address,
-            self.connection_config(),
+            config,
             self.config.max_in_flight,
             &self.connection_security(),
         )

@@ -34,13 +34,18 @@ use crate::engine::fetcher::{decode_ahead, FetchPlan, Fetcher, ListOffsetsPlan};
 use crate::error::Error;
 use crate::proto::{ApiKey, RequestKind, ResponseKind};
 
-/// What the consumer handle and its driver share.
+/// What the consumer handle and its drivers share.
 pub(crate) struct Shared {
     state: Mutex<State>,
     /// Wakes the driver: the assignment changed, buffer space was freed, or the consumer
     /// is closing.
     driver_wake: Notify,
+    /// Wakes the group's driver (`io/group_loop.rs`), when there is one.
+    pub(crate) group_wake: Notify,
     pub(crate) cluster: Arc<ClusterClient>,
+    /// The group's parts that live outside the state lock: the rebalance callback being
+    /// run by `recv`, the listener, and the waiters of commits and lookups.
+    pub(crate) group: crate::consumer::group::GroupShared,
 }
 
 /// The part behind the mutex.
@@ -52,18 +57,28 @@ pub(crate) struct State {
     wakers: Wakers,
     /// Set by `close` or drop; the driver stops, `recv` returns `None`.
     pub(crate) closed: bool,
+    /// The consumer group member, with a `group.id`.
+    pub(crate) group: Option<crate::engine::group::GroupEngine>,
 }
 
 impl Shared {
-    pub(crate) fn new(fetcher: Fetcher, cluster: Arc<ClusterClient>) -> Self {
+    pub(crate) fn new(
+        fetcher: Fetcher,
+        group: Option<crate::engine::group::GroupEngine>,
+        group_shared: crate::consumer::group::GroupShared,
+        cluster: Arc<ClusterClient>,
+    ) -> Self {
         Self {
             state: Mutex::new(State {
                 fetcher,
                 wakers: Wakers::default(),
                 closed: false,
+                group,
             }),
             driver_wake: Notify::new(),
+            group_wake: Notify::new(),
             cluster,
+            group: group_shared,
         }
     }
 
@@ -77,12 +92,13 @@ impl Shared {
         self.driver_wake.notify_one();
     }
 
-    /// Stops the driver and ends the waiting `recv`s.
+    /// Stops the drivers and ends the waiting `recv`s.
     pub(crate) fn close(&self) {
         let mut state = self.lock();
         state.closed = true;
         wake_user(state);
         self.wake_driver();
+        self.group_wake.notify_one();
     }
 }
 

@@ -8,10 +8,12 @@
 //! | [`broker`] | one connection per broker: a task driving the connection engine |
 //! | [`cluster`] | metadata cache + connections shared by producer and consumer; Metadata requests |
 //! | [`sender`] | the producer's task: carries what the producer engine asks for, encodes outside the lock |
+//! | [`group_loop`] | the consumer group's task: heartbeats, join/sync, commits, offset lookups |
 //! | [`fetch_loop`] | the consumer's task: carries what the fetcher plans, decodes ahead outside the lock |
 
 pub mod broker;
 pub mod cluster;
 pub mod fetch_loop;
+pub mod group_loop;
 pub mod sender;
 pub mod transport;

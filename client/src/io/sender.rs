@@ -44,6 +44,9 @@ use crate::engine::accumulator::{
 use crate::engine::idempotence::ProducerId;
 use crate::engine::producer::ProducerEngine;
 use crate::engine::producer_id;
+use crate::engine::transaction::{
+    Destination, OperationId, TransactionRequest, MAX_PRODUCE_VERSION,
+};
 use crate::error::{Error, ProduceError};
 use crate::proto::{ApiKey, RequestKind, ResponseKind};
 use crate::record::RecordMetadata;
@@ -57,13 +60,16 @@ pub(crate) enum Command {
     Close(oneshot::Sender<()>),
 }
 
-/// What sits behind [`SenderShared::engine`]: the engine, and the delivery tickets `send`
-/// hands out with each record.
+/// What sits behind [`SenderShared::engine`]: the engine, the delivery tickets `send`
+/// hands out with each record, and who waits for which transactional operation.
 #[derive(Debug)]
 pub(crate) struct ProducerState {
     /// Every decision of the producer.
     pub(crate) engine: ProducerEngine<DeliveryTicket>,
     tickets: Tickets,
+    /// The callers waiting for each transactional operation (several when a call was
+    /// repeated while the operation ran, as Java's cached results allow).
+    transaction_waiters: HashMap<OperationId, Vec<oneshot::Sender<Result<(), Error>>>>,
 }
 
 impl ProducerState {
@@ -71,12 +77,30 @@ impl ProducerState {
         Self {
             engine,
             tickets: Tickets::new(),
+            transaction_waiters: HashMap::new(),
         }
     }
 
     /// The next record's ticket and future.
     pub(crate) fn ticket(&mut self) -> (DeliveryTicket, DeliveryFuture) {
         self.tickets.ticket()
+    }
+
+    /// The outcome of transactional operation `op`, once the sender task hands it out
+    /// (an error means the task ended first).
+    pub(crate) fn wait_for(&mut self, op: OperationId) -> oneshot::Receiver<Result<(), Error>> {
+        let (reply, outcome) = oneshot::channel();
+        self.transaction_waiters.entry(op).or_default().push(reply);
+        outcome
+    }
+
+    /// Hands out the transactional operations that completed.
+    fn resolve_transaction_operations(&mut self) {
+        while let Some((op, result)) = self.engine.poll_transaction_completion() {
+            for reply in self.transaction_waiters.remove(&op).unwrap_or_default() {
+                let _ = reply.send(result.clone());
+            }
+        }
     }
 }
 
@@ -144,6 +168,12 @@ struct Sender {
     refresh: JoinSet<Result<(), Error>>,
     /// The InitProducerId request in flight (one at most, as the engine allows).
     init: JoinSet<Result<ProducerId, Error>>,
+    /// The transactional request in flight (one at most, as the engine allows).
+    transaction: JoinSet<TransactionAnswer>,
+    /// A transactional producer's id, sent with every Produce request.
+    transactional_id: Option<Arc<str>>,
+    /// The highest Produce version to use (a transactional producer's is capped).
+    produce_max_version: Option<i16>,
     flushes: Vec<(u64, oneshot::Sender<()>)>,
     closes: Vec<oneshot::Sender<()>>,
     closing: bool,
@@ -169,6 +199,8 @@ struct Step {
     refresh: bool,
     /// Send this InitProducerId request.
     init_producer_id: Option<kafka_protocol::messages::InitProducerIdRequest>,
+    /// Send this transactional request.
+    transaction_request: Option<TransactionRequest>,
     /// The engine is idle and closing: the task ends.
     stopped: bool,
     deadline: Option<Instant>,
@@ -180,7 +212,12 @@ impl Sender {
         shared: Arc<SenderShared>,
         commands: mpsc::UnboundedReceiver<Command>,
     ) -> Self {
+        let transactional_id: Option<Arc<str>> = cluster.config().transactional().map(Arc::from);
+        let produce_max_version = transactional_id.as_ref().map(|_| MAX_PRODUCE_VERSION);
         Self {
+            transactional_id,
+            produce_max_version,
+            transaction: JoinSet::new(),
             cluster,
             shared,
             commands,
@@ -215,6 +252,13 @@ impl Sender {
                 self.init.spawn(
                     async move { init_producer_id(&cluster, request).await }
                         .instrument(tracing::debug_span!("init_producer_id")),
+                );
+            }
+            if let Some(request) = step.transaction_request {
+                let cluster = self.cluster.clone();
+                let span = tracing::debug_span!("transaction", api = ?request.api);
+                self.transaction.spawn(
+                    async move { transaction_request(&cluster, request).await }.instrument(span),
                 );
             }
             for (plan, address) in step.plans {
@@ -253,6 +297,11 @@ impl Sender {
                     let result =
                         joined.unwrap_or_else(|error| Err(task_failed("init_producer_id", error)));
                     self.handle_producer_id(result);
+                }
+                Some(joined) = self.transaction.join_next() => {
+                    if let Ok(answer) = joined {
+                        self.handle_transaction_answer(answer);
+                    }
                 }
                 () = self.shared.wake.notified() => {}
                 () = sleep_until(deadline) => {}
@@ -332,6 +381,8 @@ impl Sender {
             .collect();
         let refresh = state.engine.poll_metadata_refresh(now, &mut metadata);
         let init_producer_id = state.engine.poll_init_producer_id(now);
+        let transaction_request = state.engine.poll_transaction_request(now);
+        state.resolve_transaction_operations();
         let completions: Vec<_> =
             std::iter::from_fn(|| state.engine.poll_completed_batch()).collect();
         let flushed = self
@@ -350,6 +401,7 @@ impl Sender {
             flushed,
             refresh,
             init_producer_id,
+            transaction_request,
             stopped,
             deadline,
         }
@@ -386,6 +438,19 @@ impl Sender {
             .handle_init_producer_id(result, now());
     }
 
+    fn handle_transaction_answer(&mut self, answer: TransactionAnswer) {
+        let TransactionAnswer {
+            id,
+            version,
+            result,
+        } = answer;
+        let mut state = self.shared.lock_engine();
+        state
+            .engine
+            .handle_transaction_response(id, version, result, now());
+        state.resolve_transaction_operations();
+    }
+
     fn dispatch_request(&mut self, plan: ProduceRequestPlan, address: Option<String>) {
         let request_id = plan.request_id;
         let states: Vec<Arc<AtomicU8>> = plan
@@ -401,6 +466,8 @@ impl Sender {
             plan.batches.iter().map(|b| b.batch_id).collect(),
         );
         let cluster = self.cluster.clone();
+        let transactional_id = self.transactional_id.clone();
+        let max_version = self.produce_max_version;
         let span = tracing::debug_span!(
             "produce",
             broker = plan.broker,
@@ -416,7 +483,13 @@ impl Sender {
             async move {
                 let outcome = match (address, order) {
                     (Some(address), Some(order)) => {
-                        send_request(&cluster, &address, plan, states, order).await
+                        let produce = Produce {
+                            plan,
+                            states,
+                            transactional_id,
+                            max_version,
+                        };
+                        send_request(&cluster, &address, produce, order).await
                     }
                     _ => ProduceOutcome::Failed {
                         error: Error::Protocol {
@@ -493,6 +566,9 @@ impl Sender {
         for reply in self.closes.drain(..) {
             let _ = reply.send(());
         }
+        // Nothing will complete a transactional operation any more: its callers hear
+        // `Closed` (their channels close).
+        self.shared.lock_engine().transaction_waiters.clear();
         debug!("sender stopped");
     }
 }
@@ -559,14 +635,88 @@ struct QueueOrder {
     done: oneshot::Sender<()>,
 }
 
+/// One Produce request to send: the engine's plan, each batch's written/abandoned state,
+/// and what a transactional producer adds.
+struct Produce {
+    plan: ProduceRequestPlan,
+    states: Vec<Arc<AtomicU8>>,
+    transactional_id: Option<Arc<str>>,
+    max_version: Option<i16>,
+}
+
+/// What came of a transactional request.
+struct TransactionAnswer {
+    id: u64,
+    version: i16,
+    result: Result<ResponseKind, (Error, bool)>,
+}
+
+/// Sends a transactional request where the engine says (any broker, or a coordinator), at
+/// most at the version it allows, and reads the answer.
+async fn transaction_request(
+    cluster: &ClusterClient,
+    request: TransactionRequest,
+) -> TransactionAnswer {
+    let id = request.id;
+    let api = request.api;
+    let max_version = request.max_version;
+    let destination = request.destination.clone();
+    let answer = match destination {
+        Destination::AnyBroker => {
+            let build = move |version: i16| request.build(version);
+            cluster
+                .request_any(api, build)
+                .await
+                .map_err(|error| (error, true))
+        }
+        Destination::Broker { address, .. } => match cluster.connection(&address).await {
+            Err(error) => Err((error, false)),
+            Ok(connection) => {
+                let build: BuildRequest = Box::new(move |version| request.build(version));
+                match connection
+                    .request_at_most(api, max_version, build, true)
+                    .await
+                {
+                    Ok(Some(response)) => Ok(response),
+                    Ok(None) => Err((
+                        Error::Protocol {
+                            peer: address.clone(),
+                            reason: "no response to a request that expects one".into(),
+                        },
+                        true,
+                    )),
+                    Err(RequestError { error, sent }) => Err((error, sent)),
+                }
+            }
+        },
+    };
+    match answer {
+        Ok(response) => TransactionAnswer {
+            id,
+            version: response.version,
+            result: Ok(*response.body),
+        },
+        Err(failure) => TransactionAnswer {
+            id,
+            version: 0,
+            result: Err(failure),
+        },
+    }
+}
+
 /// Sends one Produce request and turns whatever happens into a [`ProduceOutcome`].
 async fn send_request(
     cluster: &ClusterClient,
     address: &str,
-    plan: ProduceRequestPlan,
-    states: Vec<Arc<AtomicU8>>,
+    produce: Produce,
     order: QueueOrder,
 ) -> ProduceOutcome {
+    let Produce {
+        plan,
+        states,
+        transactional_id,
+        max_version,
+    } = produce;
     let QueueOrder { previous, done } = order;
     if let Some(previous) = previous {
         // Err only means the previous request gave up: the turn is ours either way.
@@ -596,11 +746,18 @@ async fn send_request(
         if kept.is_empty() {
             return Err(Error::DeliveryTimeout(Duration::ZERO));
         }
-        produce_request(version, acks, timeout_ms, &kept).map(RequestKind::Produce)
+        produce_request(
+            version,
+            acks,
+            timeout_ms,
+            transactional_id.as_deref(),
+            &kept,
+        )
+        .map(RequestKind::Produce)
     });
     let expect_response = acks != Acks::None;
     let queued = connection
-        .submit(ApiKey::Produce, build, expect_response)
+        .submit_at_most(ApiKey::Produce, max_version, build, expect_response)
         .await;
     drop(done);
     let answer = match queued {

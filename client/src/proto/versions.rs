@@ -12,6 +12,20 @@ pub fn negotiate(ours: VersionRange, theirs: VersionRange) -> Option<i16> {
     (min <= max).then_some(max)
 }
 
+/// The versions this codec can encode for `api`. kafka-protocol's `ApiKey::valid_versions`
+/// lists OffsetCommit and OffsetFetch v10 (KIP-848's topic ids), which its generated
+/// request structs cannot encode; a broker advertising them would otherwise be sent a
+/// request that fails to build.
+pub fn codec_versions(api: ApiKey) -> VersionRange {
+    use kafka_protocol::messages::{OffsetCommitRequest, OffsetFetchRequest};
+    use kafka_protocol::protocol::Message;
+    match api {
+        ApiKey::OffsetCommit => <OffsetCommitRequest as Message>::VERSIONS,
+        ApiKey::OffsetFetch => <OffsetFetchRequest as Message>::VERSIONS,
+        _ => api.valid_versions(),
+    }
+}
+
 /// What a broker said it supports, per API, as read from an ApiVersions response.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BrokerVersions {
@@ -43,7 +57,18 @@ impl BrokerVersions {
 
     /// The version to use for `api`: the highest that both this codec and the broker support.
     pub fn choose(&self, api: ApiKey) -> Option<i16> {
-        negotiate(api.valid_versions(), self.range(api)?)
+        negotiate(codec_versions(api), self.range(api)?)
+    }
+
+    /// As [`BrokerVersions::choose`], but no higher than `max` (a client that does not speak
+    /// what later versions mean, e.g. a transactional producer without KIP-890 part 2).
+    pub fn choose_at_most(&self, api: ApiKey, max: i16) -> Option<i16> {
+        let ours = api.valid_versions();
+        let capped = VersionRange {
+            min: ours.min,
+            max: ours.max.min(max),
+        };
+        negotiate(capped, self.range(api)?)
     }
 }
 
@@ -61,10 +86,26 @@ mod tests {
     }
 
     #[test]
+    fn versions_the_codec_cannot_encode_are_never_chosen() {
+        let commit = ApiKey::OffsetCommit as i16;
+        let fetch = ApiKey::OffsetFetch as i16;
+        let table = BrokerVersions::new([(commit, 2, 10), (fetch, 1, 10)]);
+        assert_eq!(table.choose(ApiKey::OffsetCommit), Some(9));
+        assert_eq!(table.choose(ApiKey::OffsetFetch), Some(9));
+    }
+
+    #[test]
     fn broker_table_ignores_apis_it_does_not_list() {
         let produce = ApiKey::Produce as i16;
         let table = BrokerVersions::new([(produce, 0, 9), (999, 0, 1)]);
         assert_eq!(table.choose(ApiKey::Produce), Some(9));
         assert_eq!(table.choose(ApiKey::Fetch), None);
+        assert_eq!(table.choose_at_most(ApiKey::Produce, 7), Some(7));
+        assert_eq!(table.choose_at_most(ApiKey::Produce, 11), Some(9));
+        assert_eq!(
+            table.choose_at_most(ApiKey::Produce, 2),
+            None,
+            "below both ranges"
+        );
     }
 }

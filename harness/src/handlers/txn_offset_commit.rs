@@ -125,7 +125,7 @@ fn commit(
     cluster.validate_txn_offset_commit(
         group,
         req.member_id.as_str(),
-        req.group_instance_id.as_ref().map(|id| &**id),
+        req.group_instance_id.as_deref(),
         req.generation_id,
         ctx.broker_id,
         ctx.now,

@@ -68,7 +68,6 @@ const PRODUCER_WARNINGS: &[&str] = &[
 const JAVA_CONSUMER: &str = r"# orders-audit consumer
 bootstrap.servers: BOOTSTRAP
 client.id: orders-audit
-group.id: orders-audit
 key.deserializer: org.apache.kafka.common.serialization.StringDeserializer
 value.deserializer: org.apache.kafka.common.serialization.ByteArrayDeserializer
 auto.offset.reset: earliest
@@ -91,12 +90,8 @@ client.dns.lookup: use_all_dns_ips
 
 /// The keys of [`JAVA_CONSUMER`] franzy warns about.
 const CONSUMER_WARNINGS: &[&str] = &[
-    "group.id (not supported)",
     "key.deserializer (not supported)",
     "max.poll.records (not supported)",
-    "session.timeout.ms (not supported)",
-    "heartbeat.interval.ms (not supported)",
-    "partition.assignment.strategy (not supported)",
 ];
 
 async fn cluster(partitions: i32) -> Cluster {
@@ -344,8 +339,7 @@ async fn librdkafka_names_configure_a_producer_and_a_consumer() {
              enable.partition.eof=true\n\
              fetch.wait.max.ms=100\n\
              fetch.message.max.bytes=65536\n\
-             api.version.request=true\n\
-             group.id=audit\n",
+             api.version.request=true\n",
             &cluster,
         ),
     );
@@ -364,8 +358,5 @@ async fn librdkafka_names_configure_a_producer_and_a_consumer() {
         ),
         "{eof:?}"
     );
-    assert_eq!(
-        ignored_warnings(&events),
-        ["debug (not supported)", "group.id (not supported)"]
-    );
+    assert_eq!(ignored_warnings(&events), ["debug (not supported)"]);
 }

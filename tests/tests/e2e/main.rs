@@ -14,4 +14,5 @@ mod lab;
 mod librdkafka_scenarios;
 mod producer;
 mod security;
+mod transactions;
 mod txn_coordinator;

@@ -107,7 +107,7 @@ impl<T> Accumulator<T> {
             %error, ?persisted, "batch failed");
         if batch.numbering.is_some() {
             // Its sequences are a hole the partition's later batches cannot get past.
-            self.idempotence.request_bump();
+            self.note_sequence_hole();
         }
         let failure = Failure {
             error: error.clone(),
@@ -124,6 +124,9 @@ impl<T> Accumulator<T> {
     pub(super) fn finish(&mut self, entries: Vec<Entry<T>>, outcome: Outcome) {
         if entries.is_empty() {
             return;
+        }
+        if let Outcome::Failed(failure) = &outcome {
+            self.note_failure(&failure.error);
         }
         // Entries of a batch mostly share an epoch: count runs, not records.
         let mut run: Option<(u64, usize)> = None;

@@ -11,7 +11,7 @@ use tracing::debug;
 use uuid::Uuid;
 
 use super::size::{as_i32, record_size, PARTITION_OVERHEAD, REQUEST_OVERHEAD, TOPIC_OVERHEAD};
-use super::{Accumulator, Batch, DrainedBatch, Entry, InFlight, ProduceRequestPlan};
+use super::{Accumulator, Batch, DrainedBatch, Entry, InFlight, Membership, ProduceRequestPlan};
 use crate::engine::idempotence::{self, Numbering, Reset};
 use crate::engine::metadata::Metadata;
 use crate::error::{Error, Persisted};
@@ -29,6 +29,8 @@ use crate::topic_partition::TopicPartition;
 pub struct EncodeJob<T> {
     batch: Batch<T>,
     compression: Compression,
+    /// The batch belongs to a transaction (its attributes' transactional bit).
+    transactional: bool,
     /// [`Accumulator`]'s numbering generation when the batch was numbered: a restart of the
     /// sequences meanwhile makes the encoding worthless.
     generation: u64,
@@ -40,7 +42,7 @@ impl<T> EncodeJob<T> {
     /// after releasing the lock that `send` takes.
     pub fn encode(&mut self) {
         if self.encoded.is_none() {
-            self.encoded = Some(encode(&self.batch, self.compression));
+            self.encoded = Some(encode(&self.batch, self.compression, self.transactional));
         }
     }
 
@@ -128,6 +130,7 @@ impl<T> Accumulator<T> {
                 jobs.push(EncodeJob {
                     batch,
                     compression,
+                    transactional: self.config.transactional,
                     generation,
                     encoded: None,
                 });
@@ -148,6 +151,7 @@ impl<T> Accumulator<T> {
             let EncodeJob {
                 mut batch,
                 compression,
+                transactional,
                 generation,
                 encoded,
             } = job;
@@ -164,6 +168,16 @@ impl<T> Accumulator<T> {
                 self.fail_batch(batch, &error, persisted);
                 continue;
             }
+            if let Some(error) = self.aborting.clone() {
+                // Its transaction is being aborted. Never sent: its sequences go back.
+                if let (Some(numbering), false) = (batch.numbering, batch.sent) {
+                    batch.numbering = None;
+                    self.rewind_sequence(&topic, partition, numbering);
+                }
+                let persisted = batch.persisted();
+                self.fail_batch(batch, &error, persisted);
+                continue;
+            }
             if generation != self.numbering_generation {
                 // The sequences started again meanwhile: numbered and encoded anew.
                 batch.numbering = None;
@@ -173,7 +187,7 @@ impl<T> Accumulator<T> {
                 continue;
             }
             let max_batch = self.max_batch(&topic);
-            match encoded.unwrap_or_else(|| encode(&batch, compression)) {
+            match encoded.unwrap_or_else(|| encode(&batch, compression, transactional)) {
                 Ok(encoded) if encoded.len() <= max_batch => {
                     batch.encoded = Some(encoded);
                     self.requeue(batch);
@@ -343,8 +357,17 @@ impl<T> Accumulator<T> {
         let idempotent = self.idempotence.is_enabled();
         let mut by_broker: ByBroker = BTreeMap::new();
         let mut leaderless = false;
+        let transactional = self.config.transactional;
+        let mut to_add = Vec::new();
         for (topic, partitions) in &self.queues {
             for (&partition, queue) in partitions {
+                if transactional && queue.transaction != Membership::In {
+                    // Its batches wait until the partition joined the transaction.
+                    if queue.transaction == Membership::Out && !queue.batches.is_empty() {
+                        to_add.push((topic.clone(), partition));
+                    }
+                    continue;
+                }
                 if queue.encoding
                     || queue.in_flight >= queue.in_flight_limit(idempotent, max_in_flight)
                 {
@@ -380,6 +403,17 @@ impl<T> Accumulator<T> {
         }
         if leaderless {
             self.metadata_refresh = true;
+        }
+        for (topic, partition) in to_add {
+            if let Some(queue) = self
+                .queues
+                .get_mut(&topic)
+                .and_then(|p| p.get_mut(&partition))
+            {
+                queue.transaction = Membership::Requested;
+                self.partitions_to_add
+                    .push(TopicPartition::new(&*topic, partition));
+            }
         }
         by_broker.retain(|broker, _| {
             self.in_flight_per_broker.get(broker).copied().unwrap_or(0) < max_in_flight
@@ -452,10 +486,17 @@ impl<T> Accumulator<T> {
 }
 
 /// Encodes a batch's records (compressed as configured) with its producer id, epoch and
-/// first sequence: into a buffer of the batch's exact uncompressed size (`batch.size` is
-/// computed as encoded), record by record, without copying the records first.
-fn encode<T>(batch: &Batch<T>, compression: Compression) -> Result<Bytes, BatchError> {
-    let mut writer = RecordBatchWriter::with_capacity(batch.size).compression(compression);
+/// first sequence, transactional or not: into a buffer of the batch's exact uncompressed
+/// size (`batch.size` is computed as encoded), record by record, without copying the
+/// records first.
+fn encode<T>(
+    batch: &Batch<T>,
+    compression: Compression,
+    transactional: bool,
+) -> Result<Bytes, BatchError> {
+    let mut writer = RecordBatchWriter::with_capacity(batch.size)
+        .compression(compression)
+        .transactional(transactional);
     for entry in &batch.entries {
         let record = &entry.record;
         writer.append(

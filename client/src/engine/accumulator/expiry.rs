@@ -51,6 +51,7 @@ impl<T> Accumulator<T> {
         }
 
         let mut expired_in_flight = Vec::new();
+        let mut hole = false;
         for request in self.in_flight.values_mut() {
             for batch in &mut request.batches {
                 if !batch.entries.is_empty() && batch.deadline <= now {
@@ -65,10 +66,13 @@ impl<T> Accumulator<T> {
                     expired_in_flight.push((std::mem::take(&mut batch.entries), persisted));
                     if batch.numbering.is_some() {
                         // Its answer no longer matters: whatever it is, the sequence is lost.
-                        self.idempotence.request_bump();
+                        hole = true;
                     }
                 }
             }
+        }
+        if hole {
+            self.note_sequence_hole();
         }
         for (entries, persisted) in expired_in_flight {
             let failure = Failure {

@@ -63,6 +63,7 @@ use crate::error::{Error, Persisted};
 use crate::proto::compression::Compression;
 use crate::proto::ErrorCode;
 use crate::record::ProducerRecord;
+use crate::topic_partition::TopicPartition;
 
 mod completion;
 mod drain;
@@ -73,6 +74,7 @@ mod response;
 pub mod size;
 #[cfg(test)]
 mod tests;
+mod transaction;
 
 pub use completion::CompletedBatch;
 pub use drain::EncodeJob;
@@ -117,6 +119,10 @@ pub struct AccumulatorConfig {
     pub request_timeout_ms: i32,
     /// `enable.idempotence`, as it resolves with the other settings.
     pub idempotent: bool,
+    /// A `transactional.id` is set: batches are transactional, a partition's batches wait
+    /// until it joined the transaction ([`Accumulator::mark_partitions_added`]), and a
+    /// failed record makes the transaction abortable instead of bumping the epoch locally.
+    pub transactional: bool,
 }
 
 impl AccumulatorConfig {
@@ -138,6 +144,7 @@ impl AccumulatorConfig {
             request_timeout_ms: i32::try_from(config.request_timeout.as_millis())
                 .unwrap_or(i32::MAX),
             idempotent: config.idempotence(),
+            transactional: config.transactional().is_some(),
         }
     }
 }
@@ -331,6 +338,19 @@ struct PartitionQueue<T> {
     /// The front batch is out being encoded ([`EncodeJob`]): nothing of the partition is
     /// sent until it is back.
     encoding: bool,
+    /// Whether the partition is in the current transaction (transactional producers only).
+    transaction: Membership,
+}
+
+/// A partition's place in the current transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Membership {
+    /// Not in it, and not asked for.
+    Out,
+    /// Asked for ([`Accumulator::take_partitions_to_add`]): its batches wait.
+    Requested,
+    /// In it: its batches may go.
+    In,
 }
 
 impl<T> PartitionQueue<T> {
@@ -359,6 +379,7 @@ impl<T> Default for PartitionQueue<T> {
             expected_sequence: 0,
             acknowledged: false,
             encoding: false,
+            transaction: Membership::Out,
         }
     }
 }
@@ -399,6 +420,15 @@ pub struct Accumulator<T> {
     /// Counts restarts of the sequences: an [`EncodeJob`] numbered before one is stale.
     numbering_generation: u64,
     idempotence: Idempotence,
+    /// Partitions whose first batch of the transaction waits for them to join it.
+    partitions_to_add: Vec<TopicPartition>,
+    /// The first record failure of the transaction, for the transaction manager.
+    transaction_failure: Option<Error>,
+    /// A numbered batch failed in a transaction: the epoch must be bumped through the
+    /// coordinator (a transactional producer never bumps it locally).
+    sequence_hole: bool,
+    /// The transaction is being aborted: records that come back from encoding fail too.
+    aborting: Option<Error>,
 }
 
 impl<T> Accumulator<T> {
@@ -431,6 +461,10 @@ impl<T> Accumulator<T> {
             spare_entries: Vec::new(),
             numbering_generation: 0,
             idempotence,
+            partitions_to_add: Vec::new(),
+            transaction_failure: None,
+            sequence_hole: false,
+            aborting: None,
         }
     }
 
@@ -460,6 +494,11 @@ impl<T> Accumulator<T> {
     pub fn disable_idempotence(&mut self) {
         self.idempotence.disable();
         self.restart_sequences();
+    }
+
+    /// The error that ended the producer, if any.
+    pub fn fatal(&self) -> Option<&Error> {
+        self.idempotence.fatal()
     }
 
     /// The producer cannot write any more (fenced, not authorized, idempotence asked for

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName, TransactionalId};
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
@@ -26,11 +26,13 @@ impl ProduceRequestPlan {
 }
 
 /// The Produce request for `version` holding `batches`: topics by name, or by id from v13
-/// (KIP-516; an error if the metadata gave no id).
+/// (KIP-516; an error if the metadata gave no id); a transactional producer's carries its
+/// `transactional_id` (v3+, which every version franzy sends is).
 pub fn produce_request(
     version: i16,
     acks: Acks,
     timeout_ms: i32,
+    transactional_id: Option<&str>,
     batches: &[&DrainedBatch],
 ) -> Result<ProduceRequest, Error> {
     let mut topics: Vec<TopicProduceData> = Vec::new();
@@ -66,6 +68,9 @@ pub fn produce_request(
         );
     }
     Ok(ProduceRequest::default()
+        .with_transactional_id(
+            transactional_id.map(|id| TransactionalId(StrBytes::from_string(id.to_string()))),
+        )
         .with_acks(acks.wire_value())
         .with_timeout_ms(timeout_ms)
         .with_topic_data(topics))
@@ -124,8 +129,17 @@ mod tests {
     fn requests_name_topics_before_v13_and_use_ids_from_v13() -> Result<(), Error> {
         let batches = [batch("a", 1, 0), batch("b", 2, 0), batch("a", 1, 3)];
         let refs: Vec<&DrainedBatch> = batches.iter().collect();
-        let v12 = produce_request(12, Acks::All, 30_000, &refs)?;
+        let v12 = produce_request(12, Acks::All, 30_000, None, &refs)?;
         assert_eq!((v12.acks, v12.timeout_ms), (-1, 30_000));
+        assert!(v12.transactional_id.is_none());
+        let transactional = produce_request(11, Acks::All, 30_000, Some("tx"), &refs)?;
+        assert_eq!(
+            transactional
+                .transactional_id
+                .as_ref()
+                .map(|id| id.0.as_str()),
+            Some("tx")
+        );
         let names: Vec<(&str, Vec<i32>)> = v12
             .topic_data
             .iter()
@@ -137,14 +151,14 @@ mod tests {
             })
             .collect();
         assert_eq!(names, vec![("a", vec![0, 3]), ("b", vec![0])]);
-        let v13 = produce_request(13, Acks::Leader, 5, &refs)?;
+        let v13 = produce_request(13, Acks::Leader, 5, None, &refs)?;
         let ids: Vec<Uuid> = v13.topic_data.iter().map(|t| t.topic_id).collect();
         assert_eq!(ids, vec![Uuid::from_u128(1), Uuid::from_u128(2)]);
         assert!(v13.topic_data.iter().all(|t| t.name.0.is_empty()));
         let unknown = [batch("c", 0, 0)];
         let refs: Vec<&DrainedBatch> = unknown.iter().collect();
-        assert!(produce_request(13, Acks::All, 5, &refs).is_err());
-        assert!(produce_request(9, Acks::All, 5, &refs).is_ok());
+        assert!(produce_request(13, Acks::All, 5, None, &refs).is_err());
+        assert!(produce_request(9, Acks::All, 5, None, &refs).is_ok());
         Ok(())
     }
 

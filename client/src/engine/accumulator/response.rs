@@ -7,7 +7,7 @@ use std::time::Instant;
 use tracing::{debug, warn};
 
 use super::{Accumulator, Batch, ProduceOutcome, RequestId};
-use crate::engine::idempotence::{self, SequenceVerdict};
+use crate::engine::idempotence::{self, Numbering, SequenceVerdict};
 use crate::error::{Error, Persisted};
 use crate::proto::ErrorCode;
 use crate::topic_partition::TopicPartition;
@@ -123,6 +123,13 @@ impl<T> Accumulator<T> {
                     self.requeue(batch);
                     return;
                 }
+                SequenceVerdict::RetryAfterBump if self.config.transactional => {
+                    // Only the coordinator may bump a transactional producer's epoch: the
+                    // batch fails and the transaction must be aborted (Java).
+                    let persisted = batch.persisted();
+                    self.fail_batch(batch, &error, persisted);
+                    return;
+                }
                 SequenceVerdict::RetryAfterBump => {
                     self.idempotence.request_bump();
                     self.retry_or_fail(batch, error, now);
@@ -132,6 +139,14 @@ impl<T> Accumulator<T> {
                     warn!(topic = %batch.topic, partition = batch.partition,
                         sequence = numbering.base_sequence,
                         "broker expected another sequence after every earlier batch was acknowledged");
+                    self.fail_batch(batch, &error, Persisted::No);
+                    return;
+                }
+                SequenceVerdict::Fatal
+                    if self.config.transactional && code == ErrorCode::InvalidProducerEpoch =>
+                {
+                    // KIP-588: the coordinator bumped the epoch when it aborted the
+                    // transaction on its timeout; abort, and the producer goes on.
                     self.fail_batch(batch, &error, Persisted::No);
                     return;
                 }
@@ -149,11 +164,22 @@ impl<T> Accumulator<T> {
         {
             debug!(topic = %batch.topic, partition = batch.partition,
                 records = batch.entries.len(), "broker says batch too large, splitting");
-            if batch.numbering.is_some() {
+            let numbering = batch.numbering;
+            if numbering.is_some() && !self.config.transactional {
                 // The halves need sequences of their own: a new epoch numbers them.
                 self.idempotence.request_bump();
             }
-            let (first, second) = self.split(batch);
+            let (mut first, mut second) = self.split(batch);
+            if let (Some(numbering), true) = (numbering, self.config.transactional) {
+                // Nothing of the batch was written: the halves share its sequences, in
+                // order (Java's `splitAndReenqueue`), without an epoch bump.
+                let first_len = i32::try_from(first.entries.len()).unwrap_or(i32::MAX);
+                first.numbering = Some(numbering);
+                second.numbering = Some(Numbering {
+                    producer: numbering.producer,
+                    base_sequence: idempotence::advance(numbering.base_sequence, first_len),
+                });
+            }
             if let Some(queue) = self
                 .queues
                 .get_mut(&first.topic)

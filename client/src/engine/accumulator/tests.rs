@@ -64,6 +64,7 @@ fn config() -> AccumulatorConfig {
         acks: Acks::All,
         request_timeout_ms: 30_000,
         idempotent: false,
+        transactional: false,
     }
 }
 

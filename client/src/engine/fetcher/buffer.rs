@@ -121,6 +121,10 @@ impl Fetcher {
                         return (Some(Err(error)), true);
                     }
                 },
+                Buffered::Skip { .. } => {
+                    Self::skip_front(state);
+                    finished = true;
+                }
                 Buffered::Eof(offset) => {
                     let offset = *offset;
                     state.buffer.pop_front();
@@ -175,12 +179,33 @@ impl Fetcher {
                         state.buffered_bytes = state.buffered_bytes.saturating_sub(bytes);
                         state.position = Some(state.position.map_or(next, |p| p.max(next)));
                         finished = true;
+                        // Markers and aborted batches right behind it hold nothing for the
+                        // user: step over them now, so that the position after the last
+                        // record of a fetch that reached the end is the end (the LSO), as
+                        // the Java consumer's is.
+                        while matches!(state.buffer.front(), Some(Buffered::Skip { .. })) {
+                            Self::skip_front(state);
+                        }
                     }
                     if let Some(event) = event {
                         return (Some(Ok(event)), finished);
                     }
                 }
             }
+        }
+    }
+}
+
+impl Fetcher {
+    /// Consumes the `Skip` at the front of the buffer: the position moves past it.
+    fn skip_front(state: &mut PartitionState) {
+        if let Some(Buffered::Skip {
+            next_offset,
+            response_bytes,
+        }) = state.buffer.pop_front()
+        {
+            state.buffered_bytes = state.buffered_bytes.saturating_sub(response_bytes);
+            state.position = Some(state.position.map_or(next_offset, |p| p.max(next_offset)));
         }
     }
 }

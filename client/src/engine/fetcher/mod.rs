@@ -64,6 +64,7 @@ use crate::error::Error;
 use crate::proto::record_batch::{DecodeLimits, Record, RecordBatch};
 use crate::topic_partition::TopicPartition;
 
+mod aborted;
 mod buffer;
 mod health;
 mod plan;
@@ -254,6 +255,9 @@ enum FetchState {
     Fetching,
     /// Stopped by an error the user is (or was) told about; a seek restarts it.
     Halted,
+    /// Assigned by the group coordinator: waits for its committed offset (OffsetFetch)
+    /// before it is fetched, or reset by `auto.offset.reset` when there is none.
+    AwaitingPosition,
 }
 
 #[derive(Debug)]
@@ -336,6 +340,13 @@ enum Buffered {
     /// [`Fetcher::handle_decoded`]); if `poll_event` reaches it first, it decodes it.
     Raw(RawBatch),
     Batch(BufferedBatch),
+    /// Offsets with nothing for the user: a control batch (transaction marker), or with
+    /// `read_committed` a batch of an aborted transaction. Consuming it moves the position
+    /// to `next_offset` and releases its bytes.
+    Skip {
+        next_offset: i64,
+        response_bytes: usize,
+    },
     Eof(i64),
     Error(Error),
 }
@@ -344,8 +355,8 @@ impl Buffered {
     /// A decoded batch, ready for `poll_event`.
     fn decoded(mut batch: RecordBatch, response_bytes: usize) -> Self {
         let records = if batch.is_control {
-            // Transaction markers are not for the user; read_committed's filtering of
-            // aborted transactions builds on them later.
+            // Transaction markers are never for the user. (The fetcher queues them as
+            // `Skip`; one reaches here only if it failed to decode then and decodes now.)
             Vec::new()
         } else {
             std::mem::take(&mut batch.records)

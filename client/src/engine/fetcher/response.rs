@@ -10,6 +10,7 @@ use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{FetchResponse, ListOffsetsResponse};
 use tracing::{debug, warn};
 
+use super::aborted::{AbortedTransactions, Verdict};
 use super::{
     Applied, Buffered, FetchState, Fetcher, LookupTarget, PartitionState, PlannedFetch,
     PlannedLookup, RawBatch,
@@ -18,6 +19,7 @@ use crate::config::{IsolationLevel, OffsetReset};
 use crate::engine::backoff::Rng;
 use crate::error::Error;
 use crate::proto::batch_header::Batches;
+use crate::proto::record_batch::RecordBatch;
 use crate::proto::ErrorCode;
 use crate::topic_partition::TopicPartition;
 
@@ -294,6 +296,14 @@ impl Fetcher {
             state.buffer.push_back(Buffered::Eof(end));
         }
         let records = data.records.unwrap_or_default();
+        // read_committed: batches of aborted transactions are dropped (KIP-98).
+        let mut aborted = match self.config.isolation_level {
+            IsolationLevel::ReadCommitted => {
+                AbortedTransactions::new(data.aborted_transactions.as_deref())
+            }
+            IsolationLevel::ReadUncommitted => AbortedTransactions::default(),
+        };
+        let limits = self.config.decode_limits;
         let mut next = planned.fetch_offset;
         let mut start = 0usize;
         let mut last_pushed: Option<usize> = None;
@@ -323,27 +333,60 @@ impl Fetcher {
             let range = start..start + bytes.len();
             start = range.end;
             if next_offset <= next {
-                // Wholly before the fetch offset: nothing in it for us.
+                // Wholly before the fetch offset: nothing in it for us. (Its aborted
+                // transactions and markers were read in the fetch that delivered it.)
                 continue;
             }
-            // Decoded (and its CRC checked) when the user reaches it; see `Buffered::Raw`.
             next = next_offset;
             let len = range.len();
             let bytes = records.slice(range);
-            self.undecoded.push((tp.clone(), bytes.clone()));
-            state.buffer.push_back(Buffered::Raw(RawBatch {
-                bytes,
-                broker,
-                response_bytes: len,
-            }));
+            let skip = if header.attributes.is_control() {
+                // A transaction marker: never for the user. Decoded here (it is one small
+                // record) so that a corrupt one is reported at its place like any batch,
+                // and so that read_committed sees where aborted transactions end.
+                match RecordBatch::decode(&bytes, &limits) {
+                    Ok(marker) => {
+                        aborted.control_batch(&marker);
+                        true
+                    }
+                    Err(_) => false,
+                }
+            } else {
+                !aborted.is_empty() && aborted.data_batch(&header) == Verdict::Aborted
+            };
+            if skip {
+                if state.buffer.is_empty() {
+                    // Nothing before it waits for the user: the position moves at once.
+                    state.position = Some(state.position.map_or(next, |p| p.max(next)));
+                    continue;
+                }
+                state.buffer.push_back(Buffered::Skip {
+                    next_offset: next,
+                    response_bytes: len,
+                });
+            } else {
+                // Decoded (and its CRC checked) when the user reaches it; see `Buffered::Raw`.
+                self.undecoded.push((tp.clone(), bytes.clone()));
+                state.buffer.push_back(Buffered::Raw(RawBatch {
+                    bytes,
+                    broker,
+                    response_bytes: len,
+                }));
+            }
             counted += len;
             last_pushed = Some(state.buffer.len() - 1);
         }
         // Each batch counts its own bytes, released as it is consumed, so the partition is
         // fetched again while the user is still reading what came (prefetching). Bytes
-        // before the fetch offset or in a cut-off tail count with the last batch.
-        if let Some(Buffered::Raw(last)) = last_pushed.and_then(|i| state.buffer.get_mut(i)) {
-            last.response_bytes += records.len().saturating_sub(counted);
+        // before the fetch offset, of batches skipped at once, or in a cut-off tail count
+        // with the last batch.
+        if let Some(last) = last_pushed.and_then(|i| state.buffer.get_mut(i)) {
+            let extra = records.len().saturating_sub(counted);
+            match last {
+                Buffered::Raw(last) => last.response_bytes += extra,
+                Buffered::Skip { response_bytes, .. } => *response_bytes += extra,
+                _ => {}
+            }
             state.buffered_bytes += records.len();
         }
         state.fetch_offset = next;

@@ -1178,3 +1178,387 @@ fn reassigning_keeps_the_state_of_partitions_that_stay() {
         Err(Error::InvalidArgument(_))
     ));
 }
+
+/// A transactional batch of producer `producer_id` at `base_offset`, one record per value.
+fn txn_batch(base_offset: i64, producer_id: i64, values: &[&str]) -> Vec<u8> {
+    let mut builder = RecordBatchBuilder::new()
+        .base_offset(base_offset)
+        .producer(producer_id, 0, 0)
+        .transactional(true);
+    for (i, v) in values.iter().enumerate() {
+        builder
+            .append(
+                1_000 + i as i64,
+                None,
+                Some(Bytes::from(v.to_string())),
+                vec![],
+            )
+            .expect("appends");
+    }
+    builder.build().encode().expect("encodes").to_vec()
+}
+
+/// The marker that ends producer `producer_id`'s transaction, at `offset`.
+fn marker(offset: i64, producer_id: i64, kind: ControlRecordKind) -> Vec<u8> {
+    let mut batch = RecordBatch::transaction_marker(ControlRecord::new(kind, 0), producer_id, 0, 1);
+    batch.base_offset = offset;
+    batch.encode().expect("encodes").to_vec()
+}
+
+fn aborted_txn(producer_id: i64, first_offset: i64) -> AbortedTransaction {
+    AbortedTransaction::default()
+        .with_producer_id(kafka_protocol::messages::ProducerId(producer_id))
+        .with_first_offset(first_offset)
+}
+
+fn read_committed() -> FetcherConfig {
+    FetcherConfig::from_config(
+        &Config::new("localhost:9092").isolation_level(IsolationLevel::ReadCommitted),
+    )
+}
+
+fn values(events: &[Result<ConsumerEvent, Error>]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Ok(ConsumerEvent::Record(r)) => r
+                .value
+                .as_deref()
+                .map(|v| String::from_utf8_lossy(v).into_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+use kafka_protocol::messages::fetch_response::AbortedTransaction;
+
+/// Producers 7 (aborted) and 8 (committed) interleaved with a plain batch:
+/// 0-1 p7 "a1 a2", 2 p8 "c1", 3 plain "n", 4 p7 "a3", 5 ABORT p7, 6 p8 "c2", 7 COMMIT p8.
+fn interleaved() -> (Vec<u8>, Vec<AbortedTransaction>) {
+    let records = [
+        txn_batch(0, 7, &["a1", "a2"]),
+        txn_batch(2, 8, &["c1"]),
+        batch(3, &["n"]),
+        txn_batch(4, 7, &["a3"]),
+        marker(5, 7, ControlRecordKind::Abort),
+        txn_batch(6, 8, &["c2"]),
+        marker(7, 8, ControlRecordKind::Commit),
+    ]
+    .concat();
+    (records, vec![aborted_txn(7, 0)])
+}
+
+#[test]
+fn read_committed_drops_aborted_transactions_and_never_hands_out_markers() {
+    let now = Instant::now();
+    let md = metadata(&[("t", &[0])]);
+    let p = tp("t", 0);
+    let (records, aborted) = interleaved();
+    let mut f = fetcher(read_committed(), std::slice::from_ref(&p));
+    let plan = only_plan(&mut f, now, &md);
+    let mut data = ok(0, 8, records.clone());
+    data.aborted_transactions = Some(aborted.clone());
+    f.handle_fetch_response(plan.id(), 18, response("t", vec![data]), now);
+    let events = drain(&mut f);
+    assert_eq!(values(&events), vec!["c1", "n", "c2"]);
+    assert_eq!(record_offsets(&events), vec![(0, 2), (0, 3), (0, 6)]);
+    assert_eq!(f.position(&p), Some(8), "past the trailing COMMIT marker");
+
+    // read_uncommitted hands out everything but the markers, whatever the answer lists.
+    let mut f = fetcher(config(), std::slice::from_ref(&p));
+    let plan = only_plan(&mut f, now, &md);
+    let mut data = ok(0, 8, records);
+    data.aborted_transactions = Some(aborted);
+    f.handle_fetch_response(plan.id(), 18, response("t", vec![data]), now);
+    let events = drain(&mut f);
+    assert_eq!(values(&events), vec!["a1", "a2", "c1", "n", "a3", "c2"]);
+    assert_eq!(f.position(&p), Some(8));
+}
+
+#[test]
+fn the_position_moves_past_markers_and_aborted_batches_without_a_record() {
+    let now = Instant::now();
+    let md = metadata(&[("t", &[0])]);
+    let p = tp("t", 0);
+    let mut f = fetcher(read_committed(), std::slice::from_ref(&p));
+    let plan = only_plan(&mut f, now, &md);
+    // Only an aborted transaction and its marker: nothing for the user, yet the position
+    // reaches the LSO at once, without a recv.
+    let records = [
+        txn_batch(0, 7, &["x", "y"]),
+        marker(2, 7, ControlRecordKind::Abort),
+    ]
+    .concat();
+    let mut data = ok(0, 3, records);
+    data.aborted_transactions = Some(vec![aborted_txn(7, 0)]);
+    f.handle_fetch_response(plan.id(), 18, response("t", vec![data]), now);
+    assert_eq!(f.position(&p), Some(3));
+    assert!(drain(&mut f).is_empty());
+    let plan = only_plan(&mut f, now, &md);
+    assert_eq!(plan.partitions().collect::<Vec<_>>(), vec![(&p, 3)]);
+
+    // Records, then a marker: the last recv leaves the position at the LSO.
+    let records = [
+        txn_batch(3, 8, &["c1", "c2"]),
+        marker(5, 8, ControlRecordKind::Commit),
+    ]
+    .concat();
+    f.handle_fetch_response(plan.id(), 18, response("t", vec![ok(0, 6, records)]), now);
+    assert_eq!(f.position(&p), Some(3));
+    assert!(matches!(f.poll_event(), Some(Ok(ConsumerEvent::Record(r))) if r.offset == 3));
+    assert_eq!(f.position(&p), Some(4));
+    assert!(matches!(f.poll_event(), Some(Ok(ConsumerEvent::Record(r))) if r.offset == 4));
+    assert_eq!(
+        f.position(&p),
+        Some(6),
+        "the marker behind the last record is stepped over"
+    );
+    assert!(f.poll_event().is_none());
+}
+
+#[test]
+fn a_corrupt_marker_is_reported_at_its_place() {
+    let now = Instant::now();
+    let md = metadata(&[("t", &[0])]);
+    let p = tp("t", 0);
+    let mut f = fetcher(read_committed(), std::slice::from_ref(&p));
+    let plan = only_plan(&mut f, now, &md);
+    let mut bad = marker(1, 7, ControlRecordKind::Abort);
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    let records = [txn_batch(0, 7, &["a"]), bad].concat();
+    let mut data = ok(0, 2, records);
+    data.aborted_transactions = Some(vec![aborted_txn(7, 0)]);
+    f.handle_fetch_response(plan.id(), 18, response("t", vec![data]), now);
+    let events = drain(&mut f);
+    assert!(values(&events).is_empty(), "{events:?}");
+    assert_eq!(corrupt_at(&events), (Some(1), Some(0)));
+}
+
+mod read_committed_model {
+    //! The aborted-transaction filter against a model: random interleavings of
+    //! transactional batches of several producers, commits, aborts and non-transactional
+    //! batches, fetched in random slices with the aborted list a broker would send for each
+    //! slice; what comes out must be the committed and non-transactional records, in
+    //! offset order.
+
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// One step of the log's writers.
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Producer `p` writes a batch of `n` records in its open transaction (opening one).
+        Write { p: u8, n: u8 },
+        /// A non-transactional batch of `n` records.
+        Plain { n: u8 },
+        /// Producer `p` ends its open transaction (if any).
+        End { p: u8, commit: bool },
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => (0u8..4, 1u8..4).prop_map(|(p, n)| Step::Write { p, n }),
+            1 => (1u8..3).prop_map(|n| Step::Plain { n }),
+            2 => (0u8..4, any::<bool>()).prop_map(|(p, commit)| Step::End { p, commit }),
+        ]
+    }
+
+    /// A log built from the steps (every transaction ended at the end, by abort), the
+    /// aborted transactions as (producer, first offset, marker offset), and the values the
+    /// model says a read_committed reader sees.
+    struct Log {
+        batches: Vec<(i64, Vec<u8>)>,
+        aborted: Vec<(i64, i64, i64)>,
+        committed: Vec<String>,
+        end: i64,
+    }
+
+    #[derive(Default)]
+    struct Builder {
+        offset: i64,
+        batches: Vec<(i64, Vec<u8>)>,
+        aborted: Vec<(i64, i64, i64)>,
+        /// Per producer: the open transaction's first offset and records.
+        open: BTreeMap<u8, (i64, Vec<(i64, String)>)>,
+        visible: Vec<(i64, String)>,
+    }
+
+    impl Builder {
+        fn end(&mut self, p: u8, commit: bool) {
+            let Some((first, values)) = self.open.remove(&p) else {
+                return;
+            };
+            let pid = 1000 + i64::from(p);
+            let kind = if commit {
+                ControlRecordKind::Commit
+            } else {
+                ControlRecordKind::Abort
+            };
+            self.batches
+                .push((self.offset, marker(self.offset, pid, kind)));
+            if commit {
+                self.visible.extend(values);
+            } else {
+                self.aborted.push((pid, first, self.offset));
+            }
+            self.offset += 1;
+        }
+
+        fn write(&mut self, producer: Option<u8>, n: u8) -> Vec<(i64, String)> {
+            let offset = self.offset;
+            let name = producer.map_or("plain".to_string(), |p| format!("p{p}"));
+            let values: Vec<String> = (0..n)
+                .map(|i| format!("{name}@{}", offset + i64::from(i)))
+                .collect();
+            let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+            let bytes = match producer {
+                Some(p) => txn_batch(offset, 1000 + i64::from(p), &refs),
+                None => batch(offset, &refs),
+            };
+            self.batches.push((offset, bytes));
+            self.offset += i64::from(n);
+            values
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| (offset + i as i64, v))
+                .collect()
+        }
+    }
+
+    fn build(steps: &[Step]) -> Log {
+        let mut log = Builder::default();
+        for step in steps {
+            match step {
+                Step::Write { p, n } => {
+                    let first = log.offset;
+                    let records = log.write(Some(*p), *n);
+                    log.open
+                        .entry(*p)
+                        .or_insert((first, Vec::new()))
+                        .1
+                        .extend(records);
+                }
+                Step::Plain { n } => {
+                    let records = log.write(None, *n);
+                    log.visible.extend(records);
+                }
+                Step::End { p, commit } => log.end(*p, *commit),
+            }
+        }
+        let producers: Vec<u8> = log.open.keys().copied().collect();
+        for p in producers {
+            log.end(p, false);
+        }
+        log.visible.sort();
+        Log {
+            batches: log.batches,
+            aborted: log.aborted,
+            committed: log.visible.into_iter().map(|(_, v)| v).collect(),
+            end: log.offset,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn the_filter_hands_out_exactly_the_committed_records_in_order(
+            steps in proptest::collection::vec(step(), 0..40),
+            cuts in proptest::collection::vec(any::<u16>(), 0..4),
+        ) {
+            let log = build(&steps);
+            let now = Instant::now();
+            let md = metadata(&[("t", &[0])]);
+            let p = tp("t", 0);
+            let mut f = fetcher(read_committed(), std::slice::from_ref(&p));
+            // Slice the log into fetches at batch boundaries, as fetch.max.bytes might.
+            let mut bounds: Vec<usize> = cuts
+                .iter()
+                .map(|c| usize::from(*c) % (log.batches.len() + 1))
+                .collect();
+            bounds.push(log.batches.len());
+            bounds.sort_unstable();
+            let mut seen = Vec::new();
+            let mut from = 0usize;
+            for to in bounds {
+                if to <= from {
+                    continue;
+                }
+                let slice = &log.batches[from..to];
+                let (low, high) = (slice[0].0, if to < log.batches.len() { log.batches[to].0 } else { log.end });
+                // A broker lists the aborted transactions that overlap the fetched range.
+                let listed: Vec<AbortedTransaction> = log
+                    .aborted
+                    .iter()
+                    .filter(|(_, first, last)| *first < high && *last >= low)
+                    .map(|(pid, first, _)| aborted_txn(*pid, *first))
+                    .collect();
+                let plan = only_plan(&mut f, now, &md);
+                let mut data = ok(0, log.end, slice.iter().flat_map(|(_, b)| b.clone()).collect());
+                data.aborted_transactions = Some(listed);
+                f.handle_fetch_response(plan.id(), 18, response("t", vec![data]), now);
+                let events = drain(&mut f);
+                prop_assert!(events.iter().all(Result::is_ok), "{:?}", events);
+                seen.extend(values(&events));
+                prop_assert_eq!(f.position(&p), Some(high));
+                from = to;
+            }
+            prop_assert_eq!(seen, log.committed);
+        }
+    }
+}
+
+#[test]
+fn group_partitions_wait_for_their_committed_offset_and_revoked_ones_are_held() {
+    let now = Instant::now();
+    let md = metadata(&[("t", &[0, 0])]);
+    let (p0, p1) = (tp("t", 0), tp("t", 1));
+    let mut f = Fetcher::new(config(), 1);
+    f.assign_from_group(&[p0.clone(), p1.clone()]);
+    assert_eq!(f.awaiting_committed(), vec![p0.clone(), p1.clone()]);
+    assert!(
+        f.poll_fetches(now, &md).is_empty(),
+        "nothing before the offsets"
+    );
+    assert!(f.poll_list_offsets(now, &md).is_empty());
+    assert_eq!(f.position(&p0), None);
+    assert!(f.consumed_positions().is_empty());
+    // p0 has a committed offset; p1 has none and resets by policy (latest: a lookup).
+    f.start_at_committed(&p0, Some(3));
+    f.start_at_committed(&p1, None);
+    assert!(f.awaiting_committed().is_empty());
+    assert_eq!(f.position(&p0), Some(3));
+    assert_eq!(f.poll_list_offsets(now, &md).len(), 1);
+    let plan = only_plan(&mut f, now, &md);
+    assert_eq!(plan.partitions().collect::<Vec<_>>(), vec![(&p0, 3)]);
+    f.handle_fetch_response(
+        plan.id(),
+        18,
+        response("t", vec![ok(0, 10, batch(3, &["a", "b", "c"]))]),
+        now,
+    );
+    let first = f.poll_event();
+    assert!(matches!(&first, Some(Ok(ConsumerEvent::Record(r))) if r.offset == 3));
+    assert_eq!(
+        f.consumed_positions(),
+        vec![(p0.clone(), 4)],
+        "what was handed out"
+    );
+    assert_eq!(f.lag(&p0), Some(6), "high watermark 10, position 4");
+    // Revoked: the rest of the batch is dropped, the position stays at what was handed out.
+    f.hold(std::slice::from_ref(&p0));
+    assert!(f.poll_event().is_none(), "no record of a held partition");
+    assert_eq!(f.position(&p0), Some(4));
+    assert_eq!(f.consumed_positions(), vec![(p0.clone(), 4)]);
+    assert!(f
+        .poll_fetches(now, &md)
+        .iter()
+        .all(|plan| plan.partitions().all(|(tp, _)| *tp != p0)));
+    // A start position that comes late, after a seek, changes nothing.
+    f.assign_from_group(std::slice::from_ref(&p1));
+    f.assign_from_group(&[p0.clone(), p1.clone()]);
+    f.seek(&p0, Offset::At(8)).expect("assigned");
+    f.start_at_committed(&p0, Some(1));
+    assert_eq!(f.position(&p0), Some(8));
+}

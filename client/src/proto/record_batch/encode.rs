@@ -76,12 +76,13 @@ pub fn record_len(
 /// Writes a producer's batch record by record straight into its final buffer (the records
 /// section, then compressed if asked, behind the 61-byte header): offset deltas 0, 1, 2, ...,
 /// timestamps relative to the first record's, base offset 0, leader epoch -1, create time,
-/// not transactional. Byte for byte what [`RecordBatchBuilder`] and [`RecordBatch::encode`]
+/// transactional if asked ([`RecordBatchWriter::transactional`]). Byte for byte what [`RecordBatchBuilder`] and [`RecordBatch::encode`]
 /// produce for the same appends, without the intermediate [`Record`]s.
 #[derive(Debug)]
 pub struct RecordBatchWriter {
     out: Vec<u8>,
     compression: Compression,
+    transactional: bool,
     count: i32,
     base_timestamp: i64,
     max_timestamp: i64,
@@ -96,6 +97,7 @@ impl RecordBatchWriter {
         Self {
             out,
             compression: Compression::None,
+            transactional: false,
             count: 0,
             base_timestamp: NO_TIMESTAMP,
             max_timestamp: NO_TIMESTAMP,
@@ -106,6 +108,13 @@ impl RecordBatchWriter {
     /// Default [`Compression::None`].
     pub fn compression(mut self, compression: Compression) -> Self {
         self.compression = compression;
+        self
+    }
+
+    /// Marks the batch as part of a transaction (the attributes' transactional bit,
+    /// KIP-98): a transactional producer's batches. Default false.
+    pub fn transactional(mut self, transactional: bool) -> Self {
+        self.transactional = transactional;
         self
     }
 
@@ -168,7 +177,7 @@ impl RecordBatchWriter {
         let fields = HeaderFields {
             base_offset: 0,
             partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
-            attributes: BatchAttributes::new(self.compression, false, false, false),
+            attributes: BatchAttributes::new(self.compression, false, self.transactional, false),
             last_offset_delta: self.count.saturating_sub(1).max(0),
             base_timestamp: self.base_timestamp,
             max_timestamp: self.max_timestamp,
@@ -512,6 +521,21 @@ mod tests {
             assert_eq!(decoded.compression, codec);
             assert_eq!((decoded.producer_id, decoded.base_sequence), (7, 40));
         }
+        Ok(())
+    }
+
+    #[test]
+    fn a_transactional_batch_carries_the_bit_and_nothing_else_changes() -> Result<(), BatchError> {
+        let mut writer = RecordBatchWriter::with_capacity(0).transactional(true);
+        let mut builder = RecordBatchBuilder::new()
+            .producer(7, 2, 0)
+            .transactional(true);
+        writer.append(5, None, Some(b"v"), &[])?;
+        builder.append(5, None, Some(Bytes::from_static(b"v")), vec![])?;
+        let written = writer.finish(7, 2, 0)?;
+        assert_eq!(written, builder.build().encode()?);
+        let decoded = RecordBatch::decode(&written, &DecodeLimits::default())?;
+        assert!(decoded.is_transactional && !decoded.is_control);
         Ok(())
     }
 
