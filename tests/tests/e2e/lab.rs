@@ -128,9 +128,8 @@ fn workloads_without_their_features_say_so() {
 
 /// A real bug the lab found: an epoch bump numbers afresh a batch whose earlier attempt is
 /// already in the log, and the broker writes it again (tests/lab/epoch-bump-duplicate.schedule
-/// says how). Un-ignore once the producer resolves or fails such batches before a bump.
+/// says how). The producer now resolves such batches under their old epoch before it bumps.
 #[test]
-#[ignore = "known bug in the idempotent producer's epoch bump (DESIGN.md, fault lab)"]
 fn an_epoch_bump_does_not_write_a_batch_of_unknown_outcome_twice() {
     let text = include_str!("../../lab/epoch-bump-duplicate.schedule");
     let schedule = Schedule::parse(text).expect("the saved schedule parses");

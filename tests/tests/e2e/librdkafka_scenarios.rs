@@ -180,11 +180,10 @@ async fn idempotence_0144_possibly_persisted_batches_cause_no_fatal_error() {
 }
 
 /// The same, also holding franzy to its promise that a batch one of whose attempts went
-/// unanswered fails as `Persisted::Possibly`, never `No`. It does not yet: the retried batch
-/// that OUT_OF_ORDER_SEQUENCE_NUMBER fails (every batch before it acknowledged) is reported
+/// unanswered fails as `Persisted::Possibly`, never `No`: the retried batch that
+/// OUT_OF_ORDER_SEQUENCE_NUMBER fails (every batch before it acknowledged) was once reported
 /// `Persisted::No` although its first attempt is in the log (DESIGN.md, fault lab).
 #[tokio::test(start_paused = true)]
-#[ignore = "known bug: Persisted::No for a batch whose earlier attempt was written (DESIGN.md)"]
 async fn idempotence_0144_a_possibly_persisted_batch_never_fails_as_not_persisted() {
     possibly_persisted_then_out_of_order(true).await;
 }

@@ -329,8 +329,9 @@ impl<T> Accumulator<T> {
 
     /// The partitions whose front batch may be sent now, by leader, leaving out brokers
     /// with `max.in.flight.requests.per.connection` requests out; `None` while nothing may
-    /// be sent (no producer id yet, an epoch bump pending behind batches in flight, or a
-    /// fatal error). Carries out a pending epoch bump once nothing is in flight.
+    /// be sent (no producer id yet, or a fatal error). Carries out a pending epoch bump
+    /// once nothing is in flight and no batch of unknown outcome is left to resolve; until
+    /// then only those batches are sendable (see [`Accumulator::unresolved_front`]).
     fn sendable(
         &mut self,
         now: Instant,
@@ -339,6 +340,7 @@ impl<T> Accumulator<T> {
     ) -> Option<ByBroker> {
         if self.idempotence.reset() == Reset::Bump
             && self.in_flight.is_empty()
+            && !self.has_unresolved_front()
             && self.idempotence.apply_bump()
         {
             let producer = self.idempotence.producer();
@@ -348,7 +350,12 @@ impl<T> Accumulator<T> {
             );
             self.restart_sequences();
         }
-        if !self.idempotence.can_send() {
+        // A bump waits for batches that may be in the log: they are retried under the
+        // epoch and sequences they were written with, which the broker recognises.
+        let resolving = self.idempotence.reset() == Reset::Bump
+            && self.idempotence.fatal().is_none()
+            && self.idempotence.producer().is_some();
+        if !self.idempotence.can_send() && !resolving {
             return None;
         }
         let force = buffer_exhausted || self.closing || self.flushing();
@@ -376,6 +383,9 @@ impl<T> Accumulator<T> {
                 let Some(front) = queue.batches.front() else {
                     continue;
                 };
+                if resolving && !(unresolved_front(front) && queue.in_flight == 0) {
+                    continue;
+                }
                 if front.retry_at.is_some_and(|at| at > now) || front.deadline <= now {
                     continue;
                 }
@@ -419,6 +429,15 @@ impl<T> Accumulator<T> {
             self.in_flight_per_broker.get(broker).copied().unwrap_or(0) < max_in_flight
         });
         Some(by_broker)
+    }
+
+    /// Whether some partition's front batch may be in the log under its numbering: an
+    /// epoch bump must wait for it (see [`unresolved_front`]).
+    pub(super) fn has_unresolved_front(&self) -> bool {
+        self.queues
+            .values()
+            .flat_map(|partitions| partitions.values())
+            .any(|queue| queue.batches.front().is_some_and(unresolved_front))
     }
 
     /// Gives the sequences of a batch that was numbered but never sent back to its
@@ -483,6 +502,17 @@ impl<T> Accumulator<T> {
         let second = make(second_entries);
         (first, second)
     }
+}
+
+/// A partition's front batch whose outcome is unknown: an attempt may have been written
+/// (no definitive answer came), under the numbering it still has. Renumbered by an epoch
+/// bump it would be written a second time (the broker takes sequence 0 of a new epoch as
+/// new), so a bump first retries it with its old numbering, which the broker answers as a
+/// duplicate or writes as the next batch. Only the front batch matters: a partition's
+/// batches are written in sequence order, so none after a batch that is certainly not in
+/// the log can be, and those after an unresolved one are resolved in turn.
+fn unresolved_front<T>(batch: &Batch<T>) -> bool {
+    batch.possibly_persisted && batch.numbering.is_some() && batch.encoded.is_some()
 }
 
 /// Encodes a batch's records (compressed as configured) with its producer id, epoch and

@@ -7,8 +7,8 @@ use std::time::Instant;
 use tracing::{debug, warn};
 
 use super::{Accumulator, Batch, ProduceOutcome, RequestId};
-use crate::engine::idempotence::{self, Numbering, SequenceVerdict};
-use crate::error::{Error, Persisted};
+use crate::engine::idempotence::{self, Numbering, Reset, SequenceVerdict};
+use crate::error::Error;
 use crate::proto::ErrorCode;
 use crate::topic_partition::TopicPartition;
 
@@ -118,6 +118,19 @@ impl<T> Accumulator<T> {
                     self.complete_batch(batch, -1, -1);
                     return;
                 }
+                SequenceVerdict::RetryInOrder
+                    if self.idempotence.reset() == Reset::Bump
+                        && batch.possibly_persisted
+                        && !self.has_earlier(&batch, numbering) =>
+                {
+                    // Resolving a batch of unknown outcome before an epoch bump: nothing
+                    // of its partition before it is left to write, so the broker wants a
+                    // sequence that will never come. Whether an earlier attempt is in the
+                    // log cannot be known; renumbered, it could be written twice.
+                    let persisted = batch.persisted();
+                    self.fail_batch(batch, &error, persisted);
+                    return;
+                }
                 SequenceVerdict::RetryInOrder => {
                     // Refused because an earlier batch is missing: no attempt of its own.
                     self.requeue(batch);
@@ -126,6 +139,14 @@ impl<T> Accumulator<T> {
                 SequenceVerdict::RetryAfterBump if self.config.transactional => {
                     // Only the coordinator may bump a transactional producer's epoch: the
                     // batch fails and the transaction must be aborted (Java).
+                    let persisted = batch.persisted();
+                    self.fail_batch(batch, &error, persisted);
+                    return;
+                }
+                SequenceVerdict::RetryAfterBump if batch.possibly_persisted => {
+                    // An attempt may be in the log: renumbered in the new epoch it could be
+                    // written twice.
+                    self.idempotence.request_bump();
                     let persisted = batch.persisted();
                     self.fail_batch(batch, &error, persisted);
                     return;
@@ -139,7 +160,9 @@ impl<T> Accumulator<T> {
                     warn!(topic = %batch.topic, partition = batch.partition,
                         sequence = numbering.base_sequence,
                         "broker expected another sequence after every earlier batch was acknowledged");
-                    self.fail_batch(batch, &error, Persisted::No);
+                    // An earlier attempt may still be in the log: `Possibly` sticks.
+                    let persisted = batch.persisted();
+                    self.fail_batch(batch, &error, persisted);
                     return;
                 }
                 SequenceVerdict::Fatal
@@ -147,11 +170,13 @@ impl<T> Accumulator<T> {
                 {
                     // KIP-588: the coordinator bumped the epoch when it aborted the
                     // transaction on its timeout; abort, and the producer goes on.
-                    self.fail_batch(batch, &error, Persisted::No);
+                    let persisted = batch.persisted();
+                    self.fail_batch(batch, &error, persisted);
                     return;
                 }
                 SequenceVerdict::Fatal => {
-                    self.fail_batch(batch, &error, Persisted::No);
+                    let persisted = batch.persisted();
+                    self.fail_batch(batch, &error, persisted);
                     self.set_fatal(error);
                     return;
                 }
@@ -206,6 +231,23 @@ impl<T> Accumulator<T> {
             let persisted = batch.persisted();
             self.fail_batch(batch, &error, persisted);
         }
+    }
+
+    /// Whether a batch of `batch`'s partition numbered before it is queued or in flight.
+    fn has_earlier(&self, batch: &Batch<T>, numbering: Numbering) -> bool {
+        let Some(queue) = self
+            .queues
+            .get(&batch.topic)
+            .and_then(|p| p.get(&batch.partition))
+        else {
+            return false;
+        };
+        queue.in_flight > 0
+            || queue.batches.iter().any(|b| {
+                b.numbering.is_some_and(|earlier| {
+                    idempotence::precedes(earlier.base_sequence, numbering.base_sequence)
+                })
+            })
     }
 
     fn retry_or_fail(&mut self, mut batch: Batch<T>, error: Error, now: Instant) {

@@ -1050,6 +1050,76 @@ fn an_expired_numbered_batch_bumps_the_epoch() {
     assert_eq!(numbering(&plans), vec![(0, 1)]);
 }
 
+/// Partition 0's batch got no answer (it may be in the log) while partition 1's failed
+/// for good: the epoch bump waits until partition 0's batch is resolved under the epoch and
+/// sequence it may have been written with (the lab's epoch-bump duplicate).
+fn a_possibly_persisted_batch_and_a_pending_bump(
+) -> (Accumulator<u32>, Metadata, Instant, Vec<ProduceRequestPlan>) {
+    let t0 = Instant::now();
+    let md = metadata(&[0, 0]);
+    let mut acc = idempotent_accumulator();
+    acc.append(record(0, Some(0), 100, t0), &md, t0);
+    let plans = acc.drain(t0, &md, true);
+    assert_eq!(numbering(&plans), vec![(1, 0)]);
+    let timed_out = ProduceOutcome::Failed {
+        error: Error::RequestTimeout(Duration::from_secs(30)),
+        sent: true,
+    };
+    acc.handle_response(plans[0].request_id, timed_out, t0);
+    // Partition 1's first batch goes while partition 0's backs off, and fails for good.
+    acc.append(record(1, Some(1), 100, t0), &md, t0);
+    let plans = acc.drain(t0, &md, true);
+    assert_eq!(numbering(&plans), vec![(0, 0)], "partition 1 alone");
+    let refused = error_answer(&plans[0], ErrorCode::InvalidRecord);
+    acc.handle_response(plans[0].request_id, refused, t0);
+    assert!(matches!(&completions(&mut acc)[..], [(1, Err(f))] if f.persisted == Persisted::No));
+    let t1 = t0 + Duration::from_millis(10);
+    acc.append(record(2, Some(1), 100, t1), &md, t1);
+    let t2 = t1 + Duration::from_secs(2);
+    let plans = acc.drain(t2, &md, true);
+    assert_eq!(
+        numbering(&plans),
+        vec![(1, 0)],
+        "only the batch of unknown outcome goes, with its old epoch and sequence"
+    );
+    assert_eq!(
+        acc.producer_id(),
+        Some(ProducerId::new(42, 0)),
+        "not bumped yet"
+    );
+    (acc, md, t2, plans)
+}
+
+#[test]
+fn an_epoch_bump_waits_for_a_batch_of_unknown_outcome_the_broker_has() {
+    let (mut acc, md, t2, plans) = a_possibly_persisted_batch_and_a_pending_bump();
+    let duplicate = error_answer(&plans[0], ErrorCode::DuplicateSequenceNumber);
+    acc.handle_response(plans[0].request_id, duplicate, t2);
+    assert!(matches!(&completions(&mut acc)[..], [(0, Ok(_))]));
+    let plans = acc.drain(t2, &md, true);
+    assert_eq!(acc.producer_id(), Some(ProducerId::new(42, 1)));
+    assert_eq!(
+        numbering(&plans),
+        vec![(0, 1)],
+        "partition 1's next batch, epoch 1"
+    );
+}
+
+#[test]
+fn an_epoch_bump_fails_a_batch_of_unknown_outcome_it_cannot_resolve_as_possibly_persisted() {
+    let (mut acc, md, t2, plans) = a_possibly_persisted_batch_and_a_pending_bump();
+    // The broker wants a sequence before it that will never come.
+    let refused = error_answer(&plans[0], ErrorCode::OutOfOrderSequenceNumber);
+    acc.handle_response(plans[0].request_id, refused, t2);
+    assert!(
+        matches!(&completions(&mut acc)[..], [(0, Err(f))] if f.persisted == Persisted::Possibly),
+        "never renumbered, never reported as not persisted"
+    );
+    let plans = acc.drain(t2, &md, true);
+    assert_eq!(acc.producer_id(), Some(ProducerId::new(42, 1)));
+    assert_eq!(numbering(&plans), vec![(0, 1)]);
+}
+
 #[test]
 fn duplicates_complete_and_fencing_is_fatal() {
     let t0 = Instant::now();
