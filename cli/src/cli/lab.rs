@@ -7,7 +7,8 @@
 //!
 //! A failing run prints the schedule it ran (replay it with `--replay FILE`), and with
 //! `--shrink` the smallest schedule that still fails. Exit status: 0 when no run found an
-//! anomaly, 1 when one did, 2 for a workload franzy cannot run yet or bad arguments.
+//! anomaly, 1 when one did, 2 for bad arguments. `--workload all` runs the idempotent,
+//! transactional and group workloads in turn (a sweep and its summary line each).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -38,7 +39,7 @@ pub struct LabArgs {
     #[arg(long, default_value = "idempotent")]
     pub workload: String,
     /// Plant a bug in the cluster, to check that the checker catches it:
-    /// duplicate-append, drop-acked or reorder.
+    /// duplicate-append, drop-acked, reorder or leak-aborted (transactional workload).
     #[arg(long, value_name = "BUG")]
     pub plant: Option<PlantedBug>,
     /// Print every run's schedule, not only failing ones'.

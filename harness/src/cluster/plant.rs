@@ -28,11 +28,21 @@ pub enum PlantedBug {
     /// The batch is acknowledged, then swapped with the batch before it in the log: both
     /// batches' records sit at offsets other than the ones acknowledged, in the wrong order.
     Reorder,
+    /// An aborted transaction is left out of the partition's list of aborted transactions
+    /// (the abort marker is written, the index is not): read_committed consumers, which
+    /// filter by that list (KIP-98), hand the aborted records out. Acts on every abort
+    /// marker, not on appends.
+    LeakAborted,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 3] = [Self::DuplicateAppend, Self::DropAcked, Self::Reorder];
+    pub const ALL: [PlantedBug; 4] = [
+        Self::DuplicateAppend,
+        Self::DropAcked,
+        Self::Reorder,
+        Self::LeakAborted,
+    ];
 
     /// The name `franzy lab --plant` takes.
     pub fn name(self) -> &'static str {
@@ -40,6 +50,7 @@ impl PlantedBug {
             Self::DuplicateAppend => "duplicate-append",
             Self::DropAcked => "drop-acked",
             Self::Reorder => "reorder",
+            Self::LeakAborted => "leak-aborted",
         }
     }
 }
@@ -83,12 +94,25 @@ impl Plant {
 
     /// Counts an idempotent append; the bug to apply to it, if this is one it acts on.
     pub(crate) fn on_append(&mut self) -> Option<PlantedBug> {
+        if self.bug == PlantedBug::LeakAborted {
+            return None;
+        }
         self.appends += 1;
         let fires = self.appends >= PLANT_FIRST && (self.appends - PLANT_FIRST) % PLANT_EVERY == 0;
         fires.then(|| {
             self.fired += 1;
             self.bug
         })
+    }
+
+    /// An abort marker is about to be written: whether to leave its transaction out of the
+    /// aborted list ([`PlantedBug::LeakAborted`] acts on every one).
+    pub(crate) fn on_abort_marker(&mut self) -> bool {
+        let fires = self.bug == PlantedBug::LeakAborted;
+        if fires {
+            self.fired += 1;
+        }
+        fires
     }
 
     /// How often the bug acted.

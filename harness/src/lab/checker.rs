@@ -20,12 +20,26 @@
 //! - **inconsistent**: two readers saw different records at the same offset.
 //! - **unresolved**: a send whose outcome the producer never reported.
 //!
-//! Every class counts towards [`Findings::anomalies`]; a clean history has none.
+//! Consumer groups ([`Group`]) are at least once: each member is a reader of its own for
+//! the rules above (an assignment, a revocation or a seek lets its position jump), and the
+//! group as a whole is checked too:
+//!
+//! - **lost**: a group whose members together read every partition to its end must have
+//!   read every acknowledged (and committed) record, by any member.
+//! - **redelivered** (counted, not an anomaly): a record the group received again, by the
+//!   same member or another. At least once allows it, but only in the window after the
+//!   last commit before its partition moved, which the next rule enforces.
+//! - **rewound**: a member's first record of a partition after it was assigned lies below
+//!   the offset the group had committed for that partition when the assignment came: the
+//!   group handed out again what it had committed as processed.
+//!
+//! Every class but `redelivered` counts towards [`Findings::anomalies`]; a clean history
+//! has none.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
-use super::history::{History, ReadEvent, RecordId, SendOutcome, Transaction};
+use super::history::{GroupAction, History, ReadEvent, Reader, RecordId, SendOutcome, Transaction};
 
 /// How many example lines [`Findings::notes`] keeps.
 const MAX_NOTES: usize = 20;
@@ -51,6 +65,11 @@ pub struct Findings {
     pub inconsistent: usize,
     /// Sends never resolved.
     pub unresolved: usize,
+    /// Group members that started a partition below the group's committed offset.
+    pub rewound: usize,
+    /// Records a consumer group received more than once (at least once: not an anomaly
+    /// by itself).
+    pub redelivered: usize,
     /// The first few anomalies, described.
     pub notes: Vec<String>,
 }
@@ -67,6 +86,7 @@ impl Findings {
             + self.unexpected
             + self.inconsistent
             + self.unresolved
+            + self.rewound
     }
 
     fn note(&mut self, text: impl FnOnce() -> String) {
@@ -88,6 +108,7 @@ impl Findings {
             ("unexpected", self.unexpected),
             ("inconsistent", self.inconsistent),
             ("unresolved", self.unresolved),
+            ("rewound", self.rewound),
         ] {
             if count > 0 {
                 let _ = write!(
@@ -124,10 +145,14 @@ pub fn check(history: &History) -> Findings {
             .and_then(|t| history.transactions.get(t).copied())
     };
 
+    // Every group member is a reader too.
+    let members = member_readers(history);
+    let readers = || history.readers.iter().chain(&members);
+
     // What sits where, as all readers together saw it, and where each record was seen.
     let mut at: BTreeMap<(i32, i64), Option<RecordId>> = BTreeMap::new();
     let mut seen_at: BTreeMap<RecordId, BTreeSet<(i32, i64)>> = BTreeMap::new();
-    for reader in &history.readers {
+    for reader in readers() {
         let mut last: HashMap<i32, i64> = HashMap::new();
         for event in &reader.events {
             let (partition, offset, id) = match *event {
@@ -240,7 +265,7 @@ pub fn check(history: &History) -> Findings {
     // Order: within a partition, each idempotent producer's records in its send order, as
     // each reader received them (readers may have seen the log at different times).
     let mut reordered: BTreeSet<RecordId> = BTreeSet::new();
-    for reader in &history.readers {
+    for reader in readers() {
         let mut walked: BTreeSet<RecordId> = BTreeSet::new();
         let mut last_rank: BTreeMap<(i32, usize), (usize, RecordId)> = BTreeMap::new();
         for event in &reader.events {
@@ -313,12 +338,124 @@ pub fn check(history: &History) -> Findings {
             }
         }
     }
+    check_groups(history, &mut findings, &mut lost);
     findings
+}
+
+/// Each member of each group as a [`Reader`] (not complete: the group is, as a whole).
+fn member_readers(history: &History) -> Vec<Reader> {
+    let mut readers = Vec::new();
+    for group in &history.groups {
+        let mut members: Vec<Reader> = group
+            .members
+            .iter()
+            .map(|name| Reader {
+                name: format!("{} member {name}", group.name),
+                ..Reader::default()
+            })
+            .collect();
+        for event in &group.events {
+            let Some(reader) = members.get_mut(event.member) else {
+                continue;
+            };
+            let read = match event.action {
+                GroupAction::Assigned { partition }
+                | GroupAction::Revoked { partition }
+                | GroupAction::Seek { partition } => ReadEvent::Seek { partition },
+                GroupAction::Record {
+                    partition,
+                    offset,
+                    id,
+                } => ReadEvent::Record {
+                    partition,
+                    offset,
+                    id,
+                },
+                GroupAction::Committed { .. } => continue,
+            };
+            reader.events.push(read);
+        }
+        readers.extend(members);
+    }
+    readers
+}
+
+/// The group rules (see the module doc): redeliveries, rewinds below a commit, and what a
+/// complete group never read.
+fn check_groups(history: &History, findings: &mut Findings, lost: &mut BTreeSet<RecordId>) {
+    for group in &history.groups {
+        let mut read: BTreeSet<(i32, i64)> = BTreeSet::new();
+        let mut ids: BTreeSet<RecordId> = BTreeSet::new();
+        let mut committed: BTreeMap<i32, i64> = BTreeMap::new();
+        // (member, partition): the group's committed offset when it was assigned, until
+        // the member's first record of it.
+        let mut first_after_assignment: BTreeMap<(usize, i32), i64> = BTreeMap::new();
+        for event in &group.events {
+            let member = event.member;
+            match event.action {
+                GroupAction::Assigned { partition } => {
+                    let floor = committed.get(&partition).copied().unwrap_or(0);
+                    first_after_assignment.insert((member, partition), floor);
+                }
+                GroupAction::Revoked { partition } | GroupAction::Seek { partition } => {
+                    first_after_assignment.remove(&(member, partition));
+                }
+                GroupAction::Committed { partition, offset } => {
+                    let entry = committed.entry(partition).or_insert(offset);
+                    *entry = (*entry).max(offset);
+                }
+                GroupAction::Record {
+                    partition,
+                    offset,
+                    id,
+                } => {
+                    if let Some(floor) = first_after_assignment.remove(&(member, partition)) {
+                        if offset < floor {
+                            findings.rewound += 1;
+                            let name = group.members.get(member).cloned().unwrap_or_default();
+                            findings.note(|| {
+                                format!(
+                                    "{} member {name} started partition {partition} at offset {offset}, below the committed {floor}",
+                                    group.name
+                                )
+                            });
+                        }
+                    }
+                    if !read.insert((partition, offset)) {
+                        findings.redelivered += 1;
+                    }
+                    if let Some(id) = id {
+                        ids.insert(id);
+                    }
+                }
+            }
+        }
+        if !group.complete {
+            continue;
+        }
+        for send in &history.sends {
+            let SendOutcome::Acked { partition, offset } = send.outcome else {
+                continue;
+            };
+            let committed_or_none = send
+                .transaction
+                .is_none_or(|t| history.transactions.get(t) == Some(&Transaction::Committed));
+            if committed_or_none && !ids.contains(&send.id) && lost.insert(send.id) {
+                findings.lost += 1;
+                findings.note(|| {
+                    format!(
+                        "record {} acknowledged at partition {partition} offset {offset} was never read by group {}",
+                        send.id, group.name
+                    )
+                });
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::history::{ProducerInfo, Reader, Send};
+    use super::super::history::{Group, GroupEvent, ProducerInfo, Reader, Send};
     use super::*;
 
     fn producer() -> Vec<ProducerInfo> {
@@ -369,6 +506,7 @@ mod tests {
             sends,
             readers,
             transactions: Vec::new(),
+            groups: Vec::new(),
         }
     }
 
@@ -619,5 +757,110 @@ mod tests {
         let findings = check(&h);
         assert_eq!((findings.unresolved, findings.anomalies()), (1, 1));
         assert_eq!(findings.summary(), "unresolved=1");
+    }
+
+    fn by(member: usize, action: GroupAction) -> GroupEvent {
+        GroupEvent { member, action }
+    }
+
+    fn got(member: usize, partition: i32, offset: i64, id: RecordId) -> GroupEvent {
+        by(
+            member,
+            GroupAction::Record {
+                partition,
+                offset,
+                id: Some(id),
+            },
+        )
+    }
+
+    /// Two members: `a` reads partition 0 to offset 2, commits 2 (or not), the partition
+    /// moves to `b`, which starts at `restart` and reads on.
+    fn handover(commit: Option<i64>, restart: i64) -> History {
+        let mut events = vec![
+            by(0, GroupAction::Assigned { partition: 0 }),
+            got(0, 0, 0, 1),
+            got(0, 0, 1, 2),
+            got(0, 0, 2, 3),
+        ];
+        if let Some(offset) = commit {
+            events.push(by(
+                0,
+                GroupAction::Committed {
+                    partition: 0,
+                    offset,
+                },
+            ));
+        }
+        events.push(by(0, GroupAction::Revoked { partition: 0 }));
+        events.push(by(1, GroupAction::Assigned { partition: 0 }));
+        for offset in restart..4 {
+            events.push(got(1, 0, offset, offset as RecordId + 1));
+        }
+        let mut h = history(
+            (0..4).map(|o| acked(o as RecordId + 1, 0, o)).collect(),
+            Vec::new(),
+        );
+        h.groups = vec![Group {
+            name: "g".into(),
+            members: vec!["a".into(), "b".into()],
+            complete: true,
+            events,
+        }];
+        h
+    }
+
+    #[test]
+    fn a_group_redelivers_only_what_was_not_committed_when_a_partition_moved() {
+        // Committed 2 (records 0 and 1 done): record 2 comes again, within the window.
+        let findings = check(&handover(Some(2), 2));
+        assert_eq!(
+            (findings.redelivered, findings.anomalies()),
+            (1, 0),
+            "{findings:?}"
+        );
+        // Nothing committed: everything again, still at least once.
+        let findings = check(&handover(None, 0));
+        assert_eq!(
+            (findings.redelivered, findings.anomalies()),
+            (3, 0),
+            "{findings:?}"
+        );
+        // Committed 3, yet the next member starts at 1: it rewound past the commit.
+        let findings = check(&handover(Some(3), 1));
+        assert_eq!(
+            (findings.rewound, findings.anomalies()),
+            (1, 1),
+            "{findings:?}"
+        );
+        assert_eq!(findings.summary(), "rewound=1");
+    }
+
+    #[test]
+    fn a_complete_group_must_read_every_acknowledged_record_by_some_member() {
+        let mut h = handover(Some(3), 3);
+        assert_eq!(check(&h).anomalies(), 0);
+        // Member b skips offset 3.
+        h.groups[0].events.pop();
+        let findings = check(&h);
+        assert_eq!(
+            (findings.lost, findings.anomalies()),
+            (1, 1),
+            "{findings:?}"
+        );
+        h.groups[0].complete = false;
+        assert_eq!(
+            check(&h).anomalies(),
+            0,
+            "an incomplete group proves no loss"
+        );
+    }
+
+    #[test]
+    fn a_member_going_backwards_without_an_assignment_is_caught() {
+        let mut h = handover(Some(3), 3);
+        h.groups[0].events.push(got(1, 0, 1, 2));
+        let findings = check(&h);
+        assert_eq!(findings.backwards, 1, "{findings:?}");
     }
 }

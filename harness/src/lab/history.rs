@@ -18,6 +18,8 @@ pub struct History {
     pub readers: Vec<Reader>,
     /// Transactions, by id (a [`Send::transaction`]).
     pub transactions: Vec<Transaction>,
+    /// Consumer groups: what their members received and committed, in one order.
+    pub groups: Vec<Group>,
 }
 
 /// A producer of the history.
@@ -104,4 +106,64 @@ pub enum Transaction {
     Aborted,
     /// The producer does not know (the commit or abort failed).
     Unknown,
+}
+
+/// A consumer group and what happened to its members, in the order it happened (one log
+/// for all members, so that a commit by one and an assignment to another are ordered).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Group {
+    /// A name for reports.
+    pub name: String,
+    /// Its members' names, by index (a [`GroupEvent::member`]).
+    pub members: Vec<String>,
+    /// Whether the members together read every partition to its end after the writes
+    /// were over: only then can the group tell that an acknowledged record is missing.
+    pub complete: bool,
+    /// What happened, in order.
+    pub events: Vec<GroupEvent>,
+}
+
+/// One thing that happened to a member of a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupEvent {
+    /// Which member ([`Group::members`]).
+    pub member: usize,
+    /// What happened.
+    pub action: GroupAction,
+}
+
+/// What happened to a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupAction {
+    /// The partition was assigned to it: it reads on from the group's committed offset.
+    Assigned {
+        /// The partition.
+        partition: i32,
+    },
+    /// The partition was taken from it (revoked, or lost with its membership).
+    Revoked {
+        /// The partition.
+        partition: i32,
+    },
+    /// It received a record.
+    Record {
+        /// The partition.
+        partition: i32,
+        /// The offset.
+        offset: i64,
+        /// The id read from the value.
+        id: Option<RecordId>,
+    },
+    /// Its commit of `offset` (the next offset to read) for the partition succeeded.
+    Committed {
+        /// The partition.
+        partition: i32,
+        /// The committed offset.
+        offset: i64,
+    },
+    /// It moved its position on purpose (after an error).
+    Seek {
+        /// The partition.
+        partition: i32,
+    },
 }

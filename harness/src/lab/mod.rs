@@ -9,7 +9,7 @@
 //! | [`schedule`] | faults and when: drawn from a seed, printed, parsed back, shrunk |
 //! | [`history`] | what the producers were told and what the readers received |
 //! | [`checker`] | the rules a history must follow, and what broke them |
-//! | `workload` | the clients: writes, a reader during the faults, a reader after them |
+//! | `workload` | the clients (idempotent, transactional, group): writes, readers during the faults and after them |
 //!
 //! ```text
 //!  seed ──▶ Schedule ──▶ nemesis (stops, leader moves, interceptors) ──▶ Cluster (in memory,
@@ -64,9 +64,11 @@ pub fn write_window(records: usize) -> Duration {
 pub enum Workload {
     /// An idempotent producer (acks=all) writes; consumers read everything back.
     Idempotent,
-    /// Transactions committed and aborted; a read_committed reader (needs transactions).
+    /// A transactional producer commits and aborts transactions; read_committed readers
+    /// must see every committed record and no aborted one.
     Transactional,
-    /// Consumption by a consumer group (needs groups).
+    /// An idempotent producer writes; the members of a consumer group (subscribe,
+    /// commits, members leaving and joining) read everything at least once.
     Group,
 }
 
@@ -74,22 +76,14 @@ impl Workload {
     /// Every workload.
     pub const ALL: [Workload; 3] = [Self::Idempotent, Self::Transactional, Self::Group];
 
-    /// Whether franzy has what this workload needs yet.
+    /// Whether franzy has what this workload needs yet (every workload does now).
     pub fn available(self) -> bool {
-        matches!(self, Self::Idempotent)
+        self.missing().is_none()
     }
 
     /// Why it is not available, when it is not.
     pub fn missing(self) -> Option<&'static str> {
-        match self {
-            Self::Idempotent => None,
-            Self::Transactional => {
-                Some("franzy's transactional producer is not on main yet (the harness's transaction coordinator is)")
-            }
-            Self::Group => {
-                Some("franzy's group consumer is not on main yet")
-            }
-        }
+        None
     }
 
     fn name(self) -> &'static str {
@@ -176,19 +170,31 @@ impl LabReport {
 
 impl fmt::Display for LabReport {
     /// `seed=N records=R acked=A lost=L duplicated=D reordered=O aborted_reads=X
-    /// anomalies=K trace=HEX`.
+    /// anomalies=K trace=HEX`; the workload after the seed unless it is the idempotent one,
+    /// and the group workload's redeliveries (at least once: not anomalies) after the
+    /// aborted reads.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let findings = &self.findings;
+        write!(f, "seed={}", self.schedule.seed)?;
+        if self.schedule.workload != Workload::Idempotent {
+            write!(f, " workload={}", self.schedule.workload)?;
+        }
         write!(
             f,
-            "seed={} records={} acked={} lost={} duplicated={} reordered={} aborted_reads={} anomalies={} trace={:016x}",
-            self.schedule.seed,
+            " records={} acked={} lost={} duplicated={} reordered={} aborted_reads={}",
             self.schedule.records,
             self.acked,
             findings.lost,
             findings.duplicated,
             findings.reordered,
             findings.aborted_reads,
+        )?;
+        if self.schedule.workload == Workload::Group {
+            write!(f, " redelivered={}", findings.redelivered)?;
+        }
+        write!(
+            f,
+            " anomalies={} trace={:016x}",
             self.anomalies(),
             self.trace.0
         )
@@ -251,7 +257,11 @@ pub async fn run(options: &LabOptions) -> Result<LabReport, LabError> {
         builder = builder.plant(bug);
     }
     let cluster = builder.build().await?;
-    let outcome = workload::idempotent(&cluster, schedule).await?;
+    let outcome = match schedule.workload {
+        Workload::Idempotent => workload::idempotent(&cluster, schedule).await?,
+        Workload::Transactional => workload::transactional(&cluster, schedule).await?,
+        Workload::Group => workload::group(&cluster, schedule).await?,
+    };
     let trace = cluster.trace_digest().unwrap_or_default();
     let fired = cluster.with_state(|s| s.planted_fired());
     cluster.shutdown().await;

@@ -14,6 +14,7 @@
 //! at 2500ms fault api=Produce broker=0 action=disconnect times=2
 //! at 2600ms fault api=Fetch partition=1 action=error:NotLeaderOrFollower times=3
 //! at 3000ms fault api=Produce action=delay:1500ms times=1
+//! at 3300ms coordinator broker=1
 //! ```
 //!
 //! `#` starts a comment; blank lines are ignored. Actions: `disconnect` (before handling),
@@ -77,6 +78,13 @@ pub enum Fault {
         partition: i32,
         /// How long it has none.
         down: Duration,
+    },
+    /// The coordinator of the workload's transactional id (transactional workload) or
+    /// group (group workload) moves to `broker`, if it is up; the idempotent workload has
+    /// none and ignores it.
+    MoveCoordinator {
+        /// The new coordinator.
+        broker: i32,
     },
     /// An interceptor for the next `times` matching requests.
     Intercept {
@@ -143,6 +151,16 @@ impl Schedule {
                 Timed { at, fault }
             })
             .collect();
+        if workload != Workload::Idempotent {
+            // The coordinators' faults come from a generator of their own, so that the
+            // faults above are the idempotent workload's for the same seed.
+            let mut rng = SplitMix64::new(seed ^ 0x636f_6f72_6469_6e61);
+            for _ in 0..2 + rng.below(5) {
+                let at = Duration::from_millis(rng.below(window));
+                let fault = draw_coordinator_fault(&mut rng, workload);
+                faults.push(Timed { at, fault });
+            }
+        }
         faults.sort_by_key(|t| t.at);
         Self {
             seed,
@@ -280,6 +298,61 @@ fn draw_fault(rng: &mut SplitMix64) -> Fault {
     }
 }
 
+/// A fault of the workload's coordinator: a move, or a fault of one of its APIs.
+fn draw_coordinator_fault(rng: &mut SplitMix64, workload: Workload) -> Fault {
+    if rng.below(3) == 0 {
+        return Fault::MoveCoordinator {
+            broker: rng.below(BROKERS as u64) as i32,
+        };
+    }
+    let (apis, errors): (&[ApiKey], &[ErrorCode]) = match workload {
+        Workload::Group => (
+            &[
+                ApiKey::FindCoordinator,
+                ApiKey::JoinGroup,
+                ApiKey::SyncGroup,
+                ApiKey::Heartbeat,
+                ApiKey::OffsetCommit,
+                ApiKey::OffsetFetch,
+            ],
+            &[
+                ErrorCode::CoordinatorNotAvailable,
+                ErrorCode::NotCoordinator,
+                ErrorCode::CoordinatorLoadInProgress,
+            ],
+        ),
+        _ => (
+            &[
+                ApiKey::FindCoordinator,
+                ApiKey::InitProducerId,
+                ApiKey::AddPartitionsToTxn,
+                ApiKey::EndTxn,
+            ],
+            &[
+                ErrorCode::CoordinatorNotAvailable,
+                ErrorCode::NotCoordinator,
+                ErrorCode::CoordinatorLoadInProgress,
+                ErrorCode::ConcurrentTransactions,
+            ],
+        ),
+    };
+    let api = apis[rng.below(apis.len() as u64) as usize];
+    let action = match rng.below(5) {
+        0 => FaultAction::Disconnect,
+        1 => FaultAction::DisconnectAfter,
+        2 => FaultAction::NeverAnswer,
+        3 => FaultAction::Delay(Duration::from_millis(20 + rng.below(1500))),
+        _ => FaultAction::Error(errors[rng.below(errors.len() as u64) as usize]),
+    };
+    Fault::Intercept {
+        api,
+        broker: None,
+        partition: None,
+        action,
+        times: 1 + rng.below(3),
+    }
+}
+
 fn number_of(word: Option<&str>, what: &str) -> Result<u64, String> {
     word.and_then(|w| w.parse().ok())
         .ok_or_else(|| format!("`{what}` needs a number"))
@@ -343,6 +416,9 @@ fn parse_fault<'a>(mut words: impl Iterator<Item = &'a str>) -> Result<Fault, St
         "leaderless" => Ok(Fault::Leaderless {
             partition: int("partition")?,
             down: duration("for")?,
+        }),
+        "coordinator" => Ok(Fault::MoveCoordinator {
+            broker: int("broker")?,
         }),
         "fault" => {
             let api = api_by_name(fields.get("api").ok_or("`fault` needs api=")?)?;
@@ -447,6 +523,7 @@ impl fmt::Display for Fault {
                     millis(*down)
                 )
             }
+            Self::MoveCoordinator { broker } => write!(f, "coordinator broker={broker}"),
             Self::Intercept {
                 api,
                 broker,
@@ -485,12 +562,26 @@ mod tests {
 
     #[test]
     fn a_drawn_schedule_prints_and_parses_back_the_same() {
-        for seed in 0..200 {
-            let schedule = Schedule::generate(seed, 5000, Workload::Idempotent);
-            assert!(!schedule.faults.is_empty());
-            let text = schedule.to_string();
-            assert_eq!(Schedule::parse(&text), Ok(schedule), "{text}");
+        for workload in Workload::ALL {
+            for seed in 0..200 {
+                let schedule = Schedule::generate(seed, 5000, workload);
+                assert!(!schedule.faults.is_empty());
+                let text = schedule.to_string();
+                assert_eq!(Schedule::parse(&text), Ok(schedule), "{text}");
+            }
         }
+        // The coordinators' faults come on top: the idempotent workload's stay the same.
+        let idempotent = Schedule::generate(8, 5000, Workload::Idempotent);
+        let group = Schedule::generate(8, 5000, Workload::Group);
+        assert!(group
+            .faults
+            .iter()
+            .any(|t| matches!(t.fault, Fault::MoveCoordinator { .. })
+                || matches!(t.fault, Fault::Intercept { api, .. } if api == ApiKey::JoinGroup
+                    || api == ApiKey::SyncGroup || api == ApiKey::Heartbeat
+                    || api == ApiKey::OffsetCommit || api == ApiKey::OffsetFetch
+                    || api == ApiKey::FindCoordinator)));
+        assert!(idempotent.faults.iter().all(|t| group.faults.contains(t)));
         assert_eq!(
             Schedule::generate(3, 5000, Workload::Idempotent),
             Schedule::generate(3, 5000, Workload::Idempotent)
@@ -505,7 +596,7 @@ mod tests {
     fn a_hand_written_schedule_parses_with_comments_and_names_in_any_case() {
         let text = "# mine\nseed 9\nrecords 10 # few\n\nat 1s stop broker=1 for=3s\n\
                     at 5 fault api=PRODUCE partition=2 action=error:NOT_LEADER_OR_FOLLOWER\n\
-                    at 7ms fault api=1 action=delay:2s times=3\n";
+                    at 7ms fault api=1 action=delay:2s times=3\nat 2s coordinator broker=2\n";
         let schedule = Schedule::parse(text).expect("parses");
         assert_eq!(schedule.seed, 9);
         assert_eq!(schedule.records, 10);
@@ -539,6 +630,10 @@ mod tests {
                         broker: 1,
                         down: Duration::from_secs(3),
                     },
+                },
+                Timed {
+                    at: Duration::from_secs(2),
+                    fault: Fault::MoveCoordinator { broker: 2 },
                 },
             ]
         );

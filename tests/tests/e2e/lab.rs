@@ -3,6 +3,7 @@
 //! Each run builds its own current-thread runtime with a paused clock (`run_blocking`), so
 //! these are plain `#[test]`s. `FRANZY_SEED` adds a seed to the determinism test.
 
+use franzy_harness::lab::history::{GroupAction, Transaction};
 use franzy_harness::lab::{self, LabOptions, Schedule, Workload};
 use franzy_harness::PlantedBug;
 
@@ -40,6 +41,15 @@ fn the_same_seed_gives_the_same_trace_and_findings() {
             first.trace
         );
     }
+    // The transactional and group workloads replay too.
+    for workload in [Workload::Transactional, Workload::Group] {
+        let options = LabOptions::seeded(7, RECORDS / 2, workload);
+        let first = run(&options);
+        let second = run(&options);
+        assert_eq!(first.to_string(), second.to_string(), "{workload}");
+        assert_eq!(first.trace, second.trace, "{workload}");
+        assert_eq!(first.history, second.history, "{workload}");
+    }
     let a = run(&LabOptions::seeded(1, RECORDS, Workload::Idempotent));
     let b = run(&LabOptions::seeded(2, RECORDS, Workload::Idempotent));
     assert_ne!(a.trace, b.trace, "different seeds, different runs");
@@ -71,6 +81,55 @@ fn random_faults_find_no_anomaly_in_the_idempotent_workload() {
     }
 }
 
+#[test]
+fn random_faults_find_no_anomaly_in_the_transactional_workload() {
+    for seed in 10..12 {
+        let report = run(&LabOptions::seeded(seed, RECORDS, Workload::Transactional));
+        assert!(
+            !report.failed(),
+            "{report}\n{}\n{:#?}\n{}",
+            report.findings.summary(),
+            report.findings.notes,
+            report.schedule
+        );
+        let history = &report.history;
+        let ended = |t| history.transactions.iter().filter(|&&e| e == t).count();
+        assert!(
+            ended(Transaction::Committed) > 0 && ended(Transaction::Aborted) > 0,
+            "both commits and aborts: {:?}",
+            history.transactions
+        );
+        assert!(report.acked > RECORDS / 2, "{report}");
+    }
+}
+
+#[test]
+fn random_faults_find_no_anomaly_in_the_group_workload() {
+    for seed in 10..12 {
+        let report = run(&LabOptions::seeded(seed, RECORDS, Workload::Group));
+        assert!(
+            !report.failed(),
+            "{report}\n{}\n{:#?}\n{}",
+            report.findings.summary(),
+            report.findings.notes,
+            report.schedule
+        );
+        let group = &report.history.groups[0];
+        assert!(group.complete, "{report}");
+        let members_read: std::collections::BTreeSet<usize> = group
+            .events
+            .iter()
+            .filter(|e| matches!(e.action, GroupAction::Record { .. }))
+            .map(|e| e.member)
+            .collect();
+        assert!(
+            members_read.len() > 1,
+            "more than one member read: {members_read:?}"
+        );
+        assert!(report.acked > RECORDS / 2, "{report}");
+    }
+}
+
 /// A lab that cannot fail proves nothing: each planted bug is caught, as its own class.
 #[test]
 fn the_checker_catches_every_planted_bug() {
@@ -87,8 +146,16 @@ fn the_checker_catches_every_planted_bug() {
     assert!(!clean.failed(), "{clean}");
     assert_eq!(clean.acked, RECORDS);
     for bug in PlantedBug::ALL {
+        // Leaked aborts need transactions.
+        let workload = match bug {
+            PlantedBug::LeakAborted => Workload::Transactional,
+            _ => Workload::Idempotent,
+        };
         let report = run(&LabOptions {
-            schedule: quiet.clone(),
+            schedule: Schedule {
+                workload,
+                ..quiet.clone()
+            },
             plant: Some(bug),
         });
         let findings = &report.findings;
@@ -98,6 +165,7 @@ fn the_checker_catches_every_planted_bug() {
             PlantedBug::DuplicateAppend => findings.duplicated,
             PlantedBug::DropAcked => findings.lost,
             PlantedBug::Reorder => findings.reordered.min(findings.misplaced),
+            PlantedBug::LeakAborted => findings.aborted_reads,
             _ => 0,
         };
         assert!(
@@ -112,18 +180,6 @@ fn the_checker_catches_every_planted_bug() {
         ..LabOptions::seeded(6, RECORDS, Workload::Idempotent)
     });
     assert!(report.findings.lost > 0, "{report}");
-}
-
-#[test]
-fn workloads_without_their_features_say_so() {
-    for workload in [Workload::Transactional, Workload::Group] {
-        if workload.available() {
-            continue;
-        }
-        let error =
-            lab::run_blocking(&LabOptions::seeded(1, 10, workload)).expect_err("not available yet");
-        assert!(error.to_string().contains("not available yet"), "{error}");
-    }
 }
 
 /// A real bug the lab found: an epoch bump numbers afresh a batch whose earlier attempt is
