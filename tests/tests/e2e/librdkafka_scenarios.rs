@@ -450,3 +450,407 @@ async fn metadata_0146_a_leader_change_is_followed() {
     assert_eq!(log(&cluster, "t").len(), 30);
     check_guarantees(&cluster, &producer, "t", sent).await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Transactions (0105) and consumer groups (0117, 0120, 0145), with franzy's transactional
+// producer and group consumer.
+// ---------------------------------------------------------------------------------------
+
+/// A cluster of three brokers with `topics` (name, partitions).
+async fn cluster_of(topics: &[(&str, i32)]) -> Cluster {
+    init_tracing();
+    let mut builder = Cluster::builder().brokers(3).in_memory().seed(105);
+    for (topic, partitions) in topics {
+        builder = builder.topic(*topic, *partitions);
+    }
+    builder.build().await.expect("cluster starts")
+}
+
+async fn within<F: std::future::Future>(future: F) -> F::Output {
+    tokio::time::timeout(BOUND, future)
+        .await
+        .expect("done within the bound")
+}
+
+/// A transactional producer, initialised.
+async fn transactional(cluster: &Cluster, id: &str) -> Producer {
+    let config = Config::new(cluster.bootstrap())
+        .set("transactional.id", id)
+        .and_then(|c| c.set("linger.ms", "0"))
+        .expect("valid");
+    let producer = Producer::builder(config)
+        .connector(Arc::new(cluster.connector()))
+        .seed(105)
+        .build()
+        .expect("producer builds");
+    within(producer.init_transactions())
+        .await
+        .expect("init_transactions");
+    producer
+}
+
+/// One transaction of `values` to `topic`'s partitions in turn, committed or aborted;
+/// every send is acknowledged (or failed by the abort) before it ends.
+async fn transaction(producer: &Producer, topic: &str, values: &[String], commit: bool) {
+    within(producer.begin_transaction())
+        .await
+        .expect("begin_transaction");
+    let mut deliveries = Vec::new();
+    for (i, value) in values.iter().enumerate() {
+        let record = ProducerRecord::new(topic)
+            .with_partition(i32::try_from(i % 3).expect("small"))
+            .with_value(value.clone());
+        deliveries.push(within(producer.send(record)).await.expect("send accepted"));
+    }
+    if commit {
+        within(producer.commit_transaction())
+            .await
+            .expect("the commit lands through the coordinator's errors");
+        for delivery in deliveries {
+            outcome(delivery)
+                .await
+                .expect("a committed record is written");
+        }
+    } else {
+        within(producer.abort_transaction()).await.expect("abort");
+        for delivery in deliveries {
+            let _ = outcome(delivery).await;
+        }
+    }
+}
+
+/// Every value a read_committed consumer reads from `topic`'s 3 partitions, to their ends.
+async fn read_committed(cluster: &Cluster, topic: &str) -> Vec<String> {
+    let config = Config::new(cluster.bootstrap())
+        .set("isolation.level", "read_committed")
+        .and_then(|c| c.set("fetch.max.wait.ms", "100"))
+        .expect("valid");
+    let consumer = Consumer::builder(config)
+        .connector(Arc::new(cluster.connector()))
+        .seed(1)
+        .build()
+        .expect("consumer builds");
+    let partitions: Vec<TopicPartition> = (0..3).map(|p| TopicPartition::new(topic, p)).collect();
+    consumer.assign(&partitions).expect("assign");
+    for tp in &partitions {
+        consumer.seek(tp, Offset::Beginning).expect("seek");
+    }
+    let ends: Vec<i64> = cluster.with_state(|s| {
+        (0..3)
+            .map(|p| s.partition_log(topic, p).map_or(0, |l| l.high_watermark()))
+            .collect()
+    });
+    let mut values = Vec::new();
+    within(async {
+        while !partitions
+            .iter()
+            .zip(&ends)
+            .all(|(tp, &end)| consumer.position(tp).is_some_and(|p| p >= end))
+        {
+            if let Ok(Ok(Some(record))) =
+                tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await
+            {
+                values.push(
+                    String::from_utf8_lossy(record.value.as_deref().unwrap_or_default())
+                        .into_owned(),
+                );
+            }
+        }
+    })
+    .await;
+    consumer.close().await;
+    values.sort();
+    values
+}
+
+fn values(prefix: &str, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{prefix}-{i:03}")).collect()
+}
+
+/// 0105-transactions_mock (`do_test_txn_recoverable_errors`, `do_test_txn_endtxn_errors`
+/// with retriable errors): the coordinator answers FindCoordinator, InitProducerId,
+/// AddPartitionsToTxn and EndTxn with retriable errors first. Everything is retried; the
+/// committed transaction is read once, the aborted one never.
+#[tokio::test(start_paused = true)]
+async fn transactions_0105_retriable_coordinator_errors_are_retried_through() {
+    let cluster = cluster_of(&[("txn", 3)]).await;
+    for (api, code, times) in [
+        (
+            ApiKey::FindCoordinator,
+            ErrorCode::CoordinatorNotAvailable,
+            2,
+        ),
+        (
+            ApiKey::InitProducerId,
+            ErrorCode::CoordinatorLoadInProgress,
+            2,
+        ),
+        (ApiKey::AddPartitionsToTxn, ErrorCode::NotCoordinator, 1),
+        (
+            ApiKey::AddPartitionsToTxn,
+            ErrorCode::ConcurrentTransactions,
+            2,
+        ),
+        (ApiKey::EndTxn, ErrorCode::CoordinatorNotAvailable, 1),
+        (ApiKey::EndTxn, ErrorCode::NotCoordinator, 1),
+    ] {
+        cluster.intercept(Interceptor::new(api, Action::Error(code)).times(times));
+    }
+    let producer = transactional(&cluster, "txn-0105").await;
+    let committed = values("committed", 12);
+    transaction(&producer, "txn", &committed, true).await;
+    cluster.intercept(
+        Interceptor::new(
+            ApiKey::EndTxn,
+            Action::Error(ErrorCode::CoordinatorLoadInProgress),
+        )
+        .times(2),
+    );
+    transaction(&producer, "txn", &values("aborted", 6), false).await;
+    producer.close().await;
+    assert_eq!(read_committed(&cluster, "txn").await, committed);
+}
+
+/// 0105-transactions_mock (`do_test_txn_switch_coordinator`, `do_test_txn_coord_req_destroy`
+/// in spirit): the transaction coordinator moves before and in the middle of transactions,
+/// some committed, some aborted. Exactly the committed records are read, each once.
+#[tokio::test(start_paused = true)]
+async fn transactions_0105_a_moving_coordinator_loses_no_commit_and_leaks_no_abort() {
+    let cluster = cluster_of(&[("txn", 3)]).await;
+    let producer = transactional(&cluster, "txn-switch").await;
+    let mut expected = Vec::new();
+    for round in 0..6i32 {
+        cluster
+            .move_transaction_coordinator("txn-switch", round % 3)
+            .expect("coordinator moves");
+        let batch = values(&format!("round{round}"), 9);
+        let commit = round % 2 == 0;
+        within(producer.begin_transaction()).await.expect("begin");
+        let mut deliveries = Vec::new();
+        for (i, value) in batch.iter().enumerate() {
+            if i == 4 {
+                // Mid-transaction: the partitions are added through another coordinator.
+                cluster
+                    .move_transaction_coordinator("txn-switch", (round + 1) % 3)
+                    .expect("coordinator moves");
+            }
+            let record = ProducerRecord::new("txn")
+                .with_partition(i32::try_from(i % 3).expect("small"))
+                .with_value(value.clone());
+            deliveries.push(within(producer.send(record)).await.expect("send"));
+        }
+        if commit {
+            within(producer.commit_transaction()).await.expect("commit");
+            expected.extend(batch);
+        } else {
+            within(producer.abort_transaction()).await.expect("abort");
+        }
+        for delivery in deliveries {
+            let _ = outcome(delivery).await;
+        }
+    }
+    producer.close().await;
+    expected.sort();
+    assert_eq!(read_committed(&cluster, "txn").await, expected);
+}
+
+/// A group member's configuration.
+fn member(cluster: &Cluster, group: &str, strategy: &str) -> Config {
+    Config::new(cluster.bootstrap())
+        .set("group.id", group)
+        .and_then(|c| c.set("enable.auto.commit", "false"))
+        .and_then(|c| c.set("auto.offset.reset", "earliest"))
+        .and_then(|c| c.set("partition.assignment.strategy", strategy))
+        .and_then(|c| c.set("fetch.max.wait.ms", "100"))
+        .expect("valid")
+}
+
+fn group_consumer(cluster: &Cluster, config: Config, seed: u64) -> Consumer {
+    Consumer::builder(config)
+        .connector(Arc::new(cluster.connector()))
+        .seed(seed)
+        .build()
+        .expect("consumer builds")
+}
+
+/// Writes one record `topic-p` to each partition of each topic.
+async fn one_record_each(cluster: &Cluster, topics: &[(&str, i32)]) {
+    let producer = producer(cluster, &[]);
+    for (topic, partitions) in topics {
+        for p in 0..*partitions {
+            let record = ProducerRecord::new(*topic)
+                .with_partition(p)
+                .with_value(format!("{topic}-{p}"));
+            let delivery = within(producer.send(record)).await.expect("send");
+            outcome(delivery).await.expect("written");
+        }
+    }
+    producer.close().await;
+}
+
+/// 0120-asymmetric_subscription: members of one group subscribe to different topics
+/// (`a` and `b`; `b` and `c`; `c` only). Each gets partitions of its own topics only, every
+/// partition goes to one member, and every record is read, with the range, round-robin
+/// and cooperative-sticky assignors.
+#[tokio::test(start_paused = true)]
+async fn asymmetric_subscription_0120_members_get_only_their_topics_and_together_all() {
+    let topics = [("a", 2), ("b", 3), ("c", 2)];
+    let cluster = cluster_of(&topics).await;
+    one_record_each(&cluster, &topics).await;
+    for strategy in ["range", "roundrobin", "cooperative-sticky"] {
+        let group = format!("g0120-{strategy}");
+        let subscriptions: [&[&str]; 3] = [&["a", "b"], &["b", "c"], &["c"]];
+        let consumers: Vec<Consumer> = (0..3)
+            .map(|i| group_consumer(&cluster, member(&cluster, &group, strategy), i))
+            .collect();
+        for (consumer, topics) in consumers.iter().zip(subscriptions) {
+            consumer
+                .subscribe(topics.iter().copied())
+                .expect("subscribe");
+        }
+        let mut read: BTreeMap<String, usize> = BTreeMap::new();
+        let all = 7;
+        within(async {
+            loop {
+                for consumer in &consumers {
+                    if let Ok(Ok(Some(record))) =
+                        tokio::time::timeout(Duration::from_millis(50), consumer.recv()).await
+                    {
+                        *read
+                            .entry(format!("{}-{}", record.topic, record.partition))
+                            .or_default() += 1;
+                        // Committed at once, so that a partition that moves is not read again.
+                        within(consumer.commit()).await.expect("commit");
+                    }
+                }
+                let assigned: usize = consumers.iter().map(|c| c.assignment().len()).sum();
+                if read.len() == all && assigned == all {
+                    break;
+                }
+            }
+        })
+        .await;
+        let mut owners: BTreeMap<TopicPartition, usize> = BTreeMap::new();
+        for (i, (consumer, topics)) in consumers.iter().zip(subscriptions).enumerate() {
+            for tp in consumer.assignment() {
+                assert!(
+                    topics.contains(&tp.topic.as_str()),
+                    "{strategy}: member {i} subscribed to {topics:?} got {tp:?}"
+                );
+                assert_eq!(
+                    owners.insert(tp.clone(), i),
+                    None,
+                    "{strategy}: {tp:?} twice"
+                );
+            }
+        }
+        assert_eq!(owners.len(), all, "{strategy}: every partition assigned");
+        assert!(
+            read.values().all(|&n| n == 1),
+            "{strategy}: each read once: {read:?}"
+        );
+        for consumer in &consumers {
+            consumer.close().await;
+        }
+    }
+}
+
+/// 0117-mock_errors (`do_test_offset_commit_error_during_rebalance`,
+/// `do_test_offset_commit_request_timed_out` in spirit): OffsetCommit and JoinGroup are
+/// answered with retriable coordinator errors. The member joins, the commit is retried
+/// until it lands, and a new member of the group starts where it was committed.
+#[tokio::test(start_paused = true)]
+async fn mock_errors_0117_group_commit_and_join_errors_are_retried() {
+    let topics = [("m", 1)];
+    let cluster = cluster_of(&topics).await;
+    let producer = producer(&cluster, &[]);
+    for i in 0..5 {
+        let delivery = send(&producer, "m", format!("m-{i}")).await;
+        outcome(delivery).await.expect("written");
+    }
+    producer.close().await;
+    cluster.intercept(
+        Interceptor::new(
+            ApiKey::JoinGroup,
+            Action::Error(ErrorCode::CoordinatorLoadInProgress),
+        )
+        .times(2),
+    );
+    let first = group_consumer(&cluster, member(&cluster, "g0117", "range"), 1);
+    first.subscribe(["m"]).expect("subscribe");
+    let mut offsets = Vec::new();
+    within(async {
+        while offsets.len() < 3 {
+            if let Ok(Some(record)) = first.recv().await {
+                offsets.push(record.offset);
+            }
+        }
+    })
+    .await;
+    for code in [
+        ErrorCode::CoordinatorNotAvailable,
+        ErrorCode::RequestTimedOut,
+    ] {
+        cluster.intercept(Interceptor::new(ApiKey::OffsetCommit, Action::Error(code)).times(1));
+    }
+    let tp = TopicPartition::new("m", 0);
+    let position = first.position(&tp).expect("a position");
+    within(first.commit())
+        .await
+        .expect("the commit is retried until it lands");
+    let committed = within(first.committed(std::slice::from_ref(&tp)))
+        .await
+        .expect("committed");
+    assert_eq!(committed[&tp].as_ref().map(|o| o.offset), Some(position));
+    first.close().await;
+    let second = group_consumer(&cluster, member(&cluster, "g0117", "range"), 2);
+    second.subscribe(["m"]).expect("subscribe");
+    let next = within(second.recv())
+        .await
+        .expect("recv")
+        .expect("a record");
+    assert_eq!(
+        next.offset, position,
+        "the next member starts at the commit"
+    );
+    second.close().await;
+}
+
+/// 0145-pause_resume_mock with a subscription (`test_no_duplicate_messages_on_resume`
+/// with the group assignor): pausing and resuming, and an unnecessary resume, mid
+/// consumption by a group member read nothing twice and skip nothing.
+#[tokio::test(start_paused = true)]
+async fn pause_resume_0145_a_subscribed_member_duplicates_nothing() {
+    let topics = [("pr", 1)];
+    let cluster = cluster_of(&topics).await;
+    let producer = producer(&cluster, &[]);
+    for i in 0..40 {
+        let delivery = send(&producer, "pr", format!("pr-{i}")).await;
+        outcome(delivery).await.expect("written");
+    }
+    producer.close().await;
+    let consumer = group_consumer(&cluster, member(&cluster, "g0145", "cooperative-sticky"), 3);
+    consumer.subscribe(["pr"]).expect("subscribe");
+    let tp = TopicPartition::new("pr", 0);
+    let mut offsets = Vec::new();
+    within(async {
+        while offsets.len() < 40 {
+            let record = consumer.recv().await.expect("recv").expect("a record");
+            offsets.push(record.offset);
+            match offsets.len() {
+                10 => consumer
+                    .resume(std::slice::from_ref(&tp))
+                    .expect("unneeded resume"),
+                20 => {
+                    consumer.pause(std::slice::from_ref(&tp)).expect("pause");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    consumer.resume(std::slice::from_ref(&tp)).expect("resume");
+                }
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(offsets, (0..40).collect::<Vec<i64>>());
+    consumer.close().await;
+}
