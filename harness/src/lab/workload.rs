@@ -338,7 +338,7 @@ async fn write_transactions(
     connector: &Arc<crate::InMemoryConnector>,
     schedule: &Schedule,
 ) -> Result<Transactions, LabError> {
-    let mut rng = SplitMix64::new(schedule.seed ^ 0x7478_6e5f_6c61_62);
+    let mut rng = SplitMix64::new(schedule.seed ^ 0x0074_786e_5f6c_6162);
     let mut written = Transactions {
         producers: Vec::new(),
         sends: Vec::with_capacity(schedule.records),
