@@ -7,6 +7,8 @@
 //! 2. A record for a topic that does not exist and a record too large for `orders.created`
 //!    (`max.message.bytes` 10000) fail permanently: not retried, sent to `orders.dlq` with
 //!    `original-topic`, `error-type`, `error-message`, `retry-count`, `failed-at`.
+//!    Then the batch producer sends 10 records, two of them too large, reports each
+//!    outcome, and routes the two failures to `orders.dlq`.
 //! 3. The dead-letter topic becomes unwritable (the harness refuses its produce requests;
 //!    `--dlt-down` against another cluster makes the dead-letter producer refuse them): three
 //!    more failures go to the local fallback file, fsynced. The dead-letter topic comes back
@@ -32,8 +34,8 @@ use franzy::{
 };
 use franzy_harness::{Action, Cluster, Interceptor};
 use franzy_patterns::{
-    send_or_dead_letter, DeadLetterRouter, DeadLetterTopic, Delivered, FallbackFile, RetryPolicy,
-    Routed, Stats, WallClock,
+    send_batch, send_or_dead_letter, DeadLetterRouter, DeadLetterTopic, Delivered, FallbackFile,
+    RetryPolicy, Routed, Stats, WallClock,
 };
 
 const TOPIC: &str = "orders.created";
@@ -200,6 +202,38 @@ async fn run() -> Result<(), String> {
         }
     }
 
+    // 2b. The batch producer: a batch of 10, two of them too large; per-record outcomes,
+    // the failures routed to the dead-letter topic.
+    let batch: Vec<ProducerRecord> = (0..10)
+        .map(|i| {
+            let padding = if i % 5 == 2 {
+                "z".repeat(20_000)
+            } else {
+                String::new()
+            };
+            record(format!("{run_id}-batch-{i}{padding}"))
+        })
+        .collect();
+    let report = within("batch", send_batch(&producer, batch)).await?;
+    let routed = within(
+        "routing the batch's failures",
+        report.route_failures(&producer, &router, &clock),
+    )
+    .await?
+    .map_err(|e| format!("batch failures: {e}"))?;
+    let failed: Vec<usize> = report.failures().map(|(i, _)| i).collect();
+    println!(
+        "2b. batch of 10: {} written, failed {failed:?}, dead-lettered {}",
+        report.succeeded(),
+        routed.len()
+    );
+    if report.succeeded() != 8 || failed != [2, 7] || routed.len() != 2 {
+        return Err(format!(
+            "batch: {} written, failed {failed:?}; expected 8 written and [2, 7] failed",
+            report.succeeded()
+        ));
+    }
+
     // 3. The dead-letter topic unwritable: the fallback file, then the replay.
     let dlt_producer = if let Some(cluster) = &cluster {
         cluster.intercept(
@@ -224,7 +258,7 @@ async fn run() -> Result<(), String> {
         )
     } else {
         println!("3. (skipped: pass --dlt-down to make the dead-letter topic unwritable)");
-        return finish(&bootstrap, &run_id, 2, &stats, cluster).await;
+        return finish(&bootstrap, &run_id, 4, &stats, cluster).await;
     };
     println!("3. {DLT} made unwritable");
     for i in 0..3 {
@@ -290,7 +324,7 @@ async fn run() -> Result<(), String> {
     }
     let _ = std::fs::remove_file(&fallback_path);
     producer.close().await;
-    finish(&bootstrap, &run_id, 5, &stats, cluster).await
+    finish(&bootstrap, &run_id, 7, &stats, cluster).await
 }
 
 /// Reads the dead-letter topic back: `expected` records of this run, each with the error

@@ -40,6 +40,34 @@
 //!                              commit ◄── only after one of the above was acknowledged
 //! ```
 //!
+//! # Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use franzy::{Config, Consumer, Producer};
+//! use franzy_patterns::{DeadLetterRouter, ErrorClass, FallbackFile, Processor, RetryPolicy, RetryTopics};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::new("localhost:9092").group_id("orders-app").enable_auto_commit(false);
+//! let (consumer, producer) = (Consumer::new(config.clone())?, Producer::new(config)?);
+//! let topics = RetryTopics::new("orders").delays(&[Duration::from_secs(30)]);
+//! consumer.subscribe(topics.topics())?;
+//! let router = DeadLetterRouter::new().fallback(FallbackFile::new("/var/lib/app/orders.DLT.fallback"));
+//! let classify = |e: &String| if e.contains("invalid") { ErrorClass::Permanent } else { ErrorClass::Transient };
+//! let mut processor = Processor::new(RetryPolicy::exponential(Duration::from_millis(100)).full_jitter(), classify, router)
+//!     .retry_topics(topics);
+//! // orders -> (4 attempts) -> orders.retry (30 s later) -> orders.DLT (or the fallback file);
+//! // each offset committed once the record is handled or safely elsewhere.
+//! processor
+//!     .run(&consumer, &producer, |record| {
+//!         let ok = record.value.is_some();
+//!         async move { if ok { Ok(()) } else { Err("invalid: empty order".to_string()) } }
+//!     }, |_| false)
+//!     .await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! State machines take time as an argument and draw randomness from a seeded generator;
 //! the drivers read tokio's clock, so that tests run under a paused clock.
 
