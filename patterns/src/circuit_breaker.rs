@@ -367,7 +367,7 @@ mod tests {
             CircuitBreaker::config().failure_rate(0.5, 0),
             CircuitBreaker::config().half_open_trials(0),
         ] {
-            let error = config.build().err().expect("refused");
+            let error = config.build().expect_err("refused");
             assert!(
                 error
                     .to_string()

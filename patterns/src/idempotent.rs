@@ -78,6 +78,9 @@ impl DedupStore for InMemoryDedup {
     }
 }
 
+/// A function giving a record's id.
+pub type IdExtractor = Arc<dyn Fn(&ConsumerRecord) -> Option<Bytes> + Send + Sync>;
+
 /// How a record's id is found.
 #[derive(Clone)]
 pub enum IdSource {
@@ -86,7 +89,7 @@ pub enum IdSource {
     /// The record's key.
     Key,
     /// Any function of the record.
-    Extractor(Arc<dyn Fn(&ConsumerRecord) -> Option<Bytes> + Send + Sync>),
+    Extractor(IdExtractor),
 }
 
 impl fmt::Debug for IdSource {

@@ -44,10 +44,13 @@ pub trait OutboxSource {
     fn mark_sent(&self, ids: &[u64]) -> impl Future<Output = Result<(), PatternError>> + Send;
 }
 
+/// The last id given, and every row with whether it was sent.
+type Rows = (u64, BTreeMap<u64, (OutboxRow, bool)>);
+
 /// An outbox in memory (tests, examples).
 #[derive(Debug, Default)]
 pub struct InMemoryOutbox {
-    rows: Mutex<(u64, BTreeMap<u64, (OutboxRow, bool)>)>,
+    rows: Mutex<Rows>,
 }
 
 impl InMemoryOutbox {
@@ -56,7 +59,7 @@ impl InMemoryOutbox {
         Self::default()
     }
 
-    fn rows(&self) -> std::sync::MutexGuard<'_, (u64, BTreeMap<u64, (OutboxRow, bool)>)> {
+    fn rows(&self) -> std::sync::MutexGuard<'_, Rows> {
         // A panic while holding the lock cannot leave the map half-changed: take it anyway.
         self.rows
             .lock()

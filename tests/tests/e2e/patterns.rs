@@ -158,6 +158,8 @@ fn temp_path(name: &str) -> PathBuf {
 }
 
 /// A handler that fails permanently on values starting with "bad".
+// `&String`: a classifier of the handler's error type `String` receives `&String`.
+#[allow(clippy::ptr_arg)]
 fn bad_is_permanent(error: &String) -> ErrorClass {
     if error.starts_with("bad") {
         ErrorClass::Permanent
