@@ -691,3 +691,416 @@ async fn the_outbox_relay_marks_rows_sent_only_after_the_commit() {
     reader.close().await;
     producer.close().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// A process killed at each step of dead-lettering: the child (this test binary, run with
+// `crash_child` as its only test) processes `orders` with a Processor that does not commit
+// by itself, so that the test can stop it in the window between "the record is safely
+// somewhere" and "its offset is committed". It prints CRASH-POINT when it reaches the step
+// it was told to die at and waits; the parent kills it (SIGKILL), checks what was committed,
+// then recovers with a processor of its own and checks that no record was lost.
+// ---------------------------------------------------------------------------------------
+
+/// Where the child stops, at the record of offset [`CRASH_OFFSET`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CrashStep {
+    /// Inside the handler: the record is nowhere yet.
+    InHandler,
+    /// The dead letter is acknowledged (or fsynced to the fallback file), not committed.
+    AfterSecure,
+    /// Inside the processor's own commit, after its dead letter was secured: the child
+    /// commits through the processor, and the harness never answers that commit.
+    InCommit,
+    /// The offset is committed.
+    AfterCommit,
+}
+
+impl CrashStep {
+    fn name(self) -> &'static str {
+        match self {
+            Self::InHandler => "in-handler",
+            Self::AfterSecure => "after-secure",
+            Self::InCommit => "in-commit",
+            Self::AfterCommit => "after-commit",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [
+            Self::InHandler,
+            Self::AfterSecure,
+            Self::InCommit,
+            Self::AfterCommit,
+        ]
+        .into_iter()
+        .find(|step| step.name() == s)
+    }
+}
+
+const CRASH_OFFSET: i64 = 2;
+const CRASH_VALUES: [&str; 6] = ["bad-0", "ok-1", "bad-2", "bad-3", "ok-4", "bad-5"];
+
+/// A consumer of orders/0 with the group's committed offsets, without joining the group
+/// (a dead member would hold a rebalance for its whole session).
+fn assigned_consumer(bootstrap: &str) -> Consumer {
+    let config = Config::new(bootstrap)
+        .group_id(GROUP)
+        .auto_offset_reset(OffsetReset::Earliest)
+        .enable_auto_commit(false);
+    let consumer = Consumer::new(config).expect("valid config");
+    consumer
+        .assign(&[TopicPartition::new("orders", 0)])
+        .expect("assign");
+    consumer
+}
+
+fn crash_processor(fallback: &std::path::Path) -> Processor<fn(&String) -> ErrorClass> {
+    Processor::new(
+        RetryPolicy::immediate().max_attempts(1),
+        bad_is_permanent as fn(&String) -> ErrorClass,
+        DeadLetterRouter::new().fallback(FallbackFile::new(fallback)),
+    )
+}
+
+/// The child process's entry point (see above); does nothing unless the parent set
+/// `FRANZY_CRASH_STEP`.
+#[test]
+#[ignore = "the child process of the crash tests, run by them"]
+fn crash_child() {
+    let (Ok(step), Ok(bootstrap), Ok(fallback)) = (
+        std::env::var("FRANZY_CRASH_STEP"),
+        std::env::var("FRANZY_CRASH_BOOTSTRAP"),
+        std::env::var("FRANZY_CRASH_FALLBACK"),
+    ) else {
+        return;
+    };
+    let step = CrashStep::parse(&step).expect("a known step");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let consumer = assigned_consumer(&bootstrap);
+        let producer = Producer::new(Config::new(&bootstrap)).expect("valid config");
+        let mut processor =
+            crash_processor(std::path::Path::new(&fallback)).commit(step == CrashStep::InCommit);
+        let go = format!("{fallback}.go");
+        let crash_point = || async {
+            println!("CRASH-POINT");
+            tokio::time::sleep(BOUND).await;
+            panic!("not killed");
+        };
+        loop {
+            let record = within(processor.next(&consumer))
+                .await
+                .expect("next")
+                .expect("open");
+            let offset = record.offset;
+            let tp = record.topic_partition();
+            let at_crash = offset == CRASH_OFFSET;
+            let go = go.as_str();
+            let mut handler = |record: &ConsumerRecord| {
+                let value = text(record.value.as_ref());
+                async move {
+                    if at_crash && step == CrashStep::InHandler {
+                        crash_point().await;
+                    }
+                    if at_crash && step == CrashStep::InCommit {
+                        // The parent makes the harness swallow commits, then says go.
+                        println!("AT-CRASH-RECORD");
+                        for _ in 0..6000 {
+                            if std::path::Path::new(go).exists() {
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    }
+                    if value.starts_with("bad") {
+                        Err(value)
+                    } else {
+                        Ok(())
+                    }
+                }
+            };
+            within(processor.handle(&consumer, &producer, record, &mut handler))
+                .await
+                .expect("handled");
+            if at_crash && step == CrashStep::AfterSecure {
+                crash_point().await;
+            }
+            if step != CrashStep::InCommit {
+                within(consumer.commit_offsets([(tp, franzy::OffsetAndMetadata::new(offset + 1))]))
+                    .await
+                    .expect("committed");
+            }
+            if at_crash && step == CrashStep::AfterCommit {
+                crash_point().await;
+            }
+        }
+    });
+}
+
+async fn crash_at(step: CrashStep, dlt_down: bool) {
+    init_tracing();
+    // Over TCP, in real time: the child is another process.
+    let cluster = Cluster::builder()
+        .brokers(1)
+        .seed(1)
+        .auto_create_topics(false)
+        .topic("orders", 1)
+        .topic("orders.DLT", 1)
+        .build()
+        .await
+        .expect("cluster starts");
+    let bootstrap = cluster.bootstrap();
+    let producer = Producer::new(Config::new(&bootstrap)).expect("valid config");
+    let values: Vec<String> = CRASH_VALUES.iter().map(|v| v.to_string()).collect();
+    produce(&producer, "orders", &values).await;
+    if dlt_down {
+        cluster.intercept(
+            Interceptor::new(
+                ApiKey::Produce,
+                Action::Error(ErrorCode::TopicAuthorizationFailed),
+            )
+            .on_partition("orders.DLT", 0)
+            .keep(),
+        );
+    }
+    let fallback = temp_path(&format!("crash-{}-{dlt_down}.fallback", step.name()));
+
+    let exe = std::env::current_exe().expect("test binary");
+    let mut child = std::process::Command::new(exe)
+        .args([
+            "patterns::crash_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("FRANZY_CRASH_STEP", step.name())
+        .env("FRANZY_CRASH_BOOTSTRAP", &bootstrap)
+        .env("FRANZY_CRASH_FALLBACK", &fallback)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("child starts");
+    let stdout = child.stdout.take().expect("piped");
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let reached = if step == CrashStep::InCommit {
+        let at_record = wait_for(&mut lines, "AT-CRASH-RECORD").await;
+        cluster.clear_requests();
+        cluster.intercept(Interceptor::new(ApiKey::OffsetCommit, Action::NeverAnswer).keep());
+        std::fs::write(format!("{}.go", fallback.display()), b"go").expect("go file");
+        // Until the child's commit of the crash record reaches the harness (and is swallowed).
+        let mut sent = false;
+        for _ in 0..12_000 {
+            if cluster
+                .requests()
+                .iter()
+                .any(|r| r.api_key == ApiKey::OffsetCommit)
+            {
+                sent = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        at_record && sent
+    } else {
+        wait_for(&mut lines, "CRASH-POINT").await
+    };
+    child.kill().expect("killed");
+    let status = child.wait().expect("reaped");
+    assert!(
+        reached,
+        "the child did not reach {} ({status})",
+        step.name()
+    );
+    if step == CrashStep::InCommit {
+        // The commit went out only after the dead letter was safe.
+        let secured = if dlt_down {
+            FallbackFile::new(&fallback)
+                .entries()
+                .await
+                .expect("readable")
+                .0
+                .len()
+                == 2
+        } else {
+            read_all_tcp(&bootstrap, "orders.DLT")
+                .await
+                .iter()
+                .any(|r| text(r.value.as_ref()) == CRASH_VALUES[CRASH_OFFSET as usize])
+        };
+        assert!(
+            secured,
+            "the processor committed before its dead letter was safe"
+        );
+        cluster.clear_interceptors();
+        if dlt_down {
+            cluster.intercept(
+                Interceptor::new(
+                    ApiKey::Produce,
+                    Action::Error(ErrorCode::TopicAuthorizationFailed),
+                )
+                .on_partition("orders.DLT", 0)
+                .keep(),
+            );
+        }
+    }
+
+    // What the dead child left committed: never past a record not yet secured.
+    let expected_commit = match step {
+        CrashStep::InHandler | CrashStep::AfterSecure | CrashStep::InCommit => CRASH_OFFSET,
+        CrashStep::AfterCommit => CRASH_OFFSET + 1,
+    };
+    assert_eq!(committed(&cluster, "orders", 0), Some(expected_commit));
+    let file = FallbackFile::new(&fallback);
+    let (before, _) = file.entries().await.expect("readable");
+    if dlt_down {
+        // Records up to the crash point that were dead-lettered are in the file, fsynced.
+        let secured = if step == CrashStep::InHandler { 1 } else { 2 };
+        assert_eq!(before.len(), secured, "fallback file after the crash");
+    }
+
+    // Recovery: another processor, committing, reads on from the committed offset.
+    let consumer = assigned_consumer(&bootstrap);
+    let mut processor = crash_processor(&fallback);
+    let mut handler = |record: &ConsumerRecord| {
+        let value = text(record.value.as_ref());
+        async move {
+            if value.starts_with("bad") {
+                Err(value)
+            } else {
+                Ok(())
+            }
+        }
+    };
+    while committed(&cluster, "orders", 0) != Some(CRASH_VALUES.len() as i64) {
+        let record = within(processor.next(&consumer))
+            .await
+            .expect("next")
+            .expect("open");
+        within(processor.handle(&consumer, &producer, record, &mut handler))
+            .await
+            .expect("handled");
+    }
+    consumer.close().await;
+    if dlt_down {
+        cluster.clear_interceptors();
+        let report = within(file.replay(&producer)).await.expect("replayed");
+        assert_eq!(report.remaining, 0);
+    }
+    // Every bad record is in the DLT, at least once (twice only for the one secured just
+    // before the crash and not committed).
+    let dead = read_all_tcp(&bootstrap, "orders.DLT").await;
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for record in &dead {
+        *counts.entry(text(record.value.as_ref())).or_default() += 1;
+    }
+    for value in CRASH_VALUES.iter().filter(|v| v.starts_with("bad")) {
+        let n = counts.get(*value).copied().unwrap_or(0);
+        let secured_twice = matches!(step, CrashStep::AfterSecure | CrashStep::InCommit);
+        let most = if *value == CRASH_VALUES[CRASH_OFFSET as usize] && secured_twice {
+            2
+        } else {
+            1
+        };
+        assert!(
+            (1..=most).contains(&n),
+            "{value} is in the DLT {n} times ({counts:?})"
+        );
+    }
+    assert!(counts.keys().all(|v| v.starts_with("bad")), "{counts:?}");
+    producer.close().await;
+    cluster.shutdown().await;
+    let _ = std::fs::remove_file(&fallback);
+    let _ = std::fs::remove_file(format!("{}.go", fallback.display()));
+}
+
+/// Whether a line of the child's output contains `marker` (within a bound).
+async fn wait_for(lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>, marker: &str) -> bool {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(line) = lines.recv().await {
+            if line.contains(marker) {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false)
+}
+
+async fn read_all_tcp(bootstrap: &str, topic: &str) -> Vec<ConsumerRecord> {
+    let config = Config::new(bootstrap)
+        .set("enable.partition.eof", "true")
+        .expect("valid settings");
+    let consumer = Consumer::new(config).expect("valid config");
+    let tp = TopicPartition::new(topic, 0);
+    consumer.assign(std::slice::from_ref(&tp)).expect("assign");
+    consumer.seek(&tp, Offset::Beginning).expect("seek");
+    let mut records = Vec::new();
+    loop {
+        match within(consumer.recv_event())
+            .await
+            .expect("no error")
+            .expect("open")
+        {
+            ConsumerEvent::Record(record) => records.push(record),
+            ConsumerEvent::PartitionEof { offset, .. } => {
+                if consumer.watermarks(&tp).map(|(_, hw)| hw) == Some(offset) {
+                    break;
+                }
+            }
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    consumer.close().await;
+    records
+}
+
+#[tokio::test]
+async fn a_process_killed_in_the_handler_loses_nothing() {
+    crash_at(CrashStep::InHandler, false).await;
+}
+
+#[tokio::test]
+async fn a_process_killed_between_the_dlt_write_and_the_commit_loses_nothing() {
+    crash_at(CrashStep::AfterSecure, false).await;
+}
+
+#[tokio::test]
+async fn a_process_killed_between_the_fallback_fsync_and_the_commit_loses_nothing() {
+    crash_at(CrashStep::AfterSecure, true).await;
+}
+
+#[tokio::test]
+async fn a_process_killed_in_the_handler_while_the_dlt_is_down_loses_nothing() {
+    crash_at(CrashStep::InHandler, true).await;
+}
+
+#[tokio::test]
+async fn a_process_killed_in_the_processors_commit_after_the_dlt_write_loses_nothing() {
+    crash_at(CrashStep::InCommit, false).await;
+}
+
+#[tokio::test]
+async fn a_process_killed_in_the_processors_commit_after_the_fallback_fsync_loses_nothing() {
+    crash_at(CrashStep::InCommit, true).await;
+}
+
+#[tokio::test]
+async fn a_process_killed_after_the_commit_loses_nothing() {
+    crash_at(CrashStep::AfterCommit, false).await;
+}
