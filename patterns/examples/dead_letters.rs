@@ -10,7 +10,8 @@
 //!    Then the batch producer sends 10 records, two of them too large, reports each
 //!    outcome, and routes the two failures to `orders.dlq`.
 //! 3. The dead-letter topic becomes unwritable (the harness refuses its produce requests;
-//!    `--dlt-down` against another cluster makes the dead-letter producer refuse them): three
+//!    with `--dlt-down`, here or against another cluster, the dead-letter producer's
+//!    `max.request.size` is too small for the dead letters, so it refuses them): three
 //!    more failures go to the local fallback file, fsynced. The dead-letter topic comes back
 //!    and the file is replayed: every record is in `orders.dlq`, the file is empty.
 //!
@@ -235,7 +236,14 @@ async fn run() -> Result<(), String> {
     }
 
     // 3. The dead-letter topic unwritable: the fallback file, then the replay.
-    let dlt_producer = if let Some(cluster) = &cluster {
+    let dlt_producer = if dlt_down {
+        // Records above 1 KB are refused before they leave: the dead-letter producer cannot write.
+        let crippled = config
+            .clone()
+            .set("max.request.size", "1024")
+            .map_err(|e| e.to_string())?;
+        Some(Producer::new(crippled).map_err(|e| e.to_string())?)
+    } else if let Some(cluster) = &cluster {
         cluster.intercept(
             Interceptor::new(
                 ApiKey::Produce,
@@ -245,17 +253,6 @@ async fn run() -> Result<(), String> {
             .keep(),
         );
         None
-    } else if dlt_down {
-        // Records above 1 KB are refused before they leave: the dead-letter producer cannot write.
-        Some(
-            Producer::new(
-                config
-                    .clone()
-                    .set("max.request.size", "1024")
-                    .map_err(|e| e.to_string())?,
-            )
-            .map_err(|e| e.to_string())?,
-        )
     } else {
         println!("3. (skipped: pass --dlt-down to make the dead-letter topic unwritable)");
         return finish(&bootstrap, &run_id, 4, &stats, cluster).await;
@@ -277,7 +274,8 @@ async fn run() -> Result<(), String> {
                     failed.error.to_string(),
                     1,
                     clock.now(),
-                );
+                )
+                .with_error_type(franzy_patterns::batch::error_type(&failed.error));
                 router
                     .send(
                         dlt_producer,

@@ -47,7 +47,8 @@ impl BatchReport {
                 failed.error.to_string(),
                 1,
                 clock.now(),
-            );
+            )
+            .with_error_type(error_type(&failed.error));
             let letter = router.dead_letter_of_unsent(&failed.record, &failure);
             routed.push(router.send(producer, letter).await?);
         }

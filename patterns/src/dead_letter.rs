@@ -14,8 +14,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use franzy::{ConsumerRecord, Header, Producer, ProducerRecord, RecordMetadata};
 
-use crate::classify::ErrorClass;
+use crate::classify::{ErrorClass, KafkaErrors};
 use crate::fallback::FallbackFile;
+use crate::retry::RetryPolicy;
 use crate::stats::{Counter, Stats};
 use crate::PatternError;
 
@@ -164,6 +165,7 @@ pub struct DeadLetterRouter {
     topic: DeadLetterTopic,
     names: HeaderNames,
     fallback: Option<FallbackFile>,
+    retry: RetryPolicy,
     stats: Stats,
 }
 
@@ -190,6 +192,7 @@ impl DeadLetterRouter {
             topic: DeadLetterTopic::Suffix(".DLT".into()),
             names: HeaderNames::default(),
             fallback: None,
+            retry: RetryPolicy::immediate().max_attempts(1),
             stats: Stats::new("dead-letter"),
         }
     }
@@ -211,6 +214,14 @@ impl DeadLetterRouter {
     /// [`DeadLetterRouter::send`] fails instead).
     pub fn fallback(mut self, file: FallbackFile) -> Self {
         self.fallback = Some(file);
+        self
+    }
+
+    /// Retries a dead letter's write under `policy` (transient errors only, as
+    /// [`KafkaErrors`] classifies them) before the fallback file (default: one attempt; the
+    /// producer already retries within its `delivery.timeout.ms`).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
         self
     }
 
@@ -301,7 +312,14 @@ impl DeadLetterRouter {
         dead_letter: ProducerRecord,
     ) -> Result<Routed, PatternError> {
         let topic = dead_letter.topic.clone();
-        match producer.send_and_wait(dead_letter).await {
+        let sent = self
+            .retry
+            .run(&KafkaErrors, |_| {
+                producer.send_and_wait(dead_letter.clone())
+            })
+            .await
+            .map_err(|gave_up| gave_up.error);
+        match sent {
             Ok(metadata) => {
                 self.stats.incr(Counter::DeadLettered);
                 tracing::info!(topic = %topic, partition = metadata.partition, offset = metadata.offset, "dead letter written");
