@@ -627,6 +627,119 @@ async fn the_breaker_pauses_the_consumer_and_its_trial_closes_it_under_a_seeded_
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_batch_reports_each_record_and_routes_its_failures_to_the_dlt() {
+    let cluster = cluster(&[("orders", 2), ("orders.DLT", 1)]).await;
+    let producer = plain_producer(&cluster);
+    // Partition 1 refuses every write with a non-retriable error.
+    cluster.intercept(
+        Interceptor::new(ApiKey::Produce, Action::Error(ErrorCode::InvalidRecord))
+            .on_partition("orders", 1)
+            .keep(),
+    );
+    let records: Vec<ProducerRecord> = (0..10)
+        .map(|i| {
+            ProducerRecord::new("orders")
+                .with_partition(i % 2)
+                .with_key(format!("k-{i}"))
+                .with_value(format!("v-{i}"))
+        })
+        .collect();
+    let report = within(franzy_patterns::send_batch(&producer, records)).await;
+    assert_eq!(report.results.len(), 10);
+    assert_eq!(report.succeeded(), 5);
+    let failed: Vec<usize> = report.failures().map(|(i, _)| i).collect();
+    assert_eq!(failed, [1, 3, 5, 7, 9]);
+    for (i, result) in report.results.iter().enumerate() {
+        match result {
+            Ok(metadata) => assert_eq!(metadata.partition, 0, "record {i}"),
+            Err(failed) => assert_eq!(
+                failed.record.value.as_deref(),
+                Some(format!("v-{i}").as_bytes())
+            ),
+        }
+    }
+    let router = DeadLetterRouter::new();
+    let routed =
+        within(report.route_failures(&producer, &router, &franzy_patterns::WallClock::new()))
+            .await
+            .expect("routed");
+    assert_eq!(routed.len(), 5);
+    assert!(routed
+        .iter()
+        .all(|r| matches!(r, Routed::DeadLetterTopic(_))));
+    let dead = read_all(&cluster, "orders.DLT", 1).await;
+    let values: Vec<String> = dead.iter().map(|r| text(r.value.as_ref())).collect();
+    assert_eq!(values, ["v-1", "v-3", "v-5", "v-7", "v-9"]);
+    for record in &dead {
+        assert_eq!(header(record, "original-topic"), "orders");
+        assert_eq!(header(record, "original-partition"), "1");
+        assert_eq!(header(record, "original-offset"), "-1", "never written");
+        assert_eq!(header(record, "error-type"), "InvalidRecord");
+    }
+    producer.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_breaker_can_route_to_the_dlt_instead_of_pausing() {
+    let cluster = cluster(&[("orders", 1), ("orders.DLT", 1)]).await;
+    let producer = plain_producer(&cluster);
+    let values: Vec<String> = (0..6).map(|i| format!("v-{i}")).collect();
+    produce(&producer, "orders", &values).await;
+    let consumer = group_consumer(&cluster, &["orders".to_string()]);
+    let breaker = CircuitBreaker::config()
+        .consecutive_failures(2)
+        .open_for(Duration::from_secs(600))
+        .build()
+        .expect("valid");
+    let mut processor = Processor::new(
+        RetryPolicy::immediate().max_attempts(1),
+        |_: &String| ErrorClass::Transient,
+        DeadLetterRouter::new(),
+    )
+    .circuit_breaker(breaker, WhenOpen::DeadLetter);
+    let mut calls = 0;
+    let mut handler = |record: &ConsumerRecord| {
+        calls += 1;
+        let value = text(record.value.as_ref());
+        async move { Err::<(), _>(format!("downstream down for {value}")) }
+    };
+    for _ in 0..values.len() {
+        let record = within(processor.next(&consumer))
+            .await
+            .expect("next")
+            .expect("open");
+        let outcome = within(processor.handle(&consumer, &producer, record, &mut handler))
+            .await
+            .expect("handled");
+        assert!(matches!(outcome, Outcome::DeadLettered(_)), "{outcome:?}");
+    }
+    assert_eq!(
+        calls, 2,
+        "the downstream is not called while the breaker is open"
+    );
+    let dead = read_all(&cluster, "orders.DLT", 1).await;
+    let types: Vec<String> = dead.iter().map(|r| header(r, "error-type")).collect();
+    assert_eq!(
+        types,
+        [
+            "transient",
+            "transient",
+            "CircuitBreakerOpen",
+            "CircuitBreakerOpen",
+            "CircuitBreakerOpen",
+            "CircuitBreakerOpen"
+        ]
+    );
+    assert_eq!(committed(&cluster, "orders", 0), Some(6));
+    assert_eq!(
+        processor.stats().snapshot().breaker_state,
+        Some(BreakerState::Open)
+    );
+    consumer.close().await;
+    producer.close().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_outbox_relay_marks_rows_sent_only_after_the_commit() {
     let cluster = cluster(&[("events", 1)]).await;
     let config = Config::new(cluster.bootstrap()).transactional_id("outbox-relay");
@@ -1103,4 +1216,87 @@ async fn a_process_killed_in_the_processors_commit_after_the_fallback_fsync_lose
 #[tokio::test]
 async fn a_process_killed_after_the_commit_loses_nothing() {
     crash_at(CrashStep::AfterCommit, false).await;
+}
+
+/// An outbox whose first `mark_sent` fails after the commit: the process "dies" between
+/// Kafka's commit and the database's mark.
+struct MarkFailsOnce {
+    inner: InMemoryOutbox,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+impl franzy_patterns::OutboxSource for MarkFailsOnce {
+    fn pending(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<franzy_patterns::OutboxRow>, PatternError>> + Send {
+        self.inner.pending(limit)
+    }
+
+    fn mark_sent(&self, ids: &[u64]) -> impl Future<Output = Result<(), PatternError>> + Send {
+        let fail = !self.failed.swap(true, std::sync::atomic::Ordering::Relaxed);
+        let marked = (!fail).then(|| self.inner.mark_sent(ids));
+        async move {
+            match marked {
+                Some(marked) => marked.await,
+                None => Err(PatternError::Config("database unavailable".into())),
+            }
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn outbox_rows_sent_twice_after_a_lost_mark_are_processed_once_by_an_idempotent_consumer() {
+    use franzy_patterns::{Dedup, IdSource, IdempotentConsumer, InMemoryDedup};
+    let cluster = cluster(&[("events", 1)]).await;
+    let producer = producer(
+        &cluster,
+        Config::new(cluster.bootstrap()).transactional_id("outbox-dup"),
+    );
+    within(producer.init_transactions()).await.expect("init");
+    let outbox = MarkFailsOnce {
+        inner: InMemoryOutbox::new(),
+        failed: std::sync::atomic::AtomicBool::new(false),
+    };
+    for i in 0..4 {
+        outbox
+            .inner
+            .insert("events", None, Some(format!("event-{i}").into()));
+    }
+    let relay = OutboxRelay::new();
+    within(relay.relay_once(&producer, &outbox))
+        .await
+        .expect_err("the mark failed after the commit");
+    assert_eq!(outbox.inner.unsent(), 4, "not marked: will be sent again");
+    assert_eq!(
+        within(relay.relay_all(&producer, &outbox))
+            .await
+            .expect("relayed"),
+        4
+    );
+    assert_eq!(outbox.inner.unsent(), 0);
+    let records = read_all(&cluster, "events", 1).await;
+    assert_eq!(
+        records.len(),
+        8,
+        "every row twice in the topic (at least once)"
+    );
+    let mut consumer = IdempotentConsumer::new(
+        InMemoryDedup::new(1000, 1 << 20),
+        IdSource::Header("outbox-id".into()),
+    );
+    let mut processed = Vec::new();
+    for record in &records {
+        let outcome = consumer
+            .process(record, |r| {
+                processed.push(text(r.value.as_ref()));
+                async { Ok::<(), String>(()) }
+            })
+            .await
+            .expect("processed");
+        assert_ne!(outcome, Dedup::ProcessedWithoutId);
+    }
+    assert_eq!(processed, ["event-0", "event-1", "event-2", "event-3"]);
+    assert_eq!(consumer.stats().snapshot().duplicates_skipped, 4);
+    producer.close().await;
 }
