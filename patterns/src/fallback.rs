@@ -27,6 +27,10 @@ use crate::PatternError;
 /// The largest entry read back (64 MiB): a length above it is corruption, not a record.
 pub const MAX_ENTRY_BYTES: usize = 64 << 20;
 
+/// The largest file read back at once (1 GiB): a replay reads the whole file into memory,
+/// so a larger one is refused with an error rather than exhausting memory.
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
+
 /// A fallback file. Clones share the file and its lock: appends and replays of one process
 /// never interleave.
 #[derive(Debug, Clone)]
@@ -156,8 +160,21 @@ async fn blocking<T: Send + 'static>(
 fn read_file(path: &Path) -> Result<(Vec<ProducerRecord>, Bytes), PatternError> {
     let mut bytes = Vec::new();
     match std::fs::File::open(path) {
-        Ok(mut file) => {
-            file.read_to_end(&mut bytes)
+        Ok(file) => {
+            let len = file
+                .metadata()
+                .map_err(|e| PatternError::io(path, e))?
+                .len();
+            if len > MAX_FILE_BYTES {
+                return Err(PatternError::io(
+                    path,
+                    std::io::Error::other(format!(
+                        "{len} bytes, more than the {MAX_FILE_BYTES} read at once: split it"
+                    )),
+                ));
+            }
+            file.take(MAX_FILE_BYTES)
+                .read_to_end(&mut bytes)
                 .map_err(|e| PatternError::io(path, e))?;
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
