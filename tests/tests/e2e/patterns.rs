@@ -511,6 +511,86 @@ async fn retry_topics_delay_by_pausing_and_send_what_keeps_failing_to_the_dlt() 
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_record_walks_several_retry_stages_with_increasing_delays() {
+    let cluster = cluster(&[
+        ("orders", 1),
+        ("orders.retry-1", 1),
+        ("orders.retry-2", 1),
+        ("orders.DLT", 1),
+    ])
+    .await;
+    let producer = plain_producer(&cluster);
+    produce(
+        &producer,
+        "orders",
+        &["down-0".to_string(), "ok-1".to_string()],
+    )
+    .await;
+    let topics =
+        RetryTopics::new("orders").delays(&[Duration::from_secs(10), Duration::from_secs(60)]);
+    let consumer = group_consumer(&cluster, &topics.topics());
+    let mut processor = Processor::new(
+        RetryPolicy::immediate().max_attempts(1),
+        |_: &String| ErrorClass::Transient,
+        DeadLetterRouter::new(),
+    )
+    .retry_topics(topics);
+    let mut calls: Vec<(String, String, tokio::time::Instant)> = Vec::new();
+    let mut handler = |record: &ConsumerRecord| {
+        let value = text(record.value.as_ref());
+        calls.push((
+            value.clone(),
+            record.topic.to_string(),
+            tokio::time::Instant::now(),
+        ));
+        async move {
+            if value.starts_with("down") {
+                Err(value)
+            } else {
+                Ok(())
+            }
+        }
+    };
+    let mut finished = 0;
+    while finished < 2 {
+        let record = within(processor.next(&consumer))
+            .await
+            .expect("next")
+            .expect("open");
+        let outcome = within(processor.handle(&consumer, &producer, record, &mut handler))
+            .await
+            .expect("handled");
+        if matches!(
+            outcome,
+            Outcome::Processed { .. } | Outcome::DeadLettered(_)
+        ) {
+            finished += 1;
+        }
+    }
+    let down: Vec<&(String, String, tokio::time::Instant)> =
+        calls.iter().filter(|(v, _, _)| v == "down-0").collect();
+    let topics_seen: Vec<&str> = down.iter().map(|(_, t, _)| t.as_str()).collect();
+    assert_eq!(topics_seen, ["orders", "orders.retry-1", "orders.retry-2"]);
+    assert!(
+        down[1].2 - down[0].2 >= Duration::from_secs(10),
+        "stage 1 waited its 10 s"
+    );
+    assert!(
+        down[2].2 - down[1].2 >= Duration::from_secs(60),
+        "stage 2 waited its 60 s"
+    );
+    let dead = read_all(&cluster, "orders.DLT", 1).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(header(&dead[0], "retry-count"), "3");
+    assert_eq!(header(&dead[0], "original-topic"), "orders");
+    assert_eq!(header(&dead[0], "original-offset"), "0");
+    assert_eq!(committed(&cluster, "orders.retry-1", 0), Some(1));
+    assert_eq!(committed(&cluster, "orders.retry-2", 0), Some(1));
+    consumer.close().await;
+    producer.close().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_breaker_pauses_the_consumer_and_its_trial_closes_it_under_a_seeded_failure_pattern() {
     let seed: u64 = std::env::var("FRANZY_SEED")
         .ok()
