@@ -7,6 +7,7 @@ mod consumer;
 mod faults;
 mod fetch_faults;
 mod group_coordinator;
+mod groups;
 mod hostile_input;
 mod idempotence;
 mod producer;
