@@ -59,9 +59,14 @@ fn now_ms() -> i64 {
 
 /// Appends `n` records to every partition, one batch each; values are `partition:offset`.
 fn append(cluster: &Cluster, partitions: i32, n: usize) {
+    append_to(cluster, TOPIC, partitions, n);
+}
+
+/// As [`append`], to `topic`.
+fn append_to(cluster: &Cluster, topic: &str, partitions: i32, n: usize) {
     for partition in 0..partitions {
         let end = cluster.with_state(|s| {
-            s.partition(TOPIC, partition)
+            s.partition(topic, partition)
                 .map(|p| p.log().high_watermark())
                 .expect("partition exists")
         });
@@ -74,7 +79,7 @@ fn append(cluster: &Cluster, partitions: i32, n: usize) {
         }
         let bytes = builder.build().encode().expect("batch encodes");
         cluster
-            .with_state(|s| s.append_records(TOPIC, partition, &bytes, now_ms()))
+            .with_state(|s| s.append_records(topic, partition, &bytes, now_ms()))
             .expect("append");
     }
 }
@@ -1239,4 +1244,127 @@ async fn twenty_members_joining_at_once_each_get_their_share_and_read_everything
     for member in members {
         member.close().await;
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_static_member_fenced_by_a_newer_instance_fails_fatally() {
+    const PARTITIONS: i32 = 6;
+    let cluster = cluster(PARTITIONS).await;
+    append(&cluster, PARTITIONS, 20);
+    let log = Shared::default();
+    let setup = Setup {
+        instance: Some("instance-a".into()),
+        readers: 0,
+        ..Setup::default()
+    };
+    let old = start(&cluster, "old", &log, &setup);
+    // The old instance's application polls (its callbacks run in recv).
+    let deadline = Instant::now() + BOUND;
+    while old.assignment().len() != PARTITIONS as usize {
+        assert!(
+            Instant::now() < deadline,
+            "the old instance never got its partitions"
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(100), old.consumer.recv()).await;
+    }
+    // A second process with the same group.instance.id takes its place in the group.
+    let new = start(
+        &cluster,
+        "new",
+        &log,
+        &Setup {
+            instance: Some("instance-a".into()),
+            ..Setup::default()
+        },
+    );
+    until("the new instance owns everything", || {
+        new.assignment().len() == PARTITIONS as usize && stable_with(&cluster, 1)
+    })
+    .await;
+    // The old one learns at its next heartbeat: fatal, as Java's FencedInstanceIdException.
+    let error = loop {
+        assert!(Instant::now() < deadline, "the old instance was never told");
+        match tokio::time::timeout(Duration::from_millis(100), old.consumer.recv()).await {
+            Ok(Err(error)) => break error,
+            Ok(Ok(None)) => panic!("closed"),
+            Ok(Ok(Some(_))) | Err(_) => {}
+        }
+    };
+    assert!(
+        matches!(
+            &error,
+            Error::GroupFailed { code, .. } if *code == ErrorCode::FencedInstanceId
+        ),
+        "{error:?}"
+    );
+    assert!(error.is_fatal(), "{error:?}");
+    let commit = within("commit", old.consumer.commit()).await;
+    assert!(
+        commit.is_err(),
+        "a fenced member commits nothing: {commit:?}"
+    );
+    until("the new instance reads everything", || {
+        read_everything(&log, &cluster, PARTITIONS)
+    })
+    .await;
+    assert_eq!(group_view(&cluster).map(|v| v.2.len()), Some(1));
+    old.close().await;
+    new.close().await;
+}
+
+/// Reads until `read` holds `want` records, each of a topic matching `events-.*`, once.
+async fn read_pattern(consumer: &Consumer, read: &mut BTreeSet<(String, i32, i64)>, want: usize) {
+    let deadline = Instant::now() + BOUND;
+    while read.len() < want {
+        assert!(Instant::now() < deadline, "only {} records", read.len());
+        match tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await {
+            Ok(Ok(Some(r))) => {
+                assert!(r.topic.starts_with("events-"), "{}", r.topic);
+                let key = (r.topic.to_string(), r.partition, r.offset);
+                assert!(read.insert(key.clone()), "{key:?} read twice");
+            }
+            Ok(other) => panic!("{other:?}"),
+            Err(_) => {}
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pattern_subscription_follows_topics_created_later() {
+    let cluster = cluster(1).await;
+    cluster.create_topic("events-a", 2).expect("created");
+    cluster.create_topic("other", 2).expect("created");
+    append_to(&cluster, "events-a", 2, 10);
+    append_to(&cluster, "other", 2, 10);
+    let config = Config::new(cluster.bootstrap())
+        .group_id(GROUP)
+        .auto_offset_reset(OffsetReset::Earliest)
+        .session_timeout(SESSION)
+        .heartbeat_interval(HEARTBEAT)
+        .set("metadata.max.age.ms", "2000")
+        .expect("valid");
+    let consumer = Consumer::builder(config)
+        .connector(Arc::new(cluster.connector()))
+        .seed(11)
+        .build()
+        .expect("consumer builds");
+    consumer
+        .subscribe_pattern("events-.*")
+        .expect("a valid pattern");
+    let mut read: BTreeSet<(String, i32, i64)> = BTreeSet::new();
+    read_pattern(&consumer, &mut read, 20).await;
+    // A topic created later, matching: the group rebalances and the member reads it too.
+    cluster.create_topic("events-b", 3).expect("created");
+    append_to(&cluster, "events-b", 3, 5);
+    read_pattern(&consumer, &mut read, 35).await;
+    let subscription: BTreeSet<String> = consumer.subscription().into_iter().collect();
+    assert_eq!(
+        subscription,
+        ["events-a", "events-b"]
+            .map(String::from)
+            .into_iter()
+            .collect()
+    );
+    assert_eq!(consumer.assignment().len(), 5);
+    within("close", consumer.close()).await;
 }
