@@ -27,7 +27,7 @@ use franzy::{
     Config, Consumer, ConsumerGroupMetadata, Error, OffsetReset, Producer, TopicPartition,
 };
 use franzy_harness::cluster::groups::classic::ClassicGroupState;
-use franzy_harness::Cluster;
+use franzy_harness::{Action, Cluster, Interceptor};
 use franzy_tests::{init_tracing, RawConnection};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -1367,4 +1367,96 @@ async fn a_pattern_subscription_follows_topics_created_later() {
     );
     assert_eq!(consumer.assignment().len(), 5);
     within("close", consumer.close()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn coordinator_errors_on_every_group_api_are_retried_or_rejoined_as_java_does() {
+    const PARTITIONS: i32 = 6;
+    let cluster = cluster(PARTITIONS).await;
+    append(&cluster, PARTITIONS, 30);
+    // Errors a coordinator answers while it moves or loads, on each API of the group, and
+    // delays: the members find the coordinator again, retry or rejoin, and get there.
+    for (api, action, times) in [
+        (
+            ApiKey::JoinGroup,
+            Action::Error(ErrorCode::CoordinatorLoadInProgress),
+            2,
+        ),
+        (ApiKey::JoinGroup, Action::Delay(Duration::from_secs(2)), 1),
+        (
+            ApiKey::SyncGroup,
+            Action::Error(ErrorCode::NotCoordinator),
+            1,
+        ),
+        (
+            ApiKey::SyncGroup,
+            Action::Error(ErrorCode::RebalanceInProgress),
+            1,
+        ),
+        (
+            ApiKey::Heartbeat,
+            Action::Error(ErrorCode::CoordinatorNotAvailable),
+            2,
+        ),
+        (
+            ApiKey::Heartbeat,
+            Action::Error(ErrorCode::RebalanceInProgress),
+            1,
+        ),
+        (
+            ApiKey::OffsetCommit,
+            Action::Error(ErrorCode::NotCoordinator),
+            1,
+        ),
+        (
+            ApiKey::OffsetCommit,
+            Action::Error(ErrorCode::CoordinatorLoadInProgress),
+            1,
+        ),
+    ] {
+        cluster.intercept(Interceptor::new(api, action).on_group(GROUP).times(times));
+    }
+    let log = Shared::default();
+    let a = start(&cluster, "a", &log, &Setup::default());
+    let b = start(&cluster, "b", &log, &Setup::default());
+    until("everything is read", || {
+        read_everything(&log, &cluster, PARTITIONS)
+    })
+    .await;
+    settled(&cluster, &[&a, &b], PARTITIONS).await;
+    // A synchronous commit goes through the commit faults left, if the revoke callbacks'
+    // commits did not meet them all (retriable: retried until default.api.timeout.ms),
+    // and what it committed is what was read.
+    within("commit", a.consumer.commit())
+        .await
+        .expect("committed despite the coordinator's errors");
+    assert_eq!(
+        cluster.pending_interceptors(),
+        0,
+        "every fault was injected"
+    );
+    for p in a.assignment() {
+        assert_eq!(
+            committed(&cluster, p),
+            a.consumer.position(&tp(p)),
+            "partition {p}"
+        );
+    }
+    {
+        let log = lock(&log);
+        log.check_reads_owned("a", false);
+        log.check_reads_owned("b", false);
+        assert!(
+            log.errors.is_empty(),
+            "nothing reached the application: {:?}",
+            log.errors
+        );
+        assert!(
+            log.commits.iter().all(|c| c.result.is_ok()),
+            "the callbacks' commits were retried: {:?}",
+            log.commits
+        );
+    }
+    a.close().await;
+    b.close().await;
 }
