@@ -4,7 +4,8 @@
 //! while its callback runs, cooperative-sticky moving only what moves, a coordinator moving
 //! mid-rebalance, a static member restarting without a rebalance, a member exceeding
 //! `max.poll.interval.ms`, a commit from a stale generation, session expiry, a crashed
-//! member, and twenty members joining at once.
+//! member, twenty members joining at once, a static member fenced by a newer instance, a
+//! pattern subscription meeting a new topic, and coordinator errors on every group API.
 //!
 //! Records go into the logs with `with_state(append_records)`; each value names its
 //! partition and offset, so that every test checks that each record was read, and how many
