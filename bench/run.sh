@@ -22,6 +22,10 @@
 # (bench/src/main.rs), except librdkafka's consumer queue bound `queued.min.messages`, raised
 # to 1,000,000 in librdkafka's favour (see CONSUMER_DEFAULTS there); the row
 # "librdkafka-q100k" is librdkafka's consumer with its default of 100,000.
+# Group consume: the same read as consume, by a consumer subscribed as the only member of a
+# fresh consumer group (`franzy bench consume -G`, `rdkafka-bench consume --group`): the
+# group coordinator assigns it every partition, it starts at the beginning and commits
+# automatically every 5 s (both clients' defaults). The clock starts at the first record.
 #
 # Environment:
 #   BENCH_COUNT    records per run (default 1000000)
@@ -29,6 +33,7 @@
 #   BENCH_RUNS     runs of each measurement; the table shows the median (default 3)
 #   BENCH_TIMEOUT  seconds allowed for each run (default 180)
 #   BENCH_ONLY     space-separated subset of "embedded harness mock" (default all three)
+#   BENCH_KINDS    space-separated subset of "produce consume group" (default all three)
 #   BENCH_RDKAFKA  which librdkafka measures: "system" (the system's, through rdkafka-bench,
 #                  rows "librdkafka"), "bundled" (the one rdkafka-sys bundles, built from
 #                  source by bench/bundled, rows "librdkafka-bundled"), or "both"
@@ -49,6 +54,7 @@ size="${BENCH_SIZE:-100}"
 runs="${BENCH_RUNS:-3}"
 run_timeout="${BENCH_TIMEOUT:-180}"
 only="${BENCH_ONLY:-embedded harness mock}"
+kinds="${BENCH_KINDS:-produce consume group}"
 which_rdkafka="${BENCH_RDKAFKA:-system}"
 case "$which_rdkafka" in
 system | bundled | both) ;;
@@ -162,12 +168,22 @@ start_broker() {
 
 common=(--count "$count" --size "$size")
 
+# wanted KIND: whether BENCH_KINDS includes KIND.
+wanted() { [[ " $kinds " == *" $1 "* ]]; }
+
 if [[ " $only " == *" embedded "* ]]; then
     for _ in $(seq "$runs"); do
+        wanted produce || break
         measure embedded franzy produce "$franzy" bench produce -t bench "${common[@]}"
     done
     for _ in $(seq "$runs"); do
+        wanted consume || break
         measure embedded franzy consume "$franzy" bench consume -t consume --partitions 32 "${common[@]}"
+    done
+    for run in $(seq "$runs"); do
+        wanted group || break
+        measure embedded franzy group "$franzy" bench consume -t consume --partitions 32 \
+            "${common[@]}" -G "franzy-bench-$run"
     done
 fi
 
@@ -178,6 +194,7 @@ for broker in harness mock; do
     mock) start_broker mock "$mock" 3 bench:6 consume:32 ;;
     esac
     for _ in $(seq "$runs"); do
+        wanted produce || break
         measure "$broker" franzy produce "$franzy" bench produce -b "$bootstrap" -t bench "${common[@]}"
         if [[ -n "$rdkafka" ]]; then
             measure "$broker" librdkafka produce "$rdkafka" produce -b "$bootstrap" -t bench "${common[@]}"
@@ -195,10 +212,28 @@ for broker in harness mock; do
         log "$memory_line"
         echo "$memory_line" >"$work/memory"
     fi
+    if ! wanted consume && ! wanted group; then
+        stop_broker
+        continue
+    fi
     log "$broker: filling topic consume (untimed)"
     timeout "$run_timeout" "$franzy" bench produce -b "$bootstrap" -t consume \
         --count "$((2 * count))" --size "$size" >/dev/null
-    for _ in $(seq "$runs"); do
+    for run in $(seq "$runs"); do
+        if wanted group; then
+            # A fresh group each time, so that every run reads from the beginning.
+            measure "$broker" franzy group "$franzy" bench consume -b "$bootstrap" -t consume \
+                "${common[@]}" -G "franzy-bench-$run"
+            if [[ -n "$rdkafka" ]]; then
+                measure "$broker" librdkafka group "$rdkafka" consume -b "$bootstrap" -t consume \
+                    "${common[@]}" --group "rdkafka-bench-$run"
+            fi
+            if [[ -n "$bundled" ]]; then
+                measure "$broker" librdkafka-bundled group "$bundled" consume -b "$bootstrap" \
+                    -t consume "${common[@]}" --group "rdkafka-bundled-bench-$run"
+            fi
+        fi
+        wanted consume || continue
         measure "$broker" franzy consume "$franzy" bench consume -b "$bootstrap" -t consume "${common[@]}"
         if [[ -n "$rdkafka" ]]; then
             measure "$broker" librdkafka consume "$rdkafka" consume -b "$bootstrap" -t consume "${common[@]}"
@@ -242,16 +277,19 @@ print()
 print(f"{count:,} records of {size} bytes, acks=all, linger.ms=5, batch.size=16384; "
       f"median of {runs} runs, records/s")
 print()
-print(f"| {'broker':<9} | {'client':<18} | {'produce':>10} | {'consume':>10} | consume/produce |")
-print(f"|{'-' * 11}|{'-' * 20}|{'-' * 12}|{'-' * 12}|{'-' * 17}|")
+print(f"| {'broker':<9} | {'client':<18} | {'produce':>10} | {'consume':>10} | "
+      f"{'group consume':>13} | consume/produce |")
+print(f"|{'-' * 11}|{'-' * 20}|{'-' * 12}|{'-' * 12}|{'-' * 15}|{'-' * 17}|")
 for broker in ("embedded", "harness", "mock"):
     for client in ("franzy", "librdkafka", "librdkafka-q100k", "librdkafka-bundled"):
         p, c = rates.get((broker, client, "produce")), rates.get((broker, client, "consume"))
-        if not p and not c:
+        g = rates.get((broker, client, "group"))
+        if not p and not c and not g:
             continue
         ratio = f"{statistics.median(c) / statistics.median(p):.2f}" if p and c else "-"
         print(f"| {broker:<9} | {client:<18} | {cell((broker, client, 'produce')):>10} | "
-              f"{cell((broker, client, 'consume')):>10} | {ratio:>15} |")
+              f"{cell((broker, client, 'consume')):>10} | {cell((broker, client, 'group')):>13} | "
+              f"{ratio:>15} |")
 print()
 for client in ("librdkafka", "librdkafka-bundled"):
     p, m = rates.get(("harness", client, "produce")), rates.get(("mock", client, "produce"))
@@ -270,7 +308,7 @@ for key in sorted(cpu):
     print(f"| {key[0]:<9} | {key[1]:<18} | {key[2]:<8} | {per_million:>8.2f} | "
           f"{statistics.median(rss[key]) / 1024:>12.1f} |")
 for broker in ("harness", "mock"):
-    for kind in ("produce", "consume"):
+    for kind in ("produce", "consume", "group"):
         f, l = cpu.get((broker, "franzy", kind)), cpu.get((broker, "librdkafka", kind))
         if f and l:
             print(f"{broker} {kind}: franzy's CPU per record is "

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! rdkafka-bench produce -b BOOTSTRAP -t TOPIC [--count N] [--size BYTES] [-X key=value ...]
-//! rdkafka-bench consume -b BOOTSTRAP -t TOPIC [--count N] [-X key=value ...]
+//! rdkafka-bench consume -b BOOTSTRAP -t TOPIC [--count N] [--group GROUP] [-X key=value ...]
 //! ```
 //!
 //! Produce: `--count` keyless records of `--size` bytes ('x' repeated), spread over the
@@ -14,6 +14,10 @@
 //!
 //! Consume: a `BaseConsumer` assigned every partition of the topic from the beginning reads
 //! `--count` records; the clock starts at the first record, as in `franzy bench consume`.
+//! With `--group`, the consumer instead subscribes to the topic as the only member of that
+//! (fresh) group, which assigns it every partition; it starts at the beginning
+//! (`auto.offset.reset=earliest`) and commits automatically every 5 s, as franzy's group
+//! consumer does by default (`franzy bench consume -G`). The join is before the clock.
 //!
 //! The settings both benchmarks share by default are those of franzy's defaults; `-X` passes
 //! anything else to librdkafka unchanged. The output lines have the same shape as
@@ -74,6 +78,7 @@ struct Args {
     topic: String,
     count: u64,
     size: usize,
+    group: Option<String>,
     properties: Vec<(String, String)>,
 }
 
@@ -92,7 +97,7 @@ fn main() -> ExitCode {
 
 fn parse_args(args: Vec<String>) -> Result<Args, String> {
     let usage = "usage: rdkafka-bench produce|consume -b BOOTSTRAP -t TOPIC [--count N] \
-                 [--size BYTES] [-X key=value ...]";
+                 [--size BYTES] [--group GROUP] [-X key=value ...]";
     let mut iter = args.into_iter();
     let command = iter.next().ok_or(usage)?;
     let mut parsed = Args {
@@ -101,6 +106,7 @@ fn parse_args(args: Vec<String>) -> Result<Args, String> {
         topic: String::new(),
         count: 1_000_000,
         size: 100,
+        group: None,
         properties: Vec::new(),
     };
     while let Some(flag) = iter.next() {
@@ -114,6 +120,7 @@ fn parse_args(args: Vec<String>) -> Result<Args, String> {
                 parsed.count = value.parse().map_err(|_| format!("bad --count {value}"))?
             }
             "--size" => parsed.size = value.parse().map_err(|_| format!("bad --size {value}"))?,
+            "-G" | "--group" => parsed.group = Some(value),
             "-X" => {
                 let (key, value) = value
                     .split_once('=')
@@ -283,24 +290,40 @@ fn produce(args: &Args) -> Result<String, String> {
 
 fn consume(args: &Args) -> Result<String, String> {
     let mut config = config(args, CONSUMER_DEFAULTS);
-    // librdkafka wants a group id for a consumer handle; with assign() and no commits no
-    // group request is ever needed.
-    if config.get("group.id").is_none() {
+    if let Some(group) = &args.group {
+        // A group member, with franzy's (and Java's) defaults: auto commit every 5 s.
+        config
+            .set("group.id", group)
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "5000");
+        for (key, value) in &args.properties {
+            config.set(key, value);
+        }
+    } else if config.get("group.id").is_none() {
+        // librdkafka wants a group id for a consumer handle; with assign() and no commits
+        // no group request is ever needed.
         config.set("group.id", "rdkafka-bench");
     }
     let consumer: BaseConsumer<Logging> = config
         .create_with_context(Logging)
         .map_err(|e| format!("cannot create the consumer: {e}"))?;
-    let partitions = partition_count(consumer.client(), &args.topic)?;
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions {
-        assignment
-            .add_partition_offset(&args.topic, partition, Offset::Beginning)
+    if args.group.is_some() {
+        consumer
+            .subscribe(&[args.topic.as_str()])
+            .map_err(|e| format!("subscribe: {e}"))?;
+    } else {
+        let partitions = partition_count(consumer.client(), &args.topic)?;
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..partitions {
+            assignment
+                .add_partition_offset(&args.topic, partition, Offset::Beginning)
+                .map_err(|e| format!("assign: {e}"))?;
+        }
+        consumer
+            .assign(&assignment)
             .map_err(|e| format!("assign: {e}"))?;
     }
-    consumer
-        .assign(&assignment)
-        .map_err(|e| format!("assign: {e}"))?;
     let mut received = 0u64;
     let mut bytes = 0u64;
     let mut start = None;

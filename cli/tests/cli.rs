@@ -549,6 +549,65 @@ fn consume_streams_and_stops_cleanly_on_sigint() {
     consume_streams_until("INT");
 }
 
+/// `consume -G`: a signal commits what was printed and leaves the group, so that the next
+/// member of the group starts at once (not after the first one's session timeout, a minute
+/// here) and reads only what came after.
+#[cfg(unix)]
+#[test]
+fn consume_in_a_group_commits_and_leaves_on_sigint() {
+    let (_server, bootstrap) = serve(&["--topic", "grouped:3"]);
+    let limit = Duration::from_secs(60);
+    let produce = |from: usize, to: usize| {
+        let input: String = (from..to).map(|i| format!("k{i}:v{i}\n")).collect();
+        let (ok, _, stderr) = run(
+            &["produce", "-b", &bootstrap, "-t", "grouped", "-K", ":"],
+            input.as_bytes(),
+            limit,
+        );
+        assert!(ok, "produce failed: {stderr}");
+    };
+    produce(0, 100);
+    let member = [
+        "-b",
+        &bootstrap,
+        "-t",
+        "grouped",
+        "-G",
+        "cli-group",
+        "-K",
+        ":",
+        "-X",
+        "session.timeout.ms=60000",
+    ];
+    let mut first = Consume::start(&member);
+    let mut got = first.lines(100, Instant::now() + limit);
+    first.signal("INT");
+    let (status, rest) = first.exit(Instant::now() + limit);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit after SIGINT; stderr: {}",
+        first.stderr_text()
+    );
+    got.extend(rest);
+    got.sort();
+    let mut expected: Vec<String> = (0..100).map(|i| format!("k{i}:v{i}")).collect();
+    expected.sort();
+    assert_eq!(got, expected);
+    produce(100, 110);
+    // Had the first member not left, this join would wait for its session to end (60 s,
+    // past this run's bound); had it not committed, this member would read from 0.
+    let mut args = vec!["consume", "-e"];
+    args.extend(member);
+    let (ok, stdout, stderr) = run(&args, b"", Duration::from_secs(40));
+    assert!(ok, "the second member: {stderr}");
+    let mut second: Vec<&str> = stdout.lines().collect();
+    second.sort_unstable();
+    let mut after: Vec<String> = (100..110).map(|i| format!("k{i}:v{i}")).collect();
+    after.sort();
+    assert_eq!(second, after, "stderr: {stderr}");
+}
+
 #[test]
 fn serve_takes_the_harness_limits_as_flags() {
     use std::net::TcpStream;

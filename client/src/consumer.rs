@@ -495,6 +495,10 @@ impl Consumer {
                 return Poll::Ready(Ok(None));
             }
             if let Some(group) = state.group.as_mut() {
+                // Entering recv: a member that left because max.poll.interval.ms passed
+                // learns it now, before anything is handed out (the error is reported
+                // after its partitions are lost, and none of their records comes out).
+                group.handle_poll(tokio::time::Instant::now().into_std(), true);
                 let attention = self.shared.group.step_running() || group.needs_attention();
                 if attention && !steps_done {
                     drop(state);

@@ -9,6 +9,10 @@
 //! record, so that the measurement costs little next to what it measures; the latencies it
 //! reports are at most one run's send time too long). Consume: reads `--count` records from
 //! the beginning; without `-b` the embedded topic is first filled by an untimed produce run.
+//! With `-G GROUP` the consumer subscribes as a member of that group (which, alone in it,
+//! gets every partition) instead of assigning them: the group's committed offsets, else the
+//! beginning, decide where it starts, and it commits as the defaults say (automatically,
+//! every 5 s). The clock starts at the first record in both modes, so the join is not in it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use franzy::consumer::{Consumer, Offset};
 use franzy::producer::{DeliveryFuture, Producer, ProducerRecord};
-use franzy::TopicPartition;
+use franzy::{OffsetReset, TopicPartition};
 use tokio::sync::mpsc;
 
 use super::{ClientArgs, Target};
@@ -49,6 +53,10 @@ pub struct BenchArgs {
     /// Partitions of the embedded topic (without -b).
     #[arg(long, default_value_t = 6)]
     pub partitions: i32,
+    /// Consume as a member of this consumer group (subscribe) instead of assigning every
+    /// partition; use a fresh group to read from the beginning.
+    #[arg(short = 'G', long)]
+    pub group: Option<String>,
 }
 
 /// Runs a benchmark and prints its figures.
@@ -181,20 +189,38 @@ async fn produce(target: &Target, args: &BenchArgs) -> Result<String, String> {
 }
 
 async fn consume(target: &Target, args: &BenchArgs) -> Result<String, String> {
-    let config = target.config(&args.client)?;
+    let mut config = target.config(&args.client)?;
+    if let Some(group) = &args.group {
+        config = config.group_id(group.clone());
+        // Where the group has no committed offset: the beginning, unless -X says otherwise.
+        let reset_given = args
+            .client
+            .properties
+            .iter()
+            .any(|p| p.trim_start().starts_with("auto.offset.reset"));
+        if !reset_given {
+            config = config.auto_offset_reset(OffsetReset::Earliest);
+        }
+    }
     let consumer = Consumer::new(config).map_err(|e| e.to_string())?;
-    let partitions = consumer
-        .partitions_for(&args.client.topic)
-        .await
-        .map_err(|e| e.to_string())?;
-    let assignment: Vec<TopicPartition> = (0..partitions as i32)
-        .map(|p| TopicPartition::new(args.client.topic.clone(), p))
-        .collect();
-    consumer.assign(&assignment).map_err(|e| e.to_string())?;
-    for tp in &assignment {
+    if args.group.is_some() {
         consumer
-            .seek(tp, Offset::Beginning)
+            .subscribe([args.client.topic.as_str()])
             .map_err(|e| e.to_string())?;
+    } else {
+        let partitions = consumer
+            .partitions_for(&args.client.topic)
+            .await
+            .map_err(|e| e.to_string())?;
+        let assignment: Vec<TopicPartition> = (0..partitions as i32)
+            .map(|p| TopicPartition::new(args.client.topic.clone(), p))
+            .collect();
+        consumer.assign(&assignment).map_err(|e| e.to_string())?;
+        for tp in &assignment {
+            consumer
+                .seek(tp, Offset::Beginning)
+                .map_err(|e| e.to_string())?;
+        }
     }
     let mut received = 0u64;
     let mut bytes = 0u64;

@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use crate::engine::group::{Committed, GroupEvent, OffsetAndMetadata, Token};
 use crate::error::Error;
 use crate::group_metadata::ConsumerGroupMetadata;
-use crate::io::fetch_loop::Shared;
+use crate::io::fetch_loop::{self, Shared};
 use crate::topic_partition::TopicPartition;
 
 /// The future a [`RebalanceListener`] callback returns.
@@ -328,6 +328,10 @@ pub(crate) fn poll_steps(shared: &Arc<Shared>, cx: &mut Context<'_>) -> Poll<()>
             let mut running = lock(&shared.group.running);
             if let Some((_, future)) = running.as_mut() {
                 if future.as_mut().poll(cx).is_pending() {
+                    drop(running);
+                    // The callback wakes only the last task that polled it: every task
+                    // waiting in `recv` is woken when the step ends (`finish_step`).
+                    shared.lock().register(cx.waker());
                     return Poll::Pending;
                 }
                 let Some((event, _)) = running.take() else {
@@ -372,8 +376,8 @@ pub(crate) fn poll_steps(shared: &Arc<Shared>, cx: &mut Context<'_>) -> Poll<()>
 /// A step's callback is done: revoked or lost partitions leave the fetcher, new ones look
 /// up their committed offsets.
 fn finish_step(shared: &Arc<Shared>, event: GroupEvent) {
-    let mut state = shared.lock();
-    let state = &mut *state;
+    let mut guard = shared.lock();
+    let state = &mut *guard;
     let Some(group) = state.group.as_mut() else {
         return;
     };
@@ -388,4 +392,6 @@ fn finish_step(shared: &Arc<Shared>, event: GroupEvent) {
     }
     shared.group_wake.notify_one();
     shared.wake_driver();
+    // Other tasks waiting in `recv` while the callback ran go on.
+    fetch_loop::wake_user(guard);
 }

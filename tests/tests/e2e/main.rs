@@ -8,6 +8,7 @@ mod control_plane;
 mod faults;
 mod fetch_faults;
 mod group_coordinator;
+mod groups;
 mod hostile_input;
 mod idempotence;
 mod lab;
