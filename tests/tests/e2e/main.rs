@@ -9,6 +9,7 @@ mod fetch_faults;
 mod group_coordinator;
 mod hostile_input;
 mod idempotence;
+mod kip848_coordinator;
 mod producer;
 mod security;
 mod transactions;
