@@ -16,8 +16,8 @@ use franzy::kafka_protocol::messages::offset_fetch_request::{
 };
 use franzy::kafka_protocol::messages::{
     ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatRequest,
-    ConsumerGroupHeartbeatResponse, FindCoordinatorRequest, GroupId, OffsetCommitRequest,
-    OffsetFetchRequest, TopicName,
+    ConsumerGroupHeartbeatResponse, FindCoordinatorRequest, GroupId, ListGroupsRequest,
+    OffsetCommitRequest, OffsetFetchRequest, TopicName,
 };
 use franzy::proto::{ApiKey, ErrorCode, RequestKind, ResponseKind, StrBytes};
 use franzy_harness::{Action, Cluster, Interceptor};
@@ -206,6 +206,36 @@ async fn two_members_share_the_partitions_after_the_first_revokes() {
             m.target_assignment.topic_partitions[0].partitions,
             tp.partitions
         );
+    }
+    // ListGroups v5 lists it as a consumer group, by type and by state.
+    for (types, states, listed) in [
+        (vec!["consumer"], vec![], true),
+        (vec!["classic"], vec![], false),
+        (vec![], vec!["stable"], true),
+        (vec![], vec!["empty"], false),
+    ] {
+        let request = ListGroupsRequest::default()
+            .with_types_filter(types.iter().map(|t| text(t)).collect())
+            .with_states_filter(states.iter().map(|s| text(s)).collect());
+        let (_, response) = conn
+            .request(ApiKey::ListGroups, 5, &RequestKind::ListGroups(request))
+            .await
+            .expect("answered");
+        let ResponseKind::ListGroups(r) = response else {
+            panic!("a ListGroups response")
+        };
+        let found = r.groups.iter().find(|g| g.group_id.as_str() == GROUP);
+        assert_eq!(found.is_some(), listed, "{types:?} {states:?}");
+        if let Some(g) = found {
+            assert_eq!(
+                (
+                    g.group_type.as_str(),
+                    g.group_state.as_str(),
+                    g.protocol_type.as_str()
+                ),
+                ("consumer", "Stable", "consumer")
+            );
+        }
     }
     // a leaves: its partitions go to b at the next epoch.
     let left = heartbeat(&mut conn, beat("member-a", -1, None)).await;
@@ -487,4 +517,32 @@ async fn the_group_survives_a_coordinator_move() {
     assert_eq!((r.error_code, r.member_epoch), (0, 1));
     let d = describe(&mut moved, &[GROUP]).await;
     assert_eq!(d.groups[0].group_state.as_str(), "Stable");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_heartbeat_claiming_two_billion_topics_in_a_few_bytes_is_refused() {
+    let cluster = cluster().await;
+    let (_, mut conn) = coordinator(&cluster, GROUP).await;
+    // ConsumerGroupHeartbeat v1, header v2: key, version, correlation id, null client id,
+    // no tagged fields; body: group "g", member "m", epoch 0, null instance and rack,
+    // rebalance timeout, then a compact array claiming 2^31 - 2 topic names.
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&(ApiKey::ConsumerGroupHeartbeat as i16).to_be_bytes());
+    frame.extend_from_slice(&1i16.to_be_bytes());
+    frame.extend_from_slice(&3i32.to_be_bytes());
+    frame.extend_from_slice(&(-1i16).to_be_bytes());
+    frame.push(0);
+    frame.extend_from_slice(&[2, b'g', 2, b'm']);
+    frame.extend_from_slice(&0i32.to_be_bytes());
+    frame.extend_from_slice(&[0, 0]);
+    frame.extend_from_slice(&30_000i32.to_be_bytes());
+    frame.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x07]);
+    conn.send_frame(&frame).await.expect("send");
+    conn.expect_closed(Duration::from_secs(5))
+        .await
+        .expect("closed");
+    // The coordinator still serves the group.
+    let (_, mut fresh) = coordinator(&cluster, GROUP).await;
+    let r = heartbeat(&mut fresh, join("m", &["t"])).await;
+    assert_eq!((r.error_code, r.member_epoch), (0, 1));
 }

@@ -19,7 +19,8 @@
 //! Rack-aware placement (members' `rack_id` against replica racks) is not done: the
 //! harness's brokers have no racks.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -227,34 +228,39 @@ fn uniform_heterogeneous(
             }
         }
     }
+    let subscribers = |i: usize| {
+        members[i]
+            .topics
+            .iter()
+            .filter_map(|name| topics.get(*name).map(|info| info.id))
+    };
+    let mut least = LeastLoaded::new(members.len(), subscribers, &counts);
     for tp in &all {
         if owner.contains_key(tp) {
             continue;
         }
-        let least = (0..members.len())
-            .filter(|&i| subscribes(i, tp.0))
-            .min_by_key(|&i| (counts[i], i));
-        if let Some(i) = least {
+        if let Some(i) = least.pick(tp.0, &counts) {
             owner.insert(*tp, i);
             counts[i] += 1;
+            least.push(tp.0, i, counts[i]);
         }
     }
     // Balance: a partition moves to a subscriber holding two or more fewer. Each move
     // lowers the sum of squared counts, so this ends; the bound keeps it linear anyway.
     for _ in 0..3 {
         let mut moved = false;
+        let mut least = LeastLoaded::new(members.len(), subscribers, &counts);
         for tp in &all {
             let Some(&from) = owner.get(tp) else { continue };
-            let to = (0..members.len())
-                .filter(|&i| subscribes(i, tp.0))
-                .min_by_key(|&i| (counts[i], i));
-            if let Some(to) = to {
-                if counts[to] + 1 < counts[from] {
+            if let Some(to) = least.pick(tp.0, &counts) {
+                if counts[to] + 1 < counts[from] && subscribes(to, tp.0) {
                     owner.insert(*tp, to);
                     counts[from] -= 1;
                     counts[to] += 1;
+                    least.push(tp.0, from, counts[from]);
                     moved = true;
                 }
+                least.push(tp.0, to, counts[to]);
             }
         }
         if !moved {
@@ -268,6 +274,51 @@ fn uniform_heterogeneous(
         }
     }
     result
+}
+
+/// The least loaded subscriber of each topic, by a heap per topic whose entries are
+/// checked against the counts when they surface (an outdated one goes back in with the
+/// count of now): picking is logarithmic, not a scan of every member.
+struct LeastLoaded {
+    heaps: HashMap<Uuid, BinaryHeap<Reverse<(usize, usize)>>>,
+}
+
+impl LeastLoaded {
+    fn new<I: Iterator<Item = Uuid>>(
+        members: usize,
+        topics_of: impl Fn(usize) -> I,
+        counts: &[usize],
+    ) -> Self {
+        let mut heaps: HashMap<Uuid, BinaryHeap<Reverse<(usize, usize)>>> = HashMap::new();
+        for i in 0..members {
+            for topic in topics_of(i) {
+                heaps
+                    .entry(topic)
+                    .or_default()
+                    .push(Reverse((counts[i], i)));
+            }
+        }
+        Self { heaps }
+    }
+
+    /// The subscriber of `topic` with the fewest partitions (ties: the first member).
+    fn pick(&mut self, topic: Uuid, counts: &[usize]) -> Option<usize> {
+        let heap = self.heaps.get_mut(&topic)?;
+        while let Some(Reverse((count, i))) = heap.pop() {
+            if counts[i] == count {
+                return Some(i);
+            }
+            heap.push(Reverse((counts[i], i)));
+        }
+        None
+    }
+
+    /// Member `i` of `topic` now holds `count`.
+    fn push(&mut self, topic: Uuid, i: usize, count: usize) {
+        if let Some(heap) = self.heaps.get_mut(&topic) {
+            heap.push(Reverse((count, i)));
+        }
+    }
 }
 
 fn to_assignment(partitions: Vec<(Uuid, i32)>) -> Assignment {
@@ -374,6 +425,65 @@ mod tests {
         assert_eq!(result[&ids[0]][&Uuid::from_u128(1)].len(), 4);
         assert_eq!(count(&result[&ids[0]]) + count(&result[&ids[1]]), 8);
         assert_eq!(count(&result[&ids[1]]), 4, "balanced: 4 and 4");
+    }
+
+    #[test]
+    fn uniform_gives_every_partition_to_exactly_one_subscriber_whatever_the_subscriptions() {
+        let seed: u64 = std::env::var("FRANZY_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(848);
+        let mut x = seed;
+        let mut next = move || {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let names: Vec<Arc<str>> = (0..6).map(|i| Arc::from(format!("t{i}"))).collect();
+        let topics: BTreeMap<Arc<str>, TopicInfo> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), topic(i as u128 + 1, 1 + (next() % 9) as i32)))
+            .collect();
+        let ids: Vec<Arc<str>> = (0..40).map(|i| Arc::from(format!("m{i:02}"))).collect();
+        let mut previous: Option<BTreeMap<Arc<str>, Assignment>> = None;
+        for round in 0..3 {
+            let members: Vec<AssignorMember<'_>> = ids
+                .iter()
+                .map(|id| AssignorMember {
+                    member_id: id,
+                    topics: names.iter().filter(|_| next() % 3 == 0).collect(),
+                    previous: previous.as_ref().and_then(|p| p.get(id)),
+                })
+                .collect();
+            let result = assign(UNIFORM, &members, &topics);
+            for (name, info) in &topics {
+                let subscribed = members.iter().any(|m| m.topics.contains(name));
+                for p in 0..info.partitions {
+                    let owners: Vec<&AssignorMember<'_>> = members
+                        .iter()
+                        .filter(|m| {
+                            result[m.member_id]
+                                .get(&info.id)
+                                .is_some_and(|ps| ps.contains(&p))
+                        })
+                        .collect();
+                    let expected = usize::from(subscribed);
+                    assert_eq!(
+                        owners.len(),
+                        expected,
+                        "seed {seed} round {round}: {name}/{p}"
+                    );
+                    assert!(
+                        owners.iter().all(|m| m.topics.contains(name)),
+                        "seed {seed}"
+                    );
+                }
+            }
+            previous = Some(result);
+        }
     }
 
     #[test]
