@@ -29,6 +29,9 @@ enum Command {
     /// Measure produce or consume throughput.
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
+    /// Run seeded fault schedules against franzy's clients in virtual time and check what
+    /// they were told and read (exit 1 on an anomaly).
+    Lab(cli::lab::LabArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,7 +39,8 @@ fn main() -> ExitCode {
     // consume reports the consumer's errors itself, kcat style; its warnings would repeat them.
     let default_level = match cli.command {
         Command::Serve(_) => "info",
-        Command::Consume(_) => "error",
+        // The lab's faults make the clients warn all the time; its findings are its output.
+        Command::Consume(_) | Command::Lab(_) => "error",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -47,6 +51,11 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .init();
+    // The lab runs each seed on a current-thread runtime of its own, paused clock.
+    let cli = match cli.command {
+        Command::Lab(args) => return cli::lab::run(args),
+        command => Cli { command },
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -63,6 +72,7 @@ fn main() -> ExitCode {
             Command::Produce(args) => cli::produce::run(args).await.map_err(Failure::from),
             Command::Consume(args) => cli::consume::run(args).await,
             Command::Bench(command) => cli::bench::run(command).await.map_err(Failure::from),
+            Command::Lab(_) => Ok(()),
         }
     });
     match result {
