@@ -81,7 +81,7 @@ fn args(ctx: &RequestContext, req: &ConsumerGroupHeartbeatRequest) -> HeartbeatA
             for t in topics {
                 owned
                     .entry(t.topic_id)
-                    .or_insert_with(BTreeSet::new)
+                    .or_default()
                     .extend(t.partitions.iter().copied());
             }
             owned.retain(|_, p| !p.is_empty());

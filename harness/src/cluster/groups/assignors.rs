@@ -290,12 +290,9 @@ impl LeastLoaded {
         counts: &[usize],
     ) -> Self {
         let mut heaps: HashMap<Uuid, BinaryHeap<Reverse<(usize, usize)>>> = HashMap::new();
-        for i in 0..members {
+        for (i, &count) in counts.iter().enumerate().take(members) {
             for topic in topics_of(i) {
-                heaps
-                    .entry(topic)
-                    .or_default()
-                    .push(Reverse((counts[i], i)));
+                heaps.entry(topic).or_default().push(Reverse((count, i)));
             }
         }
         Self { heaps }

@@ -183,6 +183,11 @@ impl ConsumerMember {
     }
 }
 
+/// The subscribed topics that exist, by name.
+type Subscription = BTreeMap<Arc<str>, TopicInfo>;
+/// The topics each regex matches.
+type RegexMatches = HashMap<Arc<str>, BTreeSet<Arc<str>>>;
+
 /// A request-level error with Kafka's message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupError {
@@ -559,13 +564,7 @@ impl ConsumerGroup {
     }
 
     /// The subscription metadata: every subscribed topic that exists.
-    fn compute_subscription(
-        &self,
-        catalog: &dyn TopicCatalog,
-    ) -> (
-        BTreeMap<Arc<str>, TopicInfo>,
-        HashMap<Arc<str>, BTreeSet<Arc<str>>>,
-    ) {
+    fn compute_subscription(&self, catalog: &dyn TopicCatalog) -> (Subscription, RegexMatches) {
         let mut subscription = BTreeMap::new();
         for name in self.name_counts.keys() {
             if let Some(info) = catalog.topic(name) {
