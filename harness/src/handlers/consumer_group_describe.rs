@@ -122,9 +122,7 @@ fn describe(cluster: &ClusterState, group: &ConsumerGroup, version: i16) -> Desc
         .with_group_state(text(group.state().name()))
         .with_group_epoch(group.group_epoch())
         .with_assignment_epoch(group.assignment_epoch())
-        .with_assignor_name(text(
-            &group.assignor_name(&cluster.groups().config().clone()),
-        ))
+        .with_assignor_name(text(&group.assignor_name(cluster.groups().config())))
         .with_members(members)
 }
 

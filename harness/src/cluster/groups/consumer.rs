@@ -330,20 +330,29 @@ pub fn compile_regex(regex: &str) -> Result<Regex, GroupError> {
             format!("SubscribedTopicRegex is longer than {MAX_REGEX_BYTES} bytes."),
         ));
     }
-    regex::RegexBuilder::new(&format!("^(?:{regex})$"))
-        .size_limit(MAX_REGEX_PROGRAM_BYTES)
-        .dfa_size_limit(MAX_REGEX_PROGRAM_BYTES)
-        .build()
-        .map_err(|e| {
-            GroupError::new(
-                ErrorCode::InvalidRegularExpression,
-                format!("SubscribedTopicRegex `{regex}` is not a valid regular expression: {e}"),
-            )
-        })
+    let build = |pattern: &str| {
+        regex::RegexBuilder::new(pattern)
+            .size_limit(MAX_REGEX_PROGRAM_BYTES)
+            .dfa_size_limit(MAX_REGEX_PROGRAM_BYTES)
+            .build()
+            .map_err(|e| {
+                GroupError::new(
+                    ErrorCode::InvalidRegularExpression,
+                    format!(
+                        "SubscribedTopicRegex `{regex}` is not a valid regular expression: {e}"
+                    ),
+                )
+            })
+    };
+    // On its own first, so that anchoring cannot make a broken one whole ("a)(b").
+    build(regex)?;
+    build(&format!("^(?:{regex})$"))
 }
 
 /// The cluster's topics, as a group needs them.
 pub trait TopicCatalog {
+    /// Changes whenever a topic is created, deleted or grown.
+    fn version(&self) -> u64;
     /// Topic `name`, unless it does not exist.
     fn topic(&self, name: &str) -> Option<TopicInfo>;
     /// Every non-internal topic whose whole name matches `regex`.
@@ -367,6 +376,9 @@ pub struct ConsumerGroup {
     subscription: BTreeMap<Arc<str>, TopicInfo>,
     /// What each regex matched when the subscription was last computed.
     regex_matches: HashMap<Arc<str>, BTreeSet<Arc<str>>>,
+    /// The catalog's version when the subscription was last computed: until it or a
+    /// member's subscription changes, a heartbeat does not look at the topics at all.
+    subscription_version: Option<u64>,
     /// How many members subscribe to each topic name.
     name_counts: HashMap<Arc<str>, usize>,
     /// How many members subscribe with each regex, and its compiled form.
@@ -389,6 +401,7 @@ impl ConsumerGroup {
             partition_epochs: HashMap::new(),
             subscription: BTreeMap::new(),
             regex_matches: HashMap::new(),
+            subscription_version: None,
             name_counts: HashMap::new(),
             regexes: HashMap::new(),
             assignor_counts: BTreeMap::new(),
@@ -598,6 +611,7 @@ impl ConsumerGroup {
     fn refresh_subscription(&mut self, catalog: &dyn TopicCatalog) -> bool {
         let (subscription, matches) = self.compute_subscription(catalog);
         self.regex_matches = matches;
+        self.subscription_version = Some(catalog.version());
         if subscription != self.subscription {
             self.subscription = subscription;
             return true;
@@ -723,7 +737,9 @@ impl ConsumerGroup {
         let epoch_before = self.group_epoch;
         self.put_member(stored_as.as_ref(), member);
         // One bump for whatever changed (Kafka's `bumpGroupEpoch`).
-        let metadata_changed = self.refresh_subscription(catalog);
+        let metadata_changed = (subscription_changed
+            || self.subscription_version != Some(catalog.version()))
+            && self.refresh_subscription(catalog);
         if subscription_changed || metadata_changed {
             self.bump_epoch()?;
         }

@@ -931,6 +931,7 @@ impl ClusterState {
         }
         let catalog = ClusterTopics {
             topics: &self.topics,
+            version: self.topology_version,
         };
         let max_bytes = self.groups.config.max_bytes;
         if self.groups.bytes > max_bytes {
@@ -1177,9 +1178,14 @@ impl ClusterState {
 /// The cluster's topics, for a consumer group's subscriptions.
 struct ClusterTopics<'a> {
     topics: &'a BTreeMap<String, super::topic::Topic>,
+    version: u64,
 }
 
 impl consumer::TopicCatalog for ClusterTopics<'_> {
+    fn version(&self) -> u64 {
+        self.version
+    }
+
     fn topic(&self, name: &str) -> Option<assignors::TopicInfo> {
         self.topics.get(name).map(|t| assignors::TopicInfo {
             id: t.id(),
