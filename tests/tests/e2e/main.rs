@@ -13,6 +13,7 @@ mod idempotence;
 mod kip848_coordinator;
 mod lab;
 mod librdkafka_scenarios;
+mod patterns;
 mod producer;
 mod security;
 mod transactions;
