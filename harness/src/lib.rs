@@ -529,6 +529,34 @@ impl ClusterBuilder {
         self
     }
 
+    /// A KIP-848 consumer group member's session (`group.consumer.session.timeout.ms`):
+    /// fenced when no ConsumerGroupHeartbeat comes for this long. Default 45 s.
+    pub fn consumer_group_session_timeout(mut self, timeout: Duration) -> Self {
+        self.config.groups.consumer_session_timeout = timeout;
+        self
+    }
+
+    /// How often KIP-848 members are told to heartbeat
+    /// (`group.consumer.heartbeat.interval.ms`). Default 5 s.
+    pub fn consumer_group_heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.config.groups.consumer_heartbeat_interval = interval;
+        self
+    }
+
+    /// The server-side assignors of consumer groups, the first the default
+    /// (`group.consumer.assignors`). Default `uniform`, `range`; only those two exist.
+    pub fn consumer_group_assignors(mut self, names: &[&str]) -> Self {
+        self.config.groups.consumer_assignors = names.iter().map(|n| n.to_string()).collect();
+        self
+    }
+
+    /// Most members per consumer group (`group.consumer.max.size`); past it
+    /// GROUP_MAX_SIZE_REACHED. Default 10,000 (Kafka's is unbounded).
+    pub fn consumer_group_max_size(mut self, n: usize) -> Self {
+        self.config.groups.consumer_max_size = n;
+        self
+    }
+
     /// Most groups, with members or only offsets; a request that would create another is
     /// answered UNKNOWN_SERVER_ERROR. Default 100,000.
     pub fn max_groups(mut self, n: usize) -> Self {

@@ -177,6 +177,7 @@ impl ClusterState {
         let id = self.next_topic_id();
         let placement_start = self.placement_start();
         self.topics_created += 1;
+        self.topology_version += 1;
         let is_up = |b: i32| self.is_broker_up(b);
         let partitions = replicas
             .into_iter()
@@ -206,6 +207,7 @@ impl ClusterState {
             .remove(name)
             .ok_or(ErrorCode::UnknownTopicOrPartition)?;
         self.topic_names_by_id.remove(&topic.id);
+        self.topology_version += 1;
         self.topic_names_by_collision_key
             .remove(&topic::unify_collision_chars(name));
         for partition in &topic.partitions {
@@ -301,6 +303,7 @@ impl ClusterState {
             return Ok(());
         }
         let live: HashSet<i32> = self.live_brokers().map(|b| b.id).collect();
+        self.topology_version += 1;
         if let Some(topic) = self.topics.get_mut(name) {
             for (i, replicas) in new_replicas.into_iter().enumerate() {
                 let index = current + i as i32;

@@ -211,6 +211,9 @@ pub struct ClusterState {
     /// a new name is checked against all of them at once, not one by one.
     topic_names_by_collision_key: HashMap<String, String>,
     topics_created: u64,
+    /// Bumped whenever a topic is created, deleted or grown: what KIP-848 groups compare
+    /// to know whether their subscriptions may have changed.
+    topology_version: u64,
     next_producer_id: i64,
     /// Requests that wait for a change or a deadline (fetches short of `min_bytes`).
     waiting: Purgatory<Parked>,
@@ -259,6 +262,7 @@ impl ClusterState {
             topic_names_by_id: HashMap::new(),
             topic_names_by_collision_key: HashMap::new(),
             topics_created: 0,
+            topology_version: 0,
             next_producer_id: FIRST_PRODUCER_ID,
             waiting,
             placement: coordinator::Placement::default(),

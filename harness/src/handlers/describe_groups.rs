@@ -15,7 +15,7 @@ use kafka_protocol::messages::describe_groups_response::{DescribedGroup, Describ
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, GroupId};
 
 use super::{text, RequestContext};
-use crate::cluster::groups::{ClassicGroupState, Group};
+use crate::cluster::groups::{ClassicGroup, ClassicGroupState};
 use crate::cluster::ClusterState;
 
 /// Every operation on a group, as an authorized-operations bit set (READ, DELETE,
@@ -49,7 +49,13 @@ pub fn handle(
             {
                 return failed(id.clone(), code);
             }
-            let mut described = match cluster.groups().group(id.as_str()) {
+            // A consumer group is not a classic group: described as if there were none
+            // (Kafka's `classicGroup` throws GROUP_ID_NOT_FOUND).
+            let classic = cluster
+                .groups()
+                .group(id.as_str())
+                .and_then(|g| g.as_classic());
+            let mut described = match classic {
                 Some(group) => describe(group, version),
                 None if version >= 6 => DescribedGroup::default()
                     .with_group_id(id.clone())
@@ -71,8 +77,7 @@ pub fn handle(
     DescribeGroupsResponse::default().with_groups(groups)
 }
 
-fn describe(group: &Group, version: i16) -> DescribedGroup {
-    let Group::Classic(classic) = group;
+fn describe(classic: &ClassicGroup, version: i16) -> DescribedGroup {
     let stable = classic.state() == ClassicGroupState::Stable;
     let protocol = classic.protocol_name().filter(|_| stable);
     let members = classic
@@ -98,8 +103,8 @@ fn describe(group: &Group, version: i16) -> DescribedGroup {
     DescribedGroup::default()
         .with_error_message(None)
         .with_group_id(GroupId(text(classic.id())))
-        .with_group_state(text(group.state_name()))
-        .with_protocol_type(text(group.protocol_type()))
+        .with_group_state(text(classic.state().name()))
+        .with_protocol_type(text(classic.protocol_type().map_or("", |t| t)))
         .with_protocol_data(protocol.map_or_else(StrBytes::default, |p| text(p)))
         .with_members(members)
 }

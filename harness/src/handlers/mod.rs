@@ -36,6 +36,8 @@
 //! | [`describe_cluster`] | DescribeCluster (60) | brokers, cluster and controller ids |
 //! | [`describe_transactions`] | DescribeTransactions (65) | a transactional id's state |
 //! | [`list_transactions`] | ListTransactions (66) | the ids a broker coordinates, filtered |
+//! | [`consumer_group_heartbeat`] | ConsumerGroupHeartbeat (68) | KIP-848: join, heartbeat, reconcile, leave |
+//! | [`consumer_group_describe`] | ConsumerGroupDescribe (69) | KIP-848 groups, members, assignments |
 //! | [`named_ids`] | - | the group and transactional ids requests name, every API |
 //!
 //! Call order, as the server drives it (see `server.rs`):
@@ -93,6 +95,8 @@ pub use named_ids::NamedIds;
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod api_versions;
+pub mod consumer_group_describe;
+pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
@@ -1007,6 +1011,56 @@ pub static APIS: &[ApiSpec] = &[
         partitions: no_partitions,
         named_ids: no_named_ids,
     },
+    ApiSpec {
+        key: ApiKey::ConsumerGroupHeartbeat,
+        versions: range(0, 1),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::ConsumerGroupHeartbeat(req) => {
+                Reply::Respond(ResponseKind::ConsumerGroupHeartbeat(
+                    consumer_group_heartbeat::handle(cluster, ctx, req),
+                ))
+            }
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::ConsumerGroupHeartbeat(req) => Some(ResponseKind::ConsumerGroupHeartbeat(
+                consumer_group_heartbeat::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: no_partitions,
+        named_ids: |request, _| match request {
+            RequestKind::ConsumerGroupHeartbeat(req) => named_ids::consumer_group_heartbeat(req),
+            _ => NamedIds::default(),
+        },
+    },
+    ApiSpec {
+        key: ApiKey::ConsumerGroupDescribe,
+        versions: range(0, 1),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::ConsumerGroupDescribe(req) => {
+                Reply::Respond(ResponseKind::ConsumerGroupDescribe(
+                    consumer_group_describe::handle(cluster, ctx, req),
+                ))
+            }
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::ConsumerGroupDescribe(req) => Some(ResponseKind::ConsumerGroupDescribe(
+                consumer_group_describe::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: no_partitions,
+        named_ids: |request, _| match request {
+            RequestKind::ConsumerGroupDescribe(req) => named_ids::consumer_group_describe(req),
+            _ => NamedIds::default(),
+        },
+    },
 ];
 
 /// [`ApiSpec::complete`] of APIs that never park.
@@ -1302,6 +1356,12 @@ mod tests {
             }
             ApiKey::ListTransactions => {
                 RequestKind::ListTransactions(ListTransactionsRequest::default())
+            }
+            ApiKey::ConsumerGroupHeartbeat => {
+                RequestKind::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest::default())
+            }
+            ApiKey::ConsumerGroupDescribe => {
+                RequestKind::ConsumerGroupDescribe(ConsumerGroupDescribeRequest::default())
             }
             ApiKey::SaslHandshake => RequestKind::SaslHandshake(Default::default()),
             ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(Default::default()),

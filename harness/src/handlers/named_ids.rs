@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use franzy::proto::RequestKind;
 use kafka_protocol::messages::{
-    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, ConsumerGroupHeartbeatRequest,
-    DeleteGroupsRequest, DescribeGroupsRequest, DescribeTransactionsRequest, EndTxnRequest,
-    FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest,
-    LeaveGroupRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
-    SyncGroupRequest, TxnOffsetCommitRequest,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, ConsumerGroupDescribeRequest,
+    ConsumerGroupHeartbeatRequest, DeleteGroupsRequest, DescribeGroupsRequest,
+    DescribeTransactionsRequest, EndTxnRequest, FindCoordinatorRequest, HeartbeatRequest,
+    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, SyncGroupRequest, TxnOffsetCommitRequest,
 };
 
 /// FindCoordinator's key type for a transactional id (0 is a group; 2, share groups, is
@@ -66,6 +66,7 @@ pub fn of(request: &RequestKind, version: i16) -> NamedIds {
         RequestKind::DescribeGroups(req) => describe_groups(req),
         RequestKind::DeleteGroups(req) => delete_groups(req),
         RequestKind::ConsumerGroupHeartbeat(req) => consumer_group_heartbeat(req),
+        RequestKind::ConsumerGroupDescribe(req) => consumer_group_describe(req),
         RequestKind::InitProducerId(req) => init_producer_id(req),
         RequestKind::AddPartitionsToTxn(req) => add_partitions_to_txn(req, version),
         RequestKind::AddOffsetsToTxn(req) => add_offsets_to_txn(req),
@@ -150,6 +151,18 @@ pub fn offset_delete(req: &OffsetDeleteRequest) -> NamedIds {
 pub fn describe_groups(req: &DescribeGroupsRequest) -> NamedIds {
     NamedIds {
         groups: req.groups.iter().map(|g| Arc::from(g.as_str())).collect(),
+        transactional_ids: Vec::new(),
+    }
+}
+
+/// ConsumerGroupDescribe: each group.
+pub fn consumer_group_describe(req: &ConsumerGroupDescribeRequest) -> NamedIds {
+    NamedIds {
+        groups: req
+            .group_ids
+            .iter()
+            .map(|g| Arc::from(g.as_str()))
+            .collect(),
         transactional_ids: Vec::new(),
     }
 }

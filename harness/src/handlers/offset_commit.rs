@@ -12,6 +12,8 @@
 //!    0 or more is ILLEGAL_GENERATION (GROUP_ID_NOT_FOUND from v9); a member the group does
 //!    not know UNKNOWN_MEMBER_ID, a replaced static member FENCED_INSTANCE_ID, another
 //!    generation ILLEGAL_GENERATION, a group completing a rebalance REBALANCE_IN_PROGRESS.
+//!    A KIP-848 consumer group checks v9's member epoch: UNKNOWN_MEMBER_ID, UNSUPPORTED_VERSION
+//!    for one of its members committing below v9, STALE_MEMBER_EPOCH for another epoch.
 //!    Generation -1 with no member commits to a group without members, creating a "simple"
 //!    group if needed (the admin client, a consumer without group management);
 //! 3. each partition is stored, or refused: OFFSET_METADATA_TOO_LARGE past

@@ -8,7 +8,8 @@
 //! coordinator (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS for the group); an unknown
 //! group or partition is no error, just offset -1, leader epoch -1 and metadata ""; with
 //! `require_stable`, a partition with transactional offsets pending is
-//! UNSTABLE_OFFSET_COMMIT. Before v8 the one group's error is the response's (and before v2,
+//! UNSTABLE_OFFSET_COMMIT. From v9 a KIP-848 consumer group checks the member id and
+//! epoch (UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH; no member id and epoch -1 is the admin). Before v8 the one group's error is the response's (and before v2,
 //! which has no such field, every partition's). Topics are not checked against the cluster.
 //! Partitions (and, from v8, groups) past
 //! [`crate::cluster::ClusterConfig::max_partitions_per_request`] are INVALID_REQUEST.
@@ -54,6 +55,7 @@ pub fn handle(
             cluster,
             ctx,
             req.group_id.as_str(),
+            None,
             topics,
             require_stable,
             &mut budget,
@@ -78,10 +80,17 @@ pub fn handle(
                         .map(|t| (t.name.clone(), t.partition_indexes.clone()))
                         .collect()
                 });
+                let member = (version >= 9).then(|| {
+                    (
+                        group.member_id.as_ref().map(|m| m.as_str()),
+                        group.member_epoch,
+                    )
+                });
                 fetch_group(
                     cluster,
                     ctx,
                     group.group_id.as_str(),
+                    member,
                     topics,
                     require_stable,
                     &mut budget,
@@ -94,15 +103,21 @@ pub fn handle(
 }
 
 /// One group's offsets: the named partitions, or every committed one (`topics` None).
+/// From v9 a KIP-848 member names itself and its epoch (`member`), which a consumer group
+/// checks: UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH.
 fn fetch_group(
     cluster: &ClusterState,
     ctx: &RequestContext,
     group_id: &str,
+    member: Option<(Option<&str>, i32)>,
     topics: Option<Vec<(TopicName, Vec<i32>)>>,
     require_stable: bool,
     budget: &mut usize,
 ) -> GroupFetch {
     cluster.check_group_coordinator(group_id, ctx.broker_id, ctx.now)?;
+    if let Some((member_id, member_epoch)) = member {
+        cluster.validate_offset_fetch(group_id, member_id, member_epoch)?;
+    }
     let store = cluster.offsets();
     let Some(topics) = topics else {
         return Ok(store

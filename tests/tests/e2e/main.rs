@@ -11,6 +11,7 @@ mod group_coordinator;
 mod groups;
 mod hostile_input;
 mod idempotence;
+mod kip848_coordinator;
 mod lab;
 mod librdkafka_scenarios;
 mod patterns;

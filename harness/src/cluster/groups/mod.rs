@@ -4,19 +4,36 @@
 //! | module | what |
 //! |---|---|
 //! | [`classic`] | a classic group (JoinGroup/SyncGroup/Heartbeat/LeaveGroup): Kafka's state machine |
-//! | [`timers`] | keyed deadlines: sessions, join and sync phases |
+//! | [`consumer`] | a KIP-848 consumer group (ConsumerGroupHeartbeat): epochs, reconciliation |
+//! | [`assignors`] | the consumer groups' server-side assignors, `uniform` and `range` |
+//! | [`timers`] | keyed deadlines: sessions, join and sync phases, revocations |
 //!
 //! # Shape
 //!
 //! [`GroupCoordinator`] holds every group by id, an index of group ids by their partition of
 //! `__consumer_offsets` (the coordinator of a partition is its leader, see
 //! [`super::coordinator`]), the timers of all groups, and the caps. A group is a [`Group`]:
-//! today only [`Group::Classic`]; KIP-848's "consumer" groups (ConsumerGroupHeartbeat) will
-//! be a second variant beside it, with its own module (`consumer.rs`), its own timer keys in
-//! [`TimerKey`] and its own arms in the `ClusterState` methods below, sharing the placement,
-//! the offsets ([`super::offsets`]), the caps, the index and the timers. Requests name a group;
-//! what they may do to a group of the other type is Kafka's (`classicGroupJoin` dispatching
-//! on `group.type()`), so each method matches on the type.
+//! [`Group::Classic`] or KIP-848's [`Group::Consumer`] (ConsumerGroupHeartbeat), each with its
+//! own module, its own timer keys in [`TimerKey`] and its own arms in the `ClusterState`
+//! methods below, sharing the placement, the offsets ([`super::offsets`]), the caps, the
+//! index and the timers. Requests name a group; what they may do to a group of the other type
+//! is Kafka's (`classicGroupJoin` dispatching on `group.type()`), so each method matches on
+//! the type.
+//!
+//! # Mixed groups
+//!
+//! Kafka 4.x's `group.consumer.migration.policy` defaults to `bidirectional`: a classic
+//! group whose members use the consumer protocol is converted, members and all, when a
+//! ConsumerGroupHeartbeat joins it, and back when its last KIP-848 member leaves. The
+//! harness converts what Kafka converts under every policy, empty groups: an empty classic
+//! group (or one with only offsets) becomes a consumer group at the first
+//! ConsumerGroupHeartbeat, an empty consumer group a classic one at the first JoinGroup;
+//! offsets stay. A group with live members of the other protocol is refused as Kafka
+//! refuses it when the policy forbids the conversion ([`MigrationPolicy::Disabled`]):
+//! GROUP_ID_NOT_FOUND to ConsumerGroupHeartbeat ("Group g is not a consumer group"), and
+//! INCONSISTENT_GROUP_PROTOCOL to a JoinGroup (the harness does not serve classic members
+//! inside a consumer group). [`GroupConfig::migration_policy`] says which of Kafka's
+//! policies the harness follows; only `Disabled` is served.
 //!
 //! # How requests wait
 //!
@@ -55,7 +72,7 @@
 //! log (`appendGroupMetadataErrorToResponseError`); past `max_size`, GROUP_MAX_SIZE_REACHED.
 //! Waiting requests are bounded by the purgatory.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,10 +82,16 @@ use franzy::proto::ErrorCode;
 use super::coordinator::{CoordinatorType, OFFSETS_TOPIC};
 use super::{ClusterState, Resolution, Time, WaiterId};
 
+pub mod assignors;
 pub mod classic;
+pub mod consumer;
 pub mod timers;
 
 pub use classic::{ClassicGroup, ClassicGroupState, ClassicMember, JoinArgs, SyncArgs};
+pub use consumer::{
+    ConsumerGroup, ConsumerGroupState, ConsumerMember, GroupError, HeartbeatArgs, HeartbeatOutcome,
+    MemberState,
+};
 use timers::Timers;
 
 /// Kafka's default `group.min.session.timeout.ms`.
@@ -87,6 +110,19 @@ pub const DEFAULT_MAX_GROUPS: usize = 100_000;
 pub const DEFAULT_MAX_MEMBER_BYTES: usize = 1024 * 1024;
 /// Default of [`GroupConfig::max_bytes`]: 256 MiB.
 pub const DEFAULT_MAX_GROUP_BYTES: usize = 256 * 1024 * 1024;
+/// Kafka's default `group.consumer.session.timeout.ms`.
+pub const DEFAULT_CONSUMER_SESSION_TIMEOUT: Duration = Duration::from_millis(45_000);
+/// Kafka's default `group.consumer.heartbeat.interval.ms`.
+pub const DEFAULT_CONSUMER_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(5_000);
+
+/// Kafka's `group.consumer.migration.policy`: which groups change protocol with their
+/// members (see the module doc, "Mixed groups").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MigrationPolicy {
+    /// No non-empty group changes protocol (what the harness serves).
+    #[default]
+    Disabled,
+}
 
 /// The group coordinator's settings (Kafka's `group.*` broker configs) and bounds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +151,19 @@ pub struct GroupConfig {
     pub max_member_bytes: usize,
     /// Most bytes of all members' protocols and assignments together. Default 256 MiB.
     pub max_bytes: usize,
+    /// A KIP-848 member's session (`group.consumer.session.timeout.ms`, 45 s): fenced when
+    /// no heartbeat comes for this long.
+    pub consumer_session_timeout: Duration,
+    /// How often KIP-848 members heartbeat (`group.consumer.heartbeat.interval.ms`, 5 s).
+    pub consumer_heartbeat_interval: Duration,
+    /// The server-side assignors, the first the default (`group.consumer.assignors`:
+    /// `uniform`, `range`); a member naming another is answered UNSUPPORTED_ASSIGNOR.
+    pub consumer_assignors: Vec<String>,
+    /// Most members per consumer group (`group.consumer.max.size`); past it
+    /// GROUP_MAX_SIZE_REACHED. Default 10,000 (Kafka's is unbounded).
+    pub consumer_max_size: usize,
+    /// Which groups change protocol with their members (see "Mixed groups").
+    pub migration_policy: MigrationPolicy,
 }
 
 impl Default for GroupConfig {
@@ -128,6 +177,11 @@ impl Default for GroupConfig {
             max_groups: DEFAULT_MAX_GROUPS,
             max_member_bytes: DEFAULT_MAX_MEMBER_BYTES,
             max_bytes: DEFAULT_MAX_GROUP_BYTES,
+            consumer_session_timeout: DEFAULT_CONSUMER_SESSION_TIMEOUT,
+            consumer_heartbeat_interval: DEFAULT_CONSUMER_HEARTBEAT_INTERVAL,
+            consumer_assignors: vec![assignors::UNIFORM.to_string(), assignors::RANGE.to_string()],
+            consumer_max_size: DEFAULT_GROUP_MAX_SIZE,
+            migration_policy: MigrationPolicy::Disabled,
         }
     }
 }
@@ -137,6 +191,8 @@ impl Default for GroupConfig {
 pub enum Group {
     /// The classic protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup).
     Classic(ClassicGroup),
+    /// KIP-848's consumer protocol (ConsumerGroupHeartbeat).
+    Consumer(ConsumerGroup),
 }
 
 impl Group {
@@ -144,6 +200,7 @@ impl Group {
     pub fn id(&self) -> &Arc<str> {
         match self {
             Group::Classic(g) => g.id(),
+            Group::Consumer(g) => g.id(),
         }
     }
 
@@ -151,6 +208,7 @@ impl Group {
     pub fn type_name(&self) -> &'static str {
         match self {
             Group::Classic(_) => "classic",
+            Group::Consumer(_) => "consumer",
         }
     }
 
@@ -158,6 +216,7 @@ impl Group {
     pub fn state_name(&self) -> &'static str {
         match self {
             Group::Classic(g) => g.state().name(),
+            Group::Consumer(g) => g.state().name(),
         }
     }
 
@@ -165,6 +224,7 @@ impl Group {
     pub fn protocol_type(&self) -> &str {
         match self {
             Group::Classic(g) => g.protocol_type().map_or("", |t| t),
+            Group::Consumer(_) => classic::CONSUMER_PROTOCOL_TYPE,
         }
     }
 
@@ -172,12 +232,33 @@ impl Group {
     pub fn as_classic(&self) -> Option<&ClassicGroup> {
         match self {
             Group::Classic(g) => Some(g),
+            Group::Consumer(_) => None,
+        }
+    }
+
+    /// The consumer group, if it is one.
+    pub fn as_consumer(&self) -> Option<&ConsumerGroup> {
+        match self {
+            Group::Consumer(g) => Some(g),
+            Group::Classic(_) => None,
+        }
+    }
+
+    /// Whether the group has no members.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Group::Classic(g) => matches!(
+                g.state(),
+                ClassicGroupState::Empty | ClassicGroupState::Dead
+            ),
+            Group::Consumer(g) => g.is_empty(),
         }
     }
 
     fn bytes(&self) -> usize {
         match self {
             Group::Classic(g) => g.bytes(),
+            Group::Consumer(g) => g.bytes(),
         }
     }
 }
@@ -246,6 +327,10 @@ pub enum TimerKey {
     Join(Arc<str>),
     /// A classic group's sync phase.
     Sync(Arc<str>),
+    /// A consumer group member's session: group, member.
+    ConsumerSession(Arc<str>, Arc<str>),
+    /// A consumer group member's time to revoke partitions: group, member.
+    ConsumerRebalance(Arc<str>, Arc<str>),
 }
 
 /// A step's answer: now, or later to a waiting request.
@@ -277,6 +362,12 @@ impl MemberIds {
         bytes[8..].copy_from_slice(&lo.to_be_bytes());
         let uuid = uuid::Builder::from_random_bytes(bytes).into_uuid();
         Arc::from(format!("{prefix}-{}", uuid.hyphenated()))
+    }
+
+    /// The next bare UUID (a KIP-848 member id the coordinator makes, v0).
+    pub fn uuid(&mut self) -> Arc<str> {
+        let id = self.next("");
+        Arc::from(id.trim_start_matches('-'))
     }
 }
 
@@ -387,7 +478,9 @@ impl GroupCoordinator {
             bytes,
             ..
         } = self;
-        let Group::Classic(group) = groups.get_mut(id)?;
+        let Some(Group::Classic(group)) = groups.get_mut(id) else {
+            return None;
+        };
         let before = group.bytes();
         let mut ops = Ops {
             now,
@@ -401,8 +494,54 @@ impl GroupCoordinator {
         Some(result)
     }
 
+    /// As [`Self::with_classic`], for consumer group `id`.
+    fn with_consumer<R>(
+        &mut self,
+        id: &str,
+        now: Time,
+        step: impl FnOnce(&mut ConsumerGroup, &mut Ops<'_>) -> R,
+    ) -> Option<R> {
+        let Self {
+            config,
+            groups,
+            timers,
+            ids,
+            bytes,
+            ..
+        } = self;
+        let Some(Group::Consumer(group)) = groups.get_mut(id) else {
+            return None;
+        };
+        let before = group.bytes();
+        let mut answers = Vec::new();
+        let mut ops = Ops {
+            now,
+            config,
+            timers,
+            answers: &mut answers,
+            ids,
+        };
+        let result = step(group, &mut ops);
+        *bytes = bytes.saturating_sub(before).saturating_add(group.bytes());
+        Some(result)
+    }
+
     /// Creates classic group `id` (on `partition`), unless there are too many groups.
     fn create_classic(&mut self, id: &str, partition: i32) -> Result<(), ErrorCode> {
+        self.create(id, partition, |id| Group::Classic(ClassicGroup::new(id)))
+    }
+
+    /// Creates consumer group `id` (on `partition`), unless there are too many groups.
+    fn create_consumer(&mut self, id: &str, partition: i32) -> Result<(), ErrorCode> {
+        self.create(id, partition, |id| Group::Consumer(ConsumerGroup::new(id)))
+    }
+
+    fn create(
+        &mut self,
+        id: &str,
+        partition: i32,
+        make: impl FnOnce(Arc<str>) -> Group,
+    ) -> Result<(), ErrorCode> {
         if self.groups.contains_key(id) {
             return Ok(());
         }
@@ -419,8 +558,7 @@ impl GroupCoordinator {
             .entry(partition)
             .or_default()
             .insert(id.clone());
-        self.groups
-            .insert(id.clone(), Group::Classic(ClassicGroup::new(id)));
+        self.groups.insert(id.clone(), make(id));
         Ok(())
     }
 
@@ -434,7 +572,6 @@ impl GroupCoordinator {
             }
         }
         self.bytes = self.bytes.saturating_sub(group.bytes());
-        let Group::Classic(classic) = &group;
         let mut answers = Vec::new();
         let mut ops = Ops {
             now: Time::ZERO,
@@ -443,7 +580,10 @@ impl GroupCoordinator {
             answers: &mut answers,
             ids: &mut self.ids,
         };
-        classic.cancel_timers(&mut ops);
+        match &group {
+            Group::Classic(classic) => classic.cancel_timers(&mut ops),
+            Group::Consumer(consumer) => consumer.cancel_timers(&mut ops),
+        }
         Some(group)
     }
 
@@ -511,6 +651,15 @@ impl ClusterState {
             );
             return refuse(ErrorCode::UnknownServerError);
         }
+        match self.groups.group(group_id) {
+            // Kafka's `classicGroupJoinToClassicGroup` replaces an empty consumer group.
+            Some(Group::Consumer(g)) if g.is_empty() => {
+                self.groups.remove(group_id, partition);
+            }
+            // Classic members inside a consumer group are not served (see "Mixed groups").
+            Some(Group::Consumer(_)) => return refuse(ErrorCode::InconsistentGroupProtocol),
+            _ => {}
+        }
         if self.groups.group(group_id).is_none() {
             // Kafka creates the group only for a member without an id.
             if &*args.member_id != classic::UNKNOWN_MEMBER_ID {
@@ -556,6 +705,7 @@ impl ClusterState {
         let empty = match self.groups.group(group_id) {
             None => true,
             Some(Group::Classic(g)) => g.state() == ClassicGroupState::Empty,
+            Some(Group::Consumer(_)) => true,
         };
         if empty {
             return GroupReply::Now(classic::sync_error(ErrorCode::UnknownMemberId));
@@ -667,6 +817,9 @@ impl ClusterState {
             }
             self.groups.create_classic(group_id, partition)?;
         }
+        if let Some(Group::Consumer(group)) = self.groups.group(group_id) {
+            return group.validate_offset_commit(member_id, generation, false, version);
+        }
         let mut answers = Vec::new();
         let result = self
             .groups
@@ -706,7 +859,106 @@ impl ClusterState {
             Some(Group::Classic(group)) => {
                 group.validate_offset_commit(member_id, instance_id, generation, true)
             }
+            Some(Group::Consumer(group)) => {
+                group.validate_offset_commit(member_id, generation, true, i16::MAX)
+            }
             None => Err(ErrorCode::UnknownServerError),
+        }
+    }
+
+    /// A ConsumerGroupHeartbeat (v`version`) of `group_id` at `broker` (Kafka's
+    /// `GroupMetadataManager.consumerGroupHeartbeat`): the coordinator, the request's
+    /// checks, a leave (-1, -2) or a heartbeat of the group, created for a member
+    /// joining (an empty classic group is replaced, see "Mixed groups").
+    pub fn consumer_group_heartbeat(
+        &mut self,
+        group_id: &str,
+        args: HeartbeatArgs,
+        version: i16,
+        broker: i32,
+        now: Time,
+    ) -> Result<HeartbeatOutcome, GroupError> {
+        // Kafka routes the request to the group's shard first, then checks it.
+        let partition = self.check_group_coordinator(group_id, broker, now)?;
+        consumer::validate(group_id, &args, version, &self.groups.config)?;
+        let not_consumer = || {
+            GroupError::new(
+                ErrorCode::GroupIdNotFound,
+                format!("Group {group_id} is not a consumer group."),
+            )
+        };
+        if args.member_epoch < 0 {
+            return match self.groups.group(group_id) {
+                Some(Group::Consumer(_)) => self
+                    .groups
+                    .with_consumer(group_id, now, |group, ops| {
+                        group.leave(
+                            &args.member_id,
+                            args.instance_id.as_ref(),
+                            args.member_epoch,
+                            ops,
+                        )
+                    })
+                    .unwrap_or_else(|| Err(not_consumer())),
+                Some(Group::Classic(_)) => Err(not_consumer()),
+                None => Err(GroupError::new(
+                    ErrorCode::GroupIdNotFound,
+                    format!("Consumer group {group_id} not found."),
+                )),
+            };
+        }
+        match self.groups.group(group_id) {
+            None if args.member_epoch != 0 => {
+                return Err(GroupError::new(
+                    ErrorCode::GroupIdNotFound,
+                    format!("Consumer group {group_id} not found."),
+                ))
+            }
+            None => self.groups.create_consumer(group_id, partition)?,
+            Some(Group::Classic(classic)) => {
+                let empty = matches!(
+                    classic.state(),
+                    ClassicGroupState::Empty | ClassicGroupState::Dead
+                );
+                if args.member_epoch != 0 || !empty {
+                    return Err(not_consumer());
+                }
+                // Kafka's `maybeDeleteEmptyClassicGroup`: the offsets stay.
+                self.groups.remove(group_id, partition);
+                self.groups.create_consumer(group_id, partition)?;
+            }
+            Some(Group::Consumer(_)) => {}
+        }
+        let catalog = ClusterTopics {
+            topics: &self.topics,
+            version: self.topology_version,
+        };
+        let max_bytes = self.groups.config.max_bytes;
+        if self.groups.bytes > max_bytes {
+            tracing::warn!(
+                group = group_id,
+                "group bytes past the cap; answering UNKNOWN_SERVER_ERROR"
+            );
+            return Err(ErrorCode::UnknownServerError.into());
+        }
+        self.groups
+            .with_consumer(group_id, now, |group, ops| {
+                group.heartbeat(args, &catalog, ops)
+            })
+            .unwrap_or_else(|| Err(not_consumer()))
+    }
+
+    /// Whether an OffsetFetch v9+ by this member and epoch may read `group_id`'s offsets
+    /// (Kafka's `validateOffsetFetch`; only consumer groups check).
+    pub fn validate_offset_fetch(
+        &self,
+        group_id: &str,
+        member_id: Option<&str>,
+        member_epoch: i32,
+    ) -> Result<(), ErrorCode> {
+        match self.groups.group(group_id) {
+            Some(Group::Consumer(group)) => group.validate_offset_fetch(member_id, member_epoch),
+            _ => Ok(()),
         }
     }
 
@@ -727,6 +979,10 @@ impl ClusterState {
                 ClassicGroupState::Empty => {}
                 _ => return Err(ErrorCode::NonEmptyGroup),
             },
+            Some(Group::Consumer(group)) if !group.is_empty() => {
+                return Err(ErrorCode::NonEmptyGroup)
+            }
+            Some(Group::Consumer(_)) => {}
         }
         self.groups.remove(group_id, partition);
         self.offsets.delete_group(group_id);
@@ -752,6 +1008,7 @@ impl ClusterState {
                 _ if group.uses_consumer_protocol() => Ok(()),
                 _ => Err(ErrorCode::NonEmptyGroup),
             },
+            Some(Group::Consumer(_)) => Ok(()),
         }
     }
 
@@ -759,6 +1016,7 @@ impl ClusterState {
     pub fn group_subscribed_to(&self, group_id: &str, topic: &str) -> bool {
         match self.groups.group(group_id) {
             Some(Group::Classic(group)) => group.is_subscribed_to(topic),
+            Some(Group::Consumer(group)) => group.is_subscribed_to(topic),
             None => false,
         }
     }
@@ -838,12 +1096,29 @@ impl ClusterState {
                 break;
             };
             let group_id = match &key {
-                TimerKey::Heartbeat(group, _) | TimerKey::Join(group) | TimerKey::Sync(group) => {
-                    group.clone()
-                }
+                TimerKey::Heartbeat(group, _)
+                | TimerKey::Join(group)
+                | TimerKey::Sync(group)
+                | TimerKey::ConsumerSession(group, _)
+                | TimerKey::ConsumerRebalance(group, _) => group.clone(),
             };
             if !self.group_is_loaded(&group_id) {
                 continue;
+            }
+            match &key {
+                TimerKey::ConsumerSession(_, member) => {
+                    self.groups.with_consumer(&group_id, now, |group, ops| {
+                        group.expire_session(member, ops)
+                    });
+                    continue;
+                }
+                TimerKey::ConsumerRebalance(_, member) => {
+                    self.groups.with_consumer(&group_id, now, |group, ops| {
+                        group.expire_rebalance(member, ops)
+                    });
+                    continue;
+                }
+                _ => {}
             }
             let mut answers = Vec::new();
             self.groups
@@ -851,6 +1126,7 @@ impl ClusterState {
                     TimerKey::Heartbeat(_, member) => group.expire_heartbeat(member, ops),
                     TimerKey::Join(_) => group.expire_join(ops),
                     TimerKey::Sync(_) => group.expire_sync(ops),
+                    TimerKey::ConsumerSession(..) | TimerKey::ConsumerRebalance(..) => {}
                 });
             self.deliver(answers, None);
         }
@@ -885,13 +1161,52 @@ impl ClusterState {
             for id in ids {
                 self.groups
                     .with_classic(&id, now, &mut answers, |group, ops| group.unload(ops));
+                self.groups
+                    .with_consumer(&id, now, |group, ops| group.unload(ops));
                 if live {
                     self.groups
                         .with_classic(&id, loaded, &mut answers, |group, ops| group.load(ops));
+                    self.groups
+                        .with_consumer(&id, loaded, |group, ops| group.load(ops));
                 }
             }
         }
         self.deliver(answers, None);
+    }
+}
+
+/// The cluster's topics, for a consumer group's subscriptions.
+struct ClusterTopics<'a> {
+    topics: &'a BTreeMap<String, super::topic::Topic>,
+    version: u64,
+}
+
+impl consumer::TopicCatalog for ClusterTopics<'_> {
+    fn version(&self) -> u64 {
+        self.version
+    }
+
+    fn topic(&self, name: &str) -> Option<assignors::TopicInfo> {
+        self.topics.get(name).map(|t| assignors::TopicInfo {
+            id: t.id(),
+            partitions: i32::try_from(t.partitions().len()).unwrap_or(i32::MAX),
+        })
+    }
+
+    fn matching(&self, regex: &regex::Regex) -> Vec<(Arc<str>, assignors::TopicInfo)> {
+        self.topics
+            .values()
+            .filter(|t| !t.is_internal() && regex.is_match(t.name()))
+            .map(|t| {
+                (
+                    Arc::from(t.name()),
+                    assignors::TopicInfo {
+                        id: t.id(),
+                        partitions: i32::try_from(t.partitions().len()).unwrap_or(i32::MAX),
+                    },
+                )
+            })
+            .collect()
     }
 }
 
@@ -903,5 +1218,7 @@ fn mix(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+#[cfg(test)]
+mod consumer_tests;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,604 @@
+//! KIP-848 consumer groups against Kafka's behaviour (`GroupMetadataManagerTest`'s
+//! consumer-group cases): epochs, reconciliation (a partition moves only after its owner
+//! revoked it), the assignors, static members, leaves, sessions and rebalance timeouts on
+//! cluster time, subscriptions by name and regex, mixed groups, offsets with member epochs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use franzy::proto::ErrorCode;
+use uuid::Uuid;
+
+use super::assignors::Assignment;
+use super::*;
+use crate::cluster::ClusterConfig;
+
+const GROUP: &str = "g";
+
+struct Bench {
+    c: ClusterState,
+    now: Time,
+}
+
+/// One heartbeat's fields, with builder-style setters.
+#[derive(Clone)]
+struct Hb {
+    args: HeartbeatArgs,
+    version: i16,
+}
+
+impl Hb {
+    fn join(member: &str, topics: &[&str]) -> Self {
+        Self {
+            args: HeartbeatArgs {
+                member_id: Arc::from(member),
+                member_epoch: 0,
+                instance_id: None,
+                rack_id: None,
+                rebalance_timeout_ms: 30_000,
+                subscribed_topic_names: Some(topics.iter().map(|t| Arc::from(*t)).collect()),
+                subscribed_topic_regex: None,
+                server_assignor: None,
+                owned: Some(Assignment::new()),
+                client_id: Arc::from("client"),
+                client_host: Arc::from("/127.0.0.1"),
+            },
+            version: 1,
+        }
+    }
+
+    /// A plain heartbeat: epoch and owned partitions only.
+    fn beat(member: &str, epoch: i32, owned: Option<Assignment>) -> Self {
+        let mut hb = Self::join(member, &[]);
+        hb.args.member_epoch = epoch;
+        hb.args.rebalance_timeout_ms = -1;
+        hb.args.subscribed_topic_names = None;
+        hb.args.owned = owned;
+        hb
+    }
+
+    fn instance(mut self, id: &str) -> Self {
+        self.args.instance_id = Some(Arc::from(id));
+        self
+    }
+}
+
+impl Bench {
+    fn new() -> Self {
+        Self::with(GroupConfig::default())
+    }
+
+    fn with(groups: GroupConfig) -> Self {
+        let mut c = ClusterState::new(ClusterConfig {
+            groups,
+            ..ClusterConfig::default()
+        });
+        c.create_internal_topic(CoordinatorType::Group)
+            .expect("offsets topic");
+        c.create_topic("t", 4, BTreeMap::new()).expect("topic t");
+        Self { c, now: Time::ZERO }
+    }
+
+    fn coordinator(&self) -> i32 {
+        let partition = self.c.coordinator_partition(CoordinatorType::Group, GROUP);
+        self.c
+            .partition(OFFSETS_TOPIC, partition)
+            .map_or(-1, |p| p.leader())
+    }
+
+    fn send(&mut self, hb: Hb) -> Result<HeartbeatOutcome, GroupError> {
+        let broker = self.coordinator();
+        self.c
+            .consumer_group_heartbeat(GROUP, hb.args, hb.version, broker, self.now)
+    }
+
+    fn code(&mut self, hb: Hb) -> ErrorCode {
+        match self.send(hb) {
+            Ok(outcome) => panic!("expected an error, got {outcome:?}"),
+            Err(e) => e.code,
+        }
+    }
+
+    fn topic_id(&self, name: &str) -> Uuid {
+        self.c.topic(name).expect("topic").id()
+    }
+
+    fn group(&self) -> &ConsumerGroup {
+        self.c
+            .groups()
+            .group(GROUP)
+            .and_then(Group::as_consumer)
+            .expect("a consumer group")
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now = self.now + Duration::from_millis(ms);
+        self.c.handle_timeout(self.now);
+    }
+
+    /// No partition is held (assigned or pending revocation) by two members.
+    fn assert_exclusive(&self) {
+        let mut seen = BTreeSet::new();
+        for m in self.group().members() {
+            for (t, ps) in m.assigned.iter().chain(&m.pending_revocation) {
+                for p in ps {
+                    assert!(seen.insert((*t, *p)), "partition {t}/{p} held twice");
+                }
+            }
+        }
+    }
+}
+
+fn count(a: &Assignment) -> usize {
+    a.values().map(BTreeSet::len).sum()
+}
+
+#[test]
+fn a_first_member_gets_every_partition_at_epoch_one() {
+    let mut b = Bench::new();
+    let out = b.send(Hb::join("a", &["t"])).expect("joined");
+    assert_eq!(out.member_epoch, 1);
+    assert_eq!(out.heartbeat_interval_ms, 5_000);
+    let t = b.topic_id("t");
+    assert_eq!(out.assignment, Some([(t, [0, 1, 2, 3].into())].into()));
+    assert_eq!(b.group().group_epoch(), 1);
+    assert_eq!(b.group().state(), ConsumerGroupState::Stable);
+    // A heartbeat with nothing new carries no assignment.
+    let out = b.send(Hb::beat("a", 1, None)).expect("heartbeat");
+    assert_eq!((out.member_epoch, out.assignment), (1, None));
+}
+
+#[test]
+fn a_partition_moves_only_after_its_owner_revoked_it() {
+    let mut b = Bench::new();
+    let t = b.topic_id("t");
+    let a = b.send(Hb::join("a", &["t"])).expect("a joins");
+    let all = a.assignment.expect("assignment");
+    // b joins: epoch 2, but a still holds everything, so b waits with nothing.
+    let joined = b.send(Hb::join("b", &["t"])).expect("b joins");
+    assert_eq!(joined.member_epoch, 2);
+    assert_eq!(joined.assignment, Some(Assignment::new()));
+    assert_eq!(b.group().state(), ConsumerGroupState::Reconciling);
+    assert_eq!(
+        b.group().member("b").expect("b").state,
+        MemberState::UnreleasedPartitions
+    );
+    b.assert_exclusive();
+    // a is asked to revoke two: it stays at epoch 1 with the two it keeps.
+    let asked = b
+        .send(Hb::beat("a", 1, Some(all.clone())))
+        .expect("a heartbeats");
+    assert_eq!(asked.member_epoch, 1);
+    let kept = asked.assignment.expect("the partitions a keeps");
+    assert_eq!(count(&kept), 2);
+    b.assert_exclusive();
+    // b still gets nothing while a has not revoked.
+    let waiting = b
+        .send(Hb::beat("b", 2, Some(Assignment::new())))
+        .expect("b");
+    assert_eq!(waiting.assignment, None);
+    // Still owning them (a heartbeat that lists them), a stays where it is.
+    let still = b.send(Hb::beat("a", 1, Some(all))).expect("a");
+    assert_eq!((still.member_epoch, still.assignment), (1, None));
+    // a revokes: epoch 2, stable.
+    let done = b
+        .send(Hb::beat("a", 1, Some(kept.clone())))
+        .expect("a revoked");
+    assert_eq!(done.member_epoch, 2);
+    // b now gets the other two.
+    let got = b
+        .send(Hb::beat("b", 2, Some(Assignment::new())))
+        .expect("b");
+    let theirs = got.assignment.expect("b's partitions");
+    assert_eq!(count(&theirs), 2);
+    let mut union: BTreeSet<i32> = kept[&t].clone();
+    union.extend(&theirs[&t]);
+    assert_eq!(union, [0, 1, 2, 3].into());
+    b.assert_exclusive();
+    assert_eq!(b.group().state(), ConsumerGroupState::Stable);
+}
+
+#[test]
+fn epochs_the_member_cannot_have_are_fenced_or_refused() {
+    let mut b = Bench::new();
+    b.send(Hb::join("a", &["t"])).expect("joined");
+    assert_eq!(b.code(Hb::beat("a", 2, None)), ErrorCode::FencedMemberEpoch);
+    assert_eq!(
+        b.code(Hb::beat("a", i32::MAX, None)),
+        ErrorCode::FencedMemberEpoch
+    );
+    assert_eq!(b.code(Hb::beat("zz", 1, None)), ErrorCode::UnknownMemberId);
+    for epoch in [-3, i32::MIN] {
+        let err = b.send(Hb::beat("a", epoch, None)).expect_err("refused");
+        assert_eq!(err.code, ErrorCode::InvalidRequest);
+        assert_eq!(err.message.as_deref(), Some("MemberEpoch is invalid."));
+    }
+    // A join must carry its rebalance timeout, a subscription and no owned partitions.
+    let mut no_timeout = Hb::join("c", &["t"]);
+    no_timeout.args.rebalance_timeout_ms = -1;
+    assert_eq!(b.code(no_timeout), ErrorCode::InvalidRequest);
+    let mut owning = Hb::join("c", &["t"]);
+    owning.args.owned = Some([(Uuid::nil(), [0].into())].into());
+    assert_eq!(b.code(owning), ErrorCode::InvalidRequest);
+    let mut nothing = Hb::join("c", &[]);
+    nothing.args.subscribed_topic_names = None;
+    assert_eq!(b.code(nothing), ErrorCode::InvalidRequest);
+    // From v1 the member makes its id.
+    assert_eq!(b.code(Hb::join("", &["t"])), ErrorCode::InvalidRequest);
+    let mut v0 = Hb::join("", &["t"]);
+    v0.version = 0;
+    let made = b.send(v0).expect("v0 joins without an id");
+    assert_eq!(made.member_id.len(), 36, "a UUID: {}", made.member_id);
+    let mut assignor = Hb::join("c", &["t"]);
+    assignor.args.server_assignor = Some(Arc::from("sticky"));
+    assert_eq!(b.code(assignor), ErrorCode::UnsupportedAssignor);
+    let mut empty_group = Hb::join("c", &["t"]);
+    empty_group.args.instance_id = Some(Arc::from(""));
+    assert_eq!(b.code(empty_group), ErrorCode::InvalidRequest);
+    // No group for a member that is not joining.
+    let partition = b.c.coordinator_partition(CoordinatorType::Group, "other");
+    let other =
+        b.c.partition(OFFSETS_TOPIC, partition)
+            .map_or(-1, |p| p.leader());
+    let err =
+        b.c.consumer_group_heartbeat("other", Hb::beat("a", 1, None).args, 1, other, b.now)
+            .expect_err("no group");
+    assert_eq!(err.code, ErrorCode::GroupIdNotFound);
+    // The wrong broker.
+    let broker = b.coordinator();
+    let err =
+        b.c.consumer_group_heartbeat(GROUP, Hb::beat("a", 1, None).args, 1, broker + 1, b.now)
+            .expect_err("not the coordinator");
+    assert_eq!(err.code, ErrorCode::NotCoordinator);
+}
+
+#[test]
+fn a_lost_answer_is_forgiven_with_the_previous_epoch_and_a_subset() {
+    let mut b = Bench::new();
+    let t = b.topic_id("t");
+    b.send(Hb::join("a", &["t"])).expect("joined");
+    // Epoch 1, previous 0: a heartbeat at epoch 0 other than a join is a rejoin here.
+    b.send(Hb::join("b", &["t"])).expect("b joins");
+    let kept = b
+        .send(Hb::beat("a", 1, Some([(t, [0, 1, 2, 3].into())].into())))
+        .expect("asked to revoke")
+        .assignment
+        .expect("kept");
+    b.send(Hb::beat("a", 1, Some(kept.clone())))
+        .expect("epoch 2");
+    // The answer with epoch 2 was lost: a comes back at 1 with a subset, accepted.
+    let again = b.send(Hb::beat("a", 1, Some(kept))).expect("forgiven");
+    assert_eq!(again.member_epoch, 2);
+    // Not with partitions it does not have.
+    let err = b
+        .send(Hb::beat("a", 1, Some([(t, [0, 1, 2, 3].into())].into())))
+        .expect_err("not a subset");
+    assert_eq!(err.code, ErrorCode::FencedMemberEpoch);
+}
+
+#[test]
+fn a_full_group_refuses_new_members() {
+    let mut b = Bench::with(GroupConfig {
+        consumer_max_size: 1,
+        ..GroupConfig::default()
+    });
+    b.send(Hb::join("a", &["t"])).expect("joined");
+    assert_eq!(
+        b.code(Hb::join("b", &["t"])),
+        ErrorCode::GroupMaxSizeReached
+    );
+    // The member already in is still served.
+    b.send(Hb::beat("a", 1, None)).expect("member a");
+}
+
+#[test]
+fn leaving_removes_the_member_and_bumps_the_group_epoch() {
+    let mut b = Bench::new();
+    b.send(Hb::join("a", &["t"])).expect("a");
+    b.send(Hb::join("b", &["t"])).expect("b");
+    let epoch = b.group().group_epoch();
+    let left = b.send(Hb::beat("b", -1, None)).expect("b leaves");
+    assert_eq!((left.member_id.as_ref(), left.member_epoch), ("b", -1));
+    assert_eq!(b.group().group_epoch(), epoch + 1);
+    assert!(b.group().member("b").is_none());
+    assert_eq!(b.code(Hb::beat("b", -1, None)), ErrorCode::UnknownMemberId);
+    b.send(Hb::beat("a", -1, None)).expect("a leaves");
+    assert_eq!(b.group().state(), ConsumerGroupState::Empty);
+}
+
+#[test]
+fn a_static_member_leaves_for_a_while_and_its_successor_takes_its_partitions() {
+    let mut b = Bench::new();
+    let first = b
+        .send(Hb::join("a1", &["t"]).instance("i"))
+        .expect("a1 joins");
+    let epoch = b.group().group_epoch();
+    // Another member with the same instance id is refused while a1 is there.
+    assert_eq!(
+        b.code(Hb::join("a2", &["t"]).instance("i")),
+        ErrorCode::UnreleasedInstanceId
+    );
+    assert_eq!(
+        b.code(Hb::beat("a2", 1, None).instance("i")),
+        ErrorCode::FencedInstanceId
+    );
+    // -2 without an instance id is invalid; with it, a temporary leave.
+    assert_eq!(b.code(Hb::beat("a1", -2, None)), ErrorCode::InvalidRequest);
+    let left = b
+        .send(Hb::beat("a1", -2, None).instance("i"))
+        .expect("temporary leave");
+    assert_eq!(left.member_epoch, -2);
+    assert_eq!(b.group().group_epoch(), epoch, "no rebalance");
+    assert_eq!(b.group().member("a1").expect("kept").member_epoch, -2);
+    // Its successor gets what it had, with no new group epoch.
+    let back = b
+        .send(Hb::join("a2", &["t"]).instance("i"))
+        .expect("a2 replaces a1");
+    assert_eq!(back.assignment, first.assignment);
+    assert_eq!(back.member_epoch, epoch);
+    assert!(b.group().member("a1").is_none());
+    assert_eq!(b.group().group_epoch(), epoch);
+    // -1 with the instance id leaves for good.
+    b.send(Hb::beat("a2", -1, None).instance("i"))
+        .expect("leaves");
+    assert!(b.group().is_empty());
+}
+
+#[test]
+fn a_temporarily_departed_static_member_goes_when_its_session_ends() {
+    let mut b = Bench::new();
+    b.send(Hb::join("a1", &["t"]).instance("i")).expect("a1");
+    b.send(Hb::beat("a1", -2, None).instance("i"))
+        .expect("away");
+    b.advance(44_999);
+    assert!(b.group().member("a1").is_some());
+    b.advance(1);
+    assert!(b.group().member("a1").is_none(), "session timed out");
+}
+
+#[test]
+fn a_silent_member_is_fenced_when_its_session_ends() {
+    let mut b = Bench::new();
+    b.send(Hb::join("a", &["t"])).expect("a");
+    b.send(Hb::join("b", &["t"])).expect("b");
+    b.advance(40_000);
+    b.send(Hb::beat("a", 1, None)).expect("a keeps its session");
+    b.advance(5_000);
+    assert!(b.group().member("b").is_none(), "b fenced");
+    assert!(b.group().member("a").is_some());
+    // a is given everything back once b is gone: first what was never revoked, then
+    // (the next heartbeat) the two it had been revoking, once released.
+    let t = b.topic_id("t");
+    let owned = b.group().member("a").expect("a").assigned.clone();
+    let first = b.send(Hb::beat("a", 1, Some(owned))).expect("a");
+    assert_eq!(
+        b.group().member("a").expect("a").state,
+        MemberState::UnreleasedPartitions
+    );
+    let owned = b.group().member("a").expect("a").assigned.clone();
+    let out = b
+        .send(Hb::beat("a", first.member_epoch, Some(owned)))
+        .expect("a");
+    let a = b.group().member("a").expect("a");
+    assert_eq!(a.assigned.get(&t).map(BTreeSet::len), Some(4));
+    assert_eq!(out.member_epoch, b.group().group_epoch());
+}
+
+#[test]
+fn a_member_that_does_not_revoke_in_time_is_fenced() {
+    let mut b = Bench::new();
+    let all = b
+        .send(Hb::join("a", &["t"]))
+        .expect("a")
+        .assignment
+        .expect("all");
+    b.send(Hb::join("b", &["t"])).expect("b");
+    b.send(Hb::beat("a", 1, Some(all.clone())))
+        .expect("asked to revoke");
+    assert_eq!(
+        b.group().member("a").expect("a").state,
+        MemberState::UnrevokedPartitions
+    );
+    // a keeps heartbeating (its session lives) but never revokes.
+    for _ in 0..7 {
+        b.advance(4_000);
+        let _ = b.send(Hb::beat("a", 1, Some(all.clone())));
+    }
+    b.advance(3_000);
+    assert!(
+        b.group().member("a").is_none(),
+        "fenced past its rebalance timeout"
+    );
+    assert_eq!(b.code(Hb::beat("a", 1, None)), ErrorCode::UnknownMemberId);
+}
+
+#[test]
+fn a_rejoin_with_epoch_zero_starts_over() {
+    let mut b = Bench::new();
+    b.send(Hb::join("a", &["t"])).expect("a");
+    let again = b.send(Hb::join("a", &["t"])).expect("a rejoins");
+    assert_eq!(again.member_epoch, 1);
+    assert_eq!(again.assignment.as_ref().map(count), Some(4));
+}
+
+#[test]
+fn regex_subscriptions_follow_topics_as_they_come() {
+    let mut b = Bench::new();
+    b.c.create_topic("orders", 2, BTreeMap::new())
+        .expect("orders");
+    let mut join = Hb::join("a", &[]);
+    join.args.subscribed_topic_names = None;
+    join.args.subscribed_topic_regex = Some(Arc::from("t|ord.*"));
+    let out = b.send(join).expect("joined");
+    assert_eq!(out.assignment.as_ref().map(count), Some(6));
+    assert!(b.group().is_subscribed_to("orders"));
+    assert!(!b.group().is_subscribed_to(OFFSETS_TOPIC));
+    let epoch = b.group().group_epoch();
+    b.c.create_topic("orders-eu", 3, BTreeMap::new())
+        .expect("orders-eu");
+    let owned = b.group().member("a").expect("a").assigned.clone();
+    let out = b
+        .send(Hb::beat("a", epoch, Some(owned)))
+        .expect("heartbeat");
+    assert_eq!(
+        b.group().group_epoch(),
+        epoch + 1,
+        "the new topic bumps the epoch"
+    );
+    assert_eq!(out.assignment.as_ref().map(count), Some(9));
+    // Bad regexes are refused, whatever their shape.
+    for bad in ["(", "a)(b", "[z-a]", "a{99999999}", &"(".repeat(100_000)] {
+        let mut join = Hb::join("b", &[]);
+        join.args.subscribed_topic_names = None;
+        join.args.subscribed_topic_regex = Some(Arc::from(bad));
+        assert_eq!(
+            b.code(join),
+            ErrorCode::InvalidRegularExpression,
+            "{}",
+            &bad[..bad.len().min(20)]
+        );
+    }
+}
+
+#[test]
+fn the_range_assignor_is_chosen_by_the_members() {
+    let mut b = Bench::new();
+    let t = b.topic_id("t");
+    let mut a = Hb::join("a", &["t"]);
+    a.args.server_assignor = Some(Arc::from("range"));
+    b.send(a).expect("a");
+    let mut c = Hb::join("c", &["t"]);
+    c.args.server_assignor = Some(Arc::from("range"));
+    b.send(c).expect("c");
+    assert_eq!(&*b.group().assignor_name(b.c.groups().config()), "range");
+    assert_eq!(b.group().target_of("a"), Some(&[(t, [0, 1].into())].into()));
+    assert_eq!(b.group().target_of("c"), Some(&[(t, [2, 3].into())].into()));
+}
+
+#[test]
+fn partitions_of_a_grown_topic_are_assigned() {
+    let mut b = Bench::new();
+    b.send(Hb::join("a", &["t"])).expect("a");
+    b.c.create_partitions("t", 6, None, false).expect("grown");
+    let owned = b.group().member("a").expect("a").assigned.clone();
+    let out = b.send(Hb::beat("a", 1, Some(owned))).expect("a");
+    assert_eq!(out.member_epoch, 2);
+    assert_eq!(out.assignment.as_ref().map(count), Some(6));
+}
+
+#[test]
+fn empty_groups_change_protocol_and_busy_ones_are_refused() {
+    let mut b = Bench::new();
+    let broker = b.coordinator();
+    // Offsets only (a "simple" classic group): the heartbeat makes it a consumer group.
+    b.c.validate_offset_commit(GROUP, "", None, -1, 9, broker, b.now)
+        .expect("simple commit");
+    assert_eq!(
+        b.c.groups().group(GROUP).map(Group::type_name),
+        Some("classic")
+    );
+    b.send(Hb::join("a", &["t"])).expect("converted");
+    assert_eq!(
+        b.c.groups().group(GROUP).map(Group::type_name),
+        Some("consumer")
+    );
+    // A JoinGroup to a consumer group with members is refused.
+    let join = JoinArgs {
+        member_id: Arc::from(""),
+        instance_id: None,
+        client_id: Arc::from("c"),
+        client_host: Arc::from("h"),
+        session_timeout_ms: 10_000,
+        rebalance_timeout_ms: 10_000,
+        protocol_type: Arc::from("consumer"),
+        protocols: vec![(Arc::from("range"), bytes::Bytes::new())],
+        require_known_member_id: false,
+        supports_skip_assignment: false,
+    };
+    match b
+        .c
+        .join_group(GROUP, join.clone(), broker, WaiterId(1), b.now)
+    {
+        GroupReply::Now(out) => {
+            assert_eq!(out.error_code, ErrorCode::InconsistentGroupProtocol.code())
+        }
+        GroupReply::Wait(_) => panic!("answered at once"),
+    }
+    // Once empty, a JoinGroup makes it a classic group again.
+    b.send(Hb::beat("a", -1, None)).expect("a leaves");
+    let _ = b.c.join_group(GROUP, join, broker, WaiterId(2), b.now);
+    assert_eq!(
+        b.c.groups().group(GROUP).map(Group::type_name),
+        Some("classic")
+    );
+    // A classic group with members refuses the consumer protocol.
+    let err = b
+        .send(Hb::join("x", &["t"]))
+        .expect_err("classic with members");
+    assert_eq!(err.code, ErrorCode::GroupIdNotFound);
+}
+
+#[test]
+fn offsets_are_checked_against_member_epochs() {
+    let mut b = Bench::new();
+    let broker = b.coordinator();
+    b.send(Hb::join("a", &["t"])).expect("a");
+    let commit = |b: &mut Bench, member: &str, epoch: i32, version: i16| {
+        b.c.validate_offset_commit(GROUP, member, None, epoch, version, broker, b.now)
+    };
+    assert_eq!(commit(&mut b, "a", 1, 9), Ok(()));
+    assert_eq!(commit(&mut b, "a", 2, 9), Err(ErrorCode::StaleMemberEpoch));
+    assert_eq!(commit(&mut b, "a", 0, 9), Err(ErrorCode::StaleMemberEpoch));
+    assert_eq!(
+        commit(&mut b, "a", 1, 8),
+        Err(ErrorCode::UnsupportedVersion)
+    );
+    assert_eq!(commit(&mut b, "zz", 1, 9), Err(ErrorCode::UnknownMemberId));
+    assert_eq!(commit(&mut b, "", -1, 9), Err(ErrorCode::UnknownMemberId));
+    assert_eq!(b.c.validate_offset_fetch(GROUP, Some("a"), 1), Ok(()));
+    assert_eq!(
+        b.c.validate_offset_fetch(GROUP, Some("a"), 7),
+        Err(ErrorCode::StaleMemberEpoch)
+    );
+    assert_eq!(b.c.validate_offset_fetch(GROUP, None, -1), Ok(()));
+    assert_eq!(
+        b.c.validate_offset_fetch(GROUP, Some("zz"), 1),
+        Err(ErrorCode::UnknownMemberId)
+    );
+    // Deleting a group with members is refused; its offsets of other topics may go.
+    assert_eq!(
+        b.c.delete_group(GROUP, broker, b.now),
+        Err(ErrorCode::NonEmptyGroup)
+    );
+    assert_eq!(b.c.validate_offset_delete(GROUP, broker, b.now), Ok(()));
+    assert!(b.c.group_subscribed_to(GROUP, "t"));
+    b.send(Hb::beat("a", -1, None)).expect("leaves");
+    assert!(!b.c.group_subscribed_to(GROUP, "t"));
+    assert_eq!(
+        commit(&mut b, "", -1, 9),
+        Ok(()),
+        "the admin commits to an empty group"
+    );
+    assert_eq!(b.c.delete_group(GROUP, broker, b.now), Ok(()));
+}
+
+#[test]
+fn a_coordinator_move_keeps_members_and_restarts_sessions() {
+    let mut b = Bench::new();
+    b.send(Hb::join("a", &["t"])).expect("a");
+    let old = b.coordinator();
+    let new = (old + 1) % 3;
+    b.advance(30_000);
+    b.c.move_coordinator(CoordinatorType::Group, GROUP, new)
+        .expect("moved");
+    let err =
+        b.c.consumer_group_heartbeat(GROUP, Hb::beat("a", 1, None).args, 1, old, b.now)
+            .expect_err("the old coordinator");
+    assert_eq!(err.code, ErrorCode::NotCoordinator);
+    // The session started anew at the move: 30 s later a is still there.
+    b.advance(30_000);
+    assert!(b.group().member("a").is_some());
+    let out = b.send(Hb::beat("a", 1, None)).expect("the new coordinator");
+    assert_eq!(out.member_epoch, 1);
+}
