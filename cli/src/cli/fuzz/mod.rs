@@ -317,8 +317,11 @@ struct Shared {
     raw_findings: Mutex<Vec<RawFinding>>,
     /// Each connection's last request and when it went: the candidates when the broker
     /// stops accepting connections.
-    last_sent: Mutex<Vec<Option<(Instant, usize, Vec<u8>)>>>,
+    last_sent: Mutex<Vec<Option<LastSent>>>,
 }
+
+/// When a connection sent its last request, to which broker (index), and its bytes.
+type LastSent = (Instant, usize, Vec<u8>);
 
 impl Shared {
     fn report(&self, finding: RawFinding) {

@@ -216,7 +216,7 @@ mod tests {
     use franzy::proto::message::encode_request;
     use franzy::proto::message::encode_response;
     use franzy::proto::{RequestHeader, ResponseKind};
-    use kafka_protocol::messages::{MetadataRequest, MetadataResponse, ProduceRequest};
+    use franzy::kafka_protocol::messages::{MetadataRequest, MetadataResponse, ProduceRequest};
 
     fn versions() -> Versions {
         [(ApiKey::Metadata, (0, 12)), (ApiKey::Produce, (3, 11))]
