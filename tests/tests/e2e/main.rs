@@ -4,11 +4,14 @@
 mod client_core;
 mod config;
 mod consumer;
+mod control_plane;
 mod faults;
 mod fetch_faults;
 mod group_coordinator;
 mod hostile_input;
 mod idempotence;
+mod lab;
+mod librdkafka_scenarios;
 mod producer;
 mod security;
 mod transactions;
