@@ -213,10 +213,10 @@ fn judge_frame(expectation: &Expectation, frame: &Bytes) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use franzy::kafka_protocol::messages::{MetadataRequest, MetadataResponse, ProduceRequest};
     use franzy::proto::message::encode_request;
     use franzy::proto::message::encode_response;
     use franzy::proto::{RequestHeader, ResponseKind};
-    use franzy::kafka_protocol::messages::{MetadataRequest, MetadataResponse, ProduceRequest};
 
     fn versions() -> Versions {
         [(ApiKey::Metadata, (0, 12)), (ApiKey::Produce, (3, 11))]
