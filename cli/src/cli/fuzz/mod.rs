@@ -909,3 +909,53 @@ fn bad_batch(records: &Bytes) -> Option<String> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fetched_batches_are_checked_but_a_cut_last_one_is_not_an_error() {
+        let one = corpus::batch(-1, -1, -1, false);
+        let mut two = one.to_vec();
+        two.extend_from_slice(&one);
+        assert_eq!(bad_batch(&Bytes::from(two.clone())), None);
+        // The fetch's byte limit cut the second batch.
+        assert_eq!(bad_batch(&Bytes::from(two[..two.len() - 5].to_vec())), None);
+        // A flipped bit in the first batch's records fails its CRC.
+        let mut corrupt = two.clone();
+        let last = one.len() - 1;
+        corrupt[last] ^= 0x01;
+        let problem = bad_batch(&Bytes::from(corrupt)).expect("a CRC failure");
+        assert!(problem.starts_with("at byte 0 "), "{problem}");
+    }
+
+    #[test]
+    fn only_loopback_and_private_networks_are_fuzzed_without_consent() {
+        for ok in [
+            "127.0.0.1:9092",
+            "10.1.2.3:9092",
+            "192.168.0.7:1",
+            "172.20.0.1:9092",
+            "[::1]:9092",
+            "[fd00::1]:9092",
+        ] {
+            assert_eq!(check_address(ok, false), Ok(()), "{ok}");
+        }
+        for refused in ["8.8.8.8:9092", "172.32.0.1:9092", "[2001:db8::1]:9092"] {
+            let error = check_address(refused, false).expect_err(refused);
+            assert!(error.contains("--i-own-this-cluster"), "{error}");
+            assert_eq!(check_address(refused, true), Ok(()));
+        }
+    }
+
+    #[test]
+    fn apis_are_named_as_kafka_names_them() {
+        assert_eq!(
+            focus(&["produce".into(), "Fetch".into()]),
+            Ok(Some(vec![ApiKey::Produce, ApiKey::Fetch]))
+        );
+        assert_eq!(focus(&[]), Ok(None));
+        assert!(focus(&["Frobnicate".into()]).is_err());
+    }
+}
