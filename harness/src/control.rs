@@ -1,7 +1,8 @@
 //! Fault injection and request recording.
 //!
 //! An [`Interceptor`] matches requests by API key and, optionally, by broker, by
-//! topic-partition, by group id and by transactional id, and applies an [`Action`] to them.
+//! topic-partition, by group id, by transactional id and by a condition on the decoded body
+//! ([`Interceptor::when`]), and applies an [`Action`] to them.
 //! What a request names (partitions, group ids, transactional ids) comes from its API's
 //! entry in the handlers' table (`handlers::APIS`), so interceptors work for every API
 //! there, and for the ones added later. Interceptors are kept in the order they
