@@ -26,6 +26,9 @@ enum Command {
     Produce(cli::produce::ProduceArgs),
     /// Consume records to stdout, one a line or as -f says, until interrupted (or -e, -c).
     Consume(cli::consume::ConsumeArgs),
+    /// Fuzz a Kafka cluster: valid conversations, then mutated and generated requests over
+    /// many connections; findings saved as replayable files.
+    Fuzz(Box<cli::fuzz::FuzzArgs>),
     /// Measure produce or consume throughput.
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
@@ -72,6 +75,12 @@ fn main() -> ExitCode {
             Command::Produce(args) => cli::produce::run(args).await.map_err(Failure::from),
             Command::Consume(args) => cli::consume::run(args).await,
             Command::Bench(command) => cli::bench::run(command).await.map_err(Failure::from),
+            // Findings were reported; the summary line is printed; only the status is left.
+            Command::Fuzz(args) => match cli::fuzz::run(*args).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(Failure::Reported),
+                Err(message) => Err(Failure::Message(message)),
+            },
             Command::Lab(_) => Ok(()),
         }
     });

@@ -51,6 +51,7 @@
 //! | [`transport`] | [`Connector`](transport::Connector): how a `host:port` becomes a byte stream (TCP by default) |
 //! | [`partitioner`] | [`partition_for_key`](partitioner::partition_for_key): the Java client's murmur2 partitioner |
 //! | [`proto`] | the wire: frames, headers, messages, record batches, compression. No IO. |
+//! | `fuzzing` | with the `fuzzing` feature: generators of every request and response at every version, record batches and targeted mutations, for fuzzing Kafka implementations (`franzy fuzz`, cargo-fuzz) |
 //!
 //! Inside, not public (DESIGN.md has the file map): `engine`, one sans-IO state machine per
 //! role (the producer's accumulator, InitProducerId and transactions, the consumer's fetcher, connections,
@@ -80,6 +81,8 @@ pub mod engine;
 #[allow(dead_code)]
 mod engine;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod group_metadata;
 #[cfg(feature = "internals")]
 pub mod io;

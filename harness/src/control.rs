@@ -1,7 +1,8 @@
 //! Fault injection and request recording.
 //!
 //! An [`Interceptor`] matches requests by API key and, optionally, by broker, by
-//! topic-partition, by group id and by transactional id, and applies an [`Action`] to them.
+//! topic-partition, by group id, by transactional id and by a condition on the decoded body
+//! ([`Interceptor::when`]), and applies an [`Action`] to them.
 //! What a request names (partitions, group ids, transactional ids) comes from its API's
 //! entry in the handlers' table (`handlers::APIS`), so interceptors work for every API
 //! there, and for the ones added later. Interceptors are kept in the order they
@@ -28,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use franzy::proto::{ApiKey, ErrorCode};
+use franzy::proto::{ApiKey, ErrorCode, RequestKind};
 
 use crate::handlers::NamedIds;
 
@@ -66,10 +67,21 @@ impl fmt::Debug for Action {
     }
 }
 
+/// A condition on a request's decoded body (see [`Interceptor::when`]).
+#[derive(Clone)]
+pub struct BodyMatcher(Arc<dyn Fn(&RequestKind) -> bool + Send + Sync>);
+
+impl fmt::Debug for BodyMatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BodyMatcher(..)")
+    }
+}
+
 /// A rule that injects a fault into matching requests.
 #[derive(Debug, Clone)]
 pub struct Interceptor {
     api: ApiKey,
+    body: Option<BodyMatcher>,
     broker: Option<i32>,
     partition: Option<(String, i32)>,
     group: Option<String>,
@@ -84,6 +96,7 @@ impl Interceptor {
     pub fn new(api: ApiKey, action: Action) -> Self {
         Self {
             api,
+            body: None,
             broker: None,
             partition: None,
             group: None,
@@ -123,6 +136,13 @@ impl Interceptor {
         self
     }
 
+    /// Only requests whose decoded body satisfies `matches`: a fault on one field value, as
+    /// `franzy serve --plant-fuzz-bugs` plants for the fuzzer to find.
+    pub fn when(mut self, matches: impl Fn(&RequestKind) -> bool + Send + Sync + 'static) -> Self {
+        self.body = Some(BodyMatcher(Arc::new(matches)));
+        self
+    }
+
     /// Apply to `n` matching requests instead of one.
     pub fn times(mut self, n: u64) -> Self {
         self.remaining = Some(n);
@@ -143,13 +163,23 @@ impl Interceptor {
         self
     }
 
-    fn matches_request(&self, api: ApiKey, broker: i32, ids: &NamedIds) -> bool {
+    fn matches_request(
+        &self,
+        api: ApiKey,
+        broker: i32,
+        ids: &NamedIds,
+        body: Option<&RequestKind>,
+    ) -> bool {
         let names = |wanted: &Option<String>, named: &[Arc<str>]| {
             wanted
                 .as_deref()
                 .is_none_or(|wanted| named.iter().any(|id| &**id == wanted))
         };
         self.api == api
+            && self
+                .body
+                .as_ref()
+                .is_none_or(|matcher| body.is_some_and(|b| (matcher.0)(b)))
             && self.broker.is_none_or(|b| b == broker)
             && names(&self.group, &ids.groups)
             && names(&self.transactional_id, &ids.transactional_ids)
@@ -451,6 +481,19 @@ impl Control {
         partitions: &[(Arc<str>, i32)],
         ids: &NamedIds,
     ) -> Decision {
+        self.decide_with_body(api, broker, partitions, ids, None)
+    }
+
+    /// As [`Control::decide`], with the request's decoded body for interceptors made with
+    /// [`Interceptor::when`] (which match nothing without it).
+    pub fn decide_with_body(
+        &mut self,
+        api: ApiKey,
+        broker: i32,
+        partitions: &[(Arc<str>, i32)],
+        ids: &NamedIds,
+        body: Option<&RequestKind>,
+    ) -> Decision {
         let mut decision = Decision::default();
         let mut named = NamedPartitions {
             partitions,
@@ -458,7 +501,8 @@ impl Control {
         };
         let mut index = 0;
         while index < self.interceptors.len() {
-            let applied = self.try_apply(index, api, broker, ids, &mut named, &mut decision);
+            let applied =
+                self.try_apply(index, (api, broker, ids, body), &mut named, &mut decision);
             if applied {
                 let interceptor = &mut self.interceptors[index];
                 if let Some(left) = interceptor.remaining.as_mut() {
@@ -477,14 +521,12 @@ impl Control {
     fn try_apply(
         &mut self,
         index: usize,
-        api: ApiKey,
-        broker: i32,
-        ids: &NamedIds,
+        (api, broker, ids, body): (ApiKey, i32, &NamedIds, Option<&RequestKind>),
         named: &mut NamedPartitions<'_>,
         decision: &mut Decision,
     ) -> bool {
         let interceptor = &self.interceptors[index];
-        if !interceptor.matches_request(api, broker, ids) {
+        if !interceptor.matches_request(api, broker, ids, body) {
             return false;
         }
         let partition_error = match (&interceptor.partition, &interceptor.action) {
@@ -597,6 +639,33 @@ mod tests {
             .decide(ApiKey::Fetch, 0, &[], &NamedIds::default())
             .request_action
             .is_none());
+    }
+
+    #[test]
+    fn body_matchers_see_the_decoded_request_and_nothing_without_it() {
+        use kafka_protocol::messages::HeartbeatRequest;
+        let mut control = Control::new(1, 10);
+        control.add(
+            Interceptor::new(ApiKey::Heartbeat, Action::Disconnect)
+                .when(|body| matches!(body, RequestKind::Heartbeat(h) if h.generation_id == 7))
+                .keep(),
+        );
+        let heartbeat = |generation| {
+            RequestKind::Heartbeat(HeartbeatRequest::default().with_generation_id(generation))
+        };
+        let ids = NamedIds::default();
+        let decide = |control: &mut Control, body: Option<&RequestKind>| {
+            control
+                .decide_with_body(ApiKey::Heartbeat, 0, &[], &ids, body)
+                .request_action
+        };
+        assert!(decide(&mut control, Some(&heartbeat(6))).is_none());
+        assert!(matches!(
+            decide(&mut control, Some(&heartbeat(7))),
+            Some(Action::Disconnect)
+        ));
+        assert!(decide(&mut control, None).is_none());
+        assert_eq!(control.pending(), 1);
     }
 
     #[test]

@@ -539,7 +539,7 @@ async fn handle_frame<R: AsyncRead + Unpin>(
                 at: shared.clock.uptime(),
                 partitions: &partitions,
             });
-            control.decide(api, broker_id, &partitions, &named_ids)
+            control.decide_with_body(api, broker_id, &partitions, &named_ids, Some(&body))
         };
         drop(partitions);
         let action = decision.request_action;

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod consume;
 pub mod format;
+pub mod fuzz;
 pub mod lab;
 pub mod produce;
 pub mod serve;

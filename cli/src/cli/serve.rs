@@ -127,6 +127,11 @@ pub struct ServeArgs {
     /// re-authenticate [default: no limit].
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub reauth: Option<Duration>,
+    /// Plants two bugs for `franzy fuzz` to find (its test): a Heartbeat whose generation id
+    /// is i32::MAX closes the connection; a ListOffsets whose isolation level is 127 is never
+    /// answered.
+    #[arg(long, hide = true)]
+    pub plant_fuzz_bugs: bool,
 }
 
 fn parse_protocol(text: &str) -> Result<SecurityProtocol, String> {
@@ -182,7 +187,7 @@ fn parse_bytes(text: &str) -> Result<usize, String> {
 }
 
 /// A duration: a whole number followed by `ms`, `s` or `m`; `0` alone is zero.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let digits = text
         .find(|c: char| !c.is_ascii_digit())
@@ -290,6 +295,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     }
     let mut interrupt = Interrupt::watch()?;
     let cluster = builder.build().await.map_err(|e| e.to_string())?;
+    if args.plant_fuzz_bugs {
+        plant_fuzz_bugs(&cluster);
+    }
     println!("{}", cluster.bootstrap());
     if let Some(ca) = cluster.ca_pem_path() {
         println!("ca: {}", ca.display());
@@ -309,6 +317,22 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     interrupt.recv().await;
     cluster.shutdown().await;
     Ok(())
+}
+
+/// The planted bugs of `--plant-fuzz-bugs`, as interceptors on one field value each.
+fn plant_fuzz_bugs(cluster: &Cluster) {
+    use franzy::proto::{ApiKey, RequestKind};
+    use franzy_harness::{Action, Interceptor};
+    cluster.intercept(
+        Interceptor::new(ApiKey::Heartbeat, Action::Disconnect)
+            .when(|body| matches!(body, RequestKind::Heartbeat(h) if h.generation_id == i32::MAX))
+            .keep(),
+    );
+    cluster.intercept(
+        Interceptor::new(ApiKey::ListOffsets, Action::NeverAnswer)
+            .when(|body| matches!(body, RequestKind::ListOffsets(l) if l.isolation_level == 127))
+            .keep(),
+    );
 }
 
 #[cfg(test)]

@@ -108,6 +108,8 @@
 pub mod compression;
 #[rustfmt::skip]
 pub mod error;
+#[cfg(feature = "arbitrary")]
+pub mod fuzzing;
 #[allow(clippy::all)]
 #[rustfmt::skip]
 pub mod messages;
