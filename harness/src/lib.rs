@@ -10,6 +10,7 @@
 //! | `waiting` | the state under its lock with the answers owed to waiting connections; the clock and the timer task |
 //! | `frame_budget` | bytes of request frames being received, across connections |
 //! | `heavy` | the threads that work on large requests (decoding, validating, encoding) |
+//! | [`kafka_version`] | the Kafka releases a cluster can pose as: their API versions; per-API caps |
 //!
 //! ```text
 //!  client ──TCP or in-memory──▶ server.rs ──RequestKind──▶ control.rs (faults?)
@@ -46,7 +47,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use franzy::proto::frame::DEFAULT_MAX_FRAME_SIZE;
-use franzy::proto::ErrorCode;
+use franzy::proto::{ApiKey, ErrorCode};
 use tokio::io::DuplexStream;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -57,12 +58,14 @@ pub mod control;
 mod frame_budget;
 pub mod handlers;
 mod heavy;
+pub mod kafka_version;
 pub mod security;
 mod server;
 mod waiting;
 
 pub use cluster::{ClusterConfig, ClusterState, CoordinatorType};
 pub use control::{Action, Interceptor, RecordLimits, RecordedRequest};
+pub use kafka_version::{ApiVersionCaps, KafkaVersion};
 pub use security::{ListenerSecurity, Mechanism, SecurityProtocol};
 
 use control::Control;
@@ -584,6 +587,30 @@ impl ClusterBuilder {
     pub fn record_partitions_limit(mut self, n: usize) -> Self {
         self.record_limits.partitions_per_request = n;
         self
+    }
+
+    /// Poses as Kafka `release`: ApiVersions advertises, and the brokers serve, only the
+    /// API versions that release's brokers had, and none of the APIs it did not have (see
+    /// [`kafka_version`]). Default: every version the harness implements.
+    pub fn kafka_version(mut self, release: KafkaVersion) -> Self {
+        self.config.api_versions.kafka_version = Some(release);
+        self
+    }
+
+    /// Serves `api` up to version `max` at most (on top of [`ClusterBuilder::kafka_version`]);
+    /// below the lowest version it would serve, the API is not served. Default: no cap.
+    pub fn cap_api(mut self, api: ApiKey, max: i16) -> Self {
+        self.config
+            .api_versions
+            .max_versions
+            .insert(api as i16, max);
+        self
+    }
+
+    /// Does not serve `api` at all: ApiVersions leaves it out and a request closes the
+    /// connection, as a broker that does not know the key does.
+    pub fn remove_api(self, api: ApiKey) -> Self {
+        self.cap_api(api, -1)
     }
 
     /// Starts the brokers.

@@ -36,6 +36,8 @@ use std::collections::{BTreeMap, HashMap};
 use franzy::proto::ErrorCode;
 use uuid::Uuid;
 
+use crate::kafka_version::ApiVersionCaps;
+
 pub mod clock;
 pub mod controller;
 pub mod coordinator;
@@ -144,6 +146,10 @@ pub struct ClusterConfig {
     pub transactions: TransactionConfig,
     /// The group coordinator's settings and bounds (see [`groups`]).
     pub groups: GroupConfig,
+    /// The Kafka release the cluster poses as and per-API caps: what ApiVersions advertises
+    /// and the server serves, within what the handlers implement (see
+    /// [`crate::kafka_version`]). Default: no limit.
+    pub api_versions: ApiVersionCaps,
 }
 
 /// Default of [`ClusterConfig::max_partitions_per_request`]: 10,000.
@@ -176,6 +182,7 @@ impl Default for ClusterConfig {
             offsets: OffsetLimits::default(),
             transactions: TransactionConfig::default(),
             groups: GroupConfig::default(),
+            api_versions: ApiVersionCaps::default(),
         }
     }
 }

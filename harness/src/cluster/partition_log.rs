@@ -566,6 +566,12 @@ impl PartitionLog {
         Ok(self.log_start_offset)
     }
 
+    /// Bytes of the batches stored (DescribeLogDirs' partition size).
+    pub fn size_bytes(&self) -> i64 {
+        let total: usize = self.batches.iter().map(|b| b.bytes.len()).sum();
+        i64::try_from(total).unwrap_or(i64::MAX)
+    }
+
     fn readable_batches(&self) -> impl Iterator<Item = &StoredBatch> {
         let start = self.log_start_offset;
         self.batches
