@@ -39,6 +39,7 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`admin`] | [`Admin`]: topics, configs, groups and their lag and offset resets, offsets, records, transactions, the cluster |
 //! | [`producer`] | [`Producer`]: `send` records, await their delivery (or `send_and_wait`); `flush`, `close`; transactions |
 //! | [`consumer`] | [`Consumer`]: group subscriptions (topics or a pattern) with rebalance callbacks and commits, or manual assignment; seek, pause, prefetching `recv` / `recv_event` / `Stream`, all through `&self` |
 //! | [`assignor`] | partition assignors: range, roundrobin, sticky, cooperative-sticky, and the [`PartitionAssignor`](assignor::PartitionAssignor) trait for your own |
@@ -66,6 +67,7 @@
 //!                                            proto (bytes <-> values)
 //! ```
 
+pub mod admin;
 pub mod assignor;
 pub mod builder;
 pub mod config;
@@ -94,6 +96,7 @@ pub mod security;
 pub mod topic_partition;
 pub mod transport;
 
+pub use admin::Admin;
 pub use builder::ClientBuilder;
 pub use config::{Acks, Config, IsolationLevel, OffsetReset, Partitioner};
 pub use consumer::{

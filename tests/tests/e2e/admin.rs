@@ -314,3 +314,513 @@ async fn hostile_counts_and_offsets_get_clear_errors_and_the_harness_keeps_servi
         .expect("answered");
     assert!(matches!(response, ResponseKind::Metadata(_)));
 }
+
+// ---- the client's Admin against the harness ----
+
+use franzy::admin::{Admin, AlterConfigOp, ConfigResource, NewTopic, OffsetSpec, ResetTo};
+use franzy::IsolationLevel;
+
+fn admin(cluster: &Cluster) -> Admin {
+    Admin::builder(Config::new(cluster.bootstrap()))
+        .connector(Arc::new(cluster.connector()))
+        .seed(9)
+        .build()
+        .expect("admin builds")
+}
+
+async fn within<F: std::future::Future>(future: F) -> F::Output {
+    tokio::time::timeout(BOUND, future)
+        .await
+        .expect("done within the bound")
+}
+
+fn code_of<T: std::fmt::Debug>(result: &Result<T, Error>) -> Option<franzy::proto::ErrorCode> {
+    result.as_ref().err().and_then(Error::code)
+}
+
+async fn produce_values(cluster: &Cluster, topic: &str, partition: i32, count: usize) {
+    let producer = Producer::builder(Config::new(cluster.bootstrap()))
+        .connector(Arc::new(cluster.connector()))
+        .seed(4)
+        .build()
+        .expect("producer builds");
+    let mut deliveries = Vec::new();
+    for i in 0..count {
+        let record = ProducerRecord::new(topic.to_string())
+            .with_partition(partition)
+            .with_value(format!("v{i}"));
+        deliveries.push(within(producer.send(record)).await.expect("accepted"));
+    }
+    for delivery in deliveries {
+        within(delivery).await.expect("written");
+    }
+    within(producer.close()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_create_reports_each_topic_and_topics_are_listed_described_grown_and_deleted() {
+    let cluster = builder().build().await.expect("cluster starts");
+    let admin = admin(&cluster);
+    let batch = vec![
+        NewTopic::new("fresh", 4).config("retention.ms", "60000"),
+        NewTopic::new("orders", 2),
+        NewTopic::new("bad name!", 1),
+        NewTopic::new("bad-config", 1).config("retention.ms", "soon"),
+        NewTopic::new("zero", 0),
+    ];
+    // validate_only creates nothing but reports the same outcomes.
+    let validated = within(admin.create_topics(&batch, true))
+        .await
+        .expect("asked");
+    assert!(validated["fresh"].is_ok(), "{validated:?}");
+    assert!(cluster.with_state(|s| s.topic("fresh").is_none()));
+    let created = within(admin.create_topics(&batch, false))
+        .await
+        .expect("asked");
+    assert_eq!(created.len(), 5);
+    let fresh = created["fresh"].as_ref().expect("fresh is created");
+    assert_eq!(fresh.partitions, 4);
+    assert_eq!(
+        code_of(&created["orders"]),
+        Some(franzy::proto::ErrorCode::TopicAlreadyExists)
+    );
+    assert_eq!(
+        code_of(&created["bad name!"]),
+        Some(franzy::proto::ErrorCode::InvalidTopicException)
+    );
+    assert_eq!(
+        code_of(&created["bad-config"]),
+        Some(franzy::proto::ErrorCode::InvalidConfig)
+    );
+    assert_eq!(
+        code_of(&created["zero"]),
+        Some(franzy::proto::ErrorCode::InvalidPartitions)
+    );
+    let listed = within(admin.list_topics(false)).await.expect("listed");
+    let names: Vec<&str> = listed.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, vec!["fresh", "orders"]);
+    let described = within(admin.describe_topics(&["fresh".into(), "nope".into()]))
+        .await
+        .expect("asked");
+    let fresh_description = described["fresh"].as_ref().expect("described");
+    assert_eq!(fresh_description.id, fresh.id);
+    assert!(!fresh_description.id.is_nil());
+    assert_eq!(fresh_description.partitions.len(), 4);
+    assert!(fresh_description
+        .partitions
+        .iter()
+        .all(|p| p.leader >= 0 && !p.isr.is_empty()));
+    assert_eq!(
+        code_of(&described["nope"]),
+        Some(franzy::proto::ErrorCode::UnknownTopicOrPartition)
+    );
+    let grown =
+        within(admin.create_partitions(&[("fresh".into(), 6), ("orders".into(), 1)], false))
+            .await
+            .expect("asked");
+    assert!(grown["fresh"].is_ok());
+    assert_eq!(
+        code_of(&grown["orders"]),
+        Some(franzy::proto::ErrorCode::InvalidPartitions)
+    );
+    assert_eq!(
+        cluster.with_state(|s| s.topic("fresh").map(|t| t.partitions().len())),
+        Some(6)
+    );
+    let deleted = within(admin.delete_topics(&["fresh".into(), "ghost".into()]))
+        .await
+        .expect("asked");
+    assert!(deleted["fresh"].is_ok());
+    assert_eq!(
+        code_of(&deleted["ghost"]),
+        Some(franzy::proto::ErrorCode::UnknownTopicOrPartition)
+    );
+    assert!(cluster.with_state(|s| s.topic("fresh").is_none()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_sent_to_a_moved_controller_is_retried_on_the_new_one() {
+    use franzy_harness::{Action, Interceptor};
+    let cluster = builder().build().await.expect("cluster starts");
+    let admin = admin(&cluster);
+    cluster.intercept(Interceptor::new(
+        ApiKey::CreateTopics,
+        Action::Error(franzy::proto::ErrorCode::NotController),
+    ));
+    let created = within(admin.create_topics(&[NewTopic::new("retried", 2)], false))
+        .await
+        .expect("asked");
+    assert!(created["retried"].is_ok(), "{created:?}");
+    let attempts = cluster
+        .requests()
+        .iter()
+        .filter(|r| r.api_key == ApiKey::CreateTopics)
+        .count();
+    assert_eq!(attempts, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn configs_are_described_and_altered_per_resource() {
+    let cluster = builder().build().await.expect("cluster starts");
+    let admin = admin(&cluster);
+    let topic = ConfigResource::Topic("orders".into());
+    let changes = vec![
+        (
+            topic.clone(),
+            vec![
+                AlterConfigOp::Set("retention.ms".into(), "1234".into()),
+                AlterConfigOp::Append("cleanup.policy".into(), "compact".into()),
+            ],
+        ),
+        (
+            ConfigResource::Topic("ghost".into()),
+            vec![AlterConfigOp::Set("retention.ms".into(), "1".into())],
+        ),
+    ];
+    let validated = within(admin.incremental_alter_configs(&changes, true))
+        .await
+        .expect("asked");
+    assert!(validated[&topic].is_ok());
+    assert!(cluster
+        .with_state(|s| s
+            .topic("orders")
+            .and_then(|t| t.config("retention.ms").map(str::to_string)))
+        .is_none());
+    let altered = within(admin.incremental_alter_configs(&changes, false))
+        .await
+        .expect("asked");
+    assert!(altered[&topic].is_ok());
+    assert_eq!(
+        code_of(&altered[&ConfigResource::Topic("ghost".into())]),
+        Some(franzy::proto::ErrorCode::UnknownTopicOrPartition)
+    );
+    let broker = ConfigResource::Broker(1);
+    let described = within(admin.describe_configs(&[topic.clone(), broker.clone()]))
+        .await
+        .expect("asked");
+    let entries = described[&topic].as_ref().expect("topic described");
+    let retention = entries
+        .iter()
+        .find(|e| e.name == "retention.ms")
+        .expect("listed");
+    assert_eq!(retention.value.as_deref(), Some("1234"));
+    assert_eq!(retention.source_name(), "DYNAMIC_TOPIC_CONFIG");
+    let policy = entries
+        .iter()
+        .find(|e| e.name == "cleanup.policy")
+        .expect("listed");
+    assert_eq!(policy.value.as_deref(), Some("delete,compact"));
+    let broker_entries = described[&broker].as_ref().expect("broker described");
+    let id = broker_entries
+        .iter()
+        .find(|e| e.name == "broker.id")
+        .expect("listed");
+    assert_eq!(id.value.as_deref(), Some("1"));
+    let deleted = within(admin.incremental_alter_configs(
+        &[(
+            topic.clone(),
+            vec![AlterConfigOp::Delete("retention.ms".into())],
+        )],
+        false,
+    ))
+    .await
+    .expect("asked");
+    assert!(deleted[&topic].is_ok());
+    assert_eq!(
+        cluster.with_state(|s| s
+            .topic("orders")
+            .and_then(|t| t.config("retention.ms").map(str::to_string))),
+        None
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn offsets_records_producers_and_the_cluster() {
+    let cluster = builder().build().await.expect("cluster starts");
+    let admin = admin(&cluster);
+    produce_values(&cluster, "orders", 0, 10).await;
+    let p0 = TopicPartition::new("orders", 0);
+    let ghost = TopicPartition::new("ghost", 0);
+    let specs = vec![
+        (p0.clone(), OffsetSpec::Latest),
+        (ghost.clone(), OffsetSpec::Earliest),
+    ];
+    let listed = within(admin.list_offsets(&specs, IsolationLevel::ReadUncommitted))
+        .await
+        .expect("asked");
+    assert_eq!(listed[&p0].as_ref().expect("listed").offset, 10);
+    assert_eq!(
+        code_of(&listed[&ghost]),
+        Some(franzy::proto::ErrorCode::UnknownTopicOrPartition)
+    );
+    let max = within(admin.list_offsets(
+        &[(p0.clone(), OffsetSpec::MaxTimestamp)],
+        IsolationLevel::ReadUncommitted,
+    ))
+    .await
+    .expect("asked");
+    assert!(max[&p0].as_ref().expect("listed").offset >= 0);
+    let deleted = within(admin.delete_records(&BTreeMap::from([
+        (p0.clone(), 4),
+        (TopicPartition::new("orders", 1), i64::MAX),
+    ])))
+    .await
+    .expect("asked");
+    assert_eq!(*deleted[&p0].as_ref().expect("deleted"), 4);
+    assert_eq!(
+        code_of(&deleted[&TopicPartition::new("orders", 1)]),
+        Some(franzy::proto::ErrorCode::OffsetOutOfRange)
+    );
+    let earliest = within(admin.list_offsets(
+        &[(p0.clone(), OffsetSpec::Earliest)],
+        IsolationLevel::ReadUncommitted,
+    ))
+    .await
+    .expect("asked");
+    assert_eq!(earliest[&p0].as_ref().expect("listed").offset, 4);
+    let producers = within(admin.describe_producers(std::slice::from_ref(&p0)))
+        .await
+        .expect("asked");
+    let producers = producers[&p0].as_ref().expect("described");
+    assert_eq!(producers.len(), 1, "one idempotent producer wrote");
+    assert_eq!(producers[0].last_sequence, 9);
+    let description = within(admin.describe_cluster()).await.expect("described");
+    assert_eq!(description.brokers.len(), 3);
+    assert!(description.controller_id >= 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn transactions_are_listed_and_described_and_lag_differs_by_isolation() {
+    let cluster = builder().build().await.expect("cluster starts");
+    let admin = admin(&cluster);
+    let p0 = TopicPartition::new("orders", 0);
+    produce_values(&cluster, "orders", 0, 3).await;
+    let producer = Producer::builder(Config::new(cluster.bootstrap()).transactional_id("tx-1"))
+        .connector(Arc::new(cluster.connector()))
+        .seed(5)
+        .build()
+        .expect("producer builds");
+    within(producer.init_transactions())
+        .await
+        .expect("initialised");
+    within(producer.begin_transaction()).await.expect("begun");
+    for i in 0..4 {
+        let record = ProducerRecord::new("orders")
+            .with_partition(0)
+            .with_value(format!("t{i}"));
+        within(producer.send_and_wait(record))
+            .await
+            .expect("written");
+    }
+    // The group committed offset 1 and the transaction is open: read_committed's end is
+    // the last stable offset (3), read_uncommitted's the high watermark (7).
+    let committed =
+        within(admin.alter_group_offsets("lagging", &BTreeMap::from([(p0.clone(), 1)])))
+            .await
+            .expect("asked");
+    assert!(committed[&p0].is_ok(), "{committed:?}");
+    let lag = |isolation| {
+        let admin = admin.clone();
+        async move {
+            within(admin.lag("lagging", isolation))
+                .await
+                .expect("lag")
+                .into_iter()
+                .find(|l| l.partition.partition == 0)
+                .expect("partition 0")
+        }
+    };
+    let committed_lag = lag(IsolationLevel::ReadCommitted).await;
+    assert_eq!((committed_lag.end, committed_lag.lag), (3, Some(2)));
+    let uncommitted_lag = lag(IsolationLevel::ReadUncommitted).await;
+    assert_eq!((uncommitted_lag.end, uncommitted_lag.lag), (7, Some(6)));
+    let listed = within(admin.list_transactions()).await.expect("listed");
+    assert!(
+        listed
+            .iter()
+            .any(|t| t.transactional_id == "tx-1" && t.state == "Ongoing"),
+        "{listed:?}"
+    );
+    let described = within(admin.describe_transactions(&["tx-1".into(), "nobody".into()]))
+        .await
+        .expect("asked");
+    let tx = described["tx-1"].as_ref().expect("described");
+    assert_eq!(tx.state, "Ongoing");
+    assert_eq!(tx.partitions, vec![p0.clone()]);
+    assert_eq!(
+        code_of(&described["nobody"]),
+        Some(franzy::proto::ErrorCode::TransactionalIdNotFound)
+    );
+    let producers = within(admin.describe_producers(std::slice::from_ref(&p0)))
+        .await
+        .expect("asked");
+    let open = producers[&p0].as_ref().expect("described");
+    assert!(
+        open.iter()
+            .any(|p| p.current_transaction_start_offset == Some(3)),
+        "{open:?}"
+    );
+    within(producer.commit_transaction())
+        .await
+        .expect("committed");
+    let after = lag(IsolationLevel::ReadCommitted).await;
+    assert_eq!(after.end, 8, "the commit marker takes an offset");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_group_is_listed_described_its_reset_refused_while_active_and_done_once_empty() {
+    let cluster = builder().build().await.expect("cluster starts");
+    let admin = admin(&cluster);
+    for partition in 0..3 {
+        produce_values(&cluster, "orders", partition, 5).await;
+    }
+    let consumer = Consumer::builder(
+        Config::new(cluster.bootstrap())
+            .group_id("readers")
+            .auto_offset_reset(franzy::OffsetReset::Earliest)
+            .enable_auto_commit(false),
+    )
+    .connector(Arc::new(cluster.connector()))
+    .seed(6)
+    .build()
+    .expect("consumer builds");
+    consumer.subscribe(["orders"]).expect("subscribed");
+    for _ in 0..15 {
+        within(consumer.recv())
+            .await
+            .expect("no error")
+            .expect("a record");
+    }
+    within(consumer.commit()).await.expect("committed");
+    let groups = within(admin.list_groups()).await.expect("listed");
+    let readers = groups
+        .iter()
+        .find(|g| g.group_id == "readers")
+        .expect("listed");
+    assert_eq!(
+        (readers.state.as_str(), readers.protocol_type.as_str()),
+        ("Stable", "consumer")
+    );
+    let described = within(admin.describe_groups(&["readers".into()]))
+        .await
+        .expect("asked");
+    let group = described["readers"].as_ref().expect("described");
+    assert_eq!(group.members.len(), 1);
+    let mut assigned = group.members[0].assignment.clone();
+    assigned.sort();
+    assert_eq!(
+        assigned,
+        (0..3)
+            .map(|p| TopicPartition::new("orders", p))
+            .collect::<Vec<_>>()
+    );
+    let lag = within(admin.lag("readers", IsolationLevel::ReadUncommitted))
+        .await
+        .expect("lag");
+    assert!(lag.iter().all(|l| l.lag == Some(0)), "{lag:?}");
+    // Active: the reset is refused, as kafka-consumer-groups refuses it.
+    let refused = within(admin.reset_offsets("readers", &[], &ResetTo::Earliest, false)).await;
+    assert_eq!(
+        refused.as_ref().err().and_then(Error::code),
+        Some(franzy::proto::ErrorCode::NonEmptyGroup)
+    );
+    // A commit as an admin while members are in the group is refused by the coordinator.
+    let direct = within(admin.alter_group_offsets(
+        "readers",
+        &BTreeMap::from([(TopicPartition::new("orders", 0), 0)]),
+    ))
+    .await
+    .expect("asked");
+    assert!(direct.values().all(Result::is_err), "{direct:?}");
+    within(consumer.close()).await;
+    let dry = within(admin.reset_offsets("readers", &[], &ResetTo::ShiftBy(-2), true))
+        .await
+        .expect("dry run");
+    assert!(dry.values().all(|o| *o == 3), "{dry:?}");
+    let lag = within(admin.lag("readers", IsolationLevel::ReadUncommitted))
+        .await
+        .expect("lag");
+    assert!(
+        lag.iter().all(|l| l.lag == Some(0)),
+        "a dry run commits nothing"
+    );
+    let reset =
+        within(admin.reset_offsets("readers", &["orders".into()], &ResetTo::Earliest, false))
+            .await
+            .expect("reset while empty");
+    assert_eq!(reset.len(), 3);
+    let lag = within(admin.lag("readers", IsolationLevel::ReadUncommitted))
+        .await
+        .expect("lag");
+    assert!(lag.iter().all(|l| l.lag == Some(5)), "{lag:?}");
+    let offsets =
+        within(admin.delete_group_offsets("readers", &[TopicPartition::new("orders", 2)]))
+            .await
+            .expect("asked");
+    assert!(offsets.values().all(Result::is_ok), "{offsets:?}");
+    let left = within(admin.list_group_offsets("readers"))
+        .await
+        .expect("fetched");
+    assert_eq!(left.len(), 2);
+    let deleted = within(admin.delete_groups(&["readers".into(), "unknown-group".into()]))
+        .await
+        .expect("asked");
+    assert!(deleted["readers"].is_ok());
+    assert_eq!(
+        code_of(&deleted["unknown-group"]),
+        Some(franzy::proto::ErrorCode::GroupIdNotFound)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_lag_of_a_group_consuming_under_load_drains_to_zero() {
+    let cluster = builder().build().await.expect("cluster starts");
+    let admin = admin(&cluster);
+    let consumer = Consumer::builder(
+        Config::new(cluster.bootstrap())
+            .group_id("busy")
+            .auto_offset_reset(franzy::OffsetReset::Earliest)
+            .enable_auto_commit(false),
+    )
+    .connector(Arc::new(cluster.connector()))
+    .seed(8)
+    .build()
+    .expect("consumer builds");
+    consumer.subscribe(["orders"]).expect("subscribed");
+    let mut read = 0usize;
+    let mut seen_lag = false;
+    for round in 0..10 {
+        produce_values(&cluster, "orders", round % 3, 20).await;
+        // Read half of what is there, commit, and look at the lag.
+        for _ in 0..10 {
+            within(consumer.recv())
+                .await
+                .expect("no error")
+                .expect("a record");
+            read += 1;
+        }
+        within(consumer.commit()).await.expect("committed");
+        let total: i64 = within(admin.lag("busy", IsolationLevel::ReadUncommitted))
+            .await
+            .expect("lag")
+            .iter()
+            .map(|l| l.lag.unwrap_or(0))
+            .sum();
+        seen_lag |= total > 0;
+    }
+    assert!(seen_lag, "the consumer fell behind under load");
+    while read < 200 {
+        within(consumer.recv())
+            .await
+            .expect("no error")
+            .expect("a record");
+        read += 1;
+    }
+    within(consumer.commit()).await.expect("committed");
+    let lag = within(admin.lag("busy", IsolationLevel::ReadUncommitted))
+        .await
+        .expect("lag");
+    assert_eq!(lag.len(), 3);
+    assert!(lag.iter().all(|l| l.lag == Some(0)), "{lag:?}");
+    within(consumer.close()).await;
+}
