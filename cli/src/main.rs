@@ -1,5 +1,6 @@
 //! The `franzy` command line: a harness cluster for any Kafka client (`serve`), and a
-//! kcat-like client (`produce`, `consume`) with a benchmark (`bench`). Client commands run
+//! kcat-like client (`produce`, `consume`) with a benchmark (`bench`), and the admin
+//! commands (`topics`, `groups`, `configs`). Client commands run
 //! against an embedded harness when no `-b` is given. Logs go to stderr (`RUST_LOG` sets the
 //! level, default `info` for serve, `error` for consume, which reports the consumer's errors
 //! itself as kcat does, and `warn` otherwise).
@@ -29,6 +30,12 @@ enum Command {
     /// Measure produce or consume throughput.
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
+    /// List, create, delete and describe topics.
+    Topics(cli::admin::TopicsArgs),
+    /// List and describe consumer groups, show their lag, reset their offsets.
+    Groups(cli::admin::GroupsArgs),
+    /// Show and change topic and broker configs.
+    Configs(cli::admin::ConfigsArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +70,9 @@ fn main() -> ExitCode {
             Command::Produce(args) => cli::produce::run(args).await.map_err(Failure::from),
             Command::Consume(args) => cli::consume::run(args).await,
             Command::Bench(command) => cli::bench::run(command).await.map_err(Failure::from),
+            Command::Topics(args) => cli::admin::topics(args).await,
+            Command::Groups(args) => cli::admin::groups(args).await,
+            Command::Configs(args) => cli::admin::configs(args).await,
         }
     });
     match result {
