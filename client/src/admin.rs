@@ -448,6 +448,7 @@ struct Attempts {
     deadline: tokio::time::Instant,
     backoff: Backoff,
     rng: Arc<Mutex<Rng>>,
+    cluster: Arc<ClusterClient>,
 }
 
 impl Attempts {
@@ -465,6 +466,7 @@ impl Attempts {
             self.backoff.next_delay(&mut rng)
         };
         tokio::time::sleep_until((tokio::time::Instant::now() + delay).min(self.deadline)).await;
+        self.cluster.stats().retry();
         true
     }
 }
@@ -481,12 +483,18 @@ impl Admin {
         Self::builder(config).build()
     }
 
+    /// A snapshot of the admin client's statistics: requests, latency, retries, per broker.
+    pub fn stats(&self) -> crate::stats::Stats {
+        self.cluster.stats().snapshot()
+    }
+
     fn attempts(&self) -> Attempts {
         let config = self.cluster.config();
         Attempts {
             deadline: tokio::time::Instant::now() + config.default_api_timeout,
             backoff: Backoff::new(config.retry_backoff, config.retry_backoff_max),
             rng: self.rng.clone(),
+            cluster: self.cluster.clone(),
         }
     }
 

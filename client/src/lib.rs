@@ -48,6 +48,7 @@
 //! | [`builder`] | [`ClientBuilder`]: transport and seed for a producer or consumer |
 //! | [`error`] | [`Error`] and its classification (retriable, abortable, fatal); [`ProduceError`] |
 //! | [`group_metadata`] | [`ConsumerGroupMetadata`]: a group member's id and generation, for offsets sent to a transaction |
+//! | [`stats`] | [`Stats`]: a producer's or consumer's counters, latency histograms, per broker and partition; JSON |
 //! | [`topic_partition`] | [`TopicPartition`]: one partition of one topic |
 //! | [`transport`] | [`Connector`](transport::Connector): how a `host:port` becomes a byte stream (TCP by default) |
 //! | [`partitioner`] | [`partition_for_key`](partitioner::partition_for_key): the Java client's murmur2 partitioner |
@@ -93,6 +94,7 @@ pub mod producer;
 pub mod proto;
 pub mod record;
 pub mod security;
+pub mod stats;
 pub mod topic_partition;
 pub mod transport;
 
@@ -108,6 +110,7 @@ pub use producer::{DeliveryFuture, Producer, ProducerBuilder};
 pub use record::{
     ConsumerEvent, ConsumerRecord, Header, Offset, ProducerRecord, RecordMetadata, TimestampType,
 };
+pub use stats::Stats;
 pub use topic_partition::TopicPartition;
 
 /// Re-export of the `kafka-protocol` crate whose generated message structs franzy uses, so

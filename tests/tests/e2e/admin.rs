@@ -824,3 +824,92 @@ async fn the_lag_of_a_group_consuming_under_load_drains_to_zero() {
     assert!(lag.iter().all(|l| l.lag == Some(0)), "{lag:?}");
     within(consumer.close()).await;
 }
+
+// ---- statistics ----
+
+#[tokio::test(start_paused = true)]
+async fn producer_consumer_and_admin_statistics_count_what_they_did() {
+    let cluster = builder().build().await.expect("cluster starts");
+    let producer = Producer::builder(Config::new(cluster.bootstrap()))
+        .connector(Arc::new(cluster.connector()))
+        .seed(2)
+        .build()
+        .expect("producer builds");
+    let mut deliveries = Vec::new();
+    for i in 0..20 {
+        let record = ProducerRecord::new("orders")
+            .with_partition(i % 2)
+            .with_key(format!("k{i:02}"))
+            .with_value("0123456789");
+        deliveries.push(within(producer.send(record)).await.expect("accepted"));
+    }
+    for delivery in deliveries {
+        within(delivery).await.expect("written");
+    }
+    let stats = producer.stats();
+    assert_eq!((stats.records, stats.bytes), (20, 20 * (3 + 10)));
+    assert!(stats.requests >= 2, "{stats:?}");
+    assert_eq!(
+        stats.buffer_used_bytes, 0,
+        "everything delivered gave its buffer back"
+    );
+    assert!(stats.latency_us.count() >= 1);
+    assert!(stats
+        .brokers
+        .values()
+        .any(|b| b.connected && b.requests > 0));
+    assert!(stats.brokers.values().all(|b| b.in_flight == 0));
+    let batches: u64 = stats
+        .partitions
+        .values()
+        .map(|p| p.batch_bytes.count())
+        .sum();
+    assert!(batches >= 2, "{stats:?}");
+    let json = stats.to_json();
+    for key in [
+        "\"records\":20",
+        "\"bytes\":260",
+        "\"latency_us\":{",
+        "\"orders/0\":{\"batch_bytes\"",
+    ] {
+        assert!(json.contains(key), "{key} in {json}");
+    }
+    within(producer.close()).await;
+
+    let consumer = Consumer::builder(Config::new(cluster.bootstrap()))
+        .connector(Arc::new(cluster.connector()))
+        .seed(3)
+        .build()
+        .expect("consumer builds");
+    let tp = TopicPartition::new("orders", 0);
+    consumer
+        .assign(std::slice::from_ref(&tp))
+        .expect("assigned");
+    consumer.seek(&tp, Offset::Beginning).expect("seek");
+    for _ in 0..10 {
+        within(consumer.recv())
+            .await
+            .expect("no error")
+            .expect("a record");
+    }
+    let stats = consumer.stats();
+    assert_eq!((stats.records, stats.bytes), (10, 10 * 13));
+    let partition = &stats.partitions[&tp];
+    assert_eq!(partition.position, Some(10));
+    assert_eq!(partition.lag, Some(0));
+    assert!(stats
+        .to_json()
+        .contains("\"orders/0\":{\"batch_bytes\":{\"count\":0"));
+
+    // The admin's retries are counted.
+    use franzy_harness::{Action, Interceptor};
+    let admin = admin(&cluster);
+    cluster.intercept(Interceptor::new(
+        ApiKey::CreateTopics,
+        Action::Error(franzy::proto::ErrorCode::NotController),
+    ));
+    within(admin.create_topics(&[NewTopic::new("counted", 1)], false))
+        .await
+        .expect("asked");
+    assert_eq!(admin.stats().retries, 1);
+}
