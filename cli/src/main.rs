@@ -36,6 +36,9 @@ enum Command {
     Groups(cli::admin::GroupsArgs),
     /// Show and change topic and broker configs.
     Configs(cli::admin::ConfigsArgs),
+    /// Run seeded fault schedules against franzy's clients in virtual time and check what
+    /// they were told and read (exit 1 on an anomaly).
+    Lab(cli::lab::LabArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,7 +46,8 @@ fn main() -> ExitCode {
     // consume reports the consumer's errors itself, kcat style; its warnings would repeat them.
     let default_level = match cli.command {
         Command::Serve(_) => "info",
-        Command::Consume(_) => "error",
+        // The lab's faults make the clients warn all the time; its findings are its output.
+        Command::Consume(_) | Command::Lab(_) => "error",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -54,6 +58,11 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .init();
+    // The lab runs each seed on a current-thread runtime of its own, paused clock.
+    let cli = match cli.command {
+        Command::Lab(args) => return cli::lab::run(args),
+        command => Cli { command },
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -73,6 +82,7 @@ fn main() -> ExitCode {
             Command::Topics(args) => cli::admin::topics(args).await,
             Command::Groups(args) => cli::admin::groups(args).await,
             Command::Configs(args) => cli::admin::configs(args).await,
+            Command::Lab(_) => Ok(()),
         }
     });
     match result {

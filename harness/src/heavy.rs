@@ -22,9 +22,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// A fixed number of threads running jobs in the order they were sent.
+/// A fixed number of threads running jobs in the order they were sent, or none at all
+/// ([`HeavyPool::inline`]): then each job runs on the task that asks for it.
 pub(crate) struct HeavyPool {
     threads: usize,
+    inline: bool,
     jobs: OnceLock<Option<Sender<Job>>>,
 }
 
@@ -41,6 +43,19 @@ impl HeavyPool {
     pub(crate) fn new(threads: usize) -> Self {
         Self {
             threads: threads.max(1),
+            inline: false,
+            jobs: OnceLock::new(),
+        }
+    }
+
+    /// No threads: every job runs at once on the task that asks for it. For runs that must
+    /// be deterministic (the fault lab, `ClusterBuilder::heavy_work_inline`): work on other
+    /// threads finishes whenever the machine lets it, and under a paused clock the
+    /// `spawn_blocking` wait keeps tokio from advancing time meanwhile.
+    pub(crate) fn inline() -> Self {
+        Self {
+            threads: 0,
+            inline: true,
             jobs: OnceLock::new(),
         }
     }
@@ -58,6 +73,10 @@ impl HeavyPool {
         self: &Arc<Self>,
         work: impl FnOnce() -> R + Send + 'static,
     ) -> Option<R> {
+        if self.inline {
+            // A panicking job (a bug) loses its answer, as on the pool.
+            return catch_unwind(AssertUnwindSafe(work)).ok();
+        }
         let jobs = self.sender()?.clone();
         let (done, result) = mpsc::sync_channel(1);
         let job: Job = Box::new(move || {
@@ -140,6 +159,16 @@ mod tests {
         let lost: Option<()> = pool.run(|| panic!("a bug")).await;
         assert!(lost.is_none());
         assert_eq!(pool.run(|| 7).await, Some(7), "the pool survives");
+    }
+
+    #[tokio::test]
+    async fn an_inline_pool_runs_jobs_on_the_calling_thread() {
+        let pool = Arc::new(HeavyPool::inline());
+        let caller = std::thread::current().id();
+        let ran_on = pool.run(move || std::thread::current().id()).await;
+        assert_eq!(ran_on, Some(caller));
+        let lost: Option<()> = pool.run(|| panic!("a bug")).await;
+        assert!(lost.is_none());
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,11 +6,14 @@
 //! | [`cluster`] | pure broker state: brokers, topics, partitions, logs. No IO. |
 //! | [`handlers`] | one file per API key: request + state -> response. No IO. |
 //! | [`control`] | fault injection (interceptors) and the record of requests |
+//! | [`control_plane`] | the same controls over HTTP/JSON (`franzy serve --control`) |
 //! | `server` | the thin tokio loop: socket -> frame -> handler -> frame -> socket |
 //! | `waiting` | the state under its lock with the answers owed to waiting connections; the clock and the timer task |
 //! | `frame_budget` | bytes of request frames being received, across connections |
 //! | `heavy` | the threads that work on large requests (decoding, validating, encoding) |
 //! | [`kafka_version`] | the Kafka releases a cluster can pose as: their API versions; per-API caps |
+//! | [`lab`] | the fault lab: seeded fault schedules, franzy's clients, a history checker |
+//! | `trace` | a digest of every frame the cluster saw (the lab's `trace=`) |
 //!
 //! ```text
 //!  client ──TCP or in-memory──▶ server.rs ──RequestKind──▶ control.rs (faults?)
@@ -55,15 +58,18 @@ use tokio_util::sync::CancellationToken;
 
 pub mod cluster;
 pub mod control;
+pub mod control_plane;
 mod frame_budget;
 pub mod handlers;
 mod heavy;
 pub mod kafka_version;
+pub mod lab;
 pub mod security;
 mod server;
+mod trace;
 mod waiting;
 
-pub use cluster::{ClusterConfig, ClusterState, CoordinatorType};
+pub use cluster::{ClusterConfig, ClusterState, CoordinatorType, PlantedBug};
 pub use control::{Action, Interceptor, RecordLimits, RecordedRequest};
 pub use kafka_version::{ApiVersionCaps, KafkaVersion};
 pub use security::{ListenerSecurity, Mechanism, SecurityProtocol};
@@ -151,6 +157,8 @@ pub(crate) struct Shared {
     pub(crate) heavy: Arc<HeavyPool>,
     /// Capacity of the response buffers connections keep for their next response.
     pub(crate) spare_response_bytes: AtomicUsize,
+    /// The digest of every frame, when asked for ([`ClusterBuilder::trace`]).
+    pub(crate) trace: Option<trace::Trace>,
     /// TLS and SASL of the listeners, if any.
     pub(crate) security: Option<Arc<security::ServerSecurity>>,
     /// Runs on the blocking thread before a produce request is validated (tests only).
@@ -211,6 +219,9 @@ pub struct ClusterBuilder {
     connections_max_idle: Duration,
     record_limits: RecordLimits,
     seed: u64,
+    heavy_work_inline: bool,
+    wall_clock_start_ms: Option<i64>,
+    trace: bool,
     security: Option<ListenerSecurity>,
 }
 
@@ -229,6 +240,9 @@ impl Default for ClusterBuilder {
             connections_max_idle: DEFAULT_CONNECTIONS_MAX_IDLE,
             record_limits: RecordLimits::default(),
             seed: 0,
+            heavy_work_inline: false,
+            wall_clock_start_ms: None,
+            trace: false,
             security: None,
         }
     }
@@ -613,6 +627,40 @@ impl ClusterBuilder {
         self.cap_api(api, -1)
     }
 
+    /// Runs the work of large requests (decoding, validation, encoding) on the connection's
+    /// own task instead of the pool of heavy-work threads. A run is then the same every time
+    /// on a current-thread runtime: work on other threads finishes whenever the machine lets
+    /// it. For the fault lab and deterministic tests; large requests then hold up the other
+    /// connections while they are worked on. Default false (the pool).
+    pub fn heavy_work_inline(mut self, inline: bool) -> Self {
+        self.heavy_work_inline = inline;
+        self
+    }
+
+    /// The wall-clock time, in milliseconds since the epoch, at which the cluster's clock
+    /// starts (it then advances with tokio time): broker timestamps (LogAppendTime, the
+    /// timestamp checks of Produce) no longer depend on when the run happened. Default: the
+    /// system clock at build.
+    pub fn wall_clock_start_ms(mut self, ms: i64) -> Self {
+        self.wall_clock_start_ms = Some(ms);
+        self
+    }
+
+    /// Keeps a digest of every request and response frame, in the order the cluster handled
+    /// them ([`ClusterHandle::trace_digest`]): two runs with the same digest exchanged the
+    /// same bytes. Default off.
+    pub fn trace(mut self, enabled: bool) -> Self {
+        self.trace = enabled;
+        self
+    }
+
+    /// Gives the cluster a deliberate bug ([`PlantedBug`]). **For testing checkers only**:
+    /// the fault lab uses it to prove its checker catches each class of anomaly.
+    pub fn plant(mut self, bug: PlantedBug) -> Self {
+        self.config.planted = Some(bug);
+        self
+    }
+
     /// Starts the brokers.
     pub async fn build(self) -> Result<Cluster, HarnessError> {
         if self.brokers < 1 || self.brokers > 1024 {
@@ -666,7 +714,7 @@ impl ClusterBuilder {
         config.broker_ids = (0..self.brokers).collect();
         let shared_config = config.clone();
         let mut state = ClusterState::new(config);
-        let clock = Clock::start();
+        let clock = Clock::start(self.wall_clock_start_ms);
         state.set_wall_clock_start(clock.wall_ms(cluster::Time::ZERO));
         for (name, partitions, configs) in &self.topics {
             state
@@ -698,8 +746,13 @@ impl ClusterBuilder {
             frame_budget: Arc::new(FrameBudget::new(self.queued_max_request_bytes)),
             idle_timeout: (!self.connections_max_idle.is_zero())
                 .then_some(self.connections_max_idle),
-            heavy: Arc::new(HeavyPool::for_this_machine()),
+            heavy: Arc::new(if self.heavy_work_inline {
+                HeavyPool::inline()
+            } else {
+                HeavyPool::for_this_machine()
+            }),
             spare_response_bytes: AtomicUsize::new(0),
+            trace: self.trace.then(trace::Trace::new),
             #[cfg(test)]
             prepare_hook: Mutex::new(None),
         });
@@ -1054,6 +1107,12 @@ impl ClusterHandle {
     /// How long the cluster has been running, in tokio time.
     pub fn uptime(&self) -> Duration {
         self.shared.clock.uptime()
+    }
+
+    /// The digest of every request and response frame so far, and how many events it
+    /// covers (see [`ClusterBuilder::trace`]); `None` when tracing is off.
+    pub fn trace_digest(&self) -> Option<(u64, u64)> {
+        self.shared.trace.as_ref().map(trace::Trace::digest)
     }
 
     /// The listeners' security protocol.

@@ -51,6 +51,7 @@ use crate::control::{Action, RequestSummary};
 use crate::handlers::produce::{self, TopicLimits};
 use crate::handlers::{self, api_versions, Prepared, Reply, RequestContext};
 use crate::security::{Session, Verdict};
+use crate::trace::Direction;
 use crate::waiting::{Parking, WaitGuard};
 use crate::Shared;
 
@@ -85,6 +86,7 @@ pub(crate) async fn run_listener(
 ) {
     loop {
         let accepted = tokio::select! {
+            biased;
             () = cancel.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
@@ -137,7 +139,10 @@ pub(crate) async fn serve_connection<S>(
                 None => connection_loop(&shared, broker_id, stream, &peer).await,
             }
         };
+        // Biased everywhere: tokio's default random branch order would make a run
+        // depend on more than its seed (the fault lab replays runs byte for byte).
         tokio::select! {
+            biased;
             () = cancel.cancelled() => debug!("connection closed by broker shutdown"),
             end = serve => match end {
                 End::PeerClosed => debug!("peer closed the connection"),
@@ -237,6 +242,9 @@ where
                 buf: &mut buf,
                 client_host: &client_host,
             };
+            if let Some(trace) = &shared.trace {
+                trace.feed(waiter.0, broker_id, Direction::Request, &frame);
+            }
             let outcome = handle_frame(
                 shared,
                 broker_id,
@@ -250,6 +258,21 @@ where
             // The request is handled and its frame dropped: its bytes leave the budget.
             share.end_overdraft();
             share.shrink_to(over_allowance(buf.len()));
+            if let Some(trace) = &shared.trace {
+                let (direction, bytes): (_, &[u8]) = match &outcome {
+                    Outcome::Send(bytes) => (Some(Direction::Response), bytes),
+                    Outcome::SendThenClose(bytes, _) => {
+                        // The close that follows is not traced: it always does.
+                        (Some(Direction::Response), bytes)
+                    }
+                    Outcome::Close(_) | Outcome::PeerClosed => (Some(Direction::Closed), &[]),
+                    Outcome::Hang => (Some(Direction::Silenced), &[]),
+                    Outcome::Nothing => (None, &[]),
+                };
+                if let Some(direction) = direction {
+                    trace.feed(waiter.0, broker_id, direction, bytes);
+                }
+            }
             match outcome {
                 Outcome::Send(bytes) => {
                     if let Err(error) = writer.write_all(&bytes).await {
@@ -709,6 +732,7 @@ async fn run_handler<R: AsyncRead + Unpin>(
             // goes: either way the request leaves the purgatory.
             let guard = WaitGuard::new(shared, waiter);
             let reply = tokio::select! {
+                biased;
                 reply = answer => reply,
                 () = peer.gone() => {
                     debug!("peer closed the connection while its request waited");

@@ -33,14 +33,17 @@ pub(crate) struct Clock {
 }
 
 impl Clock {
-    /// A clock whose time zero is now.
-    pub(crate) fn start() -> Self {
+    /// A clock whose time zero is now, at wall-clock milliseconds `wall_ms` (the system
+    /// clock when `None`; runs that must repeat byte for byte fix it).
+    pub(crate) fn start(wall_ms: Option<i64>) -> Self {
         Self {
             started: tokio::time::Instant::now(),
-            started_wall_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-                .unwrap_or(0),
+            started_wall_ms: wall_ms.unwrap_or_else(|| {
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                    .unwrap_or(0)
+            }),
         }
     }
 
@@ -183,7 +186,9 @@ pub(crate) async fn run_timer(shared: Arc<Shared>, cancel: CancellationToken) {
                 None => std::future::pending().await,
             }
         };
+        // Biased: a random branch order (tokio's default) would make runs differ.
         tokio::select! {
+            biased;
             () = cancel.cancelled() => return,
             () = shared.timer.notified() => continue,
             () = due => {}

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod bench;
 pub mod consume;
 pub mod format;
+pub mod lab;
 pub mod produce;
 pub mod serve;
 

@@ -99,6 +99,12 @@ pub struct ServeArgs {
     /// How many bytes the request record may hold [default: 64MiB].
     #[arg(long, value_parser = parse_bytes, value_name = "BYTES")]
     pub record_max_bytes: Option<usize>,
+    /// Serve the control plane (HTTP/JSON: stop brokers, move leaders, inject faults, read
+    /// the request log) on ADDR, e.g. 127.0.0.1:0; its address is printed as
+    /// `control http://HOST:PORT` on a line of its own after the bootstrap address (and
+    /// after the `ca:` line with TLS).
+    #[arg(long, value_name = "ADDR")]
+    pub control: Option<String>,
     /// The listeners' protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL. With TLS, a CA
     /// and broker certificates are generated (unless --cert and --key are given) and
     /// `ca: PATH` is printed on the second line of stdout.
@@ -295,6 +301,17 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     if let Some(ca) = cluster.ca_pem_path() {
         println!("ca: {}", ca.display());
     }
+    let _control = match &args.control {
+        Some(address) => {
+            let control = cluster
+                .serve_control(address)
+                .await
+                .map_err(|e| format!("control plane: {e}"))?;
+            println!("control http://{}", control.local_addr());
+            Some(control)
+        }
+        None => None,
+    };
     tracing::info!(bootstrap = %cluster.bootstrap(), "cluster up; interrupt to stop");
     interrupt.recv().await;
     cluster.shutdown().await;

@@ -419,6 +419,8 @@ async fn run(
         let can_send =
             handles_alive && connection.is_ready() && connection.in_flight() < max_in_flight;
         tokio::select! {
+            // Biased: a random branch order would make runs with the same seed differ.
+            biased;
             read = reader.read(&mut read_buf) => match read {
                 Ok(0) | Err(_) => connection.handle_closed(),
                 Ok(n) => {

@@ -158,6 +158,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             });
         }
         tokio::select! {
+            // Biased: a random branch order would make runs with the same seed differ.
+            biased;
             done = tasks.join_next(), if !tasks.is_empty() => {
                 let Some(Ok(done)) = done else { continue };
                 let now = Instant::now();

@@ -270,6 +270,8 @@ impl Sender {
             }
             let deadline = step.deadline;
             tokio::select! {
+                // Biased: a random branch order would make runs with the same seed differ.
+                biased;
                 command = self.commands.recv(), if !self.commands_done => match command {
                     Some(command) => {
                         self.handle_command(command);

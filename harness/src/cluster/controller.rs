@@ -359,6 +359,24 @@ impl ClusterState {
         Ok(())
     }
 
+    /// Leaves `topic`/`partition` without a leader (-1) in a new epoch, as when every ISR
+    /// member is gone, until [`ClusterState::set_leader`] gives it one; clients see
+    /// LEADER_NOT_AVAILABLE in Metadata and NOT_LEADER_OR_FOLLOWER from every broker.
+    /// Errors: UNKNOWN_TOPIC_OR_PARTITION.
+    pub fn clear_leader(&mut self, topic: &str, partition: i32) -> Result<(), ErrorCode> {
+        let t = self
+            .topics
+            .get_mut(topic)
+            .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+        let id = t.id;
+        let p = t
+            .partition_mut(partition)
+            .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+        p.elect(-1);
+        self.touch_partition(id, partition);
+        Ok(())
+    }
+
     /// The replication factor to use for a request's `factor` (-1: the default, capped at
     /// the live brokers).
     fn replication_factor(&self, factor: i16) -> Result<i16, ClusterError> {

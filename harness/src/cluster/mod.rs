@@ -48,6 +48,7 @@ pub mod log_validator;
 pub mod offsets;
 pub mod partition;
 pub mod partition_log;
+pub mod plant;
 pub mod producer_state;
 pub mod purgatory;
 pub mod record_scan;
@@ -71,6 +72,7 @@ pub use partition_log::{
     AbortedTransaction, AppendInfo, LogRead, PartitionLog, StoredBatch, TimestampOffset,
     TransactionMarker,
 };
+pub use plant::PlantedBug;
 pub use producer_state::{ProducerEntry, ProducerStates};
 pub use purgatory::{
     Purgatory, Ready, Resolution, Wait, WaitKey, WaitLimits, WaitStats, WaiterId, Wake,
@@ -150,6 +152,8 @@ pub struct ClusterConfig {
     /// and the server serves, within what the handlers implement (see
     /// [`crate::kafka_version`]). Default: no limit.
     pub api_versions: ApiVersionCaps,
+    /// A deliberate bug, for testing checkers only ([`plant`]). Default none.
+    pub planted: Option<PlantedBug>,
 }
 
 /// Default of [`ClusterConfig::max_partitions_per_request`]: 10,000.
@@ -183,6 +187,7 @@ impl Default for ClusterConfig {
             transactions: TransactionConfig::default(),
             groups: GroupConfig::default(),
             api_versions: ApiVersionCaps::default(),
+            planted: None,
         }
     }
 }
@@ -227,6 +232,8 @@ pub struct ClusterState {
     wall_clock_start_ms: i64,
     /// Consumer groups: members, rebalances, sessions.
     groups: GroupCoordinator,
+    /// The deliberate bug, when one was asked for (testing checkers only).
+    plant: Option<plant::Plant>,
 }
 
 impl ClusterState {
@@ -250,6 +257,7 @@ impl ClusterState {
         let offsets = OffsetStore::new(config.offsets);
         let transactions = Transactions::new(config.transactions);
         let groups = GroupCoordinator::new(config.groups.clone(), config.seed);
+        let plant = config.planted.map(plant::Plant::new);
         Self {
             config,
             brokers,
@@ -265,6 +273,7 @@ impl ClusterState {
             transactions,
             wall_clock_start_ms: 0,
             groups,
+            plant,
         }
     }
 
@@ -390,6 +399,11 @@ impl ClusterState {
     /// outside.
     pub fn touch(&mut self, key: &WaitKey) {
         self.waiting.touch(key);
+    }
+
+    /// How often the planted bug ([`ClusterConfig::planted`]) acted; 0 without one.
+    pub fn planted_fired(&self) -> u64 {
+        self.plant.as_ref().map_or(0, plant::Plant::fired)
     }
 
     /// The waiting requests: how many, their bytes, what happened to them so far.
@@ -522,6 +536,13 @@ impl ClusterState {
             limits.log_append_time.then_some(now_ms),
             verified,
         )?;
+        if let Some(plant) = self.plant.as_mut().filter(|_| !info.duplicate) {
+            let idempotent = franzy::proto::batch_header::BatchHeader::parse(batch)
+                .is_ok_and(|header| header.producer_id >= 0);
+            if let Some(bug) = idempotent.then(|| plant.on_append()).flatten() {
+                p.log_mut().apply_planted(bug);
+            }
+        }
         if !info.duplicate {
             self.touch_partition(id, partition);
         }

@@ -572,6 +572,55 @@ impl PartitionLog {
         i64::try_from(total).unwrap_or(i64::MAX)
     }
 
+    /// Breaks the log on purpose, right after an append (see [`super::plant`]; for testing
+    /// checkers only): copies the last batch after itself, drops it, or swaps it with the
+    /// one before, rewriting base offsets so that offsets still run on.
+    pub(crate) fn apply_planted(&mut self, bug: super::plant::PlantedBug) {
+        use super::plant::PlantedBug;
+        let restamp = |batch: &StoredBatch, base: i64| -> Option<StoredBatch> {
+            let mut bytes = BytesMut::from(&batch.bytes[..]);
+            set_base_offset(&mut bytes, base);
+            let header = BatchHeader::parse(&bytes).ok()?;
+            Some(StoredBatch {
+                header,
+                bytes: bytes.freeze(),
+            })
+        };
+        match bug {
+            PlantedBug::DuplicateAppend => {
+                let copy = self
+                    .batches
+                    .last()
+                    .and_then(|last| restamp(last, self.log_end_offset));
+                if let Some(copy) = copy {
+                    self.log_end_offset = copy.header.next_offset();
+                    self.batches.push(copy);
+                }
+            }
+            PlantedBug::DropAcked => {
+                if let Some(last) = self.batches.pop() {
+                    self.log_end_offset = last.base_offset();
+                }
+            }
+            PlantedBug::Reorder => {
+                let n = self.batches.len();
+                if n < 2 {
+                    return;
+                }
+                let (before, last) = (&self.batches[n - 2], &self.batches[n - 1]);
+                let base = before.base_offset();
+                let Some(first) = restamp(last, base) else {
+                    return;
+                };
+                let Some(second) = restamp(before, first.header.next_offset()) else {
+                    return;
+                };
+                self.batches[n - 2] = first;
+                self.batches[n - 1] = second;
+            }
+        }
+    }
+
     fn readable_batches(&self) -> impl Iterator<Item = &StoredBatch> {
         let start = self.log_start_offset;
         self.batches
