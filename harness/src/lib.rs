@@ -11,6 +11,7 @@
 //! | `waiting` | the state under its lock with the answers owed to waiting connections; the clock and the timer task |
 //! | `frame_budget` | bytes of request frames being received, across connections |
 //! | `heavy` | the threads that work on large requests (decoding, validating, encoding) |
+//! | [`stats`] | the harness's own statistics: requests per API, bytes in and out, the largest request |
 //! | [`kafka_version`] | the Kafka releases a cluster can pose as: their API versions; per-API caps |
 //! | [`lab`] | the fault lab: seeded fault schedules, franzy's clients, a history checker |
 //! | `trace` | a digest of every frame the cluster saw (the lab's `trace=`) |
@@ -66,6 +67,7 @@ pub mod kafka_version;
 pub mod lab;
 pub mod security;
 mod server;
+pub mod stats;
 mod trace;
 mod waiting;
 
@@ -73,6 +75,7 @@ pub use cluster::{ClusterConfig, ClusterState, CoordinatorType, PlantedBug};
 pub use control::{Action, Interceptor, RecordLimits, RecordedRequest};
 pub use kafka_version::{ApiVersionCaps, KafkaVersion};
 pub use security::{ListenerSecurity, Mechanism, SecurityProtocol};
+pub use stats::HarnessStats;
 
 use control::Control;
 use frame_budget::FrameBudget;
@@ -161,6 +164,8 @@ pub(crate) struct Shared {
     pub(crate) trace: Option<trace::Trace>,
     /// TLS and SASL of the listeners, if any.
     pub(crate) security: Option<Arc<security::ServerSecurity>>,
+    /// Requests per API, bytes in and out, the largest request ([`Cluster::stats`]).
+    pub(crate) stats: stats::Counters,
     /// Runs on the blocking thread before a produce request is validated (tests only).
     #[cfg(test)]
     pub(crate) prepare_hook: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
@@ -752,6 +757,7 @@ impl ClusterBuilder {
                 HeavyPool::for_this_machine()
             }),
             spare_response_bytes: AtomicUsize::new(0),
+            stats: stats::Counters::default(),
             trace: self.trace.then(trace::Trace::new),
             #[cfg(test)]
             prepare_hook: Mutex::new(None),
@@ -950,6 +956,12 @@ impl ClusterHandle {
     /// Interceptors that have not yet fired as often as they were told to.
     pub fn pending_interceptors(&self) -> usize {
         self.shared.lock_control().pending()
+    }
+
+    /// The cluster's own statistics: requests per API, bytes in and out, the largest
+    /// request seen, since it started (unbounded by the request record's limits).
+    pub fn stats(&self) -> HarnessStats {
+        self.shared.stats.snapshot()
     }
 
     /// Every request received so far (within the record's bounds, [`RecordLimits`]),

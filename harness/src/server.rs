@@ -242,6 +242,7 @@ where
                 buf: &mut buf,
                 client_host: &client_host,
             };
+            shared.stats.request(&frame);
             if let Some(trace) = &shared.trace {
                 trace.feed(waiter.0, broker_id, Direction::Request, &frame);
             }
@@ -272,6 +273,9 @@ where
                 if let Some(direction) = direction {
                     trace.feed(waiter.0, broker_id, direction, bytes);
                 }
+            }
+            if let Outcome::Send(bytes) | Outcome::SendThenClose(bytes, _) = &outcome {
+                shared.stats.response(bytes.len());
             }
             match outcome {
                 Outcome::Send(bytes) => {

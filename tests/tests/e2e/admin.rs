@@ -913,3 +913,23 @@ async fn producer_consumer_and_admin_statistics_count_what_they_did() {
         .expect("asked");
     assert_eq!(admin.stats().retries, 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_harness_counts_requests_per_api_bytes_and_the_largest_request() {
+    let cluster = builder().build().await.expect("cluster starts");
+    let before = cluster.stats();
+    let admin = admin(&cluster);
+    within(admin.describe_cluster()).await.expect("described");
+    within(admin.list_topics(false)).await.expect("listed");
+    let stats = cluster.stats();
+    let count = |api| stats.requests_of(api);
+    assert_eq!(count(ApiKey::DescribeCluster), 1);
+    assert!(count(ApiKey::Metadata) >= 1);
+    assert!(count(ApiKey::ApiVersions) >= 1);
+    assert_eq!(
+        stats.requests(),
+        cluster.requests().len() as u64 + before.requests()
+    );
+    assert!(stats.bytes_in > 0 && stats.bytes_out > stats.bytes_in);
+    assert!(stats.largest_request > 0 && stats.largest_request <= stats.bytes_in);
+}
