@@ -38,6 +38,10 @@
 # bundled build also needs make and perl. The mock cluster is always the system library's.
 set -euo pipefail
 
+[[ -x /usr/bin/time ]] || {
+    echo "bench: needs /usr/bin/time (apt-get install time)" >&2
+    exit 2
+}
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 count="${BENCH_COUNT:-1000000}"
@@ -115,20 +119,24 @@ mock="$("$root/tests/interop/build_mock_cluster.sh" "$work")"
 
 # --- Measuring ----------------------------------------------------------------------------------
 
-# measure BROKER CLIENT KIND COMMAND...: runs COMMAND, keeps its "records/s" figure.
+# measure BROKER CLIENT KIND COMMAND...: runs COMMAND, keeps its "records/s" figure, and the
+# client process's CPU time (user + system, from /usr/bin/time, so whole-process: setup
+# included) and peak resident set.
 measure() {
     local broker="$1" client="$2" kind="$3"
     shift 3
     local out
-    if ! out="$(timeout "$run_timeout" "$@" 2>"$work/client.err")"; then
+    if ! out="$(timeout "$run_timeout" /usr/bin/time -f '%U %S %M' -o "$work/time" "$@" 2>"$work/client.err")"; then
         cat "$work/client.err" >&2
         fail "$broker/$client $kind failed or took over ${run_timeout}s: $*"
     fi
-    local rate
+    local rate user sys maxrss
     rate="$(grep -oE '[0-9]+ records/s' <<<"$out" | head -n1 | cut -d' ' -f1)"
     [[ -n "$rate" ]] || fail "$broker/$client $kind printed no rate: $out"
-    log "$broker $client $kind: $(head -n1 <<<"$out")"
-    printf '%s\t%s\t%s\t%s\n' "$broker" "$client" "$kind" "$rate" >>"$results"
+    read -r user sys maxrss <"$work/time"
+    log "$broker $client $kind: $(head -n1 <<<"$out") (CPU ${user}+${sys} s, peak RSS ${maxrss} KiB)"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$broker" "$client" "$kind" "$rate" \
+        "$(python3 -c "print($user + $sys)")" "$maxrss" >>"$results"
 }
 
 start_broker() {
@@ -166,7 +174,7 @@ fi
 for broker in harness mock; do
     [[ " $only " == *" $broker "* ]] || continue
     case "$broker" in
-    harness) start_broker harness "$franzy" serve --brokers 3 --topic bench:6 --topic consume:32 ;;
+    harness) start_broker harness "$franzy" serve --brokers 3 --topic bench:6 --topic consume:32 --topic wide:1000 ;;
     mock) start_broker mock "$mock" 3 bench:6 consume:32 ;;
     esac
     for _ in $(seq "$runs"); do
@@ -178,6 +186,15 @@ for broker in harness mock; do
             measure "$broker" librdkafka-bundled produce "$bundled" produce -b "$bootstrap" -t bench "${common[@]}"
         fi
     done
+    if [[ "$broker" == harness ]]; then
+        # Client memory: idle, and per 1,000 assigned partitions (topic wide, one record each).
+        timeout "$run_timeout" "$franzy" bench produce -b "$bootstrap" -t wide --count 1000 \
+            --size "$size" -X linger.ms=0 >/dev/null
+        memory_line="$(timeout "$run_timeout" "$franzy" bench memory -b "$bootstrap" -t wide)" ||
+            fail "franzy bench memory failed"
+        log "$memory_line"
+        echo "$memory_line" >"$work/memory"
+    fi
     log "$broker: filling topic consume (untimed)"
     timeout "$run_timeout" "$franzy" bench produce -b "$bootstrap" -t consume \
         --count "$((2 * count))" --size "$size" >/dev/null
@@ -197,15 +214,19 @@ done
 
 # --- Table --------------------------------------------------------------------------------------
 
-python3 - "$results" "$count" "$size" "$runs" <<'EOF'
+python3 - "$results" "$count" "$size" "$runs" "$work/memory" <<'EOF'
+import os
 import statistics
 import sys
 
 path, count, size, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-rates = {}
+memory = sys.argv[5]
+rates, cpu, rss = {}, {}, {}
 for line in open(path):
-    broker, client, kind, rate = line.split("\t")
+    broker, client, kind, rate, seconds, maxrss = line.rstrip("\n").split("\t")
     rates.setdefault((broker, client, kind), []).append(int(rate))
+    cpu.setdefault((broker, client, kind), []).append(float(seconds))
+    rss.setdefault((broker, client, kind), []).append(int(maxrss))
 
 def cell(key):
     values = rates.get(key)
@@ -237,6 +258,27 @@ for client in ("librdkafka", "librdkafka-bundled"):
     if p and m:
         ratio = statistics.median(p) / statistics.median(m)
         print(f"{client} produce, harness / mock: {ratio:.2f}")
+print()
+print("client process CPU (user + system) per million records, and peak RSS; median of runs")
+print()
+print(f"| {'broker':<9} | {'client':<18} | {'kind':<8} | {'CPU s/M':>8} | {'peak RSS MiB':>12} |")
+print(f"|{'-' * 11}|{'-' * 20}|{'-' * 10}|{'-' * 10}|{'-' * 14}|")
+for key in sorted(cpu):
+    if key[0] == "embedded":
+        continue  # the broker runs in the same process: not the client's CPU
+    per_million = statistics.median(cpu[key]) / count * 1e6
+    print(f"| {key[0]:<9} | {key[1]:<18} | {key[2]:<8} | {per_million:>8.2f} | "
+          f"{statistics.median(rss[key]) / 1024:>12.1f} |")
+for broker in ("harness", "mock"):
+    for kind in ("produce", "consume"):
+        f, l = cpu.get((broker, "franzy", kind)), cpu.get((broker, "librdkafka", kind))
+        if f and l:
+            print(f"{broker} {kind}: franzy's CPU per record is "
+                  f"{statistics.median(f) / statistics.median(l):.2f}x librdkafka's; rate "
+                  f"{statistics.median(rates[(broker, 'franzy', kind)]) / statistics.median(rates[(broker, 'librdkafka', kind)]):.2f}x")
+if os.path.exists(memory):
+    print()
+    print(open(memory).read().strip())
 print()
 print("every run (records/s):")
 for key in sorted(rates):

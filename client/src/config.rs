@@ -515,7 +515,7 @@ impl Config {
     }
 
     /// How connections are secured (`security.protocol`). Default `PLAINTEXT`. TLS uses
-    /// [`Config::tls`] (Mozilla's roots when not set), SASL uses [`Config::sasl`] (or the
+    /// [`Config::tls`] (the system's roots when not set), SASL uses [`Config::sasl`] (or the
     /// `sasl.*` keys).
     pub fn security_protocol(mut self, protocol: SecurityProtocol) -> Self {
         self.security.protocol = protocol;
@@ -523,7 +523,7 @@ impl Config {
     }
 
     /// TLS settings for `SSL` and `SASL_SSL`; they replace every `ssl.*` key. Default:
-    /// from the `ssl.*` keys (Mozilla's roots, hostname verification).
+    /// from the `ssl.*` keys (the system's roots, hostname verification).
     pub fn tls(mut self, tls: TlsConfig) -> Self {
         self.security.tls = Some(tls);
         self

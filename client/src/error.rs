@@ -177,8 +177,10 @@ pub enum Error {
     /// Every request to a broker the consumer needs has failed (no answer, a broken
     /// connection, bytes that are not Kafka protocol) for at least `reconnect.backoff.max.ms`.
     /// Returned once per such failure episode by `Consumer::recv`, which keeps retrying with
-    /// backoff and consumes again once the broker answers. Retriable, never fatal.
-    #[error("broker {broker} unreachable for {failing_for:?}")]
+    /// backoff and consumes again once the broker answers. Retriable, unless the cause is
+    /// fatal (the broker refused the credentials, its certificate is not trusted): then
+    /// returned at the first failure, and fatal.
+    #[error("broker {broker} unreachable for {failing_for:?}: {cause}")]
     BrokerUnreachable {
         /// The broker's node id.
         broker: i32,
@@ -191,8 +193,8 @@ pub enum Error {
     /// No broker, bootstrap servers included, answered a metadata request for at least
     /// `reconnect.backoff.max.ms`, while the consumer needed one to find a partition's
     /// leader (librdkafka's `ALL_BROKERS_DOWN`). Returned once per episode, like
-    /// [`Error::BrokerUnreachable`]. Retriable, never fatal.
-    #[error("no broker reachable for {failing_for:?}")]
+    /// [`Error::BrokerUnreachable`]. Retriable, unless the cause is fatal (as there).
+    #[error("no broker reachable for {failing_for:?}: {cause}")]
     AllBrokersDown {
         /// How long metadata requests have been failing.
         failing_for: Duration,

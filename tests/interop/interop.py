@@ -438,8 +438,30 @@ def kafka_python_group(args):
             heartbeat_interval_ms=1000,
             fetch_max_wait_ms=200,
             request_timeout_ms=timeout_ms + 1000,
+            # Three clients bootstrapping at once on a loaded 2-core machine: the 30 s
+            # default ran out in CI.
+            bootstrap_timeout_ms=timeout_ms,
             **common,
         )
+
+    from kafka.errors import CommitFailedError, IllegalGenerationError, RebalanceInProgressError
+    from kafka.errors import UnknownMemberIdError
+
+    # A commit refused because the group is rebalancing (or the member's generation is
+    # gone) is what Kafka answers while a leader rejoins; the member polls to finish the
+    # rebalance and commits again (at-least-once, as a real application does).
+    rebalancing = (CommitFailedError, IllegalGenerationError, RebalanceInProgressError,
+                   UnknownMemberIdError)
+
+    def commit_until_done(c):
+        while True:
+            try:
+                c.commit()
+                return
+            except rebalancing:
+                if time.monotonic() > deadline:
+                    raise
+                c.poll(timeout_ms=200)
 
     lock = threading.Lock()
     seen = Counter()
@@ -460,8 +482,11 @@ def kafka_python_group(args):
                             by_member[name] += 1
                     assigned[name] = sorted(tp.partition for tp in c.assignment())
                 if batches:
-                    c.commit()
-            c.commit()
+                    try:
+                        c.commit()
+                    except rebalancing:
+                        pass  # the next poll rejoins; these records are committed later
+            commit_until_done(c)
             c.close()
         except Exception as e:  # reported by the main thread
             errors.append(f"{name}: {e!r}")

@@ -31,6 +31,8 @@ pub enum BenchCommand {
     Produce(BenchArgs),
     /// Measure consume throughput.
     Consume(BenchArgs),
+    /// Measure the client's resident memory: idle, and per 1,000 assigned partitions.
+    Memory(BenchArgs),
 }
 
 /// Options of `franzy bench`.
@@ -64,6 +66,12 @@ pub async fn run(command: BenchCommand) -> Result<(), String> {
                 produce(&target, &args).await?;
             }
             let report = consume(&target, &args).await?;
+            println!("{report}");
+            target.shutdown().await;
+        }
+        BenchCommand::Memory(args) => {
+            let target = Target::resolve(&args.client, args.partitions).await?;
+            let report = memory(&target, &args).await?;
             println!("{report}");
             target.shutdown().await;
         }
@@ -212,6 +220,79 @@ async fn consume(target: &Target, args: &BenchArgs) -> Result<String, String> {
         received as f64 / elapsed.as_secs_f64(),
         bytes as f64 / elapsed.as_secs_f64() / 1e6,
     ))
+}
+
+/// Idle RSS (a producer and a consumer connected, nothing sent), then the growth once a
+/// consumer has every partition of the topic assigned and has fetched each of them to its end
+/// once (`enable.partition.eof`), scaled to 1,000 partitions. The process's own resident set
+/// (`VmRSS` of /proc/self/status), so run it against a broker in another process (`-b`).
+async fn memory(target: &Target, args: &BenchArgs) -> Result<String, String> {
+    let before_clients = rss_kib()?;
+    let producer = Producer::new(target.config(&args.client)?).map_err(|e| e.to_string())?;
+    let partitions = producer
+        .partitions_for(&args.client.topic)
+        .await
+        .map_err(|e| e.to_string())?;
+    let consumer = Consumer::new(target.config(&args.client)?.enable_partition_eof(true))
+        .map_err(|e| e.to_string())?;
+    consumer
+        .partitions_for(&args.client.topic)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = rss_kib()?;
+    let assignment: Vec<TopicPartition> = (0..partitions as i32)
+        .map(|p| TopicPartition::new(args.client.topic.clone(), p))
+        .collect();
+    consumer.assign(&assignment).map_err(|e| e.to_string())?;
+    for tp in &assignment {
+        consumer
+            .seek(tp, Offset::Beginning)
+            .map_err(|e| e.to_string())?;
+    }
+    let mut at_end = std::collections::HashSet::new();
+    let mut records = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while at_end.len() < assignment.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let event = tokio::time::timeout(left, consumer.recv_event())
+            .await
+            .map_err(|_| {
+                format!(
+                    "{} of {} partitions reached their end in 120 s",
+                    at_end.len(),
+                    assignment.len()
+                )
+            })?
+            .map_err(|e| e.to_string())?;
+        match event {
+            Some(franzy::ConsumerEvent::PartitionEof { partition, .. }) => {
+                at_end.insert(partition);
+            }
+            Some(_) => records += 1,
+            None => return Err("the consumer closed".into()),
+        }
+    }
+    let assigned = rss_kib()?;
+    consumer.close().await;
+    producer.close().await;
+    let per_thousand = (assigned.saturating_sub(idle)) as f64 * 1000.0 / partitions.max(1) as f64;
+    Ok(format!(
+        "memory: RSS {before_clients} KiB before the clients, {idle} KiB idle (a producer and a \
+         consumer connected), {assigned} KiB with {partitions} partitions assigned and read to \
+         their end ({records} records): {per_thousand:.0} KiB per 1,000 partitions"
+    ))
+}
+
+/// The process's resident set in KiB (`VmRSS`), Linux only.
+fn rss_kib() -> Result<u64, String> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| format!("cannot read /proc/self/status (Linux only): {e}"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| "no VmRSS in /proc/self/status".to_string())
 }
 
 fn config_batch_size(config: &franzy::Config) -> usize {

@@ -303,7 +303,7 @@ pub(super) static KEYS: &[Key] = &[
         "ssl.truststore.location",
         PCA,
         "",
-        "PEM file of the CAs to trust instead of Mozilla's roots",
+        "PEM file of the CAs to trust instead of the system's roots",
         |c, v| SecuritySettings::set_optional(&mut c.security.truststore_location, v),
         |c| c.security.truststore_location.clone().unwrap_or_default(),
     ),
@@ -311,7 +311,7 @@ pub(super) static KEYS: &[Key] = &[
         "ssl.truststore.certificates",
         PCA,
         "",
-        "PEM text of the CAs to trust instead of Mozilla's roots",
+        "PEM text of the CAs to trust instead of the system's roots",
         |c, v| SecuritySettings::set_optional(&mut c.security.truststore_certificates, v),
         |c| {
             c.security
@@ -326,7 +326,7 @@ pub(super) static KEYS: &[Key] = &[
         PCA,
         "",
         "PEM file (or directory of `.pem`/`.crt` files) of the CAs to trust instead of \
-         Mozilla's roots",
+         the system's roots",
         |c, v| SecuritySettings::set_optional(&mut c.security.ca_location, v),
         |c| c.security.ca_location.clone().unwrap_or_default(),
     )

@@ -20,7 +20,7 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`tls`] | [`TlsConfig`]: trusted CAs (Mozilla's roots by default, or PEM), a client certificate for mTLS, hostname verification, the crypto provider |
+//! | [`tls`] | [`TlsConfig`]: trusted CAs (the system's roots by default, or PEM), a client certificate for mTLS, hostname verification, the crypto provider |
 //! | [`sasl`] | [`Sasl`]: PLAIN, SCRAM-SHA-256/512, OAUTHBEARER with a [`TokenProvider`] ([`UnsecuredJwt`] for tests) |
 //!
 //! TLS is rustls. Its cryptography comes from graviola by default (pure Rust and inline

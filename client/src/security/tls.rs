@@ -23,7 +23,7 @@ use crate::error::Error;
 /// verification, the crypto provider. Cheap to clone.
 #[derive(Clone)]
 pub struct TlsConfig {
-    /// CAs to trust instead of Mozilla's roots (empty: Mozilla's roots).
+    /// CAs to trust instead of the system's roots (empty: the system's roots).
     roots: Vec<CertificateDer<'static>>,
     client_auth: Option<Arc<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>>,
     verify_hostname: bool,
@@ -50,9 +50,24 @@ impl Default for TlsConfig {
     }
 }
 
+/// The platform's trusted CAs (`rustls-native-certs`: `SSL_CERT_FILE` / `SSL_CERT_DIR`, else
+/// the distribution's bundle on Linux, the keychain on macOS, the Windows store), read once
+/// per process. Empty when there are none (a minimal container), and then
+/// [`TlsConfig::client_config`] trusts Mozilla's roots instead.
+fn system_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: std::sync::OnceLock<Vec<CertificateDer<'static>>> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let loaded = rustls_native_certs::load_native_certs();
+        for error in &loaded.errors {
+            tracing::debug!(%error, "reading the system's CA certificates");
+        }
+        loaded.certs
+    })
+}
+
 impl TlsConfig {
-    /// Trusts Mozilla's root CAs (the `webpki-roots` crate), verifies the broker's host
-    /// name, presents no client certificate.
+    /// Trusts the system's root CAs (Mozilla's, from the `webpki-roots` crate, when the
+    /// system has none), verifies the broker's host name, presents no client certificate.
     pub fn new() -> Self {
         Self {
             roots: Vec::new(),
@@ -65,7 +80,7 @@ impl TlsConfig {
     }
 
     /// Trusts the CA certificates of this PEM text (every `CERTIFICATE` block) instead of
-    /// Mozilla's roots; may be called again to add more.
+    /// the system's roots; may be called again to add more.
     pub fn ca_pem(mut self, pem: impl AsRef<[u8]>) -> Result<Self, Error> {
         self.roots.extend(
             certificates(pem.as_ref())
@@ -74,7 +89,7 @@ impl TlsConfig {
         Ok(self)
     }
 
-    /// Trusts the CA certificates of this PEM file instead of Mozilla's roots.
+    /// Trusts the CA certificates of this PEM file instead of the system's roots.
     pub fn ca_file(self, path: impl AsRef<std::path::Path>) -> Result<Self, Error> {
         let pem = read("TlsConfig::ca_file", path.as_ref())?;
         self.ca_pem(pem).map_err(|_| {
@@ -142,7 +157,20 @@ impl TlsConfig {
         };
         let mut store = RootCertStore::empty();
         if self.roots.is_empty() {
-            store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            let system = system_roots();
+            if system.is_empty() {
+                store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            } else {
+                // Certificates the platform lists but webpki cannot use are skipped, as
+                // OpenSSL skips them.
+                let (added, ignored) = store.add_parsable_certificates(system.iter().cloned());
+                if added == 0 {
+                    store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                }
+                if ignored > 0 {
+                    tracing::debug!(added, ignored, "system CA certificates");
+                }
+            }
         } else {
             for root in &self.roots {
                 store.add(root.clone()).map_err(|e| {

@@ -13,6 +13,7 @@ mod hostile_input;
 mod idempotence;
 mod lab;
 mod librdkafka_scenarios;
+mod patterns;
 mod producer;
 mod security;
 mod transactions;

@@ -363,3 +363,30 @@ async fn properties_configure_sasl_ssl_as_a_java_client_would() {
     let producer = producer(&cluster, config).expect("producer");
     produce(&producer, 2, "props").await.expect("delivered");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_consumer_with_a_wrong_password_is_told_at_recv() {
+    for mechanism in [SaslMechanism::Plain, SaslMechanism::ScramSha512] {
+        let cluster = cluster(ListenerSecurity::new(SecurityProtocol::SaslSsl)).await;
+        let config = config(&cluster, SecurityProtocol::SaslSsl).sasl(sasl_for(mechanism, "wrong"));
+        let consumer = Consumer::builder(config)
+            .connector(Arc::new(cluster.connector()))
+            .seed(12)
+            .build()
+            .expect("consumer");
+        let tp = TopicPartition::new("secure", 0);
+        consumer.assign(std::slice::from_ref(&tp)).expect("assign");
+        consumer.seek(&tp, Offset::Beginning).expect("seek");
+        // Told, fatally, rather than retried in silence: recv answers with the error (an
+        // outage whose cause is the refusal).
+        let error = tokio::time::timeout(BOUND, consumer.recv())
+            .await
+            .expect("recv answers instead of retrying in silence")
+            .expect_err("refused");
+        assert!(error.is_fatal() && !error.is_retriable(), "{error:?}");
+        let text = error.to_string();
+        assert!(text.contains("invalid credentials"), "{text}");
+        assert!(text.contains("franzy.invalid:9092"), "{text}");
+        consumer.close().await;
+    }
+}

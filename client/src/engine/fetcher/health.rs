@@ -75,7 +75,8 @@ impl Fetcher {
 
     /// A request to `peer` sent at `sent_at` failed at `now`. Once the peer's requests have
     /// failed for `reconnect.backoff.max.ms` with nothing answered in between, the user is
-    /// told, once per episode. A failure after a pause longer than two backoffs (nothing
+    /// told, once per episode; at the first failure when its cause is fatal
+    /// (authentication, TLS trust). A failure after a pause longer than two backoffs (nothing
     /// was asked of the peer meanwhile) starts a new episode.
     pub(super) fn record_failure(
         &mut self,
@@ -102,7 +103,9 @@ impl Fetcher {
         };
         episode.last_failure = now;
         let failing_for = now.saturating_duration_since(episode.since);
-        if episode.reported || failing_for < threshold {
+        // A fatal cause (the broker refused our credentials, an untrusted certificate) will
+        // not pass by waiting: told at once rather than after the threshold.
+        if episode.reported || (failing_for < threshold && !error.is_fatal()) {
             return;
         }
         episode.reported = true;

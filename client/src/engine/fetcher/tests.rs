@@ -1159,6 +1159,28 @@ fn metadata_failures_are_an_outage_only_while_a_leader_is_missing() {
 }
 
 #[test]
+fn a_fatal_cause_is_an_outage_at_its_first_failure() {
+    let start = Instant::now();
+    let md = metadata(&[("t", &[0])]);
+    let refused = Error::Authentication {
+        broker: "bootstrap:9092".into(),
+        reason: "invalid credentials".into(),
+    };
+    let mut f = fetcher(config(), &[tp("t", 0), tp("unknown", 0)]);
+    f.handle_metadata_failure(&refused, start, start, &md);
+    let events = drain(&mut f);
+    match outages(&events)[..] {
+        [error @ Error::AllBrokersDown { cause, .. }] => {
+            assert!(error.is_fatal(), "{error}");
+            assert!(matches!(**cause, Error::Authentication { .. }));
+        }
+        _ => panic!("told at once: {events:?}"),
+    }
+    f.handle_metadata_failure(&refused, start, start + Duration::from_millis(100), &md);
+    assert!(drain(&mut f).is_empty(), "once per episode");
+}
+
+#[test]
 fn reassigning_keeps_the_state_of_partitions_that_stay() {
     let p0 = tp("t", 0);
     let mut f = fetcher(config(), std::slice::from_ref(&p0));

@@ -1,0 +1,218 @@
+//! The outbox relay: rows an application wrote to an outbox table (in the same database
+//! transaction as its business change) are produced to Kafka in a Kafka transaction, and
+//! marked sent only after that transaction committed.
+//!
+//! A crash after the commit and before the mark sends the rows again on the next relay
+//! (at least once); every record carries its row id in the `outbox-id` header, so that an
+//! [`crate::IdempotentConsumer`] keyed on it processes each row once. A transaction that
+//! fails is aborted: `read_committed` readers never see its records, and the rows stay
+//! pending.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use franzy::{Header, Producer};
+
+use crate::stats::{Counter, Stats};
+use crate::PatternError;
+
+/// One row of the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    /// Its id, unique in the outbox.
+    pub id: u64,
+    /// The topic to produce to.
+    pub topic: String,
+    /// The key.
+    pub key: Option<Bytes>,
+    /// The value.
+    pub value: Option<Bytes>,
+    /// Headers.
+    pub headers: Vec<Header>,
+}
+
+/// Where the relay reads rows from: implement it over the application's database.
+pub trait OutboxSource {
+    /// Up to `limit` rows not marked sent, oldest first.
+    fn pending(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<OutboxRow>, PatternError>> + Send;
+    /// Marks these rows sent.
+    fn mark_sent(&self, ids: &[u64]) -> impl Future<Output = Result<(), PatternError>> + Send;
+}
+
+/// The last id given, and every row with whether it was sent.
+type Rows = (u64, BTreeMap<u64, (OutboxRow, bool)>);
+
+/// An outbox in memory (tests, examples).
+#[derive(Debug, Default)]
+pub struct InMemoryOutbox {
+    rows: Mutex<Rows>,
+}
+
+impl InMemoryOutbox {
+    /// An empty outbox.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn rows(&self) -> std::sync::MutexGuard<'_, Rows> {
+        // A panic while holding the lock cannot leave the map half-changed: take it anyway.
+        self.rows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds a row for `topic`; its id.
+    pub fn insert(
+        &self,
+        topic: impl Into<String>,
+        key: Option<Bytes>,
+        value: Option<Bytes>,
+    ) -> u64 {
+        let mut rows = self.rows();
+        rows.0 += 1;
+        let id = rows.0;
+        let row = OutboxRow {
+            id,
+            topic: topic.into(),
+            key,
+            value,
+            headers: Vec::new(),
+        };
+        rows.1.insert(id, (row, false));
+        id
+    }
+
+    /// Rows not marked sent.
+    pub fn unsent(&self) -> usize {
+        self.rows().1.values().filter(|(_, sent)| !sent).count()
+    }
+}
+
+impl OutboxSource for InMemoryOutbox {
+    fn pending(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<OutboxRow>, PatternError>> + Send {
+        let rows = self
+            .rows()
+            .1
+            .values()
+            .filter(|(_, sent)| !sent)
+            .take(limit)
+            .map(|(row, _)| row.clone())
+            .collect();
+        std::future::ready(Ok(rows))
+    }
+
+    fn mark_sent(&self, ids: &[u64]) -> impl Future<Output = Result<(), PatternError>> + Send {
+        let mut rows = self.rows();
+        for id in ids {
+            if let Some((_, sent)) = rows.1.get_mut(id) {
+                *sent = true;
+            }
+        }
+        std::future::ready(Ok(()))
+    }
+}
+
+/// The relay (see the module doc). Its producer must be transactional and initialised.
+#[derive(Debug, Clone)]
+pub struct OutboxRelay {
+    batch: usize,
+    stats: Stats,
+}
+
+impl Default for OutboxRelay {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl OutboxRelay {
+    /// Relays up to 500 rows per transaction.
+    pub fn new() -> Self {
+        Self {
+            batch: 500,
+            stats: Stats::new("outbox"),
+        }
+    }
+
+    /// Rows per transaction (at least 1).
+    pub fn batch(mut self, rows: usize) -> Self {
+        self.batch = rows.max(1);
+        self
+    }
+
+    /// Its stats.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Produces one batch of pending rows in one transaction and marks them sent after the
+    /// commit; the number relayed (0 when nothing is pending). On a failure the transaction
+    /// is aborted (if the producer can) and the rows stay pending.
+    pub async fn relay_once(
+        &self,
+        producer: &Producer,
+        source: &impl OutboxSource,
+    ) -> Result<usize, PatternError> {
+        let rows = source.pending(self.batch).await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        producer
+            .begin_transaction()
+            .await
+            .map_err(PatternError::Kafka)?;
+        let sent = async {
+            let mut deliveries = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let mut headers = row.headers.clone();
+                headers.push(Header::new("outbox-id", row.id.to_string()));
+                let record = crate::producer_record(
+                    row.topic.clone(),
+                    row.key.clone(),
+                    row.value.clone(),
+                    headers,
+                );
+                deliveries.push(producer.send(record).await.map_err(|e| e.error)?);
+            }
+            for delivery in deliveries {
+                delivery.await.map_err(|e| e.error)?;
+            }
+            producer.commit_transaction().await
+        }
+        .await;
+        if let Err(error) = sent {
+            if !error.is_fatal() {
+                let _ = producer.abort_transaction().await;
+            }
+            return Err(PatternError::Kafka(error));
+        }
+        let ids: Vec<u64> = rows.iter().map(|r| r.id).collect();
+        source.mark_sent(&ids).await?;
+        self.stats.add(Counter::OutboxRelayed, ids.len() as u64);
+        Ok(ids.len())
+    }
+
+    /// Relays until nothing is pending; the rows relayed.
+    pub async fn relay_all(
+        &self,
+        producer: &Producer,
+        source: &impl OutboxSource,
+    ) -> Result<usize, PatternError> {
+        let mut total = 0;
+        loop {
+            let n = self.relay_once(producer, source).await?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n;
+        }
+    }
+}
