@@ -1,5 +1,6 @@
 //! The `franzy` command line: a harness cluster for any Kafka client (`serve`), and a
-//! kcat-like client (`produce`, `consume`) with a benchmark (`bench`). Client commands run
+//! kcat-like client (`produce`, `consume`) with a benchmark (`bench`), and the admin
+//! commands (`topics`, `groups`, `configs`). Client commands run
 //! against an embedded harness when no `-b` is given. Logs go to stderr (`RUST_LOG` sets the
 //! level, default `info` for serve, `error` for consume, which reports the consumer's errors
 //! itself as kcat does, and `warn` otherwise).
@@ -32,6 +33,12 @@ enum Command {
     /// Measure produce or consume throughput.
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
+    /// List, create, delete and describe topics.
+    Topics(cli::admin::TopicsArgs),
+    /// List and describe consumer groups, show their lag, reset their offsets.
+    Groups(cli::admin::GroupsArgs),
+    /// Show and change topic and broker configs.
+    Configs(cli::admin::ConfigsArgs),
     /// Run seeded fault schedules against franzy's clients in virtual time and check what
     /// they were told and read (exit 1 on an anomaly).
     Lab(cli::lab::LabArgs),
@@ -81,6 +88,9 @@ fn main() -> ExitCode {
                 Ok(false) => Err(Failure::Reported),
                 Err(message) => Err(Failure::Message(message)),
             },
+            Command::Topics(args) => cli::admin::topics(args).await,
+            Command::Groups(args) => cli::admin::groups(args).await,
+            Command::Configs(args) => cli::admin::configs(args).await,
             Command::Lab(_) => Ok(()),
         }
     });

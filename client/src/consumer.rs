@@ -461,6 +461,19 @@ impl Consumer {
         poll_fn(|cx| self.poll_recv_event(cx)).await
     }
 
+    /// A snapshot of the consumer's statistics: records and bytes handed out, requests and
+    /// their latency, errors by class, per broker, and per assigned partition its position
+    /// and lag (see [`crate::stats`] for the fields and the JSON schema).
+    pub fn stats(&self) -> crate::stats::Stats {
+        let mut stats = self.shared.cluster.stats().snapshot();
+        for tp in self.assignment() {
+            let entry = stats.partitions.entry(tp.clone()).or_default();
+            entry.position = self.position(&tp);
+            entry.lag = self.lag(&tp);
+        }
+        stats
+    }
+
     /// The polling form of [`Consumer::recv`].
     pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Option<ConsumerRecord>, Error>> {
         self.poll_next(cx, true).map(|event| {
@@ -484,6 +497,32 @@ impl Consumer {
     /// per record on the common path; rebalance steps and group errors take the slow path
     /// only when the group engine has some.
     fn poll_next(
+        &self,
+        cx: &mut Context<'_>,
+        records_only: bool,
+    ) -> Poll<Result<Option<ConsumerEvent>, Error>> {
+        let next = self.poll_next_uncounted(cx, records_only);
+        let stats = self.shared.cluster.stats();
+        match &next {
+            Poll::Ready(Ok(Some(ConsumerEvent::Record(record)))) => {
+                let len = |b: Option<&bytes::Bytes>| b.map_or(0, |b| b.len() as u64);
+                let headers: u64 = record
+                    .headers
+                    .iter()
+                    .map(|h| h.key.len() as u64 + len(h.value.as_ref()))
+                    .sum();
+                stats.records(
+                    1,
+                    len(record.key.as_ref()) + len(record.value.as_ref()) + headers,
+                );
+            }
+            Poll::Ready(Err(error)) => stats.error(crate::stats::error_class(error)),
+            _ => {}
+        }
+        next
+    }
+
+    fn poll_next_uncounted(
         &self,
         cx: &mut Context<'_>,
         records_only: bool,

@@ -39,6 +39,7 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`admin`] | [`Admin`]: topics, configs, groups and their lag and offset resets, offsets, records, transactions, the cluster |
 //! | [`producer`] | [`Producer`]: `send` records, await their delivery (or `send_and_wait`); `flush`, `close`; transactions |
 //! | [`consumer`] | [`Consumer`]: group subscriptions (topics or a pattern) with rebalance callbacks and commits, or manual assignment; seek, pause, prefetching `recv` / `recv_event` / `Stream`, all through `&self` |
 //! | [`assignor`] | partition assignors: range, roundrobin, sticky, cooperative-sticky, and the [`PartitionAssignor`](assignor::PartitionAssignor) trait for your own |
@@ -47,6 +48,7 @@
 //! | [`builder`] | [`ClientBuilder`]: transport and seed for a producer or consumer |
 //! | [`error`] | [`Error`] and its classification (retriable, abortable, fatal); [`ProduceError`] |
 //! | [`group_metadata`] | [`ConsumerGroupMetadata`]: a group member's id and generation, for offsets sent to a transaction |
+//! | [`stats`] | [`Stats`]: a producer's or consumer's counters, latency histograms, per broker and partition; JSON |
 //! | [`topic_partition`] | [`TopicPartition`]: one partition of one topic |
 //! | [`transport`] | [`Connector`](transport::Connector): how a `host:port` becomes a byte stream (TCP by default) |
 //! | [`partitioner`] | [`partition_for_key`](partitioner::partition_for_key): the Java client's murmur2 partitioner |
@@ -67,6 +69,7 @@
 //!                                            proto (bytes <-> values)
 //! ```
 
+pub mod admin;
 pub mod assignor;
 pub mod builder;
 pub mod config;
@@ -94,9 +97,11 @@ pub mod producer;
 pub mod proto;
 pub mod record;
 pub mod security;
+pub mod stats;
 pub mod topic_partition;
 pub mod transport;
 
+pub use admin::Admin;
 pub use builder::ClientBuilder;
 pub use config::{Acks, Config, IsolationLevel, OffsetReset, Partitioner};
 pub use consumer::{
@@ -108,6 +113,7 @@ pub use producer::{DeliveryFuture, Producer, ProducerBuilder};
 pub use record::{
     ConsumerEvent, ConsumerRecord, Header, Offset, ProducerRecord, RecordMetadata, TimestampType,
 };
+pub use stats::Stats;
 pub use topic_partition::TopicPartition;
 
 /// Re-export of the `kafka-protocol` crate whose generated message structs franzy uses, so

@@ -266,6 +266,21 @@ impl Producer {
         Ok(future)
     }
 
+    /// A snapshot of the producer's statistics: records and bytes delivered, requests and
+    /// their latency, errors by class, buffer usage, per broker and per partition (see
+    /// [`crate::stats`] for the fields and the JSON schema).
+    pub fn stats(&self) -> crate::stats::Stats {
+        let mut stats = self.inner.cluster.stats().snapshot();
+        let capacity = self
+            .inner
+            .config
+            .buffer_memory
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
+        let free = self.inner.shared.buffer.available_permits();
+        stats.buffer_used_bytes = capacity.saturating_sub(free) as u64;
+        stats
+    }
+
     /// Sends `record` and waits until it is written or has failed for good: [`Producer::send`]
     /// and its [`DeliveryFuture`] in one call, as franz-go's `ProduceSync` and rdkafka's
     /// `FutureProducer::send` offer. Each call waits for its own acknowledgement (and for

@@ -13,6 +13,7 @@
 //! | `GET /faults`, `DELETE /faults` | interceptors pending; removes them all |
 //! | `GET /requests?api=&broker=&since=` | the request record, filtered (`since`: ms of cluster time) |
 //! | `DELETE /requests` | forgets the record |
+//! | `GET /stats` | [`ClusterHandle::stats`]: `{"requests": {API: n}, "unknown_api_requests", "bytes_in", "bytes_out", "largest_request"}` |
 //! | `POST /groups/{id}/coordinator/{broker}` | [`ClusterHandle::move_group_coordinator`] |
 //! | `POST /transactions/{id}/coordinator/{broker}` | [`ClusterHandle::move_transaction_coordinator`] |
 //!
@@ -359,6 +360,7 @@ async fn route(cluster: &ClusterHandle, request: &Request) -> Result<String, Fai
             Ok(OK.into())
         }
         ("GET", ["requests"]) => requests_json(cluster, &request.query),
+        ("GET", ["stats"]) => Ok(stats_json(cluster)),
         ("DELETE", ["requests"]) => {
             cluster.clear_requests();
             Ok(OK.into())
@@ -381,11 +383,29 @@ async fn route(cluster: &ClusterHandle, request: &Request) -> Result<String, Fai
             | ["partitions", ..]
             | ["faults"]
             | ["requests"]
+            | ["stats"]
             | ["groups", ..]
             | ["transactions", ..],
         ) => Err((405, format!("{method} is not allowed on {}", request.path))),
         _ => Err((404, format!("no such control: {}", request.path))),
     }
+}
+
+fn stats_json(cluster: &ClusterHandle) -> String {
+    let stats = cluster.stats();
+    let per_api: Vec<String> = stats
+        .requests_per_api
+        .iter()
+        .map(|(api, n)| format!("{}:{n}", json_string(&format!("{api:?}"))))
+        .collect();
+    format!(
+        "{{\"requests\":{{{}}},\"unknown_api_requests\":{},\"bytes_in\":{},\"bytes_out\":{},\"largest_request\":{}}}",
+        per_api.join(","),
+        stats.unknown_api_requests,
+        stats.bytes_in,
+        stats.bytes_out,
+        stats.largest_request
+    )
 }
 
 fn routes_json() -> String {
@@ -400,6 +420,7 @@ fn routes_json() -> String {
         "DELETE /faults",
         "GET /requests?api=&broker=&since=",
         "DELETE /requests",
+        "GET /stats",
         "POST /groups/{id}/coordinator/{broker}",
         "POST /transactions/{id}/coordinator/{broker}",
     ];

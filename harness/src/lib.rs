@@ -11,6 +11,8 @@
 //! | `waiting` | the state under its lock with the answers owed to waiting connections; the clock and the timer task |
 //! | `frame_budget` | bytes of request frames being received, across connections |
 //! | `heavy` | the threads that work on large requests (decoding, validating, encoding) |
+//! | [`stats`] | the harness's own statistics: requests per API, bytes in and out, the largest request |
+//! | [`kafka_version`] | the Kafka releases a cluster can pose as: their API versions; per-API caps |
 //! | [`lab`] | the fault lab: seeded fault schedules, franzy's clients, a history checker |
 //! | `trace` | a digest of every frame the cluster saw (the lab's `trace=`) |
 //!
@@ -49,7 +51,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use franzy::proto::frame::DEFAULT_MAX_FRAME_SIZE;
-use franzy::proto::ErrorCode;
+use franzy::proto::{ApiKey, ErrorCode};
 use tokio::io::DuplexStream;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -61,15 +63,19 @@ pub mod control_plane;
 mod frame_budget;
 pub mod handlers;
 mod heavy;
+pub mod kafka_version;
 pub mod lab;
 pub mod security;
 mod server;
+pub mod stats;
 mod trace;
 mod waiting;
 
 pub use cluster::{ClusterConfig, ClusterState, CoordinatorType, PlantedBug};
 pub use control::{Action, Interceptor, RecordLimits, RecordedRequest};
+pub use kafka_version::{ApiVersionCaps, KafkaVersion};
 pub use security::{ListenerSecurity, Mechanism, SecurityProtocol};
+pub use stats::HarnessStats;
 
 use control::Control;
 use frame_budget::FrameBudget;
@@ -158,6 +164,8 @@ pub(crate) struct Shared {
     pub(crate) trace: Option<trace::Trace>,
     /// TLS and SASL of the listeners, if any.
     pub(crate) security: Option<Arc<security::ServerSecurity>>,
+    /// Requests per API, bytes in and out, the largest request ([`Cluster::stats`]).
+    pub(crate) stats: stats::Counters,
     /// Runs on the blocking thread before a produce request is validated (tests only).
     #[cfg(test)]
     pub(crate) prepare_hook: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
@@ -628,6 +636,30 @@ impl ClusterBuilder {
         self
     }
 
+    /// Poses as Kafka `release`: ApiVersions advertises, and the brokers serve, only the
+    /// API versions that release's brokers had, and none of the APIs it did not have (see
+    /// [`kafka_version`]). Default: every version the harness implements.
+    pub fn kafka_version(mut self, release: KafkaVersion) -> Self {
+        self.config.api_versions.kafka_version = Some(release);
+        self
+    }
+
+    /// Serves `api` up to version `max` at most (on top of [`ClusterBuilder::kafka_version`]);
+    /// below the lowest version it would serve, the API is not served. Default: no cap.
+    pub fn cap_api(mut self, api: ApiKey, max: i16) -> Self {
+        self.config
+            .api_versions
+            .max_versions
+            .insert(api as i16, max);
+        self
+    }
+
+    /// Does not serve `api` at all: ApiVersions leaves it out and a request closes the
+    /// connection, as a broker that does not know the key does.
+    pub fn remove_api(self, api: ApiKey) -> Self {
+        self.cap_api(api, -1)
+    }
+
     /// Runs the work of large requests (decoding, validation, encoding) on the connection's
     /// own task instead of the pool of heavy-work threads. A run is then the same every time
     /// on a current-thread runtime: work on other threads finishes whenever the machine lets
@@ -753,6 +785,7 @@ impl ClusterBuilder {
                 HeavyPool::for_this_machine()
             }),
             spare_response_bytes: AtomicUsize::new(0),
+            stats: stats::Counters::default(),
             trace: self.trace.then(trace::Trace::new),
             #[cfg(test)]
             prepare_hook: Mutex::new(None),
@@ -951,6 +984,12 @@ impl ClusterHandle {
     /// Interceptors that have not yet fired as often as they were told to.
     pub fn pending_interceptors(&self) -> usize {
         self.shared.lock_control().pending()
+    }
+
+    /// The cluster's own statistics: requests per API, bytes in and out, the largest
+    /// request seen, since it started (unbounded by the request record's limits).
+    pub fn stats(&self) -> HarnessStats {
+        self.shared.stats.snapshot()
     }
 
     /// Every request received so far (within the record's bounds, [`RecordLimits`]),

@@ -242,6 +242,7 @@ where
                 buf: &mut buf,
                 client_host: &client_host,
             };
+            shared.stats.request(&frame);
             if let Some(trace) = &shared.trace {
                 trace.feed(waiter.0, broker_id, Direction::Request, &frame);
             }
@@ -272,6 +273,9 @@ where
                 if let Some(direction) = direction {
                     trace.feed(waiter.0, broker_id, direction, bytes);
                 }
+            }
+            if let Outcome::Send(bytes) | Outcome::SendThenClose(bytes, _) = &outcome {
+                shared.stats.response(bytes.len());
             }
             match outcome {
                 Outcome::Send(bytes) => {
@@ -477,14 +481,20 @@ async fn handle_frame<R: AsyncRead + Unpin>(
         correlation_id = prefix.correlation_id
     );
     async move {
-        let Some(spec) = handlers::spec(api) else {
-            return Outcome::Close(format!("{api:?} is not implemented by this broker"));
+        // What this cluster serves: the API's entry within its caps (the Kafka release it
+        // poses as, per-API maxima). An API it does not serve closes the connection, as
+        // Kafka closes it for an API key it does not know.
+        let served = handlers::spec(api)
+            .and_then(|spec| Some((spec, handlers::served_range(&shared.config, api)?)));
+        let Some((spec, served)) = served else {
+            return Outcome::Close(format!("{api:?} is not served by this broker"));
         };
-        if !spec.serves(version) {
+        if version < served.min || version > served.max {
             if api == ApiKey::ApiVersions {
-                // KIP-511: answer in v0 with the list, so the client can pick a version.
+                // KIP-511: answer in v0 with ApiVersions' range, so the client can retry.
                 shared.record(api, version, broker_id, None, prefix.correlation_id, &[]);
-                let body = ResponseKind::ApiVersions(api_versions::unsupported_version_response());
+                let body =
+                    ResponseKind::ApiVersions(api_versions::unsupported_version_response(served));
                 return encode(out, api, 0, prefix.correlation_id, &body);
             }
             return Outcome::Close(format!("unsupported version {version} of {api:?}"));

@@ -1,6 +1,7 @@
 //! The `franzy` subcommands. Each one that talks to a cluster takes `-b BOOTSTRAP`; without
 //! it, it starts an embedded harness (3 brokers on loopback) and runs against that.
 
+pub mod admin;
 pub mod bench;
 pub mod consume;
 pub mod format;

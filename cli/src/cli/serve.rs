@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use franzy_harness::{Cluster, ListenerSecurity, SecurityProtocol};
+use franzy_harness::{Cluster, KafkaVersion, ListenerSecurity, SecurityProtocol};
 
 use super::Interrupt;
 
@@ -132,6 +132,10 @@ pub struct ServeArgs {
     /// answered.
     #[arg(long, hide = true)]
     pub plant_fuzz_bugs: bool,
+    /// Pose as this Kafka release (2.8, 3.0 to 3.9, 4.0, 4.1): advertise and serve only the
+    /// API versions its brokers had [default: every version the harness implements].
+    #[arg(long, value_name = "VERSION")]
+    pub kafka_version: Option<KafkaVersion>,
 }
 
 fn parse_protocol(text: &str) -> Result<SecurityProtocol, String> {
@@ -273,6 +277,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     }
     if let Some(n) = args.record_max_bytes {
         builder = builder.record_max_bytes(n);
+    }
+    if let Some(release) = args.kafka_version {
+        builder = builder.kafka_version(release);
     }
     if args.security_protocol != SecurityProtocol::Plaintext {
         let mut security = ListenerSecurity::new(args.security_protocol);

@@ -24,6 +24,7 @@
 //! | [`backoff`] | exponential backoff with jitter, seeded |
 
 pub mod accumulator;
+pub mod admin;
 pub mod backoff;
 pub mod connection;
 pub mod fetcher;

@@ -89,6 +89,8 @@ pub struct BrokerConnection {
     address: Arc<str>,
     versions: Arc<BrokerVersions>,
     commands: mpsc::Sender<Command>,
+    /// Where its requests are counted, if anywhere.
+    stats: Option<Arc<crate::stats::Collector>>,
 }
 
 impl std::fmt::Debug for BrokerConnection {
@@ -194,7 +196,14 @@ impl BrokerConnection {
             address: address.into(),
             versions: Arc::new(versions),
             commands,
+            stats: None,
         })
+    }
+
+    /// Counts this connection's requests (and their round trips) in `stats`.
+    pub(crate) fn with_stats(mut self, stats: Arc<crate::stats::Collector>) -> Self {
+        self.stats = Some(stats);
+        self
     }
 
     /// `host:port` of the broker.
@@ -286,7 +295,17 @@ impl BrokerConnection {
             return Err(disconnected());
         }
         let lost = disconnected();
-        Ok(async move { answer.await.unwrap_or(Err(lost)) })
+        let counted = self.stats.clone().map(|stats| {
+            stats.request_sent(&self.address);
+            (stats, self.address.clone(), tokio::time::Instant::now())
+        });
+        Ok(async move {
+            let answer = answer.await.unwrap_or(Err(lost));
+            if let Some((stats, address, sent)) = counted {
+                stats.request_done(&address, sent.elapsed(), answer.is_ok());
+            }
+            answer
+        })
     }
 }
 

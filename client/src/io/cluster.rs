@@ -41,6 +41,8 @@ pub struct ClusterClient {
     security: crate::security::settings::Resolved,
     /// SASL randomness comes from `rng` (a test's seed) rather than the OS.
     seeded: bool,
+    /// What the client's requests and connections did.
+    stats: Arc<crate::stats::Collector>,
 }
 
 impl std::fmt::Debug for ClusterClient {
@@ -106,7 +108,13 @@ impl ClusterClient {
             rng: Mutex::new(Rng::new(seed)),
             refresh: tokio::sync::Mutex::new(0),
             rotation: Mutex::new(0),
+            stats: Arc::default(),
         })
+    }
+
+    /// The client's live statistics.
+    pub(crate) fn stats(&self) -> &crate::stats::Collector {
+        &self.stats
     }
 
     /// The configuration.
@@ -222,6 +230,8 @@ impl ClusterClient {
         {
             Ok(connection) => {
                 debug!(%address, "connected");
+                self.stats.connection(address, true);
+                let connection = connection.with_stats(self.stats.clone());
                 slot.backoff.reset();
                 slot.retry_at = None;
                 slot.connection = Some(connection.clone());
@@ -233,6 +243,8 @@ impl ClusterClient {
                     slot.backoff.next_delay(&mut rng)
                 };
                 debug!(%address, %error, ?delay, "connection failed");
+                self.stats.connection(address, false);
+                self.stats.error(crate::stats::error_class(&error));
                 slot.retry_at = Some(tokio::time::Instant::now() + delay);
                 Err(error)
             }

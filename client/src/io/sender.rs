@@ -524,15 +524,34 @@ impl Sender {
         flushed: Vec<bool>,
     ) {
         let mut released = 0usize;
-        resolve_all(
-            completions
-                .iter_mut()
-                .flat_map(|batch| batch.by_ref())
-                .map(|completion| {
-                    released = released.saturating_add(completion.reserved);
-                    outcome(completion)
-                }),
-        );
+        let stats = self.cluster.stats();
+        let mut outcomes = Vec::new();
+        for batch in completions.iter_mut() {
+            // The records of a batch share a partition; their bytes are the batch's size.
+            let (mut delivered, mut bytes, mut partition) = (0u64, 0u64, None);
+            for completion in batch.by_ref() {
+                released = released.saturating_add(completion.reserved);
+                match &completion.result {
+                    Ok(done) => {
+                        delivered += 1;
+                        bytes = bytes.saturating_add(record_bytes(&completion.record));
+                        if partition.is_none() {
+                            partition = Some(crate::TopicPartition::new(
+                                completion.record.topic.to_string(),
+                                done.partition,
+                            ));
+                        }
+                    }
+                    Err(failure) => stats.error(crate::stats::error_class(&failure.error)),
+                }
+                outcomes.push(outcome(completion));
+            }
+            if let Some(partition) = partition {
+                stats.records(delivered, bytes);
+                stats.batch(&partition, bytes);
+            }
+        }
+        resolve_all(outcomes.into_iter());
         // Their buffers go back to the engine at the next step.
         self.spent.append(&mut completions);
         if released > 0 {
@@ -571,6 +590,17 @@ impl Sender {
         self.shared.lock_engine().transaction_waiters.clear();
         debug!("sender stopped");
     }
+}
+
+/// A record's key, value and header bytes.
+fn record_bytes(record: &crate::record::ProducerRecord) -> u64 {
+    let len = |b: Option<&bytes::Bytes>| b.map_or(0, |b| b.len() as u64);
+    let headers: u64 = record
+        .headers
+        .iter()
+        .map(|h| h.key.len() as u64 + len(h.value.as_ref()))
+        .sum();
+    len(record.key.as_ref()) + len(record.value.as_ref()) + headers
 }
 
 /// A completed record's future and what it resolves to. (The future may have been dropped:

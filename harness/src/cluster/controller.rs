@@ -218,6 +218,21 @@ impl ClusterState {
         Ok(topic.id)
     }
 
+    /// Replaces the configs set on topic `name` (AlterConfigs, IncrementalAlterConfigs),
+    /// each already validated. UNKNOWN_TOPIC_OR_PARTITION if there is none.
+    pub fn set_topic_configs(
+        &mut self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), ErrorCode> {
+        let topic = self
+            .topics
+            .get_mut(name)
+            .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+        topic.configs = configs;
+        Ok(())
+    }
+
     /// Deletes the topic with id `id`. UNKNOWN_TOPIC_ID if there is none.
     pub fn delete_topic_by_id(&mut self, id: Uuid) -> Result<String, ErrorCode> {
         let name = self

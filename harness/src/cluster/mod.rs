@@ -36,6 +36,8 @@ use std::collections::{BTreeMap, HashMap};
 use franzy::proto::ErrorCode;
 use uuid::Uuid;
 
+use crate::kafka_version::ApiVersionCaps;
+
 pub mod clock;
 pub mod controller;
 pub mod coordinator;
@@ -146,6 +148,10 @@ pub struct ClusterConfig {
     pub transactions: TransactionConfig,
     /// The group coordinator's settings and bounds (see [`groups`]).
     pub groups: GroupConfig,
+    /// The Kafka release the cluster poses as and per-API caps: what ApiVersions advertises
+    /// and the server serves, within what the handlers implement (see
+    /// [`crate::kafka_version`]). Default: no limit.
+    pub api_versions: ApiVersionCaps,
     /// A deliberate bug, for testing checkers only ([`plant`]). Default none.
     pub planted: Option<PlantedBug>,
 }
@@ -180,6 +186,7 @@ impl Default for ClusterConfig {
             offsets: OffsetLimits::default(),
             transactions: TransactionConfig::default(),
             groups: GroupConfig::default(),
+            api_versions: ApiVersionCaps::default(),
             planted: None,
         }
     }

@@ -566,6 +566,12 @@ impl PartitionLog {
         Ok(self.log_start_offset)
     }
 
+    /// Bytes of the batches stored (DescribeLogDirs' partition size).
+    pub fn size_bytes(&self) -> i64 {
+        let total: usize = self.batches.iter().map(|b| b.bytes.len()).sum();
+        i64::try_from(total).unwrap_or(i64::MAX)
+    }
+
     /// Breaks the log on purpose, right after an append (see [`super::plant`]; for testing
     /// checkers only): copies the last batch after itself, drops it, or swaps it with the
     /// one before, rewriting base offsets so that offsets still run on.

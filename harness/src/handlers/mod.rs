@@ -23,17 +23,27 @@
 //! | [`api_versions`] | ApiVersions (18) | what [`APIS`] lists |
 //! | [`create_topics`] | CreateTopics (19) | topics, counts, assignments, configs |
 //! | [`delete_topics`] | DeleteTopics (20) | by name or id |
+//! | [`delete_records`] | DeleteRecords (21) | log start offsets moved forward, on the leader |
 //! | [`init_producer_id`] | InitProducerId (22) | producer ids and epochs, idempotent or transactional |
 //! | [`offset_for_leader_epoch`] | OffsetForLeaderEpoch (23) | end offset of an epoch |
 //! | [`add_partitions_to_txn`] | AddPartitionsToTxn (24) | partitions join a transaction; verification (v4+) |
 //! | [`add_offsets_to_txn`] | AddOffsetsToTxn (25) | a group's offsets partition joins a transaction |
 //! | [`end_txn`] | EndTxn (26) | commit or abort: markers, group offsets |
 //! | [`txn_offset_commit`] | TxnOffsetCommit (28) | group offsets staged in a transaction |
+//! | [`describe_acls`] | DescribeAcls (29) | SECURITY_DISABLED, as without an authorizer |
 //! | [`describe_configs`] | DescribeConfigs (32) | topic and broker configs |
+//! | [`alter_configs`] | AlterConfigs (33) | a topic's configs replaced as a whole |
+//! | [`describe_log_dirs`] | DescribeLogDirs (35) | one directory per broker, its replicas' sizes |
 //! | [`create_partitions`] | CreatePartitions (37) | more partitions |
 //! | [`delete_groups`] | DeleteGroups (42) | empty groups and their offsets |
+//! | [`elect_leaders`] | ElectLeaders (43) | preferred or unclean elections move leaders |
+//! | [`incremental_alter_configs`] | IncrementalAlterConfigs (44) | set, delete, append, subtract topic configs |
+//! | [`list_partition_reassignments`] | ListPartitionReassignments (46) | none is ever ongoing |
 //! | [`offset_delete`] | OffsetDelete (47) | a group's offsets of some partitions |
+//! | [`describe_client_quotas`] | DescribeClientQuotas (48) | filters checked; no quotas |
+//! | [`describe_user_scram_credentials`] | DescribeUserScramCredentials (50) | no stored credentials |
 //! | [`describe_cluster`] | DescribeCluster (60) | brokers, cluster and controller ids |
+//! | [`describe_producers`] | DescribeProducers (61) | a partition's active producers, on the leader |
 //! | [`describe_transactions`] | DescribeTransactions (65) | a transactional id's state |
 //! | [`list_transactions`] | ListTransactions (66) | the ids a broker coordinates, filtered |
 //! | [`consumer_group_heartbeat`] | ConsumerGroupHeartbeat (68) | KIP-848: join, heartbeat, reconcile, leave |
@@ -41,8 +51,9 @@
 //! | [`named_ids`] | - | the group and transactional ids requests name, every API |
 //!
 //! Call order, as the server drives it (see `server.rs`):
-//! 1. the server decodes the frame and checks the version against the API's entry (an
-//!    unsupported ApiVersions request gets [`api_versions::unsupported_version_response`]);
+//! 1. the server decodes the frame and checks the version against the API's entry within
+//!    the cluster's caps ([`served_range`]; an unsupported ApiVersions request gets
+//!    [`api_versions::unsupported_version_response`]);
 //! 2. `control.rs` matches interceptors against what the entry says the request names; a
 //!    request-level error becomes [`ApiSpec::error_response`], partition-level errors go
 //!    into [`RequestContext::partition_errors`];
@@ -94,26 +105,36 @@ pub use named_ids::NamedIds;
 
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
+pub mod alter_configs;
 pub mod api_versions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
+pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_acls;
+pub mod describe_client_quotas;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
+pub mod describe_producers;
 pub mod describe_transactions;
+pub mod describe_user_scram_credentials;
+pub mod elect_leaders;
 pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
+pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod list_transactions;
 pub mod metadata;
 pub mod named_ids;
@@ -686,6 +707,29 @@ pub static APIS: &[ApiSpec] = &[
         named_ids: no_named_ids,
     },
     ApiSpec {
+        key: ApiKey::DeleteRecords,
+        versions: range(0, 2),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::DeleteRecords(req) => Reply::Respond(ResponseKind::DeleteRecords(
+                delete_records::handle(cluster, ctx, req),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::DeleteRecords(req) => Some(ResponseKind::DeleteRecords(
+                delete_records::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: |request, _, _| match request {
+            RequestKind::DeleteRecords(req) => delete_records::partitions(req),
+            _ => Vec::new(),
+        },
+        named_ids: no_named_ids,
+    },
+    ApiSpec {
         key: ApiKey::InitProducerId,
         versions: range(0, 5),
         handle: |cluster, ctx, request, _| match request {
@@ -832,6 +876,26 @@ pub static APIS: &[ApiSpec] = &[
         },
     },
     ApiSpec {
+        key: ApiKey::DescribeAcls,
+        versions: range(1, 3),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::DescribeAcls(req) => Reply::Respond(ResponseKind::DescribeAcls(
+                describe_acls::handle(cluster, ctx, req),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::DescribeAcls(req) => Some(ResponseKind::DescribeAcls(
+                describe_acls::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: no_partitions,
+        named_ids: no_named_ids,
+    },
+    ApiSpec {
         key: ApiKey::DescribeConfigs,
         versions: range(1, 4),
         handle: |cluster, ctx, request, _| match request {
@@ -852,6 +916,49 @@ pub static APIS: &[ApiSpec] = &[
             RequestKind::DescribeConfigs(req) => describe_configs::partitions(req),
             _ => Vec::new(),
         },
+        named_ids: no_named_ids,
+    },
+    ApiSpec {
+        key: ApiKey::AlterConfigs,
+        versions: range(0, 2),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::AlterConfigs(req) => Reply::Respond(ResponseKind::AlterConfigs(
+                alter_configs::handle(cluster, ctx, req),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::AlterConfigs(req) => Some(ResponseKind::AlterConfigs(
+                alter_configs::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: |request, _, _| match request {
+            RequestKind::AlterConfigs(req) => alter_configs::partitions(req),
+            _ => Vec::new(),
+        },
+        named_ids: no_named_ids,
+    },
+    ApiSpec {
+        key: ApiKey::DescribeLogDirs,
+        versions: range(1, 4),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::DescribeLogDirs(req) => Reply::Respond(ResponseKind::DescribeLogDirs(
+                describe_log_dirs::handle(cluster, ctx, req),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::DescribeLogDirs(req) => Some(ResponseKind::DescribeLogDirs(
+                describe_log_dirs::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: no_partitions,
         named_ids: no_named_ids,
     },
     ApiSpec {
@@ -921,6 +1028,80 @@ pub static APIS: &[ApiSpec] = &[
         },
     },
     ApiSpec {
+        key: ApiKey::ElectLeaders,
+        versions: range(0, 2),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::ElectLeaders(req) => Reply::Respond(ResponseKind::ElectLeaders(
+                elect_leaders::handle(cluster, ctx, req),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::ElectLeaders(req) => Some(ResponseKind::ElectLeaders(
+                elect_leaders::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: |request, _, _| match request {
+            RequestKind::ElectLeaders(req) => elect_leaders::partitions(req),
+            _ => Vec::new(),
+        },
+        named_ids: no_named_ids,
+    },
+    ApiSpec {
+        key: ApiKey::IncrementalAlterConfigs,
+        versions: range(0, 1),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::IncrementalAlterConfigs(req) => {
+                Reply::Respond(ResponseKind::IncrementalAlterConfigs(
+                    incremental_alter_configs::handle(cluster, ctx, req),
+                ))
+            }
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::IncrementalAlterConfigs(req) => {
+                Some(ResponseKind::IncrementalAlterConfigs(
+                    incremental_alter_configs::error_response(req, version, code),
+                ))
+            }
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: |request, _, _| match request {
+            RequestKind::IncrementalAlterConfigs(req) => incremental_alter_configs::partitions(req),
+            _ => Vec::new(),
+        },
+        named_ids: no_named_ids,
+    },
+    ApiSpec {
+        key: ApiKey::ListPartitionReassignments,
+        versions: range(0, 0),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::ListPartitionReassignments(req) => {
+                Reply::Respond(ResponseKind::ListPartitionReassignments(
+                    list_partition_reassignments::handle(cluster, ctx, req),
+                ))
+            }
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::ListPartitionReassignments(req) => {
+                Some(ResponseKind::ListPartitionReassignments(
+                    list_partition_reassignments::error_response(req, version, code),
+                ))
+            }
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: no_partitions,
+        named_ids: no_named_ids,
+    },
+    ApiSpec {
         key: ApiKey::OffsetDelete,
         versions: range(0, 0),
         handle: |cluster, ctx, request, _| match request {
@@ -947,6 +1128,52 @@ pub static APIS: &[ApiSpec] = &[
         },
     },
     ApiSpec {
+        key: ApiKey::DescribeClientQuotas,
+        versions: range(0, 1),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::DescribeClientQuotas(req) => {
+                Reply::Respond(ResponseKind::DescribeClientQuotas(
+                    describe_client_quotas::handle(cluster, ctx, req),
+                ))
+            }
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::DescribeClientQuotas(req) => Some(ResponseKind::DescribeClientQuotas(
+                describe_client_quotas::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: no_partitions,
+        named_ids: no_named_ids,
+    },
+    ApiSpec {
+        key: ApiKey::DescribeUserScramCredentials,
+        versions: range(0, 0),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::DescribeUserScramCredentials(req) => {
+                Reply::Respond(ResponseKind::DescribeUserScramCredentials(
+                    describe_user_scram_credentials::handle(cluster, ctx, req),
+                ))
+            }
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::DescribeUserScramCredentials(req) => {
+                Some(ResponseKind::DescribeUserScramCredentials(
+                    describe_user_scram_credentials::error_response(req, version, code),
+                ))
+            }
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: no_partitions,
+        named_ids: no_named_ids,
+    },
+    ApiSpec {
         key: ApiKey::DescribeCluster,
         versions: range(0, 2),
         handle: |cluster, ctx, request, _| match request {
@@ -964,6 +1191,29 @@ pub static APIS: &[ApiSpec] = &[
         },
         topic_ids: no_topic_ids,
         partitions: no_partitions,
+        named_ids: no_named_ids,
+    },
+    ApiSpec {
+        key: ApiKey::DescribeProducers,
+        versions: range(0, 0),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::DescribeProducers(req) => Reply::Respond(ResponseKind::DescribeProducers(
+                describe_producers::handle(cluster, ctx, req),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::DescribeProducers(req) => Some(ResponseKind::DescribeProducers(
+                describe_producers::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: |request, _, _| match request {
+            RequestKind::DescribeProducers(req) => describe_producers::partitions(req),
+            _ => Vec::new(),
+        },
         named_ids: no_named_ids,
     },
     ApiSpec {
@@ -1106,9 +1356,15 @@ pub fn spec(api: ApiKey) -> Option<&'static ApiSpec> {
     APIS.iter().find(|spec| spec.key == api)
 }
 
-/// The supported range for `api`, if the harness serves it.
+/// The supported range for `api`, if the harness implements it (whatever the caps).
 pub fn supported_range(api: ApiKey) -> Option<VersionRange> {
     spec(api).map(|spec| spec.versions)
+}
+
+/// The versions of `api` a cluster with `config` serves: its entry's range within the
+/// cluster's caps (the release it poses as, per-API maxima); `None` if it serves none.
+pub fn served_range(config: &crate::cluster::ClusterConfig, api: ApiKey) -> Option<VersionRange> {
+    spec(api).and_then(|spec| config.api_versions.apply(api, spec.versions))
 }
 
 /// Every operation on a topic, as an authorized-operations bit set (READ, WRITE, CREATE,
@@ -1160,9 +1416,18 @@ pub fn dispatch_prepared(
         return Reply::Close { reason };
     }
     cluster.observe_time(ctx.now);
+    let served = served_range(cluster.config(), ctx.api_key);
     match spec(ctx.api_key) {
-        Some(spec) => (spec.handle)(cluster, ctx, request, prepared),
-        // The server only dispatches APIs of the table.
+        // The server only dispatches what the cluster serves: a handler never sees a
+        // version past the caps.
+        Some(spec)
+            if served.is_some_and(|r| r.min <= ctx.api_version && ctx.api_version <= r.max) =>
+        {
+            (spec.handle)(cluster, ctx, request, prepared)
+        }
+        Some(_) => Reply::Close {
+            reason: format!("{:?} v{} is not served", ctx.api_key, ctx.api_version),
+        },
         None => mismatched(ctx, &request),
     }
 }
@@ -1363,6 +1628,22 @@ mod tests {
             ApiKey::ConsumerGroupDescribe => {
                 RequestKind::ConsumerGroupDescribe(ConsumerGroupDescribeRequest::default())
             }
+            ApiKey::DeleteRecords => RequestKind::DeleteRecords(Default::default()),
+            ApiKey::DescribeAcls => RequestKind::DescribeAcls(Default::default()),
+            ApiKey::AlterConfigs => RequestKind::AlterConfigs(Default::default()),
+            ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(Default::default()),
+            ApiKey::ElectLeaders => RequestKind::ElectLeaders(Default::default()),
+            ApiKey::IncrementalAlterConfigs => {
+                RequestKind::IncrementalAlterConfigs(Default::default())
+            }
+            ApiKey::ListPartitionReassignments => {
+                RequestKind::ListPartitionReassignments(Default::default())
+            }
+            ApiKey::DescribeClientQuotas => RequestKind::DescribeClientQuotas(Default::default()),
+            ApiKey::DescribeUserScramCredentials => {
+                RequestKind::DescribeUserScramCredentials(Default::default())
+            }
+            ApiKey::DescribeProducers => RequestKind::DescribeProducers(Default::default()),
             ApiKey::SaslHandshake => RequestKind::SaslHandshake(Default::default()),
             ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(Default::default()),
             other => panic!("no default request for {other:?}"),

@@ -41,7 +41,7 @@ async fn a_connection_negotiates_versions_with_the_harness() {
         4
     );
     assert!(matches!(
-        connection.version_for(ApiKey::DescribeAcls),
+        connection.version_for(ApiKey::DescribeDelegationToken),
         Err(Error::UnsupportedVersion { .. })
     ));
     let recorded = cluster.requests();

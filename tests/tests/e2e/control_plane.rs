@@ -140,3 +140,40 @@ async fn every_control_changes_the_cluster_and_errors_are_json() {
     let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut answer)).await;
     assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
 }
+
+#[tokio::test]
+async fn the_harness_statistics_are_served_as_json() {
+    init_tracing();
+    let cluster = Cluster::builder()
+        .brokers(1)
+        .build()
+        .await
+        .expect("cluster");
+    let control = cluster.serve_control("127.0.0.1:0").await.expect("serves");
+    let at = control.local_addr();
+    let mut conn = franzy_tests::RawConnection::new(
+        TcpStream::connect(cluster.broker_address(0).expect("broker 0"))
+            .await
+            .expect("connects"),
+    );
+    conn.request(
+        franzy::proto::ApiKey::ApiVersions,
+        3,
+        &franzy_tests::api_versions_request(),
+    )
+    .await
+    .expect("answered");
+    let (status, body) = http(at, "GET", "/stats", "").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"requests\":{\"ApiVersions\":1}"), "{body}");
+    let stats = cluster.stats();
+    assert!(
+        body.contains(&format!("\"bytes_in\":{}", stats.bytes_in)),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("\"largest_request\":{}", stats.largest_request)),
+        "{body}"
+    );
+    assert_eq!(http(at, "POST", "/stats", "").await.0, 405);
+}

@@ -148,8 +148,8 @@ async fn unknown_api_key_and_unimplemented_api_close_the_connection() {
     let mut conn = connect(&cluster).await;
     conn.send_frame(&frame).await.expect("send");
     conn.expect_closed(CLOSE_WAIT).await.expect("closed");
-    // ElectLeaders (43) is a real API the harness does not implement.
-    frame[0..2].copy_from_slice(&(ApiKey::ElectLeaders as i16).to_be_bytes());
+    // DescribeDelegationToken (41) is a real API the harness does not implement.
+    frame[0..2].copy_from_slice(&(ApiKey::DescribeDelegationToken as i16).to_be_bytes());
     let mut conn = connect(&cluster).await;
     conn.send_frame(&frame).await.expect("send");
     conn.expect_closed(CLOSE_WAIT).await.expect("closed");

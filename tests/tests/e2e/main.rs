@@ -1,6 +1,7 @@
 //! End-to-end tests: the harness on the wire, and (later) the client against the harness.
 //! One test binary; one module per subject.
 
+mod admin;
 mod client_core;
 mod config;
 mod consumer;
