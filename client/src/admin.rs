@@ -552,20 +552,29 @@ impl Admin {
     }
 
     /// The controller's broker id (from the metadata; looked up anew when `fresh`).
+    /// While the metadata names no controller among its brokers, it is asked again until
+    /// `default.api.timeout.ms`, as Java's admin client waits for a metadata update.
     async fn controller(&self, fresh: bool) -> Result<i32, Error> {
         let known = self.cluster.metadata().controller_id();
         if known >= 0 && !fresh {
             return Ok(known);
         }
-        let response = self.metadata(Some(Vec::new())).await?;
-        if response.controller_id.0 < 0 {
-            return Err(broker_error(
-                ErrorCode::NotController,
-                "no controller known",
-                None,
-            ));
+        let mut attempts = self.attempts();
+        loop {
+            self.metadata(Some(Vec::new())).await?;
+            // The engine keeps a controller only when it is one of the brokers.
+            let known = self.cluster.metadata().controller_id();
+            if known >= 0 {
+                return Ok(known);
+            }
+            if !attempts.wait().await {
+                return Err(broker_error(
+                    ErrorCode::NotController,
+                    "no controller among the brokers",
+                    None,
+                ));
+            }
         }
-        Ok(response.controller_id.0)
     }
 
     /// The coordinator of `key` (`key_type` 0: a group, 1: a transactional id), retried

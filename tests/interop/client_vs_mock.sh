@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Our client against a broker we did not write: librdkafka's mock cluster (3 brokers, topics
-# orders with 6 partitions and transactions with 3). Runs the quickstart job against it:
-# 100,000 keyed records with headers produced with acks=all, consumed back, each checked for
-# key, value, headers, partition-by-key (Java's murmur2) and acknowledged offset. Then
+# orders with 6 partitions, transactions with 3 and admin with 4). Runs the quickstart job
+# against it: 100,000 keyed records with headers produced with acks=all, consumed back, each
+# checked for key, value, headers, partition-by-key (Java's murmur2) and acknowledged
+# offset. Then
 # franzy's transactional producer (`franzy produce -X transactional.id=...`) commits 1,000
 # records in 4 transactions, and kcat with isolation.level=read_committed, and franzy's own
 # read_committed consumer, read exactly those back. (The mock deviates from Kafka on aborted
 # transactions, which it hands to read_committed readers, and on fencing: only what it does
-# right is asserted here.)
+# right is asserted here.) Last, franzy's Admin (client/examples/admin_vs_mock.rs) lists and
+# describes topics, commits for a group and reads its lag, on topic admin (4 partitions).
 #
 # usage: tests/interop/client_vs_mock.sh
 # Environment: CARGO_TARGET_DIR (default: target), CLIENT_TIMEOUT seconds (default 300).
@@ -37,13 +39,15 @@ trap cleanup EXIT
 
 mock="$("$here/build_mock_cluster.sh" "$target_dir/interop")"
 # A debug build: it reuses what the tests already built, and speed is not the point here.
-(cd "$root" && cargo build -q -p franzy-harness --example quickstart && cargo build -q -p franzy-cli --bin franzy)
+(cd "$root" && cargo build -q -p franzy-harness --example quickstart && cargo build -q -p franzy-cli --bin franzy \
+    && cargo build -q -p franzy --example admin_vs_mock)
 quickstart="$target_dir/debug/examples/quickstart"
 franzy="$target_dir/debug/franzy"
+admin_vs_mock="$target_dir/debug/examples/admin_vs_mock"
 
 # The mock serves until its stdin closes: hold it open with a fifo we never write.
 mkfifo "$work/stdin"
-"$mock" 3 orders:6 transactions:3 <"$work/stdin" >"$work/mock.out" 2>"$work/mock.err" &
+"$mock" 3 orders:6 transactions:3 admin:4 <"$work/stdin" >"$work/mock.out" 2>"$work/mock.err" &
 mock_pid=$!
 exec 3>"$work/stdin"
 for _ in $(seq 100); do
@@ -95,6 +99,13 @@ if ! diff -q "$work/txn.expected" "$work/txn.franzy" >/dev/null; then
     exit 1
 fi
 echo "client-vs-mock: transactions: 1000 records committed in 4 transactions, read back by kcat and franzy with read_committed"
+
+# franzy's Admin: topics, the cluster, groups, committed offsets and lag, each answer checked;
+# what the mock does not serve is skipped with a note (client/examples/admin_vs_mock.rs).
+if ! timeout "$timeout_s" "$admin_vs_mock" "$bootstrap" admin 4; then
+    echo "client-vs-mock: FAIL: franzy's Admin against the mock cluster" >&2
+    exit 1
+fi
 echo "client-vs-mock: ok"
 # The group consumer against the mock's group coordinator, on a mock cluster of its own.
 "$here/group_vs_mock.sh"

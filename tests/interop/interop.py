@@ -32,6 +32,15 @@ Subcommands:
                                  check `kcat -G ... -f '%p\t%o\t%s\n'` output: N values of
                                  kafka-python-group's run with PREFIX, each at least once
 
+  kafka-python-admin BOOTSTRAP BROKERS PREFIX
+                                 with kafka-python's KafkaAdminClient: create topics (and a
+                                 batch where one name is invalid and one exists: per-topic
+                                 errors), list and describe them, describe topic and broker
+                                 configs, create partitions (and refuse a shrink), list and
+                                 describe a group a kafka-python consumer joined and
+                                 committed, list its offsets, delete records, delete the
+                                 topics; every answer checked against what was done
+
 Every check prints what it found and exits non-zero with a message on the first mismatch.
 Record i of a run with prefix P has key P-key-(i mod 1000) and value P-value-i, so that each
 key is sent 10 or more times and must land on one partition every time.
@@ -557,6 +566,162 @@ def kcat_group_consumed(args):
     return 0
 
 
+def kafka_python_admin(args):
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    bootstrap = args.bootstrap.split(",")
+    common = {"bootstrap_servers": bootstrap}
+    api_version = os.environ.get("KAFKA_PYTHON_API_VERSION")
+    if api_version:
+        common["api_version"] = tuple(int(x) for x in api_version.split("."))
+    deadline = time.monotonic() + TIMEOUT_S
+    timeout_ms = int(TIMEOUT_S * 1000)
+    admin = KafkaAdminClient(request_timeout_ms=timeout_ms, client_id="franzy-interop-admin", **common)
+    who = "kafka-python admin"
+    a, b, c = (f"{args.prefix}-{name}" for name in ("a", "b", "c"))
+    group = f"{args.prefix}-group"
+    broker_ids = sorted(x["broker_id"] for x in admin.describe_cluster()["brokers"])
+    check(len(broker_ids) == args.brokers, f"{who}: {len(broker_ids)} brokers {broker_ids}, want {args.brokers}")
+
+    def codes(result, key="topics"):
+        return {t["name"]: t["error_code"] for t in result[key]}
+
+    # Create topics: one with a config and replication factor 2, one with the defaults.
+    created = admin.create_topics(
+        {
+            a: {"num_partitions": 3, "replication_factor": 2, "configs": {"retention.ms": "3600000"}},
+            b: {"num_partitions": 2, "replication_factor": 1},
+        }
+    )
+    check(codes(created) == {a: 0, b: 0}, f"{who}: create_topics answered {created}")
+    by_name = {t["name"]: t for t in created["topics"]}
+    check(
+        (by_name[a]["num_partitions"], by_name[a]["replication_factor"]) == (3, 2),
+        f"{who}: created {a} as {by_name[a]}, want 3 partitions, replication factor 2",
+    )
+    print(f"{who}: created {a} (3 partitions, replication 2, retention.ms) and {b} (2 partitions)")
+
+    # A batch with one good topic, one that exists and one invalid name: each answered alone.
+    bad = f"{args.prefix} bad/name"
+    batch = admin.create_topics(
+        {c: {"num_partitions": 1, "replication_factor": 1}, a: {"num_partitions": 1, "replication_factor": 1},
+         bad: {"num_partitions": 1, "replication_factor": 1}},
+        raise_errors=False,
+    )
+    want = {c: 0, a: 36, bad: 17}  # TOPIC_ALREADY_EXISTS, INVALID_TOPIC_EXCEPTION
+    check(codes(batch) == want, f"{who}: batch create answered {codes(batch)}, want {want}")
+    print(f"{who}: batch create: {c} created, {a} TOPIC_ALREADY_EXISTS, {bad!r} INVALID_TOPIC_EXCEPTION")
+
+    # List and describe.
+    listed = set(admin.list_topics())
+    check({a, b, c} <= listed, f"{who}: list_topics {sorted(listed)} lacks some of {a}, {b}, {c}")
+    check(bad not in listed, f"{who}: the invalid topic {bad!r} was listed")
+    described = {t["name"]: t for t in admin.describe_topics([a, b])}
+    for name, partitions, replicas in ((a, 3, 2), (b, 2, 1)):
+        t = described.get(name)
+        check(t is not None and t["error_code"] == 0, f"{who}: describe_topics {name}: {t}")
+        got = sorted(p["partition_index"] for p in t["partitions"])
+        check(got == list(range(partitions)), f"{who}: {name} has partitions {got}, want 0..{partitions - 1}")
+        for p in t["partitions"]:
+            check(len(p["replica_nodes"]) == replicas, f"{who}: {name}/{p['partition_index']} replicas {p['replica_nodes']}, want {replicas}")
+            check(p["leader_id"] in p["replica_nodes"], f"{who}: {name}/{p['partition_index']} leader {p['leader_id']} not a replica")
+            check(set(p["replica_nodes"]) <= set(broker_ids), f"{who}: {name}/{p['partition_index']} replicas {p['replica_nodes']} not brokers")
+    print(f"{who}: list_topics and describe_topics show {a} (3x2) and {b} (2x1)")
+
+    # Configs: the topic's own value, and a broker's.
+    configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, a)])
+    modified = configs.get("topic", {}).get(a, {})
+    entry = modified.get("retention.ms") or {}
+    check(list(modified) == ["retention.ms"] and entry.get("value") == "3600000"
+          and entry.get("config_source") == "DYNAMIC_TOPIC_CONFIG",
+          f"{who}: describe_configs {a} (modified only): {configs}, want retention.ms=3600000 set on the topic")
+    broker = str(broker_ids[-1])
+    broker_configs = admin.describe_configs([ConfigResource(ConfigResourceType.BROKER, broker)], config_filter="all")
+    entries = broker_configs.get("broker", {}).get(broker, {})
+    check(entries.get("broker.id", {}).get("value") == broker,
+          f"{who}: describe_configs broker {broker}: broker.id is {entries.get('broker.id')}")
+    print(f"{who}: describe_configs: {a} has retention.ms=3600000 (DYNAMIC_TOPIC_CONFIG), broker {broker} {len(entries)} entries with its own broker.id")
+
+    # More partitions; fewer is refused.
+    grown = admin.create_partitions({b: 4})
+    check([r.error_code for r in grown.results] == [0], f"{who}: create_partitions {b} to 4: {grown}")
+    shrink = admin.create_partitions({b: 1}, raise_errors=False)
+    check([r.error_code for r in shrink.results] == [37], f"{who}: shrinking {b} to 1 answered {shrink}, want INVALID_PARTITIONS")
+    got = sorted(p["partition_index"] for p in admin.describe_topics([b])[0]["partitions"])
+    check(got == [0, 1, 2, 3], f"{who}: {b} has partitions {got} after create_partitions, want 0..3")
+    print(f"{who}: create_partitions: {b} grew to 4, shrinking to 1 refused (INVALID_PARTITIONS)")
+
+    # A group: a kafka-python consumer reads what was produced to a and commits.
+    n = 300
+    producer = KafkaProducer(acks="all", max_block_ms=timeout_ms, request_timeout_ms=timeout_ms,
+                             delivery_timeout_ms=timeout_ms + 1000, **common)
+    futures = [producer.send(a, value=value_of(args.prefix, i).encode(), partition=i % 3) for i in range(n)]
+    producer.flush(timeout=max(1.0, deadline - time.monotonic()))
+    for future in futures:
+        future.get(timeout=max(1.0, deadline - time.monotonic()))
+    producer.close(timeout=10)
+    consumer = KafkaConsumer(a, group_id=group, client_id=f"{args.prefix}-member", auto_offset_reset="earliest",
+                             enable_auto_commit=False, fetch_max_wait_ms=200, session_timeout_ms=10000,
+                             heartbeat_interval_ms=1000, request_timeout_ms=timeout_ms + 1000, **common)
+    read = 0
+    while read < n:
+        check(time.monotonic() < deadline, f"{who}: the group's consumer read {read} of {n} records")
+        for _, records in consumer.poll(timeout_ms=200).items():
+            read += len(records)
+    consumer.commit()
+    tps = [TopicPartition(a, p) for p in range(3)]
+    ends = consumer.end_offsets(tps)
+    check(sum(ends.values()) == n, f"{who}: end offsets of {a} {ends}, want {n} in all")
+
+    listed = {g["group_id"]: g for g in admin.list_groups()}
+    check(group in listed, f"{who}: list_groups {sorted(listed)} lacks {group}")
+    check((listed[group]["protocol_type"], listed[group]["group_state"]) == ("consumer", "Stable"),
+          f"{who}: list_groups shows {listed[group]}, want a Stable consumer group")
+    described = admin.describe_groups([group])[group]
+    check(described.get("error") is None and described["group_state"] == "Stable",
+          f"{who}: describe_groups {group} while its member runs: {described}")
+    check(described["protocol_type"] == "consumer", f"{who}: {group} protocol type {described['protocol_type']!r}")
+    members = described["members"]
+    check(len(members) == 1 and members[0]["client_id"] == f"{args.prefix}-member",
+          f"{who}: {group} members {members}")
+    assigned = members[0]["member_assignment"]["assigned_partitions"]
+    check([(x["topic"], sorted(x["partitions"])) for x in assigned] == [(a, [0, 1, 2])],
+          f"{who}: {group}'s member is assigned {assigned}, want all of {a}")
+    print(f"{who}: list_groups shows {group} Stable; describe_groups: one member {members[0]['client_id']} owning {a}/0..2")
+    consumer.close()
+
+    described = admin.describe_groups([group])[group]
+    check(described["group_state"] == "Empty" and not described["members"],
+          f"{who}: describe_groups {group} after its member left: {described}")
+    offsets = admin.list_group_offsets({group: None})[group]
+    got = {tp: o.offset for tp, o in offsets.items()}
+    check(got == ends, f"{who}: list_group_offsets {group}: {got}, want the end offsets {ends}")
+    print(f"{who}: after the member left: Empty; list_group_offsets are the end offsets {sorted(got.values())}")
+
+    # Delete records below offset 40 of partition 0: its start moves there.
+    tp0 = TopicPartition(a, 0)
+    deleted = admin.delete_records({tp0: 40})
+    low = deleted[tp0]["low_watermark"] if isinstance(deleted[tp0], dict) else deleted[tp0].low_watermark
+    check(low == 40, f"{who}: delete_records {tp0} to 40 answered {deleted}")
+    probe = KafkaConsumer(group_id=None, enable_auto_commit=False, request_timeout_ms=timeout_ms + 1000, **common)
+    starts = probe.beginning_offsets(tps)
+    probe.close()
+    check(starts == {tps[0]: 40, tps[1]: 0, tps[2]: 0}, f"{who}: start offsets after delete_records {starts}")
+    print(f"{who}: delete_records: {a}/0 starts at 40, the other partitions at 0")
+
+    # Delete the topics; a missing one is answered alone.
+    missing = f"{args.prefix}-missing"
+    gone = admin.delete_topics([a, b, c, missing], raise_errors=False)
+    want = {a: 0, b: 0, c: 0, missing: 3}  # UNKNOWN_TOPIC_OR_PARTITION
+    check(codes(gone) == want, f"{who}: delete_topics answered {codes(gone)}, want {want}")
+    left = {a, b, c} & set(admin.list_topics())
+    check(not left, f"{who}: {sorted(left)} still listed after delete_topics")
+    admin.close()
+    print(f"{who}: delete_topics: {a}, {b}, {c} deleted, {missing} UNKNOWN_TOPIC_OR_PARTITION, none listed")
+    return 0
+
+
 def kafka_python_headers(i):
     return [("h1", b"v1"), ("seq", str(i).encode())]
 
@@ -606,6 +771,11 @@ def main():
     p.add_argument("group")
     p.add_argument("--prefix", default="grp")
     p.set_defaults(run=kafka_python_group)
+    p = sub.add_parser("kafka-python-admin")
+    p.add_argument("bootstrap")
+    p.add_argument("brokers", type=int)
+    p.add_argument("prefix")
+    p.set_defaults(run=kafka_python_admin)
     p = sub.add_parser("kcat-group-consumed")
     p.add_argument("file")
     p.add_argument("n", type=int)

@@ -185,7 +185,15 @@ impl Metadata {
             })
             .collect();
         self.cluster_id = response.cluster_id.as_ref().map(|c| c.to_string());
-        self.controller_id = response.controller_id.0;
+        // A controller that is not among the brokers cannot be reached: Java's
+        // MetadataResponse.controller() is null then, and its admin client waits for new
+        // metadata. (librdkafka 2.0's mock cluster names broker 0, which it does not have.)
+        let controller = response.controller_id.0;
+        self.controller_id = if self.brokers.contains_key(&controller) {
+            controller
+        } else {
+            -1
+        };
         let mut incomplete = false;
         for topic in &response.topics {
             let Some(name) = topic.name.as_ref().map(|n| n.to_string()) else {
@@ -362,6 +370,17 @@ mod tests {
         MetadataResponse::default()
             .with_brokers(brokers)
             .with_topics(vec![topic])
+    }
+
+    #[test]
+    fn a_controller_that_is_no_broker_is_unknown() {
+        let now = Instant::now();
+        let mut md = Metadata::new(Duration::from_secs(300));
+        md.handle_response(&response(&[]).with_controller_id(BrokerId(2)), now);
+        assert_eq!(md.controller_id(), 2);
+        // Brokers 0..3 only: broker 7 cannot be reached, so no controller is known.
+        md.handle_response(&response(&[]).with_controller_id(BrokerId(7)), now);
+        assert_eq!(md.controller_id(), -1);
     }
 
     #[test]
