@@ -79,6 +79,9 @@ struct Args {
     count: u64,
     size: usize,
     group: Option<String>,
+    /// Records per transaction (`--txn-records N`): a transactional producer, committing
+    /// every N records.
+    txn_records: Option<u64>,
     properties: Vec<(String, String)>,
 }
 
@@ -97,7 +100,7 @@ fn main() -> ExitCode {
 
 fn parse_args(args: Vec<String>) -> Result<Args, String> {
     let usage = "usage: rdkafka-bench produce|consume -b BOOTSTRAP -t TOPIC [--count N] \
-                 [--size BYTES] [--group GROUP] [-X key=value ...]";
+                 [--size BYTES] [--group GROUP] [--txn-records N] [-X key=value ...]";
     let mut iter = args.into_iter();
     let command = iter.next().ok_or(usage)?;
     let mut parsed = Args {
@@ -107,6 +110,7 @@ fn parse_args(args: Vec<String>) -> Result<Args, String> {
         count: 1_000_000,
         size: 100,
         group: None,
+        txn_records: None,
         properties: Vec::new(),
     };
     while let Some(flag) = iter.next() {
@@ -121,6 +125,15 @@ fn parse_args(args: Vec<String>) -> Result<Args, String> {
             }
             "--size" => parsed.size = value.parse().map_err(|_| format!("bad --size {value}"))?,
             "-G" | "--group" => parsed.group = Some(value),
+            "--txn-records" => {
+                let n: u64 = value
+                    .parse()
+                    .map_err(|_| format!("bad --txn-records {value}"))?;
+                if n == 0 {
+                    return Err("--txn-records must be at least 1".into());
+                }
+                parsed.txn_records = Some(n);
+            }
             "-X" => {
                 let (key, value) = value
                     .split_once('=')
@@ -218,7 +231,14 @@ fn partition_count<C: ClientContext>(
 }
 
 fn produce(args: &Args) -> Result<String, String> {
-    let config = config(args, PRODUCER_DEFAULTS);
+    let mut config = config(args, PRODUCER_DEFAULTS);
+    if args.txn_records.is_some() {
+        config.set(
+            "transactional.id",
+            format!("rdkafka-bench-{}", std::process::id()),
+        );
+    }
+    let txn_timeout = Duration::from_secs(60);
     let batch_size: usize = config
         .get("batch.size")
         .and_then(|v| v.parse().ok())
@@ -229,6 +249,14 @@ fn produce(args: &Args) -> Result<String, String> {
         .map_err(|e| format!("cannot create the producer: {e}"))?;
     let partitions = partition_count(producer.client(), &args.topic)?;
     let value = vec![b'x'; args.size];
+    if args.txn_records.is_some() {
+        producer
+            .init_transactions(txn_timeout)
+            .map_err(|e| format!("init_transactions: {e}"))?;
+        producer
+            .begin_transaction()
+            .map_err(|e| format!("begin_transaction: {e}"))?;
+    }
     // One record per partition first, outside the clock: librdkafka 2.10+ may wait for its
     // 500 ms producer-id retry timer when no learned broker is up yet as it asks for its
     // idempotent producer id (seen against both brokers, depending on timing), which is
@@ -241,11 +269,22 @@ fn produce(args: &Args) -> Result<String, String> {
             .send(record)
             .map_err(|(error, _)| format!("send: {error}"))?;
     }
-    producer
-        .flush(Duration::from_secs(60))
-        .map_err(|e| format!("flush: {e}"))?;
+    if args.txn_records.is_some() {
+        producer
+            .commit_transaction(txn_timeout)
+            .map_err(|e| format!("commit_transaction: {e}"))?;
+    } else {
+        producer
+            .flush(Duration::from_secs(60))
+            .map_err(|e| format!("flush: {e}"))?;
+    }
     let warm_up = producer.context().delivered.load(Ordering::Relaxed);
     let start = Instant::now();
+    if args.txn_records.is_some() {
+        producer
+            .begin_transaction()
+            .map_err(|e| format!("begin_transaction: {e}"))?;
+    }
     for i in 0..args.count {
         let partition = ((i / batch_records) % partitions as u64) as i32;
         let mut record = BaseRecord::<(), [u8]>::to(&args.topic)
@@ -263,6 +302,18 @@ fn produce(args: &Args) -> Result<String, String> {
         }
         if i % 1024 == 0 {
             producer.poll(Duration::ZERO);
+        }
+        if let Some(n) = args.txn_records {
+            if (i + 1) % n == 0 || i + 1 == args.count {
+                producer
+                    .commit_transaction(txn_timeout)
+                    .map_err(|e| format!("commit_transaction: {e}"))?;
+                if i + 1 < args.count {
+                    producer
+                        .begin_transaction()
+                        .map_err(|e| format!("begin_transaction: {e}"))?;
+                }
+            }
         }
     }
     producer

@@ -2,69 +2,21 @@
 //! against a served cluster with planted bugs (which must be found, saved and replayed),
 //! and refusing addresses it must not fuzz.
 
-use std::io::{BufRead, BufReader};
+mod common;
+use common::Server;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_franzy");
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
+/// `franzy serve ARGS` and the first broker's address.
 fn serve(args: &[&str]) -> (Server, String) {
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("franzy serve starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let server = Server(child);
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("bootstrap line");
-    let bootstrap = line
-        .trim()
-        .split(',')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    assert!(bootstrap.starts_with("127.0.0.1:"), "{bootstrap:?}");
-    (server, bootstrap)
+    let (server, bootstrap) = common::serve(args);
+    let first = bootstrap.split(',').next().unwrap_or_default().to_string();
+    (server, first)
 }
 
 /// Runs `franzy` with `args`, failing the test after `limit`: (success, stdout, stderr).
 fn run(args: &[&str], limit: Duration) -> (bool, String, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("franzy runs");
-    let start = Instant::now();
-    while child.try_wait().expect("wait").is_none() {
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("franzy {args:?} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let output = child.wait_with_output().expect("output");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    common::run(args, None, limit)
 }
 
 fn scratch(name: &str) -> PathBuf {

@@ -53,6 +53,9 @@ pub struct BenchArgs {
     /// Partitions of the embedded topic (without -b).
     #[arg(long, default_value_t = 6)]
     pub partitions: i32,
+    /// Produce with a transactional producer, committing every N records.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub txn_records: Option<u64>,
     /// Consume as a member of this consumer group (subscribe) instead of assigning every
     /// partition; use a fresh group to read from the beginning.
     #[arg(short = 'G', long)]
@@ -88,9 +91,22 @@ pub async fn run(command: BenchCommand) -> Result<(), String> {
 }
 
 async fn produce(target: &Target, args: &BenchArgs) -> Result<String, String> {
-    let config = target.config(&args.client)?;
+    let mut config = target.config(&args.client)?;
+    if args.txn_records.is_some() {
+        config = config.transactional_id(format!("franzy-bench-{}", std::process::id()));
+    }
     let batch_records = (config_batch_size(&config) / args.size.max(1)).max(1) as u64;
     let producer = Producer::new(config).map_err(|e| e.to_string())?;
+    if args.txn_records.is_some() {
+        producer
+            .init_transactions()
+            .await
+            .map_err(|e| format!("init_transactions: {e}"))?;
+        producer
+            .begin_transaction()
+            .await
+            .map_err(|e| format!("begin_transaction: {e}"))?;
+    }
     let partitions = producer
         .partitions_for(&args.client.topic)
         .await
@@ -147,6 +163,20 @@ async fn produce(target: &Target, args: &BenchArgs) -> Result<String, String> {
             .with_value(value.clone())
             .with_partition(partition as i32);
         run.push(producer.send(record).await.map_err(|e| e.to_string())?);
+        if let Some(n) = args.txn_records {
+            if (i + 1) % n == 0 || i + 1 == args.count {
+                producer
+                    .commit_transaction()
+                    .await
+                    .map_err(|e| format!("commit_transaction: {e}"))?;
+                if i + 1 < args.count {
+                    producer
+                        .begin_transaction()
+                        .await
+                        .map_err(|e| format!("begin_transaction: {e}"))?;
+                }
+            }
+        }
         if (i + 1) % batch_records == 0 || i + 1 == args.count {
             let deliveries =
                 std::mem::replace(&mut run, Vec::with_capacity(batch_records as usize));
