@@ -112,12 +112,12 @@ rdkafka=""
 bundled=""
 if [[ "$which_rdkafka" != bundled ]]; then
     log "building rdkafka-bench (release, system librdkafka $(pkg-config --modversion rdkafka))"
-    (cd "$here" && cargo build --quiet --release)
+    (cd "$here" && CARGO_TARGET_DIR="$here/target" cargo build --quiet --release)
     rdkafka="$here/target/release/rdkafka-bench"
 fi
 if [[ "$which_rdkafka" != system ]]; then
     log "building rdkafka-bench-bundled (release, librdkafka built from rdkafka-sys's sources)"
-    (cd "$here/bundled" && cargo build --quiet --release)
+    (cd "$here/bundled" && CARGO_TARGET_DIR="$here/bundled/target" cargo build --quiet --release)
     bundled="$here/bundled/target/release/rdkafka-bench-bundled"
 fi
 log "building the mock cluster"
