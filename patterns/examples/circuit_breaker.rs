@@ -14,6 +14,10 @@
 //!
 //! Exits non-zero, naming the failed check.
 
+#[path = "common/mod.rs"]
+mod common;
+use common::within;
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -27,28 +31,12 @@ use franzy_patterns::{
 };
 use tokio::time::Instant;
 
-const STEP: Duration = Duration::from_secs(120);
 const RECORDS: usize = 30;
 const DOWN_FOR: Duration = Duration::from_secs(3);
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => {
-            println!("ok");
-            ExitCode::SUCCESS
-        }
-        Err(message) => {
-            eprintln!("circuit_breaker lab failed: {message}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn within<F: std::future::Future>(what: &str, future: F) -> Result<F::Output, String> {
-    tokio::time::timeout(STEP, future)
-        .await
-        .map_err(|_| format!("{what} took longer than {STEP:?}"))
+    common::finish("circuit_breaker", run().await)
 }
 
 async fn run() -> Result<(), String> {

@@ -24,6 +24,10 @@
 //! 10000) and `orders.dlq` must exist and `orders.unknown` must not; step 1 needs the
 //! embedded cluster and is skipped. Exits non-zero, naming the failed check.
 
+#[path = "common/mod.rs"]
+mod common;
+use common::within;
+
 use std::collections::{BTreeSet, HashSet};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -41,26 +45,10 @@ use franzy_patterns::{
 
 const TOPIC: &str = "orders.created";
 const DLT: &str = "orders.dlq";
-const STEP: Duration = Duration::from_secs(120);
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => {
-            println!("ok");
-            ExitCode::SUCCESS
-        }
-        Err(message) => {
-            eprintln!("dead_letters lab failed: {message}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn within<F: std::future::Future>(what: &str, future: F) -> Result<F::Output, String> {
-    tokio::time::timeout(STEP, future)
-        .await
-        .map_err(|_| format!("{what} took longer than {STEP:?}"))
+    common::finish("dead_letters", run().await)
 }
 
 async fn run() -> Result<(), String> {

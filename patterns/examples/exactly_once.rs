@@ -14,9 +14,12 @@
 //!
 //! Exits non-zero, naming the failed check.
 
+#[path = "common/mod.rs"]
+mod common;
+use common::within;
+
 use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use franzy::{
     Config, Consumer, ConsumerEvent, Offset, OffsetReset, Producer, ProducerRecord, TopicPartition,
@@ -24,29 +27,13 @@ use franzy::{
 use franzy_harness::Cluster;
 use franzy_patterns::{Counter, Stats, WallClock};
 
-const STEP: Duration = Duration::from_secs(120);
 const RECORDS: usize = 40;
 const BATCH: usize = 8;
 const PARTITIONS: i32 = 3;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => {
-            println!("ok");
-            ExitCode::SUCCESS
-        }
-        Err(message) => {
-            eprintln!("exactly_once lab failed: {message}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn within<F: std::future::Future>(what: &str, future: F) -> Result<F::Output, String> {
-    tokio::time::timeout(STEP, future)
-        .await
-        .map_err(|_| format!("{what} took longer than {STEP:?}"))
+    common::finish("exactly_once", run().await)
 }
 
 fn text(bytes: Option<&[u8]>) -> String {

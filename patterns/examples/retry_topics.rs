@@ -18,6 +18,10 @@
 //! Against another cluster (`-b`, librdkafka's mock cluster in CI), topics `orders`,
 //! `orders.retry` and `orders.DLT` must exist. Exits non-zero, naming the failed check.
 
+#[path = "common/mod.rs"]
+mod common;
+use common::within;
+
 use std::collections::{BTreeMap, HashSet};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -31,27 +35,11 @@ use franzy_patterns::{
     DeadLetterRouter, ErrorClass, Outcome, Processor, RetryPolicy, RetryTopics, WallClock,
 };
 
-const STEP: Duration = Duration::from_secs(120);
 const ORDERS: usize = 20;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => {
-            println!("ok");
-            ExitCode::SUCCESS
-        }
-        Err(message) => {
-            eprintln!("retry_topics lab failed: {message}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn within<F: std::future::Future>(what: &str, future: F) -> Result<F::Output, String> {
-    tokio::time::timeout(STEP, future)
-        .await
-        .map_err(|_| format!("{what} took longer than {STEP:?}"))
+    common::finish("retry_topics", run().await)
 }
 
 fn kind(i: usize) -> &'static str {
