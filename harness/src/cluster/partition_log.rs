@@ -171,6 +171,9 @@ pub struct PartitionLog {
     segment: BytesMut,
     /// Bytes appended so far, which size the next segment.
     appended: usize,
+    /// Bytes of the batches stored now, kept in step with `batches` (DescribeLogDirs asks
+    /// for it per partition; adding up every batch there grew with the log).
+    stored_bytes: usize,
 }
 
 /// The smallest and largest segment a log allocates at once.
@@ -412,6 +415,7 @@ impl PartitionLog {
     /// Adds a stamped batch at the log end.
     fn push(&mut self, header: BatchHeader, bytes: BytesMut) {
         self.log_end_offset = header.next_offset();
+        self.stored_bytes += bytes.len();
         self.batches.push(StoredBatch {
             header,
             bytes: bytes.freeze(),
@@ -558,6 +562,7 @@ impl PartitionLog {
         if offset > self.log_start_offset {
             self.log_start_offset = offset;
             self.batches.retain(|b| b.last_offset() >= offset);
+            self.stored_bytes = self.batches.iter().map(|b| b.bytes.len()).sum();
             self.epochs.truncate_from_start(offset);
             while self.aborted.front().is_some_and(|a| a.last_offset < offset) {
                 self.aborted.pop_front();
@@ -568,8 +573,7 @@ impl PartitionLog {
 
     /// Bytes of the batches stored (DescribeLogDirs' partition size).
     pub fn size_bytes(&self) -> i64 {
-        let total: usize = self.batches.iter().map(|b| b.bytes.len()).sum();
-        i64::try_from(total).unwrap_or(i64::MAX)
+        i64::try_from(self.stored_bytes).unwrap_or(i64::MAX)
     }
 
     /// Breaks the log on purpose, right after an append (see [`super::plant`]; for testing
@@ -594,12 +598,14 @@ impl PartitionLog {
                     .and_then(|last| restamp(last, self.log_end_offset));
                 if let Some(copy) = copy {
                     self.log_end_offset = copy.header.next_offset();
+                    self.stored_bytes += copy.bytes.len();
                     self.batches.push(copy);
                 }
             }
             PlantedBug::DropAcked => {
                 if let Some(last) = self.batches.pop() {
                     self.log_end_offset = last.base_offset();
+                    self.stored_bytes -= last.bytes.len();
                 }
             }
             PlantedBug::Reorder => {
@@ -805,6 +811,27 @@ mod tests {
         );
         assert_eq!(log.delete_records_before(-1), Ok(6));
         assert!(log.batches().is_empty());
+    }
+
+    #[test]
+    fn the_stored_size_follows_appends_and_deletions() {
+        let sizes = [1usize, 7, 3];
+        let log_batches: Vec<_> = sizes
+            .iter()
+            .map(|&n| BatchBuilder::new(0).records(2, n).build())
+            .collect();
+        let mut log = log_with(&log_batches);
+        let sum = |log: &PartitionLog| -> i64 {
+            log.batches().iter().map(|b| b.bytes().len() as i64).sum()
+        };
+        assert_eq!(
+            log.size_bytes(),
+            log_batches.iter().map(|b| b.len() as i64).sum::<i64>()
+        );
+        assert_eq!(log.delete_records_before(2), Ok(2));
+        assert_eq!(log.size_bytes(), sum(&log));
+        assert_eq!(log.delete_records_before(-1), Ok(6));
+        assert_eq!(log.size_bytes(), 0);
     }
 
     fn txn_batch(producer: i64, sequence: i32, records: usize) -> Vec<u8> {
