@@ -485,7 +485,10 @@ impl Admin {
 
     /// A snapshot of the admin client's statistics: requests, latency, retries, per broker.
     pub fn stats(&self) -> crate::stats::Stats {
-        self.cluster.stats().snapshot()
+        let mut stats = self.cluster.stats().snapshot();
+        stats.kind = "admin";
+        stats.client_id.clone_from(&self.cluster.config().client_id);
+        stats
     }
 
     fn attempts(&self) -> Attempts {

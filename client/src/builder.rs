@@ -18,6 +18,8 @@ pub struct ClientBuilder<C> {
     pub(crate) listener: Option<Arc<dyn crate::consumer::RebalanceListener>>,
     /// A consumer's assignors, replacing `partition.assignment.strategy`.
     pub(crate) assignors: Option<Vec<Box<dyn crate::assignor::PartitionAssignor>>>,
+    /// Gets a statistics snapshot every `statistics.interval.ms`.
+    pub(crate) on_statistics: Option<crate::stats::StatisticsCallback>,
     client: PhantomData<fn() -> C>,
 }
 
@@ -38,6 +40,7 @@ impl<C> ClientBuilder<C> {
             seed: None,
             listener: None,
             assignors: None,
+            on_statistics: None,
             client: PhantomData,
         }
     }
@@ -52,6 +55,23 @@ impl<C> ClientBuilder<C> {
     /// so that a test replays the same run. Default: drawn from the clock.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
+        self
+    }
+
+    /// Calls `callback` with a snapshot of the client's statistics every
+    /// `statistics.interval.ms` ([`Config::statistics_interval`]; nothing is called while it
+    /// is 0, its default), as librdkafka's `stats_cb` is called; [`Stats::to_json`] gives
+    /// the JSON librdkafka hands over (its schema is in [`crate::stats`]). The snapshot is
+    /// the one `Producer::stats` or `Consumer::stats` returns. It runs on a background task
+    /// of the client's runtime until the client is closed or dropped: keep it short, or
+    /// send the snapshot to a channel. Default: none.
+    ///
+    /// [`Stats::to_json`]: crate::stats::Stats::to_json
+    pub fn on_statistics(
+        mut self,
+        callback: impl Fn(&crate::stats::Stats) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_statistics = Some(Arc::new(callback));
         self
     }
 }

@@ -240,6 +240,8 @@ pub struct Config {
     pub(crate) auto_commit_interval: Duration,
     pub(crate) client_rack: Option<String>,
     pub(crate) default_api_timeout: Duration,
+    /// `statistics.interval.ms`: zero for none.
+    pub(crate) statistics_interval: Duration,
     /// What was set of the settings derived from others.
     given: Given,
     /// The keys franzy keeps without acting on them.
@@ -310,6 +312,7 @@ impl Default for Config {
             auto_commit_interval: Duration::from_secs(5),
             client_rack: None,
             default_api_timeout: Duration::from_secs(60),
+            statistics_interval: Duration::ZERO,
             given: Given::default(),
             kept: Kept::default(),
         };
@@ -512,6 +515,12 @@ impl Config {
         /// How long `commit`, `committed` and the last commit of `close` wait.
         default_api_timeout(Duration) => default_api_timeout via capped,
             key "default.api.timeout.ms", default "60000";
+        /// How often a producer or consumer hands a statistics snapshot to the callback
+        /// set with [`ClientBuilder::on_statistics`](crate::ClientBuilder::on_statistics)
+        /// (and, with the `metrics` feature, to the `metrics` facade); zero turns it off
+        /// (librdkafka's key and meaning).
+        statistics_interval(Duration) => statistics_interval via capped,
+            key "statistics.interval.ms", default "0";
     }
 
     /// How connections are secured (`security.protocol`). Default `PLAINTEXT`. TLS uses
@@ -958,6 +967,7 @@ mod tests {
             "auto.commit.interval.ms" => "1000",
             "client.rack" => "eu-1a",
             "default.api.timeout.ms" => "5000",
+            "statistics.interval.ms" => "1000",
             other => panic!("no sample value for {other}"),
         }
     }

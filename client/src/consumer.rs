@@ -99,6 +99,7 @@ use crate::group_metadata::ConsumerGroupMetadata;
 use crate::io::cluster::{ClientStart, ClusterClient};
 use crate::io::fetch_loop::{self, Shared};
 use crate::io::group_loop;
+use crate::io::stats_loop;
 use crate::topic_partition::TopicPartition;
 
 pub(crate) mod group;
@@ -147,6 +148,7 @@ impl ClientBuilder<Consumer> {
                 .filter_map(|name| built_in(name))
                 .collect(),
         };
+        let interval = self.config.statistics_interval;
         let ClientStart {
             runtime,
             seed,
@@ -162,6 +164,19 @@ impl ClientBuilder<Consumer> {
             ..Default::default()
         };
         let shared = Arc::new(Shared::new(fetcher, group, group_shared, cluster));
+        // The statistics task holds the consumer weakly: it ends with it, or at `close`.
+        let weak = Arc::downgrade(&shared);
+        let _detached = stats_loop::spawn(
+            &runtime,
+            interval,
+            self.on_statistics,
+            move || {
+                let shared = weak.upgrade()?;
+                let open = !shared.lock().closed;
+                open.then(|| stats_of(&shared))
+            },
+            tracing::debug_span!("consumer_stats"),
+        );
         let span = tracing::debug_span!("consumer");
         let driver = runtime.spawn(tracing::Instrument::instrument(
             fetch_loop::run(shared.clone()),
@@ -463,15 +478,10 @@ impl Consumer {
 
     /// A snapshot of the consumer's statistics: records and bytes handed out, requests and
     /// their latency, errors by class, per broker, and per assigned partition its position
-    /// and lag (see [`crate::stats`] for the fields and the JSON schema).
+    /// and lag, and the group's committed offset as this member last committed or looked
+    /// it up (see [`crate::stats`] for the fields and the JSON schema).
     pub fn stats(&self) -> crate::stats::Stats {
-        let mut stats = self.shared.cluster.stats().snapshot();
-        for tp in self.assignment() {
-            let entry = stats.partitions.entry(tp.clone()).or_default();
-            entry.position = self.position(&tp);
-            entry.lag = self.lag(&tp);
-        }
-        stats
+        stats_of(&self.shared)
     }
 
     /// The polling form of [`Consumer::recv`].
@@ -689,6 +699,25 @@ impl futures_core::Stream for &Consumer {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.poll_recv(cx).map(Result::transpose)
     }
+}
+
+/// The snapshot of [`Consumer::stats`]: the shared counters, and per assigned partition
+/// what the fetcher and the group member know.
+fn stats_of(shared: &Shared) -> crate::stats::Stats {
+    let mut stats = shared.cluster.stats().snapshot();
+    stats.kind = "consumer";
+    stats
+        .client_id
+        .clone_from(&shared.cluster.config().client_id);
+    let state = shared.lock();
+    for tp in state.fetcher.assignment() {
+        let committed = state.group.as_ref().and_then(|g| g.seen_committed(&tp));
+        let entry = stats.partitions.entry(tp.clone()).or_default();
+        entry.position = state.fetcher.position(&tp);
+        entry.lag = state.fetcher.lag(&tp);
+        entry.committed = committed;
+    }
+    stats
 }
 
 impl Drop for Consumer {

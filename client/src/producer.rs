@@ -96,6 +96,7 @@ use crate::error::{Error, Persisted};
 use crate::group_metadata::ConsumerGroupMetadata;
 use crate::io::cluster::{ClientStart, ClusterClient};
 use crate::io::sender::{self, Command, ProducerState, SenderShared};
+use crate::io::stats_loop;
 use crate::topic_partition::TopicPartition;
 
 pub use crate::delivery::DeliveryFuture;
@@ -126,16 +127,30 @@ impl ClientBuilder<Producer> {
         let (commands, receiver) = mpsc::unbounded_channel();
         let span = tracing::debug_span!("producer", client_id = %self.config.client_id);
         let task = sender::spawn(&runtime, cluster.clone(), shared.clone(), receiver, span);
-        Ok(Producer {
-            inner: Arc::new(Inner {
-                config: self.config,
-                cluster,
-                shared,
-                commands,
-                clock,
-                task: Mutex::new(Some(task)),
-            }),
-        })
+        let interval = self.config.statistics_interval;
+        let inner = Arc::new(Inner {
+            config: self.config,
+            cluster,
+            shared,
+            commands,
+            clock,
+            task: Mutex::new(Some(task)),
+        });
+        // The statistics task holds the producer weakly: it ends with it, or at `close`.
+        let weak = Arc::downgrade(&inner);
+        let span = tracing::debug_span!("producer_stats", client_id = %inner.config.client_id);
+        let _detached = stats_loop::spawn(
+            &runtime,
+            interval,
+            self.on_statistics,
+            move || {
+                let inner = weak.upgrade()?;
+                let open = !inner.shared.closed.load(Ordering::Acquire);
+                open.then(|| inner.stats())
+            },
+            span,
+        );
+        Ok(Producer { inner })
     }
 }
 
@@ -154,6 +169,25 @@ struct Inner {
     commands: mpsc::UnboundedSender<Command>,
     clock: WallClock,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Inner {
+    /// The snapshot of [`Producer::stats`]: the shared counters, with the batches the
+    /// engine retried and the buffer in use.
+    fn stats(&self) -> crate::stats::Stats {
+        let mut stats = self.cluster.stats().snapshot();
+        stats.kind = "producer";
+        stats.client_id.clone_from(&self.config.client_id);
+        let capacity = self
+            .config
+            .buffer_memory
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
+        let free = self.shared.buffer.available_permits();
+        stats.buffer_used_bytes = capacity.saturating_sub(free) as u64;
+        let retried = self.shared.lock_engine().engine.accumulator().retries();
+        stats.retries = stats.retries.saturating_add(retried);
+        stats
+    }
 }
 
 impl std::fmt::Debug for Producer {
@@ -270,15 +304,7 @@ impl Producer {
     /// their latency, errors by class, buffer usage, per broker and per partition (see
     /// [`crate::stats`] for the fields and the JSON schema).
     pub fn stats(&self) -> crate::stats::Stats {
-        let mut stats = self.inner.cluster.stats().snapshot();
-        let capacity = self
-            .inner
-            .config
-            .buffer_memory
-            .min(tokio::sync::Semaphore::MAX_PERMITS);
-        let free = self.inner.shared.buffer.available_permits();
-        stats.buffer_used_bytes = capacity.saturating_sub(free) as u64;
-        stats
+        self.inner.stats()
     }
 
     /// Sends `record` and waits until it is written or has failed for good: [`Producer::send`]

@@ -10,13 +10,15 @@
 //!
 //! ```text
 //! {
+//!   "client_id": string,            the client's `client.id`
+//!   "type": string,                 "producer", "consumer" or "admin"
 //!   "age_ms": u64,                  time since the client started
 //!   "records": u64,                 records delivered (producer) or handed out (consumer)
 //!   "bytes": u64,                   their key, value and header bytes
 //!   "requests": u64,                requests sent, every broker together
 //!   "request_rate": f64,            requests per second over the client's age
 //!   "request_errors": u64,          requests that failed (connection lost, timed out)
-//!   "retries": u64,                 batches or requests sent again
+//!   "retries": u64,                 batches (producer) or requests (admin) sent again
 //!   "errors": {CLASS: u64},         failed records or requests by class: "retriable",
 //!                                   "fatal", "other"
 //!   "buffer_used_bytes": u64,       producer: bytes of buffer.memory in use (0 for consumers)
@@ -24,9 +26,22 @@
 //!   "brokers": {ADDRESS: {"connected": bool, "in_flight": u64, "requests": u64,
 //!               "rtt_us": {"count", "p50", "p90", "p99", "max"}}},
 //!   "partitions": {"TOPIC/PARTITION": {"batch_bytes": {"count", "p50", "p90", "p99", "max"},
-//!                  "position": i64|null, "lag": i64|null}}
+//!                  "position": i64|null, "committed": i64|null, "lag": i64|null}}
 //! }
 //! ```
+//!
+//! ## Every interval
+//!
+//! With `statistics.interval.ms` above 0 (librdkafka's key; 0, the default, turns it off),
+//! a producer or consumer built with [`ClientBuilder::on_statistics`] hands a snapshot to
+//! that callback every interval, from a background task (`io/stats_loop.rs`), until it is
+//! closed or dropped: the same snapshot as `stats()`, which `to_json` turns into what
+//! librdkafka's `stats_cb` receives. With the `metrics` feature, each snapshot is also
+//! exported through the [`metrics`](https://docs.rs/metrics) facade
+//! ([`Stats::export_metrics`]), so that a Prometheus or StatsD recorder installed by the
+//! application sees it without a callback.
+//!
+//! [`ClientBuilder::on_statistics`]: crate::builder::ClientBuilder::on_statistics
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -35,6 +50,12 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::topic_partition::TopicPartition;
+
+/// What the application gets every `statistics.interval.ms` (see
+/// [`ClientBuilder::on_statistics`]).
+///
+/// [`ClientBuilder::on_statistics`]: crate::builder::ClientBuilder::on_statistics
+pub type StatisticsCallback = std::sync::Arc<dyn Fn(&Stats) + Send + Sync>;
 
 /// Buckets of a [`Histogram`]: bucket `i` holds values below `2^i`.
 const BUCKETS: usize = 32;
@@ -129,6 +150,9 @@ pub struct PartitionStats {
     pub batch_bytes: Histogram,
     /// Consumer: the next offset it will hand out.
     pub position: Option<i64>,
+    /// Consumer: the group's committed offset, as this member last committed or looked it
+    /// up.
+    pub committed: Option<i64>,
     /// Consumer: records between the position and the end offset.
     pub lag: Option<i64>,
 }
@@ -136,6 +160,10 @@ pub struct PartitionStats {
 /// A snapshot of a client's statistics (the module doc has the JSON schema).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Stats {
+    /// The client's `client.id`.
+    pub client_id: String,
+    /// `producer`, `consumer` or `admin`.
+    pub kind: &'static str,
     /// Time since the client started.
     pub age: Duration,
     /// Records delivered (producer) or handed out (consumer).
@@ -176,7 +204,9 @@ impl Stats {
         let mut out = String::new();
         let _ = write!(
             out,
-            "{{\"age_ms\":{},\"records\":{},\"bytes\":{},\"requests\":{},\"request_rate\":{:.3},\"request_errors\":{},\"retries\":{},\"errors\":{{",
+            "{{\"client_id\":{},\"type\":{},\"age_ms\":{},\"records\":{},\"bytes\":{},\"requests\":{},\"request_rate\":{:.3},\"request_errors\":{},\"retries\":{},\"errors\":{{",
+            json_string(&self.client_id),
+            json_string(self.kind),
             self.age.as_millis(),
             self.records,
             self.bytes,
@@ -219,10 +249,11 @@ impl Stats {
             .iter()
             .map(|(tp, p)| {
                 format!(
-                    "{}:{{\"batch_bytes\":{},\"position\":{},\"lag\":{}}}",
+                    "{}:{{\"batch_bytes\":{},\"position\":{},\"committed\":{},\"lag\":{}}}",
                     json_string(&tp.to_string()),
                     p.batch_bytes.json(),
                     optional(p.position),
+                    optional(p.committed),
                     optional(p.lag)
                 )
             })
@@ -230,6 +261,99 @@ impl Stats {
         out.push_str(&partitions.join(","));
         out.push_str("}}");
         out
+    }
+}
+
+/// Names and labels of what [`Stats::export_metrics`] records.
+#[cfg(feature = "metrics")]
+impl Stats {
+    /// Records the snapshot through the [`metrics`] facade, for whatever recorder the
+    /// application installed (the `metrics` feature; the statistics task calls it every
+    /// `statistics.interval.ms`). Every name has the labels `client_id` and `type`:
+    ///
+    /// | name | kind | more labels |
+    /// |---|---|---|
+    /// | `franzy_records_total`, `franzy_bytes_total` | counter | |
+    /// | `franzy_requests_total`, `franzy_request_errors_total`, `franzy_retries_total` | counter | |
+    /// | `franzy_errors_total` | counter | `class` |
+    /// | `franzy_buffer_used_bytes` | gauge | |
+    /// | `franzy_request_latency_us` | gauge | `quantile` (`0.5`, `0.9`, `0.99`, `1`) |
+    /// | `franzy_broker_connected`, `franzy_broker_in_flight` | gauge | `broker` |
+    /// | `franzy_broker_requests_total` | counter | `broker` |
+    /// | `franzy_broker_rtt_us` | gauge | `broker`, `quantile` |
+    /// | `franzy_partition_batches_total` | counter | `topic`, `partition` |
+    /// | `franzy_partition_batch_bytes` | gauge | `topic`, `partition`, `quantile` |
+    /// | `franzy_partition_position`, `franzy_partition_committed`, `franzy_partition_lag` | gauge | `topic`, `partition` (only when known) |
+    ///
+    /// Counters are set to the snapshot's totals ([`metrics::Counter::absolute`]), so
+    /// exporting twice counts nothing twice.
+    pub fn export_metrics(&self) {
+        use metrics::{counter, gauge, Label};
+        let client = vec![
+            Label::new("client_id", self.client_id.clone()),
+            Label::new("type", self.kind),
+        ];
+        let with = |extra: &[(&'static str, String)]| {
+            let mut labels = client.clone();
+            labels.extend(extra.iter().map(|(k, v)| Label::new(*k, v.clone())));
+            labels
+        };
+        let quantiles =
+            |name: &'static str, histogram: &Histogram, extra: &[(&'static str, String)]| {
+                for (q, value) in [
+                    ("0.5", histogram.percentile(0.5)),
+                    ("0.9", histogram.percentile(0.9)),
+                    ("0.99", histogram.percentile(0.99)),
+                    ("1", histogram.max()),
+                ] {
+                    let mut labels = with(extra);
+                    labels.push(Label::new("quantile", q));
+                    gauge!(name, labels).set(value as f64);
+                }
+            };
+        counter!("franzy_records_total", client.clone()).absolute(self.records);
+        counter!("franzy_bytes_total", client.clone()).absolute(self.bytes);
+        counter!("franzy_requests_total", client.clone()).absolute(self.requests);
+        counter!("franzy_request_errors_total", client.clone()).absolute(self.request_errors);
+        counter!("franzy_retries_total", client.clone()).absolute(self.retries);
+        for (class, n) in &self.errors {
+            counter!("franzy_errors_total", with(&[("class", class.to_string())])).absolute(*n);
+        }
+        gauge!("franzy_buffer_used_bytes", client.clone()).set(self.buffer_used_bytes as f64);
+        quantiles("franzy_request_latency_us", &self.latency_us, &[]);
+        for (address, broker) in &self.brokers {
+            let labels = [("broker", address.clone())];
+            gauge!("franzy_broker_connected", with(&labels)).set(if broker.connected {
+                1.0
+            } else {
+                0.0
+            });
+            gauge!("franzy_broker_in_flight", with(&labels)).set(broker.in_flight as f64);
+            counter!("franzy_broker_requests_total", with(&labels)).absolute(broker.requests);
+            quantiles("franzy_broker_rtt_us", &broker.rtt_us, &labels);
+        }
+        for (tp, partition) in &self.partitions {
+            let labels = [
+                ("topic", tp.topic.clone()),
+                ("partition", tp.partition.to_string()),
+            ];
+            counter!("franzy_partition_batches_total", with(&labels))
+                .absolute(partition.batch_bytes.count());
+            quantiles(
+                "franzy_partition_batch_bytes",
+                &partition.batch_bytes,
+                &labels,
+            );
+            for (name, value) in [
+                ("franzy_partition_position", partition.position),
+                ("franzy_partition_committed", partition.committed),
+                ("franzy_partition_lag", partition.lag),
+            ] {
+                if let Some(value) = value {
+                    gauge!(name, with(&labels)).set(value as f64);
+                }
+            }
+        }
     }
 }
 
@@ -358,6 +482,8 @@ impl Collector {
     pub(crate) fn snapshot(&self) -> Stats {
         let detail = self.detail();
         Stats {
+            client_id: String::new(),
+            kind: "",
             age: self.started.elapsed(),
             records: self.records.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
@@ -432,5 +558,104 @@ mod tests {
             assert!(json.contains(key), "{key} in {json}");
         }
         assert!(json.starts_with('{') && json.ends_with('}'));
+    }
+
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn a_snapshot_is_exported_through_the_metrics_facade() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+        let collector = Collector::default();
+        collector.connection("b0:9092", true);
+        collector.request_sent("b0:9092");
+        collector.request_done("b0:9092", Duration::from_micros(300), true);
+        collector.records(2, 10);
+        collector.batch(&TopicPartition::new("t", 0), 10);
+        collector.error("retriable");
+        collector.retry();
+        let mut stats = collector.snapshot();
+        stats.client_id = "c1".into();
+        stats.kind = "consumer";
+        let tp = TopicPartition::new("t", 0);
+        let partition = stats.partitions.get_mut(&tp).expect("counted");
+        partition.committed = Some(7);
+        partition.lag = Some(3);
+
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            stats.export_metrics();
+            // Counters carry totals: a second export adds nothing.
+            stats.export_metrics();
+        });
+        let exported: BTreeMap<(String, Vec<(String, String)>), DebugValue> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| {
+                let key = key.key();
+                let mut labels: Vec<(String, String)> = key
+                    .labels()
+                    .map(|l| (l.key().to_string(), l.value().to_string()))
+                    .collect();
+                labels.sort();
+                ((key.name().to_string(), labels), value)
+            })
+            .collect();
+        let client = |extra: &[(&str, &str)]| {
+            let mut labels: Vec<(String, String)> = [("client_id", "c1"), ("type", "consumer")]
+                .iter()
+                .chain(extra)
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            labels.sort();
+            labels
+        };
+        let value = |name: &str, labels: Vec<(String, String)>| {
+            exported
+                .get(&(name.to_string(), labels))
+                .unwrap_or_else(|| panic!("{name} exported: {exported:?}"))
+        };
+        let gauge = |v: f64| DebugValue::Gauge(v.into());
+        assert_eq!(
+            value("franzy_records_total", client(&[])),
+            &DebugValue::Counter(2)
+        );
+        assert_eq!(
+            value("franzy_bytes_total", client(&[])),
+            &DebugValue::Counter(10)
+        );
+        assert_eq!(
+            value("franzy_retries_total", client(&[])),
+            &DebugValue::Counter(1)
+        );
+        assert_eq!(
+            value("franzy_errors_total", client(&[("class", "retriable")])),
+            &DebugValue::Counter(1)
+        );
+        assert_eq!(
+            value("franzy_broker_connected", client(&[("broker", "b0:9092")])),
+            &gauge(1.0)
+        );
+        assert_eq!(
+            value(
+                "franzy_broker_rtt_us",
+                client(&[("broker", "b0:9092"), ("quantile", "1")])
+            ),
+            &gauge(300.0)
+        );
+        let partition = [("partition", "0"), ("topic", "t")];
+        assert_eq!(
+            value("franzy_partition_committed", client(&partition)),
+            &gauge(7.0)
+        );
+        assert_eq!(
+            value("franzy_partition_lag", client(&partition)),
+            &gauge(3.0)
+        );
+        assert!(
+            !exported.contains_key(&("franzy_partition_position".into(), client(&partition))),
+            "an unknown position is not exported as a number"
+        );
     }
 }

@@ -216,7 +216,8 @@ const SASL: &str = "franzy speaks PLAIN, SCRAM-SHA-256/512 and OAUTHBEARER (unse
                     classes and token endpoints are not implemented";
 const PEM_ONLY: &str = "franzy reads PEM stores only, which have no store password";
 const ENCRYPTED_KEYS: &str = "encrypted private keys are not supported: decrypt the key";
-const METRICS: &str = "franzy records no metrics (it reports through `tracing`)";
+const METRICS: &str = "franzy has no Java metrics registry: its statistics come from `stats()`, \
+                       `statistics.interval.ms` and the `metrics` feature";
 const TRANSACTIONS: &str = "two-phase commit with an external transaction manager (KIP-939) \
                             is not implemented";
 const LEVELS: &str = "franzy compresses at one fixed level per codec";
@@ -1028,6 +1029,20 @@ pub(super) static KEYS: &[Key] = &[
         |c| c.client_rack.clone().unwrap_or_default(),
     ),
     supported(
+        "statistics.interval.ms",
+        PCA,
+        "0",
+        "how often a producer or consumer hands a statistics snapshot to its \
+         `on_statistics` callback (and, with the `metrics` feature, to the `metrics` \
+         facade); 0 turns it off",
+        |c, v| {
+            c.statistics_interval = millis(v)?;
+            Ok(())
+        },
+        |c| show_millis(c.statistics_interval),
+    )
+    .librdkafka(),
+    supported(
         "default.api.timeout.ms",
         CA,
         "60000",
@@ -1177,7 +1192,6 @@ pub(super) static KEYS: &[Key] = &[
     rdkafka("socket.send.buffer.bytes", PCA, NETWORK).inert(&["0"]),
     rdkafka("socket.receive.buffer.bytes", PCA, NETWORK).inert(&["0"]),
     rdkafka("topic.metadata.refresh.fast.interval.ms", PCA, NETWORK),
-    rdkafka("statistics.interval.ms", PCA, METRICS).inert(&["0"]),
     rdkafka("ssl.ca.certificate.stores", PCA, TLS),
     rdkafka("ssl.crl.location", PCA, TLS),
     rdkafka("ssl.curves.list", PCA, TLS),

@@ -10,10 +10,12 @@
 //! | [`sender`] | the producer's task: carries what the producer engine asks for, encodes outside the lock |
 //! | [`group_loop`] | the consumer group's task: heartbeats, join/sync, commits, offset lookups |
 //! | [`fetch_loop`] | the consumer's task: carries what the fetcher plans, decodes ahead outside the lock |
+//! | [`stats_loop`] | every `statistics.interval.ms`, a statistics snapshot to the callback (and `metrics`) |
 
 pub mod broker;
 pub mod cluster;
 pub mod fetch_loop;
 pub mod group_loop;
 pub mod sender;
+pub mod stats_loop;
 pub mod transport;

@@ -18,5 +18,6 @@ mod librdkafka_scenarios;
 mod patterns;
 mod producer;
 mod security;
+mod statistics;
 mod transactions;
 mod txn_coordinator;

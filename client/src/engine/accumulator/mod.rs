@@ -429,6 +429,8 @@ pub struct Accumulator<T> {
     sequence_hole: bool,
     /// The transaction is being aborted: records that come back from encoding fail too.
     aborting: Option<Error>,
+    /// Batches put back to be sent again after a retriable failure, ever (statistics).
+    retried: u64,
 }
 
 impl<T> Accumulator<T> {
@@ -465,6 +467,7 @@ impl<T> Accumulator<T> {
             transaction_failure: None,
             sequence_hole: false,
             aborting: None,
+            retried: 0,
         }
     }
 
@@ -546,6 +549,11 @@ impl<T> Accumulator<T> {
                 }
             }
         }
+    }
+
+    /// Batches sent again after a retriable failure (or behind a batch that was), ever.
+    pub fn retries(&self) -> u64 {
+        self.retried
     }
 
     /// Bytes of `buffer.memory` held by records not yet completed.

@@ -132,7 +132,9 @@ impl<T> Accumulator<T> {
                     return;
                 }
                 SequenceVerdict::RetryInOrder => {
-                    // Refused because an earlier batch is missing: no attempt of its own.
+                    // Refused because an earlier batch is missing: no attempt of its own,
+                    // but sent again all the same.
+                    self.retried = self.retried.saturating_add(1);
                     self.requeue(batch);
                     return;
                 }
@@ -263,6 +265,7 @@ impl<T> Accumulator<T> {
             return;
         }
         batch.attempts += 1;
+        self.retried = self.retried.saturating_add(1);
         let delay = batch.backoff.next_delay(&mut self.rng);
         batch.retry_at = Some(now + delay);
         debug!(topic = %batch.topic, partition = batch.partition, attempt = batch.attempts,

@@ -737,6 +737,8 @@ fn retries_stop_at_the_limit_and_fatal_errors_at_once() {
             now,
         );
         assert!(acc.take_metadata_refresh());
+        // The first failure is retried (and counted), the second is the last.
+        assert_eq!(acc.retries(), 1, "attempt {attempt}");
         now += Duration::from_secs(2);
     }
     assert!(matches!(
@@ -759,6 +761,7 @@ fn retries_stop_at_the_limit_and_fatal_errors_at_once() {
         error_answer(&plans[0], ErrorCode::TopicAuthorizationFailed),
         now,
     );
+    assert_eq!(acc.retries(), 1, "a fatal error is not retried");
     assert!(matches!(
         &completions(&mut acc)[..],
         [(

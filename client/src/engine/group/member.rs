@@ -254,6 +254,9 @@ pub struct GroupEngine {
     commit_results: Vec<(Token, Result<(), Error>)>,
     next_auto_commit: Option<Instant>,
     last_committed: HashMap<TopicPartition, i64>,
+    /// The group's committed offset of each partition as last seen, committed by this
+    /// member or looked up (statistics; `last_committed` is what auto-commit compares).
+    seen_committed: HashMap<TopicPartition, i64>,
 
     lookups: VecDeque<Lookup>,
     lookups_in_flight: HashMap<u64, Lookup>,
@@ -323,6 +326,7 @@ impl GroupEngine {
             commit_results: Vec::new(),
             next_auto_commit: None,
             last_committed: HashMap::new(),
+            seen_committed: HashMap::new(),
             lookups: VecDeque::new(),
             lookups_in_flight: HashMap::new(),
             start_positions: Vec::new(),
@@ -624,6 +628,12 @@ impl GroupEngine {
             }
             _ => false,
         }
+    }
+
+    /// The group's committed offset of `tp` as this member last committed or looked it up
+    /// (for statistics: another member may have committed since).
+    pub fn seen_committed(&self, tp: &TopicPartition) -> Option<i64> {
+        self.seen_committed.get(tp).copied()
     }
 
     /// Of `positions`, those that changed since they were last committed.
@@ -1476,6 +1486,7 @@ impl GroupEngine {
         let Some(code) = first_error else {
             for (tp, offset) in &commit.offsets {
                 self.last_committed.insert(tp.clone(), offset.offset);
+                self.seen_committed.insert(tp.clone(), offset.offset);
             }
             self.commit_results.push((commit.token, Ok(())));
             return;
@@ -1646,6 +1657,12 @@ impl GroupEngine {
             }
         }
         self.lookup_retry.succeed();
+        for (tp, offset) in &found {
+            match offset {
+                Some(offset) => self.seen_committed.insert(tp.clone(), offset.offset),
+                None => self.seen_committed.remove(tp),
+            };
+        }
         match lookup.token {
             Some(token) => self.lookup_results.push((token, Ok(found))),
             None => {
