@@ -171,6 +171,9 @@ pub enum ConfigResource {
     Topic(String),
     /// A broker, by id.
     Broker(i32),
+    /// The cluster-wide defaults of every broker (a BROKER resource with an empty name):
+    /// the dynamic configs brokers take when they have no value of their own.
+    BrokerDefault,
 }
 
 impl ConfigResource {
@@ -178,6 +181,7 @@ impl ConfigResource {
         match self {
             Self::Topic(name) => (2, name.clone()),
             Self::Broker(id) => (4, id.to_string()),
+            Self::BrokerDefault => (4, String::new()),
         }
     }
 
@@ -185,7 +189,7 @@ impl ConfigResource {
     fn broker(&self) -> Option<i32> {
         match self {
             Self::Broker(id) => Some(*id),
-            Self::Topic(_) => None,
+            Self::Topic(_) | Self::BrokerDefault => None,
         }
     }
 }
@@ -195,6 +199,7 @@ impl std::fmt::Display for ConfigResource {
         match self {
             Self::Topic(name) => write!(f, "topic {name}"),
             Self::Broker(id) => write!(f, "broker {id}"),
+            Self::BrokerDefault => f.write_str("broker defaults"),
         }
     }
 }
@@ -2105,6 +2110,7 @@ mod tests {
             (2, "t".to_string())
         );
         assert_eq!(ConfigResource::Broker(3).wire(), (4, "3".to_string()));
+        assert_eq!(ConfigResource::BrokerDefault.wire(), (4, String::new()));
         assert_eq!(OffsetSpec::Earliest.wire(), -2);
         assert_eq!(OffsetSpec::Latest.wire(), -1);
         assert_eq!(OffsetSpec::MaxTimestamp.wire(), -3);

@@ -764,7 +764,10 @@ impl ClusterBuilder {
                 .collect(),
         };
         let security = match self.security {
-            Some(security) => Some(Arc::new(security.start(&hosts, self.seed)?)),
+            Some(security) => {
+                state.set_scram_users(security.scram_users());
+                Some(Arc::new(security.start(&hosts, self.seed)?))
+            }
             None => None,
         };
         let shared = Arc::new(Shared {

@@ -178,6 +178,9 @@ struct ResourceArgs {
     /// The broker id.
     #[arg(long)]
     broker: Option<i32>,
+    /// The cluster-wide dynamic defaults of every broker.
+    #[arg(long)]
+    broker_defaults: bool,
 }
 
 impl ResourceArgs {
@@ -185,8 +188,8 @@ impl ResourceArgs {
         match (&self.topic, self.broker) {
             (Some(topic), _) => ConfigResource::Topic(topic.clone()),
             (None, Some(id)) => ConfigResource::Broker(id),
-            // clap requires one of the two.
-            (None, None) => ConfigResource::Broker(0),
+            // clap requires one of the three.
+            (None, None) => ConfigResource::BrokerDefault,
         }
     }
 }

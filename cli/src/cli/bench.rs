@@ -60,6 +60,66 @@ pub struct BenchArgs {
     /// partition; use a fresh group to read from the beginning.
     #[arg(short = 'G', long)]
     pub group: Option<String>,
+    /// Hand the client's statistics to a callback every MS milliseconds
+    /// (`statistics.interval.ms`), which renders them as JSON as a librdkafka `stats_cb`
+    /// would: to measure what statistics cost (BENCHMARKS.md).
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub stats_interval_ms: Option<u64>,
+}
+
+/// What the statistics callback of `--stats-interval-ms` saw: snapshots and JSON bytes.
+#[derive(Debug, Default)]
+struct StatsSeen {
+    snapshots: std::sync::atomic::AtomicU64,
+    json_bytes: std::sync::atomic::AtomicU64,
+}
+
+impl StatsSeen {
+    /// A builder of `config` with `statistics.interval.ms` and a callback counting into
+    /// `self`, when `--stats-interval-ms` asks for it.
+    fn builder<C>(
+        self: &Arc<Self>,
+        config: franzy::Config,
+        interval_ms: Option<u64>,
+        builder: fn(franzy::Config) -> franzy::ClientBuilder<C>,
+    ) -> franzy::ClientBuilder<C> {
+        let Some(ms) = interval_ms else {
+            return builder(config);
+        };
+        let seen = self.clone();
+        builder(config.statistics_interval(Duration::from_millis(ms))).on_statistics(move |stats| {
+            use std::sync::atomic::Ordering::Relaxed;
+            let json = stats.to_json();
+            seen.snapshots.fetch_add(1, Relaxed);
+            seen.json_bytes.fetch_add(json.len() as u64, Relaxed);
+        })
+    }
+}
+
+/// The summary line of the client's own statistics (`stats()`).
+fn stats_summary(stats: &franzy::Stats, seen: &StatsSeen) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let errors: u64 = stats.errors.values().sum();
+    let mut line = format!(
+        "client stats: {} requests ({:.0}/s), request latency p50 {} us, p99 {} us, max {} us, \
+         {} retries, {} errors, {} request errors",
+        stats.requests,
+        stats.request_rate(),
+        stats.latency_us.percentile(0.5),
+        stats.latency_us.percentile(0.99),
+        stats.latency_us.max(),
+        stats.retries,
+        errors,
+        stats.request_errors,
+    );
+    let snapshots = seen.snapshots.load(Relaxed);
+    if snapshots > 0 {
+        line.push_str(&format!(
+            "; {snapshots} snapshots to the statistics callback, {} bytes of JSON each",
+            seen.json_bytes.load(Relaxed) / snapshots
+        ));
+    }
+    line
 }
 
 /// Runs a benchmark and prints its figures.
@@ -96,7 +156,11 @@ async fn produce(target: &Target, args: &BenchArgs) -> Result<String, String> {
         config = config.transactional_id(format!("franzy-bench-{}", std::process::id()));
     }
     let batch_records = (config_batch_size(&config) / args.size.max(1)).max(1) as u64;
-    let producer = Producer::new(config).map_err(|e| e.to_string())?;
+    let seen = Arc::new(StatsSeen::default());
+    let producer = seen
+        .builder(config, args.stats_interval_ms, Producer::builder)
+        .build()
+        .map_err(|e| e.to_string())?;
     if args.txn_records.is_some() {
         producer
             .init_transactions()
@@ -194,6 +258,7 @@ async fn produce(target: &Target, args: &BenchArgs) -> Result<String, String> {
         failures += f;
     }
     let elapsed = start.elapsed();
+    let stats = producer.stats();
     producer.close().await;
     if failures > 0 {
         return Err(format!("{failures} records failed"));
@@ -205,7 +270,7 @@ async fn produce(target: &Target, args: &BenchArgs) -> Result<String, String> {
     };
     Ok(format!(
         "produce: {} records of {} bytes in {:.3} s: {:.0} records/s, {:.1} MB/s\n\
-         ack latency: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+         ack latency: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms\n{}",
         args.count,
         args.size,
         elapsed.as_secs_f64(),
@@ -215,6 +280,7 @@ async fn produce(target: &Target, args: &BenchArgs) -> Result<String, String> {
         ms(pct(0.99)),
         ms(pct(0.999)),
         ms(latencies.last().copied().unwrap_or_default()),
+        stats_summary(&stats, &seen),
     ))
 }
 
@@ -232,7 +298,11 @@ async fn consume(target: &Target, args: &BenchArgs) -> Result<String, String> {
             config = config.auto_offset_reset(OffsetReset::Earliest);
         }
     }
-    let consumer = Consumer::new(config).map_err(|e| e.to_string())?;
+    let seen = Arc::new(StatsSeen::default());
+    let consumer = seen
+        .builder(config, args.stats_interval_ms, Consumer::builder)
+        .build()
+        .map_err(|e| e.to_string())?;
     if args.group.is_some() {
         consumer
             .subscribe([args.client.topic.as_str()])
@@ -267,14 +337,16 @@ async fn consume(target: &Target, args: &BenchArgs) -> Result<String, String> {
         .map(|s| s.elapsed())
         .unwrap_or_default()
         .max(Duration::from_micros(1));
+    let stats = consumer.stats();
     consumer.close().await;
     Ok(format!(
-        "consume: {} records ({} value bytes) in {:.3} s: {:.0} records/s, {:.1} MB/s",
+        "consume: {} records ({} value bytes) in {:.3} s: {:.0} records/s, {:.1} MB/s\n{}",
         received,
         bytes,
         elapsed.as_secs_f64(),
         received as f64 / elapsed.as_secs_f64(),
         bytes as f64 / elapsed.as_secs_f64() / 1e6,
+        stats_summary(&stats, &seen),
     ))
 }
 

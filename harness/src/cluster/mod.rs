@@ -38,6 +38,7 @@ use uuid::Uuid;
 
 use crate::kafka_version::ApiVersionCaps;
 
+pub mod broker_config;
 pub mod clock;
 pub mod controller;
 pub mod coordinator;
@@ -237,6 +238,11 @@ pub struct ClusterState {
     groups: GroupCoordinator,
     /// The deliberate bug, when one was asked for (testing checkers only).
     plant: Option<plant::Plant>,
+    /// Dynamic broker configs (IncrementalAlterConfigs and AlterConfigs on brokers).
+    broker_configs: broker_config::BrokerConfigs,
+    /// The SASL/SCRAM users of the listeners: name, then (mechanism code, iterations) of
+    /// each credential (DescribeUserScramCredentials).
+    scram_users: BTreeMap<String, Vec<(i8, i32)>>,
 }
 
 impl ClusterState {
@@ -278,7 +284,30 @@ impl ClusterState {
             wall_clock_start_ms: 0,
             groups,
             plant,
+            broker_configs: broker_config::BrokerConfigs::default(),
+            scram_users: BTreeMap::new(),
         }
+    }
+
+    /// The dynamic broker configs set.
+    pub fn broker_configs(&self) -> &broker_config::BrokerConfigs {
+        &self.broker_configs
+    }
+
+    /// The dynamic broker configs, to set them (each already validated).
+    pub fn broker_configs_mut(&mut self) -> &mut broker_config::BrokerConfigs {
+        &mut self.broker_configs
+    }
+
+    /// The listeners' SCRAM users: per name, (mechanism code, iterations) of each
+    /// credential (`ScramMechanism`: 1 SCRAM-SHA-256, 2 SCRAM-SHA-512).
+    pub fn scram_users(&self) -> &BTreeMap<String, Vec<(i8, i32)>> {
+        &self.scram_users
+    }
+
+    /// Sets the listeners' SCRAM users (at start, from the listener security).
+    pub fn set_scram_users(&mut self, users: BTreeMap<String, Vec<(i8, i32)>>) {
+        self.scram_users = users;
     }
 
     /// Every group's committed offsets, and the transactional offsets pending.

@@ -1,6 +1,7 @@
 //! AlterConfigs (key 33), v0-2: replaces a resource's configs as a whole (the predecessor of
 //! IncrementalAlterConfigs): every config named is set, every other config set on the topic
-//! goes back to its default. Resources are answered one by one with the same checks as
+//! (or set dynamically on the broker, or cluster-wide for an empty broker name) goes back
+//! to its default. Resources are answered one by one with the same checks as
 //! [`super::incremental_alter_configs`].
 
 use franzy::proto::ErrorCode;

@@ -2,9 +2,12 @@
 //! (KIP-226) and types (KIP-507).
 //!
 //! A topic's configs are every topic config Kafka knows: the topic's own value (source
-//! TOPIC_CONFIG) or the broker's (STATIC_BROKER_CONFIG where the harness differs from Kafka's
-//! default, else DEFAULT_CONFIG). A broker resource named after the receiving broker lists
-//! the broker-level configs; an empty name (cluster-wide dynamic defaults) lists none.
+//! TOPIC_CONFIG) or the broker's (DYNAMIC_DEFAULT_BROKER_CONFIG when set cluster-wide with
+//! IncrementalAlterConfigs or AlterConfigs, STATIC_BROKER_CONFIG where the harness differs
+//! from Kafka's default, else DEFAULT_CONFIG). A broker resource named after the receiving
+//! broker lists the broker-level configs, its own dynamic values first
+//! (DYNAMIC_BROKER_CONFIG); an empty name lists the cluster-wide dynamic defaults
+//! (DYNAMIC_DEFAULT_BROKER_CONFIG), as Kafka does. Passwords are sensitive: no value.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -16,6 +19,7 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
 use super::{text, RequestContext};
+use crate::cluster::broker_config::{dynamic_broker_config, is_sensitive};
 use crate::cluster::topic::validate_topic_name;
 use crate::cluster::topic_config::{ConfigKind, TOPIC_CONFIGS};
 use crate::cluster::{ClusterState, Topic};
@@ -30,6 +34,10 @@ pub const RESOURCE_BROKER: i8 = 4;
 pub enum ConfigSource {
     /// Set on the topic.
     TopicConfig = 1,
+    /// Set dynamically for this broker.
+    DynamicBrokerConfig = 2,
+    /// Set dynamically as the cluster-wide default.
+    DynamicDefaultBrokerConfig = 3,
     /// Set in the broker's static configuration.
     StaticBrokerConfig = 4,
     /// Kafka's default.
@@ -81,7 +89,7 @@ pub fn handle(
                         format!("Topic {name} does not exist"),
                     )),
                 },
-                RESOURCE_BROKER if name.is_empty() => Ok(Vec::new()),
+                RESOURCE_BROKER if name.is_empty() => Ok(cluster_default_entries(cluster)),
                 RESOURCE_BROKER => match name.parse::<i32>() {
                     Ok(id) if id == ctx.broker_id => Ok(broker_entries(cluster, id)),
                     Ok(_) => Err((
@@ -151,8 +159,11 @@ pub fn topic_entries(cluster: &ClusterState, topic: &Topic) -> Vec<ConfigEntry> 
     TOPIC_CONFIGS
         .iter()
         .map(|def| {
-            let broker = broker_value(cluster, def.broker_synonym)
-                .map(|(value, source)| (def.broker_synonym.to_string(), value, source));
+            let broker: Vec<(String, String, ConfigSource)> =
+                broker_levels(cluster, None, def.broker_synonym)
+                    .into_iter()
+                    .map(|(value, source)| (def.broker_synonym.to_string(), value, source))
+                    .collect();
             let mut synonyms = Vec::new();
             let (value, source) = match topic.config(def.name) {
                 Some(v) => {
@@ -163,7 +174,7 @@ pub fn topic_entries(cluster: &ClusterState, topic: &Topic) -> Vec<ConfigEntry> 
                     ));
                     (v.to_string(), ConfigSource::TopicConfig)
                 }
-                None => match &broker {
+                None => match broker.first() {
                     Some((_, v, s)) => (v.clone(), *s),
                     None => (def.default.to_string(), ConfigSource::DefaultConfig),
                 },
@@ -181,7 +192,7 @@ pub fn topic_entries(cluster: &ClusterState, topic: &Topic) -> Vec<ConfigEntry> 
         .collect()
 }
 
-/// The broker-level configs of broker `id`.
+/// The broker-level configs of broker `id`: the harness's own, and any set dynamically.
 fn broker_entries(cluster: &ClusterState, id: i32) -> Vec<ConfigEntry> {
     let mut names: Vec<(&str, ConfigKind)> = vec![
         ("auto.create.topics.enable", ConfigKind::Boolean),
@@ -195,29 +206,85 @@ fn broker_entries(cluster: &ClusterState, id: i32) -> Vec<ConfigEntry> {
             .filter(|d| !d.broker_synonym.is_empty())
             .map(|d| (d.broker_synonym, d.kind)),
     );
+    let dynamic = [Some(id), None]
+        .into_iter()
+        .filter_map(|broker| cluster.broker_configs().of(broker))
+        .flat_map(|configs| configs.keys())
+        .filter_map(|name| dynamic_broker_config(name).map(|(kind, _)| (name.as_str(), kind)));
+    names.extend(dynamic);
     names.sort_unstable_by_key(|(n, _)| *n);
     names.dedup_by_key(|(n, _)| *n);
     names
         .into_iter()
         .filter_map(|(name, kind)| {
-            let (value, source) = if name == "broker.id" {
-                (id.to_string(), ConfigSource::StaticBrokerConfig)
+            let levels = if name == "broker.id" {
+                vec![(id.to_string(), ConfigSource::StaticBrokerConfig)]
             } else {
-                broker_value(cluster, name)?
+                broker_levels(cluster, Some(id), name)
             };
+            let (value, source) = levels.first().cloned()?;
             Some(ConfigEntry {
                 name: name.to_string(),
-                value: value.clone(),
+                value,
                 source,
                 kind,
                 read_only: matches!(name, "broker.id"),
-                synonyms: vec![(name.to_string(), value, source)],
+                synonyms: levels
+                    .into_iter()
+                    .map(|(value, source)| (name.to_string(), value, source))
+                    .collect(),
             })
         })
         .collect()
 }
 
-/// The value of broker config `name` and where it comes from.
+/// The cluster-wide dynamic broker configs (a BROKER resource with an empty name).
+fn cluster_default_entries(cluster: &ClusterState) -> Vec<ConfigEntry> {
+    let Some(configs) = cluster.broker_configs().of(None) else {
+        return Vec::new();
+    };
+    configs
+        .iter()
+        .map(|(name, value)| {
+            let source = ConfigSource::DynamicDefaultBrokerConfig;
+            ConfigEntry {
+                name: name.clone(),
+                value: value.clone(),
+                source,
+                kind: dynamic_broker_config(name).map_or(ConfigKind::String, |(kind, _)| kind),
+                read_only: false,
+                synonyms: vec![(name.clone(), value.clone(), source)],
+            }
+        })
+        .collect()
+}
+
+/// Every level that sets broker config `name`, most specific first: broker `broker`'s own
+/// dynamic value, the cluster-wide dynamic default, the static value or Kafka's default.
+fn broker_levels(
+    cluster: &ClusterState,
+    broker: Option<i32>,
+    name: &str,
+) -> Vec<(String, ConfigSource)> {
+    if name.is_empty() {
+        return Vec::new();
+    }
+    let configs = cluster.broker_configs();
+    let mut levels = Vec::new();
+    if let Some(value) = broker
+        .and_then(|id| configs.of(Some(id)))
+        .and_then(|c| c.get(name))
+    {
+        levels.push((value.clone(), ConfigSource::DynamicBrokerConfig));
+    }
+    if let Some(value) = configs.of(None).and_then(|c| c.get(name)) {
+        levels.push((value.clone(), ConfigSource::DynamicDefaultBrokerConfig));
+    }
+    levels.extend(broker_value(cluster, name));
+    levels
+}
+
+/// The static value of broker config `name` and where it comes from.
 fn broker_value(cluster: &ClusterState, name: &str) -> Option<(String, ConfigSource)> {
     let config = cluster.config();
     let ours = match name {
@@ -246,6 +313,8 @@ fn encode(
     version: i16,
     include_synonyms: bool,
 ) -> DescribeConfigsResourceResult {
+    let sensitive = is_sensitive(&entry.name);
+    let shown = |value: &str| (!sensitive).then(|| text(value));
     let synonyms = if include_synonyms {
         entry
             .synonyms
@@ -253,7 +322,7 @@ fn encode(
             .map(|(name, value, source)| {
                 DescribeConfigsSynonym::default()
                     .with_name(text(name))
-                    .with_value(Some(text(value)))
+                    .with_value(shown(value))
                     .with_source(*source as i8)
             })
             .collect()
@@ -262,10 +331,10 @@ fn encode(
     };
     let mut result = DescribeConfigsResourceResult::default()
         .with_name(text(&entry.name))
-        .with_value(Some(text(&entry.value)))
+        .with_value(shown(&entry.value))
         .with_read_only(entry.read_only)
         .with_config_source(entry.source as i8)
-        .with_is_sensitive(false)
+        .with_is_sensitive(sensitive)
         .with_synonyms(synonyms)
         .with_documentation(None);
     if version >= 3 {

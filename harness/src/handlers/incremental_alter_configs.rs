@@ -4,8 +4,10 @@
 //! Each resource is answered on its own: an unknown topic, a config Kafka does not know, a
 //! value that fails its check, or APPEND/SUBTRACT on a config that is not a list fails that
 //! resource only, and nothing of it is applied. With `validate_only` nothing is applied at
-//! all. Broker resources are refused with INVALID_REQUEST: the harness's broker configs are
-//! static (what `ClusterBuilder` set), as a broker's `server.properties` values are.
+//! all. Broker resources set dynamic broker configs (KIP-226, `cluster/broker_config.rs`):
+//! a broker id names one broker, an empty name the cluster-wide defaults; a config Kafka
+//! cannot change dynamically, or only per broker when the name is empty, or a bad value is
+//! INVALID_CONFIG, a name that is not a non-negative integer INVALID_REQUEST.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -15,6 +17,7 @@ use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterC
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::{text, RequestContext};
+use crate::cluster::broker_config::{dynamic_broker_config, validate_broker_config};
 use crate::cluster::topic_config::{topic_config_def, validate_topic_config, ConfigKind};
 use crate::cluster::ClusterState;
 
@@ -101,18 +104,7 @@ fn alter(
 ) -> Result<(), (ErrorCode, String)> {
     match resource_type {
         RESOURCE_TOPIC => {}
-        RESOURCE_BROKER => {
-            return Err((
-                ErrorCode::InvalidRequest,
-                format!(
-                    "Cannot update these configs dynamically: {}",
-                    ops.iter()
-                        .map(|(n, _, _)| *n)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ))
-        }
+        RESOURCE_BROKER => return alter_broker(cluster, name, ops, validate_only),
         other => {
             return Err((
                 ErrorCode::InvalidRequest,
@@ -193,6 +185,105 @@ fn alter(
     Ok(())
 }
 
+/// The broker a BROKER resource names: `None` for the cluster-wide defaults (an empty
+/// name), as Kafka's `ControllerConfigurationValidator.validateBrokerName` reads it.
+pub(crate) fn broker_of(name: &str) -> Result<Option<i32>, (ErrorCode, String)> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    match name.parse::<i32>() {
+        Ok(id) if id < 0 => Err((
+            ErrorCode::InvalidRequest,
+            "Invalid negative broker ID.".to_string(),
+        )),
+        Ok(id) => Ok(Some(id)),
+        Err(_) => Err((
+            ErrorCode::InvalidRequest,
+            "Unable to parse broker name as a base 10 number.".to_string(),
+        )),
+    }
+}
+
+/// Applies `ops` to the dynamic configs of a broker or of the cluster-wide default.
+fn alter_broker(
+    cluster: &mut ClusterState,
+    name: &str,
+    ops: &[(&str, i8, Option<&str>)],
+    validate_only: bool,
+) -> Result<(), (ErrorCode, String)> {
+    let broker = broker_of(name)?;
+    let mut names = HashSet::new();
+    if !ops.iter().all(|(n, _, _)| names.insert(*n)) {
+        return Err((
+            ErrorCode::InvalidRequest,
+            "Error due to duplicate config keys".to_string(),
+        ));
+    }
+    let mut configs = cluster
+        .broker_configs()
+        .of(broker)
+        .cloned()
+        .unwrap_or_default();
+    for (key, op, value) in ops {
+        match *op {
+            OP_SET => {
+                validate_broker_config(key, *value, broker.is_some())?;
+                configs.insert(key.to_string(), value.unwrap_or_default().to_string());
+            }
+            OP_DELETE => {
+                configs.remove(*key);
+            }
+            OP_APPEND | OP_SUBTRACT => {
+                let list = matches!(dynamic_broker_config(key), Some((ConfigKind::List, _)));
+                if !list {
+                    validate_broker_config(key, Some(""), broker.is_some())?;
+                    return Err((
+                        ErrorCode::InvalidConfig,
+                        format!("Config value append is not allowed for config key: {key}"),
+                    ));
+                }
+                let Some(value) = value else {
+                    return Err((
+                        ErrorCode::InvalidConfig,
+                        format!("Null value not supported for : {key}"),
+                    ));
+                };
+                let current = configs.get(*key).cloned().unwrap_or_default();
+                let mut items: Vec<&str> = current
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    if *op == OP_APPEND {
+                        if !items.contains(&item) {
+                            items.push(item);
+                        }
+                    } else {
+                        items.retain(|i| *i != item);
+                    }
+                }
+                let joined = items.join(",");
+                validate_broker_config(key, Some(&joined), broker.is_some())?;
+                configs.insert(key.to_string(), joined);
+            }
+            other => {
+                return Err((
+                    ErrorCode::InvalidRequest,
+                    format!("Unknown operation type {other}"),
+                ))
+            }
+        }
+    }
+    if !validate_only {
+        cluster
+            .broker_configs_mut()
+            .set(broker, configs)
+            .map_err(|code| (code, "Too many brokers with dynamic configs".to_string()))?;
+    }
+    Ok(())
+}
+
 /// The answer that fails every resource of `req` with `code`.
 pub fn error_response(
     req: &IncrementalAlterConfigsRequest,
@@ -234,15 +325,24 @@ pub(crate) fn replace(
     let mut ops: Vec<(&str, i8, Option<&str>)> =
         configs.iter().map(|(n, v)| (*n, OP_SET, *v)).collect();
     // Everything not named goes back to its default.
-    let unnamed: Vec<String> = match (resource_type, cluster.topic(name)) {
-        (RESOURCE_TOPIC, Some(topic)) => topic
-            .configs()
-            .keys()
-            .filter(|k| !configs.iter().any(|(n, _)| n == k))
-            .cloned()
-            .collect(),
-        _ => Vec::new(),
+    let set: Option<Vec<String>> = match resource_type {
+        RESOURCE_TOPIC => cluster
+            .topic(name)
+            .map(|topic| topic.configs().keys().cloned().collect()),
+        RESOURCE_BROKER => match broker_of(name) {
+            Ok(broker) => cluster
+                .broker_configs()
+                .of(broker)
+                .map(|configs| configs.keys().cloned().collect()),
+            Err(_) => None,
+        },
+        _ => None,
     };
+    let unnamed: Vec<String> = set
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|k| !configs.iter().any(|(n, _)| n == k))
+        .collect();
     ops.extend(unnamed.iter().map(|k| (k.as_str(), OP_DELETE, None)));
     alter(cluster, resource_type, name, &ops, validate_only)
 }
@@ -340,5 +440,192 @@ mod tests {
         );
         assert_eq!(alter(&mut c, &[("cleanup.policy", OP_DELETE, None)]), 0);
         assert_eq!(c.topic("t").and_then(|t| t.config("cleanup.policy")), None);
+    }
+
+    fn broker(name: &str, ops: &[(&str, i8, Option<&str>)]) -> AlterConfigsResource {
+        resource(name, ops).with_resource_type(RESOURCE_BROKER)
+    }
+
+    /// (name, value, source) of broker `name`'s configs in `keys`, described by broker `at`.
+    fn described(
+        c: &ClusterState,
+        at: i32,
+        name: &str,
+        keys: &[&str],
+    ) -> Vec<(String, Option<String>, i8)> {
+        use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+        use kafka_protocol::messages::DescribeConfigsRequest;
+        let req = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(RESOURCE_BROKER)
+                .with_resource_name(text(name))
+                .with_configuration_keys(Some(keys.iter().map(|k| text(k)).collect())),
+        ]);
+        let r = super::super::describe_configs::handle(c, &ctx(at, 4), req);
+        assert_eq!(r.results[0].error_code, 0);
+        r.results[0]
+            .configs
+            .iter()
+            .map(|e| {
+                (
+                    e.name.to_string(),
+                    e.value.as_ref().map(|v| v.to_string()),
+                    e.config_source,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn dynamic_broker_configs_are_set_per_broker_and_cluster_wide_and_described_with_their_source()
+    {
+        let mut c = cluster_with(1);
+        let alter = |c: &mut ClusterState, resources: Vec<AlterConfigsResource>| {
+            let req = IncrementalAlterConfigsRequest::default().with_resources(resources);
+            handle(c, &ctx(0, 1), req)
+                .responses
+                .iter()
+                .map(|r| r.error_code)
+                .collect::<Vec<i16>>()
+        };
+        let codes = alter(
+            &mut c,
+            vec![
+                broker("", &[("log.retention.ms", OP_SET, Some("1000"))]),
+                broker(
+                    "0",
+                    &[
+                        ("log.retention.ms", OP_SET, Some("2000")),
+                        ("num.io.threads", OP_SET, Some("4")),
+                    ],
+                ),
+                broker("1", &[("broker.id", OP_SET, Some("7"))]),
+                broker("2", &[("log.retention.ms", OP_SET, Some("soon"))]),
+                broker("x", &[("num.io.threads", OP_SET, Some("4"))]),
+                broker("-1", &[("num.io.threads", OP_SET, Some("4"))]),
+            ],
+        );
+        let (ok, config, request) = (
+            0,
+            ErrorCode::InvalidConfig.code(),
+            ErrorCode::InvalidRequest.code(),
+        );
+        assert_eq!(codes, vec![ok, ok, config, config, request, request]);
+        // Listeners only per broker (and a resource named twice is refused as a whole).
+        let listeners = broker("", &[("listeners", OP_SET, Some("PLAINTEXT://:9092"))]);
+        assert_eq!(alter(&mut c, vec![listeners.clone()]), vec![config]);
+        assert_eq!(
+            alter(&mut c, vec![listeners.clone(), listeners]),
+            vec![request, request]
+        );
+        let source = |s: &str| s.to_string();
+        assert_eq!(
+            described(
+                &c,
+                0,
+                "0",
+                &["log.retention.ms", "num.io.threads", "num.partitions"]
+            ),
+            vec![
+                (source("log.retention.ms"), Some(source("2000")), 2),
+                (source("num.io.threads"), Some(source("4")), 2),
+                (source("num.partitions"), Some(source("1")), 5),
+            ]
+        );
+        assert_eq!(
+            described(&c, 0, "", &["log.retention.ms"]),
+            vec![(source("log.retention.ms"), Some(source("1000")), 3)]
+        );
+        // A topic without its own value takes the cluster-wide dynamic default.
+        let topic = c.topic("t").expect("topic t");
+        let retention = super::super::describe_configs::topic_entries(&c, topic)
+            .into_iter()
+            .find(|e| e.name == "retention.ms")
+            .expect("listed");
+        assert_eq!(retention.value, "1000");
+        assert_eq!(
+            retention.source,
+            super::super::describe_configs::ConfigSource::DynamicDefaultBrokerConfig
+        );
+
+        // Deleting the broker's own value falls back to the cluster-wide one; validate_only
+        // changes nothing; APPEND works on lists only.
+        assert_eq!(
+            alter(
+                &mut c,
+                vec![broker("0", &[("log.retention.ms", OP_DELETE, None)])]
+            ),
+            vec![ok]
+        );
+        assert_eq!(
+            described(&c, 0, "0", &["log.retention.ms"]),
+            vec![(source("log.retention.ms"), Some(source("1000")), 3)]
+        );
+        let req = IncrementalAlterConfigsRequest::default()
+            .with_validate_only(true)
+            .with_resources(vec![broker("0", &[("num.io.threads", OP_SET, Some("9"))])]);
+        assert_eq!(handle(&mut c, &ctx(0, 1), req).responses[0].error_code, ok);
+        assert_eq!(
+            described(&c, 0, "0", &["num.io.threads"]),
+            vec![(source("num.io.threads"), Some(source("4")), 2)]
+        );
+        assert_eq!(
+            alter(
+                &mut c,
+                vec![broker("", &[("metric.reporters", OP_APPEND, Some("a,b"))])]
+            ),
+            vec![ok]
+        );
+        assert_eq!(
+            alter(
+                &mut c,
+                vec![broker("", &[("num.io.threads", OP_APPEND, Some("1"))])]
+            ),
+            vec![config]
+        );
+        assert_eq!(
+            described(&c, 0, "", &["metric.reporters"]),
+            vec![(source("metric.reporters"), Some(source("a,b")), 3)]
+        );
+    }
+
+    #[test]
+    fn alter_configs_replaces_a_brokers_dynamic_configs_as_a_whole() {
+        let mut c = cluster_with(1);
+        replace(
+            &mut c,
+            RESOURCE_BROKER,
+            "0",
+            &[
+                ("num.io.threads", Some("4")),
+                ("log.retention.ms", Some("5")),
+            ],
+            false,
+        )
+        .expect("set");
+        replace(
+            &mut c,
+            RESOURCE_BROKER,
+            "0",
+            &[("num.io.threads", Some("6"))],
+            false,
+        )
+        .expect("replaced");
+        let kept = c.broker_configs().of(Some(0)).cloned().unwrap_or_default();
+        assert_eq!(
+            kept.into_iter().collect::<Vec<_>>(),
+            vec![("num.io.threads".to_string(), "6".to_string())]
+        );
+        assert_eq!(
+            replace(
+                &mut c,
+                RESOURCE_BROKER,
+                "0",
+                &[("broker.id", Some("1"))],
+                false
+            )
+            .map_err(|e| e.0),
+            Err(ErrorCode::InvalidConfig)
+        );
     }
 }

@@ -32,16 +32,16 @@
 //! | [`txn_offset_commit`] | TxnOffsetCommit (28) | group offsets staged in a transaction |
 //! | [`describe_acls`] | DescribeAcls (29) | SECURITY_DISABLED, as without an authorizer |
 //! | [`describe_configs`] | DescribeConfigs (32) | topic and broker configs |
-//! | [`alter_configs`] | AlterConfigs (33) | a topic's configs replaced as a whole |
+//! | [`alter_configs`] | AlterConfigs (33) | a topic's or broker's configs replaced as a whole |
 //! | [`describe_log_dirs`] | DescribeLogDirs (35) | one directory per broker, its replicas' sizes |
 //! | [`create_partitions`] | CreatePartitions (37) | more partitions |
 //! | [`delete_groups`] | DeleteGroups (42) | empty groups and their offsets |
 //! | [`elect_leaders`] | ElectLeaders (43) | preferred or unclean elections move leaders |
-//! | [`incremental_alter_configs`] | IncrementalAlterConfigs (44) | set, delete, append, subtract topic configs |
+//! | [`incremental_alter_configs`] | IncrementalAlterConfigs (44) | set, delete, append, subtract topic and dynamic broker configs |
 //! | [`list_partition_reassignments`] | ListPartitionReassignments (46) | none is ever ongoing |
 //! | [`offset_delete`] | OffsetDelete (47) | a group's offsets of some partitions |
 //! | [`describe_client_quotas`] | DescribeClientQuotas (48) | filters checked; no quotas |
-//! | [`describe_user_scram_credentials`] | DescribeUserScramCredentials (50) | no stored credentials |
+//! | [`describe_user_scram_credentials`] | DescribeUserScramCredentials (50) | the listeners' SCRAM users |
 //! | [`describe_cluster`] | DescribeCluster (60) | brokers, cluster and controller ids |
 //! | [`describe_producers`] | DescribeProducers (61) | a partition's active producers, on the leader |
 //! | [`describe_transactions`] | DescribeTransactions (65) | a transactional id's state |

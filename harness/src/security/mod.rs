@@ -109,6 +109,26 @@ impl ListenerSecurity {
     }
 
     /// Starts the listeners' security: certificates made and written, credentials salted.
+    /// The SCRAM credentials the listeners hold: per user, (mechanism code, iterations) of
+    /// each SCRAM mechanism enabled (`ScramMechanism`: 1 SHA-256, 2 SHA-512), for
+    /// DescribeUserScramCredentials.
+    pub(crate) fn scram_users(&self) -> std::collections::BTreeMap<String, Vec<(i8, i32)>> {
+        let mut credentials: Vec<(i8, i32)> = Vec::new();
+        let iterations = i32::try_from(self.iterations).unwrap_or(i32::MAX);
+        for (mechanism, code) in [(Mechanism::ScramSha256, 1), (Mechanism::ScramSha512, 2)] {
+            if self.mechanisms.contains(&mechanism) {
+                credentials.push((code, iterations));
+            }
+        }
+        if credentials.is_empty() {
+            return std::collections::BTreeMap::new();
+        }
+        self.users
+            .iter()
+            .map(|(user, _)| (user.clone(), credentials.clone()))
+            .collect()
+    }
+
     pub(crate) fn start(self, hosts: &[String], seed: u64) -> Result<ServerSecurity, HarnessError> {
         if !(mechanisms::MIN_ITERATIONS..=mechanisms::MAX_ITERATIONS).contains(&self.iterations) {
             return Err(HarnessError::Config(format!(

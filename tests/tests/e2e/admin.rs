@@ -535,6 +535,82 @@ async fn configs_are_described_and_altered_per_resource() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn dynamic_broker_configs_are_set_per_broker_and_cluster_wide_and_described_with_their_sources(
+) {
+    use franzy::admin::{AlterConfigOp, ConfigResource};
+    use franzy::proto::ErrorCode;
+    let cluster = builder().build().await.expect("cluster starts");
+    let admin = admin(&cluster);
+    let (one, defaults) = (ConfigResource::Broker(1), ConfigResource::BrokerDefault);
+    let set = |name: &str, value: &str| AlterConfigOp::Set(name.into(), value.into());
+    let altered = within(admin.incremental_alter_configs(
+        &[
+            (
+                one.clone(),
+                vec![set("log.retention.ms", "2000"), set("num.io.threads", "16")],
+            ),
+            (defaults.clone(), vec![set("log.retention.ms", "1000")]),
+            (ConfigResource::Broker(2), vec![set("broker.id", "5")]),
+        ],
+        false,
+    ))
+    .await
+    .expect("asked");
+    assert!(altered[&one].is_ok(), "{altered:?}");
+    assert!(altered[&defaults].is_ok(), "{altered:?}");
+    assert_eq!(
+        code_of(&altered[&ConfigResource::Broker(2)]),
+        Some(ErrorCode::InvalidConfig)
+    );
+    let refused = within(admin.incremental_alter_configs(
+        &[(defaults.clone(), vec![set("listeners", "PLAINTEXT://:1")])],
+        false,
+    ))
+    .await
+    .expect("asked");
+    assert_eq!(code_of(&refused[&defaults]), Some(ErrorCode::InvalidConfig));
+
+    let topic = ConfigResource::Topic("orders".into());
+    let described = within(admin.describe_configs(&[
+        one.clone(),
+        ConfigResource::Broker(0),
+        defaults.clone(),
+        topic.clone(),
+    ]))
+    .await
+    .expect("asked");
+    let entry = |resource: &ConfigResource, name: &str| {
+        let entries = described[resource].as_ref().expect("described");
+        entries
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| (e.value.clone().unwrap_or_default(), e.source_name()))
+    };
+    assert_eq!(
+        entry(&one, "log.retention.ms"),
+        Some(("2000".into(), "DYNAMIC_BROKER_CONFIG"))
+    );
+    assert_eq!(
+        entry(&one, "num.io.threads"),
+        Some(("16".into(), "DYNAMIC_BROKER_CONFIG"))
+    );
+    assert_eq!(
+        entry(&ConfigResource::Broker(0), "log.retention.ms"),
+        Some(("1000".into(), "DYNAMIC_DEFAULT_BROKER_CONFIG"))
+    );
+    assert_eq!(entry(&ConfigResource::Broker(0), "num.io.threads"), None);
+    assert_eq!(
+        described[&defaults].as_ref().expect("described").len(),
+        1,
+        "the defaults list what was set cluster-wide"
+    );
+    assert_eq!(
+        entry(&topic, "retention.ms"),
+        Some(("1000".into(), "DYNAMIC_DEFAULT_BROKER_CONFIG"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn offsets_records_producers_and_the_cluster() {
     let cluster = builder().build().await.expect("cluster starts");
     let admin = admin(&cluster);

@@ -390,3 +390,26 @@ async fn a_consumer_with_a_wrong_password_is_told_at_recv() {
         consumer.close().await;
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_listeners_scram_users_are_what_describe_user_scram_credentials_lists() {
+    let cluster = cluster(ListenerSecurity::new(SecurityProtocol::SaslPlaintext)).await;
+    let users = cluster.with_state(|s| s.scram_users().clone());
+    let names: Vec<&str> = users.keys().map(String::as_str).collect();
+    assert_eq!(names, vec!["alice", "bob"]);
+    // SCRAM-SHA-256 (1) and SCRAM-SHA-512 (2), at the listener's iterations.
+    assert_eq!(users["alice"], vec![(1, 4096), (2, 4096)]);
+
+    let plain_only = Cluster::builder()
+        .brokers(1)
+        .in_memory()
+        .security(
+            ListenerSecurity::new(SecurityProtocol::SaslPlaintext)
+                .mechanisms(&[SaslMechanism::Plain])
+                .user("carol", "carol-secret"),
+        )
+        .build()
+        .await
+        .expect("cluster starts");
+    assert!(plain_only.with_state(|s| s.scram_users().is_empty()));
+}
