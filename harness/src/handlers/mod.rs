@@ -31,6 +31,8 @@
 //! | [`end_txn`] | EndTxn (26) | commit or abort: markers, group offsets |
 //! | [`txn_offset_commit`] | TxnOffsetCommit (28) | group offsets staged in a transaction |
 //! | [`describe_acls`] | DescribeAcls (29) | SECURITY_DISABLED, as without an authorizer |
+//! | [`create_acls`] | CreateAcls (30) | SECURITY_DISABLED per creation, as without an authorizer |
+//! | [`delete_acls`] | DeleteAcls (31) | SECURITY_DISABLED per filter, as without an authorizer |
 //! | [`describe_configs`] | DescribeConfigs (32) | topic and broker configs |
 //! | [`alter_configs`] | AlterConfigs (33) | a topic's or broker's configs replaced as a whole |
 //! | [`describe_log_dirs`] | DescribeLogDirs (35) | one directory per broker, its replicas' sizes |
@@ -109,8 +111,10 @@ pub mod alter_configs;
 pub mod api_versions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
+pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_acls;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
@@ -896,6 +900,46 @@ pub static APIS: &[ApiSpec] = &[
         named_ids: no_named_ids,
     },
     ApiSpec {
+        key: ApiKey::CreateAcls,
+        versions: range(1, 3),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::CreateAcls(req) => Reply::Respond(ResponseKind::CreateAcls(
+                create_acls::handle(cluster, ctx, req),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::CreateAcls(req) => Some(ResponseKind::CreateAcls(
+                create_acls::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: no_partitions,
+        named_ids: no_named_ids,
+    },
+    ApiSpec {
+        key: ApiKey::DeleteAcls,
+        versions: range(1, 3),
+        handle: |cluster, ctx, request, _| match request {
+            RequestKind::DeleteAcls(req) => Reply::Respond(ResponseKind::DeleteAcls(
+                delete_acls::handle(cluster, ctx, req),
+            )),
+            other => mismatched(ctx, &other),
+        },
+        complete: never_waits,
+        error_response: |request, version, code| match request {
+            RequestKind::DeleteAcls(req) => Some(ResponseKind::DeleteAcls(
+                delete_acls::error_response(req, version, code),
+            )),
+            _ => None,
+        },
+        topic_ids: no_topic_ids,
+        partitions: no_partitions,
+        named_ids: no_named_ids,
+    },
+    ApiSpec {
         key: ApiKey::DescribeConfigs,
         versions: range(1, 4),
         handle: |cluster, ctx, request, _| match request {
@@ -1630,6 +1674,8 @@ mod tests {
             }
             ApiKey::DeleteRecords => RequestKind::DeleteRecords(Default::default()),
             ApiKey::DescribeAcls => RequestKind::DescribeAcls(Default::default()),
+            ApiKey::CreateAcls => RequestKind::CreateAcls(Default::default()),
+            ApiKey::DeleteAcls => RequestKind::DeleteAcls(Default::default()),
             ApiKey::AlterConfigs => RequestKind::AlterConfigs(Default::default()),
             ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(Default::default()),
             ApiKey::ElectLeaders => RequestKind::ElectLeaders(Default::default()),
