@@ -113,10 +113,9 @@ fn stats_summary(stats: &franzy::Stats, seen: &StatsSeen) -> String {
         stats.request_errors,
     );
     let snapshots = seen.snapshots.load(Relaxed);
-    if snapshots > 0 {
+    if let Some(each) = seen.json_bytes.load(Relaxed).checked_div(snapshots) {
         line.push_str(&format!(
-            "; {snapshots} snapshots to the statistics callback, {} bytes of JSON each",
-            seen.json_bytes.load(Relaxed) / snapshots
+            "; {snapshots} snapshots to the statistics callback, {each} bytes of JSON each"
         ));
     }
     line

@@ -262,11 +262,7 @@ mod tests {
             validate_broker_config("num.io.threads", Some("4"), false),
             Ok(())
         );
-        let code = |name, value, per_broker| {
-            validate_broker_config(name, value, per_broker)
-                .err()
-                .map(|(code, message)| (code, message))
-        };
+        let code = |name, value, per_broker| validate_broker_config(name, value, per_broker).err();
         assert_eq!(
             code("broker.id", Some("3"), true),
             Some((

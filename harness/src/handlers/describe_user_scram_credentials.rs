@@ -107,7 +107,10 @@ mod tests {
     use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
     use std::collections::BTreeMap;
 
-    fn ask(cluster: &ClusterState, users: Option<&[&str]>) -> Vec<(String, i16, Vec<(i8, i32)>)> {
+    /// A user's name, error code and credentials (mechanism, iterations).
+    type Described = (String, i16, Vec<(i8, i32)>);
+
+    fn ask(cluster: &ClusterState, users: Option<&[&str]>) -> Vec<Described> {
         let req = DescribeUserScramCredentialsRequest::default().with_users(users.map(|u| {
             u.iter()
                 .map(|n| UserName::default().with_name(text(n)))
