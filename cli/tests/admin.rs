@@ -134,6 +134,28 @@ fn configs_are_set_and_read_back() {
         .expect("an array")
         .iter()
         .any(|e| e["name"] == "broker.id" && e["value"] == "0"));
+    // Cluster-wide dynamic broker defaults.
+    let (ok, _, stderr) = run(
+        &[
+            "configs",
+            "set",
+            "-b",
+            &b,
+            "--broker-defaults",
+            "log.retention.ms=1000",
+        ],
+        b"",
+    );
+    assert!(ok, "{stderr}");
+    let defaults = json(&["configs", "get", "-b", &b, "--broker-defaults", "--json"]);
+    assert!(
+        defaults
+            .as_array()
+            .expect("an array")
+            .iter()
+            .any(|e| e["name"] == "log.retention.ms" && e["value"] == "1000"),
+        "{defaults}"
+    );
 }
 
 #[test]

@@ -184,6 +184,32 @@ fn bench_runs_against_the_embedded_harness() {
         stdout.contains("produce: 2000 records of 10 bytes") && stdout.contains("p99"),
         "{stdout}"
     );
+    // The summary of the client's own statistics.
+    assert!(
+        stdout.contains("client stats: ") && stdout.contains(" retries, 0 errors"),
+        "{stdout}"
+    );
+    let (ok, stdout, stderr) = run(
+        &[
+            "bench",
+            "produce",
+            "-t",
+            "b",
+            "--count",
+            "2000",
+            "--size",
+            "10",
+            "--stats-interval-ms",
+            "1",
+        ],
+        b"",
+        limit,
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("snapshots to the statistics callback"),
+        "{stdout}"
+    );
     let (ok, stdout, stderr) = run(
         &[
             "bench", "consume", "-t", "b", "--count", "2000", "--size", "10",
