@@ -811,8 +811,14 @@ impl Config {
                 .into_iter()
                 .collect(),
             GroupProtocol::Consumer => [
-                ("partition.assignment.strategy", self.given.assignment_strategy),
-                ("heartbeat.interval.ms", self.given.heartbeat_interval.is_some()),
+                (
+                    "partition.assignment.strategy",
+                    self.given.assignment_strategy,
+                ),
+                (
+                    "heartbeat.interval.ms",
+                    self.given.heartbeat_interval.is_some(),
+                ),
                 ("session.timeout.ms", self.given.session_timeout.is_some()),
             ]
             .into_iter()
@@ -1389,7 +1395,10 @@ mod tests {
                 .set(key, value)?
                 .validate()
                 .expect_err("refused");
-            assert!(matches!(&err, Error::Config { key: k, .. } if k == key), "{err}");
+            assert!(
+                matches!(&err, Error::Config { key: k, .. } if k == key),
+                "{err}"
+            );
             assert!(
                 err.to_string()
                     .contains(&format!("{key} cannot be set when group.protocol=CONSUMER")),
@@ -1461,9 +1470,7 @@ mod tests {
         });
         let warned: Vec<&str> = lines.iter().map(String::as_str).collect();
         assert_eq!(warned.len(), 5, "{warned:#?}");
-        assert!(
-            warned[0].starts_with("WARN ignored: max.poll.records (not supported) reason=")
-        );
+        assert!(warned[0].starts_with("WARN ignored: max.poll.records (not supported) reason="));
         assert!(warned[1].starts_with("WARN ignored: sasl.oauthbearer.client.id (not supported)"));
         assert!(warned[2].starts_with("WARN ignored: interceptor.classes (not supported)"));
         assert_eq!(warned[3], "WARN ignored: schema.registry.url (unknown)");
@@ -1484,10 +1491,7 @@ mod tests {
                 ("lingerms", "5"),
             ]
         );
-        assert_eq!(
-            config.get("max.poll.records").as_deref(),
-            Some("range")
-        );
+        assert_eq!(config.get("max.poll.records").as_deref(), Some("range"));
         assert_eq!(config.get("check.crcs").as_deref(), Some("true"));
         assert_eq!(
             config.get("sasl.oauthbearer.client.id").as_deref(),
