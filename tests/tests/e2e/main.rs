@@ -12,6 +12,7 @@ mod group_coordinator;
 mod groups;
 mod hostile_input;
 mod idempotence;
+mod kip848_consumer;
 mod kip848_coordinator;
 mod lab;
 mod librdkafka_scenarios;
