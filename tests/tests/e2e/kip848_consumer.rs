@@ -437,3 +437,212 @@ async fn members_joining_and_leaving_while_records_flow_lose_and_repeat_nothing(
     a.close().await;
     c.close().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_member_fenced_by_its_session_loses_its_partitions_and_rejoins() {
+    let cluster = cluster().await;
+    append(&cluster, 20);
+    let beats = spy_heartbeats(&cluster);
+    let log = Shared::default();
+    let a = start(&cluster, "a", &log);
+    let b = start(&cluster, "b", &log);
+    settled(&cluster, &[&a, &b]).await;
+    let b_id = b.member_id();
+    let b_had = b.assignment();
+    // b's next heartbeat is held past its session (10 s on the cluster clock): the
+    // coordinator fences it and gives its partitions to a; the held heartbeat is then
+    // answered UNKNOWN_MEMBER_ID.
+    let id = b_id.clone();
+    cluster.intercept(
+        Interceptor::new(
+            ApiKey::ConsumerGroupHeartbeat,
+            Action::Delay(SESSION + Duration::from_secs(3)),
+        )
+        .when(move |request| {
+            matches!(request, RequestKind::ConsumerGroupHeartbeat(h)
+                if h.member_id.as_str() == id && h.member_epoch > 0)
+        })
+        .times(1),
+    );
+    let held = Instant::now();
+    feed(&cluster, 3, Duration::from_secs(4)).await;
+    until("a owns everything", || a.assignment().len() == 6).await;
+    assert!(
+        held.elapsed() >= SESSION - HEARTBEAT * 2,
+        "moved {:?} after b went quiet, before its session ended",
+        held.elapsed()
+    );
+    // b lost its partitions (on_partitions_lost), then joined again with epoch 0 under
+    // the same member id (Java 4.x), and the group split again.
+    until("b lost its partitions", || {
+        lock(&log)
+            .steps_of("b")
+            .contains(&Step::Lost(b_had.clone()))
+    })
+    .await;
+    settled(&cluster, &[&a, &b]).await;
+    assert_eq!(b.member_id(), b_id);
+    let b_epochs: Vec<i32> = lock_beats(&beats)
+        .iter()
+        .filter(|(member, _, _)| *member == b_id)
+        .map(|(_, epoch, _)| *epoch)
+        .collect();
+    assert_eq!(
+        b_epochs.iter().filter(|e| **e == 0).count(),
+        2,
+        "joined twice under one id: {b_epochs:?}"
+    );
+    feed(&cluster, 3, Duration::from_secs(2)).await;
+    until("everything is read", || read_everything(&log, &cluster)).await;
+    // At least once: only what b read of its partitions after its last commit can be
+    // read again (no commit was made: b's revoke callback never ran, it lost them).
+    let log = lock(&log);
+    let b_read: BTreeSet<(i32, i64)> = log
+        .reads
+        .iter()
+        .filter(|(m, _, _)| m == "b")
+        .map(|(_, p, o)| (*p, *o))
+        .collect();
+    let again = log.duplicates();
+    assert!(
+        again.is_subset(&b_read),
+        "read twice, not by b first: {:?}",
+        again.difference(&b_read).collect::<Vec<_>>()
+    );
+    assert!(log.errors.is_empty(), "{:?}", log.errors);
+    drop(log);
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_coordinator_moving_loses_and_repeats_nothing() {
+    let cluster = cluster().await;
+    append(&cluster, 20);
+    let log = Shared::default();
+    let a = start(&cluster, "a", &log);
+    let b = start(&cluster, "b", &log);
+    settled(&cluster, &[&a, &b]).await;
+    let epochs = (a.epoch(), b.epoch());
+    let from = cluster.group_coordinator(GROUP).expect("a coordinator");
+    let to = (from + 1) % 3;
+    cluster
+        .move_group_coordinator(GROUP, to)
+        .expect("the coordinator moves");
+    feed(&cluster, 3, Duration::from_secs(5)).await;
+    // A third member joins through the new coordinator, and the others follow it there.
+    let c = start(&cluster, "c", &log);
+    settled(&cluster, &[&a, &b, &c]).await;
+    assert_eq!(cluster.group_coordinator(GROUP), Some(to));
+    feed(&cluster, 3, Duration::from_secs(2)).await;
+    until("everything is read", || read_everything(&log, &cluster)).await;
+    {
+        let log = lock(&log);
+        assert_eq!(log.duplicates(), BTreeSet::new());
+        assert!(log.errors.is_empty(), "{:?}", log.errors);
+        assert!(log.failed_commits.is_empty(), "{:?}", log.failed_commits);
+        for (member, step) in &log.steps {
+            assert!(!matches!(step, Step::Lost(_)), "{member}: {step:?}");
+        }
+    }
+    // The members kept their membership across the move (no fencing, epochs only grew).
+    assert!(a.epoch() >= epochs.0 && b.epoch() >= epochs.1);
+    // Heartbeats reached the new coordinator.
+    assert!(cluster
+        .requests()
+        .iter()
+        .any(|r| r.api_key == ApiKey::ConsumerGroupHeartbeat && r.broker_id == to));
+    a.close().await;
+    b.close().await;
+    c.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_static_member_s_temporary_leave_keeps_its_partitions_for_its_return() {
+    let cluster = cluster().await;
+    append(&cluster, 20);
+    let beats = spy_heartbeats(&cluster);
+    let log = Shared::default();
+    let static_config = |name: &str| config(&cluster, name).group_instance_id("pod-1");
+    let a = start_with(&cluster, "a", &log, static_config("a"));
+    let b = start(&cluster, "b", &log);
+    settled(&cluster, &[&a, &b]).await;
+    let a_had = a.assignment();
+    let b_had = b.assignment();
+    let b_steps = lock(&log).steps_of("b").len();
+    // a closes: it revokes (committing), then leaves with epoch -2, a temporary leave.
+    a.close().await;
+    let a_epochs: Vec<(i32, Option<String>)> = lock_beats(&beats)
+        .iter()
+        .filter(|(_, _, instance)| instance.as_deref() == Some("pod-1"))
+        .map(|(_, epoch, instance)| (*epoch, instance.clone()))
+        .collect();
+    assert_eq!(
+        a_epochs.last(),
+        Some(&(-2, Some("pod-1".to_string()))),
+        "{a_epochs:?}"
+    );
+    feed(&cluster, 3, Duration::from_secs(4)).await;
+    // Within the session, nothing moves to b.
+    assert_eq!(b.assignment(), b_had);
+    // The same instance comes back (a new process, a new member id) and gets a's
+    // partitions back without b rebalancing.
+    let back = start_with(&cluster, "a-again", &log, static_config("a-again"));
+    until("the static member is back with its partitions", || {
+        back.assignment() == a_had
+    })
+    .await;
+    feed(&cluster, 3, Duration::from_secs(2)).await;
+    until("everything is read", || read_everything(&log, &cluster)).await;
+    {
+        let log = lock(&log);
+        assert_eq!(log.steps_of("b").len(), b_steps, "b never rebalanced");
+        assert_eq!(log.duplicates(), BTreeSet::new());
+        assert!(log.errors.is_empty(), "{:?}", log.errors);
+    }
+    assert_eq!(b.assignment(), b_had);
+    back.close().await;
+    b.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unknown_server_assignor_fails_the_consumer_with_a_clear_error() {
+    let cluster = cluster().await;
+    let config = config(&cluster, "x")
+        .set("group.remote.assignor", "nonsense")
+        .expect("any name is taken");
+    let consumer = Consumer::builder(config)
+        .connector(Arc::new(cluster.connector()))
+        .build()
+        .expect("consumer builds");
+    consumer.subscribe([TOPIC]).expect("subscribe");
+    let error = within("recv reports the error", consumer.recv())
+        .await
+        .expect_err("a fatal group error");
+    assert!(
+        matches!(
+            &error,
+            Error::GroupFailed {
+                code: ErrorCode::UnsupportedAssignor,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(error.is_fatal(), "{error}");
+    // Every later call says the same; nothing hangs.
+    let again = within("recv again", consumer.recv()).await;
+    assert!(
+        matches!(
+            again,
+            Err(Error::GroupFailed {
+                code: ErrorCode::UnsupportedAssignor,
+                ..
+            })
+        ),
+        "{again:?}"
+    );
+    let commit = within("commit", consumer.commit()).await;
+    assert!(commit.is_err(), "{commit:?}");
+    within("close", consumer.close()).await;
+}

@@ -602,6 +602,7 @@ impl GroupEngine {
     pub fn needs_attention(&self) -> bool {
         self.has_events()
             || !self.errors.is_empty()
+            || (self.kip848.is_some() && self.failed.is_some())
             || self.poll_expired
             || (self.rejoin.is_some()
                 && self.topics.is_some()
@@ -623,9 +624,13 @@ impl GroupEngine {
         }
     }
 
-    /// An error for the user (fatal group errors, the poll interval, failed async commits).
+    /// An error for the user (fatal group errors, the poll interval, failed async commits);
+    /// with KIP-848, once the group failed, its error again on every call.
     pub fn poll_error(&mut self) -> Option<Error> {
-        self.errors.pop_front()
+        self.errors.pop_front().or_else(|| {
+            // KIP-848: a fatal error is the answer to every later `recv`, never a wait.
+            self.kip848.as_ref().and(self.failed.clone())
+        })
     }
 
     // ---- Commits and lookups ----
