@@ -221,7 +221,7 @@ impl Kip848 {
     fn is_due(&self, now: Instant) -> bool {
         matches!(
             self.state,
-            MemberState::Joining | MemberState::Acknowledging | MemberState::Leaving
+            MemberState::Acknowledging | MemberState::Leaving
         ) || self.sent.is_none()
             || self.next_heartbeat.is_none_or(|at| at <= now)
     }
@@ -633,16 +633,21 @@ impl GroupEngine {
                     Duration::from_millis(body.heartbeat_interval_ms.unsigned_abs().into());
             }
             kip.next_heartbeat = Some(now + kip.interval);
+            // The acknowledgement is the heartbeat that carried what is owned now (an
+            // earlier one may be answered after the reconciliation ended).
+            let acknowledged = carried.owned.as_ref() == Some(&kip.owned);
             kip.sent = Some(carried);
             match kip.state {
-                MemberState::Joining => {
+                // Kafka answers a join with epoch 1 or more; librdkafka's mock answers 0
+                // until it assigned: still joining (full heartbeats, at the interval).
+                MemberState::Joining if kip.epoch > 0 => {
                     info!(group = %self.config.group_id, member = %kip.member_id, epoch = kip.epoch, "joined the group");
                     kip.state = MemberState::Stable;
                     if self.next_auto_commit.is_none() {
                         self.next_auto_commit = Some(now + self.config.auto_commit_interval);
                     }
                 }
-                MemberState::Acknowledging => kip.state = MemberState::Stable,
+                MemberState::Acknowledging if acknowledged => kip.state = MemberState::Stable,
                 _ => {}
             }
             if let Some(assignment) = body.assignment {

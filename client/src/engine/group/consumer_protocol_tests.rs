@@ -488,3 +488,55 @@ fn a_pattern_subscription_sends_the_regex() {
     assert_eq!(beat.regex.as_deref(), Some("orders-.*"));
     assert_eq!(beat.topics, None);
 }
+
+#[test]
+fn an_answer_to_an_earlier_heartbeat_is_no_acknowledgement() {
+    let now = Instant::now();
+    let mut engine = stable(&[0], 1, now);
+    let now = now + 2_000 * MS;
+    // A heartbeat goes out; its answer brings a new assignment...
+    let first = only(engine.poll_requests(now), ApiKey::ConsumerGroupHeartbeat);
+    engine.handle_response(first.id, 1, answer(2, Some(&[0, 1])), now);
+    engine.handle_metadata(&metadata(4), now);
+    // ... and the next regular heartbeat is in flight when the reconciliation ends.
+    let now = now + 2_000 * MS;
+    let second = only(engine.poll_requests(now), ApiKey::ConsumerGroupHeartbeat);
+    assert_eq!(beat_of(&second).owned, None, "nothing changed yet");
+    assert_eq!(run_steps(&mut engine, now).len(), 1);
+    assert_eq!(engine.member_state(), Some(MemberState::Acknowledging));
+    engine.handle_response(second.id, 1, answer(2, None), now);
+    // Still to acknowledge: the acknowledgement goes at once, with both partitions.
+    assert_eq!(engine.member_state(), Some(MemberState::Acknowledging));
+    let ack = beat_of(&only(
+        engine.poll_requests(now),
+        ApiKey::ConsumerGroupHeartbeat,
+    ));
+    assert_eq!(ack.owned, Some(vec![(TOPIC_ID, vec![0, 1])]));
+}
+
+#[test]
+fn a_join_answered_with_epoch_0_goes_on_joining_at_the_interval() {
+    // librdkafka's mock answers a join with epoch 0 until it has assigned.
+    let now = Instant::now();
+    let mut engine = engine(None);
+    engine.subscribe(["t".to_string()]);
+    let join = only(find(&mut engine, now), ApiKey::ConsumerGroupHeartbeat);
+    engine.handle_response(join.id, 1, answer(0, None), now);
+    assert_eq!(engine.member_state(), Some(MemberState::Joining));
+    assert!(!engine.in_generation());
+    assert!(
+        engine.poll_requests(now).is_empty(),
+        "waits for the interval"
+    );
+    let again = beat_of(&only(
+        engine.poll_requests(now + 2_000 * MS),
+        ApiKey::ConsumerGroupHeartbeat,
+    ));
+    assert_eq!(again.member_epoch, 0);
+    assert_eq!(
+        again.topics,
+        Some(vec!["t".to_string()]),
+        "every field again"
+    );
+    assert_eq!(again.owned, Some(Vec::new()));
+}

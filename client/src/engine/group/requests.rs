@@ -453,6 +453,18 @@ impl GroupRequest {
                     }));
                 if version >= 1 {
                     request.subscribed_topic_regex = beat.regex.as_deref().map(text);
+                    // A subscription sends both fields, the unused one empty, as
+                    // librdkafka does (Kafka reads an empty regex as none, and the switch
+                    // from one kind to the other clears the old one; librdkafka's mock
+                    // asserts that both or neither are null).
+                    match (
+                        &request.subscribed_topic_names,
+                        &request.subscribed_topic_regex,
+                    ) {
+                        (Some(_), None) => request.subscribed_topic_regex = Some(text("")),
+                        (None, Some(_)) => request.subscribed_topic_names = Some(Vec::new()),
+                        _ => {}
+                    }
                 }
                 RequestKind::ConsumerGroupHeartbeat(request)
             }
@@ -581,8 +593,30 @@ mod tests {
             built.subscribed_topic_regex.as_ref().map(|r| r.as_str()),
             Some("orders-.*")
         );
-        // Unchanged fields stay null on the wire.
-        assert!(built.subscribed_topic_names.is_none() && built.topic_partitions.is_none());
+        // The names go along, empty; unchanged fields stay null on the wire.
+        assert_eq!(built.subscribed_topic_names, Some(Vec::new()));
+        assert!(built.topic_partitions.is_none() && built.server_assignor.is_none());
+        // Names with an empty regex; neither when the subscription is unchanged.
+        let names = request(Body::ConsumerGroupHeartbeat(Heartbeat {
+            topics: Some(vec!["t".into()]),
+            ..Heartbeat::default()
+        }));
+        let Ok(RequestKind::ConsumerGroupHeartbeat(built)) = names.build(1) else {
+            panic!("a heartbeat at v1");
+        };
+        assert_eq!(
+            built.subscribed_topic_regex.as_ref().map(|r| r.as_str()),
+            Some("")
+        );
+        let Ok(RequestKind::ConsumerGroupHeartbeat(built)) = names.build(0) else {
+            panic!("a heartbeat at v0");
+        };
+        assert_eq!(built.subscribed_topic_regex, None);
+        let unchanged = request(Body::ConsumerGroupHeartbeat(Heartbeat::default()));
+        let Ok(RequestKind::ConsumerGroupHeartbeat(built)) = unchanged.build(1) else {
+            panic!("a heartbeat at v1");
+        };
+        assert!(built.subscribed_topic_names.is_none() && built.subscribed_topic_regex.is_none());
     }
 
     #[test]
