@@ -293,10 +293,7 @@ impl GroupEngine {
         kip.wanted = wanted;
         if kip.wanted.is_some()
             && !failed
-            && matches!(
-                kip.state,
-                MemberState::Unsubscribed | MemberState::Unjoined | MemberState::Leaving
-            )
+            && matches!(kip.state, MemberState::Unsubscribed | MemberState::Unjoined)
         {
             kip.state = MemberState::Joining;
             kip.epoch = 0;
@@ -309,6 +306,7 @@ impl GroupEngine {
     /// (close) or are revoked by the event queued here (unsubscribe); then a heartbeat
     /// with epoch -1 (-2 for a static member) goes out.
     pub(super) fn kip_leave(&mut self, reason: &str) {
+        let busy = self.has_events();
         let Some(kip) = self.kip848.as_mut() else {
             return;
         };
@@ -316,7 +314,12 @@ impl GroupEngine {
         kip.target = None;
         kip.reconciling = None;
         if kip.epoch > 0 && kip.heartbeating() {
-            kip.state = MemberState::Leaving;
+            // Unsubscribing revokes first (the step queued before this call).
+            kip.state = if busy {
+                MemberState::PrepareLeaving
+            } else {
+                MemberState::Leaving
+            };
             self.leave = Leave::Pending(reason.to_string());
         } else {
             kip.state = MemberState::Unjoined;
@@ -389,7 +392,7 @@ impl GroupEngine {
                 }
                 kip.state = MemberState::Acknowledging;
             }
-            MemberState::PrepareLeaving => {}
+            MemberState::PrepareLeaving => kip.state = MemberState::Leaving,
             _ => {}
         }
         if kip.state != MemberState::Stable || kip.unresolved {
@@ -459,6 +462,7 @@ impl GroupEngine {
         let rack = self.config.rack.clone();
         let group_id = self.config.group_id.clone();
         let leave = matches!(self.leave, Leave::Pending(_));
+        let leave_pending = leave;
         let static_member = instance_id.is_some();
         let Some(kip) = self.kip848.as_mut() else {
             return None;
@@ -466,6 +470,7 @@ impl GroupEngine {
         if kip.in_flight.is_some() || !kip.retry.ready(now) {
             return None;
         }
+        let leave = leave && kip.state != MemberState::PrepareLeaving;
         self.next_id += 1;
         let id = self.next_id;
         if leave {
@@ -490,7 +495,7 @@ impl GroupEngine {
                 }),
             });
         }
-        if !kip.heartbeating() || kip.wanted.is_none() || !kip.is_due(now) {
+        if !kip.heartbeating() || kip.wanted.is_none() || leave_pending || !kip.is_due(now) {
             self.next_id -= 1;
             return None;
         }
@@ -689,6 +694,21 @@ impl GroupEngine {
                 let fatal = self.group_failed(code);
                 self.fail(fatal);
             }
+        }
+    }
+
+    /// `max.poll.interval.ms` passed without a `recv` (Java's `transitionToStale`): the
+    /// member leaves at once (epoch -1) and its partitions are lost; the next `recv` runs
+    /// the lose step, reports [`crate::Error::PollIntervalExceeded`] and joins again.
+    pub(super) fn kip_poll_expired(&mut self) {
+        let owned = self.owned.clone();
+        self.events.clear();
+        self.kip_leave("consumer poll timeout has expired");
+        if let Some(kip) = self.kip848.as_mut() {
+            kip.owned.clear();
+        }
+        if !owned.is_empty() {
+            self.events.push_back(GroupEvent::Lose(owned));
         }
     }
 

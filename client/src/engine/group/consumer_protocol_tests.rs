@@ -540,3 +540,38 @@ fn a_join_answered_with_epoch_0_goes_on_joining_at_the_interval() {
     );
     assert_eq!(again.owned, Some(Vec::new()));
 }
+
+#[test]
+fn past_max_poll_interval_the_member_leaves_loses_and_rejoins_on_the_next_recv() {
+    let now = Instant::now();
+    let mut engine = stable(&[0, 1], 3, now);
+    engine.handle_poll(now, false);
+    // 60 s without recv (heartbeats answered meanwhile): a leave heartbeat goes at once.
+    let mut at = now;
+    for _ in 0..29 {
+        at += 2_000 * MS;
+        let beat = only(engine.poll_requests(at), ApiKey::ConsumerGroupHeartbeat);
+        engine.handle_response(beat.id, 1, answer(3, None), at);
+    }
+    let late = now + 60_000 * MS;
+    assert_eq!(engine.poll_timeout(at), Some(late));
+    let leave = only(engine.poll_requests(late), ApiKey::ConsumerGroupHeartbeat);
+    assert_eq!(beat_of(&leave).member_epoch, -1);
+    engine.handle_response(leave.id, 1, answer(-1, None), late);
+    assert_eq!(engine.member_state(), Some(MemberState::Unjoined));
+    // The next recv: the partitions are lost, the error reported, and the member joins.
+    engine.handle_poll(late, true);
+    assert!(matches!(
+        engine.poll_error(),
+        Some(Error::PollIntervalExceeded { .. })
+    ));
+    assert_eq!(
+        run_steps(&mut engine, late),
+        vec![GroupEvent::Lose(vec![tp(0), tp(1)])]
+    );
+    let join = beat_of(&only(
+        engine.poll_requests(late),
+        ApiKey::ConsumerGroupHeartbeat,
+    ));
+    assert_eq!((join.member_epoch, join.owned), (0, Some(Vec::new())));
+}

@@ -909,9 +909,7 @@ impl GroupEngine {
         let target = Target::Coordinator { node, address };
         if self.kip848.is_some() {
             self.kip_prepare(now);
-            if !self.has_events() || !matches!(self.leave, Leave::Pending(_)) {
-                out.extend(self.kip_poll_heartbeat(now, &target));
-            }
+            out.extend(self.kip_poll_heartbeat(now, &target));
         }
         let request = |id, body| GroupRequest {
             id,
@@ -1115,6 +1113,21 @@ impl GroupEngine {
                 }
             }
         }
+        let kip_in_group = self.kip848.as_ref().is_some_and(|k| k.in_group());
+        if kip_in_group && self.topics.is_some() && !self.in_poll {
+            if let Some(last) = self.last_poll {
+                if now >= last + self.config.rebalance_timeout {
+                    warn!(
+                        group = %self.config.group_id,
+                        interval = ?self.config.rebalance_timeout,
+                        "the application did not call recv within max.poll.interval.ms: \
+                         leaving the group"
+                    );
+                    self.kip_poll_expired();
+                    self.poll_expired = true;
+                }
+            }
+        }
         if self.topics.is_some() && !self.in_poll && self.generation >= 0 {
             if let Some(last) = self.last_poll {
                 if now >= last + self.config.rebalance_timeout {
@@ -1169,7 +1182,8 @@ impl GroupEngine {
                     .map(|t| t + self.config.session_timeout),
             );
         }
-        if self.topics.is_some() && !self.in_poll && self.generation >= 0 {
+        let kip_in_group = self.kip848.as_ref().is_some_and(|k| k.in_group());
+        if self.topics.is_some() && !self.in_poll && (self.generation >= 0 || kip_in_group) {
             times.extend(self.last_poll.map(|t| t + self.config.rebalance_timeout));
         }
         if self.config.auto_commit && (self.is_stable() || self.topics.is_none()) {

@@ -581,12 +581,12 @@ mod tests {
 
     #[test]
     fn a_heartbeat_regex_needs_v1() {
-        let request = request(Body::ConsumerGroupHeartbeat(Heartbeat {
+        let regex = request(Body::ConsumerGroupHeartbeat(Heartbeat {
             regex: Some("orders-.*".into()),
             ..Heartbeat::default()
         }));
-        assert!(request.build(0).is_err());
-        let Ok(RequestKind::ConsumerGroupHeartbeat(built)) = request.build(1) else {
+        assert!(regex.build(0).is_err());
+        let Ok(RequestKind::ConsumerGroupHeartbeat(built)) = regex.build(1) else {
             panic!("a heartbeat at v1");
         };
         assert_eq!(
