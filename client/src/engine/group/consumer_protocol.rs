@@ -604,11 +604,21 @@ impl GroupEngine {
             return;
         };
         let code = ErrorCode::try_from_code(body.error_code);
-        if kip.state == MemberState::Leaving {
+        if !matches!(self.leave, Leave::InFlight(l) if l == id)
+            && matches!(
+                kip.state,
+                MemberState::Leaving
+                    | MemberState::Unjoined
+                    | MemberState::Unsubscribed
+                    | MemberState::Fatal
+            )
+        {
+            // The answer to a heartbeat sent before the member started leaving.
+            return;
+        }
+        if matches!(self.leave, Leave::InFlight(l) if l == id) {
             // Whatever the answer, the member is out.
-            if matches!(self.leave, Leave::InFlight(l) if l == id) {
-                self.leave = Leave::None;
-            }
+            self.leave = Leave::None;
             if let Some(code) = code {
                 debug!(group = %self.config.group_id, ?code, "the leave heartbeat answered with an error");
             }

@@ -575,3 +575,22 @@ fn past_max_poll_interval_the_member_leaves_loses_and_rejoins_on_the_next_recv()
     ));
     assert_eq!((join.member_epoch, join.owned), (0, Some(Vec::new())));
 }
+
+#[test]
+fn a_heartbeat_answered_after_close_began_does_not_stall_the_leave() {
+    let now = Instant::now();
+    let mut engine = stable(&[0], 1, now);
+    let beat = only(
+        engine.poll_requests(now + 2_000 * MS),
+        ApiKey::ConsumerGroupHeartbeat,
+    );
+    assert!(engine.close());
+    // The regular heartbeat's answer comes while the leave waits for it.
+    engine.handle_response(beat.id, 1, answer(1, None), now);
+    assert!(engine.is_leaving());
+    let leave = only(engine.poll_requests(now), ApiKey::ConsumerGroupHeartbeat);
+    assert_eq!(beat_of(&leave).member_epoch, -1);
+    engine.handle_response(leave.id, 1, answer(-1, None), now);
+    assert!(!engine.is_leaving());
+    assert_eq!(engine.member_state(), Some(MemberState::Unjoined));
+}
