@@ -392,10 +392,9 @@ async fn members_joining_and_leaving_while_records_flow_lose_and_repeat_nothing(
     // A third member joins while records flow: partitions move only after their owner
     // revoked them (and committed, in its callback).
     let c = start(&cluster, "c", &log);
-    let (feeding, _) = tokio::join!(feed(&cluster, 5, Duration::from_secs(5)), async {
+    tokio::join!(feed(&cluster, 5, Duration::from_secs(5)), async {
         settled(&cluster, &[&a, &b, &c]).await
     });
-    let _ = feeding;
     assert_eq!(c.assignment().len(), 2, "the uniform assignor balances");
     // b leaves (revoking with a commit, then epoch -1) while records flow.
     let leaving = b.close();
@@ -496,21 +495,22 @@ async fn a_member_fenced_by_its_session_loses_its_partitions_and_rejoins() {
     until("everything is read", || read_everything(&log, &cluster)).await;
     // At least once: only what b read of its partitions after its last commit can be
     // read again (no commit was made: b's revoke callback never ran, it lost them).
-    let log = lock(&log);
-    let b_read: BTreeSet<(i32, i64)> = log
-        .reads
-        .iter()
-        .filter(|(m, _, _)| m == "b")
-        .map(|(_, p, o)| (*p, *o))
-        .collect();
-    let again = log.duplicates();
-    assert!(
-        again.is_subset(&b_read),
-        "read twice, not by b first: {:?}",
-        again.difference(&b_read).collect::<Vec<_>>()
-    );
-    assert!(log.errors.is_empty(), "{:?}", log.errors);
-    drop(log);
+    {
+        let log = lock(&log);
+        let b_read: BTreeSet<(i32, i64)> = log
+            .reads
+            .iter()
+            .filter(|(m, _, _)| m == "b")
+            .map(|(_, p, o)| (*p, *o))
+            .collect();
+        let again = log.duplicates();
+        assert!(
+            again.is_subset(&b_read),
+            "read twice, not by b first: {:?}",
+            again.difference(&b_read).collect::<Vec<_>>()
+        );
+        assert!(log.errors.is_empty(), "{:?}", log.errors);
+    }
     a.close().await;
     b.close().await;
 }

@@ -271,10 +271,6 @@ fn by_topic_list(owned: &ById) -> Vec<(Uuid, Vec<i32>)> {
 }
 
 impl GroupEngine {
-    fn kip(&mut self) -> Option<&mut Kip848> {
-        self.kip848.as_mut()
-    }
-
     /// The KIP-848 member's state, `None` with the classic protocol.
     pub fn member_state(&self) -> Option<MemberState> {
         self.kip848.as_ref().map(Kip848::state)
@@ -289,7 +285,9 @@ impl GroupEngine {
             (None, Some(topics)) => Some(Wanted::Topics(topics.iter().cloned().collect())),
         };
         let failed = self.failed.is_some();
-        let Some(kip) = self.kip() else { return };
+        let Some(kip) = self.kip848.as_mut() else {
+            return;
+        };
         kip.wanted = wanted;
         if kip.wanted.is_some()
             && !failed
@@ -464,9 +462,7 @@ impl GroupEngine {
         let leave = matches!(self.leave, Leave::Pending(_));
         let leave_pending = leave;
         let static_member = instance_id.is_some();
-        let Some(kip) = self.kip848.as_mut() else {
-            return None;
-        };
+        let kip = self.kip848.as_mut()?;
         if kip.in_flight.is_some() || !kip.retry.ready(now) {
             return None;
         }
