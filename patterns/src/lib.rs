@@ -95,11 +95,17 @@ pub use dead_letter::{
 };
 pub use fallback::{replay, FallbackFile, ReplayReport};
 pub use idempotent::{Dedup, DedupError, DedupStore, IdSource, IdempotentConsumer, InMemoryDedup};
+#[cfg(feature = "sqlite")]
+pub use outbox::sqlite::SqliteOutbox;
 pub use outbox::{InMemoryOutbox, OutboxRelay, OutboxRow, OutboxSource};
 pub use processor::{Outcome, Processor, WallClock, WhenOpen};
 pub use retry::{Backoff, GiveUp, Jitter, Next, RetryError, RetryPolicy, RetrySchedule};
 pub use retry_topic::{RetryStage, RetryTopics};
 pub use rng::SeededRng;
+/// The SQLite bindings [`SqliteOutbox`] is built on (feature `sqlite`), for the
+/// application's own connection and transactions.
+#[cfg(feature = "sqlite")]
+pub use rusqlite;
 pub use stats::{Counter, Stats, StatsSnapshot};
 
 /// Errors of the patterns.
@@ -125,6 +131,9 @@ pub enum PatternError {
     /// committed).
     #[error("configuration error in the handler: {0}")]
     Configuration(String),
+    /// The outbox source failed: its database refused a statement, or a row did not decode.
+    #[error("outbox source")]
+    Outbox(#[source] Arc<dyn std::error::Error + Send + Sync>),
 }
 
 /// A record for `topic` with these key, value and headers.

@@ -2,11 +2,35 @@
 //! transaction as its business change) are produced to Kafka in a Kafka transaction, and
 //! marked sent only after that transaction committed.
 //!
+//! # The guarantee: at least once, each copy carrying its row id
+//!
 //! A crash after the commit and before the mark sends the rows again on the next relay
 //! (at least once); every record carries its row id in the `outbox-id` header, so that an
 //! [`crate::IdempotentConsumer`] keyed on it processes each row once. A transaction that
-//! fails is aborted: `read_committed` readers never see its records, and the rows stay
-//! pending.
+//! fails, or whose relay dies before the commit, is aborted (by the relay, or by the
+//! coordinator once the restarted relay's producer initialises with the same
+//! `transactional.id`): `read_committed` readers never see its records, and the rows stay
+//! pending. So under `read_committed` a row is never lost, and appears twice only when its
+//! relay died (or its mark failed) between Kafka's commit and the source's mark; the tests
+//! kill the relay at each step of a batch (`patterns/tests/crash.rs`, and
+//! `sqlite_outbox.rs` with the SQLite source).
+//!
+//! # Order
+//!
+//! Rows are produced in the order [`OutboxSource::pending`] gives them (oldest first), in
+//! one transaction per batch, the next batch only after the last one was marked; records
+//! with the same key go to the same partition. A consumer therefore reads one aggregate's
+//! rows (one key) in order, with at most a repeated batch after a crash.
+//!
+//! # Sources
+//!
+//! [`OutboxSource`] is the seam to the application's database: [`InMemoryOutbox`] for
+//! tests and examples, and with the `sqlite` feature (off by default: it builds SQLite's
+//! C source) `sqlite::SqliteOutbox`, a table of a SQLite database with claims, so that
+//! several relays can share it.
+
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -35,12 +59,13 @@ pub struct OutboxRow {
 
 /// Where the relay reads rows from: implement it over the application's database.
 pub trait OutboxSource {
-    /// Up to `limit` rows not marked sent, oldest first.
+    /// Up to `limit` rows not marked sent, oldest first. A source several relays share
+    /// claims the rows it returns (as `sqlite::SqliteOutbox` does).
     fn pending(
         &self,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<OutboxRow>, PatternError>> + Send;
-    /// Marks these rows sent.
+    /// Marks these rows sent, all or (on an error) none; rows already marked stay marked.
     fn mark_sent(&self, ids: &[u64]) -> impl Future<Output = Result<(), PatternError>> + Send;
 }
 
