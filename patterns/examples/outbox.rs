@@ -218,7 +218,10 @@ async fn run() -> Result<(), String> {
         .await?
         {
             Ok(n) => return Err(format!("the refused transaction relayed {n} rows")),
-            Err(e) => println!("first transaction aborted ({e}); its rows stay pending"),
+            Err(e) => match std::error::Error::source(&e) {
+                Some(cause) => println!("first transaction aborted ({e}: {cause}); rows pending"),
+                None => println!("first transaction aborted ({e}); rows pending"),
+            },
         }
         if store.unsent()? != accepted as u64 {
             return Err("an aborted transaction marked rows".into());

@@ -24,7 +24,7 @@
 //! | [`processor`] | the consumer loop tying them | | [`Processor`] |
 //! | [`batch`] | batch producer, resilient send | | [`send_batch`], [`send_or_dead_letter`] |
 //! | [`idempotent`] | idempotent consumer | [`InMemoryDedup`] | [`IdempotentConsumer`] |
-//! | [`outbox`] | transactional outbox relay | [`InMemoryOutbox`] | [`OutboxRelay`] |
+//! | [`outbox`] | transactional outbox relay | [`InMemoryOutbox`], `SqliteOutbox` (feature `sqlite`) | [`OutboxRelay`] |
 //! | [`stats`] | counters, traces, metrics | [`Stats`] | |
 //!
 //! # Data flow of a consumed record
@@ -67,6 +67,13 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Features
+//!
+//! - `sqlite` (off by default): `SqliteOutbox`, an [`OutboxSource`] over a table of a SQLite
+//!   database (`outbox::sqlite`), and a re-export of `rusqlite` for the application's own
+//!   transactions. It builds SQLite's bundled C source, which the default build never does.
+//!   `cargo test -p franzy-patterns --features sqlite` runs its tests.
 //!
 //! State machines take time as an argument and draw randomness from a seeded generator;
 //! the drivers read tokio's clock, so that tests run under a paused clock.
