@@ -23,7 +23,7 @@
 //! | [`circuit_breaker`] | closed / open / half-open | [`CircuitBreaker`] | [`Processor`] |
 //! | [`processor`] | the consumer loop tying them | | [`Processor`] |
 //! | [`batch`] | batch producer, resilient send | | [`send_batch`], [`send_or_dead_letter`] |
-//! | [`idempotent`] | idempotent consumer | [`InMemoryDedup`] | [`IdempotentConsumer`] |
+//! | [`idempotent`] | idempotent consumer | [`InMemoryDedup`], `SqliteDedup` (feature `sqlite`) | [`IdempotentConsumer`] |
 //! | [`outbox`] | transactional outbox relay | [`InMemoryOutbox`], `SqliteOutbox` (feature `sqlite`) | [`OutboxRelay`] |
 //! | [`stats`] | counters, traces, metrics | [`Stats`] | |
 //!
@@ -71,8 +71,9 @@
 //! # Features
 //!
 //! - `sqlite` (off by default): `SqliteOutbox`, an [`OutboxSource`] over a table of a SQLite
-//!   database (`outbox::sqlite`), and a re-export of `rusqlite` for the application's own
-//!   transactions. It builds SQLite's bundled C source, which the default build never does.
+//!   database (`outbox::sqlite`); `SqliteDedup`, a [`DedupStore`] whose processed ids
+//!   survive restarts (`idempotent::sqlite`); and a re-export of `rusqlite` for the
+//!   application's own transactions. It builds SQLite's bundled C source, which the default build never does.
 //!   `cargo test -p franzy-patterns --features sqlite` runs its tests.
 //!
 //! State machines take time as an argument and draw randomness from a seeded generator;
@@ -101,6 +102,8 @@ pub use dead_letter::{
     DeadLetterRouter, DeadLetterTopic, Failure, HeaderNames, NumberEncoding, Routed,
 };
 pub use fallback::{replay, FallbackFile, ReplayReport};
+#[cfg(feature = "sqlite")]
+pub use idempotent::sqlite::SqliteDedup;
 pub use idempotent::{Dedup, DedupError, DedupStore, IdSource, IdempotentConsumer, InMemoryDedup};
 #[cfg(feature = "sqlite")]
 pub use outbox::sqlite::SqliteOutbox;

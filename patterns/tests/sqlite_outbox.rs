@@ -17,7 +17,7 @@ use common::{
 use franzy::{Config, Header};
 use franzy_patterns::outbox::sqlite::enqueue;
 use franzy_patterns::rusqlite::Connection;
-use franzy_patterns::{OutboxRelay, SqliteOutbox};
+use franzy_patterns::{IdSource, IdempotentConsumer, OutboxRelay, SqliteDedup, SqliteOutbox};
 
 const ROWS: u64 = 12;
 const BATCH: usize = 4;
@@ -193,6 +193,30 @@ async fn relay_crash(point: RelayCrash) {
     for id in 1..=ROWS {
         assert_eq!(outbox.is_relayed(id).expect("row"), Some(true), "row {id}");
     }
+    // A consumer remembering processed ids in SQLite (a database of its own) processes each
+    // row once, also across its own restart halfway through.
+    let dedup_path = temp_path(&format!("{point:?}-dedup.db"));
+    let half = relayed.records.len() / 2;
+    let mut processed = Vec::new();
+    for part in [&relayed.records[..half], &relayed.records[half..]] {
+        let store = SqliteDedup::open(&dedup_path).expect("dedup store");
+        let mut consumer = IdempotentConsumer::new(store, IdSource::Header("outbox-id".into()));
+        for record in part {
+            consumer
+                .process(record, |r| {
+                    processed.push(header(r, "outbox-id").parse::<u64>().expect("id"));
+                    async { Ok::<(), String>(()) }
+                })
+                .await
+                .expect("processed");
+        }
+    }
+    processed.sort_unstable();
+    assert_eq!(
+        processed,
+        (1..=ROWS).collect::<Vec<_>>(),
+        "each row processed once"
+    );
 }
 
 #[tokio::test(start_paused = true)]

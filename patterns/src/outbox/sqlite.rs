@@ -454,7 +454,7 @@ pub fn decode_headers(blob: &[u8]) -> Option<Vec<Header>> {
     buf.is_empty().then_some(headers)
 }
 
-fn check_identifier(name: &str) -> Result<(), PatternError> {
+pub(crate) fn check_identifier(name: &str) -> Result<(), PatternError> {
     let mut chars = name.chars();
     let valid = chars
         .next()
@@ -474,14 +474,14 @@ fn to_sql_id(id: u64) -> Result<i64, PatternError> {
         .map_err(|_| PatternError::Config(format!("outbox row id {id} is beyond SQLite's range")))
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
 
-fn sqlite_error(path: Option<&Path>, error: rusqlite::Error) -> PatternError {
+pub(crate) fn sqlite_error(path: Option<&Path>, error: rusqlite::Error) -> PatternError {
     let message = match path.filter(|p| !p.as_os_str().is_empty()) {
         Some(path) => format!("sqlite outbox {}: {error}", path.display()),
         None => format!("sqlite outbox: {error}"),
