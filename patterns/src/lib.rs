@@ -107,7 +107,7 @@ pub use idempotent::sqlite::SqliteDedup;
 pub use idempotent::{Dedup, DedupError, DedupStore, IdSource, IdempotentConsumer, InMemoryDedup};
 #[cfg(feature = "sqlite")]
 pub use outbox::sqlite::SqliteOutbox;
-pub use outbox::{InMemoryOutbox, OutboxRelay, OutboxRow, OutboxSource};
+pub use outbox::{classify_relay_error, InMemoryOutbox, OutboxRelay, OutboxRow, OutboxSource};
 pub use processor::{Outcome, Processor, WallClock, WhenOpen};
 pub use retry::{Backoff, GiveUp, Jitter, Next, RetryError, RetryPolicy, RetrySchedule};
 pub use retry_topic::{RetryStage, RetryTopics};

@@ -35,12 +35,26 @@ pub mod sqlite;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use bytes::Bytes;
 use franzy::{Header, Producer};
 
+use crate::classify::{classify_kafka, ErrorClass};
+use crate::retry::{RetryError, RetryPolicy};
 use crate::stats::{Counter, Stats};
 use crate::PatternError;
+
+/// How [`OutboxRelay::run`] classes a failed round: the client's errors as
+/// [`classify_kafka`] does (fenced and other fatal errors are permanent), the source's
+/// (its database) and the fallback file's transient, invalid settings configuration.
+pub fn classify_relay_error(error: &PatternError) -> ErrorClass {
+    match error {
+        PatternError::Kafka(error) => classify_kafka(error),
+        PatternError::Outbox(_) | PatternError::Io { .. } => ErrorClass::Transient,
+        PatternError::Config(_) | PatternError::Configuration(_) => ErrorClass::Configuration,
+    }
+}
 
 /// One row of the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,6 +237,37 @@ impl OutboxRelay {
         source.mark_sent(&ids).await?;
         self.stats.add(Counter::OutboxRelayed, ids.len() as u64);
         Ok(ids.len())
+    }
+
+    /// Relays for as long as it runs, as the labs' background `OutboxProcessor` does:
+    /// everything pending, then again every `poll_interval`. A failed round (its
+    /// transaction aborted, its rows still pending) is tried again under `retry`, with
+    /// errors classed by [`classify_relay_error`]: transient ones (a broker or the database
+    /// briefly unavailable, a mark that failed after its commit) are retried after the
+    /// policy's delays; the run returns the error when the policy gives up, and at once
+    /// on any other error (fenced by a newer relay with the same `transactional.id`, a
+    /// record the cluster refuses). Each success starts the policy afresh.
+    ///
+    /// Dropping the future stops the relay wherever it is, as a crash would: rows not
+    /// marked are sent again by the next relay (see the module doc). A transaction the drop
+    /// left open is aborted when the next relay's producer initialises; close this producer
+    /// rather than using it for another transaction.
+    pub async fn run(
+        &self,
+        producer: &Producer,
+        source: &impl OutboxSource,
+        poll_interval: Duration,
+        retry: &RetryPolicy,
+    ) -> Result<(), RetryError<PatternError>> {
+        loop {
+            let relayed = retry
+                .run(&classify_relay_error, |_| self.relay_all(producer, source))
+                .await?;
+            if relayed > 0 {
+                tracing::debug!(relayed, "outbox rows relayed");
+            }
+            tokio::time::sleep(poll_interval).await;
+        }
     }
 
     /// Relays until nothing is pending; the rows relayed.

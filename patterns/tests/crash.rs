@@ -6,6 +6,9 @@
 //!   commit): killed at each step of a batch, the restarted relay sends every row; under
 //!   read_committed a row appears twice only when the dead relay's commit went through and
 //!   its mark did not, and then its copies carry the same `outbox-id`.
+//! - The relay as a service (`OutboxRelay::run`): a database failing for a while is
+//!   retried, rows written meanwhile are picked up at the next poll, dropping the future
+//!   stops it, and a relay fenced by a newer one stops with the error.
 //! - The replay of the fallback file (at least once, the file rewritten only after the
 //!   acknowledgements): killed while its records are on the wire, or while rewriting the
 //!   file, the file still holds every entry not known to be acknowledged, and the next
@@ -22,8 +25,12 @@ use common::{
 use franzy::proto::ApiKey;
 use franzy::{Config, ProducerRecord};
 use franzy_harness::{Action, Interceptor};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
 use franzy_patterns::{
-    Dedup, FallbackFile, IdSource, IdempotentConsumer, InMemoryDedup, InMemoryOutbox,
+    Dedup, FallbackFile, GiveUp, IdSource, IdempotentConsumer, InMemoryDedup, InMemoryOutbox,
+    OutboxRelay, OutboxRow, OutboxSource, PatternError, RetryPolicy,
 };
 
 const ROWS: u64 = 12;
@@ -110,6 +117,111 @@ async fn the_relay_killed_between_the_commit_and_the_mark_sends_the_batch_again(
 #[tokio::test(start_paused = true)]
 async fn the_relay_killed_after_the_mark_loses_and_repeats_nothing() {
     relay_crash(RelayCrash::AfterMark).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// The relay as a background service (`OutboxRelay::run`), stopped by dropping it.
+
+/// An outbox whose database refuses the first `failures` claims.
+struct Flaky {
+    inner: InMemoryOutbox,
+    failures: std::sync::atomic::AtomicUsize,
+}
+
+impl OutboxSource for Flaky {
+    fn pending(
+        &self,
+        limit: usize,
+    ) -> impl std::future::Future<Output = Result<Vec<OutboxRow>, PatternError>> + Send {
+        let fail = self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        let rows = (!fail).then(|| self.inner.pending(limit));
+        async move {
+            match rows {
+                Some(rows) => rows.await,
+                None => Err(PatternError::Outbox(Arc::new(std::io::Error::other(
+                    "database is locked",
+                )))),
+            }
+        }
+    }
+
+    fn mark_sent(
+        &self,
+        ids: &[u64],
+    ) -> impl std::future::Future<Output = Result<(), PatternError>> + Send {
+        self.inner.mark_sent(ids)
+    }
+}
+
+/// Waits (polling, bounded) until the outbox has nothing unsent.
+async fn drained(outbox: &InMemoryOutbox) {
+    within(async {
+        while outbox.unsent() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_running_relay_retries_a_failing_database_polls_for_new_rows_and_stops_when_fenced() {
+    let cluster = cluster(&[("events", 3)]).await;
+    let config = Config::new(cluster.bootstrap()).transactional_id("outbox-service");
+    let producer = Process::new(&cluster).producer(config.clone());
+    within(producer.init_transactions()).await.expect("init");
+    let outbox = Flaky {
+        inner: filled_outbox(),
+        failures: 2.into(),
+    };
+    let relay = OutboxRelay::new().batch(BATCH);
+    let retry = RetryPolicy::exponential(Duration::from_millis(100)).max_attempts(5);
+    let poll = Duration::from_secs(1);
+    let service = async {
+        drained(&outbox.inner).await;
+        // Rows written while the relay idles are picked up at its next poll.
+        for i in ROWS..ROWS + 3 {
+            outbox.inner.insert(
+                "events",
+                Some(format!("k{}", i % 4).into()),
+                Some(format!("event-{i}").into()),
+            );
+        }
+        drained(&outbox.inner).await;
+    };
+    tokio::select! {
+        () = service => {}
+        result = relay.run(&producer, &outbox, poll, &retry) => panic!("the relay stopped: {result:?}"),
+    }
+    let rows = ROWS + 3;
+    assert_eq!(
+        outbox.failures.load(Ordering::SeqCst),
+        0,
+        "both failures retried"
+    );
+    assert_eq!(relay.stats().snapshot().outbox_relayed, rows);
+    let records = read_committed(&cluster, "events", 3).await;
+    let mut ids: Vec<u64> = records
+        .iter()
+        .map(|r| header(r, "outbox-id").parse().expect("id"))
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=rows).collect::<Vec<_>>(), "each row once");
+
+    // A newer relay with the same transactional id fences this one: its run ends at once
+    // with the error, not retried.
+    let newer = Process::new(&cluster).producer(config);
+    within(newer.init_transactions()).await.expect("init");
+    outbox.inner.insert("events", None, Some("late".into()));
+    let error = within(relay.run(&producer, &outbox, poll, &retry))
+        .await
+        .expect_err("fenced");
+    assert_eq!(error.attempts, 1, "{error:?}");
+    assert!(matches!(error.reason, GiveUp::NotRetriable(_)), "{error:?}");
+    assert_eq!(outbox.inner.unsent(), 1, "the fenced relay marked nothing");
+    newer.close().await;
 }
 
 // ---------------------------------------------------------------------------------------
