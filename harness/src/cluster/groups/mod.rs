@@ -22,19 +22,36 @@
 //!
 //! # Mixed groups
 //!
-//! Kafka 4.x's `group.consumer.migration.policy` defaults to `bidirectional`: a classic
-//! group whose members use the consumer protocol is converted, members and all, when a
-//! ConsumerGroupHeartbeat joins it, and back when its last KIP-848 member leaves. The
-//! harness converts what Kafka converts under every policy, empty groups: an empty classic
-//! group (or one with only offsets) becomes a consumer group at the first
-//! ConsumerGroupHeartbeat, an empty consumer group a classic one at the first JoinGroup;
-//! offsets stay. A group with live members of the other protocol is refused as Kafka
-//! refuses it when the policy forbids the conversion ([`MigrationPolicy::Disabled`]):
-//! GROUP_ID_NOT_FOUND to ConsumerGroupHeartbeat ("Group g is not a consumer group"), and
-//! INCONSISTENT_GROUP_PROTOCOL to a JoinGroup (the harness does not serve classic members
-//! inside a consumer group). [`GroupConfig::migration_policy`] says which of Kafka's
-//! policies the harness follows; only `Disabled` is served.
+//! Kafka 4.x's `group.consumer.migration.policy` defaults to `bidirectional`, and so does
+//! [`GroupConfig::migration_policy`] ([`MigrationPolicy`]):
 //!
+//! - **Empty groups** change type under every policy: an empty classic group (or one with
+//!   only offsets) becomes a consumer group at the first ConsumerGroupHeartbeat, an empty
+//!   consumer group a classic one at the first JoinGroup; offsets stay.
+//! - **Upgrade** (`bidirectional`, `upgrade`): a ConsumerGroupHeartbeat joining a classic
+//!   group with members that all use the `consumer` protocol type converts it with its
+//!   members (Kafka's `convertToConsumerGroup`): each becomes a classic member of a
+//!   consumer group, Stable at the generation with its last assignment as its target; the
+//!   requests waiting in a rebalance are answered REBALANCE_IN_PROGRESS. Refused
+//!   (another protocol type, more members than `group.consumer.max.size`, or the policy):
+//!   GROUP_ID_NOT_FOUND, "Group g is not a consumer group.".
+//! - **Classic members in a consumer group** (every policy, as in Kafka): a JoinGroup of
+//!   the `consumer` protocol type to a consumer group with members is served by the
+//!   consumer group ([`consumer`]'s `mixed` module): answered at once with the member
+//!   epoch as generation and no leader; the SyncGroup returns the member's assigned
+//!   partitions; Heartbeat answers REBALANCE_IN_PROGRESS when the member must rejoin. A
+//!   JoinGroup of another protocol type, or with no protocol every classic member
+//!   supports, is INCONSISTENT_GROUP_PROTOCOL.
+//! - **Downgrade** (`bidirectional`, `downgrade`): when the last member speaking the
+//!   consumer protocol leaves (or is fenced) and classic members remain, the group
+//!   becomes a classic group with them, Stable at the group epoch with their target
+//!   assignments, and rebalances at once (Kafka's `convertToClassicGroup`). Under the
+//!   other policies it stays a consumer group of classic members.
+//!
+//! Not done: the downgrade Kafka makes when a static classic member replaces the last
+//! consumer-protocol static member with its instance id (the member is replaced; the group
+//! stays a consumer group).
+
 //! # How requests wait
 //!
 //! A JoinGroup or SyncGroup that cannot be answered yet waits in the purgatory (its handler
