@@ -665,7 +665,7 @@ impl ClassicGroup {
     /// Kafka's `ClassicGroup.fromConsumerGroup`: the classic group a consumer group whose
     /// members all speak the classic protocol becomes, Stable at `generation` (the group
     /// epoch) with those members and their assignments (the first added leads); written to
-    /// the log as Kafka writes it. [`Self::rebalance_after_downgrade`] then starts it.
+    /// the log as Kafka writes it. [`Self::start_after_downgrade`] then starts it.
     pub fn from_consumer(id: Arc<str>, generation: i32, members: Vec<ClassicMember>) -> Self {
         let mut group = Self::new(id);
         group.generation = generation;
@@ -681,14 +681,17 @@ impl ClassicGroup {
         group
     }
 
-    /// After [`Self::from_consumer`] (Kafka's `convertToClassicGroup` with a leaving
-    /// member): every member's session starts, and the group rebalances.
-    pub fn rebalance_after_downgrade(&mut self, ops: &mut Ops<'_>) {
+    /// After [`Self::from_consumer`] (Kafka's `convertToClassicGroup`): every member's
+    /// session starts, and the group rebalances when a member left (`rebalance`), not when
+    /// a static member was replaced.
+    pub fn start_after_downgrade(&mut self, rebalance: bool, ops: &mut Ops<'_>) {
         let ids: Vec<Arc<str>> = self.members.keys().cloned().collect();
         for id in &ids {
             self.reschedule_heartbeat(id, None, ops);
         }
-        self.prepare_rebalance(ops);
+        if rebalance {
+            self.prepare_rebalance(ops);
+        }
     }
 
     /// Kafka's `completeAllJoinFutures` and `completeAllSyncFutures` with `error` (the

@@ -417,9 +417,11 @@ pub struct ConsumerGroup {
     classic_members: usize,
     /// How many classic-protocol members support each protocol name.
     classic_protocols: HashMap<Arc<str>, usize>,
-    /// Set by a fencing that leaves only classic members behind under a policy that allows
-    /// the downgrade: the coordinator converts the group to a classic one after the step.
-    downgrade: bool,
+    /// Set by a step after which the group becomes a classic group (a fencing that leaves
+    /// only classic members behind, or a static classic member replacing the last
+    /// consumer-protocol one, under a policy that allows the downgrade): whether the
+    /// classic group then rebalances. The coordinator converts it after the step.
+    downgrade: Option<bool>,
     bytes: usize,
 }
 
@@ -442,7 +444,7 @@ impl ConsumerGroup {
             assignor_counts: BTreeMap::new(),
             classic_members: 0,
             classic_protocols: HashMap::new(),
-            downgrade: false,
+            downgrade: None,
             bytes: 0,
         }
     }
@@ -1025,7 +1027,7 @@ impl ConsumerGroup {
         if downgrade {
             // The coordinator converts the group after this step; Kafka does not bump the
             // epoch (the classic group's generation is the group epoch, and it rebalances).
-            self.downgrade = true;
+            self.downgrade = Some(true);
             return Ok(());
         }
         self.bump_epoch()
@@ -1085,10 +1087,10 @@ impl ConsumerGroup {
         others <= config.max_size
     }
 
-    /// Whether the last step asked for the group to become a classic group (and forgets
-    /// that it did).
-    pub fn take_downgrade(&mut self) -> bool {
-        std::mem::take(&mut self.downgrade)
+    /// Whether the last step asked for the group to become a classic group, and if so
+    /// whether that group rebalances (and forgets that it asked).
+    pub fn take_downgrade(&mut self) -> Option<bool> {
+        self.downgrade.take()
     }
 
     /// Member `id`'s session expired (Kafka's `consumerGroupSessionTimeout`).

@@ -868,3 +868,45 @@ fn a_coordinator_move_keeps_members_and_restarts_sessions() {
     let out = b.send(Hb::beat("a", 1, None)).expect("the new coordinator");
     assert_eq!(out.member_epoch, 1);
 }
+
+#[test]
+fn a_static_classic_member_replacing_the_last_consumer_member_downgrades_without_a_rebalance() {
+    let mut b = Bench::new();
+    let broker = b.coordinator();
+    let s = b.send(Hb::join("s", &["t"]).instance("i")).expect("s");
+    let all = s.assignment.expect("s holds t");
+    b.send(Hb::beat("s", 1, Some(all.clone()))).expect("s");
+    let out = joined(b.c.join_group(
+        GROUP,
+        classic_join("k", subscription(&["t"], &[])),
+        broker,
+        WaiterId(1),
+        b.now,
+    ));
+    assert_eq!(out.error_code, 0);
+    let kept = b
+        .send(Hb::beat("s", 1, Some(all)))
+        .expect("s revokes")
+        .assignment
+        .expect("what s keeps");
+    b.send(Hb::beat("s", 1, Some(kept.clone())))
+        .expect("s done");
+    // A classic consumer with s's instance id: the group becomes classic at once, Stable,
+    // with k and the newcomer holding s's partitions.
+    let mut join = classic_join("", subscription(&["t"], &[]));
+    join.instance_id = Some(Arc::from("i"));
+    let out = joined(b.c.join_group(GROUP, join, broker, WaiterId(2), b.now));
+    assert_eq!(out.error_code, 0);
+    let group = b.c.groups().group(GROUP).expect("the group");
+    let classic = group.as_classic().expect("downgraded");
+    assert_eq!(classic.state(), ClassicGroupState::Stable);
+    assert_eq!(classic.len(), 2);
+    let newcomer = classic.member(&out.member_id).expect("the newcomer");
+    assert_eq!(newcomer.instance_id.as_deref(), Some("i"));
+    let theirs = decode_assignment(&newcomer.assignment).expect("an assignment");
+    assert_eq!(
+        theirs.iter().map(|(_, ps)| ps.len()).sum::<usize>(),
+        count(&kept)
+    );
+    assert!(classic.member("k").is_some());
+}

@@ -48,9 +48,8 @@
 //!   assignments, and rebalances at once (Kafka's `convertToClassicGroup`). Under the
 //!   other policies it stays a consumer group of classic members.
 //!
-//! Not done: the downgrade Kafka makes when a static classic member replaces the last
-//! consumer-protocol static member with its instance id (the member is replaced; the group
-//! stays a consumer group).
+//! The downgrade also happens (without a rebalance) when a static classic member takes
+//! the instance id of the last consumer-protocol member, which it replaces.
 
 //! # How requests wait
 //!
@@ -587,7 +586,7 @@ impl GroupCoordinator {
         };
         let result = step(group, &mut ops);
         *bytes = bytes.saturating_sub(before).saturating_add(group.bytes());
-        if group.take_downgrade() {
+        if let Some(rebalance) = group.take_downgrade() {
             // Kafka's `convertToClassicGroup`: the last member speaking the consumer
             // protocol left; the classic members carry on in a classic group, which
             // rebalances.
@@ -602,7 +601,7 @@ impl GroupCoordinator {
                 group.group_epoch(),
                 group.to_classic_members(),
             );
-            classic.rebalance_after_downgrade(&mut ops);
+            classic.start_after_downgrade(rebalance, &mut ops);
             *bytes = bytes
                 .saturating_sub(group.bytes())
                 .saturating_add(classic.bytes());

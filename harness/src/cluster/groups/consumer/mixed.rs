@@ -286,6 +286,20 @@ impl ConsumerGroup {
                     "Malformed embedded consumer protocol in subscription deserialization.",
                 )
             })?;
+        // Kafka's `validateOnlineDowngradeWithReplacedMemberId`, on the group as it is
+        // before the step: a static classic member replacing the last consumer-protocol
+        // member turns the group into a classic group (without a rebalance).
+        let downgrade_on_replace = args.instance_id.as_ref().is_some_and(|instance| {
+            self.static_members
+                .get(instance)
+                .and_then(|id| self.members.get(id))
+                .is_some_and(|existing| {
+                    !existing.uses_classic_protocol()
+                        && self.classic_members + 1 == self.members.len()
+                        && ops.config.migration_policy.downgrade_enabled()
+                        && self.members.len() <= ops.config.max_size
+                })
+        });
         // Kafka's `getOrMaybeSubscribe{Dynamic,Static}ConsumerGroupMember` with
         // createIfNotExists: a classic member's epoch is not checked.
         let (previous, stored_as) = match &args.instance_id {
@@ -362,6 +376,14 @@ impl ConsumerGroup {
         }
         let owned = by_topic_id(&subscription.owned, catalog);
         self.reconcile(&member_id, Some(&owned), ops);
+        if downgrade_on_replace {
+            tracing::info!(
+                group = &*self.id,
+                member = &*member_id,
+                "a static classic member replaced the last consumer-protocol member"
+            );
+            self.downgrade = Some(false);
+        }
         let member = self
             .members
             .get(&member_id)
