@@ -581,6 +581,56 @@ async fn a_classic_member_that_stops_heartbeating_is_fenced_and_its_partitions_m
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_mixed_group_survives_a_coordinator_move() {
+    let cluster = cluster_with(MigrationPolicy::default()).await;
+    let t = topic_id(&cluster, "t");
+    let (node, mut conn) = coordinator(&cluster, GROUP).await;
+    let (classic, _) = stable_classic_group(&mut conn).await;
+    let a = cg_heartbeat(&mut conn, cg_join("member-a", &["t"])).await;
+    assert_eq!(a.member_epoch, 2);
+    assert_eq!(join(&mut conn, &classic, &[]).await.generation_id, 2);
+    let mine = decode_assignment(&sync(&mut conn, &classic, 2, &[]).await.assignment);
+    assert_eq!(mine.len(), 2);
+    let target = (node + 1) % 3;
+    cluster
+        .move_group_coordinator(GROUP, target)
+        .expect("moved");
+    // Both protocols are told to look for the coordinator; at the new one the group is
+    // the same consumer group with its classic member, sessions started anew.
+    assert_eq!(
+        heartbeat(&mut conn, &classic, 2).await,
+        ErrorCode::NotCoordinator.code()
+    );
+    let r = cg_heartbeat(&mut conn, cg_beat("member-a", 2, Some(&Owned::new()))).await;
+    assert_eq!(r.error_code, ErrorCode::NotCoordinator.code());
+    let (found, mut moved) = coordinator(&cluster, GROUP).await;
+    assert_eq!(found, target);
+    assert_eq!(heartbeat(&mut moved, &classic, 2).await, 0);
+    let r = cg_heartbeat(&mut moved, cg_beat("member-a", 2, Some(&Owned::new()))).await;
+    assert_eq!((r.error_code, r.member_epoch), (0, 2));
+    let theirs = cg_assignment(&r).expect("a's half");
+    assert!(theirs[&t].is_disjoint(&mine));
+    assert_eq!(theirs[&t].len(), 2);
+    assert_eq!(
+        group_type_and_state(&mut moved).await,
+        ("consumer".into(), "Stable".into())
+    );
+    // The classic member's session is its own (10 s): silent past it, it is fenced.
+    let mut epoch = r.member_epoch;
+    for _ in 0..11 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let r = cg_heartbeat(&mut moved, cg_beat("member-a", epoch, None)).await;
+        assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+        epoch = r.member_epoch;
+    }
+    assert_eq!(epoch, 3, "the fencing bumped the group epoch");
+    assert_eq!(
+        heartbeat(&mut moved, &classic, 2).await,
+        ErrorCode::UnknownMemberId.code()
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn policy_disabled_refuses_the_upgrade_and_keeps_the_consumer_group() {
     let cluster = cluster_with(MigrationPolicy::Disabled).await;
     let (_, mut conn) = coordinator(&cluster, GROUP).await;
