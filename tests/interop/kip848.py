@@ -17,6 +17,10 @@ Subcommands (each exits non-zero with a FAIL line on the first mismatch):
         they split the partitions and read N records exactly once; the consumer-protocol
         member leaves (the broker downgrades the group to classic) and the classic one takes
         every partition and reads the N records produced next
+  regex BOOTSTRAP PREFIX N GROUP
+        a group.protocol=consumer consumer subscribes to the regex ^PREFIX-.* (sent to the
+        broker, which resolves it): it gets PREFIX-a's partitions; PREFIX-b, created after it
+        joined, is matched too, and N records produced to each topic are read exactly once
   describe BOOTSTRAP TOPIC PARTITIONS GROUP
         two group.protocol=consumer consumers join GROUP; AdminClient.describe_consumer_groups
         must report type CONSUMER, state STABLE, both members with the client ids they used,
@@ -230,6 +234,42 @@ def cmd_mixed(bootstrap, topic, partitions, n, group):
     close_all(members)
 
 
+def cmd_regex(bootstrap, prefix, n, group):
+    first, later = f"{prefix}-a", f"{prefix}-b"
+    cmd_topic(bootstrap, first, 2)
+    member = consumer(bootstrap, group, "regex-0")
+    member.subscribe([f"^{prefix}-.*"])
+    members = {"regex-0": member}
+    wait_for_split(members, first, 2, "regex, one topic")
+    cmd_topic(bootstrap, later, 3)
+    wanted = {(first, p) for p in range(2)} | {(later, p) for p in range(3)}
+    deadline = time.monotonic() + TIMEOUT_S
+    while assignments(members)["regex-0"] != wanted:
+        if time.monotonic() > deadline:
+            fail(f"regex: the topic created later was never assigned: {assignments(members)}")
+        member.poll(0.1)
+    log(f"regex: ^{prefix}-.* resolved on the broker to {sorted(wanted)}")
+    produce(bootstrap, first, 2, 0, n, "rx1")
+    produce(bootstrap, later, 3, n, n, "rx2")
+    wanted_values = {f"rx1-value-{i}" for i in range(n)} | {f"rx2-value-{i}" for i in range(n, 2 * n)}
+    seen = set()
+    while len(seen) < 2 * n and time.monotonic() < deadline + TIMEOUT_S:
+        msg = member.poll(0.1)
+        if msg is None:
+            continue
+        if msg.error() is not None:
+            fail(f"regex: poll error: {msg.error()}")
+        value = msg.value().decode()
+        if value not in wanted_values or value in seen:
+            fail(f"regex: unexpected or repeated record {value!r}")
+        seen.add(value)
+        member.commit(message=msg, asynchronous=False)
+    if len(seen) < 2 * n:
+        fail(f"regex: read {len(seen)} of {2 * n} records")
+    log(f"regex: read all {2 * n} records of both topics exactly once")
+    member.close()
+
+
 def cmd_describe(bootstrap, topic, partitions, group):
     members = {f"describe-{i}": consumer(bootstrap, group, f"describe-{i}") for i in range(2)}
     for c in members.values():
@@ -291,6 +331,8 @@ def main(argv):
         cmd_consumers(args[0], args[1], int(args[2]), int(args[3]), args[4])
     elif cmd == "mixed":
         cmd_mixed(args[0], args[1], int(args[2]), int(args[3]), args[4])
+    elif cmd == "regex":
+        cmd_regex(args[0], args[1], int(args[2]), args[3])
     elif cmd == "describe":
         cmd_describe(args[0], args[1], int(args[2]), args[3])
     else:

@@ -8,6 +8,8 @@
 #     one joins (the harness upgrades the group, as Kafka 4.x's default migration policy
 #     `bidirectional` does), both read; the consumer-protocol one leaves (the group is
 #     downgraded to classic) and the classic one reads on alone;
+#   - a regex subscription (^kip848-rx-.*), resolved by the broker, a topic created later
+#     matched too;
 #   - AdminClient.describe_consumer_groups on a KIP-848 group: type CONSUMER, its members
 #     and assignments.
 #
@@ -85,6 +87,10 @@ timeout "$step_timeout" python3 "$here/kip848.py" consumers "$bootstrap" kip848-
 log "a mixed group: classic and consumer protocol members (upgrade, then downgrade)"
 timeout "$step_timeout" python3 "$here/kip848.py" mixed "$bootstrap" kip848-mixed \
     "$partitions" "$messages" kip848-mixed-group || fail "the mixed group step"
+
+log "a regex subscription resolved on the broker, a matching topic created later"
+timeout "$step_timeout" python3 "$here/kip848.py" regex "$bootstrap" kip848-rx "$messages" \
+    kip848-regex-group || fail "the regex step"
 
 log "describe_consumer_groups on a KIP-848 group"
 timeout "$step_timeout" python3 "$here/kip848.py" describe "$bootstrap" kip848-describe \
