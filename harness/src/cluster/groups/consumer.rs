@@ -772,6 +772,9 @@ impl ConsumerGroup {
         }
         member.client_id = args.client_id.clone();
         member.client_host = args.client_host.clone();
+        // A ConsumerGroupHeartbeat speaks the consumer protocol (Kafka clears the classic
+        // metadata of whoever sends one).
+        member.classic = None;
         if member.bytes() > ops.config.max_member_bytes {
             return Err(GroupError::new(
                 ErrorCode::UnknownServerError,
