@@ -4,7 +4,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`classic`] | a classic group (JoinGroup/SyncGroup/Heartbeat/LeaveGroup): Kafka's state machine |
-//! | [`consumer`] | a KIP-848 consumer group (ConsumerGroupHeartbeat): epochs, reconciliation |
+//! | [`consumer`] | a KIP-848 consumer group (ConsumerGroupHeartbeat): epochs, reconciliation; its `mixed` module: classic members inside it, the upgrade and downgrade |
 //! | [`assignors`] | the consumer groups' server-side assignors, `uniform` and `range` |
 //! | [`timers`] | keyed deadlines: sessions, join and sync phases, revocations |
 //!
