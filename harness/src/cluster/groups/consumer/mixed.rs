@@ -457,15 +457,27 @@ impl ConsumerGroup {
         Ok(member)
     }
 
-    /// Kafka's `throwIfRebalanceInProgress`: a group epoch past the member's (unless it is
-    /// revoking) means it must rejoin; its join deadline starts unless it runs already.
-    fn check_rebalance(&self, member: &ConsumerMember, ops: &mut Ops<'_>) -> Result<(), ErrorCode> {
-        let waiting_for_released = member.state == MemberState::UnreleasedPartitions
-            && !self.waiting_on_unreleased(member);
-        if self.group_epoch > member.member_epoch
-            && member.state != MemberState::UnrevokedPartitions
-            || waiting_for_released
-        {
+    /// Whether a classic member must rejoin: for a SyncGroup (Kafka's
+    /// `throwIfRebalanceInProgress`), when the group epoch passed the member's and it is not
+    /// revoking; for a Heartbeat (`classicGroupHeartbeatToConsumerGroup`), also while it must
+    /// revoke, or once partitions it waited for were released. Its join deadline then
+    /// starts, unless it runs already.
+    fn check_rebalance(
+        &self,
+        member: &ConsumerMember,
+        heartbeat: bool,
+        ops: &mut Ops<'_>,
+    ) -> Result<(), ErrorCode> {
+        let rejoin = if heartbeat {
+            member.member_epoch < self.group_epoch
+                || member.state == MemberState::UnrevokedPartitions
+                || (member.state == MemberState::UnreleasedPartitions
+                    && !self.waiting_on_unreleased(member))
+        } else {
+            self.group_epoch > member.member_epoch
+                && member.state != MemberState::UnrevokedPartitions
+        };
+        if rejoin {
             let key = TimerKey::ConsumerJoin(self.id.clone(), member.member_id.clone());
             if !ops.timers.is_scheduled(&key) {
                 let timeout = super::super::classic::ms(member.rebalance_timeout_ms);
@@ -512,7 +524,7 @@ impl ConsumerGroup {
         {
             return sync_error(ErrorCode::InconsistentGroupProtocol);
         }
-        if let Err(code) = self.check_rebalance(&member, ops) {
+        if let Err(code) = self.check_rebalance(&member, false, ops) {
             return sync_error(code);
         }
         let id = &member.member_id;
@@ -557,7 +569,7 @@ impl ConsumerGroup {
             TimerKey::ConsumerSession(self.id.clone(), member.member_id.clone()),
             ops.now + member_session_timeout(&member, ops.config),
         );
-        self.check_rebalance(&member, ops)
+        self.check_rebalance(&member, true, ops)
     }
 
     /// Kafka's `classicGroupLeaveToConsumerGroup`: each classic member named leaves; the
