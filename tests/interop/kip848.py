@@ -11,12 +11,14 @@ Subcommands (each exits non-zero with a FAIL line on the first mismatch):
         committed synchronously as it is read; then one consumer closes (leaves the group),
         the other two take over its partitions, and the N records produced next are read
         exactly once by them
-  mixed BOOTSTRAP TOPIC PARTITIONS N GROUP
+  mixed BOOTSTRAP TOPIC PARTITIONS N GROUP [STRATEGY]
         a group.protocol=classic consumer forms GROUP, a group.protocol=consumer consumer
         joins it (the broker upgrades the group to a consumer group with its classic member),
         they split the partitions and read N records exactly once; the consumer-protocol
         member leaves (the broker downgrades the group to classic) and the classic one takes
-        every partition and reads the N records produced next
+        every partition and reads the N records produced next; STRATEGY is the classic
+        consumer's partition.assignment.strategy (default range, eager; cooperative-sticky
+        sends the partitions it owns when it rejoins)
   regex BOOTSTRAP PREFIX N GROUP
         a group.protocol=consumer consumer subscribes to the regex ^PREFIX-.* (sent to the
         broker, which resolves it): it gets PREFIX-a's partitions; PREFIX-b, created after it
@@ -54,7 +56,7 @@ def log(message):
     print(f"kip848: {message}", flush=True)
 
 
-def consumer(bootstrap, group, name, protocol="consumer"):
+def consumer(bootstrap, group, name, protocol="consumer", strategy=None):
     conf = {
         "bootstrap.servers": bootstrap,
         "group.id": group,
@@ -67,6 +69,8 @@ def consumer(bootstrap, group, name, protocol="consumer"):
     if protocol == "classic":
         conf["session.timeout.ms"] = 10000
         conf["heartbeat.interval.ms"] = 500
+        if strategy:
+            conf["partition.assignment.strategy"] = strategy
     if DEBUG:
         conf["debug"] = DEBUG
     return Consumer(conf)
@@ -210,8 +214,9 @@ def expect_type(bootstrap, group, wanted, members, what):
     log(f"{what}: {group} is a {wanted} group with {members} members")
 
 
-def cmd_mixed(bootstrap, topic, partitions, n, group):
-    classic = consumer(bootstrap, group, "mixed-classic", protocol="classic")
+def cmd_mixed(bootstrap, topic, partitions, n, group, strategy):
+    log(f"the classic consumer's partition.assignment.strategy: {strategy}")
+    classic = consumer(bootstrap, group, "mixed-classic", protocol="classic", strategy=strategy)
     classic.subscribe([topic])
     members = {"mixed-classic": classic}
     wait_for_split(members, topic, partitions, "classic consumer alone")
@@ -330,7 +335,7 @@ def main(argv):
     elif cmd == "consumers":
         cmd_consumers(args[0], args[1], int(args[2]), int(args[3]), args[4])
     elif cmd == "mixed":
-        cmd_mixed(args[0], args[1], int(args[2]), int(args[3]), args[4])
+        cmd_mixed(args[0], args[1], int(args[2]), int(args[3]), args[4], args[5] if len(args) > 5 else "range")
     elif cmd == "regex":
         cmd_regex(args[0], args[1], int(args[2]), args[3])
     elif cmd == "describe":

@@ -4,7 +4,8 @@
 #   - a 6-partition topic created with AdminClient.create_topics;
 #   - three consumer-protocol members split the partitions, read N records exactly once with
 #     synchronous commits, one leaves and the other two read the next N exactly once;
-#   - a mixed group: a group.protocol=classic consumer forms the group, a consumer-protocol
+#   - a mixed group (twice: the classic consumer eager with range, then cooperative-sticky):
+#     a group.protocol=classic consumer forms the group, a consumer-protocol
 #     one joins (the harness upgrades the group, as Kafka 4.x's default migration policy
 #     `bidirectional` does), both read; the consumer-protocol one leaves (the group is
 #     downgraded to classic) and the classic one reads on alone;
@@ -75,7 +76,7 @@ done
 log "cluster at $bootstrap"
 
 step_timeout=$((INTEROP_TIMEOUT * 4 + 60))
-for topic in kip848-consumers kip848-mixed kip848-describe; do
+for topic in kip848-consumers kip848-mixed-range kip848-mixed-cooperative-sticky kip848-describe; do
     timeout "$step_timeout" python3 "$here/kip848.py" topic "$bootstrap" "$topic" "$partitions" ||
         fail "creating $topic"
 done
@@ -84,9 +85,12 @@ log "three group.protocol=consumer members, one leaves ($messages records per ph
 timeout "$step_timeout" python3 "$here/kip848.py" consumers "$bootstrap" kip848-consumers \
     "$partitions" "$messages" kip848-group || fail "the consumer-protocol group step"
 
-log "a mixed group: classic and consumer protocol members (upgrade, then downgrade)"
-timeout "$step_timeout" python3 "$here/kip848.py" mixed "$bootstrap" kip848-mixed \
-    "$partitions" "$messages" kip848-mixed-group || fail "the mixed group step"
+for strategy in range cooperative-sticky; do
+    log "a mixed group: classic ($strategy) and consumer protocol members (upgrade, then downgrade)"
+    timeout "$step_timeout" python3 "$here/kip848.py" mixed "$bootstrap" "kip848-mixed-$strategy" \
+        "$partitions" "$messages" "kip848-mixed-$strategy" "$strategy" ||
+        fail "the mixed group step ($strategy)"
+done
 
 log "a regex subscription resolved on the broker, a matching topic created later"
 timeout "$step_timeout" python3 "$here/kip848.py" regex "$bootstrap" kip848-rx "$messages" \
