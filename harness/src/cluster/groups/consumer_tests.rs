@@ -910,3 +910,24 @@ fn a_static_classic_member_replacing_the_last_consumer_member_downgrades_without
     );
     assert!(classic.member("k").is_some());
 }
+
+#[test]
+fn the_migration_policy_defaults_to_kafkas_and_parses_its_names() {
+    assert_eq!(
+        GroupConfig::default().migration_policy,
+        MigrationPolicy::Bidirectional
+    );
+    for (name, policy, upgrade, downgrade) in [
+        ("bidirectional", MigrationPolicy::Bidirectional, true, true),
+        ("UPGRADE", MigrationPolicy::Upgrade, true, false),
+        (" Downgrade ", MigrationPolicy::Downgrade, false, true),
+        ("disabled", MigrationPolicy::Disabled, false, false),
+    ] {
+        assert_eq!(MigrationPolicy::parse(name), Some(policy));
+        assert_eq!(
+            (policy.upgrade_enabled(), policy.downgrade_enabled()),
+            (upgrade, downgrade)
+        );
+    }
+    assert_eq!(MigrationPolicy::parse("sideways"), None);
+}
