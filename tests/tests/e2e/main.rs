@@ -13,6 +13,7 @@ mod groups;
 mod hostile_input;
 mod idempotence;
 mod kip848_coordinator;
+mod kip848_mixed;
 mod lab;
 mod librdkafka_scenarios;
 mod patterns;
