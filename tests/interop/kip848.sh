@@ -50,11 +50,11 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 python3 -c 'import confluent_kafka' 2>/dev/null ||
-    fail "confluent-kafka not installed (python3 -m pip install confluent-kafka==2.16.1)"
+    fail "confluent-kafka not installed (python3 -m pip install -r tests/interop/requirements.txt)"
 log "confluent-kafka $(python3 -c 'import confluent_kafka as c, importlib.metadata as m; print(m.version("confluent-kafka"), "with librdkafka", c.libversion()[0])')"
 
 if [[ -z "${FRANZY_BIN:-}" ]]; then
-    (cd "$root" && cargo build --quiet -p franzy-cli --bin franzy)
+    (cd "$root" && cargo build -q --workspace --bins --examples)
     FRANZY_BIN="$root/target/debug/franzy"
 fi
 # A heartbeat every 500 ms (Kafka's default is 5 s) so that reconciliation takes rounds of
