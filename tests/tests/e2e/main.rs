@@ -14,6 +14,7 @@ mod hostile_input;
 mod idempotence;
 mod kip848_consumer;
 mod kip848_coordinator;
+mod kip848_mixed;
 mod lab;
 mod librdkafka_scenarios;
 mod patterns;
