@@ -42,13 +42,13 @@ cleanup() {
 trap cleanup EXIT
 
 python3 -c 'import confluent_kafka' 2>/dev/null || {
-    echo "kip848-vs-mock: FAIL: python3 has no confluent_kafka (pip install confluent-kafka==2.16.1)" >&2
+    echo "kip848-vs-mock: FAIL: python3 has no confluent_kafka (python3 -m pip install -r tests/interop/requirements.txt)" >&2
     exit 1
 }
 echo "kip848-vs-mock: confluent-kafka $(python3 -c 'import confluent_kafka as c; print(c.version()[0], "librdkafka", c.libversion()[0])')"
 franzy="${FRANZY_BIN:-}"
 if [[ -z "$franzy" ]]; then
-    (cd "$root" && cargo build -q -p franzy-cli --bin franzy)
+    (cd "$root" && cargo build -q --workspace --bins --examples)
     franzy="$target_dir/debug/franzy"
 fi
 
