@@ -159,6 +159,7 @@ impl<T> ProducerEngine<T> {
     /// explicit partition the topic's known metadata does not have is given back, for
     /// `send` to refuse at once.
     #[allow(clippy::result_large_err)] // the record goes back to the caller as it came
+    #[inline]
     pub fn append(
         &mut self,
         new: NewRecord<T>,
