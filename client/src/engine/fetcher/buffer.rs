@@ -54,6 +54,18 @@ impl Fetcher {
         }
     }
 
+    /// Whether `bytes`, a batch of `tp` from [`Fetcher::take_undecoded`], is still buffered
+    /// raw: a driver that decodes ahead batch by batch skips those `poll_event` has reached
+    /// (decoded, or consumed) meanwhile, or that a seek dropped.
+    pub fn is_undecoded(&self, tp: &TopicPartition, bytes: &Bytes) -> bool {
+        self.partitions.get(tp).is_some_and(|state| {
+            state.buffer.iter().any(|b| {
+                matches!(b, Buffered::Raw(raw)
+                    if raw.bytes.as_ptr() == bytes.as_ptr() && raw.bytes.len() == bytes.len())
+            })
+        })
+    }
+
     /// The decode limits, for [`decode_ahead`].
     pub fn decode_limits(&self) -> DecodeLimits {
         self.config.decode_limits
