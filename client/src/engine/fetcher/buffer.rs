@@ -17,6 +17,7 @@ impl Fetcher {
     /// partition's error; before those, an outage ([`Error::BrokerUnreachable`],
     /// [`Error::AllBrokersDown`]) once per failure episode. Partitions take turns batch by
     /// batch; paused ones are skipped.
+    #[inline]
     pub fn poll_event(&mut self) -> Option<Result<ConsumerEvent, Error>> {
         if let Some((_, error)) = self.outage_errors.pop_front() {
             return Some(Err(error));
@@ -71,6 +72,7 @@ impl Fetcher {
         self.config.decode_limits
     }
 
+    #[inline]
     fn poll_event_inner(&mut self) -> Option<Result<ConsumerEvent, Error>> {
         let count = self.partitions.len();
         // One full turn over the partitions, plus the one we started at.
@@ -99,6 +101,7 @@ impl Fetcher {
     }
 
     /// The next event of one partition; also whether a buffered batch was finished.
+    #[inline]
     fn next_from(
         tp: &TopicPartition,
         state: &mut PartitionState,
