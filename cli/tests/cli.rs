@@ -157,8 +157,18 @@ fn bad_arguments_are_errors_not_panics() {
         ),
         (&["-t", "t", "-G", "g", "-p", "0"][..], "-p and -G"),
         (
-            &["-t", "t", "-G", "g", "-X", "group.protocol=consumer"][..],
-            "group.protocol",
+            // As Java: the KIP-848 protocol refuses the classic keys set explicitly.
+            &[
+                "-t",
+                "t",
+                "-G",
+                "g",
+                "-X",
+                "group.protocol=consumer",
+                "-X",
+                "session.timeout.ms=6000",
+            ][..],
+            "session.timeout.ms cannot be set when group.protocol=CONSUMER",
         ),
         (&["-t", "^(", "-G", "g"][..], "bad topic pattern"),
     ] {

@@ -31,7 +31,7 @@
 //!   `ssl.truststore.type=JKS`, a Java partitioner class), is an [`Error::Config`] naming the
 //!   key: going on unauthenticated or with records in other partitions would be wrong, not
 //!   merely different.
-//! - **Known keys franzy ignores** (not implemented yet, such as `group.remote.assignor`, or meaningless
+//! - **Known keys franzy ignores** (not implemented yet, such as `max.poll.records`, or meaningless
 //!   here, such as `key.serializer`) are kept as text ([`Config::ignored`], [`Config::get`])
 //!   and logged once, at warn level, when set: `ignored: KEY (not supported)`, with the
 //!   reason in the event's `reason` field. A value that asks for nothing franzy does not do
@@ -156,6 +156,27 @@ impl OffsetReset {
     }
 }
 
+/// The consumer group protocol (`group.protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GroupProtocol {
+    /// `classic`: JoinGroup, SyncGroup and Heartbeat; the group's leader assigns with
+    /// `partition.assignment.strategy`.
+    Classic,
+    /// `consumer`: KIP-848's ConsumerGroupHeartbeat; the broker assigns, incrementally
+    /// (`group.remote.assignor` picks its assignor).
+    Consumer,
+}
+
+impl GroupProtocol {
+    /// The value as the `group.protocol` property spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Classic => "classic",
+            Self::Consumer => "consumer",
+        }
+    }
+}
+
 /// Which records a consumer sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IsolationLevel {
@@ -231,7 +252,13 @@ pub struct Config {
     pub(crate) transaction_timeout: Duration,
     pub(crate) group_id: Option<String>,
     pub(crate) group_instance_id: Option<String>,
+    /// `group.protocol`.
+    pub(crate) group_protocol: GroupProtocol,
+    /// `group.remote.assignor` (KIP-848's `ServerAssignor`).
+    pub(crate) group_remote_assignor: Option<String>,
+    /// Derived from `given.session_timeout` by [`Config::settle`].
     pub(crate) session_timeout: Duration,
+    /// Derived from `given.heartbeat_interval` by [`Config::settle`].
     pub(crate) heartbeat_interval: Duration,
     pub(crate) max_poll_interval: Duration,
     /// `partition.assignment.strategy`, as given (Java class or protocol names).
@@ -256,7 +283,15 @@ struct Given {
     reconnect_backoff: Option<Duration>,
     reconnect_backoff_max: Option<Duration>,
     max_response_size: Option<usize>,
+    /// Set explicitly: `group.protocol=consumer` refuses these (Java's
+    /// `CONSUMER_PROTOCOL_UNSUPPORTED_CONFIGS`).
+    session_timeout: Option<Duration>,
+    heartbeat_interval: Option<Duration>,
+    assignment_strategy: bool,
 }
+
+const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(45);
+const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
 
 const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
 const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(100);
@@ -301,8 +336,10 @@ impl Default for Config {
             transaction_timeout: Duration::from_secs(60),
             group_id: None,
             group_instance_id: None,
-            session_timeout: Duration::from_secs(45),
-            heartbeat_interval: Duration::from_secs(3),
+            group_protocol: GroupProtocol::Classic,
+            group_remote_assignor: None,
+            session_timeout: DEFAULT_SESSION_TIMEOUT,
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             max_poll_interval: Duration::from_secs(300),
             assignment_strategy: vec![
                 "org.apache.kafka.clients.consumer.RangeAssignor".into(),
@@ -495,11 +532,22 @@ impl Config {
         group_instance_id(impl Into<String>)
             => group_instance_id via non_empty,
             key "group.instance.id", default "";
+        /// The group protocol: [`GroupProtocol::Consumer`] (KIP-848) takes the session
+        /// timeout, the heartbeat interval and the assignor from the broker, and refuses
+        /// `session.timeout.ms`, `heartbeat.interval.ms` and
+        /// `partition.assignment.strategy` set explicitly (as Java does).
+        group_protocol(GroupProtocol) => group_protocol,
+            key "group.protocol", default "classic";
+        /// The server-side assignor a `group.protocol=consumer` member asks for (Kafka
+        /// has `uniform` and `range`); empty: the broker's default. An error with the
+        /// classic protocol.
+        group_remote_assignor(impl Into<String>) => group_remote_assignor via non_empty,
+            key "group.remote.assignor", default "";
         /// How long the coordinator waits for a heartbeat before removing the member.
-        session_timeout(Duration) => session_timeout via capped,
+        session_timeout(Duration) => given.session_timeout via |t| Some(capped(t)),
             key "session.timeout.ms", default "45000";
         /// Time between heartbeats (sent by a background task); below the session timeout.
-        heartbeat_interval(Duration) => heartbeat_interval via capped,
+        heartbeat_interval(Duration) => given.heartbeat_interval via |t| Some(capped(t)),
             key "heartbeat.interval.ms", default "3000";
         /// Longest time between two `recv` calls before the member leaves the group; also
         /// the rebalance timeout.
@@ -740,7 +788,8 @@ impl Config {
                 "must exceed fetch.max.bytes by at least 64 KiB of response overhead",
             ));
         }
-        if self.group_id.is_some() {
+        self.validate_group_protocol()?;
+        if self.group_id.is_some() && self.group_protocol == GroupProtocol::Classic {
             if self.heartbeat_interval >= self.session_timeout {
                 return Err(Error::config(
                     "heartbeat.interval.ms",
@@ -757,9 +806,59 @@ impl Config {
         Ok(())
     }
 
+    /// Java's `ConsumerConfig.checkUnsupportedConfigsPostProcess` (Kafka 4.x): a key the
+    /// chosen group protocol does not use, set explicitly, is an error naming every such
+    /// key (`group.remote.assignor` with `classic`; `partition.assignment.strategy`,
+    /// `heartbeat.interval.ms`, `session.timeout.ms` with `consumer`, which the broker's
+    /// group config decides).
+    fn validate_group_protocol(&self) -> Result<(), Error> {
+        let set: Vec<&str> = match self.group_protocol {
+            GroupProtocol::Classic => self
+                .group_remote_assignor
+                .as_ref()
+                .map(|_| "group.remote.assignor")
+                .into_iter()
+                .collect(),
+            GroupProtocol::Consumer => [
+                (
+                    "partition.assignment.strategy",
+                    self.given.assignment_strategy,
+                ),
+                (
+                    "heartbeat.interval.ms",
+                    self.given.heartbeat_interval.is_some(),
+                ),
+                ("session.timeout.ms", self.given.session_timeout.is_some()),
+            ]
+            .into_iter()
+            .filter(|(_, set)| *set)
+            .map(|(key, _)| key)
+            .collect(),
+        };
+        match set.first() {
+            None => Ok(()),
+            Some(first) => Err(Error::config(
+                *first,
+                format!(
+                    "{} cannot be set when group.protocol={}",
+                    set.join(", "),
+                    self.group_protocol.name().to_uppercase()
+                ),
+            )),
+        }
+    }
+
     /// Derives the settings Java derives from others, from what was set (`given`) and the
     /// rest; runs after every change, so the order of setting does not matter.
     fn settle(&mut self) {
+        self.session_timeout = self
+            .given
+            .session_timeout
+            .unwrap_or(DEFAULT_SESSION_TIMEOUT);
+        self.heartbeat_interval = self
+            .given
+            .heartbeat_interval
+            .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL);
         let floor = self.linger.saturating_add(self.request_timeout);
         self.delivery_timeout = self
             .given
@@ -959,6 +1058,7 @@ mod tests {
             "group.id" => "audit",
             "group.instance.id" => "audit-1",
             "group.protocol" => "CLASSIC",
+            "group.remote.assignor" => "uniform",
             "session.timeout.ms" => "10000",
             "heartbeat.interval.ms" => "1000",
             "max.poll.interval.ms" => "60000",
@@ -1147,7 +1247,7 @@ mod tests {
             ("topic.metadata.refresh.interval.ms", "never"),
             ("receive.message.max.bytes", "1e9"),
             ("socket.timeout.ms", "1s"),
-            ("group.protocol", "consumer"),
+            ("group.protocol", "cooperative"),
             ("partition.assignment.strategy", "com.example.MyAssignor"),
             ("partition.assignment.strategy", ""),
             ("session.timeout.ms", "soon"),
@@ -1283,18 +1383,86 @@ mod tests {
     }
 
     #[test]
+    fn group_protocol_refuses_the_keys_it_does_not_use_as_java_does() -> Result<(), Error> {
+        // Any case, as Java's `GroupProtocol.valueOf(toUpperCase)`.
+        let consumer = Config::new("a:1")
+            .group_id("g")
+            .set("group.protocol", "CONSUMER")?;
+        assert_eq!(consumer.group_protocol, GroupProtocol::Consumer);
+        assert_eq!(consumer.get("group.protocol").as_deref(), Some("consumer"));
+        consumer.validate()?;
+        // The defaults do not count: only keys set explicitly (Java's `originals()`).
+        let assigned = consumer.clone().set("group.remote.assignor", "uniform")?;
+        assigned.validate()?;
+        assert_eq!(assigned.group_remote_assignor.as_deref(), Some("uniform"));
+        for (key, value) in [
+            ("session.timeout.ms", "10000"),
+            ("heartbeat.interval.ms", "1000"),
+            ("partition.assignment.strategy", "range"),
+        ] {
+            let err = consumer
+                .clone()
+                .set(key, value)?
+                .validate()
+                .expect_err("refused");
+            assert!(
+                matches!(&err, Error::Config { key: k, .. } if k == key),
+                "{err}"
+            );
+            assert!(
+                err.to_string()
+                    .contains(&format!("{key} cannot be set when group.protocol=CONSUMER")),
+                "{err}"
+            );
+        }
+        // Every key at fault is named, the first in Java's order is the error's key.
+        let err = consumer
+            .clone()
+            .session_timeout(Duration::from_secs(10))
+            .heartbeat_interval(Duration::from_secs(1))
+            .validate()
+            .expect_err("refused");
+        assert!(
+            err.to_string().contains(
+                "heartbeat.interval.ms, session.timeout.ms cannot be set when \
+                 group.protocol=CONSUMER"
+            ),
+            "{err}"
+        );
+        // The classic protocol refuses the remote assignor.
+        let err = Config::new("a:1")
+            .set("group.remote.assignor", "uniform")?
+            .validate()
+            .expect_err("refused");
+        assert!(
+            matches!(&err, Error::Config { key, .. } if key == "group.remote.assignor"),
+            "{err}"
+        );
+        assert!(err
+            .to_string()
+            .contains("group.remote.assignor cannot be set when group.protocol=CLASSIC"));
+        // ... and takes the classic keys as before.
+        Config::new("a:1")
+            .group_id("g")
+            .session_timeout(Duration::from_secs(10))
+            .partition_assignment_strategy(["range"])?
+            .validate()?;
+        Ok(())
+    }
+
+    #[test]
     fn ignored_keys_are_kept_and_warned_about_once() -> Result<(), Error> {
         // Registers the warning callsites first: a callsite registered by another test's
         // thread while the recorder below is installed could cache "not interested".
         let _ = Config::new("a:1")
-            .set("group.remote.assignor", "warm")
+            .set("max.poll.records", "warm")
             .and_then(|c| c.set("warm.unknown.key", "x"))
             .and_then(|c| c.set("lingerms", "5"));
         let mut config = Config::new("a:1");
         let lines = warnings(|| {
             config = Config::new("a:1")
-                .set("group.remote.assignor", "uniform")
-                .and_then(|c| c.set("group.remote.assignor", "range"))
+                .set("max.poll.records", "uniform")
+                .and_then(|c| c.set("max.poll.records", "range"))
                 .and_then(|c| c.set("sasl.oauthbearer.client.id", "app"))
                 .and_then(|c| c.set("check.crcs", "true"))
                 .and_then(|c| c.set("interceptor.classes", ""))
@@ -1306,15 +1474,13 @@ mod tests {
             // Clones and clients built later do not warn again.
             let clone = config
                 .clone()
-                .set("group.remote.assignor", "again")
+                .set("max.poll.records", "again")
                 .expect("accepted");
             clone.validate().expect("valid");
         });
         let warned: Vec<&str> = lines.iter().map(String::as_str).collect();
         assert_eq!(warned.len(), 5, "{warned:#?}");
-        assert!(
-            warned[0].starts_with("WARN ignored: group.remote.assignor (not supported) reason=")
-        );
+        assert!(warned[0].starts_with("WARN ignored: max.poll.records (not supported) reason="));
         assert!(warned[1].starts_with("WARN ignored: sasl.oauthbearer.client.id (not supported)"));
         assert!(warned[2].starts_with("WARN ignored: interceptor.classes (not supported)"));
         assert_eq!(warned[3], "WARN ignored: schema.registry.url (unknown)");
@@ -1327,7 +1493,7 @@ mod tests {
         assert_eq!(
             kept,
             vec![
-                ("group.remote.assignor", "range"),
+                ("max.poll.records", "range"),
                 ("sasl.oauthbearer.client.credentials.client.id", "app"),
                 ("check.crcs", "true"),
                 ("interceptor.classes", "com.example.Other"),
@@ -1335,10 +1501,7 @@ mod tests {
                 ("lingerms", "5"),
             ]
         );
-        assert_eq!(
-            config.get("group.remote.assignor").as_deref(),
-            Some("range")
-        );
+        assert_eq!(config.get("max.poll.records").as_deref(), Some("range"));
         assert_eq!(config.get("check.crcs").as_deref(), Some("true"));
         assert_eq!(
             config.get("sasl.oauthbearer.client.id").as_deref(),

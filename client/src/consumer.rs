@@ -506,6 +506,7 @@ impl Consumer {
     /// The next event (records only if `records_only`), `Ok(None)` once closed. One lock
     /// per record on the common path; rebalance steps and group errors take the slow path
     /// only when the group engine has some.
+    #[inline]
     fn poll_next(
         &self,
         cx: &mut Context<'_>,
@@ -532,6 +533,7 @@ impl Consumer {
         next
     }
 
+    #[inline]
     fn poll_next_uncounted(
         &self,
         cx: &mut Context<'_>,

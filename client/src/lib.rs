@@ -103,7 +103,7 @@ pub mod transport;
 
 pub use admin::Admin;
 pub use builder::ClientBuilder;
-pub use config::{Acks, Config, IsolationLevel, OffsetReset, Partitioner};
+pub use config::{Acks, Config, GroupProtocol, IsolationLevel, OffsetReset, Partitioner};
 pub use consumer::{
     Consumer, ConsumerBuilder, ConsumerHandle, OffsetAndMetadata, RebalanceListener,
 };

@@ -13,6 +13,11 @@
 //! Without arguments it starts an embedded 3-broker harness; `--bootstrap HOST:PORT[,...]`
 //! runs against an existing cluster (topic `orders` with 6 partitions; CI runs it against
 //! librdkafka's mock cluster, tests/interop/group_vs_mock.sh). Exits non-zero on loss.
+//!
+//! `--group-protocol consumer` (or `GROUP_PROTOCOL=consumer`) runs the same lab with the
+//! KIP-848 protocol: the one config change `group.protocol=consumer`, the broker assigning
+//! with each of its assignors in turn (`group.remote.assignor`: `uniform`, then `range`;
+//! `STRATEGIES` overrides), incrementally.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::ExitCode;
@@ -20,7 +25,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use franzy::consumer::{CallbackFuture, ConsumerHandle, RebalanceListener};
-use franzy::{Config, Consumer, OffsetReset, Producer, ProducerRecord, TopicPartition};
+use franzy::{
+    Config, Consumer, GroupProtocol, OffsetReset, Producer, ProducerRecord, TopicPartition,
+};
 use franzy_harness::Cluster;
 
 const TOPIC: &str = "orders";
@@ -40,12 +47,28 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut protocol = std::env::var("GROUP_PROTOCOL").unwrap_or_else(|_| "classic".into());
+    if let Some(at) = args.iter().position(|a| a == "--group-protocol") {
+        if at + 1 >= args.len() {
+            return Err("--group-protocol takes classic or consumer".into());
+        }
+        protocol = args.remove(at + 1);
+        args.remove(at);
+    }
+    let kip848 = match protocol.to_ascii_lowercase().as_str() {
+        "classic" => false,
+        "consumer" => true,
+        other => return Err(format!("unknown group protocol {other:?}")),
+    };
     let (cluster, bootstrap) = match args.as_slice() {
         [] => {
             let cluster = Cluster::builder()
                 .brokers(3)
                 .topic(TOPIC, PARTITIONS)
+                // KIP-848 members heartbeat at the broker's interval (Kafka's default 5 s).
+                .consumer_group_heartbeat_interval(Duration::from_secs(1))
+                .consumer_group_session_timeout(Duration::from_secs(6))
                 .build()
                 .await
                 .map_err(|e| e.to_string())?;
@@ -57,13 +80,20 @@ async fn run() -> Result<(), String> {
             println!("external cluster at {bootstrap}");
             (None, bootstrap.clone())
         }
-        _ => return Err("usage: rebalancing [--bootstrap HOST:PORT[,...]]".into()),
+        _ => return Err(
+            "usage: rebalancing [--bootstrap HOST:PORT[,...]] [--group-protocol classic|consumer]"
+                .into(),
+        ),
     };
     let mut failed = Vec::new();
-    let strategies =
-        std::env::var("STRATEGIES").unwrap_or_else(|_| "range,cooperative-sticky".into());
+    let default = if kip848 {
+        "uniform,range"
+    } else {
+        "range,cooperative-sticky"
+    };
+    let strategies = std::env::var("STRATEGIES").unwrap_or_else(|_| default.into());
     for (round, strategy) in strategies.split(',').enumerate() {
-        let report = lab(&bootstrap, strategy, round).await?;
+        let report = lab(&bootstrap, strategy, round, kip848).await?;
         println!("{report}");
         if !report.passed() {
             failed.push(strategy);
@@ -212,7 +242,13 @@ impl std::fmt::Display for Report {
 }
 
 /// One run: records flowing, consumers 2 -> 3 -> 2.
-async fn lab(bootstrap: &str, strategy: &str, round: usize) -> Result<Report, String> {
+/// `kip848`: `group.protocol=consumer`, `strategy` naming the broker's assignor.
+async fn lab(
+    bootstrap: &str,
+    strategy: &str,
+    round: usize,
+    kip848: bool,
+) -> Result<Report, String> {
     let group = format!("rebalancing-{strategy}-{}-{round}", std::process::id());
     let stats: Arc<Mutex<Stats>> = Arc::default();
     let producer = Producer::new(Config::new(bootstrap).linger(Duration::from_millis(5)))
@@ -250,11 +286,19 @@ async fn lab(bootstrap: &str, strategy: &str, round: usize) -> Result<Report, St
             .client_id(name.to_string())
             .group_id(group.clone())
             .enable_auto_commit(false)
-            .auto_offset_reset(OffsetReset::Earliest)
-            .session_timeout(Duration::from_secs(6))
-            .heartbeat_interval(Duration::from_millis(500))
-            .partition_assignment_strategy([strategy])
-            .map_err(|e| e.to_string())?;
+            .auto_offset_reset(OffsetReset::Earliest);
+        let config = if kip848 {
+            // The one change: the broker decides sessions, heartbeats and the assignment.
+            config
+                .group_protocol(GroupProtocol::Consumer)
+                .group_remote_assignor(strategy)
+        } else {
+            config
+                .session_timeout(Duration::from_secs(6))
+                .heartbeat_interval(Duration::from_millis(500))
+                .partition_assignment_strategy([strategy])
+                .map_err(|e| e.to_string())?
+        };
         let listener = Listener {
             name: name.to_string(),
             stats: stats.clone(),
@@ -321,7 +365,11 @@ async fn lab(bootstrap: &str, strategy: &str, round: usize) -> Result<Report, St
         .map(|v| (*v, stats.processed.get(v).copied().unwrap_or(0)))
         .collect();
     Ok(Report {
-        strategy: strategy.to_string(),
+        strategy: if kip848 {
+            format!("group.protocol=consumer, group.remote.assignor={strategy}")
+        } else {
+            strategy.to_string()
+        },
         produced: sent.len() as u64,
         distinct: counts.values().filter(|c| **c > 0).count() as u64,
         duplicates: counts

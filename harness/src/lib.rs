@@ -71,6 +71,7 @@ pub mod stats;
 mod trace;
 mod waiting;
 
+pub use cluster::groups::MigrationPolicy;
 pub use cluster::{ClusterConfig, ClusterState, CoordinatorType, PlantedBug};
 pub use control::{Action, Interceptor, RecordLimits, RecordedRequest};
 pub use kafka_version::{ApiVersionCaps, KafkaVersion};
@@ -555,6 +556,14 @@ impl ClusterBuilder {
     /// (`group.consumer.assignors`). Default `uniform`, `range`; only those two exist.
     pub fn consumer_group_assignors(mut self, names: &[&str]) -> Self {
         self.config.groups.consumer_assignors = names.iter().map(|n| n.to_string()).collect();
+        self
+    }
+
+    /// Which non-empty groups change between the classic and the consumer protocol with
+    /// their members (`group.consumer.migration.policy`). Default
+    /// [`MigrationPolicy::Bidirectional`], Kafka 4.x's.
+    pub fn consumer_group_migration_policy(mut self, policy: MigrationPolicy) -> Self {
+        self.config.groups.migration_policy = policy;
         self
     }
 

@@ -3,6 +3,9 @@
 //! remembers it only after the handler succeeded, so a failure leaves the record to be
 //! processed again.
 
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::future::Future;

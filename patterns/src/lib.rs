@@ -23,8 +23,8 @@
 //! | [`circuit_breaker`] | closed / open / half-open | [`CircuitBreaker`] | [`Processor`] |
 //! | [`processor`] | the consumer loop tying them | | [`Processor`] |
 //! | [`batch`] | batch producer, resilient send | | [`send_batch`], [`send_or_dead_letter`] |
-//! | [`idempotent`] | idempotent consumer | [`InMemoryDedup`] | [`IdempotentConsumer`] |
-//! | [`outbox`] | transactional outbox relay | [`InMemoryOutbox`] | [`OutboxRelay`] |
+//! | [`idempotent`] | idempotent consumer | [`InMemoryDedup`], `SqliteDedup` (feature `sqlite`) | [`IdempotentConsumer`] |
+//! | [`outbox`] | transactional outbox relay | [`InMemoryOutbox`], `SqliteOutbox` (feature `sqlite`) | [`OutboxRelay`] |
 //! | [`stats`] | counters, traces, metrics | [`Stats`] | |
 //!
 //! # Data flow of a consumed record
@@ -68,6 +68,14 @@
 //! # }
 //! ```
 //!
+//! # Features
+//!
+//! - `sqlite` (off by default): `SqliteOutbox`, an [`OutboxSource`] over a table of a SQLite
+//!   database (`outbox::sqlite`); `SqliteDedup`, a [`DedupStore`] whose processed ids
+//!   survive restarts (`idempotent::sqlite`); and a re-export of `rusqlite` for the
+//!   application's own transactions. It builds SQLite's bundled C source, which the default build never does.
+//!   `cargo test -p franzy-patterns --features sqlite` runs its tests.
+//!
 //! State machines take time as an argument and draw randomness from a seeded generator;
 //! the drivers read tokio's clock, so that tests run under a paused clock.
 
@@ -94,12 +102,20 @@ pub use dead_letter::{
     DeadLetterRouter, DeadLetterTopic, Failure, HeaderNames, NumberEncoding, Routed,
 };
 pub use fallback::{replay, FallbackFile, ReplayReport};
+#[cfg(feature = "sqlite")]
+pub use idempotent::sqlite::SqliteDedup;
 pub use idempotent::{Dedup, DedupError, DedupStore, IdSource, IdempotentConsumer, InMemoryDedup};
-pub use outbox::{InMemoryOutbox, OutboxRelay, OutboxRow, OutboxSource};
+#[cfg(feature = "sqlite")]
+pub use outbox::sqlite::SqliteOutbox;
+pub use outbox::{classify_relay_error, InMemoryOutbox, OutboxRelay, OutboxRow, OutboxSource};
 pub use processor::{Outcome, Processor, WallClock, WhenOpen};
 pub use retry::{Backoff, GiveUp, Jitter, Next, RetryError, RetryPolicy, RetrySchedule};
 pub use retry_topic::{RetryStage, RetryTopics};
 pub use rng::SeededRng;
+/// The SQLite bindings [`SqliteOutbox`] is built on (feature `sqlite`), for the
+/// application's own connection and transactions.
+#[cfg(feature = "sqlite")]
+pub use rusqlite;
 pub use stats::{Counter, Stats, StatsSnapshot};
 
 /// Errors of the patterns.
@@ -125,6 +141,9 @@ pub enum PatternError {
     /// committed).
     #[error("configuration error in the handler: {0}")]
     Configuration(String),
+    /// The outbox source failed: its database refused a statement, or a row did not decode.
+    #[error("outbox source")]
+    Outbox(#[source] Arc<dyn std::error::Error + Send + Sync>),
 }
 
 /// A record for `topic` with these key, value and headers.

@@ -2,21 +2,59 @@
 //! transaction as its business change) are produced to Kafka in a Kafka transaction, and
 //! marked sent only after that transaction committed.
 //!
+//! # The guarantee: at least once, each copy carrying its row id
+//!
 //! A crash after the commit and before the mark sends the rows again on the next relay
 //! (at least once); every record carries its row id in the `outbox-id` header, so that an
 //! [`crate::IdempotentConsumer`] keyed on it processes each row once. A transaction that
-//! fails is aborted: `read_committed` readers never see its records, and the rows stay
-//! pending.
+//! fails, or whose relay dies before the commit, is aborted (by the relay, or by the
+//! coordinator once the restarted relay's producer initialises with the same
+//! `transactional.id`): `read_committed` readers never see its records, and the rows stay
+//! pending. So under `read_committed` a row is never lost, and appears twice only when its
+//! relay died (or its mark failed) between Kafka's commit and the source's mark; the tests
+//! kill the relay at each step of a batch (`patterns/tests/crash.rs`, and
+//! `sqlite_outbox.rs` with the SQLite source).
+//!
+//! # Order
+//!
+//! Rows are produced in the order [`OutboxSource::pending`] gives them (oldest first), in
+//! one transaction per batch, the next batch only after the last one was marked; records
+//! with the same key go to the same partition. A consumer therefore reads one aggregate's
+//! rows (one key) in order, with at most a repeated batch after a crash.
+//!
+//! # Sources
+//!
+//! [`OutboxSource`] is the seam to the application's database: [`InMemoryOutbox`] for
+//! tests and examples, and with the `sqlite` feature (off by default: it builds SQLite's
+//! C source) `sqlite::SqliteOutbox`, a table of a SQLite database with claims, so that
+//! several relays can share it.
+
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use bytes::Bytes;
 use franzy::{Header, Producer};
 
+use crate::classify::{classify_kafka, ErrorClass};
+use crate::retry::{RetryError, RetryPolicy};
 use crate::stats::{Counter, Stats};
 use crate::PatternError;
+
+/// How [`OutboxRelay::run`] classes a failed round: the client's errors as
+/// [`classify_kafka`] does (fenced and other fatal errors are permanent), the source's
+/// (its database) and the fallback file's transient, invalid settings configuration.
+pub fn classify_relay_error(error: &PatternError) -> ErrorClass {
+    match error {
+        PatternError::Kafka(error) => classify_kafka(error),
+        PatternError::Outbox(_) | PatternError::Io { .. } => ErrorClass::Transient,
+        PatternError::Config(_) | PatternError::Configuration(_) => ErrorClass::Configuration,
+    }
+}
 
 /// One row of the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,12 +73,13 @@ pub struct OutboxRow {
 
 /// Where the relay reads rows from: implement it over the application's database.
 pub trait OutboxSource {
-    /// Up to `limit` rows not marked sent, oldest first.
+    /// Up to `limit` rows not marked sent, oldest first. A source several relays share
+    /// claims the rows it returns (as `sqlite::SqliteOutbox` does).
     fn pending(
         &self,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<OutboxRow>, PatternError>> + Send;
-    /// Marks these rows sent.
+    /// Marks these rows sent, all or (on an error) none; rows already marked stay marked.
     fn mark_sent(&self, ids: &[u64]) -> impl Future<Output = Result<(), PatternError>> + Send;
 }
 
@@ -198,6 +237,37 @@ impl OutboxRelay {
         source.mark_sent(&ids).await?;
         self.stats.add(Counter::OutboxRelayed, ids.len() as u64);
         Ok(ids.len())
+    }
+
+    /// Relays for as long as it runs, as the labs' background `OutboxProcessor` does:
+    /// everything pending, then again every `poll_interval`. A failed round (its
+    /// transaction aborted, its rows still pending) is tried again under `retry`, with
+    /// errors classed by [`classify_relay_error`]: transient ones (a broker or the database
+    /// briefly unavailable, a mark that failed after its commit) are retried after the
+    /// policy's delays; the run returns the error when the policy gives up, and at once
+    /// on any other error (fenced by a newer relay with the same `transactional.id`, a
+    /// record the cluster refuses). Each success starts the policy afresh.
+    ///
+    /// Dropping the future stops the relay wherever it is, as a crash would: rows not
+    /// marked are sent again by the next relay (see the module doc). A transaction the drop
+    /// left open is aborted when the next relay's producer initialises; close this producer
+    /// rather than using it for another transaction.
+    pub async fn run(
+        &self,
+        producer: &Producer,
+        source: &impl OutboxSource,
+        poll_interval: Duration,
+        retry: &RetryPolicy,
+    ) -> Result<(), RetryError<PatternError>> {
+        loop {
+            let relayed = retry
+                .run(&classify_relay_error, |_| self.relay_all(producer, source))
+                .await?;
+            if relayed > 0 {
+                tracing::debug!(relayed, "outbox rows relayed");
+            }
+            tokio::time::sleep(poll_interval).await;
+        }
     }
 
     /// Relays until nothing is pending; the rows relayed.

@@ -39,8 +39,7 @@ trap cleanup EXIT
 
 mock="$("$here/build_mock_cluster.sh" "$target_dir/interop")"
 # A debug build: it reuses what the tests already built, and speed is not the point here.
-(cd "$root" && cargo build -q -p franzy-harness --example quickstart && cargo build -q -p franzy-cli --bin franzy \
-    && cargo build -q -p franzy --example admin_vs_mock)
+(cd "$root" && cargo build -q --workspace --bins --examples)
 quickstart="$target_dir/debug/examples/quickstart"
 franzy="$target_dir/debug/franzy"
 admin_vs_mock="$target_dir/debug/examples/admin_vs_mock"

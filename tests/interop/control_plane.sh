@@ -35,7 +35,7 @@ cleanup() {
 trap cleanup EXIT
 
 if [[ -z "${FRANZY_BIN:-}" ]]; then
-    (cd "$root" && cargo build --quiet -p franzy-cli --bin franzy)
+    (cd "$root" && cargo build -q --workspace --bins --examples)
     FRANZY_BIN="$root/target/debug/franzy"
 fi
 "$FRANZY_BIN" serve --brokers 3 --topic "$topic:6" --control 127.0.0.1:0 \

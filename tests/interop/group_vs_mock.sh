@@ -31,8 +31,7 @@ cleanup() {
 trap cleanup EXIT
 
 mock="$("$here/build_mock_cluster.sh" "$target_dir/interop")"
-(cd "$root" && cargo build -q -p franzy --example group_split && cargo build -q -p franzy-cli \
-    && cargo build -q -p franzy-harness --example rebalancing)
+(cd "$root" && cargo build -q --workspace --bins --examples)
 group_split="$target_dir/debug/examples/group_split"
 franzy="$target_dir/debug/franzy"
 rebalancing="$target_dir/debug/examples/rebalancing"

@@ -31,7 +31,7 @@ cleanup() {
 trap cleanup EXIT
 
 mock="$("$here/build_mock_cluster.sh" "$target_dir/interop")"
-(cd "$root" && cargo build -q -p franzy-patterns --example retry_topics)
+(cd "$root" && cargo build -q --workspace --bins --examples)
 lab="$target_dir/debug/examples/retry_topics"
 
 # The mock serves until its stdin closes: hold it open with a fifo we never write.

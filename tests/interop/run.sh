@@ -90,7 +90,7 @@ case "$broker_kind" in
 harness)
     if [[ -z "${FRANZY_BIN:-}" ]]; then
         log "building the harness binary"
-        (cd "$root" && cargo build --quiet -p franzy-cli --bin franzy)
+        (cd "$root" && cargo build -q --workspace --bins --examples)
         target_dir="$(cd "$root" && cargo metadata --format-version 1 --no-deps |
             python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
         FRANZY_BIN="$target_dir/debug/franzy"

@@ -32,7 +32,7 @@ trap cleanup EXIT
 
 bin="${FRANZY_BIN:-}"
 if [[ -z "$bin" ]]; then
-    (cd "$root" && cargo build -q -p franzy-cli)
+    (cd "$root" && cargo build -q --workspace --bins --examples)
     bin="${CARGO_TARGET_DIR:-$root/target}/debug/franzy"
 fi
 

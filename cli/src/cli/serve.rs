@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use franzy_harness::{Cluster, KafkaVersion, ListenerSecurity, SecurityProtocol};
+use franzy_harness::{Cluster, KafkaVersion, ListenerSecurity, MigrationPolicy, SecurityProtocol};
 
 use super::Interrupt;
 
@@ -53,6 +53,19 @@ pub struct ServeArgs {
     /// Most members per group (group.max.size) [default: 10000].
     #[arg(long, value_name = "N")]
     pub group_max_size: Option<usize>,
+    /// Which non-empty groups change between the classic and the KIP-848 consumer
+    /// protocol with their members (group.consumer.migration.policy): bidirectional,
+    /// upgrade, downgrade or disabled [default: bidirectional].
+    #[arg(long, value_parser = parse_migration_policy, value_name = "POLICY")]
+    pub group_consumer_migration_policy: Option<MigrationPolicy>,
+    /// How often KIP-848 consumer group members heartbeat
+    /// (group.consumer.heartbeat.interval.ms) [default: 5s].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub group_consumer_heartbeat_interval: Option<Duration>,
+    /// A KIP-848 consumer group member's session (group.consumer.session.timeout.ms)
+    /// [default: 45s].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub group_consumer_session_timeout: Option<Duration>,
     /// How long a broker that becomes a coordinator answers COORDINATOR_LOAD_IN_PROGRESS
     /// [default: 0].
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
@@ -190,6 +203,13 @@ fn parse_bytes(text: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
+/// Parses a `group.consumer.migration.policy` value, case-insensitively.
+pub fn parse_migration_policy(text: &str) -> Result<MigrationPolicy, String> {
+    MigrationPolicy::parse(text).ok_or_else(|| {
+        format!("unknown migration policy `{text}` (bidirectional, upgrade, downgrade, disabled)")
+    })
+}
+
 /// A duration: a whole number followed by `ms`, `s` or `m`; `0` alone is zero.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -235,6 +255,15 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     }
     if let Some(timeout) = args.group_max_session_timeout {
         builder = builder.group_max_session_timeout(timeout);
+    }
+    if let Some(policy) = args.group_consumer_migration_policy {
+        builder = builder.consumer_group_migration_policy(policy);
+    }
+    if let Some(interval) = args.group_consumer_heartbeat_interval {
+        builder = builder.consumer_group_heartbeat_interval(interval);
+    }
+    if let Some(timeout) = args.group_consumer_session_timeout {
+        builder = builder.consumer_group_session_timeout(timeout);
     }
     if let Some(n) = args.group_max_size {
         builder = builder.group_max_size(n);

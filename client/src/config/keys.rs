@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use super::{Acks, Config, IsolationLevel, OffsetReset, Partitioner, FOREVER};
+use super::{Acks, Config, GroupProtocol, IsolationLevel, OffsetReset, Partitioner, FOREVER};
 use crate::proto::compression::Compression;
 use crate::security::SecuritySettings;
 
@@ -204,8 +204,6 @@ fn edit_distance(a: &str, b: &str) -> usize {
 const GROUPS: &str = "librdkafka's local offset store and coordinator polling, which \
                       franzy does not have: offsets are committed to the group coordinator, \
                       and only positions already handed to the application";
-const NEW_GROUPS: &str = "the KIP-848 consumer group protocol is not implemented: franzy \
-                          speaks the classic group protocol";
 const SERDE: &str = "franzy sends and returns bytes: (de)serialize in the application \
                      (the ByteArray classes are what franzy does anyway)";
 const INTERCEPTORS: &str = "interceptors are Java classes, which franzy cannot load";
@@ -919,17 +917,33 @@ pub(super) static KEYS: &[Key] = &[
         "group.protocol",
         C,
         "classic",
-        "only `classic` (JoinGroup, SyncGroup, Heartbeat); `consumer` (KIP-848) is refused \
-         until it is implemented",
-        |_, v| match choice(v, &[("classic", true), ("consumer", false)])? {
-            true => Ok(()),
-            false => Err(
-                "the consumer group protocol (KIP-848) is not supported yet: use \
-                          group.protocol=classic"
-                    .into(),
-            ),
+        "the group protocol: `classic` (JoinGroup, SyncGroup, Heartbeat; client-side \
+         assignors) or `consumer` (KIP-848: ConsumerGroupHeartbeat, assignment by the \
+         broker); with `consumer`, setting `session.timeout.ms`, `heartbeat.interval.ms` or \
+         `partition.assignment.strategy` is an error, as in Java",
+        |c, v| {
+            c.group_protocol = choice(
+                v,
+                &[
+                    ("classic", GroupProtocol::Classic),
+                    ("consumer", GroupProtocol::Consumer),
+                ],
+            )?;
+            Ok(())
         },
-        |_| "classic".into(),
+        |c| c.group_protocol.name().into(),
+    ),
+    supported(
+        "group.remote.assignor",
+        C,
+        "",
+        "the server-side assignor a `group.protocol=consumer` member asks for (`uniform`, \
+         `range` on Kafka); empty: the broker's default; an error with `group.protocol=classic`",
+        |c, v| {
+            c.group_remote_assignor = (!v.is_empty()).then(|| v.to_string());
+            Ok(())
+        },
+        |c| c.group_remote_assignor.clone().unwrap_or_default(),
     ),
     supported(
         "session.timeout.ms",
@@ -937,7 +951,7 @@ pub(super) static KEYS: &[Key] = &[
         "45000",
         "how long the coordinator waits for a member's heartbeat before removing it",
         |c, v| {
-            c.session_timeout = millis(v)?;
+            c.given.session_timeout = Some(millis(v)?);
             Ok(())
         },
         |c| show_millis(c.session_timeout),
@@ -949,7 +963,7 @@ pub(super) static KEYS: &[Key] = &[
         "time between heartbeats, sent by the consumer's background task whatever the \
          application does; below `session.timeout.ms`",
         |c, v| {
-            c.heartbeat_interval = millis(v)?;
+            c.given.heartbeat_interval = Some(millis(v)?);
             Ok(())
         },
         |c| show_millis(c.heartbeat_interval),
@@ -988,6 +1002,7 @@ pub(super) static KEYS: &[Key] = &[
                 }
             }
             c.assignment_strategy = names;
+            c.given.assignment_strategy = true;
             Ok(())
         },
         |c| c.assignment_strategy.join(","),
@@ -1082,7 +1097,6 @@ pub(super) static KEYS: &[Key] = &[
     ignored("interceptor.classes", PC, INTERCEPTORS).inert(&[""]),
     ignored("transaction.two.phase.commit.enable", P, TRANSACTIONS).inert(&["false"]),
     // Consumer.
-    ignored("group.remote.assignor", C, NEW_GROUPS),
     ignored("key.deserializer", C, SERDE)
         .inert(&["org.apache.kafka.common.serialization.ByteArrayDeserializer"]),
     ignored("value.deserializer", C, SERDE)

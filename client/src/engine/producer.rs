@@ -51,6 +51,7 @@
 //! [`partition_responses`]: super::accumulator::partition_responses
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::InitProducerIdRequest;
@@ -87,8 +88,9 @@ pub struct ProducerEngine<T> {
     rng: Rng,
     /// Topics already handed to [`Metadata::want`].
     wanted: HashSet<String>,
-    /// The topic of the last append, checked before `wanted` (no hashing per record).
-    last_wanted: String,
+    /// The topic of the last append, checked before `wanted` (no hashing per record): by
+    /// pointer first, as callers mostly clone one `Arc<str>` per topic.
+    last_wanted: Option<Arc<str>>,
     closing: bool,
     stopped: bool,
 }
@@ -143,7 +145,7 @@ impl<T> ProducerEngine<T> {
             refresh,
             rng: Rng::new(seed.rotate_left(17) ^ 0x6d65_7461),
             wanted: HashSet::new(),
-            last_wanted: String::new(),
+            last_wanted: None,
             closing: false,
             stopped: false,
         }
@@ -159,6 +161,7 @@ impl<T> ProducerEngine<T> {
     /// explicit partition the topic's known metadata does not have is given back, for
     /// `send` to refuse at once.
     #[allow(clippy::result_large_err)] // the record goes back to the caller as it came
+    #[inline]
     pub fn append(
         &mut self,
         new: NewRecord<T>,
@@ -170,16 +173,19 @@ impl<T> ProducerEngine<T> {
     }
 
     /// Makes sure the metadata refreshes cover `topic`.
-    fn want(&mut self, metadata: &mut Metadata, topic: &str) {
-        if self.last_wanted == topic {
+    fn want(&mut self, metadata: &mut Metadata, topic: &Arc<str>) {
+        if self
+            .last_wanted
+            .as_ref()
+            .is_some_and(|last| Arc::ptr_eq(last, topic) || **last == **topic)
+        {
             return;
         }
-        if !self.wanted.contains(topic) {
+        if !self.wanted.contains(&**topic) {
             metadata.want(topic);
             self.wanted.insert(topic.to_string());
         }
-        self.last_wanted.clear();
-        self.last_wanted.push_str(topic);
+        self.last_wanted = Some(topic.clone());
     }
 
     /// True once since the last call if an append changed what the driver must do or when

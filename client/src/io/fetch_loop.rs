@@ -205,10 +205,27 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                         let limits = state.fetcher.decode_limits();
                         wake_user(state);
                         // Decoded here, outside the lock, while the user reads what came
-                        // before: the user's thread then only hands records out.
-                        let decoded = decode_ahead(undecoded, &limits);
-                        if !decoded.is_empty() {
-                            shared.lock().fetcher.handle_decoded(decoded);
+                        // before: the user's thread then only hands records out. One batch
+                        // at a time, each handed back at once, and only while `recv` has not
+                        // reached it: decoding a whole response before handing any of it back
+                        // let `recv` decode the batches it got to first a second time (40% of
+                        // the batches of a 120,000-record read under callgrind).
+                        let mut decoded = Vec::new();
+                        let mut undecoded = undecoded.into_iter();
+                        loop {
+                            let next = {
+                                let mut state = shared.lock();
+                                if !decoded.is_empty() {
+                                    state.fetcher.handle_decoded(std::mem::take(&mut decoded));
+                                }
+                                undecoded
+                                    .by_ref()
+                                    .find(|(tp, bytes)| state.fetcher.is_undecoded(tp, bytes))
+                            };
+                            let Some(batch) = next else {
+                                break;
+                            };
+                            decoded = decode_ahead(vec![batch], &limits);
                         }
                     }
                     Completion::ListOffsets { id, result } => {

@@ -71,6 +71,10 @@ pub(crate) async fn run(shared: Arc<Shared>, seed: u64) {
                 metadata.want(&topic);
             }
             metadata.want_all_topics(group.wants_all_topics());
+            if group.poll_metadata_refresh(now.into_std()) {
+                // KIP-848: an assignment names a topic id the cache does not know yet.
+                metadata.invalidate();
+            }
             let active = group.is_subscribed();
             let refresh_now = refresh.poll_refresh(now.into_std(), &mut metadata, active);
             drop(metadata);

@@ -525,7 +525,8 @@ impl Sender {
     ) {
         let mut released = 0usize;
         let stats = self.cluster.stats();
-        let mut outcomes = Vec::new();
+        // Sized up front: grown from empty, its reallocations copied every outcome again.
+        let mut outcomes = Vec::with_capacity(completions.iter().map(ExactSizeIterator::len).sum());
         for batch in completions.iter_mut() {
             // The records of a batch share a partition; their bytes are the batch's size.
             let (mut delivered, mut bytes, mut partition) = (0u64, 0u64, None);

@@ -801,17 +801,43 @@ impl Cursor<'_> {
     }
 
     fn varint(&mut self, what: &str) -> Result<i32, BatchError> {
-        let (value, len) = varint::decode_varint(&self.buf[self.position..])
-            .map_err(|e| self.varint_error(what, e))?;
-        self.position += len;
-        Ok(value)
+        // Most varints of a record (attributes aside: deltas, lengths, the header count)
+        // take one or two bytes; those are read here without the general decoder's loop.
+        let rest = self.buf.get(self.position..).unwrap_or_default();
+        match *rest {
+            [b0, ..] if b0 < 0x80 => {
+                self.position += 1;
+                Ok(varint::zigzag_decode_32(u32::from(b0)))
+            }
+            [b0, b1, ..] if b1 < 0x80 => {
+                self.position += 2;
+                Ok(varint::zigzag_decode_32(
+                    u32::from(b0 & 0x7f) | u32::from(b1) << 7,
+                ))
+            }
+            _ => {
+                let (value, len) =
+                    varint::decode_varint(rest).map_err(|e| self.varint_error(what, e))?;
+                self.position += len;
+                Ok(value)
+            }
+        }
     }
 
     fn varlong(&mut self, what: &str) -> Result<i64, BatchError> {
-        let (value, len) = varint::decode_varlong(&self.buf[self.position..])
-            .map_err(|e| self.varint_error(what, e))?;
-        self.position += len;
-        Ok(value)
+        let rest = self.buf.get(self.position..).unwrap_or_default();
+        match *rest {
+            [b0, ..] if b0 < 0x80 => {
+                self.position += 1;
+                Ok(varint::zigzag_decode_64(u64::from(b0)))
+            }
+            _ => {
+                let (value, len) =
+                    varint::decode_varlong(rest).map_err(|e| self.varint_error(what, e))?;
+                self.position += len;
+                Ok(value)
+            }
+        }
     }
 
     /// A non-negative length that fits in the bytes remaining.
@@ -862,6 +888,34 @@ mod tests {
         Compression::Zstd,
     ];
     const T0: i64 = 1_700_000_000_000;
+
+    #[test]
+    fn the_cursors_short_varint_paths_read_what_the_general_decoder_reads() {
+        // Every one- and two-byte prefix (with and without a byte after it), against
+        // varint::decode_varint and decode_varlong: same values, lengths and failures.
+        for b0 in 0..=255u8 {
+            for b1 in 0..=255u8 {
+                for buf in [&[b0][..], &[b0, b1][..], &[b0, b1, 0x01][..]] {
+                    let mut cursor = Cursor {
+                        buf,
+                        position: 0,
+                        record: 0,
+                    };
+                    let read = cursor.varint("v").map(|v| (v, cursor.position));
+                    let expected = varint::decode_varint(buf);
+                    assert_eq!(read.ok(), expected.ok(), "varint {buf:02x?}");
+                    let mut cursor = Cursor {
+                        buf,
+                        position: 0,
+                        record: 0,
+                    };
+                    let read = cursor.varlong("v").map(|v| (v, cursor.position));
+                    let expected = varint::decode_varlong(buf);
+                    assert_eq!(read.ok(), expected.ok(), "varlong {buf:02x?}");
+                }
+            }
+        }
+    }
 
     fn limits() -> DecodeLimits {
         DecodeLimits::default()

@@ -142,6 +142,10 @@ fn decode_unsigned(buf: &[u8], bits: u32) -> Result<(u64, usize), VarintError> {
 }
 
 fn encode_unsigned(out: &mut impl BufMut, mut value: u64) {
+    if value < 0x80 {
+        out.put_u8(value as u8);
+        return;
+    }
     while value >= 0x80 {
         out.put_u8((value as u8 & 0x7f) | 0x80);
         value >>= 7;
@@ -150,8 +154,15 @@ fn encode_unsigned(out: &mut impl BufMut, mut value: u64) {
 }
 
 fn unsigned_len(value: u64) -> usize {
-    let significant_bits = 64 - value.leading_zeros() as usize;
-    significant_bits.div_ceil(7).max(1)
+    // Record fields are mostly one or two bytes long: answer those with a comparison.
+    if value < 1 << 7 {
+        1
+    } else if value < 1 << 14 {
+        2
+    } else {
+        let significant_bits = 64 - value.leading_zeros() as usize;
+        significant_bits.div_ceil(7)
+    }
 }
 
 #[cfg(test)]

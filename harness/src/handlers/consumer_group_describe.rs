@@ -25,8 +25,10 @@ use crate::cluster::ClusterState;
 
 /// Kafka's `authorizedOperations` when not asked for.
 const OPERATIONS_OMITTED: i32 = i32::MIN;
-/// `member_type` of a member using the consumer protocol (v1).
+/// `member_type` of a member using the consumer protocol (v1, KIP-1099).
 const CONSUMER_MEMBER_TYPE: i8 = 1;
+/// `member_type` of a member using the classic protocol inside a consumer group.
+const CLASSIC_MEMBER_TYPE: i8 = 0;
 
 /// Serves a ConsumerGroupDescribe request.
 pub fn handle(
@@ -110,10 +112,10 @@ fn describe(cluster: &ClusterState, group: &ConsumerGroup, version: i16) -> Desc
                 .with_subscribed_topic_regex(m.subscribed_topic_regex.as_ref().map(|r| text(r)))
                 .with_assignment(assignment(&m.assigned))
                 .with_target_assignment(assignment(group.target_of(&m.member_id).unwrap_or(&empty)))
-                .with_member_type(if version >= 1 {
-                    CONSUMER_MEMBER_TYPE
-                } else {
-                    -1
+                .with_member_type(match (version, m.uses_classic_protocol()) {
+                    (0, _) => -1,
+                    (_, true) => CLASSIC_MEMBER_TYPE,
+                    (_, false) => CONSUMER_MEMBER_TYPE,
                 })
         })
         .collect();

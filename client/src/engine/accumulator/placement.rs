@@ -29,6 +29,7 @@ impl<T> Accumulator<T> {
     /// known metadata does not have is given back rather than failed through its
     /// completion: for a `send` that reports that at once. Looks the topic up once.
     #[allow(clippy::result_large_err)] // the record goes back to the caller as it came
+    #[inline]
     pub fn append_or_reject(
         &mut self,
         new: NewRecord<T>,
@@ -44,6 +45,7 @@ impl<T> Accumulator<T> {
         Ok(self.append_known(new, info, metadata, now))
     }
 
+    #[inline]
     fn append_known(
         &mut self,
         new: NewRecord<T>,
@@ -59,7 +61,12 @@ impl<T> Accumulator<T> {
             reserved: new.reserved,
             epoch: self.epoch,
         };
-        *self.outstanding.entry(entry.epoch).or_default() += 1;
+        // The current epoch is the highest: mostly the last entry already, found without a
+        // search.
+        match self.outstanding.last_entry() {
+            Some(mut last) if *last.key() == entry.epoch => *last.get_mut() += 1,
+            _ => *self.outstanding.entry(entry.epoch).or_default() += 1,
+        }
         self.buffered = self.buffered.saturating_add(entry.reserved);
         if let Some(error) = self.idempotence.fatal() {
             let error = error.clone();
@@ -104,6 +111,7 @@ impl<T> Accumulator<T> {
     }
 
     /// Places `entry` in its topic described by `info` (`None`: unknown yet).
+    #[inline]
     fn place_in(
         &mut self,
         entry: Entry<T>,
@@ -163,6 +171,7 @@ impl<T> Accumulator<T> {
         Placement::Partition(partition)
     }
 
+    #[inline]
     fn append_to_partition(&mut self, entry: Entry<T>, partition: i32, now: Instant) {
         let limit = self.batch_limit(&entry.record.topic);
         let (idempotent, max_in_flight) =
@@ -179,21 +188,16 @@ impl<T> Accumulator<T> {
         // then; and a batch behind the front changes no deadline.
         let front_changes = queue.in_flight < queue.in_flight_limit(idempotent, max_in_flight)
             && queue.batches.len() <= 1;
-        let entry = match queue.batches.back_mut() {
-            Some(batch) => match try_append(batch, entry) {
-                None => {
-                    if batch.closed && front_changes {
-                        self.wake = true;
-                    }
-                    return;
+        if let Some(batch) = queue.batches.back_mut() {
+            if try_append(batch, &entry) {
+                batch.entries.push(entry);
+                if batch.closed && front_changes {
+                    self.wake = true;
                 }
-                Some(entry) => {
-                    batch.closed = true;
-                    entry
-                }
-            },
-            None => entry,
-        };
+                return;
+            }
+            batch.closed = true;
+        }
         if front_changes {
             self.wake = true;
         }
@@ -246,26 +250,27 @@ impl<T> Accumulator<T> {
     }
 }
 
-/// Appends to an open batch if the record fits (`None`), else gives it back.
-fn try_append<T>(batch: &mut Batch<T>, entry: Entry<T>) -> Option<Entry<T>> {
+/// Whether the record fits the open batch; if so, accounts for it (size, deadline, closed
+/// when full), and the caller pushes it. The entry is only borrowed here: moving it in and
+/// back out cost two copies of it per record.
+fn try_append<T>(batch: &mut Batch<T>, entry: &Entry<T>) -> bool {
     if batch.closed || batch.encoded.is_some() {
-        return Some(entry);
+        return false;
     }
     let Ok(offset_delta) = i32::try_from(batch.entries.len()) else {
-        return Some(entry);
+        return false;
     };
     let Some(timestamp_delta) = entry.timestamp.checked_sub(batch.base_timestamp) else {
-        return Some(entry);
+        return false;
     };
     let size = record_size(&entry.record, offset_delta, timestamp_delta);
     if batch.size.saturating_add(size) > batch.limit {
-        return Some(entry);
+        return false;
     }
     batch.size += size;
     batch.deadline = batch.deadline.min(entry.deadline);
-    batch.entries.push(entry);
     if batch.size >= batch.limit {
         batch.closed = true;
     }
-    None
+    true
 }

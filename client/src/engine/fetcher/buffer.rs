@@ -17,6 +17,7 @@ impl Fetcher {
     /// partition's error; before those, an outage ([`Error::BrokerUnreachable`],
     /// [`Error::AllBrokersDown`]) once per failure episode. Partitions take turns batch by
     /// batch; paused ones are skipped.
+    #[inline]
     pub fn poll_event(&mut self) -> Option<Result<ConsumerEvent, Error>> {
         if let Some((_, error)) = self.outage_errors.pop_front() {
             return Some(Err(error));
@@ -54,11 +55,24 @@ impl Fetcher {
         }
     }
 
+    /// Whether `bytes`, a batch of `tp` from [`Fetcher::take_undecoded`], is still buffered
+    /// raw: a driver that decodes ahead batch by batch skips those `poll_event` has reached
+    /// (decoded, or consumed) meanwhile, or that a seek dropped.
+    pub fn is_undecoded(&self, tp: &TopicPartition, bytes: &Bytes) -> bool {
+        self.partitions.get(tp).is_some_and(|state| {
+            state.buffer.iter().any(|b| {
+                matches!(b, Buffered::Raw(raw)
+                    if raw.bytes.as_ptr() == bytes.as_ptr() && raw.bytes.len() == bytes.len())
+            })
+        })
+    }
+
     /// The decode limits, for [`decode_ahead`].
     pub fn decode_limits(&self) -> DecodeLimits {
         self.config.decode_limits
     }
 
+    #[inline]
     fn poll_event_inner(&mut self) -> Option<Result<ConsumerEvent, Error>> {
         let count = self.partitions.len();
         // One full turn over the partitions, plus the one we started at.
@@ -87,6 +101,7 @@ impl Fetcher {
     }
 
     /// The next event of one partition; also whether a buffered batch was finished.
+    #[inline]
     fn next_from(
         tp: &TopicPartition,
         state: &mut PartitionState,

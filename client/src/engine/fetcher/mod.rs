@@ -21,7 +21,8 @@
 //!    [`Fetcher::handle_metadata_response`] / [`Fetcher::handle_metadata_failure`]. Take the
 //!    raw batches of each answer with [`Fetcher::take_undecoded`], decode them outside the
 //!    lock the user's `recv` needs with [`decode_ahead`], and hand them back with
-//!    [`Fetcher::handle_decoded`]. Sleep until [`Fetcher::poll_timeout`] or the next
+//!    [`Fetcher::handle_decoded`] (one at a time, skipping those [`Fetcher::is_undecoded`]
+//!    says `recv` reached first). Sleep until [`Fetcher::poll_timeout`] or the next
 //!    answer.
 //! 3. The user drains [`Fetcher::poll_event`]: outages first (once per failure episode),
 //!    then records, end-of-partition events and per-partition errors, in offset order

@@ -807,6 +807,31 @@ fn batches_decoded_ahead_replace_their_raw_form_and_a_corrupt_one_stays_in_place
     assert!(drain(&mut f).is_empty());
 }
 
+#[test]
+fn a_batch_the_user_reached_first_is_no_longer_undecoded() {
+    let now = Instant::now();
+    let md = metadata(&[("t", &[0])]);
+    let p = tp("t", 0);
+    let mut f = fetcher(config(), std::slice::from_ref(&p));
+    let plan = only_plan(&mut f, now, &md);
+    let records = [batch(0, &["a", "b"]), batch(2, &["c"])].concat();
+    f.handle_fetch_response(plan.id(), 18, response("t", vec![ok(0, 3, records)]), now);
+    let undecoded = f.take_undecoded();
+    assert_eq!(undecoded.len(), 2);
+    assert!(undecoded
+        .iter()
+        .all(|(tp, bytes)| f.is_undecoded(tp, bytes)));
+    // `recv` decodes the first batch itself: the driver need not decode it again.
+    assert!(matches!(f.poll_event(), Some(Ok(ConsumerEvent::Record(r))) if r.offset == 0));
+    assert!(!f.is_undecoded(&undecoded[0].0, &undecoded[0].1));
+    assert!(f.is_undecoded(&undecoded[1].0, &undecoded[1].1));
+    // Handed back one by one, they are read once each.
+    let second = decode_ahead(vec![undecoded[1].clone()], &f.decode_limits());
+    f.handle_decoded(second);
+    assert!(!f.is_undecoded(&undecoded[1].0, &undecoded[1].1));
+    assert_eq!(record_offsets(&drain(&mut f)), vec![(0, 1), (0, 2)]);
+}
+
 /// `batch` with its base offset rewritten (outside the CRC, as a broker may).
 fn at_base_offset(mut batch: Vec<u8>, base_offset: i64) -> Vec<u8> {
     batch[0..8].copy_from_slice(&base_offset.to_be_bytes());

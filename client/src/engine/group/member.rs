@@ -53,7 +53,7 @@ use super::protocol::{
     CONSUMER_PROTOCOL_VERSION,
 };
 use super::requests::{Body, GroupRequest, OffsetAndMetadata, Target};
-use crate::config::{Config, IsolationLevel};
+use crate::config::{Config, GroupProtocol, IsolationLevel};
 use crate::engine::backoff::{Backoff, Rng};
 use crate::engine::metadata::Metadata;
 use crate::error::Error;
@@ -85,6 +85,10 @@ pub struct GroupConfig {
     pub rack: Option<String>,
     /// OffsetFetch's `require_stable` (v7+): with `read_committed`, as Java asks.
     pub require_stable: bool,
+    /// `group.protocol`.
+    pub protocol: GroupProtocol,
+    /// `group.remote.assignor` (KIP-848 only).
+    pub remote_assignor: Option<String>,
 }
 
 impl GroupConfig {
@@ -102,6 +106,8 @@ impl GroupConfig {
             auto_commit_interval: config.auto_commit_interval,
             rack: config.client_rack.clone(),
             require_stable: config.isolation_level == IsolationLevel::ReadCommitted,
+            protocol: config.group_protocol,
+            remote_assignor: config.group_remote_assignor.clone(),
         })
     }
 }
@@ -270,6 +276,8 @@ pub struct GroupEngine {
     leaving_member: String,
     failed: Option<Error>,
     next_token: Token,
+    /// The KIP-848 member (`group.protocol=consumer`); `None`: the classic protocol.
+    kip848: Option<consumer_protocol::Kip848>,
 }
 
 impl GroupEngine {
@@ -293,14 +301,19 @@ impl GroupEngine {
                 "the assignors support no common rebalance protocol",
             )
         })?;
+        let mut rng = Rng::new(seed);
+        let kip848 = (config.protocol == GroupProtocol::Consumer).then(|| {
+            consumer_protocol::Kip848::new(&config, config.remote_assignor.clone(), &mut rng)
+        });
         Ok(Self {
+            kip848,
             find_retry: Retry::new(&config),
             join_retry: Retry::new(&config),
             lookup_retry: Retry::new(&config),
             config,
             assignors,
             protocol,
-            rng: Rng::new(seed),
+            rng,
             next_id: 0,
             coordinator: None,
             find_in_flight: None,
@@ -351,10 +364,14 @@ impl GroupEngine {
 
     /// Java's `ConsumerGroupMetadata`: group, generation, member id, instance id.
     pub fn group_metadata(&self) -> crate::group_metadata::ConsumerGroupMetadata {
+        let (generation, member_id) = match &self.kip848 {
+            Some(kip) => (kip.epoch(), kip.member_id().to_string()),
+            None => (self.generation, self.member_id.clone()),
+        };
         crate::group_metadata::ConsumerGroupMetadata::member(
             self.config.group_id.clone(),
-            self.generation,
-            self.member_id.clone(),
+            generation,
+            member_id,
             self.config.group_instance_id.clone(),
         )
     }
@@ -385,12 +402,27 @@ impl GroupEngine {
     /// Whether the member is in a generation that still accepts its commits: it has joined
     /// and its next JoinGroup has not gone out (Java's `generationIfStable`).
     pub fn in_generation(&self) -> bool {
-        self.heartbeating()
+        match &self.kip848 {
+            Some(kip) => kip.in_group(),
+            None => self.heartbeating(),
+        }
     }
 
     /// Whether the member is in a generation with an assignment and no rebalance going on.
     pub fn is_stable(&self) -> bool {
-        matches!(self.phase, Phase::Stable) && self.rejoin.is_none()
+        match &self.kip848 {
+            Some(kip) => kip.in_group(),
+            None => matches!(self.phase, Phase::Stable) && self.rejoin.is_none(),
+        }
+    }
+
+    /// The heartbeat interval in use: the broker's with KIP-848, else
+    /// `heartbeat.interval.ms`.
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.kip848.as_ref().map_or(
+            self.config.heartbeat_interval,
+            consumer_protocol::Kip848::interval,
+        )
     }
 
     /// The fatal error, once the group failed.
@@ -428,6 +460,11 @@ impl GroupEngine {
     }
 
     fn set_topics(&mut self, topics: BTreeSet<String>, reason: &str) {
+        if self.kip848.is_some() {
+            self.topics = Some(topics);
+            self.kip_subscription_changed();
+            return;
+        }
         if self.topics.as_ref() == Some(&topics) {
             return;
         }
@@ -455,6 +492,11 @@ impl GroupEngine {
         if self.topics.is_none() || self.failed.is_some() {
             return;
         }
+        if self.kip848.is_some() {
+            debug!(group = %self.config.group_id, reason, "the next heartbeat says so");
+            self.kip_subscription_changed();
+            return;
+        }
         if self.rejoin.is_none() {
             debug!(group = %self.config.group_id, reason, "rejoin requested");
             self.rejoin = Some(reason.to_string());
@@ -465,6 +507,7 @@ impl GroupEngine {
     /// set changes), and the leader notices partition counts that changed since it
     /// assigned (a rejoin, so that new partitions get an owner).
     pub fn handle_metadata(&mut self, metadata: &Metadata, now: Instant) {
+        self.kip_handle_metadata(metadata);
         if let Some(pattern) = &self.pattern {
             let matched: BTreeSet<String> = metadata
                 .topics()
@@ -506,6 +549,14 @@ impl GroupEngine {
     /// The topics the leader needs metadata for (the group's subscriptions), while it
     /// waits to assign; the driver makes the metadata want them and refreshes it.
     pub fn poll_leader_topics(&self) -> Vec<String> {
+        if self.kip848.is_some() {
+            // The subscribed topics: their ids name the assignment's partitions.
+            return if self.pattern.is_some() {
+                Vec::new()
+            } else {
+                self.subscription()
+            };
+        }
         match &self.phase {
             Phase::Assigning { members } => {
                 let topics: BTreeSet<&String> = members
@@ -544,6 +595,7 @@ impl GroupEngine {
             return None;
         }
         self.prepare_join(now);
+        self.kip_prepare(now);
         let event = self.events.pop_front()?;
         self.event_out = Some(event.clone());
         Some(event)
@@ -554,6 +606,7 @@ impl GroupEngine {
     pub fn needs_attention(&self) -> bool {
         self.has_events()
             || !self.errors.is_empty()
+            || (self.kip848.is_some() && self.failed.is_some())
             || self.poll_expired
             || (self.rejoin.is_some()
                 && self.topics.is_some()
@@ -575,9 +628,13 @@ impl GroupEngine {
         }
     }
 
-    /// An error for the user (fatal group errors, the poll interval, failed async commits).
+    /// An error for the user (fatal group errors, the poll interval, failed async commits);
+    /// with KIP-848, once the group failed, its error again on every call.
     pub fn poll_error(&mut self) -> Option<Error> {
-        self.errors.pop_front()
+        self.errors.pop_front().or_else(|| {
+            // KIP-848: a fatal error is the answer to every later `recv`, never a wait.
+            self.kip848.as_ref().and(self.failed.clone())
+        })
     }
 
     // ---- Commits and lookups ----
@@ -718,6 +775,10 @@ impl GroupEngine {
     }
 
     fn leave_group(&mut self, reason: &str) {
+        if self.kip848.is_some() {
+            self.kip_leave(reason);
+            return;
+        }
         let member = !self.member_id.is_empty() && self.generation >= 0;
         if member && self.config.group_instance_id.is_none() {
             self.leave = Leave::Pending(reason.to_string());
@@ -727,6 +788,10 @@ impl GroupEngine {
     }
 
     fn reset_generation(&mut self) {
+        if self.kip848.is_some() {
+            // The next heartbeat finds out whether the member was fenced.
+            return;
+        }
         self.generation = -1;
         self.member_id.clear();
         self.protocol_name = None;
@@ -852,12 +917,16 @@ impl GroupEngine {
             return out;
         };
         let target = Target::Coordinator { node, address };
+        if self.kip848.is_some() {
+            self.kip_prepare(now);
+            out.extend(self.kip_poll_heartbeat(now, &target));
+        }
         let request = |id, body| GroupRequest {
             id,
             target: target.clone(),
             body,
         };
-        if let Leave::Pending(reason) = &self.leave {
+        if let (Leave::Pending(reason), None) = (&self.leave, &self.kip848) {
             let reason = reason.clone();
             info!(group = %self.config.group_id, member = %self.leaving_member, %reason, "leaving the group");
             let id = self.next_request_id();
@@ -874,7 +943,7 @@ impl GroupEngine {
             self.leave = Leave::InFlight(id);
         }
         // JoinGroup, once the rebalance steps before it are done.
-        if let Phase::Joining { request: None } = self.phase {
+        if let (Phase::Joining { request: None }, None) = (&self.phase, &self.kip848) {
             if !self.has_events() && self.join_retry.ready(now) && self.rejoin.is_some() {
                 let id = self.next_request_id();
                 let reason = self.rejoin.clone();
@@ -936,8 +1005,12 @@ impl GroupEngine {
             }
             // Java's `generationIfStable`: a member commits in its generation until its
             // JoinGroup goes out (so a revoke callback before a rebalance can commit).
-            if self.topics.is_some() && !self.heartbeating() {
-                let error = if matches!(self.phase, Phase::Idle) && self.rejoin.is_none() {
+            if self.topics.is_some() && !self.in_generation() {
+                let not_joined = match &self.kip848 {
+                    Some(kip) => kip.state() != consumer_protocol::MemberState::Reconciling,
+                    None => matches!(self.phase, Phase::Idle) && self.rejoin.is_none(),
+                };
+                let error = if not_joined {
                     commit_failed(
                         None,
                         "the consumer is not part of an active group (it was likely removed \
@@ -956,7 +1029,10 @@ impl GroupEngine {
             }
             commit.retry_at = None;
             let id = self.next_request_id();
-            let (generation, member_id) = if self.topics.is_some() {
+            let (generation, member_id) = if let Some(kip) = &self.kip848 {
+                let (member_id, epoch) = kip.identity();
+                (epoch, member_id)
+            } else if self.topics.is_some() {
                 (self.generation, self.member_id.clone())
             } else {
                 // Manual assignment: no generation, as Java's `Generation.NO_GENERATION`.
@@ -979,12 +1055,18 @@ impl GroupEngine {
         if self.lookups_in_flight.is_empty() && self.lookup_retry.ready(now) {
             if let Some(lookup) = self.lookups.pop_front() {
                 let id = self.next_request_id();
+                let member = self
+                    .kip848
+                    .as_ref()
+                    .filter(|kip| kip.in_group())
+                    .map(consumer_protocol::Kip848::identity);
                 out.push(request(
                     id,
                     Body::OffsetFetch {
                         group_id: self.config.group_id.clone(),
                         partitions: lookup.partitions.clone(),
                         require_stable: self.config.require_stable,
+                        member,
                     },
                 ));
                 self.lookups_in_flight.insert(id, lookup);
@@ -1038,6 +1120,21 @@ impl GroupEngine {
                 if now >= last + self.config.session_timeout && self.coordinator.is_some() {
                     self.coordinator_lost("no heartbeat answered within session.timeout.ms");
                     self.last_heartbeat_answer = Some(now);
+                }
+            }
+        }
+        let kip_in_group = self.kip848.as_ref().is_some_and(|k| k.in_group());
+        if kip_in_group && self.topics.is_some() && !self.in_poll {
+            if let Some(last) = self.last_poll {
+                if now >= last + self.config.rebalance_timeout {
+                    warn!(
+                        group = %self.config.group_id,
+                        interval = ?self.config.rebalance_timeout,
+                        "the application did not call recv within max.poll.interval.ms: \
+                         leaving the group"
+                    );
+                    self.kip_poll_expired();
+                    self.poll_expired = true;
                 }
             }
         }
@@ -1095,12 +1192,14 @@ impl GroupEngine {
                     .map(|t| t + self.config.session_timeout),
             );
         }
-        if self.topics.is_some() && !self.in_poll && self.generation >= 0 {
+        let kip_in_group = self.kip848.as_ref().is_some_and(|k| k.in_group());
+        if self.topics.is_some() && !self.in_poll && (self.generation >= 0 || kip_in_group) {
             times.extend(self.last_poll.map(|t| t + self.config.rebalance_timeout));
         }
         if self.config.auto_commit && (self.is_stable() || self.topics.is_none()) {
             times.extend(self.next_auto_commit);
         }
+        times.extend(self.kip_timeout(now));
         times.extend(self.find_retry.pending(now));
         times.extend(self.join_retry.pending(now));
         times.extend(self.lookup_retry.pending(now));
@@ -1152,6 +1251,7 @@ impl GroupEngine {
         if self.heartbeat_in_flight == Some(id) {
             self.heartbeat_in_flight = None;
         }
+        self.kip_heartbeat_lost(id, now);
         if let Leave::InFlight(leave) = self.leave {
             if leave == id {
                 self.leave = Leave::None;
@@ -1207,6 +1307,9 @@ impl GroupEngine {
             ResponseKind::Heartbeat(body) if self.heartbeat_in_flight == Some(id) => {
                 self.heartbeat_in_flight = None;
                 self.handle_heartbeat(body.error_code, now);
+            }
+            ResponseKind::ConsumerGroupHeartbeat(body) if self.kip_owns(id) => {
+                self.kip_handle_heartbeat(id, body, now);
             }
             ResponseKind::LeaveGroup(body) => {
                 if matches!(self.leave, Leave::InFlight(leave) if leave == id) {
@@ -1493,7 +1596,9 @@ impl GroupEngine {
         };
         let retriable = matches!(
             code,
-            ErrorCode::CoordinatorLoadInProgress
+            // KIP-848: the member's epoch moved on; the retry carries the new one.
+            ErrorCode::StaleMemberEpoch
+                | ErrorCode::CoordinatorLoadInProgress
                 | ErrorCode::CoordinatorNotAvailable
                 | ErrorCode::NotCoordinator
                 | ErrorCode::RequestTimedOut
@@ -1610,7 +1715,10 @@ impl GroupEngine {
         let mut fatal = None;
         match ErrorCode::try_from_code(top_code) {
             None => {}
-            Some(ErrorCode::CoordinatorLoadInProgress) => retry = true,
+            Some(ErrorCode::CoordinatorLoadInProgress) | Some(ErrorCode::StaleMemberEpoch) => {
+                retry = true
+            }
+            Some(ErrorCode::UnknownMemberId) if self.kip848.is_some() => retry = true,
             Some(ErrorCode::CoordinatorNotAvailable) | Some(ErrorCode::NotCoordinator) => {
                 self.coordinator_lost("OffsetFetch answered that it is not the coordinator");
                 retry = true;
@@ -1696,6 +1804,9 @@ fn commit_timeout(reason: &str) -> Error {
         reason: format!("the commit did not complete in time: {reason}"),
     }
 }
+
+#[path = "consumer_protocol.rs"]
+mod consumer_protocol;
 
 #[cfg(test)]
 #[path = "member_tests.rs"]

@@ -41,6 +41,8 @@ fn config(instance: Option<&str>) -> GroupConfig {
         auto_commit_interval: 5_000 * MS,
         rack: None,
         require_stable: false,
+        protocol: crate::config::GroupProtocol::Classic,
+        remote_assignor: None,
     }
 }
 

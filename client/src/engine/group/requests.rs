@@ -5,6 +5,7 @@
 //! v5) is an error, as in Java.
 
 use bytes::Bytes;
+use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions as HeartbeatTopicPartitions;
 use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
@@ -16,8 +17,9 @@ use kafka_protocol::messages::offset_fetch_request::{
 };
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    ApiKey, GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest,
-    OffsetFetchRequest, RequestKind, SyncGroupRequest, TopicName,
+    ApiKey, ConsumerGroupHeartbeatRequest, GroupId, HeartbeatRequest, JoinGroupRequest,
+    LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest, RequestKind, SyncGroupRequest,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -132,7 +134,28 @@ pub(super) enum Body {
         group_id: String,
         partitions: Vec<TopicPartition>,
         require_stable: bool,
+        /// KIP-848 (v9+): the member asking, with its epoch; `None`, -1 otherwise.
+        member: Option<(String, i32)>,
     },
+    /// KIP-848's heartbeat: fields left `None` (or -1) are unchanged since the last
+    /// request the coordinator answered.
+    ConsumerGroupHeartbeat(Heartbeat),
+}
+
+/// The fields of a ConsumerGroupHeartbeat (KIP-848); `None` means "unchanged".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Heartbeat {
+    pub(super) group_id: String,
+    pub(super) member_id: String,
+    pub(super) member_epoch: i32,
+    pub(super) instance_id: Option<String>,
+    pub(super) rack_id: Option<String>,
+    /// -1: unchanged.
+    pub(super) rebalance_timeout_ms: i32,
+    pub(super) topics: Option<Vec<String>>,
+    pub(super) regex: Option<String>,
+    pub(super) server_assignor: Option<String>,
+    pub(super) owned: Option<Vec<(uuid::Uuid, Vec<i32>)>>,
 }
 
 fn text(value: &str) -> StrBytes {
@@ -168,6 +191,7 @@ impl GroupRequest {
             Body::LeaveGroup { .. } => ApiKey::LeaveGroup,
             Body::OffsetCommit { .. } => ApiKey::OffsetCommit,
             Body::OffsetFetch { .. } => ApiKey::OffsetFetch,
+            Body::ConsumerGroupHeartbeat(_) => ApiKey::ConsumerGroupHeartbeat,
         }
     }
 
@@ -350,6 +374,7 @@ impl GroupRequest {
                 group_id,
                 partitions,
                 require_stable,
+                member,
             } => {
                 let entries: Vec<(TopicPartition, ())> =
                     partitions.iter().map(|tp| (tp.clone(), ())).collect();
@@ -371,6 +396,10 @@ impl GroupRequest {
                         .with_topics(Some(topics));
                     if version >= 9 {
                         entry.member_epoch = -1;
+                        if let Some((member_id, epoch)) = member {
+                            entry.member_id = Some(text(member_id));
+                            entry.member_epoch = *epoch;
+                        }
                     }
                     request.groups = vec![entry];
                 } else {
@@ -392,6 +421,52 @@ impl GroupRequest {
                     request.require_stable = *require_stable;
                 }
                 RequestKind::OffsetFetch(request)
+            }
+            Body::ConsumerGroupHeartbeat(beat) => {
+                if beat.regex.is_some() && version < 1 {
+                    return Err(unsupported(
+                        "a pattern subscription (SubscribedTopicRegex, ConsumerGroupHeartbeat v1)",
+                    ));
+                }
+                let mut request = ConsumerGroupHeartbeatRequest::default()
+                    .with_group_id(group(&beat.group_id))
+                    .with_member_id(text(&beat.member_id))
+                    .with_member_epoch(beat.member_epoch)
+                    .with_instance_id(beat.instance_id.as_deref().map(text))
+                    .with_rack_id(beat.rack_id.as_deref().map(text))
+                    .with_rebalance_timeout_ms(beat.rebalance_timeout_ms)
+                    .with_subscribed_topic_names(
+                        beat.topics
+                            .as_ref()
+                            .map(|topics| topics.iter().map(|t| TopicName(text(t))).collect()),
+                    )
+                    .with_server_assignor(beat.server_assignor.as_deref().map(text))
+                    .with_topic_partitions(beat.owned.as_ref().map(|owned| {
+                        owned
+                            .iter()
+                            .map(|(id, partitions)| {
+                                HeartbeatTopicPartitions::default()
+                                    .with_topic_id(*id)
+                                    .with_partitions(partitions.clone())
+                            })
+                            .collect()
+                    }));
+                if version >= 1 {
+                    request.subscribed_topic_regex = beat.regex.as_deref().map(text);
+                    // A subscription sends both fields, the unused one empty, as
+                    // librdkafka does (Kafka reads an empty regex as none, and the switch
+                    // from one kind to the other clears the old one; librdkafka's mock
+                    // asserts that both or neither are null).
+                    match (
+                        &request.subscribed_topic_names,
+                        &request.subscribed_topic_regex,
+                    ) {
+                        (Some(_), None) => request.subscribed_topic_regex = Some(text("")),
+                        (None, Some(_)) => request.subscribed_topic_names = Some(Vec::new()),
+                        _ => {}
+                    }
+                }
+                RequestKind::ConsumerGroupHeartbeat(request)
             }
         })
     }
@@ -463,7 +538,20 @@ mod tests {
                 group_id: "g".into(),
                 partitions: vec![TopicPartition::new("t", 0), TopicPartition::new("t", 1)],
                 require_stable: true,
+                member: Some(("m".into(), 3)),
             },
+            Body::ConsumerGroupHeartbeat(Heartbeat {
+                group_id: "g".into(),
+                member_id: "m".into(),
+                member_epoch: 0,
+                instance_id: Some("i".into()),
+                rack_id: Some("r".into()),
+                rebalance_timeout_ms: 300_000,
+                topics: Some(vec!["t".into()]),
+                regex: None,
+                server_assignor: Some("uniform".into()),
+                owned: Some(vec![(uuid::Uuid::from_u128(7), vec![0, 1])]),
+            }),
         ];
         for body in bodies {
             let request = request(body);
@@ -479,6 +567,7 @@ mod tests {
                     RequestKind::LeaveGroup(r) => r.encode(&mut out, version),
                     RequestKind::OffsetCommit(r) => r.encode(&mut out, version),
                     RequestKind::OffsetFetch(r) => r.encode(&mut out, version),
+                    RequestKind::ConsumerGroupHeartbeat(r) => r.encode(&mut out, version),
                     _ => unreachable!("a group request"),
                 };
                 assert!(
@@ -488,6 +577,46 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_heartbeat_regex_needs_v1() {
+        let regex = request(Body::ConsumerGroupHeartbeat(Heartbeat {
+            regex: Some("orders-.*".into()),
+            ..Heartbeat::default()
+        }));
+        assert!(regex.build(0).is_err());
+        let Ok(RequestKind::ConsumerGroupHeartbeat(built)) = regex.build(1) else {
+            panic!("a heartbeat at v1");
+        };
+        assert_eq!(
+            built.subscribed_topic_regex.as_ref().map(|r| r.as_str()),
+            Some("orders-.*")
+        );
+        // The names go along, empty; unchanged fields stay null on the wire.
+        assert_eq!(built.subscribed_topic_names, Some(Vec::new()));
+        assert!(built.topic_partitions.is_none() && built.server_assignor.is_none());
+        // Names with an empty regex; neither when the subscription is unchanged.
+        let names = request(Body::ConsumerGroupHeartbeat(Heartbeat {
+            topics: Some(vec!["t".into()]),
+            ..Heartbeat::default()
+        }));
+        let Ok(RequestKind::ConsumerGroupHeartbeat(built)) = names.build(1) else {
+            panic!("a heartbeat at v1");
+        };
+        assert_eq!(
+            built.subscribed_topic_regex.as_ref().map(|r| r.as_str()),
+            Some("")
+        );
+        let Ok(RequestKind::ConsumerGroupHeartbeat(built)) = names.build(0) else {
+            panic!("a heartbeat at v0");
+        };
+        assert_eq!(built.subscribed_topic_regex, None);
+        let unchanged = request(Body::ConsumerGroupHeartbeat(Heartbeat::default()));
+        let Ok(RequestKind::ConsumerGroupHeartbeat(built)) = unchanged.build(1) else {
+            panic!("a heartbeat at v1");
+        };
+        assert!(built.subscribed_topic_names.is_none() && built.subscribed_topic_regex.is_none());
     }
 
     #[test]

@@ -660,6 +660,55 @@ impl ClassicGroup {
         self.prepare_rebalance(ops);
     }
 
+    // ---- Conversion -------------------------------------------------------------------
+
+    /// Kafka's `ClassicGroup.fromConsumerGroup`: the classic group a consumer group whose
+    /// members all speak the classic protocol becomes, Stable at `generation` (the group
+    /// epoch) with those members and their assignments (the first added leads); written to
+    /// the log as Kafka writes it. [`Self::start_after_downgrade`] then starts it.
+    pub fn from_consumer(id: Arc<str>, generation: i32, members: Vec<ClassicMember>) -> Self {
+        let mut group = Self::new(id);
+        group.generation = generation;
+        group.protocol_type = Some(Arc::from(CONSUMER_PROTOCOL_TYPE));
+        group.previous_state = ClassicGroupState::Empty;
+        group.state = ClassicGroupState::Stable;
+        for member in members {
+            group.add(member, None);
+        }
+        group.protocol_name = group.select_protocol();
+        group.subscribed_topics = group.compute_subscribed_topics();
+        group.write_record();
+        group
+    }
+
+    /// After [`Self::from_consumer`] (Kafka's `convertToClassicGroup`): every member's
+    /// session starts, and the group rebalances when a member left (`rebalance`), not when
+    /// a static member was replaced.
+    pub fn start_after_downgrade(&mut self, rebalance: bool, ops: &mut Ops<'_>) {
+        let ids: Vec<Arc<str>> = self.members.keys().cloned().collect();
+        for id in &ids {
+            self.reschedule_heartbeat(id, None, ops);
+        }
+        if rebalance {
+            self.prepare_rebalance(ops);
+        }
+    }
+
+    /// Kafka's `completeAllJoinFutures` and `completeAllSyncFutures` with `error` (the
+    /// group is about to become a consumer group), and its timers stop.
+    pub fn answer_all_waiting(&mut self, error: ErrorCode, ops: &mut Ops<'_>) {
+        for member in self.members.values_mut() {
+            if let Some(waiter) = member.awaiting_join.take() {
+                ops.answer_join(waiter, join_error(&member.id, error));
+            }
+            if let Some(waiter) = member.awaiting_sync.take() {
+                ops.answer_sync(waiter, sync_error(error));
+            }
+        }
+        self.awaiting_join_count = 0;
+        self.cancel_timers(ops);
+    }
+
     // ---- Coordinator moves -----------------------------------------------------------
 
     /// The coordinator let go of the group (`onUnloaded`): requests waiting in a join

@@ -51,6 +51,9 @@ use uuid::Uuid;
 use super::assignors::{self, Assignment, AssignorMember, TopicInfo};
 use super::{GroupConfig, Ops, TimerKey};
 
+mod mixed;
+pub use mixed::{decode_assignment, decode_subscription, encode_assignment, SubscriptionFields};
+
 /// Kafka's `ConsumerGroupHeartbeatRequest.LEAVE_GROUP_MEMBER_EPOCH`.
 pub const LEAVE_GROUP_MEMBER_EPOCH: i32 = -1;
 /// Kafka's `ConsumerGroupHeartbeatRequest.LEAVE_GROUP_STATIC_MEMBER_EPOCH`.
@@ -138,6 +141,19 @@ pub struct ConsumerMember {
     pub assigned: Assignment,
     /// The partitions it must revoke.
     pub pending_revocation: Assignment,
+    /// Set for a member that speaks the classic protocol (JoinGroup, SyncGroup, Heartbeat)
+    /// inside this consumer group (Kafka's `ClassicMemberMetadata`).
+    pub classic: Option<ClassicMemberMetadata>,
+}
+
+/// What a consumer group keeps of a member that uses the classic protocol (Kafka's
+/// `ConsumerGroupMemberMetadataValue.ClassicMemberMetadata`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassicMemberMetadata {
+    /// The session timeout of its JoinGroup.
+    pub session_timeout_ms: i32,
+    /// The protocols of its JoinGroup (name, subscription), in its order of preference.
+    pub protocols: Vec<super::classic::Protocol>,
 }
 
 impl ConsumerMember {
@@ -157,7 +173,13 @@ impl ConsumerMember {
             previous_member_epoch: 0,
             assigned: Assignment::new(),
             pending_revocation: Assignment::new(),
+            classic: None,
         }
+    }
+
+    /// Whether it speaks the classic protocol (Kafka's `useClassicProtocol`).
+    pub fn uses_classic_protocol(&self) -> bool {
+        self.classic.is_some()
     }
 
     fn is_reconciled_to(&self, epoch: i32) -> bool {
@@ -180,6 +202,12 @@ impl ConsumerMember {
             + self.server_assignor.as_ref().map_or(0, |s| s.len())
             + assignment_bytes(&self.assigned)
             + assignment_bytes(&self.pending_revocation)
+            + self.classic.as_ref().map_or(0, |c| {
+                c.protocols
+                    .iter()
+                    .map(|(name, metadata)| name.len() + metadata.len())
+                    .sum()
+            })
     }
 }
 
@@ -385,6 +413,15 @@ pub struct ConsumerGroup {
     regexes: HashMap<Arc<str>, (usize, Regex)>,
     /// How many members ask for each server assignor.
     assignor_counts: BTreeMap<Arc<str>, usize>,
+    /// How many members use the classic protocol.
+    classic_members: usize,
+    /// How many classic-protocol members support each protocol name.
+    classic_protocols: HashMap<Arc<str>, usize>,
+    /// Set by a step after which the group becomes a classic group (a fencing that leaves
+    /// only classic members behind, or a static classic member replacing the last
+    /// consumer-protocol one, under a policy that allows the downgrade): whether the
+    /// classic group then rebalances. The coordinator converts it after the step.
+    downgrade: Option<bool>,
     bytes: usize,
 }
 
@@ -405,6 +442,9 @@ impl ConsumerGroup {
             name_counts: HashMap::new(),
             regexes: HashMap::new(),
             assignor_counts: BTreeMap::new(),
+            classic_members: 0,
+            classic_protocols: HashMap::new(),
+            downgrade: None,
             bytes: 0,
         }
     }
@@ -523,6 +563,12 @@ impl ConsumerGroup {
         if let Some(assignor) = &member.server_assignor {
             *self.assignor_counts.entry(assignor.clone()).or_default() += 1;
         }
+        if let Some(classic) = &member.classic {
+            self.classic_members += 1;
+            for (name, _) in &classic.protocols {
+                *self.classic_protocols.entry(name.clone()).or_default() += 1;
+            }
+        }
         if let Some(instance) = &member.instance_id {
             self.static_members
                 .insert(instance.clone(), member.member_id.clone());
@@ -561,6 +607,12 @@ impl ConsumerGroup {
                 if *count == 0 {
                     self.assignor_counts.remove(assignor);
                 }
+            }
+        }
+        if let Some(classic) = &member.classic {
+            self.classic_members = self.classic_members.saturating_sub(1);
+            for (name, _) in &classic.protocols {
+                decrement(&mut self.classic_protocols, name);
             }
         }
         if let Some(instance) = &member.instance_id {
@@ -720,6 +772,9 @@ impl ConsumerGroup {
         }
         member.client_id = args.client_id.clone();
         member.client_host = args.client_host.clone();
+        // A ConsumerGroupHeartbeat speaks the consumer protocol (Kafka clears the classic
+        // metadata of whoever sends one).
+        member.classic = None;
         if member.bytes() > ops.config.max_member_bytes {
             return Err(GroupError::new(
                 ErrorCode::UnknownServerError,
@@ -969,13 +1024,25 @@ impl ConsumerGroup {
     /// `consumerGroupFenceMember`; the subscription metadata is recomputed at the next
     /// heartbeat).
     fn fence(&mut self, id: &Arc<str>, ops: &mut Ops<'_>) -> Result<(), GroupError> {
+        // Kafka's `validateOnlineDowngradeWithFencedMember`, before the member goes.
+        let downgrade = self.allows_downgrade_without(id, ops.config);
+        self.remove_member(id, ops);
+        if downgrade {
+            // The coordinator converts the group after this step; Kafka does not bump the
+            // epoch (the classic group's generation is the group epoch, and it rebalances).
+            self.downgrade = Some(true);
+            return Ok(());
+        }
+        self.bump_epoch()
+    }
+
+    /// Takes member `id` out with its target and its timers (Kafka's `removeMember` and
+    /// `cancelTimers`), without bumping the group epoch.
+    fn remove_member(&mut self, id: &Arc<str>, ops: &mut Ops<'_>) {
         // Taking the member out counts its target's bytes out too.
         self.take_member(id);
         self.target.remove(id);
-        ops.timers
-            .cancel(&TimerKey::ConsumerSession(self.id.clone(), id.clone()));
-        ops.timers
-            .cancel(&TimerKey::ConsumerRebalance(self.id.clone(), id.clone()));
+        self.cancel_member_timers(id, ops);
         // Names no member subscribes to any more leave the subscription now, so that
         // OffsetDelete may delete their offsets at once.
         let names = &self.name_counts;
@@ -983,7 +1050,50 @@ impl ConsumerGroup {
         self.subscription.retain(|name, _| {
             names.contains_key(name) || regexes.values().any(|m| m.contains(name))
         });
-        self.bump_epoch()
+    }
+
+    /// Cancels member `id`'s timers: session, rebalance, and a classic member's join and
+    /// sync deadlines.
+    fn cancel_member_timers(&self, id: &Arc<str>, ops: &mut Ops<'_>) {
+        let group = &self.id;
+        for key in [
+            TimerKey::ConsumerSession(group.clone(), id.clone()),
+            TimerKey::ConsumerRebalance(group.clone(), id.clone()),
+            TimerKey::ConsumerJoin(group.clone(), id.clone()),
+            TimerKey::ConsumerSync(group.clone(), id.clone()),
+        ] {
+            ops.timers.cancel(&key);
+        }
+    }
+
+    /// Kafka's `validateOnlineDowngradeWithFencedMember`: whether fencing member `id`
+    /// (which speaks the consumer protocol) leaves only classic members, at least one, in a
+    /// group the policy lets go back to classic and the classic size cap allows.
+    fn allows_downgrade_without(&self, id: &str, config: &GroupConfig) -> bool {
+        let Some(member) = self.members.get(id) else {
+            return false;
+        };
+        let others = self.members.len().saturating_sub(1);
+        if member.uses_classic_protocol() || self.classic_members != others {
+            return false;
+        }
+        if others == 0 {
+            return false;
+        }
+        if !config.migration_policy.downgrade_enabled() {
+            tracing::info!(
+                group = &*self.id,
+                "the group keeps its classic members as a consumer group: the migration policy does not allow the downgrade"
+            );
+            return false;
+        }
+        others <= config.max_size
+    }
+
+    /// Whether the last step asked for the group to become a classic group, and if so
+    /// whether that group rebalances (and forgets that it asked).
+    pub fn take_downgrade(&mut self) -> Option<bool> {
+        self.downgrade.take()
     }
 
     /// Member `id`'s session expired (Kafka's `consumerGroupSessionTimeout`).
@@ -1029,7 +1139,7 @@ impl ConsumerGroup {
         for member in self.members.values() {
             ops.timers.schedule(
                 TimerKey::ConsumerSession(self.id.clone(), member.member_id.clone()),
-                ops.now + ops.config.consumer_session_timeout,
+                ops.now + member_session_timeout(member, ops.config),
             );
             if member.state == MemberState::UnrevokedPartitions {
                 ops.timers.schedule(
@@ -1043,10 +1153,7 @@ impl ConsumerGroup {
     /// Cancels every timer of the group.
     pub fn cancel_timers(&self, ops: &mut Ops<'_>) {
         for id in self.members.keys() {
-            ops.timers
-                .cancel(&TimerKey::ConsumerSession(self.id.clone(), id.clone()));
-            ops.timers
-                .cancel(&TimerKey::ConsumerRebalance(self.id.clone(), id.clone()));
+            self.cancel_member_timers(id, ops);
         }
     }
 
@@ -1066,13 +1173,11 @@ impl ConsumerGroup {
             .members
             .get(member_id)
             .ok_or(ErrorCode::UnknownMemberId)?;
-        if !transactional && version < 9 {
+        // Classic members commit with their generation (the member epoch) at any version.
+        if !transactional && !member.uses_classic_protocol() && version < 9 {
             return Err(ErrorCode::UnsupportedVersion);
         }
-        if member_epoch != member.member_epoch {
-            return Err(ErrorCode::StaleMemberEpoch);
-        }
-        Ok(())
+        check_commit_epoch(member, member_epoch)
     }
 
     /// Whether an OffsetFetch (v9+) by this member and epoch may read (Kafka's
@@ -1094,10 +1199,28 @@ impl ConsumerGroup {
             .members
             .get(member_id)
             .ok_or(ErrorCode::UnknownMemberId)?;
-        if member_epoch != member.member_epoch {
-            return Err(ErrorCode::StaleMemberEpoch);
-        }
+        check_commit_epoch(member, member_epoch)
+    }
+}
+
+/// Kafka's `ConsumerGroup.validateMemberEpoch`: a stale epoch is STALE_MEMBER_EPOCH, or
+/// ILLEGAL_GENERATION for a classic member (its generation is its epoch).
+fn check_commit_epoch(member: &ConsumerMember, epoch: i32) -> Result<(), ErrorCode> {
+    if epoch == member.member_epoch {
         Ok(())
+    } else if member.uses_classic_protocol() {
+        Err(ErrorCode::IllegalGeneration)
+    } else {
+        Err(ErrorCode::StaleMemberEpoch)
+    }
+}
+
+/// A member's session timeout: its JoinGroup's for a classic member (Kafka's
+/// `classicProtocolSessionTimeout`), else the group's.
+fn member_session_timeout(member: &ConsumerMember, config: &GroupConfig) -> std::time::Duration {
+    match &member.classic {
+        Some(classic) => super::classic::ms(classic.session_timeout_ms),
+        None => config.consumer_session_timeout,
     }
 }
 

@@ -11,6 +11,7 @@ use franzy::proto::ErrorCode;
 use uuid::Uuid;
 
 use super::assignors::Assignment;
+use super::consumer::{decode_assignment, encode_assignment};
 use super::*;
 use crate::cluster::ClusterConfig;
 
@@ -487,8 +488,52 @@ fn partitions_of_a_grown_topic_are_assigned() {
     assert_eq!(out.assignment.as_ref().map(count), Some(6));
 }
 
+/// A consumer protocol subscription (v1: topics, no user data, owned partitions).
+fn subscription(topics: &[&str], owned: &[(&str, &[i32])]) -> bytes::Bytes {
+    let mut out = Vec::new();
+    out.extend_from_slice(&1i16.to_be_bytes());
+    out.extend_from_slice(&(topics.len() as i32).to_be_bytes());
+    for t in topics {
+        out.extend_from_slice(&(t.len() as i16).to_be_bytes());
+        out.extend_from_slice(t.as_bytes());
+    }
+    out.extend_from_slice(&(-1i32).to_be_bytes());
+    out.extend_from_slice(&(owned.len() as i32).to_be_bytes());
+    for (t, ps) in owned {
+        out.extend_from_slice(&(t.len() as i16).to_be_bytes());
+        out.extend_from_slice(t.as_bytes());
+        out.extend_from_slice(&(ps.len() as i32).to_be_bytes());
+        for p in *ps {
+            out.extend_from_slice(&p.to_be_bytes());
+        }
+    }
+    bytes::Bytes::from(out)
+}
+
+fn classic_join(member: &str, metadata: bytes::Bytes) -> JoinArgs {
+    JoinArgs {
+        member_id: Arc::from(member),
+        instance_id: None,
+        client_id: Arc::from("c"),
+        client_host: Arc::from("h"),
+        session_timeout_ms: 10_000,
+        rebalance_timeout_ms: 10_000,
+        protocol_type: Arc::from("consumer"),
+        protocols: vec![(Arc::from("range"), metadata)],
+        require_known_member_id: false,
+        supports_skip_assignment: false,
+    }
+}
+
+fn joined(reply: GroupReply<JoinOutcome>) -> JoinOutcome {
+    match reply {
+        GroupReply::Now(out) => out,
+        GroupReply::Wait(_) => panic!("a JoinGroup to a consumer group is answered at once"),
+    }
+}
+
 #[test]
-fn empty_groups_change_protocol_and_busy_ones_are_refused() {
+fn empty_groups_change_protocol_and_other_protocol_types_are_refused() {
     let mut b = Bench::new();
     let broker = b.coordinator();
     // Offsets only (a "simple" classic group): the heartbeat makes it a consumer group.
@@ -503,28 +548,11 @@ fn empty_groups_change_protocol_and_busy_ones_are_refused() {
         b.c.groups().group(GROUP).map(Group::type_name),
         Some("consumer")
     );
-    // A JoinGroup to a consumer group with members is refused.
-    let join = JoinArgs {
-        member_id: Arc::from(""),
-        instance_id: None,
-        client_id: Arc::from("c"),
-        client_host: Arc::from("h"),
-        session_timeout_ms: 10_000,
-        rebalance_timeout_ms: 10_000,
-        protocol_type: Arc::from("consumer"),
-        protocols: vec![(Arc::from("range"), bytes::Bytes::new())],
-        require_known_member_id: false,
-        supports_skip_assignment: false,
-    };
-    match b
-        .c
-        .join_group(GROUP, join.clone(), broker, WaiterId(1), b.now)
-    {
-        GroupReply::Now(out) => {
-            assert_eq!(out.error_code, ErrorCode::InconsistentGroupProtocol.code())
-        }
-        GroupReply::Wait(_) => panic!("answered at once"),
-    }
+    // A classic member of another protocol type cannot join a consumer group.
+    let mut join = classic_join("", subscription(&["t"], &[]));
+    join.protocol_type = Arc::from("connect");
+    let out = joined(b.c.join_group(GROUP, join.clone(), broker, WaiterId(1), b.now));
+    assert_eq!(out.error_code, ErrorCode::InconsistentGroupProtocol.code());
     // Once empty, a JoinGroup makes it a classic group again.
     b.send(Hb::beat("a", -1, None)).expect("a leaves");
     let _ = b.c.join_group(GROUP, join, broker, WaiterId(2), b.now);
@@ -532,11 +560,249 @@ fn empty_groups_change_protocol_and_busy_ones_are_refused() {
         b.c.groups().group(GROUP).map(Group::type_name),
         Some("classic")
     );
-    // A classic group with members refuses the consumer protocol.
+    // A classic group of another protocol type is never upgraded.
     let err = b
         .send(Hb::join("x", &["t"]))
         .expect_err("classic with members");
     assert_eq!(err.code, ErrorCode::GroupIdNotFound);
+}
+
+#[test]
+fn policy_disabled_refuses_the_upgrade_and_keeps_classic_members_in_a_consumer_group() {
+    let mut b = Bench::with(GroupConfig {
+        migration_policy: MigrationPolicy::Disabled,
+        ..GroupConfig::default()
+    });
+    let broker = b.coordinator();
+    // A classic group of consumers with a member, waiting in its first join phase.
+    let reply = b.c.join_group(
+        GROUP,
+        classic_join("", subscription(&["t"], &[])),
+        broker,
+        WaiterId(1),
+        b.now,
+    );
+    assert!(matches!(reply, GroupReply::Now(_) | GroupReply::Wait(_)));
+    assert_eq!(b.c.groups().group(GROUP).map(Group::is_empty), Some(false));
+    let err = b.send(Hb::join("a", &["t"])).expect_err("upgrade disabled");
+    assert_eq!(err.code, ErrorCode::GroupIdNotFound);
+    assert_eq!(
+        err.message.as_deref(),
+        Some("Group g is not a consumer group.")
+    );
+
+    // A consumer group: a classic member joins it all the same (Kafka's policy governs
+    // conversions only); when the consumer member leaves, the group stays a consumer group.
+    let mut b = Bench::with(GroupConfig {
+        migration_policy: MigrationPolicy::Disabled,
+        ..GroupConfig::default()
+    });
+    b.send(Hb::join("a", &["t"])).expect("a");
+    let out = joined(b.c.join_group(
+        GROUP,
+        classic_join("k", subscription(&["t"], &[])),
+        broker,
+        WaiterId(1),
+        b.now,
+    ));
+    assert_eq!(out.error_code, 0);
+    b.send(Hb::beat("a", -1, None)).expect("a leaves");
+    assert_eq!(
+        b.c.groups().group(GROUP).map(Group::type_name),
+        Some("consumer")
+    );
+    assert_eq!(b.group().members().count(), 1);
+}
+
+#[test]
+fn a_classic_member_in_a_consumer_group_joins_syncs_and_rejoins_on_rebalance() {
+    let mut b = Bench::new();
+    let broker = b.coordinator();
+    b.send(Hb::join("a", &["t"])).expect("a");
+    // The classic member gets its member id first (JoinGroup v4+).
+    let mut join = classic_join("", subscription(&["t"], &[]));
+    join.require_known_member_id = true;
+    let first = joined(b.c.join_group(GROUP, join.clone(), broker, WaiterId(1), b.now));
+    assert_eq!(first.error_code, ErrorCode::MemberIdRequired.code());
+    join.member_id = first.member_id.clone();
+    let out = joined(b.c.join_group(GROUP, join.clone(), broker, WaiterId(2), b.now));
+    assert_eq!(out.error_code, 0);
+    assert_eq!(&*out.leader, "");
+    assert!(out.members.is_empty());
+    assert_eq!(out.protocol_name.as_deref(), Some("range"));
+    // The group epoch was bumped to 2; "a" still holds every partition, so the classic
+    // member waits for its share at epoch 2.
+    assert_eq!(b.group().group_epoch(), 2);
+    assert_eq!(out.generation_id, 2);
+    let id = out.member_id.clone();
+    let sync = |b: &mut Bench, generation: i32| match b.c.sync_group(
+        GROUP,
+        SyncArgs {
+            member_id: &id,
+            instance_id: None,
+            generation,
+            protocol_type: Some("consumer"),
+            protocol_name: Some("range"),
+            assignments: Vec::new(),
+        },
+        broker,
+        WaiterId(9),
+        b.now,
+    ) {
+        GroupReply::Now(out) => out,
+        GroupReply::Wait(_) => panic!("answered at once"),
+    };
+    let synced = sync(&mut b, 2);
+    assert_eq!(synced.error_code, 0);
+    assert_eq!(
+        decode_assignment(&synced.assignment).map(|a| a.len()),
+        Some(0),
+        "nothing is released yet"
+    );
+    assert_eq!(
+        sync(&mut b, 1).error_code,
+        ErrorCode::IllegalGeneration.code()
+    );
+    // Nothing released yet: the heartbeat is fine.
+    assert_eq!(b.c.heartbeat(GROUP, &id, None, 2, broker, b.now), Ok(()));
+    // "a" revokes two partitions: the classic member is told to rejoin.
+    let t = b.topic_id("t");
+    let out = b.send(Hb::beat("a", 1, None)).expect("a");
+    let kept = out.assignment.expect("a's new assignment");
+    assert_eq!(count(&kept), 2);
+    b.send(Hb::beat("a", 1, Some(kept))).expect("a revoked");
+    assert_eq!(
+        b.c.heartbeat(GROUP, &id, None, 2, broker, b.now),
+        Err(ErrorCode::RebalanceInProgress)
+    );
+    let out = joined(b.c.join_group(GROUP, join, broker, WaiterId(3), b.now));
+    assert_eq!(out.generation_id, 2);
+    let synced = sync(&mut b, 2);
+    let assignment = decode_assignment(&synced.assignment).expect("an assignment");
+    assert_eq!(assignment.len(), 1);
+    assert_eq!(assignment[0].1.len(), 2);
+    assert_eq!(b.c.heartbeat(GROUP, &id, None, 2, broker, b.now), Ok(()));
+    assert_eq!(b.group().member(&id).map(|m| count(&m.assigned)), Some(2));
+    assert!(b
+        .group()
+        .member(&id)
+        .is_some_and(|m| m.assigned.contains_key(&t)));
+    assert_eq!(b.group().state(), ConsumerGroupState::Stable);
+    b.assert_exclusive();
+    // Commits use the generation (its epoch), at any version.
+    assert_eq!(
+        b.c.validate_offset_commit(GROUP, &id, None, 2, 8, broker, b.now),
+        Ok(())
+    );
+    assert_eq!(
+        b.c.validate_offset_commit(GROUP, &id, None, 1, 8, broker, b.now),
+        Err(ErrorCode::IllegalGeneration)
+    );
+    // A classic member cannot use the consumer protocol's checks, nor the other way round.
+    assert_eq!(
+        b.c.heartbeat(GROUP, "a", None, 2, broker, b.now),
+        Err(ErrorCode::UnknownMemberId)
+    );
+    // It leaves with LeaveGroup; the group epoch is bumped.
+    let left =
+        b.c.leave_group(GROUP, &[(id.clone(), None)], broker, b.now)
+            .expect("leave");
+    assert_eq!(left, vec![Ok(())]);
+    assert_eq!(b.group().group_epoch(), 3);
+    assert_eq!(b.group().members().count(), 1);
+}
+
+#[test]
+fn a_classic_member_that_does_not_rejoin_in_time_is_fenced() {
+    let mut b = Bench::new();
+    let broker = b.coordinator();
+    b.send(Hb::join("a", &["t"])).expect("a");
+    let join = classic_join("k", subscription(&["t"], &[]));
+    let out = joined(b.c.join_group(GROUP, join, broker, WaiterId(1), b.now));
+    assert_eq!(out.error_code, 0);
+    // It never syncs: past its rebalance timeout (10 s) it is fenced, although its
+    // session (10 s too) is kept by heartbeats.
+    b.advance(5_000);
+    let _ = b.c.heartbeat(GROUP, "k", None, 2, broker, b.now);
+    b.advance(5_001);
+    assert!(b.group().member("k").is_none());
+}
+
+#[test]
+fn a_non_empty_classic_group_is_upgraded_and_downgraded_back() {
+    let mut b = Bench::new();
+    let broker = b.coordinator();
+    // A stable classic group of one consumer holding all of t.
+    let join = classic_join("", subscription(&["t"], &[]));
+    // The first join phase ends at the (zero) initial delay's timer.
+    let _ = b.c.join_group(GROUP, join, broker, WaiterId(1), b.now);
+    b.advance(1);
+    let classic = b.c.groups().group(GROUP).and_then(Group::as_classic);
+    let classic = classic.expect("a classic group");
+    assert_eq!(classic.state(), ClassicGroupState::CompletingRebalance);
+    let k = classic.members().next().expect("a member").id.clone();
+    let generation = classic.generation();
+    let assignment = encode_assignment(&[(Arc::from("t"), vec![0, 1, 2, 3])], 1);
+    match b.c.sync_group(
+        GROUP,
+        SyncArgs {
+            member_id: &k,
+            instance_id: None,
+            generation,
+            protocol_type: None,
+            protocol_name: None,
+            assignments: vec![(k.clone(), assignment)],
+        },
+        broker,
+        WaiterId(2),
+        b.now,
+    ) {
+        GroupReply::Now(s) => assert_eq!(s.error_code, 0),
+        GroupReply::Wait(_) => panic!("the leader's sync answers at once"),
+    }
+    // A KIP-848 member joins: the group becomes a consumer group with k at epoch 1.
+    let out = b.send(Hb::join("a", &["t"])).expect("upgraded");
+    assert_eq!(
+        b.c.groups().group(GROUP).map(Group::type_name),
+        Some("consumer")
+    );
+    assert_eq!(out.member_epoch, 2);
+    assert_eq!(out.assignment.as_ref().map(count), Some(0), "k holds t");
+    let classic = b.group().member(&k).expect("k converted").clone();
+    assert!(classic.uses_classic_protocol());
+    assert_eq!(classic.member_epoch, 1);
+    assert_eq!(count(&classic.assigned), 4);
+    // k's heartbeat says rebalance; it rejoins (eager: owning nothing) and gets its half.
+    assert_eq!(
+        b.c.heartbeat(GROUP, &k, None, 1, broker, b.now),
+        Err(ErrorCode::RebalanceInProgress)
+    );
+    let out = joined(b.c.join_group(
+        GROUP,
+        classic_join(&k, subscription(&["t"], &[])),
+        broker,
+        WaiterId(3),
+        b.now,
+    ));
+    assert_eq!(out.generation_id, 2);
+    let out = b
+        .send(Hb::beat("a", 2, Some(Assignment::new())))
+        .expect("a");
+    assert_eq!(out.assignment.as_ref().map(count), Some(2));
+    b.assert_exclusive();
+    // The KIP-848 member leaves: the group is classic again, k its only member, and it
+    // rebalances (k's heartbeat says so).
+    b.send(Hb::beat("a", -1, None)).expect("a leaves");
+    let group = b.c.groups().group(GROUP).expect("the group");
+    assert_eq!(group.type_name(), "classic");
+    let classic = group.as_classic().expect("classic");
+    assert_eq!(classic.state(), ClassicGroupState::PreparingRebalance);
+    assert_eq!(classic.generation(), 2, "the group epoch, not bumped");
+    assert!(classic.member(&k).is_some());
+    assert_eq!(
+        b.c.heartbeat(GROUP, &k, None, 2, broker, b.now),
+        Err(ErrorCode::RebalanceInProgress)
+    );
 }
 
 #[test]
@@ -601,4 +867,67 @@ fn a_coordinator_move_keeps_members_and_restarts_sessions() {
     assert!(b.group().member("a").is_some());
     let out = b.send(Hb::beat("a", 1, None)).expect("the new coordinator");
     assert_eq!(out.member_epoch, 1);
+}
+
+#[test]
+fn a_static_classic_member_replacing_the_last_consumer_member_downgrades_without_a_rebalance() {
+    let mut b = Bench::new();
+    let broker = b.coordinator();
+    let s = b.send(Hb::join("s", &["t"]).instance("i")).expect("s");
+    let all = s.assignment.expect("s holds t");
+    b.send(Hb::beat("s", 1, Some(all.clone()))).expect("s");
+    let out = joined(b.c.join_group(
+        GROUP,
+        classic_join("k", subscription(&["t"], &[])),
+        broker,
+        WaiterId(1),
+        b.now,
+    ));
+    assert_eq!(out.error_code, 0);
+    let kept = b
+        .send(Hb::beat("s", 1, Some(all)))
+        .expect("s revokes")
+        .assignment
+        .expect("what s keeps");
+    b.send(Hb::beat("s", 1, Some(kept.clone())))
+        .expect("s done");
+    // A classic consumer with s's instance id: the group becomes classic at once, Stable,
+    // with k and the newcomer holding s's partitions.
+    let mut join = classic_join("", subscription(&["t"], &[]));
+    join.instance_id = Some(Arc::from("i"));
+    let out = joined(b.c.join_group(GROUP, join, broker, WaiterId(2), b.now));
+    assert_eq!(out.error_code, 0);
+    let group = b.c.groups().group(GROUP).expect("the group");
+    let classic = group.as_classic().expect("downgraded");
+    assert_eq!(classic.state(), ClassicGroupState::Stable);
+    assert_eq!(classic.len(), 2);
+    let newcomer = classic.member(&out.member_id).expect("the newcomer");
+    assert_eq!(newcomer.instance_id.as_deref(), Some("i"));
+    let theirs = decode_assignment(&newcomer.assignment).expect("an assignment");
+    assert_eq!(
+        theirs.iter().map(|(_, ps)| ps.len()).sum::<usize>(),
+        count(&kept)
+    );
+    assert!(classic.member("k").is_some());
+}
+
+#[test]
+fn the_migration_policy_defaults_to_kafkas_and_parses_its_names() {
+    assert_eq!(
+        GroupConfig::default().migration_policy,
+        MigrationPolicy::Bidirectional
+    );
+    for (name, policy, upgrade, downgrade) in [
+        ("bidirectional", MigrationPolicy::Bidirectional, true, true),
+        ("UPGRADE", MigrationPolicy::Upgrade, true, false),
+        (" Downgrade ", MigrationPolicy::Downgrade, false, true),
+        ("disabled", MigrationPolicy::Disabled, false, false),
+    ] {
+        assert_eq!(MigrationPolicy::parse(name), Some(policy));
+        assert_eq!(
+            (policy.upgrade_enabled(), policy.downgrade_enabled()),
+            (upgrade, downgrade)
+        );
+    }
+    assert_eq!(MigrationPolicy::parse("sideways"), None);
 }

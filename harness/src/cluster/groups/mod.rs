@@ -4,7 +4,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`classic`] | a classic group (JoinGroup/SyncGroup/Heartbeat/LeaveGroup): Kafka's state machine |
-//! | [`consumer`] | a KIP-848 consumer group (ConsumerGroupHeartbeat): epochs, reconciliation |
+//! | [`consumer`] | a KIP-848 consumer group (ConsumerGroupHeartbeat): epochs, reconciliation; its `mixed` module: classic members inside it, the upgrade and downgrade |
 //! | [`assignors`] | the consumer groups' server-side assignors, `uniform` and `range` |
 //! | [`timers`] | keyed deadlines: sessions, join and sync phases, revocations |
 //!
@@ -22,19 +22,35 @@
 //!
 //! # Mixed groups
 //!
-//! Kafka 4.x's `group.consumer.migration.policy` defaults to `bidirectional`: a classic
-//! group whose members use the consumer protocol is converted, members and all, when a
-//! ConsumerGroupHeartbeat joins it, and back when its last KIP-848 member leaves. The
-//! harness converts what Kafka converts under every policy, empty groups: an empty classic
-//! group (or one with only offsets) becomes a consumer group at the first
-//! ConsumerGroupHeartbeat, an empty consumer group a classic one at the first JoinGroup;
-//! offsets stay. A group with live members of the other protocol is refused as Kafka
-//! refuses it when the policy forbids the conversion ([`MigrationPolicy::Disabled`]):
-//! GROUP_ID_NOT_FOUND to ConsumerGroupHeartbeat ("Group g is not a consumer group"), and
-//! INCONSISTENT_GROUP_PROTOCOL to a JoinGroup (the harness does not serve classic members
-//! inside a consumer group). [`GroupConfig::migration_policy`] says which of Kafka's
-//! policies the harness follows; only `Disabled` is served.
+//! Kafka 4.x's `group.consumer.migration.policy` defaults to `bidirectional`, and so does
+//! [`GroupConfig::migration_policy`] ([`MigrationPolicy`]):
 //!
+//! - **Empty groups** change type under every policy: an empty classic group (or one with
+//!   only offsets) becomes a consumer group at the first ConsumerGroupHeartbeat, an empty
+//!   consumer group a classic one at the first JoinGroup; offsets stay.
+//! - **Upgrade** (`bidirectional`, `upgrade`): a ConsumerGroupHeartbeat joining a classic
+//!   group with members that all use the `consumer` protocol type converts it with its
+//!   members (Kafka's `convertToConsumerGroup`): each becomes a classic member of a
+//!   consumer group, Stable at the generation with its last assignment as its target; the
+//!   requests waiting in a rebalance are answered REBALANCE_IN_PROGRESS. Refused
+//!   (another protocol type, more members than `group.consumer.max.size`, or the policy):
+//!   GROUP_ID_NOT_FOUND, "Group g is not a consumer group.".
+//! - **Classic members in a consumer group** (every policy, as in Kafka): a JoinGroup of
+//!   the `consumer` protocol type to a consumer group with members is served by the
+//!   consumer group ([`consumer`]'s `mixed` module): answered at once with the member
+//!   epoch as generation and no leader; the SyncGroup returns the member's assigned
+//!   partitions; Heartbeat answers REBALANCE_IN_PROGRESS when the member must rejoin. A
+//!   JoinGroup of another protocol type, or with no protocol every classic member
+//!   supports, is INCONSISTENT_GROUP_PROTOCOL.
+//! - **Downgrade** (`bidirectional`, `downgrade`): when the last member speaking the
+//!   consumer protocol leaves (or is fenced) and classic members remain, the group
+//!   becomes a classic group with them, Stable at the group epoch with their target
+//!   assignments, and rebalances at once (Kafka's `convertToClassicGroup`). Under the
+//!   other policies it stays a consumer group of classic members.
+//!
+//! The downgrade also happens (without a rebalance) when a static classic member takes
+//! the instance id of the last consumer-protocol member, which it replaces.
+
 //! # How requests wait
 //!
 //! A JoinGroup or SyncGroup that cannot be answered yet waits in the purgatory (its handler
@@ -115,13 +131,56 @@ pub const DEFAULT_CONSUMER_SESSION_TIMEOUT: Duration = Duration::from_millis(45_
 /// Kafka's default `group.consumer.heartbeat.interval.ms`.
 pub const DEFAULT_CONSUMER_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(5_000);
 
-/// Kafka's `group.consumer.migration.policy`: which groups change protocol with their
-/// members (see the module doc, "Mixed groups").
+/// Kafka's `group.consumer.migration.policy` (`ConsumerGroupMigrationPolicy`): which
+/// non-empty groups change type with their members (see the module doc, "Mixed groups").
+/// Kafka's default, and the harness's, is [`MigrationPolicy::Bidirectional`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MigrationPolicy {
-    /// No non-empty group changes protocol (what the harness serves).
+    /// Both upgrade (classic to consumer) and downgrade (consumer to classic).
     #[default]
+    Bidirectional,
+    /// Only the upgrade from classic to consumer.
+    Upgrade,
+    /// Only the downgrade from consumer to classic.
+    Downgrade,
+    /// Neither: a ConsumerGroupHeartbeat to a classic group with members is answered
+    /// GROUP_ID_NOT_FOUND, and a consumer group whose last consumer-protocol member leaves
+    /// stays a consumer group with its classic members.
     Disabled,
+}
+
+impl MigrationPolicy {
+    /// Kafka's `isUpgradeEnabled`.
+    pub fn upgrade_enabled(self) -> bool {
+        matches!(self, Self::Bidirectional | Self::Upgrade)
+    }
+
+    /// Kafka's `isDowngradeEnabled`.
+    pub fn downgrade_enabled(self) -> bool {
+        matches!(self, Self::Bidirectional | Self::Downgrade)
+    }
+
+    /// Kafka's name for the policy.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Bidirectional => "bidirectional",
+            Self::Upgrade => "upgrade",
+            Self::Downgrade => "downgrade",
+            Self::Disabled => "disabled",
+        }
+    }
+
+    /// The policy named `name`, case-insensitively, as Kafka's config accepts it.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Self::Bidirectional,
+            Self::Upgrade,
+            Self::Downgrade,
+            Self::Disabled,
+        ]
+        .into_iter()
+        .find(|p| p.name().eq_ignore_ascii_case(name.trim()))
+    }
 }
 
 /// The group coordinator's settings (Kafka's `group.*` broker configs) and bounds.
@@ -181,7 +240,7 @@ impl Default for GroupConfig {
             consumer_heartbeat_interval: DEFAULT_CONSUMER_HEARTBEAT_INTERVAL,
             consumer_assignors: vec![assignors::UNIFORM.to_string(), assignors::RANGE.to_string()],
             consumer_max_size: DEFAULT_GROUP_MAX_SIZE,
-            migration_policy: MigrationPolicy::Disabled,
+            migration_policy: MigrationPolicy::Bidirectional,
         }
     }
 }
@@ -331,6 +390,10 @@ pub enum TimerKey {
     ConsumerSession(Arc<str>, Arc<str>),
     /// A consumer group member's time to revoke partitions: group, member.
     ConsumerRebalance(Arc<str>, Arc<str>),
+    /// A classic member of a consumer group told to rejoin, until it does: group, member.
+    ConsumerJoin(Arc<str>, Arc<str>),
+    /// A classic member of a consumer group that joined, until it syncs: group, member.
+    ConsumerSync(Arc<str>, Arc<str>),
 }
 
 /// A step's answer: now, or later to a waiting request.
@@ -523,7 +586,53 @@ impl GroupCoordinator {
         };
         let result = step(group, &mut ops);
         *bytes = bytes.saturating_sub(before).saturating_add(group.bytes());
+        if let Some(rebalance) = group.take_downgrade() {
+            // Kafka's `convertToClassicGroup`: the last member speaking the consumer
+            // protocol left; the classic members carry on in a classic group, which
+            // rebalances.
+            tracing::info!(
+                group = id,
+                epoch = group.group_epoch(),
+                "downgrading the consumer group to a classic group"
+            );
+            group.cancel_timers(&mut ops);
+            let mut classic = ClassicGroup::from_consumer(
+                group.id().clone(),
+                group.group_epoch(),
+                group.to_classic_members(),
+            );
+            classic.start_after_downgrade(rebalance, &mut ops);
+            *bytes = bytes
+                .saturating_sub(group.bytes())
+                .saturating_add(classic.bytes());
+            if let Some(slot) = groups.get_mut(id) {
+                *slot = Group::Classic(classic);
+            }
+        }
+        // A consumer group has no waiting requests, and a group just downgraded has none
+        // yet, so nothing can have been answered here.
+        if !answers.is_empty() {
+            tracing::warn!(
+                group = id,
+                answers = answers.len(),
+                "a consumer group step answered waiting requests; dropped"
+            );
+        }
         Some(result)
+    }
+
+    /// Puts `group` in place of the group with its id (a conversion), keeping the bytes
+    /// count and the partition index.
+    fn replace(&mut self, partition: i32, group: Group) {
+        let id = group.id().clone();
+        self.by_partition
+            .entry(partition)
+            .or_default()
+            .insert(id.clone());
+        self.bytes = self.bytes.saturating_add(group.bytes());
+        if let Some(old) = self.groups.insert(id, group) {
+            self.bytes = self.bytes.saturating_sub(old.bytes());
+        }
     }
 
     /// Creates classic group `id` (on `partition`), unless there are too many groups.
@@ -656,8 +765,22 @@ impl ClusterState {
             Some(Group::Consumer(g)) if g.is_empty() => {
                 self.groups.remove(group_id, partition);
             }
-            // Classic members inside a consumer group are not served (see "Mixed groups").
-            Some(Group::Consumer(_)) => return refuse(ErrorCode::InconsistentGroupProtocol),
+            // Kafka's `classicGroupJoinToConsumerGroup`, answered at once.
+            Some(Group::Consumer(_)) => {
+                let catalog = ClusterTopics {
+                    topics: &self.topics,
+                    version: self.topology_version,
+                };
+                let answer = self
+                    .groups
+                    .with_consumer(group_id, now, |group, ops| {
+                        group.classic_join(args, &catalog, ops)
+                    })
+                    .unwrap_or_else(|| {
+                        classic::join_error(&member_id, ErrorCode::UnknownServerError)
+                    });
+                return GroupReply::Now(answer);
+            }
             _ => {}
         }
         if self.groups.group(group_id).is_none() {
@@ -705,10 +828,15 @@ impl ClusterState {
         let empty = match self.groups.group(group_id) {
             None => true,
             Some(Group::Classic(g)) => g.state() == ClassicGroupState::Empty,
-            Some(Group::Consumer(_)) => true,
+            Some(Group::Consumer(g)) => g.is_empty(),
         };
         if empty {
             return GroupReply::Now(classic::sync_error(ErrorCode::UnknownMemberId));
+        }
+        if let Some(answer) = self.groups.with_consumer(group_id, now, |group, ops| {
+            group.classic_sync(args.clone(), ops)
+        }) {
+            return GroupReply::Now(answer);
         }
         let given: usize = args.assignments.iter().map(|(_, a)| a.len()).sum();
         if args
@@ -758,6 +886,11 @@ impl ClusterState {
             Err(code) => return Err(code),
             Ok(_) => {}
         }
+        if let Some(result) = self.groups.with_consumer(group_id, now, |group, ops| {
+            group.classic_heartbeat(member_id, instance_id, generation, ops)
+        }) {
+            return result;
+        }
         let mut answers = Vec::new();
         let result = self
             .groups
@@ -780,6 +913,11 @@ impl ClusterState {
         now: Time,
     ) -> Result<Vec<Result<(), ErrorCode>>, ErrorCode> {
         self.check_group_coordinator(group_id, broker, now)?;
+        if let Some(result) = self.groups.with_consumer(group_id, now, |group, ops| {
+            group.classic_leave(members, ops)
+        }) {
+            return result.map_err(|e| e.code);
+        }
         let mut answers = Vec::new();
         let result = self
             .groups
@@ -920,12 +1058,16 @@ impl ClusterState {
                     classic.state(),
                     ClassicGroupState::Empty | ClassicGroupState::Dead
                 );
-                if args.member_epoch != 0 || !empty {
+                if args.member_epoch != 0 {
                     return Err(not_consumer());
                 }
-                // Kafka's `maybeDeleteEmptyClassicGroup`: the offsets stay.
-                self.groups.remove(group_id, partition);
-                self.groups.create_consumer(group_id, partition)?;
+                if empty {
+                    // Kafka's `maybeDeleteEmptyClassicGroup`: the offsets stay.
+                    self.groups.remove(group_id, partition);
+                    self.groups.create_consumer(group_id, partition)?;
+                } else {
+                    self.upgrade_classic_group(group_id, partition, now)?;
+                }
             }
             Some(Group::Consumer(_)) => {}
         }
@@ -946,6 +1088,67 @@ impl ClusterState {
                 group.heartbeat(args, &catalog, ops)
             })
             .unwrap_or_else(|| Err(not_consumer()))
+    }
+
+    /// Kafka's `validateOnlineUpgrade` and `convertToConsumerGroup`: a ConsumerGroupHeartbeat
+    /// joins classic group `group_id`, which has members. Under a policy that allows the
+    /// upgrade, with members that all use the consumer protocol and no more of them than a
+    /// consumer group may have, the group becomes a consumer group with its members, their
+    /// assignments and the generation as its epoch (requests waiting in a rebalance are
+    /// answered REBALANCE_IN_PROGRESS; offsets stay). Otherwise GROUP_ID_NOT_FOUND.
+    fn upgrade_classic_group(
+        &mut self,
+        group_id: &str,
+        partition: i32,
+        now: Time,
+    ) -> Result<(), GroupError> {
+        let config = &self.groups.config;
+        let Some(Group::Classic(classic)) = self.groups.group(group_id) else {
+            return Err(ErrorCode::UnknownServerError.into());
+        };
+        let refusal = if !config.migration_policy.upgrade_enabled() {
+            Some("the online upgrade is disabled")
+        } else if !classic.uses_consumer_protocol() {
+            Some("the group does not use the consumer embedded protocol")
+        } else if classic.len() > config.consumer_max_size {
+            Some("the group size exceeds the consumer group maximum size")
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            tracing::info!(
+                group = group_id,
+                reason,
+                "cannot upgrade the classic group to a consumer group"
+            );
+            return Err(GroupError::new(
+                ErrorCode::GroupIdNotFound,
+                format!("Group {group_id} is not a consumer group."),
+            ));
+        }
+        let catalog = ClusterTopics {
+            topics: &self.topics,
+            version: self.topology_version,
+        };
+        let converted = ConsumerGroup::from_classic(classic, &catalog)?;
+        tracing::info!(
+            group = group_id,
+            generation = classic.generation(),
+            members = classic.len(),
+            "upgrading the classic group to a consumer group"
+        );
+        let mut answers = Vec::new();
+        self.groups
+            .with_classic(group_id, now, &mut answers, |group, ops| {
+                group.answer_all_waiting(ErrorCode::RebalanceInProgress, ops)
+            });
+        self.deliver(answers, None);
+        self.groups.remove(group_id, partition);
+        self.groups.replace(partition, Group::Consumer(converted));
+        // Each member's session, with its own session timeout.
+        self.groups
+            .with_consumer(group_id, now, |group, ops| group.load(ops));
+        Ok(())
     }
 
     /// Whether an OffsetFetch v9+ by this member and epoch may read `group_id`'s offsets
@@ -1100,7 +1303,9 @@ impl ClusterState {
                 | TimerKey::Join(group)
                 | TimerKey::Sync(group)
                 | TimerKey::ConsumerSession(group, _)
-                | TimerKey::ConsumerRebalance(group, _) => group.clone(),
+                | TimerKey::ConsumerRebalance(group, _)
+                | TimerKey::ConsumerJoin(group, _)
+                | TimerKey::ConsumerSync(group, _) => group.clone(),
             };
             if !self.group_is_loaded(&group_id) {
                 continue;
@@ -1118,6 +1323,12 @@ impl ClusterState {
                     });
                     continue;
                 }
+                TimerKey::ConsumerJoin(_, member) | TimerKey::ConsumerSync(_, member) => {
+                    self.groups.with_consumer(&group_id, now, |group, ops| {
+                        group.expire_classic(member, ops)
+                    });
+                    continue;
+                }
                 _ => {}
             }
             let mut answers = Vec::new();
@@ -1126,7 +1337,10 @@ impl ClusterState {
                     TimerKey::Heartbeat(_, member) => group.expire_heartbeat(member, ops),
                     TimerKey::Join(_) => group.expire_join(ops),
                     TimerKey::Sync(_) => group.expire_sync(ops),
-                    TimerKey::ConsumerSession(..) | TimerKey::ConsumerRebalance(..) => {}
+                    TimerKey::ConsumerSession(..)
+                    | TimerKey::ConsumerRebalance(..)
+                    | TimerKey::ConsumerJoin(..)
+                    | TimerKey::ConsumerSync(..) => {}
                 });
             self.deliver(answers, None);
         }
