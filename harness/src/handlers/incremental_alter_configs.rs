@@ -150,21 +150,7 @@ fn alter(
                     return invalid(format!("Null value not supported for : {key}"));
                 };
                 let current = configs.get(*key).map(String::as_str).unwrap_or(def.default);
-                let mut items: Vec<&str> = current
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .collect();
-                for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                    if *op == OP_APPEND {
-                        if !items.contains(&item) {
-                            items.push(item);
-                        }
-                    } else {
-                        items.retain(|i| *i != item);
-                    }
-                }
-                let joined = items.join(",");
+                let joined = append_or_subtract(current, value, *op == OP_APPEND);
                 validate_topic_config(key, Some(&joined))
                     .map_err(|m| (ErrorCode::InvalidConfig, m))?;
                 configs.insert(key.to_string(), joined);
@@ -248,22 +234,8 @@ fn alter_broker(
                         format!("Null value not supported for : {key}"),
                     ));
                 };
-                let current = configs.get(*key).cloned().unwrap_or_default();
-                let mut items: Vec<&str> = current
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .collect();
-                for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                    if *op == OP_APPEND {
-                        if !items.contains(&item) {
-                            items.push(item);
-                        }
-                    } else {
-                        items.retain(|i| *i != item);
-                    }
-                }
-                let joined = items.join(",");
+                let current = configs.get(*key).map(String::as_str).unwrap_or_default();
+                let joined = append_or_subtract(current, value, *op == OP_APPEND);
                 validate_broker_config(key, Some(&joined), broker.is_some())?;
                 configs.insert(key.to_string(), joined);
             }
@@ -345,6 +317,27 @@ pub(crate) fn replace(
         .collect();
     ops.extend(unnamed.iter().map(|k| (k.as_str(), OP_DELETE, None)));
     alter(cluster, resource_type, name, &ops, validate_only)
+}
+
+/// A list config after APPEND (`append`) or SUBTRACT of the comma-separated `value`: items
+/// trimmed, empty ones dropped, an appended item kept once, every copy of a subtracted one
+/// removed.
+fn append_or_subtract(current: &str, value: &str, append: bool) -> String {
+    let mut items: Vec<&str> = current
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if append {
+            if !items.contains(&item) {
+                items.push(item);
+            }
+        } else {
+            items.retain(|i| *i != item);
+        }
+    }
+    items.join(",")
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::DedupStore;
-use crate::outbox::sqlite::{check_identifier, now_ms, sqlite_error};
+use crate::outbox::sqlite::{check_identifier, now_ms, open_durable, sqlite_error};
 use crate::PatternError;
 
 /// The table [`SqliteDedup::open`] uses.
@@ -37,14 +37,7 @@ impl SqliteDedup {
     /// Opens (or creates) the database at `path` in WAL mode with full synchronous commits
     /// and a 5 s busy timeout, with the table [`DEFAULT_TABLE`] created if missing.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, PatternError> {
-        let path = path.as_ref();
-        let connection = Connection::open(path).map_err(|e| sqlite_error(Some(path), e))?;
-        connection
-            .pragma_update(None, "journal_mode", "WAL")
-            .and_then(|()| connection.pragma_update(None, "synchronous", "FULL"))
-            .and_then(|()| connection.busy_timeout(Duration::from_secs(5)))
-            .map_err(|e| sqlite_error(Some(path), e))?;
-        Self::from_connection(connection, DEFAULT_TABLE)
+        Self::from_connection(open_durable(path.as_ref())?, DEFAULT_TABLE)
     }
 
     /// Ids in `table` of this connection's database, the table created if missing. The

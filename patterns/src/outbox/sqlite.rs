@@ -80,14 +80,7 @@ impl SqliteOutbox {
     /// Opens (or creates) the database at `path` in WAL mode with full synchronous commits
     /// and a 5 s busy timeout, and creates the table [`DEFAULT_TABLE`] if it is missing.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, PatternError> {
-        let path = path.as_ref();
-        let connection = Connection::open(path).map_err(|e| sqlite_error(Some(path), e))?;
-        connection
-            .pragma_update(None, "journal_mode", "WAL")
-            .and_then(|()| connection.pragma_update(None, "synchronous", "FULL"))
-            .and_then(|()| connection.busy_timeout(Duration::from_secs(5)))
-            .map_err(|e| sqlite_error(Some(path), e))?;
-        Self::from_connection(connection, DEFAULT_TABLE)
+        Self::from_connection(open_durable(path.as_ref())?, DEFAULT_TABLE)
     }
 
     /// An outbox in `table` of this connection's database, the table created if missing.
@@ -452,6 +445,18 @@ pub fn decode_headers(blob: &[u8]) -> Option<Vec<Header>> {
         headers.push(Header { key, value });
     }
     buf.is_empty().then_some(headers)
+}
+
+/// Opens (or creates) the database at `path` in WAL mode with full synchronous commits and a
+/// 5 s busy timeout: what both SQLite stores ask of a database.
+pub(crate) fn open_durable(path: &Path) -> Result<Connection, PatternError> {
+    let connection = Connection::open(path).map_err(|e| sqlite_error(Some(path), e))?;
+    connection
+        .pragma_update(None, "journal_mode", "WAL")
+        .and_then(|()| connection.pragma_update(None, "synchronous", "FULL"))
+        .and_then(|()| connection.busy_timeout(Duration::from_secs(5)))
+        .map_err(|e| sqlite_error(Some(path), e))?;
+    Ok(connection)
 }
 
 pub(crate) fn check_identifier(name: &str) -> Result<(), PatternError> {

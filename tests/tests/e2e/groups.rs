@@ -63,8 +63,8 @@ fn append(cluster: &Cluster, partitions: i32, n: usize) {
     append_to(cluster, TOPIC, partitions, n);
 }
 
-/// As [`append`], to `topic`.
-fn append_to(cluster: &Cluster, topic: &str, partitions: i32, n: usize) {
+/// As [`append`], to `topic` (the KIP-848 tests use it too).
+pub(crate) fn append_to(cluster: &Cluster, topic: &str, partitions: i32, n: usize) {
     for partition in 0..partitions {
         let end = cluster.with_state(|s| {
             s.partition(topic, partition)

@@ -11,11 +11,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use bytes::Bytes;
 use franzy::consumer::{CallbackFuture, ConsumerHandle, RebalanceListener};
-use franzy::proto::record_batch::RecordBatchBuilder;
 use franzy::proto::{ApiKey, ErrorCode, RequestKind};
 use franzy::{Config, Consumer, Error, GroupProtocol, OffsetReset, TopicPartition};
 use franzy_harness::cluster::groups::consumer::ConsumerGroupState;
@@ -46,32 +44,9 @@ async fn cluster() -> Cluster {
         .expect("cluster starts")
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Appends `n` records to every partition; values are `partition:offset`.
 fn append(cluster: &Cluster, n: usize) {
-    for partition in 0..PARTITIONS {
-        let end = cluster.with_state(|s| {
-            s.partition(TOPIC, partition)
-                .map(|p| p.log().high_watermark())
-                .expect("partition exists")
-        });
-        let mut builder = RecordBatchBuilder::new();
-        for i in 0..n {
-            let value = format!("{partition}:{}", end + i as i64);
-            builder
-                .append(now_ms(), None, Some(Bytes::from(value)), Vec::new())
-                .expect("record fits");
-        }
-        let bytes = builder.build().encode().expect("batch encodes");
-        cluster
-            .with_state(|s| s.append_records(TOPIC, partition, &bytes, now_ms()))
-            .expect("append");
-    }
+    crate::groups::append_to(cluster, TOPIC, PARTITIONS, n);
 }
 
 /// Appends `n` records to every partition every 200 ms for `how_long` (virtual time).

@@ -4,10 +4,9 @@
 //! interceptors by group id, sessions on the cluster clock, coordinator moves. In-memory
 //! connections under a paused clock, so every timeout is virtual.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use franzy::kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
 use franzy::kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
@@ -15,20 +14,18 @@ use franzy::kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequestGroup, OffsetFetchRequestTopics,
 };
 use franzy::kafka_protocol::messages::{
-    ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatRequest,
-    ConsumerGroupHeartbeatResponse, FindCoordinatorRequest, GroupId, ListGroupsRequest,
-    OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    ConsumerGroupHeartbeatRequest, GroupId, ListGroupsRequest, OffsetCommitRequest,
+    OffsetFetchRequest, TopicName,
 };
-use franzy::proto::{ApiKey, ErrorCode, RequestKind, ResponseKind, StrBytes};
+use franzy::proto::{ApiKey, ErrorCode, RequestKind, ResponseKind};
 use franzy_harness::{Action, Cluster, Interceptor};
 use franzy_tests::{init_tracing, RawConnection};
-use tokio::io::DuplexStream;
-use uuid::Uuid;
+
+use crate::kip848_wire::{
+    self, assignment, coordinator, describe, heartbeat, text, topic_id, Owned,
+};
 
 const GROUP: &str = "kip848-app";
-
-type Conn = RawConnection<DuplexStream>;
-type Owned = BTreeMap<Uuid, BTreeSet<i32>>;
 
 async fn cluster() -> Cluster {
     init_tracing();
@@ -41,117 +38,16 @@ async fn cluster() -> Cluster {
         .expect("cluster starts")
 }
 
-fn text(s: &str) -> StrBytes {
-    StrBytes::from_string(s.to_string())
-}
-
-fn topic_id(cluster: &Cluster, name: &str) -> Uuid {
-    cluster.with_state(|s| s.topic(name).map(|t| t.id()).expect("topic"))
-}
-
-/// The group's coordinator, found with FindCoordinator v4 (asked until it answers).
-async fn coordinator(cluster: &Cluster, group: &str) -> (i32, Conn) {
-    let mut any = RawConnection::new(cluster.connect(0).expect("connect"));
-    for _ in 0..10 {
-        let request = FindCoordinatorRequest::default()
-            .with_key_type(0)
-            .with_coordinator_keys(vec![text(group)]);
-        let (_, response) = any
-            .request(
-                ApiKey::FindCoordinator,
-                4,
-                &RequestKind::FindCoordinator(request),
-            )
-            .await
-            .expect("answered");
-        let ResponseKind::FindCoordinator(r) = response else {
-            panic!("a FindCoordinator response")
-        };
-        if r.coordinators[0].error_code == 0 {
-            let node = r.coordinators[0].node_id.0;
-            return (
-                node,
-                RawConnection::new(cluster.connect(node).expect("connect")),
-            );
-        }
-    }
-    panic!("no coordinator for {group}")
-}
-
 fn join(member: &str, topics: &[&str]) -> ConsumerGroupHeartbeatRequest {
-    ConsumerGroupHeartbeatRequest::default()
-        .with_group_id(GroupId(text(GROUP)))
-        .with_member_id(text(member))
-        .with_member_epoch(0)
-        .with_rebalance_timeout_ms(30_000)
-        .with_subscribed_topic_names(Some(topics.iter().map(|t| TopicName(text(t))).collect()))
-        .with_topic_partitions(Some(Vec::new()))
+    kip848_wire::join(GROUP, member, topics)
 }
 
 fn beat(member: &str, epoch: i32, owned: Option<&Owned>) -> ConsumerGroupHeartbeatRequest {
-    ConsumerGroupHeartbeatRequest::default()
-        .with_group_id(GroupId(text(GROUP)))
-        .with_member_id(text(member))
-        .with_member_epoch(epoch)
-        .with_rebalance_timeout_ms(-1)
-        .with_subscribed_topic_names(None)
-        .with_topic_partitions(owned.map(|o| {
-            o.iter()
-                .map(|(t, ps)| {
-                    TopicPartitions::default()
-                        .with_topic_id(*t)
-                        .with_partitions(ps.iter().copied().collect())
-                })
-                .collect()
-        }))
-}
-
-async fn heartbeat(
-    conn: &mut Conn,
-    request: ConsumerGroupHeartbeatRequest,
-) -> ConsumerGroupHeartbeatResponse {
-    let (_, response) = conn
-        .request(
-            ApiKey::ConsumerGroupHeartbeat,
-            1,
-            &RequestKind::ConsumerGroupHeartbeat(request),
-        )
-        .await
-        .expect("answered");
-    let ResponseKind::ConsumerGroupHeartbeat(r) = response else {
-        panic!("a ConsumerGroupHeartbeat response")
-    };
-    r
-}
-
-fn assignment(r: &ConsumerGroupHeartbeatResponse) -> Option<Owned> {
-    r.assignment.as_ref().map(|a| {
-        a.topic_partitions
-            .iter()
-            .map(|t| (t.topic_id, t.partitions.iter().copied().collect()))
-            .collect()
-    })
+    kip848_wire::beat(GROUP, member, epoch, owned)
 }
 
 fn count(o: &Owned) -> usize {
     o.values().map(BTreeSet::len).sum()
-}
-
-async fn describe(conn: &mut Conn, groups: &[&str]) -> ConsumerGroupDescribeResponse {
-    let request = ConsumerGroupDescribeRequest::default()
-        .with_group_ids(groups.iter().map(|g| GroupId(text(g))).collect());
-    let (_, response) = conn
-        .request(
-            ApiKey::ConsumerGroupDescribe,
-            1,
-            &RequestKind::ConsumerGroupDescribe(request),
-        )
-        .await
-        .expect("answered");
-    let ResponseKind::ConsumerGroupDescribe(r) = response else {
-        panic!("a ConsumerGroupDescribe response")
-    };
-    r
 }
 
 #[tokio::test(start_paused = true)]

@@ -10,10 +10,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use franzy::kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
 use franzy::kafka_protocol::messages::consumer_protocol_assignment::{
     ConsumerProtocolAssignment, TopicPartition as AssignedTopic,
 };
@@ -24,26 +23,24 @@ use franzy::kafka_protocol::messages::offset_commit_request::{
 };
 use franzy::kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use franzy::kafka_protocol::messages::{
-    ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatRequest,
-    ConsumerGroupHeartbeatResponse, DescribeGroupsRequest, FindCoordinatorRequest, GroupId,
+    ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatRequest, DescribeGroupsRequest, GroupId,
     HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, ListGroupsRequest,
     OffsetCommitRequest, SyncGroupRequest, SyncGroupResponse, TopicName,
 };
 use franzy::kafka_protocol::protocol::{Decodable, Encodable};
-use franzy::proto::record_batch::RecordBatchBuilder;
-use franzy::proto::{ApiKey, ErrorCode, RequestKind, ResponseKind, StrBytes};
+use franzy::proto::{ApiKey, ErrorCode, RequestKind, ResponseKind};
 use franzy::{Config, Consumer, OffsetReset};
 use franzy_harness::{Cluster, MigrationPolicy};
-use franzy_tests::{init_tracing, RawConnection};
-use tokio::io::DuplexStream;
+use franzy_tests::init_tracing;
+
+use crate::kip848_wire::{
+    self, assignment as cg_assignment, coordinator, heartbeat as cg_heartbeat, text, topic_id,
+    Conn, Owned,
+};
 use tokio::time::Instant;
-use uuid::Uuid;
 
 const GROUP: &str = "mixed-app";
 const PARTITIONS: i32 = 4;
-
-type Conn = RawConnection<DuplexStream>;
-type Owned = BTreeMap<Uuid, BTreeSet<i32>>;
 
 async fn cluster_with(policy: MigrationPolicy) -> Cluster {
     init_tracing();
@@ -57,115 +54,18 @@ async fn cluster_with(policy: MigrationPolicy) -> Cluster {
         .expect("cluster starts")
 }
 
-fn text(s: &str) -> StrBytes {
-    StrBytes::from_string(s.to_string())
-}
-
-fn topic_id(cluster: &Cluster, name: &str) -> Uuid {
-    cluster.with_state(|s| s.topic(name).map(|t| t.id()).expect("topic"))
-}
-
-/// The group's coordinator, found with FindCoordinator v4 (asked until it answers).
-async fn coordinator(cluster: &Cluster, group: &str) -> (i32, Conn) {
-    let mut any = RawConnection::new(cluster.connect(0).expect("connect"));
-    for _ in 0..10 {
-        let request = FindCoordinatorRequest::default()
-            .with_key_type(0)
-            .with_coordinator_keys(vec![text(group)]);
-        let (_, response) = any
-            .request(
-                ApiKey::FindCoordinator,
-                4,
-                &RequestKind::FindCoordinator(request),
-            )
-            .await
-            .expect("answered");
-        let ResponseKind::FindCoordinator(r) = response else {
-            panic!("a FindCoordinator response")
-        };
-        if r.coordinators[0].error_code == 0 {
-            let node = r.coordinators[0].node_id.0;
-            return (
-                node,
-                RawConnection::new(cluster.connect(node).expect("connect")),
-            );
-        }
-    }
-    panic!("no coordinator for {group}")
-}
-
 // ---- KIP-848 members ------------------------------------------------------------------------
 
 fn cg_join(member: &str, topics: &[&str]) -> ConsumerGroupHeartbeatRequest {
-    ConsumerGroupHeartbeatRequest::default()
-        .with_group_id(GroupId(text(GROUP)))
-        .with_member_id(text(member))
-        .with_member_epoch(0)
-        .with_rebalance_timeout_ms(30_000)
-        .with_subscribed_topic_names(Some(topics.iter().map(|t| TopicName(text(t))).collect()))
-        .with_topic_partitions(Some(Vec::new()))
+    kip848_wire::join(GROUP, member, topics)
 }
 
 fn cg_beat(member: &str, epoch: i32, owned: Option<&Owned>) -> ConsumerGroupHeartbeatRequest {
-    ConsumerGroupHeartbeatRequest::default()
-        .with_group_id(GroupId(text(GROUP)))
-        .with_member_id(text(member))
-        .with_member_epoch(epoch)
-        .with_rebalance_timeout_ms(-1)
-        .with_subscribed_topic_names(None)
-        .with_topic_partitions(owned.map(|o| {
-            o.iter()
-                .map(|(t, ps)| {
-                    TopicPartitions::default()
-                        .with_topic_id(*t)
-                        .with_partitions(ps.iter().copied().collect())
-                })
-                .collect()
-        }))
-}
-
-async fn cg_heartbeat(
-    conn: &mut Conn,
-    request: ConsumerGroupHeartbeatRequest,
-) -> ConsumerGroupHeartbeatResponse {
-    let (_, response) = conn
-        .request(
-            ApiKey::ConsumerGroupHeartbeat,
-            1,
-            &RequestKind::ConsumerGroupHeartbeat(request),
-        )
-        .await
-        .expect("answered");
-    let ResponseKind::ConsumerGroupHeartbeat(r) = response else {
-        panic!("a ConsumerGroupHeartbeat response")
-    };
-    r
-}
-
-fn cg_assignment(r: &ConsumerGroupHeartbeatResponse) -> Option<Owned> {
-    r.assignment.as_ref().map(|a| {
-        a.topic_partitions
-            .iter()
-            .map(|t| (t.topic_id, t.partitions.iter().copied().collect()))
-            .collect()
-    })
+    kip848_wire::beat(GROUP, member, epoch, owned)
 }
 
 async fn cg_describe(conn: &mut Conn) -> ConsumerGroupDescribeResponse {
-    let request =
-        ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(text(GROUP))]);
-    let (_, response) = conn
-        .request(
-            ApiKey::ConsumerGroupDescribe,
-            1,
-            &RequestKind::ConsumerGroupDescribe(request),
-        )
-        .await
-        .expect("answered");
-    let ResponseKind::ConsumerGroupDescribe(r) = response else {
-        panic!("a ConsumerGroupDescribe response")
-    };
-    r
+    kip848_wire::describe(conn, &[GROUP]).await
 }
 
 // ---- Classic members ------------------------------------------------------------------------
@@ -663,32 +563,9 @@ async fn policy_disabled_refuses_the_upgrade_and_keeps_the_consumer_group() {
 
 // ---- franzy's classic consumer with a raw KIP-848 member --------------------------------
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Appends `n` records to every partition of `t`; values are `partition:offset`.
 fn append(cluster: &Cluster, n: usize) {
-    for partition in 0..PARTITIONS {
-        let end = cluster.with_state(|s| {
-            s.partition("t", partition)
-                .map(|p| p.log().high_watermark())
-                .expect("partition exists")
-        });
-        let mut builder = RecordBatchBuilder::new();
-        for i in 0..n {
-            let value = format!("{partition}:{}", end + i as i64);
-            builder
-                .append(now_ms(), None, Some(Bytes::from(value)), Vec::new())
-                .expect("record fits");
-        }
-        let bytes = builder.build().encode().expect("batch encodes");
-        cluster
-            .with_state(|s| s.append_records("t", partition, &bytes, now_ms()))
-            .expect("append");
-    }
+    crate::groups::append_to(cluster, "t", PARTITIONS, n);
 }
 
 /// Drives franzy's consumer (reading) and the raw KIP-848 member (heartbeating every

@@ -15,6 +15,7 @@ mod idempotence;
 mod kip848_consumer;
 mod kip848_coordinator;
 mod kip848_mixed;
+mod kip848_wire;
 mod lab;
 mod librdkafka_scenarios;
 mod patterns;
