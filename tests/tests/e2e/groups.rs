@@ -86,7 +86,7 @@ pub(crate) fn append_to(cluster: &Cluster, topic: &str, partitions: i32, n: usiz
 }
 
 /// Waits (in virtual time, 50 ms at a time) until `done` holds; fails the test at [`BOUND`].
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
+pub(crate) async fn until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + BOUND;
     while !done() {
         assert!(Instant::now() < deadline, "never happened: {what}");
@@ -94,7 +94,7 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-async fn within<F: Future>(what: &str, future: F) -> F::Output {
+pub(crate) async fn within<F: Future>(what: &str, future: F) -> F::Output {
     match tokio::time::timeout(BOUND, future).await {
         Ok(output) => output,
         Err(_) => panic!("not done within the bound: {what}"),

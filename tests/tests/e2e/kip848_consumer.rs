@@ -9,7 +9,6 @@
 //! record was read, and how many times.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -19,14 +18,14 @@ use franzy::{Config, Consumer, Error, GroupProtocol, OffsetReset, TopicPartition
 use franzy_harness::cluster::groups::consumer::ConsumerGroupState;
 use franzy_harness::{Action, Cluster, Interceptor};
 use franzy_tests::init_tracing;
+
+use crate::groups::{until, within};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 const TOPIC: &str = "orders";
 const GROUP: &str = "orders-kip848";
 const PARTITIONS: i32 = 6;
-/// Longest any test waits for a condition, in virtual time.
-const BOUND: Duration = Duration::from_secs(600);
 const SESSION: Duration = Duration::from_secs(10);
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
@@ -55,22 +54,6 @@ async fn feed(cluster: &Cluster, n: usize, how_long: Duration) {
     while Instant::now() < stop {
         append(cluster, n);
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Waits (in virtual time, 50 ms at a time) until `done` holds; fails the test at [`BOUND`].
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + BOUND;
-    while !done() {
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn within<F: Future>(what: &str, future: F) -> F::Output {
-    match tokio::time::timeout(BOUND, future).await {
-        Ok(output) => output,
-        Err(_) => panic!("not done within the bound: {what}"),
     }
 }
 
