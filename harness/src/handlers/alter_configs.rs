@@ -19,29 +19,24 @@ pub fn handle(
     req: AlterConfigsRequest,
 ) -> AlterConfigsResponse {
     let max_entries = cluster.config().max_partitions_per_request;
-    let mut seen = std::collections::HashSet::new();
-    let duplicates: std::collections::HashSet<(i8, &str)> = req
-        .resources
-        .iter()
-        .filter(|r| !seen.insert((r.resource_type, r.resource_name.as_str())))
-        .map(|r| (r.resource_type, r.resource_name.as_str()))
-        .collect();
+    let duplicates = incremental_alter_configs::duplicate_resources(
+        req.resources
+            .iter()
+            .map(|r| (r.resource_type, r.resource_name.as_str())),
+    );
     let responses = req
         .resources
         .iter()
         .enumerate()
         .map(|(position, resource)| {
             let name = resource.resource_name.as_str();
-            let outcome = if position >= max_entries {
-                Err((
-                    ErrorCode::InvalidRequest,
-                    format!("The request names more than {max_entries} resources"),
-                ))
-            } else if duplicates.contains(&(resource.resource_type, name)) {
-                Err((
-                    ErrorCode::InvalidRequest,
-                    "Error due to duplicate resource.".to_string(),
-                ))
+            let outcome = if let Some(refused) = incremental_alter_configs::refused_resource(
+                position,
+                max_entries,
+                &duplicates,
+                (resource.resource_type, name),
+            ) {
+                Err(refused)
             } else {
                 let configs: Vec<(&str, Option<&str>)> = resource
                     .configs

@@ -37,29 +37,24 @@ pub fn handle(
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let max_entries = cluster.config().max_partitions_per_request;
-    let mut seen: HashSet<(i8, &str)> = HashSet::new();
-    let duplicates: HashSet<(i8, &str)> = req
-        .resources
-        .iter()
-        .filter(|r| !seen.insert((r.resource_type, r.resource_name.as_str())))
-        .map(|r| (r.resource_type, r.resource_name.as_str()))
-        .collect();
+    let duplicates = duplicate_resources(
+        req.resources
+            .iter()
+            .map(|r| (r.resource_type, r.resource_name.as_str())),
+    );
     let responses = req
         .resources
         .iter()
         .enumerate()
         .map(|(position, resource)| {
             let name = resource.resource_name.as_str();
-            let outcome = if position >= max_entries {
-                Err((
-                    ErrorCode::InvalidRequest,
-                    format!("The request names more than {max_entries} resources"),
-                ))
-            } else if duplicates.contains(&(resource.resource_type, name)) {
-                Err((
-                    ErrorCode::InvalidRequest,
-                    "Error due to duplicate resource.".to_string(),
-                ))
+            let outcome = if let Some(refused) = refused_resource(
+                position,
+                max_entries,
+                &duplicates,
+                (resource.resource_type, name),
+            ) {
+                Err(refused)
             } else {
                 let ops: Vec<(&str, i8, Option<&str>)> = resource
                     .configs
@@ -319,6 +314,37 @@ pub(crate) fn replace(
     alter(cluster, resource_type, name, &ops, validate_only)
 }
 
+/// The (type, name) pairs a request names more than once (both AlterConfigs APIs refuse
+/// every copy of such a resource, as Kafka does).
+pub(crate) fn duplicate_resources<'a>(
+    resources: impl Iterator<Item = (i8, &'a str)>,
+) -> HashSet<(i8, &'a str)> {
+    let mut seen = HashSet::new();
+    resources.filter(|key| !seen.insert(*key)).collect()
+}
+
+/// Why the resource at `position` is refused before its configs are read: past the
+/// request's resource cap, or named twice.
+pub(crate) fn refused_resource(
+    position: usize,
+    max_entries: usize,
+    duplicates: &HashSet<(i8, &str)>,
+    key: (i8, &str),
+) -> Option<(ErrorCode, String)> {
+    if position >= max_entries {
+        Some((
+            ErrorCode::InvalidRequest,
+            format!("The request names more than {max_entries} resources"),
+        ))
+    } else if duplicates.contains(&key) {
+        Some((
+            ErrorCode::InvalidRequest,
+            "Error due to duplicate resource.".to_string(),
+        ))
+    } else {
+        None
+    }
+}
 /// A list config after APPEND (`append`) or SUBTRACT of the comma-separated `value`: items
 /// trimmed, empty ones dropped, an appended item kept once, every copy of a subtracted one
 /// removed.
